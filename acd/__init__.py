@@ -1,0 +1,1 @@
+"""ACD queues, agents and the predictive dialer (applications on the Call API)."""

@@ -1,0 +1,1 @@
+"""The `pbx` command line (typer)."""

@@ -1,0 +1,1 @@
+"""IVR menus and voicemail (applications on the Call API)."""

@@ -1,0 +1,1 @@
+"""RTP and audio: codecs, DTMF, AMD, relay. Knows nothing of SIP."""

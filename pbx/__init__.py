@@ -1,0 +1,1 @@
+"""The switch: registrar, B2BUA, store, control API, server lifecycle."""

@@ -1,0 +1,78 @@
+"""Settings of one aiopbx instance, with the embedded defaults a fresh install runs on."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pbx.errors import ConfigError
+
+DB_NAME = "pbx.sqlite3"
+CONTROL_FILE = "control.json"
+
+
+def default_data_dir() -> Path:
+    """Where data lives unless told: $PBX_DATA_DIR, else $XDG_DATA_HOME/aiopbx."""
+    env = os.environ.get("PBX_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg).expanduser() / "aiopbx"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything `pbx serve` needs; every field has a safe default.
+
+    Timer and security values are plain fields so tests can shorten them.
+    """
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    udp: bool = True
+    tcp: bool = True
+    realm: str = "aiopbx"
+    # Control API (loopback HTTP/JSON); port 0 picks a free one, written to control.json.
+    control_host: str = "127.0.0.1"
+    control_port: int = 0
+    # Registrar (RFC 3261 §10.3).
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_contacts_per_aor: int = 10
+    # Digest (RFC 7616): a nonce older than this is answered with stale=true.
+    nonce_lifetime: float = 300.0
+    # Brute-force protection: this many failed authentications from one source
+    # address within `auth_failure_window` seconds ban it for `ban_seconds`.
+    max_auth_failures: int = 10
+    auth_failure_window: float = 60.0
+    ban_seconds: float = 600.0
+    # SIP timers (RFC 3261 §17.1.1.1).
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / DB_NAME
+
+    @property
+    def control_file(self) -> Path:
+        return self.data_dir / CONTROL_FILE
+
+    def validate(self) -> None:
+        """Raises: ConfigError naming the first bad value."""
+        if not 0 <= self.sip_port <= 65535:
+            raise ConfigError(f"SIP port {self.sip_port} is not between 0 and 65535")
+        if not 0 <= self.control_port <= 65535:
+            raise ConfigError(f"control port {self.control_port} is not between 0 and 65535")
+        if not self.udp and not self.tcp:
+            raise ConfigError("at least one of UDP and TCP must be enabled")
+        if not 1 <= self.min_expires <= self.default_expires <= self.max_expires:
+            raise ConfigError("expiry settings must satisfy 1 <= min <= default <= max")
+        if not self.realm or any(c in self.realm for c in '"\\\r\n'):
+            raise ConfigError(f"realm {self.realm!r} is empty or has a quote, backslash or newline")
+        if self.max_auth_failures < 1 or self.ban_seconds < 0:
+            raise ConfigError("max_auth_failures must be >= 1 and ban_seconds >= 0")
