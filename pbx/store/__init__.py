@@ -1,0 +1,103 @@
+"""The store: one SQLite database (aiosqlite, WAL) behind repository classes.
+
+Only this package talks SQL. `Store.open(path)` gives a store whose attributes
+`users`, `bindings` and `settings` are the repositories; see `database.py` for
+the durability guarantees and `migrations.py` for schema changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from pbx.store.bindings import Binding, BindingRepo
+from pbx.store.database import Database
+from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
+from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
+from pbx.store.users import User, UserRepo, ha1
+
+__all__ = [
+    "MIGRATIONS",
+    "REALM_KEY",
+    "SECRET_KEY",
+    "Binding",
+    "BindingRepo",
+    "SettingsRepo",
+    "Store",
+    "User",
+    "UserRepo",
+    "ha1",
+]
+
+
+class Store:
+    """An open database with its repositories; close it (or use `async with`)."""
+
+    users: UserRepo
+    bindings: BindingRepo
+    settings: SettingsRepo
+
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self.users = UserRepo(db, clock)
+        self.bindings = BindingRepo(db)
+        self.settings = SettingsRepo(db)
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> Store:
+        """Open the database at `path`, creating it (and its directory, 0700) when missing.
+
+        The file is made mode 0600; WAL, synchronous=NORMAL, foreign keys and a busy
+        timeout are set; pending migrations are applied.
+
+        Raises:
+            StoreError: the file cannot be created or opened, is not a database, is
+                newer than this code, or a migration failed.
+        """
+        db = await Database.connect(Path(path))
+        try:
+            await migrate(db, clock, migrations)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, clock)
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._db.path
+
+    async def close(self) -> None:
+        """Close the database connection."""
+        await self._db.close()
+
+    async def data_version(self) -> int:
+        """PRAGMA data_version: changes when ANOTHER connection commits to the database.
+
+        The server polls it (about once a second) to notice that the CLI changed users.
+        """
+        row = await self._db.fetchone("PRAGMA data_version")
+        return 0 if row is None else int(row[0])
+
+    async def schema_version(self) -> int:
+        """The highest migration number applied."""
+        return await schema_version(self._db)
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

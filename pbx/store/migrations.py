@@ -1,0 +1,140 @@
+"""Numbered schema migrations, applied in order, each in its own transaction.
+
+Rules: never edit a migration that has shipped; add the next number. The
+`schema_migrations` table records which numbers a database has. A database that
+has a number this code does not know was written by a newer aiopbx, and opening
+it is refused rather than risking writes the newer code would misread.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+
+from pbx.errors import StoreError
+from pbx.store.database import Database
+
+log = logging.getLogger(__name__)
+
+Migration = tuple[int, str]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    (
+        1,
+        """
+        CREATE TABLE settings (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) STRICT;
+
+        -- Passwords are never stored: only HA1 = H(username:realm:password) for
+        -- MD5 and SHA-256 (RFC 7616 §3.4.2), and the realm they were made for.
+        CREATE TABLE users (
+            username     TEXT PRIMARY KEY,
+            display_name TEXT,
+            realm        TEXT NOT NULL,
+            ha1_md5      TEXT NOT NULL,
+            ha1_sha256   TEXT NOT NULL,
+            created      REAL NOT NULL
+        ) STRICT;
+
+        -- One row per registered contact (RFC 3261 §10.3). contact_uri is the
+        -- registrar's key for the contact within its AOR; contact is what the
+        -- registrar wants back (usually the same string).
+        CREATE TABLE bindings (
+            aor         TEXT NOT NULL,
+            contact_uri TEXT NOT NULL,
+            contact     TEXT NOT NULL,
+            expires_at  REAL NOT NULL,
+            call_id     TEXT NOT NULL,
+            cseq        INTEGER NOT NULL,
+            user_agent  TEXT,
+            source      TEXT NOT NULL,
+            instance    TEXT,
+            reg_id      INTEGER,
+            q           REAL,
+            path        TEXT,
+            PRIMARY KEY (aor, contact_uri)
+        ) STRICT;
+
+        CREATE INDEX bindings_expires_at ON bindings (expires_at);
+        """,
+    ),
+)
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (a ';' inside a trigger body is kept)."""
+    statements: list[str] = []
+    current = ""
+    for piece in script.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            text = current.strip()
+            # A piece that holds only comments or blanks is no statement.
+            code = "\n".join(
+                line for line in text.splitlines() if not line.strip().startswith("--")
+            )
+            if code.strip(" \n\t;"):
+                statements.append(text)
+            current = ""
+    if current.strip(" \n\t;"):
+        statements.append(current.strip())
+    return statements
+
+
+async def schema_version(db: Database) -> int:
+    """The highest migration number applied to the database (0 for a new one)."""
+    row = await db.fetchone("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    return int(row[0]) if row is not None else 0
+
+
+async def migrate(
+    db: Database,
+    clock: Callable[[], float],
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> list[int]:
+    """Apply every migration the database lacks; return the numbers applied.
+
+    Safe against another process migrating at the same time: each migration
+    re-checks its number inside its own BEGIN IMMEDIATE transaction.
+
+    Raises:
+        StoreError: the database is newer than this code, or a migration failed
+            (that migration is rolled back; earlier ones stay).
+    """
+    async with db.transaction() as conn:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, applied_at REAL NOT NULL) STRICT"
+        )
+    known = max((number for number, _ in migrations), default=0)
+    current = await schema_version(db)
+    if current > known:
+        raise StoreError(
+            f"the database {db.path} has schema version {current}, newer than this aiopbx "
+            f"understands ({known}); upgrade aiopbx"
+        )
+    applied: list[int] = []
+    for number, script in sorted(migrations):
+        if number <= current:
+            continue
+        try:
+            async with db.transaction() as conn:
+                async with conn.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", (number,)
+                ) as cur:
+                    if await cur.fetchone() is not None:
+                        continue  # another process applied it meanwhile
+                for statement in split_statements(script):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (number, clock()),
+                )
+        except StoreError as exc:
+            raise StoreError(f"migration {number} failed: {exc}") from exc
+        log.info("applied schema migration %s to %s", number, db.path)
+        applied.append(number)
+    return applied

@@ -1,0 +1,198 @@
+"""SIP users: username, display name, and HA1 digests of the password (never the password).
+
+HA1 = H(username ":" realm ":" password), hex, for MD5 (RFC 2617/3261) and for
+SHA-256 (RFC 7616 §3.4.2, RFC 8760 for SIP). The server authenticates with HA1
+alone, so the password itself is needed only when it is set.
+
+Realm rule (kept simple on purpose): an HA1 is only good for the realm it was
+made with, so each user row records that realm, and the settings' `realm` is
+the realm of the house. `add` and `set_password` refuse (ConfigError) a realm
+different from the settings' realm; when the settings have no realm yet, the
+first user's realm becomes it. If someone changes the settings' realm later,
+`ha1_table` leaves out the users hashed under the old one until their password
+is set again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiosqlite
+
+from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError
+from pbx.store.database import Database
+from pbx.store.settings import REALM_KEY
+from pbx.users import check_display_name, check_password, check_username
+
+_HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+
+
+def ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
+    """Hex H(username:realm:password) for "MD5" or "SHA-256" (RFC 7616 §3.4.2)."""
+    return _HASHES[algorithm](f"{username}:{realm}:{password}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A SIP account as stored; `created` is a Unix time."""
+
+    username: str
+    display_name: str | None
+    ha1_md5: str
+    ha1_sha256: str
+    created: float
+    realm: str
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(
+        username=row["username"],
+        display_name=row["display_name"],
+        ha1_md5=row["ha1_md5"],
+        ha1_sha256=row["ha1_sha256"],
+        created=row["created"],
+        realm=row["realm"],
+    )
+
+
+_COLUMNS = "username, display_name, realm, ha1_md5, ha1_sha256, created"
+
+
+async def _check_realm(conn: aiosqlite.Connection, realm: str) -> None:
+    """Inside a transaction: accept `realm` if it is the house realm (or set it when unset).
+
+    Raises:
+        ConfigError: the realm is empty or differs from the settings' realm.
+    """
+    if not realm:
+        raise ConfigError("realm is empty")
+    async with conn.execute("SELECT value FROM settings WHERE key = ?", (REALM_KEY,)) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        await conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (REALM_KEY, realm))
+    elif row[0] != realm:
+        raise ConfigError(
+            f"realm {realm!r} is not the server's realm {row[0]!r}; passwords are hashed per realm"
+        )
+
+
+class UserRepo:
+    """Users and their HA1s."""
+
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def add(
+        self, username: str, password: str, realm: str, display_name: str | None = None
+    ) -> User:
+        """Create a user; the password is checked, hashed and forgotten.
+
+        Raises:
+            ConfigError: bad username, password or display name (pbx.users), or a realm
+                other than the settings' realm.
+            AlreadyExistsError: the username is taken.
+        """
+        check_username(username)
+        check_password(password, username)
+        display_name = check_display_name(display_name)
+        user = User(
+            username=username,
+            display_name=display_name,
+            ha1_md5=ha1(username, realm, password, "MD5"),
+            ha1_sha256=ha1(username, realm, password, "SHA-256"),
+            created=self._clock(),
+            realm=realm,
+        )
+        async with self._db.transaction() as conn:
+            await _check_realm(conn, realm)
+            cur = await conn.execute(
+                f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (username) DO NOTHING",
+                (username, display_name, realm, user.ha1_md5, user.ha1_sha256, user.created),
+            )
+            if cur.rowcount == 0:
+                raise AlreadyExistsError(f"user {username!r} already exists")
+        return user
+
+    async def get(self, username: str) -> User:
+        """The user named `username`.
+
+        Raises:
+            NotFoundError: no such user.
+        """
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM users WHERE username = ?", (username,)
+        )
+        if row is None:
+            raise NotFoundError(f"no user {username!r}")
+        return _user(row)
+
+    async def list(self) -> list[User]:
+        """Every user, by username."""
+        rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM users ORDER BY username")
+        return [_user(row) for row in rows]
+
+    async def count(self) -> int:
+        """How many users there are."""
+        row = await self._db.fetchone("SELECT count(*) FROM users")
+        return 0 if row is None else int(row[0])
+
+    async def set_password(self, username: str, password: str, realm: str) -> User:
+        """Replace a user's HA1s by those of a new password; return the updated user.
+
+        Raises:
+            ConfigError: bad password, or a realm other than the settings' realm.
+            NotFoundError: no such user.
+        """
+        check_password(password, username)
+        md5 = ha1(username, realm, password, "MD5")
+        sha256 = ha1(username, realm, password, "SHA-256")
+        async with self._db.transaction() as conn:
+            await _check_realm(conn, realm)
+            cur = await conn.execute(
+                "UPDATE users SET realm = ?, ha1_md5 = ?, ha1_sha256 = ? WHERE username = ?",
+                (realm, md5, sha256, username),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no user {username!r}")
+            async with conn.execute(
+                f"SELECT {_COLUMNS} FROM users WHERE username = ?", (username,)
+            ) as sel:
+                row = await sel.fetchone()
+        assert row is not None  # updated in this very transaction
+        return _user(row)
+
+    async def delete(self, username: str) -> None:
+        """Delete a user and every registration of its AORs (sip:NAME@… and sips:NAME@…).
+
+        Raises:
+            NotFoundError: no such user.
+        """
+        async with self._db.transaction() as conn:
+            cur = await conn.execute("DELETE FROM users WHERE username = ?", (username,))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no user {username!r}")
+            # Usernames are unreserved characters only, so the AOR user part is the
+            # name verbatim (no escapes); substr, unlike LIKE, has no wildcards.
+            sip, sips = f"sip:{username}@", f"sips:{username}@"
+            await conn.execute(
+                "DELETE FROM bindings WHERE substr(aor, 1, ?) = ? OR substr(aor, 1, ?) = ?",
+                (len(sip), sip, len(sips), sips),
+            )
+
+    async def ha1_table(self) -> dict[str, tuple[str, str]]:
+        """username -> (ha1_md5, ha1_sha256) for the server's in-memory auth cache.
+
+        Only users hashed under the settings' realm are included (all users when the
+        settings have no realm).
+        """
+        rows = await self._db.fetchall(
+            "SELECT username, ha1_md5, ha1_sha256 FROM users WHERE realm ="
+            " coalesce((SELECT value FROM settings WHERE key = ?), realm)",
+            (REALM_KEY,),
+        )
+        return {str(row[0]): (str(row[1]), str(row[2])) for row in rows}
