@@ -1,0 +1,405 @@
+"""The `pbx` command: set up a data directory, run the server, manage users, show status.
+
+Offline commands (init, user …) work on the database in the data directory;
+`status` asks the running server through its control API. Every error a user
+can cause ends in exactly one line on stderr (`pbx: error: …`) and a non-zero
+exit status: 1 for errors of the request, 2 for usage errors (unknown option,
+missing argument, bad number), as click does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import inspect
+import logging
+import secrets
+import sys
+from collections.abc import Awaitable, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any, TypeVar
+
+import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
+
+from pbx.config import Settings, default_data_dir
+from pbx.errors import ConfigError, ControlError, PbxError
+from pbx.store import REALM_KEY, SECRET_KEY, Store
+from pbx.users import check_display_name, check_password, check_username, generate_password
+
+T = TypeVar("T")
+
+HINT_ADD_USER = "next: add a phone account with `pbx user add 1001`"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_line(message: str) -> None:
+    """Write the one error line the house promises."""
+    typer.echo(f"pbx: error: {_one_line(message)}", err=True)
+
+
+class OneLineErrorGroup(TyperGroup):
+    """A typer group whose `main` turns every user-caused error into one stderr line.
+
+    click prints usage errors over several lines and typer may draw rich panels;
+    (typer >= 0.2x vendors click: its errors derive from `typer.exceptions.TyperException`);
+    here a usage error is `pbx: error: MESSAGE (see 'pbx … --help')` and exit 2, a
+    `PbxError` is `pbx: error: MESSAGE` and exit 1.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            rv = super().main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except TyperException as exc:  # click's errors (typer vendors click as typer._click)
+            code = exc.exit_code
+            ctx = getattr(exc, "ctx", None)  # usage errors know their command
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                typer.echo(exc.format_message(), err=True)  # the help page, as click does
+            elif ctx is not None:
+                error_line(f"{_one_line(exc.format_message())} (see '{ctx.command_path} --help')")
+            else:
+                error_line(exc.format_message())
+        except typer.Abort:
+            error_line("aborted")
+            code = 1
+        except PbxError as exc:
+            error_line(str(exc))
+            code = 1
+        else:
+            if not standalone_mode:
+                return rv
+            code = rv if isinstance(rv, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+app = typer.Typer(
+    name="pbx",
+    cls=OneLineErrorGroup,
+    help="aiopbx: a SIP registrar and softswitch in one Python process.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+user_app = typer.Typer(
+    name="user",
+    help="Manage SIP user accounts (phones log in with these).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(user_app)
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Data directory [default: $PBX_DATA_DIR, else $XDG_DATA_HOME/aiopbx].",
+        show_default=False,
+    ),
+]
+PasswordOption = Annotated[
+    str | None,
+    typer.Option(
+        "--password",
+        "-p",
+        help="The password (it stays in your shell history); default: generate a strong one.",
+        show_default=False,
+    ),
+]
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    return data_dir if data_dir is not None else default_data_dir()
+
+
+def _run(coro: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await coro
+
+    return asyncio.run(wrapper())
+
+
+async def _open_existing(data_dir: Path) -> Store:
+    """Open the database of an initialized data directory.
+
+    Raises:
+        ConfigError: there is no database yet.
+    """
+    db_path = Settings(data_dir=data_dir).db_path
+    if not db_path.is_file():
+        raise ConfigError(f"no database in {data_dir}; run `pbx init` first")
+    return await Store.open(db_path)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _InitResult:
+    created: bool
+    realm: str
+    users: int
+
+
+async def _initialize(settings: Settings, realm_given: bool) -> _InitResult:
+    """Create the database when missing and store the realm and a control secret.
+
+    Raises:
+        ConfigError: the database exists with a different realm than the one given.
+    """
+    async with await Store.open(settings.db_path) as store:
+        stored_realm = await store.settings.get(REALM_KEY)
+        stored_secret = await store.settings.get(SECRET_KEY)
+        if realm_given and stored_realm is not None and stored_realm != settings.realm:
+            raise ConfigError(
+                f"{settings.data_dir} already uses realm {stored_realm!r}; changing it would "
+                "invalidate every password"
+            )
+        realm = await store.settings.set_default(REALM_KEY, settings.realm)
+        await store.settings.set_default(SECRET_KEY, secrets.token_urlsafe(32))
+        users = await store.users.count()
+    return _InitResult(
+        created=stored_realm is None or stored_secret is None, realm=realm, users=users
+    )
+
+
+def _settings(data_dir: Path | None, **changes: Any) -> Settings:
+    """Settings with the given values; Raises: ConfigError for a bad value."""
+    settings = dataclasses.replace(Settings(data_dir=_data_dir(data_dir)), **changes)
+    settings.validate()
+    return settings
+
+
+@app.command()
+def init(
+    data_dir: DataDirOption = None,
+    realm: Annotated[
+        str | None,
+        typer.Option(help="SIP digest realm (fixed once users exist).", show_default=False),
+    ] = None,
+) -> None:
+    """Create the data directory and its database (does nothing if it exists)."""
+    settings = _settings(data_dir, **({"realm": realm} if realm is not None else {}))
+    result = _run(_initialize(settings, realm_given=realm is not None))
+    if result.created:
+        typer.echo(f"initialized {settings.data_dir} (realm {result.realm!r})")
+    else:
+        typer.echo(f"{settings.data_dir} is already initialized (realm {result.realm!r})")
+    typer.echo(f"database: {settings.db_path}")
+    if result.users == 0:
+        typer.echo(HINT_ADD_USER)
+
+
+def _import(name: str) -> ModuleType:
+    """Import a module of the server lazily (other commands must not need it).
+
+    Raises:
+        PbxError: the module is not part of this installation.
+    """
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        raise PbxError(f"this aiopbx installation has no {name} module") from exc
+
+
+@app.command()
+def serve(
+    data_dir: DataDirOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on for SIP.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="SIP port (UDP and TCP).")] = 5060,
+    udp: Annotated[bool, typer.Option("--udp/--no-udp", help="Listen on UDP.")] = True,
+    tcp: Annotated[bool, typer.Option("--tcp/--no-tcp", help="Listen on TCP.")] = True,
+    control_port: Annotated[
+        int, typer.Option(help="Loopback control API port (0 picks a free one).")
+    ] = 0,
+) -> None:
+    """Run the PBX in the foreground (initializes the data directory on first run)."""
+    settings = _settings(
+        data_dir, sip_host=host, sip_port=port, udp=udp, tcp=tcp, control_port=control_port
+    )
+    result = _run(_initialize(settings, realm_given=False))
+    # The realm in the database wins: every stored HA1 was made with it.
+    settings = dataclasses.replace(settings, realm=result.realm)
+    if result.created:
+        typer.echo(f"initialized {settings.data_dir} (realm {result.realm!r})")
+    if result.users == 0:
+        typer.echo("no users yet; " + HINT_ADD_USER)
+    server = _import("pbx.server")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    server.run(settings)
+
+
+async def _add_user(
+    data_dir: Path, name: str, password: str, display_name: str | None
+) -> tuple[str, str | None]:
+    async with await _open_existing(data_dir) as store:
+        realm = await store.settings.get(REALM_KEY) or Settings().realm
+        user = await store.users.add(name, password, realm, display_name=display_name)
+    return realm, user.display_name
+
+
+def _show_generated(password: str) -> None:
+    typer.echo(f"password: {password}")
+    typer.echo("(shown only this once: aiopbx keeps only hashes of it)")
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Username, e.g. an extension like 1001.")
+    ],
+    password: PasswordOption = None,
+    display_name: Annotated[
+        str | None, typer.Option("--display-name", "-n", help="Name shown to callees.")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Add a user; prints a generated password once when none is given."""
+    check_username(name)
+    check_display_name(display_name)
+    if password is not None:
+        check_password(password, name)
+    secret = password if password is not None else generate_password(username=name)
+    realm, shown_name = _run(_add_user(_data_dir(data_dir), name, secret, display_name))
+    label = f" ({shown_name})" if shown_name else ""
+    typer.echo(f"added user {name}{label} in realm {realm!r}")
+    if password is None:
+        _show_generated(secret)
+
+
+async def _list_users(data_dir: Path) -> list[tuple[str, str, str]]:
+    async with await _open_existing(data_dir) as store:
+        users = await store.users.list()
+    return [
+        (
+            user.username,
+            user.display_name or "",
+            datetime.fromtimestamp(user.created).strftime("%Y-%m-%d %H:%M"),
+        )
+        for user in users
+    ]
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, header first; no trailing blanks."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (list(headers), *rows)
+    ]
+    return "\n".join(lines)
+
+
+@user_app.command("list")
+def user_list(data_dir: DataDirOption = None) -> None:
+    """List users (never their password hashes)."""
+    rows = _run(_list_users(_data_dir(data_dir)))
+    if not rows:
+        typer.echo("no users; " + HINT_ADD_USER)
+        return
+    typer.echo(format_table(("USERNAME", "DISPLAY NAME", "CREATED"), rows))
+
+
+async def _set_password(data_dir: Path, name: str, password: str) -> None:
+    async with await _open_existing(data_dir) as store:
+        realm = await store.settings.get(REALM_KEY) or Settings().realm
+        await store.users.set_password(name, password, realm)
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Username.")],
+    password: PasswordOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Set a user's password; prints a generated one once when none is given."""
+    if password is not None:
+        check_password(password, name)
+    secret = password if password is not None else generate_password(username=name)
+    _run(_set_password(_data_dir(data_dir), name, secret))
+    typer.echo(f"password of {name} changed")
+    if password is None:
+        _show_generated(secret)
+
+
+async def _delete_user(data_dir: Path, name: str) -> None:
+    async with await _open_existing(data_dir) as store:
+        await store.users.delete(name)
+
+
+@user_app.command("del")
+def user_del(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Username.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Delete a user and its registrations."""
+    _run(_delete_user(_data_dir(data_dir), name))
+    typer.echo(f"deleted user {name}")
+
+
+def _registration_row(entry: Any) -> tuple[str, str, str, str, str]:
+    if not isinstance(entry, dict):
+        raise ControlError("the server sent a registration that is not an object")
+    expires = entry.get("expires_in")
+    return (
+        str(entry.get("aor", "")),
+        str(entry.get("contact", "")),
+        str(entry.get("user_agent") or ""),
+        str(max(0, round(expires))) if isinstance(expires, int | float) else "",
+        str(entry.get("source", "")),
+    )
+
+
+@app.command()
+def status(data_dir: DataDirOption = None) -> None:
+    """Show the live registrations of the running server."""
+    settings = Settings(data_dir=_data_dir(data_dir))
+    control = _import("pbx.control")
+    try:
+        result: Any = control.fetch_status(settings)
+        if inspect.isawaitable(result):
+            result = _run(result)
+    except OSError as exc:  # the control module should say ControlError; be sure anyway
+        raise ControlError(f"cannot reach the server: {exc.strerror or exc}") from exc
+    if not isinstance(result, dict) or not isinstance(result.get("registrations", []), list):
+        raise ControlError("the server sent a status this pbx does not understand")
+    uptime = result.get("uptime")
+    if isinstance(uptime, int | float):
+        typer.echo(f"up {round(uptime)} s")
+    rows = [_registration_row(entry) for entry in result.get("registrations", [])]
+    if not rows:
+        typer.echo("no registrations")
+        return
+    headers = ("AOR", "CONTACT", "USER AGENT", "EXPIRES IN (S)", "SOURCE")
+    typer.echo(format_table(headers, rows))
+
+
+def main() -> None:
+    """Console-script entry point (`pbx`)."""
+    app(prog_name="pbx")
