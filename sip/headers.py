@@ -1,0 +1,553 @@
+"""Header fields: names, the `Headers` multimap and the typed values others rely on.
+
+RFC 3261 §7.3: names are case-insensitive and have compact forms; a field whose
+grammar is a comma-separated list may be split over several lines or combined on
+one, and the two are equivalent. `Headers` keeps every field as written (after
+unfolding) and splits lists only when asked (`get_all`), so a header nobody
+reads costs nothing beyond one dictionary insert.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from sip.errors import SipParseError
+from sip.grammar import (
+    QUOTED_RE,
+    TOKEN,
+    Params,
+    find_param,
+    format_params,
+    is_token,
+    parse_params,
+    quote,
+    replace_param,
+    split_top_level,
+    unquote,
+)
+from sip.uri import Uri, parse_uri
+
+_KNOWN = [
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Accept-Resource-Priority",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Transfer-Encoding",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "Flow-Timer",
+    "From",
+    "History-Info",
+    "Identity",
+    "Identity-Info",
+    "In-Reply-To",
+    "Join",
+    "Max-Forwards",
+    "MIME-Version",
+    "Min-Expires",
+    "Min-SE",
+    "Organization",
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "Path",
+    "Priority",
+    "Privacy",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "RAck",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reject-Contact",
+    "Replaces",
+    "Reply-To",
+    "Request-Disposition",
+    "Require",
+    "Resource-Priority",
+    "Retry-After",
+    "Route",
+    "RSeq",
+    "Security-Client",
+    "Security-Server",
+    "Security-Verify",
+    "Server",
+    "Service-Route",
+    "Session-Expires",
+    "SIP-ETag",
+    "SIP-If-Match",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Target-Dialog",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
+    "WWW-Authenticate",
+]
+
+#: RFC 3261 §7.3.3 and later RFCs' compact forms.
+_COMPACT = {
+    "i": "Call-ID",
+    "m": "Contact",
+    "e": "Content-Encoding",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "f": "From",
+    "s": "Subject",
+    "k": "Supported",
+    "t": "To",
+    "v": "Via",
+    "o": "Event",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "u": "Allow-Events",
+    "a": "Accept-Contact",
+    "j": "Reject-Contact",
+    "d": "Request-Disposition",
+    "x": "Session-Expires",
+    "y": "Identity",
+    "n": "Identity-Info",
+}
+
+#: lower-case name or compact letter -> canonical spelling
+CANONICAL: dict[str, str] = {name.lower(): name for name in _KNOWN} | _COMPACT
+
+#: Headers whose grammar is `#element` (RFC 3261 §7.3.1), split by `get_all`. Headers
+#: absent here (WWW-Authenticate, Authorization, Date, Retry-After, unknown ones ...)
+#: are never split: their values contain commas that are not separators.
+LIST_HEADERS = frozenset(
+    name.lower()
+    for name in [
+        "Accept",
+        "Accept-Contact",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Accept-Resource-Priority",
+        "Alert-Info",
+        "Allow",
+        "Allow-Events",
+        "Call-Info",
+        "Contact",
+        "Content-Encoding",
+        "Content-Language",
+        "Error-Info",
+        "History-Info",
+        "In-Reply-To",
+        "P-Asserted-Identity",
+        "P-Preferred-Identity",
+        "Path",
+        "Proxy-Require",
+        "Reason",
+        "Record-Route",
+        "Reject-Contact",
+        "Request-Disposition",
+        "Require",
+        "Resource-Priority",
+        "Route",
+        "Security-Client",
+        "Security-Server",
+        "Security-Verify",
+        "Service-Route",
+        "Supported",
+        "Unsupported",
+        "Via",
+        "Warning",
+    ]
+)
+
+
+def canonical_name(name: str) -> str:
+    """Expand a compact form and spell a known name canonically; others stay as written."""
+    name = name.strip(" \t")
+    return CANONICAL.get(name.lower(), name)
+
+
+def _key(name: str) -> str:
+    lower = name.strip(" \t").lower()
+    canon = CANONICAL.get(lower)
+    return canon.lower() if canon is not None else lower
+
+
+def _clean(name: str, value: str) -> tuple[str, str]:
+    canon = canonical_name(name)
+    if not is_token(canon):
+        raise ValueError(f"bad header name {name!r}")
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"CR or LF in the value of {canon}")
+    return canon, value.strip(" \t")
+
+
+class Headers:
+    """Ordered, immutable multimap of header fields; names canonicalized on the way in,
+    looked up case-insensitively (compact forms too).
+
+    Values are kept as written, unfolded and stripped of surrounding SP/HT.
+    """
+
+    __slots__ = ("_fields", "_index")
+
+    _fields: tuple[tuple[str, str], ...]
+    _index: dict[str, list[str]]
+
+    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
+        """Build from (name, value) pairs.
+
+        Raises:
+            ValueError: a name that is not a token, or a value holding CR or LF
+                (which would let a value inject header lines).
+        """
+        self._set(tuple(_clean(name, value) for name, value in fields))
+
+    def _set(self, fields: tuple[tuple[str, str], ...]) -> None:
+        index: dict[str, list[str]] = {}
+        for name, value in fields:
+            key = name.lower()
+            if key in index:
+                index[key].append(value)
+            else:
+                index[key] = [value]
+        self._fields = fields
+        self._index = index
+
+    @classmethod
+    def _trusted(
+        cls, fields: tuple[tuple[str, str], ...], index: dict[str, list[str]] | None = None
+    ) -> Headers:
+        """Fast path for the parser: names already canonical, values already clean."""
+        obj = cls.__new__(cls)
+        if index is None:
+            obj._set(fields)
+        else:
+            obj._fields = fields
+            obj._index = index
+        return obj
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _key(name) in self._index
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self._fields == other._fields
+
+    def __hash__(self) -> int:
+        return hash(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._fields)!r})"
+
+    def get(self, name: str) -> str | None:
+        """The first field's raw value, or None."""
+        values = self._index.get(_key(name))
+        return values[0] if values else None
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value; list-valued headers split at top-level commas, empty items dropped."""
+        key = _key(name)
+        values = self._index.get(key)
+        if not values:
+            return []
+        if key not in LIST_HEADERS:
+            return list(values)
+        return [item for value in values for item in split_top_level(value) if item]
+
+    def count(self, name: str) -> int:
+        """How many fields (lines) of that name there are, without splitting lists."""
+        return len(self._index.get(_key(name), ()))
+
+    def add(self, name: str, value: str) -> Headers:
+        """A copy with the field appended."""
+        return Headers._trusted((*self._fields, _clean(name, value)))
+
+    def prepend(self, name: str, value: str) -> Headers:
+        """A copy with the field first (e.g. a proxy's Via on top)."""
+        return Headers._trusted((_clean(name, value), *self._fields))
+
+    def set(self, name: str, value: str) -> Headers:
+        """A copy where one field replaces all fields of that name (at the first's place)."""
+        key = _key(name)
+        new = _clean(name, value)
+        out: list[tuple[str, str]] = []
+        placed = False
+        for field in self._fields:
+            if field[0].lower() == key:
+                if not placed:
+                    out.append(new)
+                    placed = True
+            else:
+                out.append(field)
+        if not placed:
+            out.append(new)
+        return Headers._trusted(tuple(out))
+
+    def remove(self, name: str) -> Headers:
+        """A copy without any field of that name."""
+        key = _key(name)
+        return Headers._trusted(tuple(f for f in self._fields if f[0].lower() != key))
+
+
+_DISPLAY_TOKENS_RE = re.compile(f"{TOKEN}(?:[ \\t]+{TOKEN})*")
+
+
+def _parse_angle_uri(text: str, start: int) -> tuple[Uri, int]:
+    """The URI between `<` at text[start] and its `>`; returns it and the index after `>`."""
+    end = text.find(">", start + 1)
+    if end < 0:
+        raise SipParseError("missing '>' after URI")
+    return parse_uri(text[start + 1 : end]), end + 1
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """`[display-name] <URI> *(;param)` or a bare addr-spec: From, To, Contact, Route ...
+
+    `display_name` is unquoted (quoted-pairs resolved); parameters are header
+    parameters (tag, expires, q, +sip.instance ...) kept as written.
+    """
+
+    uri: Uri
+    display_name: str | None = None
+    params: Params = ()
+
+    @classmethod
+    def parse(cls, text: str) -> NameAddr:
+        """Parse one name-addr or addr-spec with its parameters.
+
+        RFC 3261 §20: "If no "<" and ">" are present, all parameters after the URI
+        are header parameters, not URI parameters" and the name-addr form "MUST be
+        used if the addr-spec contains a comma, semicolon, or question mark".
+
+        Raises:
+            SipParseError: any syntax error (400), e.g. an unterminated quote or
+                spaces inside <...> (RFC 4475 §3.1.2.6, §3.1.2.14).
+        """
+        s = text.strip(" \t")
+        display: str | None = None
+        if s.startswith('"'):
+            m = QUOTED_RE.match(s)
+            if m is None:
+                raise SipParseError("unterminated quoted display name")
+            display = unquote(m.group())
+            lt = m.end()
+            while lt < len(s) and s[lt] in " \t":
+                lt += 1
+            if lt >= len(s) or s[lt] != "<":
+                raise SipParseError("missing '<' after display name")
+            uri, pos = _parse_angle_uri(s, lt)
+        else:
+            lt = s.find("<")
+            if lt >= 0:
+                name = s[:lt].rstrip(" \t")
+                if name:
+                    if _DISPLAY_TOKENS_RE.fullmatch(name) is None:
+                        raise SipParseError("bad display name")
+                    display = name
+                uri, pos = _parse_angle_uri(s, lt)
+            else:
+                pos = len(s)
+                for i, c in enumerate(s):
+                    if c in "; \t":
+                        pos = i
+                        break
+                bare = s[:pos]
+                if not bare:
+                    raise SipParseError("missing URI")
+                if "?" in bare or "," in bare:
+                    raise SipParseError("URI with '?' or ',' must be enclosed in <>")
+                uri = parse_uri(bare)
+        params = parse_params(s, pos) if pos < len(s) else ()
+        return cls(uri, display, params)
+
+    @classmethod
+    def parse_list(cls, text: str) -> list[NameAddr]:
+        """Parse a comma-separated list (Contact, Route ...); commas in quotes/<> kept.
+
+        Raises:
+            SipParseError: an empty element or a bad one. `*` (Contact of a
+                REGISTER that removes every binding) is not a NameAddr: check for
+                it before calling.
+        """
+        out = []
+        for item in split_top_level(text):
+            if not item:
+                raise SipParseError("empty element in a header list")
+            out.append(cls.parse(item))
+        return out
+
+    def param(self, name: str) -> str | None:
+        """Header parameter value (name case-insensitive); "" for a flag; None if absent."""
+        return find_param(self.params, name)
+
+    @property
+    def tag(self) -> str | None:
+        """The `tag` parameter (RFC 3261 §19.3), or None."""
+        return find_param(self.params, "tag")
+
+    def with_param(self, name: str, value: str | None) -> NameAddr:
+        """A copy with the parameter replaced or appended."""
+        return NameAddr(self.uri, self.display_name, replace_param(self.params, name, value))
+
+    def __str__(self) -> str:
+        uri = f"<{self.uri}>"
+        if self.display_name is not None:
+            uri = f"{quote(self.display_name)} {uri}"
+        return uri + format_params(self.params) if self.params else uri
+
+
+_VIA_RE = re.compile(
+    f"({TOKEN})[ \\t]*/[ \\t]*({TOKEN})[ \\t]*/[ \\t]*({TOKEN})[ \\t]+"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via header field value (RFC 3261 §20.42)."""
+
+    transport: str
+    host: str
+    port: int | None
+    params: Params = ()
+    protocol: str = "SIP/2.0"
+
+    @classmethod
+    def parse(cls, text: str) -> Via:
+        """Parse one via-parm: `SIP/2.0/UDP host[:port];params`, LWS allowed as in §25.1.
+
+        Raises:
+            SipParseError: malformed sent-protocol, sent-by or parameters.
+        """
+        s = text.strip(" \t")
+        m = _VIA_RE.match(s)
+        if m is None:
+            raise SipParseError("malformed Via")
+        name, version, transport, host, port = m.groups()
+        port_num: int | None = None
+        if port is not None:
+            port_num = int(port)
+            if port_num > 65535:
+                raise SipParseError("Via port out of range")
+        params = parse_params(s, m.end(), "Via") if m.end() < len(s) else ()
+        return cls(transport.upper(), host, port_num, params, f"{name.upper()}/{version}")
+
+    @classmethod
+    def parse_list(cls, text: str) -> list[Via]:
+        """Parse a comma-separated list of via-parms.
+
+        Raises:
+            SipParseError: an empty element (RFC 4475 §3.1.2.1 badinv01) or a bad one.
+        """
+        out = []
+        for item in split_top_level(text):
+            if not item:
+                raise SipParseError("empty element in Via")
+            out.append(cls.parse(item))
+        return out
+
+    def param(self, name: str) -> str | None:
+        """Parameter value (case-insensitive name); "" for a flag; None if absent."""
+        return find_param(self.params, name)
+
+    @property
+    def branch(self) -> str | None:
+        """The branch parameter (the transaction id when it starts with z9hG4bK)."""
+        return find_param(self.params, "branch")
+
+    @property
+    def received(self) -> str | None:
+        """The received parameter, or None."""
+        return find_param(self.params, "received")
+
+    @property
+    def rport(self) -> str | None:
+        """RFC 3581 rport: "" when present without value, None when absent."""
+        return find_param(self.params, "rport")
+
+    def with_param(self, name: str, value: str | None) -> Via:
+        """A copy with the parameter replaced or appended (received, rport ...)."""
+        return Via(
+            self.transport,
+            self.host,
+            self.port,
+            replace_param(self.params, name, value),
+            self.protocol,
+        )
+
+    def __str__(self) -> str:
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+
+_CSEQ_RE = re.compile(f"[ \\t]*([0-9]+)[ \\t]+({TOKEN})[ \\t]*")
+
+#: RFC 3261 §8.1.1.5: "The sequence number value MUST be expressible as a 32-bit
+#: unsigned integer and MUST be less than 2**31."
+CSEQ_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """CSeq header value: sequence number and method."""
+
+    seq: int
+    method: str
+
+    @classmethod
+    def parse(cls, text: str) -> CSeq:
+        """Parse `1*DIGIT LWS Method`; leading zeros allowed (RFC 4475 wsinv `0009`).
+
+        Raises:
+            SipParseError: malformed, or the number above 2**31-1 (RFC 4475 scalar02).
+        """
+        m = _CSEQ_RE.fullmatch(text)
+        if m is None:
+            raise SipParseError("malformed CSeq")
+        digits = m.group(1).lstrip("0") or "0"
+        if len(digits) > 10 or int(digits) > CSEQ_MAX:
+            raise SipParseError("CSeq number out of range")
+        return cls(int(digits), m.group(2))
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+__all__ = [
+    "CANONICAL",
+    "CSEQ_MAX",
+    "LIST_HEADERS",
+    "CSeq",
+    "Headers",
+    "NameAddr",
+    "Via",
+    "canonical_name",
+]
