@@ -16,7 +16,7 @@ from pbx.store.bindings import Binding, BindingRepo
 from pbx.store.database import Database
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
-from pbx.store.users import User, UserRepo, ha1
+from pbx.store.users import User, UserRepo
 
 __all__ = [
     "MIGRATIONS",
@@ -28,7 +28,6 @@ __all__ = [
     "Store",
     "User",
     "UserRepo",
-    "ha1",
 ]
 
 

@@ -15,7 +15,6 @@ is set again.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,13 +25,7 @@ from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError
 from pbx.store.database import Database
 from pbx.store.settings import REALM_KEY
 from pbx.users import check_display_name, check_password, check_username
-
-_HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
-
-
-def ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
-    """Hex H(username:realm:password) for "MD5" or "SHA-256" (RFC 7616 §3.4.2)."""
-    return _HASHES[algorithm](f"{username}:{realm}:{password}".encode()).hexdigest()
+from sip.digest import ha1
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from cli.app import app, format_table
 from pbx.config import Settings
 from pbx.errors import ControlError
 from pbx.store import REALM_KEY, SECRET_KEY, Store, User
+from sip.digest import Challenge, make_credentials, verify
 
 runner = CliRunner()
 
@@ -118,9 +119,15 @@ def test_user_add_generates_a_password_shown_once(data_dir: Path) -> None:
     assert len(password) >= 16
     [user] = stored_users(data_dir)
     assert user.display_name == "Front Desk"
-    # The HA1 a phone's digest response is checked against (RFC 2617 §3.2.2.2).
     assert user.ha1_md5 == md5(f"1001:aiopbx:{password}")
     assert user.ha1_sha256 == hashlib.sha256(f"1001:aiopbx:{password}".encode()).hexdigest()
+    # A phone configured with the printed password logs in against the stored HA1s.
+    for algorithm, stored in (("MD5", user.ha1_md5), ("SHA-256", user.ha1_sha256)):
+        challenge = Challenge(realm="aiopbx", nonce="n0nce", algorithm=algorithm)
+        creds = make_credentials(challenge, "1001", password, "REGISTER", "sip:aiopbx")
+        assert verify(creds, stored, "REGISTER")
+        wrong = make_credentials(challenge, "1001", password + "x", "REGISTER", "sip:aiopbx")
+        assert not verify(wrong, stored, "REGISTER")
 
 
 def test_user_add_list_passwd_del(data_dir: Path) -> None:
