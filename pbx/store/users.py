@@ -60,8 +60,8 @@ async def _check_realm(conn: aiosqlite.Connection, realm: str) -> None:
     Raises:
         ConfigError: the realm is empty or differs from the settings' realm.
     """
-    if not realm:
-        raise ConfigError("realm is empty")
+    if not realm or any(c in realm for c in '"\\\r\n'):
+        raise ConfigError(f"realm {realm!r} is empty or has a quote, backslash or newline")
     async with conn.execute("SELECT value FROM settings WHERE key = ?", (REALM_KEY,)) as cur:
         row = await cur.fetchone()
     if row is None:

@@ -193,6 +193,8 @@ async def test_add_rejects_duplicates_and_bad_input(store: Store) -> None:
         await store.users.add("-x", PASSWORD, "office")
     with pytest.raises(ConfigError, match="shorter than 10"):
         await store.users.add("1002", "short1A", "office")
+    with pytest.raises(ConfigError, match="empty or has a quote"):
+        await store.users.add("1002", PASSWORD, 'off"ice')
     with pytest.raises(ConfigError, match="display name"):
         await store.users.add("1002", PASSWORD, "office", display_name="x" * 65)
     assert await store.users.count() == 1
