@@ -429,8 +429,9 @@ def make_response(
 #: `StreamFramer.feed` yields this for a CRLFCRLF keep-alive ping (RFC 5626 §3.5.1):
 #: the transport answers it with `KEEPALIVE_PONG`. No SIP message equals it.
 KEEPALIVE_PING = b"\r\n\r\n"
-#: `StreamFramer.feed` yields this for a single CRLF (a pong, or a stray CRLF before
-#: a start-line that RFC 3261 §7.5 says to ignore); the transport may note it.
+#: What the transport writes back for a ping. A single CRLF received (a pong to our
+#: own ping, or a stray CRLF before a start-line, which RFC 3261 §7.5 says to
+#: ignore) is consumed by the framer silently.
 KEEPALIVE_PONG = b"\r\n"
 
 _STREAM_CL_RE = re.compile(
@@ -442,9 +443,10 @@ class StreamFramer:
     """Splits a TCP byte stream into messages (Content-Length mandatory), passes CRLF keep-alives.
 
     `feed(data)` returns a list whose items are complete messages (bytes to give
-    to `parse_message`) or the markers `KEEPALIVE_PING` / `KEEPALIVE_PONG`
-    (compare with `==` or `is`). A lone CRLF at the very end of the buffered data
-    is held until the next octets show whether it starts a ping.
+    to `parse_message`) or the object `KEEPALIVE_PING` (test with `is`) for each
+    CRLFCRLF ping, which the transport answers with `KEEPALIVE_PONG` (RFC 5626
+    §3.5.1). A single CRLF is skipped; one at the very end of the buffered data is
+    held until the next octets show whether it is the first half of a ping.
 
     RFC 3261 §18.3: "In the case of stream-oriented transports such as TCP, the
     Content-Length header field indicates the size of the body. The Content-Length
@@ -475,7 +477,6 @@ class StreamFramer:
                 if len(buf) < 4 and KEEPALIVE_PING.startswith(buf):
                     break  # a ping may be arriving in pieces
                 if buf.startswith(b"\r\n"):
-                    out.append(KEEPALIVE_PONG)
                     del buf[:2]
                     continue
             end = buf.find(b"\r\n\r\n")
