@@ -42,6 +42,12 @@ class Settings:
     max_expires: int = 3600
     default_expires: int = 3600
     max_contacts_per_aor: int = 10
+    # Digest: algorithms offered, one WWW-Authenticate each, in this order, and the only
+    # ones accepted. RFC 8760 §2.4 has a UAC use the first it supports, but many deployed
+    # phones (and sipp) read only the first header and know only MD5, so MD5 leads by
+    # default, as in Asterisk and FreeSWITCH; put SHA-256 first (or alone) where every
+    # phone supports it.
+    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
     # Digest (RFC 7616): a nonce older than this is answered with stale=true.
     nonce_lifetime: float = 300.0
     # Brute-force protection: this many failed authentications from one source
@@ -74,5 +80,13 @@ class Settings:
             raise ConfigError("expiry settings must satisfy 1 <= min <= default <= max")
         if not self.realm or any(c in self.realm for c in '"\\\r\n'):
             raise ConfigError(f"realm {self.realm!r} is empty or has a quote, backslash or newline")
+        known = {"MD5", "MD5-SESS", "SHA-256", "SHA-256-SESS"}
+        if not self.digest_algorithms or any(
+            a.upper() not in known for a in self.digest_algorithms
+        ):
+            raise ConfigError(
+                f"digest algorithms {','.join(self.digest_algorithms)!r} are not a non-empty"
+                " list of MD5, MD5-sess, SHA-256, SHA-256-sess"
+            )
         if self.max_auth_failures < 1 or self.ban_seconds < 0:
             raise ConfigError("max_auth_failures must be >= 1 and ban_seconds >= 0")

@@ -160,7 +160,7 @@ class UserRepo:
         return _user(row)
 
     async def delete(self, username: str) -> None:
-        """Delete a user and every registration of its AORs (sip:NAME@… and sips:NAME@…).
+        """Delete a user and every registration of its address-of-record (named by the user).
 
         Raises:
             NotFoundError: no such user.
@@ -169,13 +169,7 @@ class UserRepo:
             cur = await conn.execute("DELETE FROM users WHERE username = ?", (username,))
             if cur.rowcount == 0:
                 raise NotFoundError(f"no user {username!r}")
-            # Usernames are unreserved characters only, so the AOR user part is the
-            # name verbatim (no escapes); substr, unlike LIKE, has no wildcards.
-            sip, sips = f"sip:{username}@", f"sips:{username}@"
-            await conn.execute(
-                "DELETE FROM bindings WHERE substr(aor, 1, ?) = ? OR substr(aor, 1, ?) = ?",
-                (len(sip), sip, len(sips), sips),
-            )
+            await conn.execute("DELETE FROM bindings WHERE aor = ?", (username,))
 
     async def ha1_table(self) -> dict[str, tuple[str, str]]:
         """username -> (ha1_md5, ha1_sha256) for the server's in-memory auth cache.

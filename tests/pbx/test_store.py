@@ -225,14 +225,14 @@ async def test_delete_user_removes_its_bindings_only(store: Store) -> None:
     await store.users.add("1001", PASSWORD, "office")
     await store.bindings.save(
         [
-            binding("sip:1001@pbx", "sip:a@1"),
-            binding("sips:1001@pbx:5061", "sip:b@1"),
-            binding("sip:10010@pbx", "sip:c@1"),
-            binding("sip:1001x@pbx", "sip:d@1"),
+            binding("1001", "sip:a@1"),
+            binding("1001", "sip:b@1"),
+            binding("10010", "sip:c@1"),
+            binding("1001x", "sip:d@1"),
         ]
     )
     await store.users.delete("1001")
-    assert [b.aor for b in await store.bindings.all()] == ["sip:10010@pbx", "sip:1001x@pbx"]
+    assert [b.aor for b in await store.bindings.all()] == ["10010", "1001x"]
 
 
 async def test_ha1_table_follows_the_realm(store: Store) -> None:

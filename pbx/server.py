@@ -1,0 +1,165 @@
+"""Server lifecycle: open the store, wire the services, listen, run, stop cleanly.
+
+`run(settings)` is what `pbx serve` calls: it installs uvloop when importable,
+runs `PbxServer` until SIGINT/SIGTERM and flushes everything on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import time
+from typing import Any
+
+from pbx.auth import Authenticator, BanList, NonceManager
+from pbx.config import Settings
+from pbx.control import ControlServer
+from pbx.registrar import Registrar, RegistrarPolicy
+from pbx.store import Store
+from sip.endpoint import Endpoint
+from sip.transaction import Timers
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "aiopbx/0.1"
+
+
+class PbxServer:
+    """One running switch: store, SIP endpoint, registrar, control API."""
+
+    def __init__(self, settings: Settings) -> None:
+        settings.validate()
+        self.settings = settings
+        self.sip_port = 0
+        self.control_port = 0
+        self.realm = settings.realm
+        self._users: dict[str, tuple[str, str]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = time.monotonic()
+        self._store: Store | None = None
+        self._endpoint: Endpoint | None = None
+        self._control: ControlServer | None = None
+        self.registrar: Registrar | None = None
+
+    async def start(self) -> None:
+        """Open everything and start listening.
+
+        Raises: StoreError (database), OSError (a port is taken).
+        """
+        s = self.settings
+        store = self._store = await Store.open(s.db_path)
+        self.realm = await store.settings.set_default("realm", s.realm)
+        secret = await store.settings.set_default("nonce_secret", secrets.token_hex(32))
+        await self._reload_users()
+        auth = Authenticator(
+            self.realm,
+            self._users.get,
+            NonceManager(bytes.fromhex(secret), s.nonce_lifetime),
+            BanList(s.max_auth_failures, s.auth_failure_window, s.ban_seconds),
+            algorithms=s.digest_algorithms,
+        )
+        self.registrar = Registrar(
+            auth, store, RegistrarPolicy.from_settings(s), clock=time.time
+        )
+        loaded = await self.registrar.load()
+        endpoint = self._endpoint = Endpoint(
+            timers=Timers(t1=s.t1, t2=s.t2, t4=s.t4), server_header=SERVER_NAME
+        )
+        endpoint.route("REGISTER", self.registrar.handle)
+        self.sip_port = await endpoint.listen(s.sip_host, s.sip_port, udp=s.udp, tcp=s.tcp)
+        self._control = ControlServer(s, {"/status": self.status})
+        await self._control.start()
+        self.control_port = self._control.port
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.registrar.run(), name="registrar"),
+            loop.create_task(self._watch_users(), name="users"),
+        ]
+        transports = "/".join(t for t, on in (("UDP", s.udp), ("TCP", s.tcp)) if on)
+        log.info(
+            "aiopbx listening on %s:%d (%s), realm %r, %d users, %d bindings restored",
+            s.sip_host,
+            self.sip_port,
+            transports,
+            self.realm,
+            len(self._users),
+            loaded,
+        )
+
+    async def stop(self) -> None:
+        """Stop listening, flush the registrar, close the store."""
+        if self._control is not None:
+            await self._control.close()
+        if self._endpoint is not None:
+            await self._endpoint.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._store is not None:
+            await self._store.close()
+        log.info("aiopbx stopped")
+
+    def status(self) -> dict[str, Any]:
+        """The control API's /status."""
+        regs = self.registrar.snapshot() if self.registrar is not None else []
+        return {
+            "registrations": regs,
+            "uptime": round(time.monotonic() - self._started, 3),
+            "sip_port": self.sip_port,
+            "realm": self.realm,
+        }
+
+    async def _reload_users(self) -> None:
+        assert self._store is not None
+        table = await self._store.users.ha1_table()
+        # Replace in place: the authenticator holds this dict's bound `get`.
+        self._users.clear()
+        self._users.update(table)
+        if self.registrar is not None:
+            self.registrar.forget(set(table))
+
+    async def _watch_users(self) -> None:
+        """Notice user changes made by `pbx user …` in another process (once a second)."""
+        assert self._store is not None
+        version = await self._store.data_version()
+        while True:
+            await asyncio.sleep(1.0)
+            now = await self._store.data_version()
+            if now != version:
+                version = now
+                await self._reload_users()
+                log.debug("users reloaded: %d", len(self._users))
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run a server until `stop` is set (or SIGINT/SIGTERM arrives)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    server = PbxServer(settings)
+    try:
+        await server.start()
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def run(settings: Settings) -> None:
+    """Blocking entry point of `pbx serve` (uvloop when importable)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
