@@ -166,6 +166,11 @@ def parse_int(text: str, what: str, maximum: int) -> int:
     """
     if not text.isdigit() or not text.isascii():
         raise SipParseError(f"{what} is not a number")
+    if len(text) < 9:
+        value = int(text)
+        if value > maximum:
+            raise SipParseError(f"{what} out of range")
+        return value
     stripped = text.lstrip("0") or "0"
     if len(stripped) > len(str(maximum)) or int(stripped) > maximum:
         raise SipParseError(f"{what} out of range")

@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sip.errors import SipParseError
 from sip.grammar import (
     QUOTED_RE,
     TOKEN,
+    TOKEN_CHARS,
     Params,
     find_param,
     format_params,
@@ -317,6 +319,23 @@ class Headers:
 
 
 _DISPLAY_TOKENS_RE = re.compile(f"{TOKEN}(?:[ \\t]+{TOKEN})*")
+#: value of a parameter on the fast path: token or host (IPv6 included), no quotes
+_FAST_PARAMS = f"(?:;{TOKEN}(?:=[{TOKEN_CHARS}:\\[\\]]+)?)*"
+#: The usual shapes `"Name" <uri>;a=b` / `Name <uri>` / `<uri>;a` without stray LWS.
+_NAME_ADDR_FAST_RE = re.compile(
+    f'(?:"((?:[^"\\\\\\r\\n]|\\\\[^\\r\\n])*)" ?|({TOKEN}(?: {TOKEN})*) ?)?'
+    f'<([^<>\\s"]+)>({_FAST_PARAMS})'
+)
+
+
+def split_fast_params(text: str) -> Params:
+    """Split `;a=b;c` already validated by a fast-path regex."""
+    if not text:
+        return ()
+    return tuple(
+        (name, value if sep else None)
+        for name, sep, value in (p.partition("=") for p in text[1:].split(";"))
+    )
 
 
 def _parse_angle_uri(text: str, start: int) -> tuple[Uri, int]:
@@ -351,6 +370,10 @@ class NameAddr:
             SipParseError: any syntax error (400), e.g. an unterminated quote or
                 spaces inside <...> (RFC 4475 §3.1.2.6, §3.1.2.14).
         """
+        return _parse_name_addr(text)
+
+    @classmethod
+    def _parse_slow(cls, text: str) -> NameAddr:
         s = text.strip(" \t")
         display: str | None = None
         if s.startswith('"'):
@@ -424,6 +447,22 @@ class NameAddr:
         return uri + format_params(self.params) if self.params else uri
 
 
+@lru_cache(maxsize=4096)
+def _parse_name_addr(text: str) -> NameAddr:
+    m = _NAME_ADDR_FAST_RE.fullmatch(text)
+    if m is None:
+        return NameAddr._parse_slow(text)
+    quoted, tokens, uri, params = m.groups()
+    display = tokens
+    if quoted is not None:
+        display = unquote(f'"{quoted}"')
+    return NameAddr(parse_uri(uri), display, split_fast_params(params))
+
+
+_VIA_FAST_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?"
+    f"({_FAST_PARAMS})"
+)
 _VIA_RE = re.compile(
     f"({TOKEN})[ \\t]*/[ \\t]*({TOKEN})[ \\t]*/[ \\t]*({TOKEN})[ \\t]+"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*"
@@ -447,12 +486,21 @@ class Via:
         Raises:
             SipParseError: malformed sent-protocol, sent-by or parameters.
         """
+        m = _VIA_FAST_RE.fullmatch(text)
+        if m is not None:
+            transport, host, port, params = m.groups()
+            port_num: int | None = None
+            if port is not None:
+                port_num = int(port)
+                if port_num > 65535:
+                    raise SipParseError("Via port out of range")
+            return cls(transport.upper(), host, port_num, split_fast_params(params))
         s = text.strip(" \t")
         m = _VIA_RE.match(s)
         if m is None:
             raise SipParseError("malformed Via")
         name, version, transport, host, port = m.groups()
-        port_num: int | None = None
+        port_num = None
         if port is not None:
             port_num = int(port)
             if port_num > 65535:
@@ -529,6 +577,12 @@ class CSeq:
         Raises:
             SipParseError: malformed, or the number above 2**31-1 (RFC 4475 scalar02).
         """
+        number, _, method = text.partition(" ")
+        if 0 < len(number) <= 10 and number.isdigit() and number.isascii() and is_token(method):
+            seq = int(number)
+            if seq > CSEQ_MAX:
+                raise SipParseError("CSeq number out of range")
+            return cls(seq, method)
         m = _CSEQ_RE.fullmatch(text)
         if m is None:
             raise SipParseError("malformed CSeq")

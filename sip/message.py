@@ -25,6 +25,8 @@ from sip.headers import CANONICAL, CSeq, Headers, NameAddr, Via
 from sip.uri import SipUri, Uri, parse_uri
 
 _FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
+#: name HCOLON value CRLF, values unfolded already (greedy classes: no backtracking)
+_HEADER_LINE_RE = re.compile(r"^([^:\r\n \t]*)[ \t]*:[ \t]*([^\r\n]*)\r\n", re.MULTILINE)
 _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
 # callid = word ["@" word] (RFC 3261 §25.1)
 _WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
@@ -305,12 +307,11 @@ def parse_message(data: bytes) -> Message:
     head = data[start:end].decode("utf-8", "surrogateescape")
     if "\r\n " in head or "\r\n\t" in head:
         head = _FOLD_RE.sub(" ", head)
-    lines = head.split("\r\n")
-    breaks = len(lines) - 1
+    breaks = head.count("\r\n")
     if head.count("\r") != breaks or head.count("\n") != breaks:
         raise SipParseError("bare CR or LF in the header")
-
-    first = lines[0]
+    first_end = head.find("\r\n")
+    first = head if first_end < 0 else head[:first_end]
     if first[:4].upper() == "SIP/":
         parts = first.split(" ", 2)
         _check_version(parts[0])
@@ -337,24 +338,28 @@ def parse_message(data: bytes) -> Message:
         if isinstance(uri, SipUri) and uri.headers:
             raise SipParseError("header parameters in the Request-URI")
 
+    pairs: list[tuple[str, str]] = []
+    if first_end >= 0:
+        head += "\r\n"
+        pairs = _HEADER_LINE_RE.findall(head, first_end + 2)
+        if len(pairs) != breaks:
+            raise SipParseError("header line without a colon")
+
     fields: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
     content_lengths: list[str] = []
     names = _NAMES
-    for line in lines[1:]:
-        colon = line.find(":")
-        if colon <= 0:
-            raise SipParseError("header line without a name")
-        raw = line[:colon].rstrip(" \t")
+    for raw, value in pairs:
+        if value and value[-1] in " \t":
+            value = value.rstrip(" \t")
         known = names.get(raw.lower())
         if known is None:
-            if not is_token(raw):
+            if not raw or not is_token(raw):
                 raise SipParseError("bad header name")
             name = raw
             key = raw.lower()
         else:
             name, key = known
-        value = line[colon + 1 :].strip(" \t")
         if key == "content-length":
             content_lengths.append(value)
             continue
@@ -420,8 +425,8 @@ def make_response(
     fields.append(("CSeq", index["cseq"][0]))
     if 100 < status < 300:
         fields.extend(("Record-Route", v) for v in index.get("record-route", ()))
-    extra = Headers(headers)
-    fields.extend(extra)
+    if headers:
+        fields.extend(Headers(headers))
     derived = (request.via, request.call_id, request.cseq, request.from_, to)
     return Response._prederived(status, reason, Headers._trusted(tuple(fields)), body, derived)
 

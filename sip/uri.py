@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sip.errors import SipParseError
 from sip.grammar import Params, find_param, format_params, unescape
@@ -151,8 +152,12 @@ class AbsoluteUri:
 Uri = SipUri | AbsoluteUri
 
 
+@lru_cache(maxsize=4096)
 def parse_uri(text: str) -> Uri:
     """Parse any URI: a `SipUri` for sip/sips, an `AbsoluteUri` for other schemes.
+
+    Results are cached (URIs are immutable and the same few recur in every request
+    of a dialog or registration); errors are not.
 
     Raises:
         SipParseError: malformed URI (status 400).
