@@ -32,6 +32,7 @@ from __future__ import annotations
 import heapq
 import logging
 
+from sip.headers import Via
 from sip.message import Message, Request, Response
 from sip.peer import Peer
 from sip.transaction_base import (
@@ -73,6 +74,14 @@ _TERMINATED = State.TERMINATED
 _COMPACT_MIN = 1024
 
 
+def _branch(via: Via) -> str | None:
+    """`via.branch` without the generic parameter lookup: this runs twice per transaction."""
+    for name, value in via.params:
+        if name == "branch" or name.lower() == "branch":
+            return value or None
+    return None
+
+
 def server_key(message: Message, method: str | None = None) -> Key:
     """The key of the server transaction `message` belongs to (§17.2.3).
 
@@ -88,7 +97,7 @@ def server_key(message: Message, method: str | None = None) -> Key:
         method = message.cseq.method
         if method == "ACK":
             method = "INVITE"
-    branch = via.branch
+    branch = _branch(via)
     if branch is not None and branch.startswith(MAGIC_COOKIE):
         # "the branch parameter in the request is equal to the one in the top Via header
         # field of the request that created the transaction", "the sent-by value in the
@@ -159,7 +168,7 @@ class TransactionLayer:
         return [Deliver(request, peer, tx)]
 
     def _receive_response(self, response: Response, peer: Peer, now: float) -> list[Action]:
-        branch = response.via[0].branch if response.via else None
+        branch = _branch(response.via[0]) if response.via else None
         tx = self._clients.get((branch, response.cseq.method)) if branch else None
         if tx is None:
             if response.cseq.method == "INVITE" and 200 <= response.status < 300:
