@@ -119,7 +119,8 @@ def _read_info(path: Path) -> dict[str, Any]:
         info = json.loads(path.read_text())
     except FileNotFoundError:
         raise ControlError(
-            f"the server is not running (no {path.name} in {path.parent}); start it with 'pbx serve'"
+            f"the server is not running (no {path.name} in {path.parent});"
+            " start it with 'pbx serve'"
         ) from None
     except (OSError, ValueError) as exc:
         raise ControlError(f"cannot read {path}: {exc}") from None
@@ -141,7 +142,8 @@ def request(settings: Settings, target: str, timeout: float = 5.0) -> dict[str, 
         data = json.loads(response.read() or b"{}")
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise ControlError(
-            f"cannot reach the server at {info['host']}:{info['port']} ({exc}); is 'pbx serve' running?"
+            f"cannot reach the server at {info['host']}:{info['port']} ({exc});"
+            " is 'pbx serve' running?"
         ) from None
     finally:
         conn.close()

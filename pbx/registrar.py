@@ -17,6 +17,7 @@ Binding identity: a contact carrying `+sip.instance` is keyed by its instance
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 from collections.abc import Callable, Iterator
@@ -139,9 +140,7 @@ def apply_register(
             expires = policy.default_expires
         # Step 7: a non-zero expiry below our minimum MUST be rejected with 423.
         if 0 < expires < policy.min_expires:
-            return RegisterResult(
-                423, None, (("Min-Expires", str(policy.min_expires)),)
-            )
+            return RegisterResult(423, None, (("Min-Expires", str(policy.min_expires)),))
         expires = min(expires, policy.max_expires)
         key = contact_key(contact)
         old = current.get(key)
@@ -310,14 +309,15 @@ class Registrar:
         return make_response(request, 200, headers=headers)
 
     async def run(self) -> None:
-        """Write changes behind and purge expired bindings until cancelled; flushes on the way out."""
+        """Write changes behind and purge expired bindings until cancelled.
+
+        Flushes what is left on the way out.
+        """
         next_purge = self._clock() + self._purge_interval
         try:
             while True:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._purge_interval)
-                except TimeoutError:
-                    pass
                 self._wakeup.clear()
                 try:
                     await self.flush()
@@ -367,7 +367,7 @@ class Registrar:
     def snapshot(self) -> list[dict[str, object]]:
         """Live registrations for `pbx status`."""
         now = self._clock()
-        rows = [
+        rows: list[dict[str, object]] = [
             {
                 "aor": b.aor,
                 "contact": b.contact,

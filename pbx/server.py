@@ -12,6 +12,7 @@ import logging
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pbx.auth import Authenticator, BanList, NonceManager
@@ -30,9 +31,11 @@ SERVER_NAME = "aiopbx/0.1"
 class PbxServer:
     """One running switch: store, SIP endpoint, registrar, control API."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        """`clock` is wall time (bindings expire by it, nonces age by it); tests pass a fake."""
         settings.validate()
         self.settings = settings
+        self._clock = clock
         self.sip_port = 0
         self.control_port = 0
         self.realm = settings.realm
@@ -61,9 +64,7 @@ class PbxServer:
             BanList(s.max_auth_failures, s.auth_failure_window, s.ban_seconds),
             algorithms=s.digest_algorithms,
         )
-        self.registrar = Registrar(
-            auth, store, RegistrarPolicy.from_settings(s), clock=time.time
-        )
+        self.registrar = Registrar(auth, store, RegistrarPolicy.from_settings(s), clock=self._clock)
         loaded = await self.registrar.load()
         endpoint = self._endpoint = Endpoint(
             timers=Timers(t1=s.t1, t2=s.t2, t4=s.t4), server_header=SERVER_NAME

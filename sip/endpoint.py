@@ -32,8 +32,8 @@ from sip.transaction import (
     Deliver,
     Send,
     ServerTransaction,
-    Timers,
     TimedOut,
+    Timers,
     TransactionLayer,
     TransportFailed,
 )
@@ -43,9 +43,7 @@ from sip.validate import check_request
 log = logging.getLogger(__name__)
 
 HandlerResult: TypeAlias = Response | None
-Handler: TypeAlias = Callable[
-    [Request, Peer], HandlerResult | Awaitable[HandlerResult]
-]
+Handler: TypeAlias = Callable[[Request, Peer], HandlerResult | Awaitable[HandlerResult]]
 
 #: Methods this library knows (RFC 3261 and the usual extensions); others get 501.
 KNOWN_METHODS = frozenset(

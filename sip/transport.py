@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from sip.errors import SipParseError, TransportError
 from sip.message import KEEPALIVE_PING, KEEPALIVE_PONG, StreamFramer
@@ -54,10 +54,10 @@ class UdpTransport(asyncio.DatagramProtocol):
         sockname = transport.get_extra_info("sockname")
         self.local = (sockname[0], sockname[1])
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         if data in (b"\r\n\r\n", b"\r\n", b"\0\0\0\0"):
             return  # NAT keep-alives (RFC 5626 §3.5.1 / common phone behaviour)
-        self._on_message(data, Peer("UDP", str(addr[0]), int(addr[1])))  # type: ignore[call-overload]
+        self._on_message(data, Peer("UDP", str(addr[0]), int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:
         # Linux reports ICMP port unreachable of the last sendto() here.

@@ -1,0 +1,130 @@
+"""A minimal SIP UAC over a real UDP socket, for tests sipp cannot express
+(SHA-256 digest, nonce-count replay, byte comparison of challenges).
+
+It builds requests as text, sends them to 127.0.0.1 and parses what comes back
+with the project's own parser; it has no retransmission (loopback does not
+lose datagrams) and waits with a bounded timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+
+from sip.digest import Challenge, Credentials, make_credentials
+from sip.message import Response, parse_message
+
+
+class _Inbox(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self.queue.put_nowait(data)
+
+
+class SipClient:
+    """One UDP socket on 127.0.0.1 talking to a server port."""
+
+    def __init__(self, server_port: int) -> None:
+        self.server_port = server_port
+        self.port = 0
+        self._transport: asyncio.DatagramTransport | None = None
+        self._inbox = _Inbox()
+        self._branches = itertools.count(1)
+        self.call_id = secrets.token_hex(8)
+        self.from_tag = secrets.token_hex(4)
+        self.cseq = 0
+
+    async def __aenter__(self) -> SipClient:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: self._inbox, local_addr=("127.0.0.1", 0), remote_addr=None
+        )
+        self._transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("sockname")[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def register(
+        self,
+        user: str,
+        *,
+        expires: int | None = 3600,
+        contact: str | None = None,
+        authorization: str | None = None,
+        extra: str = "",
+        call_id: str | None = None,
+        cseq: int | None = None,
+    ) -> bytes:
+        """A REGISTER for `user` as bytes (new branch, next CSeq unless given)."""
+        if cseq is None:
+            self.cseq += 1
+            cseq = self.cseq
+        host = f"127.0.0.1:{self.server_port}"
+        branch = f"z9hG4bK{next(self._branches)}x{secrets.token_hex(4)}"
+        lines = [
+            f"REGISTER sip:{host} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={branch}",
+            "Max-Forwards: 70",
+            f"From: <sip:{user}@{host}>;tag={self.from_tag}",
+            f"To: <sip:{user}@{host}>",
+            f"Call-ID: {call_id or self.call_id}",
+            f"CSeq: {cseq} REGISTER",
+        ]
+        if contact is None:
+            contact = f"<sip:{user}@127.0.0.1:{self.port}>"
+        if contact:
+            lines.append(f"Contact: {contact}")
+        if expires is not None:
+            lines.append(f"Expires: {expires}")
+        if authorization:
+            lines.append(f"Authorization: {authorization}")
+        if extra:
+            lines.append(extra)
+        lines.append("Content-Length: 0")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def send(self, data: bytes) -> None:
+        assert self._transport is not None
+        self._transport.sendto(data, ("127.0.0.1", self.server_port))
+
+    async def receive(self, timeout: float = 5.0) -> bytes | None:
+        """The next datagram, or None when nothing came within `timeout`."""
+        try:
+            return await asyncio.wait_for(self._inbox.queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def exchange(self, data: bytes, timeout: float = 5.0) -> Response:
+        """Send a request, return the parsed final response (provisional ones skipped)."""
+        self.send(data)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            raw = await self.receive(max(0.0, deadline - loop.time()))
+            assert raw is not None, "no response from the server"
+            message = parse_message(raw)
+            assert isinstance(message, Response)
+            if message.status >= 200:
+                return message
+
+    @staticmethod
+    def challenge(response: Response, algorithm: str) -> Challenge:
+        """The response's challenge for `algorithm`."""
+        for value in response.headers.get_all("WWW-Authenticate"):
+            challenge = Challenge.parse(value)
+            if challenge.algorithm.upper() == algorithm.upper():
+                return challenge
+        raise AssertionError(
+            f"no {algorithm} challenge in {response.headers.get_all('WWW-Authenticate')}"
+        )
+
+    def answer(self, challenge: Challenge, user: str, password: str, nc: int = 1) -> Credentials:
+        return make_credentials(
+            challenge, user, password, "REGISTER", f"sip:127.0.0.1:{self.server_port}", nc=nc
+        )
