@@ -66,14 +66,17 @@ ALGORITHMS: tuple[str, ...] = tuple(_HASHES)
 
 # RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
-# One auth-param: name = (quoted-string / token). Unquoted values are read leniently (any run
-# without blanks, commas or quotes) because real clients write e.g. algorithm=SHA-256 or nc=1.
+# One auth-param with the separators before it: name = (quoted-string / token). Unquoted
+# values are read leniently (any run without blanks, commas or quotes) because real clients
+# write e.g. algorithm="SHA-256" or nc=1. The quoted-string is written unrolled
+# and possessive ("[^"\\]*+(\\.[^"\\]*+)*+"): an alternation per character is several times
+# slower, and an unterminated quote must fail without backtracking.
 _PARAM = re.compile(
-    r"[ \t\r\n]*(" + _TOKEN + r')[ \t\r\n]*=[ \t\r\n]*(?:"((?:[^"\\]|\\.)*)"|([^ \t\r\n,"]+))'
-    r"[ \t\r\n]*(,|$)",
+    r"[ \t\r\n,]*(" + _TOKEN + r")[ \t\r\n]*=[ \t\r\n]*"
+    r'(?:"([^"\\]*+(?:\\.[^"\\]*+)*+)"|([^ \t\r\n,"]++))[ \t\r\n]*(?:,|$)',
     re.DOTALL,
 )
-_SEPARATOR_CHARS = frozenset(" \t\r\n,")
+_TRAILER = re.compile(r"[ \t\r\n,]*")
 _SCHEME = re.compile(r"[ \t\r\n]*(" + _TOKEN + r")(?:[ \t\r\n]+|$)")
 _UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _NC = re.compile(r"[0-9A-Fa-f]{1,8}")
@@ -98,20 +101,24 @@ def _parse_params(value: str, kind: str) -> dict[str, str]:
     params: dict[str, str] = {}
     pos = scheme.end()
     end = len(value)
-    while True:
-        while pos < end and value[pos] in _SEPARATOR_CHARS:
-            pos += 1
-        if pos >= end:
-            return params
-        match = _PARAM.match(value, pos)
-        if match is None:
-            raise SipParseError(f"{kind}: bad auth-param at offset {pos}")
-        name = match.group(1).lower()
+    # match() at each position, never search(): a failed param fails at once, so a long
+    # hostile header costs linear time.
+    while (match := _PARAM.match(value, pos)) is not None:
+        name, quoted, token = match.group(1, 2, 3)
+        name = name.lower()
         if name in params:
             raise SipParseError(f"{kind}: parameter {name!r} given twice")
-        quoted = match.group(2)
-        params[name] = _UNESCAPE.sub(r"\1", quoted) if quoted is not None else match.group(3)
+        if quoted is None:
+            params[name] = token
+        elif "\\" in quoted:
+            params[name] = _UNESCAPE.sub(r"\1", quoted)
+        else:
+            params[name] = quoted
         pos = match.end()
+    trailer = _TRAILER.match(value, pos)
+    if trailer is None or trailer.end() != end:
+        raise SipParseError(f"{kind}: bad auth-param at offset {pos}")
+    return params
 
 
 def _quote(text: str) -> str:

@@ -547,3 +547,14 @@ def test_authenticator_arguments() -> None:
         make_auth(algorithms=("SHA-512-256",))
     with pytest.raises(ValueError, match="repeats"):
         make_auth(algorithms=("MD5", "md5"))
+
+
+def test_nonce_tag_is_hmac_sha256() -> None:
+    import base64
+    import hmac
+
+    for secret in (SECRET, b"k" * 100):
+        nonce = NonceManager(secret, 300).new(T0)
+        raw = base64.urlsafe_b64decode(nonce + "=")
+        assert raw[16:] == hmac.digest(secret, raw[:16], "sha256")[:16]
+        assert int.from_bytes(raw[:8], "big") == int(T0 * 1000)
