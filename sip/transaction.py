@@ -132,6 +132,8 @@ class TransactionLayer:
         # RFC 2543 transactions: several may share a key (they differ in Request-URI or
         # To tag, which responses do not carry), so each key holds a list.
         self._legacy: dict[Key, list[ServerTransaction]] = {}
+        # Live transactions by peer, so a transport error does not scan them all.
+        self._by_peer: dict[Peer, dict[Transaction, None]] = {}
         self._heap: list[tuple[float, int, Transaction]] = []
         self._seq = 0
         self._stale = 0
@@ -163,6 +165,7 @@ class TransactionLayer:
             self._servers[key] = tx
         else:
             self._legacy.setdefault(key, []).append(tx)
+        self._add_peer(tx)
         if tx.retransmit_at is not None:
             self._schedule(tx)
         return [Deliver(request, peer, tx)]
@@ -187,11 +190,9 @@ class TransactionLayer:
         Every transaction with that peer and a message in flight fails (§17.1.4, §17.2.4).
         """
         actions: list[Action] = []
-        legacy = [tx for txs in self._legacy.values() for tx in txs]
-        for tx in [*self._clients.values(), *self._servers.values(), *legacy]:
-            if tx.peer == peer:
-                actions.extend(tx.on_transport_error())
-                self._settle(tx)
+        for tx in list(self._by_peer.get(peer, ())):
+            actions.extend(tx.on_transport_error())
+            self._settle(tx)
         return actions
 
     # -- input from the transaction user --------------------------------------------
@@ -216,6 +217,7 @@ class TransactionLayer:
             raise ValueError(f"a client transaction with branch {branch} is already running")
         tx = ClientTransaction(request, peer, self.timers, key, now)
         self._clients[key] = tx
+        self._add_peer(tx)
         self._schedule(tx)
         return tx, [Send(request, peer)]
 
@@ -303,12 +305,22 @@ class TransactionLayer:
                 txs.remove(tx)
                 if not txs:
                     del self._legacy[key]
+            peers = self._by_peer[tx.peer]
+            del peers[tx]
+            if not peers:
+                del self._by_peer[tx.peer]
             if tx._wake is not None:
                 tx._seq = -1
                 tx._wake = None
                 self._stale += 1
             return
         self._schedule(tx)
+
+    def _add_peer(self, tx: Transaction) -> None:
+        peers = self._by_peer.get(tx.peer)
+        if peers is None:
+            peers = self._by_peer[tx.peer] = {}
+        peers[tx] = None
 
     def _schedule(self, tx: Transaction) -> None:
         retransmit = tx.retransmit_at
