@@ -6,9 +6,10 @@ B2BUA call `Authenticator.authenticate` and turn its `AuthOutcome` into a respon
 
 Rules this module keeps:
 
-- Nonces are stateless to issue (RFC 7616 §5.4 suggests time-stamp plus a keyed hash): a
-  nonce carries its creation time and an HMAC-SHA256 tag under a server secret, so a forged
-  or garbled nonce is recognised without a table and its age is read from the nonce itself.
+- Nonces are stateless to issue (RFC 7616 §3.3 suggests a time-stamp plus a hash keyed by
+  a private key): a nonce carries its creation time and an HMAC-SHA256 tag under a server
+  secret, so a forged or garbled nonce is recognised without a table and its age is read
+  from the nonce itself.
 - Only nonces that came with a correct digest are remembered (for the nonce-count replay
   check), and never more than a fixed number of them: a flood of forged or unanswered
   nonces costs no memory.
@@ -319,7 +320,7 @@ class AuthResult(enum.Enum):
     OK = "ok"  # authenticated: go on with the request
     CHALLENGE = "challenge"  # 401 (407 for proxy) with fresh WWW-/Proxy-Authenticate headers
     FORBIDDEN = "forbidden"  # 403: correct password, but not for the user the request acts for
-    BAD_REQUEST = "bad_request"  # 400: digest-uri is not the Request-URI (RFC 2617 §3.2.2.5)
+    BAD_REQUEST = "bad_request"  # 400: digest-uri is not the Request-URI (RFC 7616 §3.4.6)
     BANNED = "banned"  # source address banned: drop silently (recommended) or 403
 
 
@@ -437,9 +438,10 @@ class Authenticator:
             return self.challenge(now, proxy=proxy)
         creds, algorithm = found
         call_id = request.call_id
-        # RFC 2617 §3.2.2.5 / RFC 7616 §3.4: the server MUST assure that the resource named
-        # by "uri" is the one in the request line, else SHOULD answer 400. (RFC 3261 §22.4
-        # relaxes this for forwarded requests; ours come straight from the phones.)
+        # RFC 7616 §3.4.6 (RFC 2617 §3.2.2.5): the authenticating server MUST assure that
+        # the resource named by "uri" is the one in the request line, and SHOULD answer 400
+        # if not. (RFC 3261 §22.4 item 2 relaxes this for requests a proxy retargeted; ours
+        # come straight from the phones.)
         if not _same_uri(creds.uri, request):
             return self._failed(source_ip, now, call_id, "digest-uri mismatch", proxy, bad=True)
         nonce_state = self.nonces.verify(creds.nonce, now)

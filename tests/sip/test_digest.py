@@ -349,6 +349,8 @@ def test_credentials_lenient_quoting_is_read() -> None:
             "parameter 'username' given twice",
         ),
         ('Digest username="u, realm="r"', "bad auth-param"),
+        ('Digest username="' + "x" * 60_000, "bad auth-param"),
+        ("Digest " + "x" * 60_000, "bad auth-param"),
         ("Digest username=u v, realm=r", "bad auth-param"),
         ('Digest username="u" realm="r"', "bad auth-param"),
         ('Digest =x, username="u"', "bad auth-param"),
