@@ -9,7 +9,7 @@ caller asks `next_deadline()` and calls `on_timer(now)` when it comes.
 Matching (the rules the layer's two dictionaries encode):
 
 - A response matches a client transaction when its top Via branch and its CSeq method
-  equal the request's (§17.1.3). A response matching nothing is dropped (RFC 6026 §8.9),
+  equal the request's (§17.1.3). A response matching nothing is dropped (RFC 6026 on §18.1.2),
   except a 2xx to an INVITE, which is delivered with transaction None so the UAC core can
   still acknowledge a stray 2xx retransmission (§13.2.2.4).
 - A request whose top Via branch starts with the magic cookie "z9hG4bK" matches a server
@@ -176,8 +176,8 @@ class TransactionLayer:
         if tx is None:
             if response.cseq.method == "INVITE" and 200 <= response.status < 300:
                 return [Deliver(response, peer, None)]
-            # RFC 6026 §8.9: "any element other than a stateless proxy MUST silently
-            # discard the response".
+            # RFC 6026, replacing the §18.1.2 text: "any element other than a stateless
+            # proxy MUST silently discard the response".
             log.debug("dropping unmatched %s (Call-ID %s)", response.status, response.call_id)
             return []
         actions = tx.on_response(response, peer, now)
@@ -295,6 +295,11 @@ class TransactionLayer:
         if tx.state is _TERMINATED:
             # "Once the transaction is in the "Terminated" state, it MUST be destroyed
             # immediately."
+            peers = self._by_peer.get(tx.peer)
+            if peers is None or peers.pop(tx, True) is not None:
+                return  # already forgotten
+            if not peers:
+                del self._by_peer[tx.peer]
             key = tx.key
             if isinstance(tx, ClientTransaction):
                 del self._clients[key]
@@ -305,10 +310,6 @@ class TransactionLayer:
                 txs.remove(tx)
                 if not txs:
                     del self._legacy[key]
-            peers = self._by_peer[tx.peer]
-            del peers[tx]
-            if not peers:
-                del self._by_peer[tx.peer]
             if tx._wake is not None:
                 tx._seq = -1
                 tx._wake = None

@@ -8,7 +8,7 @@ output is an *action* for the caller to carry out. The four actions are:
 - `TimedOut`: Timer B, F or H fired; the TU answers itself with a 408 (§8.1.3.1);
 - `TransportFailed`: the transport could not deliver (§17.1.4, §17.2.4).
 
-Timer values (RFC 3261 Table 4, RFC 6026 §8.3/8.4):
+Timer values (RFC 3261 Table 4; L and M from RFC 6026):
 
     A  T1, doubling     INVITE request retransmit, unreliable only
     B  64*T1            INVITE transaction timeout

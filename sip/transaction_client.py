@@ -1,4 +1,4 @@
-"""Client transactions: RFC 3261 §17.1 as amended by RFC 6026 §7.2 and §8.4.
+"""Client transactions: RFC 3261 §17.1 as amended by RFC 6026 (§7.2 and its §17.1.1.2 text).
 
 INVITE client transaction (RFC 3261 Figure 5, RFC 6026 Figure 5)::
 
@@ -115,8 +115,10 @@ class ClientTransaction(Transaction):
                 self.expire_at = None
                 return [Deliver(response, peer, self)]
             if status < 300:
-                # RFC 6026 §8.4: "it MUST transition to the "Accepted" state, pass the
-                # 2xx response to the TU, and set Timer M to 64*T1."
+                # RFC 6026 §7.2: "If a 2xx response is received while the client INVITE
+                # state machine is in the "Calling" or "Proceeding" states, it MUST
+                # transition to the "Accepted" state, pass the 2xx response to the TU,
+                # and set Timer M to 64*T1."
                 self.state = _ACCEPTED
                 self.expire_at = now + self.timers.m
                 return [Deliver(response, peer, self)]
@@ -138,7 +140,7 @@ class ClientTransaction(Transaction):
             # to the TU."
             return [Send(self.ack, self.peer)]
         if state is _ACCEPTED and 200 <= status < 300:
-            # RFC 6026 §8.4: "A 2xx response received while in the "Accepted" state MUST
+            # RFC 6026 §7.2: "A 2xx response received while in the "Accepted" state MUST
             # be passed to the TU and the machine remains in the "Accepted" state."
             return [Deliver(response, peer, self)]
         log.debug(

@@ -1,4 +1,4 @@
-"""Server transactions: RFC 3261 §17.2 as amended by RFC 6026 §7.1 and §8.5-8.7.
+"""Server transactions: RFC 3261 §17.2 as amended by RFC 6026 (§7.1 and its §17.2.1 text).
 
 INVITE server transaction (RFC 3261 Figure 7, RFC 6026 Figure 7)::
 
@@ -105,8 +105,9 @@ class ServerTransaction(Transaction):
                 # received, the server SHOULD pass the response to the transport for
                 # retransmission."
                 return [Send(last, self.peer)]
-            # Accepted (RFC 6026 §8.7: retransmissions "will be absorbed by the machine
-            # without changing its state") and Confirmed: absorb.
+            # Accepted (RFC 6026: "The purpose of the "Accepted" state is to absorb
+            # retransmissions of an accepted INVITE request ... They are not passed up to
+            # the TU") and Confirmed: absorb.
         elif state is not _TRYING and last is not None:
             # §17.2.2: in Proceeding "the most recently sent provisional response MUST be
             # passed to the transport layer"; in Completed "the server transaction MUST
@@ -135,8 +136,8 @@ class ServerTransaction(Transaction):
                 self.expire_at = now + self.timers.i
             return []
         if state is _ACCEPTED:
-            # RFC 6026 §8.7: an ACK matching a transaction in "Accepted" goes to the TU
-            # (it acknowledges the 2xx, which belongs to the TU).
+            # RFC 6026 Figure 7: "ACK / to TU" in "Accepted" (it acknowledges the 2xx,
+            # which is the TU's).
             return [Deliver(ack, peer, self)]
         return []  # Confirmed: ACK retransmissions are absorbed.
 
@@ -160,14 +161,17 @@ class ServerTransaction(Transaction):
                         self.retransmit_at = now + self.interval
                     self.expire_at = now + self.timers.h
                 elif status >= 200:
-                    # RFC 6026 §8.5: "the server transaction MUST transition to the
-                    # "Accepted" state" and "MUST start Timer L with a value of 64*T1".
+                    # RFC 6026: the 2xx "is not retransmitted by the server transaction;
+                    # retransmissions of 2xx responses are handled by the TU. The server
+                    # transaction MUST then transition to the "Accepted" state", and
+                    # "Timer L MUST be set to fire in 64*T1 for all transports".
                     self.state = _ACCEPTED
                     self.expire_at = now + self.timers.l
                 return [Send(response, self.peer)]
             if state is _ACCEPTED and 200 <= status < 300:
-                # RFC 6026 §8.7: "The TU MAY pass any number of 2xx responses to the
-                # server transaction while in the "Accepted" state"; each goes out.
+                # RFC 6026: "While in the "Accepted" state, if the TU passes a 2xx
+                # response, the server transaction MUST pass the response to the
+                # transport layer for transmission."
                 return [Send(response, self.peer)]
         elif state is _TRYING or state is _PROCEEDING:
             self.last_response = response
@@ -224,7 +228,7 @@ class ServerTransaction(Transaction):
         return []
 
     def on_transport_error(self) -> list[Action]:
-        """The transport failed to reach this transaction's peer (§17.2.4, RFC 6026 §7.1)."""
+        """The transport failed to reach this transaction's peer (§17.2.4, RFC 6026)."""
         state = self.state
         if self.request.method == "INVITE":
             if state is _PROCEEDING or state is _COMPLETED or state is _ACCEPTED:

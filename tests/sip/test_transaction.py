@@ -727,3 +727,18 @@ def test_link_invite_lost_responses_answered_from_the_server_transaction() -> No
     assert len(link.b.requests()) == 1
     assert link.sent("a->b", "OPTIONS") == [0.0, 0.5]
     assert link.sent("b->a", "200") == [0.01, 0.51]
+
+
+def test_rfc2543_transactions_count_and_fail_by_peer() -> None:
+    layer = TransactionLayer()
+    old = request("OPTIONS", branch=None)
+    [deliver] = layer.receive(old, UDP, 0.0)
+    # Same Via, Call-ID, CSeq and From tag, other To tag: a second transaction, same key.
+    [other] = layer.receive(request("OPTIONS", branch=None, to_tag="x"), UDP, 0.0)
+    assert isinstance(deliver, Deliver) and isinstance(other, Deliver)
+    assert deliver.transaction is not other.transaction and len(layer) == 2
+    ok = answer(old, 200, to_tag="x")
+    assert layer.send_response(ok, 0.1) == [Send(ok, UDP)]
+    assert other.transaction is not None and other.transaction.state is State.COMPLETED
+    assert layer.transport_error(UDP, 0.2) == [TransportFailed(other.transaction)]
+    assert len(layer) == 1
