@@ -1,0 +1,362 @@
+"""Driving baresip (Debian baresip-core 1.0.0 on libre 1.1.0) headless in interop tests.
+
+What was learned getting it to register (checked on these machines):
+
+- "reg: ...: Register: Function not implemented" is not a config problem. baresip does
+  send its REGISTER (strace: one `sendto` to the registrar) and gets our 401. libre 1.1.0's
+  `sip_auth_authenticate()` (re src/sip/auth.c, `auth_handler`) walks *every*
+  WWW-Authenticate / Proxy-Authenticate header and aborts the whole challenge with ENOSYS
+  as soon as one names an algorithm other than MD5. aiopbx offers two challenges
+  (MD5 and SHA-256, RFC 8760), so libre 1.1.0 gives up in either order and never sends
+  credentials. Missing modules (contact, stun, ice, uuid), `sip_transports`, `dns_server`
+  or the unreachable resolver in /etc/resolv.conf play no part: the registrar is an IP
+  address, so no DNS query is made. Newer re (with SHA-256) still fails on any other
+  algorithm such as SHA-512-256.
+- Against a server offering MD5 only, the same config registers at once
+  (`1001@127.0.0.1: {0/UDP/v4} 200 OK () [1 binding]`). `pbx serve` has no option for
+  that (Settings.digest_algorithms is not exposed), so tests put `Md5OnlyRelay` below
+  between the phone and the server: it forwards datagrams and drops non-MD5 challenge
+  headers from 401/407 responses. The binding keeps baresip's own Contact and
+  User-Agent; only the source address is the relay's.
+- Config that works: `sip_listen 127.0.0.1:PORT` (it also opens TLS on PORT+1, so keep
+  phones 2 ports apart), `net_interface 127.0.0.1`, modules g711 + aufile (+ sndfile with
+  `snd_path DIR` to dump each call's decoded and encoded audio), `module_app account.so`
+  and `menu.so`. Run as `baresip -4 -f CONFDIR`. The aufile source (8 kHz mono S16 WAV)
+  hangs the call up when the file ends; for an endless tone use ausine, which makes only
+  48 kHz stereo: without `ausrc_srate 48000` + `ausrc_channels 2` the answering side fails
+  ("start_source failed ... Operation not supported") and the call never establishes.
+- Account line: `<sip:USER@127.0.0.1:PORT;transport=udp>;auth_pass=SECRET;regint=N`
+  and `;answermode=auto` to answer calls by itself. The contact it registers is
+  `<sip:USER-0x...@127.0.0.1:SIP_PORT>`; its User-Agent is `baresip v1.0.0 (...)`.
+- Remote control: `module_app ctrl_tcp.so` + `ctrl_tcp_listen 127.0.0.1:PORT`. Frames are
+  netstrings (`LEN:JSON,`). A command is `{"command": "dial", "params": "sip:...",
+  "token": "1"}` (menu's command names, no slash); the answer is `{"response": true,
+  "ok": ..., "data": "...", "token": "1"}`; events (`{"event": true, "type":
+  "REGISTER_OK", ...}`, CALL_ESTABLISHED, CALL_CLOSED ...) arrive unasked.
+- It writes its log to stdout with ANSI colour codes, unbuffered; SIGTERM unregisters
+  and exits, a second SIGTERM skips the unregistration (needed when the server is gone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import re
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+from tests.interop.peers import free_port, need, wait_for
+
+MODULE_PATH = Path("/usr/lib/baresip/modules")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CHALLENGE = re.compile(rb"^(www|proxy)-authenticate\s*:", re.IGNORECASE)
+_ALGORITHM = re.compile(rb"algorithm\s*=\s*\"?([A-Za-z0-9-]+)", re.IGNORECASE)
+
+
+class _Waiter:
+    """Items appended by a reader thread, and bounded waits for one that matches."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.closed = False
+        self._cond = threading.Condition()
+
+    def append(self, item: Any) -> None:
+        with self._cond:
+            self.items.append(item)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No more items will come (the process or connection is gone)."""
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def wait(self, match: Callable[[Any], Any], start: int, timeout: float) -> tuple[int, Any]:
+        """(index, match result) of the first item from `start` on that matches, or (-1, None)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for index in range(start, len(self.items)):
+                    found = match(self.items[index])
+                    if found:
+                        return index, found
+                start = len(self.items)
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    return -1, None
+                self._cond.wait(left)
+
+
+class Md5OnlyRelay:
+    """A UDP relay that hides non-MD5 digest challenges from libre 1.1.0 (see above).
+
+    Requests from the phone go to 127.0.0.1:`server_port`; everything from the server goes
+    back to the last phone address seen. Use its `port` as the phone's registrar port.
+    """
+
+    def __init__(self, server_port: int) -> None:
+        self.server = ("127.0.0.1", server_port)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._client: tuple[str, int] | None = None
+        self._thread = threading.Thread(target=self._run, name="md5-relay", daemon=True)
+
+    def __enter__(self) -> Md5OnlyRelay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._wake_w.send(b"x")
+        self._thread.join(5)
+        for s in (self._sock, self._wake_r, self._wake_w):
+            s.close()
+
+    def _run(self) -> None:
+        while True:
+            ready, _, _ = select.select([self._sock, self._wake_r], [], [])
+            if self._wake_r in ready:
+                return
+            data, addr = self._sock.recvfrom(65535)
+            if addr == self.server:
+                if self._client is not None:
+                    self._sock.sendto(md5_challenges_only(data), self._client)
+            else:
+                self._client = addr
+                self._sock.sendto(data, self.server)
+
+
+def md5_challenges_only(datagram: bytes) -> bytes:
+    """`datagram` without the challenge headers whose algorithm is not MD5 (absent = MD5)."""
+    head, sep, body = datagram.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    if not re.match(rb"SIP/2\.0 40[17] ", lines[0]):
+        return datagram
+    kept = [lines[0]]
+    for line in lines[1:]:
+        algorithm = _ALGORITHM.search(line) if _CHALLENGE.match(line) else None
+        if algorithm is None or algorithm.group(1).upper() == b"MD5":
+            kept.append(line)
+    return b"\r\n".join(kept) + sep + body
+
+
+class Baresip:
+    """One baresip phone on 127.0.0.1 with a generated CONFDIR under `workdir`.
+
+    Its stdout (colour codes stripped) is collected line by line in `lines`; with
+    `control=True` the ctrl_tcp connection collects events in `events` and takes commands.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        user: str,
+        password: str,
+        registrar_port: int,
+        regint: int = 60,
+        auto_answer: bool = False,
+        source_wav: Path | None = None,
+        record_wav: Path | None = None,
+        dump_calls: bool = False,
+        control: bool = True,
+    ) -> None:
+        self.workdir = workdir
+        self.user = user
+        self.sip_port = free_port(2)  # sip_listen also opens TLS on port + 1
+        self.ctrl_port = free_port() if control else None
+        self.lines = _Waiter()
+        self.events = _Waiter()
+        self._responses = _Waiter()
+        self._tokens = itertools.count(1)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ctrl: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._write_config(
+            password, registrar_port, regint, auto_answer, source_wav, record_wav, dump_calls
+        )
+
+    def _write_config(
+        self,
+        password: str,
+        registrar_port: int,
+        regint: int,
+        auto_answer: bool,
+        source_wav: Path | None,
+        record_wav: Path | None,
+        dump_calls: bool,
+    ) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        modules = ["g711.so", "aufile.so"]
+        if source_wav is None:
+            modules.append("ausine.so")
+        if dump_calls:
+            modules.append("sndfile.so")
+        player = record_wav or self.workdir / "played.wav"
+        config = [
+            f"sip_listen 127.0.0.1:{self.sip_port}",
+            "net_interface 127.0.0.1",
+            f"module_path {MODULE_PATH}",
+            *(f"module {name}" for name in modules),
+            f"audio_source {f'aufile,{source_wav}' if source_wav else 'ausine,440'}",
+            f"audio_player aufile,{player}",
+            "module_app account.so",
+            "module_app menu.so",
+        ]
+        if source_wav is None:
+            config += ["ausrc_srate 48000", "ausrc_channels 2"]  # all ausine can make
+        if dump_calls:
+            config.append(f"snd_path {self.workdir}")
+        if self.ctrl_port is not None:
+            config += ["module_app ctrl_tcp.so", f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}"]
+        (self.workdir / "config").write_text("\n".join(config) + "\n")
+        account = (
+            f"<sip:{self.user}@127.0.0.1:{registrar_port};transport=udp>"
+            f";auth_pass={password};regint={regint}"
+        )
+        if auto_answer:
+            account += ";answermode=auto"
+        (self.workdir / "accounts").write_text(account + "\n")
+        (self.workdir / "contacts").write_text("")
+
+    def __enter__(self) -> Baresip:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start baresip and wait until it is ready (and its control port answers)."""
+        binary = need("baresip")
+        self._proc = subprocess.Popen(
+            [binary, "-4", "-f", str(self.workdir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._spawn(self._read_output)
+        self.wait_for_output(r"baresip is ready\.", 10)
+        if self.ctrl_port is not None:
+            wait_for(self._connect_ctrl, 10, "baresip's ctrl_tcp port")
+            self._spawn(self._read_ctrl)
+
+    def _spawn(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"baresip-{self.user}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _read_output(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            self.lines.append(_ANSI.sub("", raw.decode(errors="replace")).rstrip("\r\n"))
+        self.lines.close()
+
+    def _connect_ctrl(self) -> bool:
+        try:
+            self._ctrl = socket.create_connection(("127.0.0.1", self.ctrl_port or 0), timeout=1)
+        except OSError:
+            return False
+        self._ctrl.settimeout(None)
+        return True
+
+    def _read_ctrl(self) -> None:
+        assert self._ctrl is not None
+        buffer = b""
+        while chunk := _recv(self._ctrl):
+            buffer += chunk
+            while (colon := buffer.find(b":")) > 0:
+                end = colon + 1 + int(buffer[:colon])
+                if len(buffer) <= end:  # wait for the rest and the closing ","
+                    break
+                message = json.loads(buffer[colon + 1 : end])
+                buffer = buffer[end + 1 :]
+                (self._responses if message.get("response") else self.events).append(message)
+        self._responses.close()
+        self.events.close()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines.items)
+
+    def wait_for_output(self, pattern: str, timeout: float, start: int = 0) -> re.Match[str]:
+        """The first output line from index `start` on matching `pattern`; fails the test
+        after `timeout` seconds (or as soon as baresip has exited without printing it)."""
+        regex = re.compile(pattern)
+        _, found = self.lines.wait(regex.search, start, timeout)
+        if found is None:
+            pytest.fail(f"baresip printed no line matching {pattern!r}:\n{self.output[-3000:]}")
+        return found  # type: ignore[no-any-return]
+
+    def count_output(self, pattern: str) -> int:
+        regex = re.compile(pattern)
+        return sum(1 for line in self.lines.items if regex.search(line))
+
+    def command(self, name: str, params: str = "", timeout: float = 5) -> dict[str, Any]:
+        """Run a menu command (`dial`, `hangup`, `reginfo`, ...) over ctrl_tcp; its response."""
+        if self._ctrl is None:
+            raise RuntimeError("this phone was started without control=True")
+        token = str(next(self._tokens))
+        payload = json.dumps(
+            {"command": name.lstrip("/"), "params": params, "token": token}
+        ).encode()
+        self._ctrl.sendall(b"%d:%s," % (len(payload), payload))
+        _, found = self._responses.wait(
+            lambda m: m if m.get("token") == token else None, 0, timeout
+        )
+        if found is None:
+            pytest.fail(f"no ctrl_tcp response to {name!r} within {timeout} s")
+        return found  # type: ignore[no-any-return]
+
+    def wait_for_event(self, kind: str, timeout: float, start: int = 0) -> dict[str, Any]:
+        """The first ctrl_tcp event of type `kind` (e.g. "CALL_ESTABLISHED") from `start`."""
+        _, found = self.events.wait(lambda e: e if e.get("type") == kind else None, start, timeout)
+        if found is None:
+            seen = [e.get("type") for e in self.events.items]
+            pytest.fail(f"no {kind} event from baresip within {timeout} s; saw {seen}")
+        return found  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        """SIGTERM (it unregisters), a second SIGTERM if that hangs, SIGKILL as the last resort."""
+        if self._ctrl is not None:
+            with contextlib.suppress(OSError):
+                self._ctrl.shutdown(socket.SHUT_RDWR)
+            self._ctrl.close()
+            self._ctrl = None
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+                if proc.poll() is not None:
+                    break
+                proc.send_signal(sig)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5)
+            proc.wait(5)
+        for thread in self._threads:
+            thread.join(5)
+        self._threads.clear()
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""
