@@ -230,11 +230,9 @@ class TransactionLayer:
         if key[0]:
             tx = self._servers.get(key)
         else:
-            # Responses carry no Request-URI: take the one candidate, or the one whose
-            # request had no To tag or the response's.
-            txs = self._legacy.get(key, [])
-            tag = response.to.tag
-            tx = next((t for t in txs if len(txs) == 1 or t.request.to.tag in (None, tag)), None)
+            # Responses carry no Request-URI: prefer the request with the response's To
+            # tag, then one without a To tag (the TU added one), then the only candidate.
+            tx = self._find_legacy_answered(self._legacy.get(key, []), response.to.tag)
         if tx is None:
             log.warning(
                 "no server transaction for %s %s (Call-ID %s)",
@@ -258,6 +256,16 @@ class TransactionLayer:
         if tx is None or tx.request.method != "INVITE":
             return None
         return tx
+
+    @staticmethod
+    def _find_legacy_answered(
+        txs: list[ServerTransaction], tag: str | None
+    ) -> ServerTransaction | None:
+        for wanted in (tag, None):
+            for tx in txs:
+                if tx.request.to.tag == wanted:
+                    return tx
+        return txs[0] if len(txs) == 1 else None
 
     def _find_legacy(self, key: Key, request: Request) -> ServerTransaction | None:
         for tx in self._legacy.get(key, ()):

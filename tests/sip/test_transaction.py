@@ -737,7 +737,7 @@ def test_rfc2543_transactions_count_and_fail_by_peer() -> None:
     [other] = layer.receive(request("OPTIONS", branch=None, to_tag="x"), UDP, 0.0)
     assert isinstance(deliver, Deliver) and isinstance(other, Deliver)
     assert deliver.transaction is not other.transaction and len(layer) == 2
-    ok = answer(old, 200, to_tag="x")
+    ok = answer(request("OPTIONS", branch=None, to_tag="x"), 200)  # keeps To tag "x"
     assert layer.send_response(ok, 0.1) == [Send(ok, UDP)]
     assert other.transaction is not None and other.transaction.state is State.COMPLETED
     assert layer.transport_error(UDP, 0.2) == [TransportFailed(other.transaction)]
