@@ -38,6 +38,8 @@ _NAMES: dict[str, tuple[str, str]] = {k: (v, v.lower()) for k, v in CANONICAL.it
 #: Single-valued fields: a second field of the same name is a 400 (RFC 4475 §3.3.8 multi01).
 _SINGLE = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
 
+_DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+
 #: Largest Content-Length accepted at all (a datagram or framed message is far smaller).
 _MAX_CONTENT_LENGTH = 2**31 - 1
 
@@ -399,9 +401,9 @@ def make_response(
     """Build a response to `request` (RFC 3261 §8.2.6).
 
     Copies every Via in order, From, To (adding `to_tag` when To has none), Call-ID
-    and CSeq, then `headers`. Record-Route is copied too for 101..299 responses
-    (§12.1.1: the UAS "MUST copy all Record-Route header field values from the
-    request into the response"); harmless where no dialog forms.
+    and CSeq, then `headers`. Record-Route is copied too for 101..299 responses to
+    a dialog-creating request (§12.1.1: the UAS "MUST copy all Record-Route header
+    field values from the request into the response").
 
     Raises:
         ValueError: a bad status, a `to_tag` that is not a token, or a bad header.
@@ -423,7 +425,7 @@ def make_response(
     fields.append(("To", to_value))
     fields.append(("Call-ID", request.call_id))
     fields.append(("CSeq", index["cseq"][0]))
-    if 100 < status < 300:
+    if 100 < status < 300 and request.method in _DIALOG_CREATING:
         fields.extend(("Record-Route", v) for v in index.get("record-route", ()))
     if headers:
         fields.extend(Headers(headers))
