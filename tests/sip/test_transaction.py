@@ -72,6 +72,16 @@ def answer(req: Request, status: int, to_tag: str | None = "a6c85cf") -> Respons
     return make_response(req, status, to_tag=None if status == 100 else to_tag)
 
 
+def serve(layer: TransactionLayer, req: Request, peer: Peer = UDP) -> ServerTransaction:
+    """Feed a new request at time 0; it must reach the TU with a new server transaction."""
+    actions = layer.receive(req, peer, 0.0)
+    assert len(actions) == 1
+    deliver = actions[0]
+    assert isinstance(deliver, Deliver) and deliver.message is req and deliver.peer == peer
+    assert isinstance(deliver.transaction, ServerTransaction)
+    return deliver.transaction
+
+
 def run_timers(layer: TransactionLayer, until: float) -> list[tuple[float, Action]]:
     """Call on_timer at each deadline up to `until`; every action with its time."""
     out: list[tuple[float, Action]] = []
@@ -269,10 +279,8 @@ def test_non_invite_client_over_tcp_terminates_on_final() -> None:
 def test_invite_server_sends_100_trying_when_tu_is_slow() -> None:
     layer = TransactionLayer()
     invite = request(timestamp="54")
-    [deliver] = layer.receive(invite, UDP, 0.0)
-    tx = deliver.transaction
-    assert isinstance(tx, ServerTransaction)
-    assert deliver == Deliver(invite, UDP, tx) and tx.state is State.PROCEEDING
+    tx = serve(layer, invite)
+    assert tx.state is State.PROCEEDING
     assert layer.next_deadline() == 0.2
     [(when, send)] = run_timers(layer, 1.0)
     assert when == 0.2 and isinstance(send, Send) and send.peer == UDP
@@ -306,8 +314,7 @@ def test_invite_server_retransmission_before_any_response_sends_100_at_once() ->
 def test_invite_server_non_2xx_timer_g_and_timer_h() -> None:
     layer = TransactionLayer()
     invite = request()
-    [deliver] = layer.receive(invite, UDP, 0.0)
-    tx = deliver.transaction
+    tx = serve(layer, invite)
     busy = answer(invite, 486)
     assert layer.send_response(busy, 0.1) == [Send(busy, UDP)]
     assert isinstance(tx, ServerTransaction) and tx.state is State.COMPLETED
@@ -323,8 +330,7 @@ def test_invite_server_non_2xx_timer_g_and_timer_h() -> None:
 def test_invite_server_ack_confirms_then_timer_i() -> None:
     layer = TransactionLayer()
     invite = request()
-    [deliver] = layer.receive(invite, UDP, 0.0)
-    tx = deliver.transaction
+    tx = serve(layer, invite)
     busy = answer(invite, 486)
     layer.send_response(busy, 0.0)
     ack = build_ack(invite, busy)
@@ -340,20 +346,18 @@ def test_invite_server_ack_confirms_then_timer_i() -> None:
 def test_invite_server_over_tcp_no_timer_g_and_ack_ends_it() -> None:
     layer = TransactionLayer()
     invite = request(transport="TCP")
-    [deliver] = layer.receive(invite, TCP, 0.0)
+    tx = serve(layer, invite, TCP)
     busy = answer(invite, 404)
     layer.send_response(busy, 0.0)
     assert layer.next_deadline() == 32.0  # Timer H only
     layer.receive(build_ack(invite, busy), TCP, 0.1)
-    assert deliver.transaction is not None
-    assert deliver.transaction.state is State.TERMINATED and len(layer) == 0
+    assert tx.state is State.TERMINATED and len(layer) == 0
 
 
 def test_invite_server_2xx_enters_accepted() -> None:
     layer = TransactionLayer()
     invite = request()
-    [deliver] = layer.receive(invite, UDP, 0.0)
-    tx = deliver.transaction
+    tx = serve(layer, invite)
     ok = answer(invite, 200)
     assert layer.send_response(ok, 0.1) == [Send(ok, UDP)]
     assert isinstance(tx, ServerTransaction) and tx.state is State.ACCEPTED
@@ -380,8 +384,7 @@ def test_invite_server_2xx_enters_accepted() -> None:
 def test_non_invite_server_trying_proceeding_completed_timer_j() -> None:
     layer = TransactionLayer()
     register = request("REGISTER", uri="sip:registrar.biloxi.example")
-    [deliver] = layer.receive(register, UDP, 0.0)
-    tx = deliver.transaction
+    tx = serve(layer, register)
     assert isinstance(tx, ServerTransaction) and tx.state is State.TRYING
     assert layer.next_deadline() is None  # no 100 Trying for non-INVITE
     again = request("REGISTER", uri="sip:registrar.biloxi.example")
@@ -406,10 +409,9 @@ def test_non_invite_server_trying_proceeding_completed_timer_j() -> None:
 def test_non_invite_server_over_tcp_terminates_on_final() -> None:
     layer = TransactionLayer()
     bye = request("BYE", transport="TCP", to_tag="a6c85cf")
-    [deliver] = layer.receive(bye, TCP, 0.0)
+    tx = serve(layer, bye, TCP)
     layer.send_response(answer(bye, 200), 0.0)
-    assert deliver.transaction is not None
-    assert deliver.transaction.state is State.TERMINATED and len(layer) == 0
+    assert tx.state is State.TERMINATED and len(layer) == 0
     assert layer.next_deadline() is None
 
 
@@ -434,36 +436,32 @@ def test_server_matching_uses_sent_by_and_method() -> None:
     # Host names in sent-by compare without case.
     lower = request("OPTIONS", branch="z9hG4bKh", sent_by="pc33.example")
     upper = request("OPTIONS", branch="z9hG4bKh", sent_by="PC33.example")
-    [deliver] = layer.receive(lower, UDP, 0.0)
-    assert isinstance(deliver, Deliver) and deliver.transaction is not None
+    serve(layer, lower)
     assert layer.receive(upper, UDP, 0.1) == []
 
 
 def test_cancel_is_its_own_transaction_and_finds_its_invite() -> None:
     layer = TransactionLayer()
     invite = request()
-    [deliver_invite] = layer.receive(invite, UDP, 0.0)
+    invite_tx = serve(layer, invite)
     cancel = request("CANCEL")
-    [deliver_cancel] = layer.receive(cancel, UDP, 1.0)
-    assert isinstance(deliver_invite, Deliver) and isinstance(deliver_cancel, Deliver)
-    assert isinstance(deliver_cancel.transaction, ServerTransaction)
-    assert deliver_cancel.transaction is not deliver_invite.transaction
-    assert layer.find_invite_for_cancel(cancel) is deliver_invite.transaction
+    cancel_tx = serve(layer, cancel)
+    assert cancel_tx is not invite_tx and cancel_tx.request is cancel
+    assert layer.find_invite_for_cancel(cancel) is invite_tx
     assert layer.find_invite_for_cancel(request("CANCEL", branch="z9hG4bKother")) is None
     # The TU answers both: 200 to the CANCEL, 487 to the INVITE.
     ok = answer(cancel, 200)
     assert layer.send_response(ok, 1.1) == [Send(ok, UDP)]
     terminated = answer(invite, 487)
     assert layer.send_response(terminated, 1.1) == [Send(terminated, UDP)]
-    assert deliver_invite.transaction.state is State.COMPLETED
+    assert invite_tx.state is State.COMPLETED and cancel_tx.state is State.COMPLETED
 
 
 def test_rfc2543_fallback_matching() -> None:
     layer = TransactionLayer()
     old = {"branch": None, "from_tag": "t1"}
     invite = request(**old)  # type: ignore[arg-type]
-    [deliver] = layer.receive(invite, UDP, 0.0)
-    tx = deliver.transaction
+    tx = serve(layer, invite)
     assert isinstance(tx, ServerTransaction)
     # The same request again is a retransmission.
     layer.send_response(answer(invite, 180), 0.1)
@@ -513,8 +511,7 @@ def test_client_and_server_with_the_same_branch_do_not_mix() -> None:
     layer = TransactionLayer()
     options = request("OPTIONS")
     client, _ = layer.send_request(options, UDP, 0.0)
-    [deliver] = layer.receive(options, UDP, 0.0)  # looped back to us
-    assert isinstance(deliver, Deliver) and isinstance(deliver.transaction, ServerTransaction)
+    serve(layer, options)  # looped back to us: a server transaction beside the client one
     ok = answer(options, 200)
     assert layer.send_response(ok, 0.1) == [Send(ok, UDP)]
     assert layer.receive(ok, UDP, 0.2) == [Deliver(ok, UDP, client)]
@@ -553,20 +550,19 @@ def test_transport_error_fails_client_transactions_of_that_peer() -> None:
 def test_transport_error_on_server_transactions() -> None:
     layer = TransactionLayer()
     invite = request()
-    [d_invite] = layer.receive(invite, UDP, 0.0)
+    invite_tx = serve(layer, invite)
     register = request("REGISTER", branch="z9hG4bKreg")
-    [d_register] = layer.receive(register, UDP, 0.0)
-    [d_quiet] = layer.receive(request("OPTIONS", branch="z9hG4bKquiet"), UDP, 0.0)
+    register_tx = serve(layer, register)
+    quiet_tx = serve(layer, request("OPTIONS", branch="z9hG4bKquiet"))
     layer.send_response(answer(invite, 486), 0.1)
     layer.send_response(answer(register, 200), 0.1)
-    invite_tx, register_tx = d_invite.transaction, d_register.transaction
     actions = layer.transport_error(UDP, 0.2)
-    assert actions == [TransportFailed(invite_tx), TransportFailed(register_tx)]  # type: ignore[arg-type]
+    assert actions == [TransportFailed(invite_tx), TransportFailed(register_tx)]
     # RFC 6026: the INVITE server transaction stays to absorb retransmissions (Timer H
     # still ends it); the non-INVITE one terminates; one that sent nothing is untouched.
-    assert invite_tx is not None and invite_tx.state is State.COMPLETED
-    assert register_tx is not None and register_tx.state is State.TERMINATED
-    assert d_quiet.transaction is not None and d_quiet.transaction.state is State.TRYING
+    assert invite_tx.state is State.COMPLETED
+    assert register_tx.state is State.TERMINATED
+    assert quiet_tx.state is State.TRYING
 
 
 def test_transport_error_on_invite_client_in_accepted_is_ignored() -> None:
@@ -732,13 +728,12 @@ def test_link_invite_lost_responses_answered_from_the_server_transaction() -> No
 def test_rfc2543_transactions_count_and_fail_by_peer() -> None:
     layer = TransactionLayer()
     old = request("OPTIONS", branch=None)
-    [deliver] = layer.receive(old, UDP, 0.0)
+    first = serve(layer, old)
     # Same Via, Call-ID, CSeq and From tag, other To tag: a second transaction, same key.
-    [other] = layer.receive(request("OPTIONS", branch=None, to_tag="x"), UDP, 0.0)
-    assert isinstance(deliver, Deliver) and isinstance(other, Deliver)
-    assert deliver.transaction is not other.transaction and len(layer) == 2
+    other = serve(layer, request("OPTIONS", branch=None, to_tag="x"))
+    assert first is not other and len(layer) == 2
     ok = answer(request("OPTIONS", branch=None, to_tag="x"), 200)  # keeps To tag "x"
     assert layer.send_response(ok, 0.1) == [Send(ok, UDP)]
-    assert other.transaction is not None and other.transaction.state is State.COMPLETED
-    assert layer.transport_error(UDP, 0.2) == [TransportFailed(other.transaction)]
+    assert other.state is State.COMPLETED and first.state is State.TRYING
+    assert layer.transport_error(UDP, 0.2) == [TransportFailed(other)]
     assert len(layer) == 1
