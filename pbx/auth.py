@@ -430,6 +430,12 @@ class Authenticator:
 
         Reads the Authorization headers (Proxy-Authorization when `proxy`) whose realm is
         ours. Never raises for bad peer input: unreadable credentials count as none.
+
+        Outcomes: BANNED for a banned source (and for the failure that starts a ban);
+        CHALLENGE with a fresh nonce when there are no usable credentials, the digest is
+        wrong, the user unknown, the nonce forged or the nonce-count replayed (stale=true
+        only for an expired nonce with a right digest); BAD_REQUEST for a digest-uri that
+        is not the Request-URI; FORBIDDEN for a right digest acting for another user; OK.
         """
         if self.bans.is_banned(source_ip, now):
             return AuthOutcome(AuthResult.BANNED, proxy=proxy)
