@@ -233,10 +233,28 @@ def serve(
     control_port: Annotated[
         int, typer.Option(help="Loopback control API port (0 picks a free one).")
     ] = 0,
+    digest: Annotated[
+        str,
+        typer.Option(
+            help="Digest algorithms to offer, most preferred first (MD5, SHA-256, -sess).",
+        ),
+    ] = "MD5",
+    ban_after: Annotated[
+        int, typer.Option(help="Failed authentications from one address before a ban.")
+    ] = 10,
+    ban_seconds: Annotated[float, typer.Option(help="How long a ban lasts (seconds).")] = 600.0,
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
     settings = _settings(
-        data_dir, sip_host=host, sip_port=port, udp=udp, tcp=tcp, control_port=control_port
+        data_dir,
+        sip_host=host,
+        sip_port=port,
+        udp=udp,
+        tcp=tcp,
+        control_port=control_port,
+        digest_algorithms=tuple(a.strip() for a in digest.split(",") if a.strip()),
+        max_auth_failures=ban_after,
+        ban_seconds=ban_seconds,
     )
     result = _run(_initialize(settings, realm_given=False))
     # The realm in the database wins: every stored HA1 was made with it.

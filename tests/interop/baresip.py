@@ -6,18 +6,15 @@ What was learned getting it to register (checked on these machines):
   send its REGISTER (strace: one `sendto` to the registrar) and gets our 401. libre 1.1.0's
   `sip_auth_authenticate()` (re src/sip/auth.c, `auth_handler`) walks *every*
   WWW-Authenticate / Proxy-Authenticate header and aborts the whole challenge with ENOSYS
-  as soon as one names an algorithm other than MD5. aiopbx offers two challenges
-  (MD5 and SHA-256, RFC 8760), so libre 1.1.0 gives up in either order and never sends
-  credentials. Missing modules (contact, stun, ice, uuid), `sip_transports`, `dns_server`
+  as soon as one names an algorithm other than MD5. Offering two challenges
+  (MD5 and SHA-256, RFC 8760) makes libre 1.1.0 give up in either order and never send
+  credentials; that is why `pbx serve` offers MD5 alone unless told `--digest`.
+  Missing modules (contact, stun, ice, uuid), `sip_transports`, `dns_server`
   or the unreachable resolver in /etc/resolv.conf play no part: the registrar is an IP
   address, so no DNS query is made. Newer re (with SHA-256) still fails on any other
   algorithm such as SHA-512-256.
 - Against a server offering MD5 only, the same config registers at once
-  (`1001@127.0.0.1: {0/UDP/v4} 200 OK () [1 binding]`). `pbx serve` has no option for
-  that (Settings.digest_algorithms is not exposed), so tests put `Md5OnlyRelay` below
-  between the phone and the server: it forwards datagrams and drops non-MD5 challenge
-  headers from 401/407 responses. The binding keeps baresip's own Contact and
-  User-Agent; only the source address is the relay's.
+  (`1001@127.0.0.1: {0/UDP/v4} 200 OK () [1 binding]`).
 - Config that works: `sip_listen 127.0.0.1:PORT` (it also opens TLS on PORT+1, so keep
   phones 2 ports apart), `net_interface 127.0.0.1`, modules g711 + aufile (+ sndfile with
   `snd_path DIR` to dump each call's decoded and encoded audio), `module_app account.so`
@@ -43,7 +40,6 @@ import contextlib
 import itertools
 import json
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -97,63 +93,6 @@ class _Waiter:
                 if left <= 0 or self.closed:
                     return -1, None
                 self._cond.wait(left)
-
-
-class Md5OnlyRelay:
-    """A UDP relay that hides non-MD5 digest challenges from libre 1.1.0 (see above).
-
-    Requests from the phone go to 127.0.0.1:`server_port`; everything from the server goes
-    back to the last phone address seen. Use its `port` as the phone's registrar port.
-    """
-
-    def __init__(self, server_port: int) -> None:
-        self.server = ("127.0.0.1", server_port)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._client: tuple[str, int] | None = None
-        self._thread = threading.Thread(target=self._run, name="md5-relay", daemon=True)
-
-    def __enter__(self) -> Md5OnlyRelay:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._wake_w.send(b"x")
-        self._thread.join(5)
-        for s in (self._sock, self._wake_r, self._wake_w):
-            s.close()
-
-    def _run(self) -> None:
-        while True:
-            ready, _, _ = select.select([self._sock, self._wake_r], [], [])
-            if self._wake_r in ready:
-                return
-            data, addr = self._sock.recvfrom(65535)
-            if addr == self.server:
-                if self._client is not None:
-                    self._sock.sendto(md5_challenges_only(data), self._client)
-            else:
-                self._client = addr
-                self._sock.sendto(data, self.server)
-
-
-def md5_challenges_only(datagram: bytes) -> bytes:
-    """`datagram` without the challenge headers whose algorithm is not MD5 (absent = MD5)."""
-    head, sep, body = datagram.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    if not re.match(rb"SIP/2\.0 40[17] ", lines[0]):
-        return datagram
-    kept = [lines[0]]
-    for line in lines[1:]:
-        algorithm = _ALGORITHM.search(line) if _CHALLENGE.match(line) else None
-        if algorithm is None or algorithm.group(1).upper() == b"MD5":
-            kept.append(line)
-    return b"\r\n".join(kept) + sep + body
 
 
 class Baresip:

@@ -1,7 +1,7 @@
 """baresip registers with `pbx serve`, and the binding survives a server restart.
 
-baresip 1.0.0 (libre 1.1.0) gives up on a 401 that also offers SHA-256, so the phone
-talks to the server through `Md5OnlyRelay` (see tests/interop/baresip.py).
+baresip 1.0.0 (libre 1.1.0) gives up on a 401 that also offers SHA-256; the server's
+default offer is MD5 alone, so it registers directly.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.baresip import Baresip, Md5OnlyRelay
+from tests.interop.baresip import Baresip
 from tests.interop.peers import PbxProcess, add_users, need, pbx_cli, running_pbx
 
 PASSWORD = "Xk3-secret-pass"
@@ -44,17 +44,14 @@ def server(tmp_path: Path) -> Iterator[PbxProcess]:
 @pytest.fixture
 def phone(tmp_path: Path, server: PbxProcess) -> Iterator[Baresip]:
     need("baresip")
-    with (
-        Md5OnlyRelay(server.port) as relay,
-        Baresip(
-            tmp_path / "phone",
-            user="1001",
-            password=PASSWORD,
-            registrar_port=relay.port,
-            regint=REGINT,
-            control=False,
-        ) as phone,
-    ):
+    with Baresip(
+        tmp_path / "phone",
+        user="1001",
+        password=PASSWORD,
+        registrar_port=server.port,
+        regint=REGINT,
+        control=False,
+    ) as phone:
         yield phone
 
 

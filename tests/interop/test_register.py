@@ -37,7 +37,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def server(tmp_path: Path, clock: Clock) -> AsyncIterator[PbxServer]:
+async def server(
+    tmp_path: Path, clock: Clock, request: pytest.FixtureRequest
+) -> AsyncIterator[PbxServer]:
+    """A server with users 1001 and 1002; `@pytest.mark.digest(...)` sets the algorithms."""
+    marker = request.node.get_closest_marker("digest")
+    algorithms = tuple(marker.args) if marker else Settings().digest_algorithms
     store = await Store.open(tmp_path / "pbx.sqlite3")
     await store.settings.set_default("realm", "aiopbx")
     await store.users.add("1001", PASSWORD, "aiopbx")
@@ -49,6 +54,7 @@ async def server(tmp_path: Path, clock: Clock) -> AsyncIterator[PbxServer]:
         max_auth_failures=3,
         auth_failure_window=60,
         ban_seconds=120,
+        digest_algorithms=algorithms,
     )
     pbx = PbxServer(settings, clock=clock)
     await pbx.start()
@@ -96,6 +102,7 @@ async def test_sipp_wrong_password_is_challenged_again(server: PbxServer, tmp_pa
     assert _aors(server) == []
 
 
+@pytest.mark.digest("SHA-256", "MD5")
 async def test_sha256_registration(server: PbxServer) -> None:
     async with SipClient(server.sip_port) as ua:
         first = await ua.exchange(ua.register("1001"))
@@ -141,6 +148,14 @@ def _masked(raw: bytes, user: str) -> bytes:
     return raw.replace(user.encode(), b"USER")
 
 
+async def test_default_challenge_is_md5_only(server: PbxServer) -> None:
+    async with SipClient(server.sip_port) as ua:
+        first = await ua.exchange(ua.register("1001"))
+    [only] = first.headers.get_all("WWW-Authenticate")
+    assert re.fullmatch(r'Digest realm="aiopbx", nonce="[^"]+", algorithm=MD5, qop="auth"', only)
+
+
+@pytest.mark.digest("SHA-256", "MD5")
 async def test_challenges_for_known_and_unknown_users_are_identical(server: PbxServer) -> None:
     async with SipClient(server.sip_port) as ua:
         # Identical requests but for the user name (same Call-ID, tag, CSeq, branch text).
