@@ -113,6 +113,8 @@ async def test_sha256_registration(server: PbxServer) -> None:
         assert creds.algorithm == "SHA-256"
         ok = await ua.exchange(ua.register("1001", authorization=str(creds)))
         assert ok.status == 200
+        # RFC 3581: our ;rport was filled in with the port we sent from.
+        assert (ok.via[0].rport, ok.via[0].received) == (str(ua.port), "127.0.0.1")
         assert ok.headers.get_all("Contact") == [f"<sip:1001@127.0.0.1:{ua.port}>;expires=3600"]
         assert ok.headers.get("Date") is not None
     assert _aors(server) == [("1001", f"<sip:1001@127.0.0.1:{ua.port}>")]
