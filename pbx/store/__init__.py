@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from pbx.store.bindings import Binding, BindingRepo
+from pbx.store.cdrs import Cdr, CdrRepo, Disposition
 from pbx.store.database import Database
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
@@ -24,6 +25,9 @@ __all__ = [
     "SECRET_KEY",
     "Binding",
     "BindingRepo",
+    "Cdr",
+    "CdrRepo",
+    "Disposition",
     "SettingsRepo",
     "Store",
     "User",
@@ -37,12 +41,14 @@ class Store:
     users: UserRepo
     bindings: BindingRepo
     settings: SettingsRepo
+    cdrs: CdrRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self.users = UserRepo(db, clock)
         self.bindings = BindingRepo(db)
         self.settings = SettingsRepo(db)
+        self.cdrs = CdrRepo(db)
 
     @classmethod
     async def open(

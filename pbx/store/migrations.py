@@ -61,6 +61,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX bindings_expires_at ON bindings (expires_at);
         """,
     ),
+    (
+        2,
+        """
+        -- Call detail records: a row is opened when a call starts and closed when it
+        -- ends (in one transaction each), so a call that was up when the process died
+        -- is found open at the next start and closed as interrupted.
+        CREATE TABLE cdrs (
+            id           INTEGER PRIMARY KEY,
+            call_id      TEXT NOT NULL,
+            caller       TEXT NOT NULL,
+            callee       TEXT NOT NULL,
+            start        REAL NOT NULL,
+            answer       REAL,
+            end          REAL,
+            disposition  TEXT,
+            hangup_cause TEXT
+        ) STRICT;
+
+        CREATE INDEX cdrs_start ON cdrs (start);
+        CREATE INDEX cdrs_open ON cdrs (end) WHERE end IS NULL;
+        """,
+    ),
 )
 
 

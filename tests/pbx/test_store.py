@@ -92,20 +92,21 @@ async def test_migrations_are_idempotent(db_path: Path) -> None:
         versions = raw.execute("SELECT version FROM schema_migrations").fetchall()
     finally:
         raw.close()
-    assert versions == [(1,)]
+    assert versions == [(n,) for n, _ in MIGRATIONS]
 
 
 async def test_new_migration_applies_once_and_failed_one_rolls_back(db_path: Path) -> None:
     s = await Store.open(db_path)
     await s.close()
-    extra = (2, "CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (7);")
+    last = len(MIGRATIONS)
+    extra = (last + 1, "CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (7);")
     s = await Store.open(db_path, migrations=(*MIGRATIONS, extra))
-    assert await s.schema_version() == 2
+    assert await s.schema_version() == last + 1
     assert [tuple(r) for r in await s._db.fetchall("SELECT x FROM extra")] == [(7,)]
     await s.close()
 
-    broken = (3, "CREATE TABLE half (x INTEGER); INSERT INTO missing VALUES (1);")
-    with pytest.raises(StoreError, match="migration 3 failed"):
+    broken = (last + 2, "CREATE TABLE half (x INTEGER); INSERT INTO missing VALUES (1);")
+    with pytest.raises(StoreError, match=f"migration {last + 2} failed"):
         await Store.open(db_path, migrations=(*MIGRATIONS, extra, broken))
     raw = sqlite3.connect(db_path)
     try:
@@ -114,7 +115,7 @@ async def test_new_migration_applies_once_and_failed_one_rolls_back(db_path: Pat
     finally:
         raw.close()
     assert "half" not in tables
-    assert versions == [(1,), (2,)]
+    assert versions == [(n,) for n in range(1, last + 2)]
 
 
 async def test_database_newer_than_code_is_refused(db_path: Path) -> None:
