@@ -1,0 +1,245 @@
+"""WAV files: read any common RIFF/WAVE file, convert it to 8 kHz mono, write 16-bit PCM.
+
+`parse_wav` reads the chunks itself rather than through the `wave` module, which
+(in Python 3.11) knows neither float samples nor G.711 nor WAVE_FORMAT_EXTENSIBLE.
+Accepted: PCM 8 (unsigned), 16, 24 and 32 bit; IEEE float 32 and 64 bit; A-law
+and μ-law; any of these inside WAVE_FORMAT_EXTENSIBLE; any number of channels and
+any rate. A data chunk whose declared size runs past the end of the file (a
+recording cut short, or a streamed header with size 0xFFFFFFFF) is read up to
+the last whole frame.
+
+`resample` is a windowed-sinc band-limited interpolator written here so the
+package needs nothing beyond numpy: each output sample is the input convolved
+with a low-pass kernel (cut off below the lower of the two Nyquist frequencies,
+Blackman window) centred on its exact position in input time.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from media.g711 import alaw_decode, ulaw_decode
+
+__all__ = [
+    "WavAudio",
+    "WavError",
+    "load_mono",
+    "parse_wav",
+    "read_wav",
+    "resample",
+    "to_int16",
+    "wav_bytes",
+    "write_wav",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+_PCM = 0x0001
+_FLOAT = 0x0003
+_ALAW = 0x0006
+_ULAW = 0x0007
+_EXTENSIBLE = 0xFFFE
+_MAX_CHANNELS = 64
+_MAX_RATE = 1_000_000
+
+
+class WavError(Exception):
+    """A file that is not a WAV file this module can read; `reason` says why in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class WavAudio:
+    """Decoded audio: `samples` has shape (frames, channels), floats in [-1, 1]."""
+
+    rate: int
+    samples: FloatArray
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.samples.shape[0] / self.rate
+
+
+def _chunks(data: bytes) -> dict[bytes, bytes]:
+    """The first chunk of each id in a RIFF/WAVE body. Raises: WavError."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise WavError("not a RIFF/WAVE file")
+    chunks: dict[bytes, bytes] = {}
+    pos = 12
+    while pos + 8 <= len(data):
+        cid = data[pos : pos + 4]
+        (size,) = struct.unpack_from("<I", data, pos + 4)
+        body = data[pos + 8 : pos + 8 + size]  # may be short: cut-off file
+        chunks.setdefault(cid, body)
+        if cid == b"data" and pos + 8 + size > len(data):
+            break
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    return chunks
+
+
+def _decode(fmt_tag: int, bits: int, block: int, channels: int, body: bytes) -> FloatArray:
+    """Interleaved frames -> (frames, channels) floats. Raises: WavError."""
+    frames = len(body) // block
+    body = body[: frames * block]
+    if fmt_tag == _PCM and bits == 8:
+        x = (np.frombuffer(body, np.uint8).astype(np.float64) - 128.0) / 128.0
+    elif fmt_tag == _PCM and bits == 16:
+        x = np.frombuffer(body, "<i2").astype(np.float64) / 32768.0
+    elif fmt_tag == _PCM and bits == 24:
+        raw = np.frombuffer(body, np.uint8).reshape(-1, 3).astype(np.int32)
+        value = raw[:, 0] | (raw[:, 1] << 8) | (raw[:, 2] << 16)
+        value = np.where(value >= 1 << 23, value - (1 << 24), value)
+        x = value.astype(np.float64) / float(1 << 23)
+    elif fmt_tag == _PCM and bits == 32:
+        x = np.frombuffer(body, "<i4").astype(np.float64) / float(1 << 31)
+    elif fmt_tag == _FLOAT and bits in (32, 64):
+        x = np.frombuffer(body, "<f4" if bits == 32 else "<f8").astype(np.float64)
+        x = np.clip(np.nan_to_num(x), -1.0, 1.0)
+    elif fmt_tag in (_ALAW, _ULAW) and bits == 8:
+        decode = alaw_decode if fmt_tag == _ALAW else ulaw_decode
+        x = decode(body).astype(np.float64) / 32768.0
+    else:
+        raise WavError(f"unsupported WAV encoding (format 0x{fmt_tag:04x}, {bits} bits)")
+    if block != channels * (bits // 8):
+        raise WavError(f"inconsistent WAV header (block {block} for {channels}×{bits} bits)")
+    return x.reshape(frames, channels)
+
+
+def parse_wav(data: bytes) -> WavAudio:
+    """Decode the bytes of a WAV file.
+
+    Raises:
+        WavError: not RIFF/WAVE, no fmt or data chunk, an encoding not listed above,
+            or a header that contradicts itself.
+    """
+    chunks = _chunks(data)
+    fmt = chunks.get(b"fmt ")
+    if fmt is None or len(fmt) < 16:
+        raise WavError("no fmt chunk")
+    if b"data" not in chunks:
+        raise WavError("no data chunk")
+    fmt_tag, channels, rate, _, block, bits = struct.unpack_from("<HHIIHH", fmt)
+    if fmt_tag == _EXTENSIBLE:
+        if len(fmt) < 40:
+            raise WavError("truncated WAVE_FORMAT_EXTENSIBLE header")
+        (fmt_tag,) = struct.unpack_from("<H", fmt, 24)  # first two bytes of the subformat GUID
+    if not 1 <= channels <= _MAX_CHANNELS:
+        raise WavError(f"bad channel count {channels}")
+    if not 1 <= rate <= _MAX_RATE:
+        raise WavError(f"bad sample rate {rate}")
+    if bits == 0 or bits % 8 or block == 0:
+        raise WavError(f"bad sample size ({bits} bits, block {block})")
+    return WavAudio(rate, _decode(fmt_tag, bits, block, channels, chunks[b"data"]))
+
+
+def read_wav(path: Path | str) -> WavAudio:
+    """Read and decode a WAV file. Raises: WavError (OS errors become one too)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise WavError(exc.strerror or str(exc)) from exc
+    return parse_wav(data)
+
+
+def _kernel(tau: FloatArray, cutoff: float, half: float) -> FloatArray:
+    """Low-pass kernel: sinc at `cutoff` (cycles per input sample), Blackman window."""
+    u = np.clip(tau / half, -1.0, 1.0)
+    window = 0.42 + 0.5 * np.cos(np.pi * u) + 0.08 * np.cos(2.0 * np.pi * u)
+    out: FloatArray = 2.0 * cutoff * np.sinc(2.0 * cutoff * tau) * window
+    return out
+
+
+def resample(
+    x: npt.ArrayLike, src_rate: int, dst_rate: int, *, zeros: int = 16, rolloff: float = 0.92
+) -> FloatArray:
+    """Band-limited resampling of a 1-D signal from `src_rate` to `dst_rate`.
+
+    The output has ceil(len * dst / src) samples; output n sits at input time
+    n * src / dst. `zeros` sets the kernel length (zero crossings each side at the
+    lower rate), `rolloff` the cutoff as a fraction of the lower Nyquist frequency.
+    """
+    signal = np.asarray(x, dtype=np.float64)
+    if src_rate == dst_rate or signal.size == 0:
+        return signal.copy()
+    g = math.gcd(src_rate, dst_rate)
+    up, down = dst_rate // g, src_rate // g
+    n_out = -(-signal.size * up // down)
+    scale = min(1.0, dst_rate / src_rate)
+    cutoff = 0.5 * scale * rolloff
+    half = zeros / scale
+    width = math.ceil(half)
+    taps = np.arange(-width + 1, width + 1)  # input offsets from floor(t)
+    padded = np.concatenate([np.zeros(width), signal, np.zeros(width + 1)])
+    n = np.arange(n_out, dtype=np.int64)
+    base = (n * down) // up
+    phase = (n * down) % up
+    table = None
+    if up <= 4096:  # one kernel row per phase, computed once
+        frac = np.arange(up, dtype=np.float64) / up
+        table = _kernel(taps[None, :] - frac[:, None], cutoff, half)
+    out = np.empty(n_out)
+    step = max(1, 262_144 // taps.size)
+    for lo in range(0, n_out, step):
+        b, p = base[lo : lo + step], phase[lo : lo + step]
+        if table is not None:
+            weights = table[p]
+        else:
+            weights = _kernel(taps[None, :] - (p / up)[:, None], cutoff, half)
+        out[lo : lo + step] = np.sum(padded[b[:, None] + taps[None, :] + width] * weights, axis=1)
+    return out
+
+
+def to_int16(x: npt.ArrayLike) -> npt.NDArray[np.int16]:
+    """Floats in [-1, 1] to 16-bit samples, rounded and clipped."""
+    scaled = np.round(np.asarray(x, dtype=np.float64) * 32768.0)
+    return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+def load_mono(path: Path | str, rate: int = 8000) -> npt.NDArray[np.int16]:
+    """Read any WAV file as mono 16-bit samples at `rate` (channels averaged).
+
+    Raises:
+        WavError: the file cannot be read or decoded.
+    """
+    audio = read_wav(path)
+    mono = audio.samples.mean(axis=1)
+    return to_int16(resample(mono, audio.rate, rate))
+
+
+def wav_bytes(samples: npt.ArrayLike, rate: int) -> bytes:
+    """A 16-bit PCM WAV file; `samples` is int16 of shape (frames,) or (frames, channels)."""
+    x = np.asarray(samples, dtype=np.int16)
+    if x.ndim == 1:
+        x = x[:, None]
+    channels = x.shape[1]
+    body = x.astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", _PCM, channels, rate, rate * 2 * channels, 2 * channels, 16)
+    header = b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(body)) + b"WAVE"
+    return (
+        header
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(body))
+        + body
+    )
+
+
+def write_wav(path: Path | str, samples: npt.ArrayLike, rate: int) -> None:
+    """Write a 16-bit PCM WAV file (see `wav_bytes`)."""
+    Path(path).write_bytes(wav_bytes(samples, rate))
