@@ -71,7 +71,7 @@ class WavAudio:
     @property
     def duration(self) -> float:
         """Length in seconds."""
-        return self.samples.shape[0] / self.rate
+        return float(self.samples.shape[0]) / self.rate
 
 
 def _chunks(data: bytes) -> dict[bytes, bytes]:
