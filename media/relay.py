@@ -27,9 +27,9 @@ Once locked, packets from any other source are dropped and counted. A new SDP ad
 a loop timer, so the hot path never reads the clock for latching.
 
 Media timeout. When no RTP has been accepted on a leg for `timeout` seconds, `on_timeout`
-is called once with that leg's name ("a" or "b"); the B2BUA hangs the call up. While
-either leg is on hold (`hold(leg, True)`) the timeout is not armed; resuming re-arms it
-with a fresh period.
+is called once with that leg's name ("a" or "b"; the one silent longest if both are), and
+the B2BUA hangs the call up. While either leg is on hold (`hold(leg, True)`) the timeout
+is not armed; resuming re-arms it with a fresh period.
 """
 
 from __future__ import annotations
@@ -374,12 +374,11 @@ class RelaySession:
     def _check(self) -> None:
         self._watch = None
         now = _monotonic()
-        for leg in (self.a, self.b):
-            if now >= self._deadline(leg):
-                self._fired = True
-                log.info("%s media timeout on leg %s: no RTP for %ss", self.name, leg.name,
-                         self.timeout)  # fmt: skip
-                if self._on_timeout is not None:
-                    self._on_timeout(leg.name)
-                return
-        self._arm(now)
+        leg = min((self.a, self.b), key=self._deadline)  # the one silent the longest
+        if now < self._deadline(leg):
+            self._arm(now)
+            return
+        self._fired = True
+        log.info("%s media timeout on leg %s: no RTP for %ss", self.name, leg.name, self.timeout)
+        if self._on_timeout is not None:
+            self._on_timeout(leg.name)

@@ -1,0 +1,331 @@
+"""RTP relay over real loopback UDP: two test phones send through a RelaySession."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import cast
+
+import numpy as np
+import pytest
+
+from media import g711
+from media.errors import MediaError, PortsExhaustedError
+from media.g711_tables import ALAW_TO_ULAW, ULAW_TO_ALAW
+from media.ports import PortAllocator
+from media.relay import LegName, RelaySession, payload_map, rewrite_packet
+from media.rtp import RtpHeader, is_rtcp, payload_offset, with_payload_type
+from media.sdp import AudioStream, Codec
+
+HOST = "127.0.0.1"
+WAIT = 2.0  # bound on every wait for a packet or an event; never reached when things work
+PCMU = Codec(0, "PCMU", 8000)
+PCMA = Codec(8, "PCMA", 8000)
+
+
+class Phone(asyncio.DatagramProtocol):
+    """A test phone: a UDP endpoint whose received datagrams land in a queue."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.put_nowait((data, addr))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    def send(self, data: bytes, to: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, to)
+
+    async def receive(self) -> tuple[bytes, tuple[str, int]]:
+        return await asyncio.wait_for(self.received.get(), WAIT)
+
+
+_open_phones: list[Phone] = []
+
+
+async def phone() -> Phone:
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_datagram_endpoint(Phone, local_addr=(HOST, 0))
+    _open_phones.append(protocol)
+    return protocol
+
+
+@pytest.fixture(autouse=True)
+async def _close_phones() -> AsyncIterator[None]:
+    yield
+    while _open_phones:
+        transport = _open_phones.pop().transport
+        if transport is not None:
+            transport.close()
+
+
+def stream(
+    p: Phone, codec: Codec = PCMU, event: int | None = 101, rtcp: Phone | None = None
+) -> AudioStream:
+    host, port = p.address
+    return AudioStream(host, port, rtcp.address[1] if rtcp else port + 1, codec, event, "sendrecv")
+
+
+def rtp(seq: int, payload: bytes = b"\xff" * 160, pt: int = 0, marker: bool = False) -> bytes:
+    return bytes(RtpHeader(pt, seq, seq * 160, 0x11223344, marker)) + payload
+
+
+@pytest.fixture
+def allocator() -> PortAllocator:
+    return PortAllocator(HOST, 31000, 31200)
+
+
+@pytest.fixture
+async def relay(allocator: PortAllocator) -> AsyncIterator[RelaySession]:
+    session = RelaySession(allocator, name="test-call", latch_window=60.0)
+    yield session
+    session.close()
+
+
+async def test_pass_through_both_directions_exact_bytes(relay: RelaySession) -> None:
+    a, b = await phone(), await phone()
+    relay.set_remote("a", stream(a))
+    relay.set_remote("b", stream(b))
+    a.send(rtp(1), (HOST, relay.a.port))
+    assert await b.receive() == (rtp(1), (HOST, relay.b.port))
+    b.send(rtp(7, b"\x12" * 160), (HOST, relay.b.port))
+    assert await a.receive() == (rtp(7, b"\x12" * 160), (HOST, relay.a.port))
+    assert relay.a.rtp.locked and relay.b.rtp.locked  # both came from their SDP address
+    stats = relay.a.stats
+    assert (stats.packets, stats.octets, stats.dropped) == (1, 172, 0)
+    assert stats.last_packet is not None
+
+
+async def test_latches_onto_the_real_source_port(relay: RelaySession) -> None:
+    a_sdp, a_nat, b = await phone(), await phone(), await phone()
+    relay.set_remote("a", stream(a_sdp))  # what phone A wrote in its SDP
+    relay.set_remote("b", stream(b))
+    a_nat.send(rtp(1), (HOST, relay.a.port))  # what its NAT really sends from
+    assert (await b.receive())[0] == rtp(1)
+    assert relay.a.remote == a_nat.address
+    b.send(rtp(2), (HOST, relay.b.port))
+    assert await a_nat.receive() == (rtp(2), (HOST, relay.a.port))
+    assert a_sdp.received.empty()
+
+
+async def test_relatches_within_the_window_then_locks(allocator: PortAllocator) -> None:
+    session = RelaySession(allocator, latch_window=0.0)
+    try:
+        a_sdp, first, second, b = await phone(), await phone(), await phone(), await phone()
+        session.set_remote("a", stream(a_sdp))
+        session.set_remote("b", stream(b))
+        first.send(rtp(1), (HOST, session.a.port))
+        second.send(rtp(2), (HOST, session.a.port))  # still learning: re-latch
+        assert (await b.receive())[0] == rtp(1)
+        assert (await b.receive())[0] == rtp(2)
+        assert session.a.remote == second.address
+        assert session.a.rtp.locked  # the 0 s window has closed
+        first.send(rtp(3), (HOST, session.a.port))  # locked now: dropped
+        second.send(rtp(4), (HOST, session.a.port))
+        assert (await b.receive())[0] == rtp(4)
+        assert session.a.stats.dropped == 1
+        assert session.a.remote == second.address
+    finally:
+        session.close()
+
+
+async def test_packet_from_sdp_address_locks_against_hijack(relay: RelaySession) -> None:
+    a, attacker, b = await phone(), await phone(), await phone()
+    relay.set_remote("a", stream(a))
+    relay.set_remote("b", stream(b))
+    a.send(rtp(1), (HOST, relay.a.port))
+    assert (await b.receive())[0] == rtp(1)
+    attacker.send(rtp(666), (HOST, relay.a.port))  # inside the 60 s window, still refused
+    a.send(rtp(2), (HOST, relay.a.port))
+    assert (await b.receive())[0] == rtp(2)
+    b.send(rtp(3), (HOST, relay.b.port))
+    assert (await a.receive())[0] == rtp(3)
+    assert attacker.received.empty()
+    assert relay.a.stats.dropped == 1
+    assert relay.a.remote == a.address
+
+
+async def test_new_sdp_address_reopens_learning(relay: RelaySession) -> None:
+    a, moved, b = await phone(), await phone(), await phone()
+    relay.set_remote("a", stream(a))
+    relay.set_remote("b", stream(b))
+    a.send(rtp(1), (HOST, relay.a.port))
+    assert (await b.receive())[0] == rtp(1)
+    relay.set_remote("a", stream(moved))  # re-INVITE from a phone that changed address
+    assert not relay.a.rtp.locked
+    moved.send(rtp(2), (HOST, relay.a.port))
+    assert (await b.receive())[0] == rtp(2)
+    assert relay.a.rtp.locked and relay.a.remote == moved.address
+
+
+async def test_pcmu_to_pcma_transcoding(relay: RelaySession) -> None:
+    a, b = await phone(), await phone()
+    relay.set_remote("a", stream(a, PCMU, 101))
+    relay.set_remote("b", stream(b, PCMA, 96))
+    samples = (8000 * np.sin(np.arange(160) * 2 * np.pi * 440 / 8000)).astype(np.int16)
+    ulaw = g711.ulaw_encode(samples).tobytes()
+    a.send(rtp(5, ulaw, pt=0, marker=True), (HOST, relay.a.port))
+    data, _ = await b.receive()
+    header = RtpHeader.parse(data)
+    assert header == RtpHeader(8, 5, 800, 0x11223344, True)  # pt changed, the rest kept
+    assert data[12:] == g711.alaw_encode(g711.ulaw_decode(ulaw)).tobytes()
+    # and back: PCMA from B reaches A as PCMU
+    alaw = g711.alaw_encode(samples).tobytes()
+    b.send(rtp(6, alaw, pt=8), (HOST, relay.b.port))
+    data, _ = await a.receive()
+    assert data == rtp(6, g711.ulaw_encode(g711.alaw_decode(alaw)).tobytes(), pt=0)
+
+
+async def test_telephone_event_payload_type_mapped(relay: RelaySession) -> None:
+    a, b = await phone(), await phone()
+    relay.set_remote("a", stream(a, PCMU, 101))
+    relay.set_remote("b", stream(b, PCMU, 96))
+    event = b"\x05\x0a\x00\xa0"  # RFC 4733: digit 5, volume 10, duration 160
+    a.send(rtp(9, event, pt=101, marker=True), (HOST, relay.a.port))
+    assert (await b.receive())[0] == rtp(9, event, pt=96, marker=True)
+    a.send(rtp(10), (HOST, relay.a.port))  # audio untouched: same codec and number
+    assert (await b.receive())[0] == rtp(10)
+    b.send(rtp(11, event, pt=96), (HOST, relay.b.port))
+    assert (await a.receive())[0] == rtp(11, event, pt=101)
+
+
+async def test_rtcp_forwarded_both_ways(relay: RelaySession) -> None:
+    a, a_rtcp, b, b_rtcp = await phone(), await phone(), await phone(), await phone()
+    relay.set_remote("a", stream(a, rtcp=a_rtcp))
+    relay.set_remote("b", stream(b, rtcp=b_rtcp))
+    receiver_report = bytes([0x80, 201, 0, 1]) + (0x11223344).to_bytes(4, "big")
+    a_rtcp.send(receiver_report, (HOST, relay.a.port + 1))
+    assert await b_rtcp.receive() == (receiver_report, (HOST, relay.b.port + 1))
+    b_rtcp.send(receiver_report[::-1], (HOST, relay.b.port + 1))
+    assert await a_rtcp.receive() == (receiver_report[::-1], (HOST, relay.a.port + 1))
+    assert (relay.a.stats.rtcp_packets, relay.a.stats.packets) == (1, 0)
+    assert b.received.empty() and a.received.empty()
+
+
+async def test_media_timeout_fires(allocator: PortAllocator) -> None:
+    fired: list[LegName] = []
+    event = asyncio.Event()
+
+    def on_timeout(leg: LegName) -> None:
+        fired.append(leg)
+        event.set()
+
+    session = RelaySession(allocator, timeout=0.3, on_timeout=on_timeout)
+    try:
+        a, b = await phone(), await phone()
+        session.set_remote("a", stream(a))
+        session.set_remote("b", stream(b))
+        a.send(rtp(1), (HOST, session.a.port))  # A talks once; B never does
+        await b.receive()
+        await asyncio.wait_for(event.wait(), WAIT)
+        assert fired == ["b"]
+    finally:
+        session.close()
+
+
+async def test_media_timeout_not_armed_on_hold(allocator: PortAllocator) -> None:
+    fired = asyncio.Event()
+    session = RelaySession(allocator, timeout=0.3, on_timeout=lambda leg: fired.set())
+    try:
+        session.hold("a", True)
+        quiet = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.9, quiet.set)  # three timeouts on hold
+        await asyncio.wait_for(quiet.wait(), WAIT)
+        assert not fired.is_set()
+        session.hold("a", False)  # resumed: a fresh period, then it fires
+        await asyncio.wait_for(fired.wait(), WAIT)
+    finally:
+        session.close()
+
+
+async def test_close_releases_ports(allocator: PortAllocator) -> None:
+    session = RelaySession(allocator)
+    ports = {session.a.port, session.b.port}
+    sockets = [session.a.pair.rtp, session.a.pair.rtcp, session.b.pair.rtp, session.b.pair.rtcp]
+    assert allocator.in_use == 2
+    session.close()
+    session.close()
+    assert allocator.in_use == 0
+    assert [s.fileno() for s in sockets] == [-1, -1, -1, -1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((HOST, min(ports)))  # free again for anyone
+
+
+async def test_allocator_exhaustion_and_reuse() -> None:
+    small = PortAllocator(HOST, 31300, 31304)  # pairs 31300/1 and 31302/3
+    first = RelaySession(small)
+    assert {first.a.port, first.b.port} == {31300, 31302}
+    with pytest.raises(PortsExhaustedError) as info:
+        RelaySession(small)
+    assert str(info.value) == "no free RTP port pair in 31300-31304 on 127.0.0.1 (2 pairs in use)"
+    assert small.in_use == 2
+    first.close()
+    again = RelaySession(small)
+    assert {again.a.port, again.b.port} == {31300, 31302}
+    again.close()
+
+
+def test_allocator_skips_ports_held_by_others() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind((HOST, 31401))  # the RTCP port of the first pair
+        allocator = PortAllocator(HOST, 31400, 31404)
+        pair = allocator.allocate()
+        assert (pair.rtp_port, pair.rtcp_port) == (31402, 31403)
+        allocator.release(pair)
+
+
+def test_allocator_rejects_an_empty_range() -> None:
+    with pytest.raises(MediaError, match="holds no even/odd pair"):
+        PortAllocator(HOST, 31001, 31002)
+
+
+def test_payload_maps() -> None:
+    a = AudioStream(HOST, 1, 2, PCMU, 101, "sendrecv")
+    assert payload_map(a, a) is None
+    assert payload_map(a, AudioStream(HOST, 1, 2, PCMA, 101, "sendrecv")) == {0: (8, ULAW_TO_ALAW)}
+    assert payload_map(AudioStream(HOST, 1, 2, PCMA, None, "sendrecv"), a) == {8: (0, ALAW_TO_ULAW)}
+    opus = AudioStream(HOST, 1, 2, Codec(111, "opus", 48000, 2), None, "sendrecv")
+    assert payload_map(opus, AudioStream(HOST, 1, 2, Codec(96, "OPUS", 48000, 2), None, "x")) == {
+        111: (96, None)
+    }
+    with pytest.raises(MediaError, match="cannot transcode opus/48000 to PCMU"):
+        payload_map(opus, a)
+
+
+def test_g711_tables_known_vectors() -> None:
+    # μ-law 0xFF/0x7F are +0/-0 -> A-law +0 (0xD5); 0x80 and 0x00 are the extremes.
+    assert [ULAW_TO_ALAW[c] for c in (0xFF, 0x7F, 0x80, 0x00)] == [0xD5, 0xD5, 0xAA, 0x2A]
+    assert [ALAW_TO_ULAW[c] for c in (0xD5, 0x55, 0xAA, 0x2A)] == [0xFE, 0x7E, 0x80, 0x00]
+    codes = bytes(range(256))
+    assert codes.translate(ULAW_TO_ALAW) == g711.alaw_encode(g711.ulaw_decode(codes)).tobytes()
+    assert codes.translate(ALAW_TO_ULAW) == g711.ulaw_encode(g711.alaw_decode(codes)).tobytes()
+
+
+def test_rewrite_packet_with_csrc_and_extension() -> None:
+    header = bytearray(rtp(1, b"", pt=0))
+    header[0] = 0x80 | 0x10 | 1  # X bit, one CSRC
+    packet = bytes(header) + b"CSRC" + b"\xbe\xde\x00\x01" + b"EXT!" + b"\xff\x00"
+    assert payload_offset(packet) == 12 + 4 + 8
+    out = rewrite_packet(packet, {0: (8, ULAW_TO_ALAW)})
+    assert out == with_payload_type(packet[:24], 8) + b"\xd5\x2a"
+    assert rewrite_packet(packet, {}) is packet
+    with pytest.raises(MediaError, match="not an RTP version 2 packet"):
+        rewrite_packet(b"\x00\x00" + bytes(12), {0: (8, ULAW_TO_ALAW)})
+
+
+def test_rtp_helpers() -> None:
+    assert is_rtcp(bytes([0x80, 200])) and not is_rtcp(rtp(1))
+    assert RtpHeader.parse(rtp(3, pt=8, marker=True)) == RtpHeader(8, 3, 480, 0x11223344, True)
+    with pytest.raises(MediaError, match="RTP header extension truncated"):
+        payload_offset(bytes([0x90]) + bytes(11))
