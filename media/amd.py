@@ -337,9 +337,12 @@ class AmdTracker:
                     return Beep(self._beep_start, self._tone_end)
                 self._tone_start, self._tone_hz = start, hz
             self._tone_end = self.now_ms
-            if self._beep_start is None and self._tone_start is not None:
-                if self.now_ms - self._tone_start >= p.min_beep_ms:
-                    self._beep_start = self._tone_start
+            if (
+                self._beep_start is None
+                and self._tone_start is not None
+                and self.now_ms - self._tone_start >= p.min_beep_ms
+            ):
+                self._beep_start = self._tone_start
             return None
         if self._tone_start is not None and self.now_ms - self._tone_end > p.beep_gap_ms:
             self._tone_start = None
