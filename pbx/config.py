@@ -56,6 +56,8 @@ class Settings:
     max_auth_failures: int = 10
     auth_failure_window: float = 60.0
     ban_seconds: float = 600.0
+    # Calls: how long an extension rings before the caller gets 408 (no answer).
+    ring_timeout: float = 60.0
     # SIP timers (RFC 3261 §17.1.1.1).
     t1: float = 0.5
     t2: float = 4.0

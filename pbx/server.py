@@ -15,17 +15,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pbx.auth import Authenticator, BanList, NonceManager
+from pbx.auth import Authenticator, AuthResult, BanList, NonceManager
+from pbx.b2bua import B2bua
+from pbx.calls import CallManager
 from pbx.config import Settings
 from pbx.control import ControlServer
 from pbx.registrar import Registrar, RegistrarPolicy
 from pbx.store import Store
 from sip.endpoint import Endpoint
+from sip.message import Request, Response, make_response
+from sip.peer import Peer
 from sip.transaction import Timers
 
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "aiopbx/0.1"
+HEARTBEAT_KEY = "heartbeat"
+HEARTBEAT_SECONDS = 5.0
 
 
 class PbxServer:
@@ -46,6 +52,7 @@ class PbxServer:
         self._endpoint: Endpoint | None = None
         self._control: ControlServer | None = None
         self.registrar: Registrar | None = None
+        self.calls: CallManager | None = None
 
     async def start(self) -> None:
         """Open everything and start listening.
@@ -70,7 +77,24 @@ class PbxServer:
             timers=Timers(t1=s.t1, t2=s.t2, t4=s.t4), server_header=SERVER_NAME
         )
         endpoint.route("REGISTER", self.registrar.handle)
+        interrupted = await store.cdrs.close_interrupted(await self._last_alive())
+        if interrupted:
+            log.warning("closed %d CDRs of calls that were up when the server stopped", interrupted)
         self.sip_port = await endpoint.listen(s.sip_host, s.sip_port, udp=s.udp, tcp=s.tcp)
+        self.calls = CallManager(
+            endpoint,
+            authenticate=self._authenticate_call,
+            sip_host=s.sip_host,
+            sip_port=self.sip_port,
+        )
+        self.calls.on_incoming = B2bua(
+            self.calls,
+            store,
+            self.registrar.location,
+            lambda: set(self._users),
+            ring_timeout=s.ring_timeout,
+            clock=self._clock,
+        ).route
         self._control = ControlServer(s, {"/status": self.status})
         await self._control.start()
         self.control_port = self._control.port
@@ -78,6 +102,7 @@ class PbxServer:
         self._tasks = [
             loop.create_task(self.registrar.run(), name="registrar"),
             loop.create_task(self._watch_users(), name="users"),
+            loop.create_task(self._heartbeat(), name="heartbeat"),
         ]
         transports = "/".join(t for t, on in (("UDP", s.udp), ("TCP", s.tcp)) if on)
         log.info(
@@ -94,6 +119,8 @@ class PbxServer:
         """Stop listening, flush the registrar, close the store."""
         if self._control is not None:
             await self._control.close()
+        if self.calls is not None:
+            await self.calls.close()
         if self._endpoint is not None:
             await self._endpoint.close()
         for task in self._tasks:
@@ -115,6 +142,41 @@ class PbxServer:
             "sip_port": self.sip_port,
             "realm": self.realm,
         }
+
+    def _authenticate_call(self, request: Request, peer: Peer) -> str | Response | None:
+        """Digest-check an INVITE (RFC 3261 §22: 401 as for REGISTER, From must be the user).
+
+        Returns the caller's user name, a response to send, or None to drop it (banned).
+        """
+        assert self.registrar is not None
+        outcome = self.registrar.auth.authenticate(request, peer.host, self._clock())
+        if outcome.result is AuthResult.OK:
+            return outcome.username
+        if outcome.result is AuthResult.BANNED:
+            return None
+        return make_response(
+            request, outcome.status or 403, outcome.reason, headers=outcome.headers
+        )
+
+    async def _last_alive(self) -> float:
+        """When the previous process was last known alive (its heartbeat), else now."""
+        assert self._store is not None
+        value = await self._store.settings.get(HEARTBEAT_KEY)
+        try:
+            return float(value) if value is not None else self._clock()
+        except ValueError:
+            return self._clock()
+
+    async def _heartbeat(self) -> None:
+        """Record every few seconds that we are alive: a crash closes CDRs at that time."""
+        assert self._store is not None
+        try:
+            while True:
+                await self._store.settings.set(HEARTBEAT_KEY, repr(self._clock()))
+                await asyncio.sleep(HEARTBEAT_SECONDS)
+        finally:
+            with contextlib.suppress(Exception):
+                await self._store.settings.set(HEARTBEAT_KEY, repr(self._clock()))
 
     async def _reload_users(self) -> None:
         assert self._store is not None

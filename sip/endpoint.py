@@ -77,6 +77,9 @@ class Endpoint:
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiters: dict[ClientTransaction, _Waiter] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Called with responses no client transaction waits for (2xx retransmissions
+        #: of an INVITE, RFC 6026): the dialog layer above re-sends its ACK.
+        self.on_stray_response: Callable[[Response, Peer], None] | None = None
 
     # -- set-up ---------------------------------------------------------------
 
@@ -204,7 +207,10 @@ class Endpoint:
                 else None
             )
             if waiter is None:
-                log.debug("stray response %s (Call-ID %s)", message.status, message.call_id)
+                if self.on_stray_response is not None:
+                    self.on_stray_response(message, action.peer)
+                else:
+                    log.debug("stray response %s (Call-ID %s)", message.status, message.call_id)
             elif message.status < 200:
                 if waiter.on_provisional is not None:
                     waiter.on_provisional(message)

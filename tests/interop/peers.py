@@ -190,15 +190,17 @@ def run_sipp(
     timeout: float = 60,
     extra: tuple[str, ...] = (),
     transport: str = "u1",
+    local_port: int | None = None,
 ) -> SippResult:
     """Run a sipp scenario against 127.0.0.1:target_port and return its statistics."""
     sipp = need("sipp")
+    workdir.mkdir(parents=True, exist_ok=True)
     args = [
         sipp, f"127.0.0.1:{target_port}", "-sf", str(scenario), "-i", "127.0.0.1",
-        "-p", str(free_port()), "-m", str(calls), "-r", str(rate), "-t", transport,
+        "-p", str(local_port or free_port()), "-m", str(calls), "-r", str(rate), "-t", transport,
         "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin",
         "-trace_stat", "-stf", str(workdir / "stat.csv"), "-trace_err",
-        "-error_file", str(workdir / "sipp_errors.log"),
+        "-error_file", str(workdir / "sipp_errors.log"), "-trace_msg",
         *extra,
     ]  # fmt: skip
     if inf is not None:
@@ -212,6 +214,49 @@ def run_sipp(
     if errors.exists():
         output += "\n--- sipp error log ---\n" + errors.read_text(errors="replace")[-3000:]
     return SippResult(proc.returncode, successful, failed, output)
+
+
+def udp_bound(port: int) -> bool:
+    """Whether some socket is bound to UDP `port` on 127.0.0.1 (from /proc/net/udp)."""
+    want = f"0100007F:{port:04X}"
+    text = Path("/proc/net/udp").read_text()
+    return any(line.split()[1] == want for line in text.splitlines()[1:])
+
+
+class SippUas:
+    """sipp running a UAS scenario in the background (one call) on 127.0.0.1."""
+
+    def __init__(
+        self, scenario: Path, workdir: Path, port: int | None = None, calls: int = 1
+    ) -> None:
+        self.port = port or free_port()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                need("sipp"), "-sf", str(scenario), "-i", "127.0.0.1",
+                "-p", str(self.port), "-m", str(calls), "-nostdin", "-trace_msg",
+                "-trace_err", "-timeout", "60s",
+            ],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(lambda: udp_bound(self.port), 10, "sipp to bind its port")
+
+    def finish(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def __enter__(self) -> SippUas:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
 
 def _sipp_counts(stat: Path) -> tuple[int, int]:

@@ -89,6 +89,73 @@ class SipClient:
         lines.append("Content-Length: 0")
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
+    def invite(
+        self,
+        user: str,
+        target: str,
+        *,
+        authorization: str | None = None,
+        cseq: int = 1,
+        call_id: str | None = None,
+        branch: str | None = None,
+    ) -> bytes:
+        """An INVITE from `user` to number `target` with a PCMU offer."""
+        host = f"127.0.0.1:{self.server_port}"
+        branch = branch or f"z9hG4bKi{next(self._branches)}x{secrets.token_hex(4)}"
+        sdp = (
+            b"v=0\r\no=ua 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            b"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
+        lines = [
+            f"INVITE sip:{target}@{host} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={branch}",
+            "Max-Forwards: 70",
+            f"From: <sip:{user}@{host}>;tag={self.from_tag}",
+            f"To: <sip:{target}@{host}>",
+            f"Call-ID: {call_id or self.call_id}",
+            f"CSeq: {cseq} INVITE",
+            f"Contact: <sip:{user}@127.0.0.1:{self.port}>",
+            "Content-Type: application/sdp",
+        ]
+        if authorization:
+            lines.append(f"Authorization: {authorization}")
+        lines.append(f"Content-Length: {len(sdp)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + sdp
+
+    @staticmethod
+    def cancel_for(invite: bytes) -> bytes:
+        """The CANCEL of an INVITE we sent (RFC 3261 §9.1: same branch, CSeq number)."""
+        head = invite.split(b"\r\n\r\n", 1)[0].decode()
+        lines = head.split("\r\n")
+        keep = [
+            line
+            for line in lines[1:]
+            if line.split(":", 1)[0] in ("Via", "From", "To", "Call-ID", "Max-Forwards")
+        ]
+        cseq = next(line for line in lines if line.startswith("CSeq:")).split()[1]
+        start = lines[0].replace("INVITE", "CANCEL", 1)
+        return (
+            "\r\n".join([start, *keep, f"CSeq: {cseq} CANCEL", "Content-Length: 0"]) + "\r\n\r\n"
+        ).encode()
+
+    @staticmethod
+    def ack_for(invite: bytes, response: Response) -> bytes:
+        """The ACK of a non-2xx final response (§17.1.1.3: same branch, To with tag)."""
+        head = invite.split(b"\r\n\r\n", 1)[0].decode()
+        lines = head.split("\r\n")
+        keep = [
+            line
+            for line in lines[1:]
+            if line.split(":", 1)[0] in ("Via", "From", "Call-ID", "Max-Forwards")
+        ]
+        cseq = next(line for line in lines if line.startswith("CSeq:")).split()[1]
+        to = response.headers.get("To")
+        start = lines[0].replace("INVITE", "ACK", 1)
+        return (
+            "\r\n".join([start, *keep, f"To: {to}", f"CSeq: {cseq} ACK", "Content-Length: 0"])
+            + "\r\n\r\n"
+        ).encode()
+
     def send(self, data: bytes) -> None:
         assert self._transport is not None
         self._transport.sendto(data, ("127.0.0.1", self.server_port))

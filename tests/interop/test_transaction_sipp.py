@@ -20,16 +20,9 @@ from sip.endpoint import Endpoint
 from sip.message import Request, parse_message
 from sip.peer import Peer
 from sip.transaction import Timers
-from tests.interop.peers import DATA, free_port, need, wait_for
+from tests.interop.peers import DATA, SippUas, free_port, need
 
 SCENARIOS = DATA / "sipp"
-
-
-def _udp_bound(port: int) -> bool:
-    """Whether some socket is bound to UDP `port` on 127.0.0.1 (from /proc/net/udp)."""
-    want = f"0100007F:{port:04X}"
-    text = Path("/proc/net/udp").read_text()
-    return any(line.split()[1] == want for line in text.splitlines()[1:])
 
 
 def _trace(workdir: Path) -> list[tuple[datetime, str, str]]:
@@ -43,33 +36,6 @@ def _trace(workdir: Path) -> list[tuple[datetime, str, str]]:
         if lines:
             entries.append((datetime.fromisoformat(stamp), kind, lines[0]))
     return entries
-
-
-class SippUas:
-    """sipp running a UAS scenario in the background on a free port."""
-
-    def __init__(self, scenario: str, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc = subprocess.Popen(
-            [
-                need("sipp"), "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
-                "-p", str(self.port), "-m", "1", "-nostdin", "-trace_msg",
-                "-timeout", "20s",
-            ],
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for(lambda: _udp_bound(self.port), 10, "sipp to bind its port")
-
-    def finish(self) -> int:
-        return self.proc.wait(30)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 @pytest.fixture
@@ -101,7 +67,7 @@ async def test_client_retransmits_until_answered(
     endpoint: tuple[Endpoint, int], tmp_path: Path
 ) -> None:
     ep, port = endpoint
-    uas = SippUas("uas_slow_options.xml", tmp_path)
+    uas = SippUas(SCENARIOS / "uas_slow_options.xml", tmp_path)
     try:
         request = _options(port, uas.port, "slow1")
         response = await ep.request(request, Peer("UDP", "127.0.0.1", uas.port))
@@ -117,7 +83,7 @@ async def test_client_retransmits_until_answered(
 
 async def test_client_times_out_with_408(endpoint: tuple[Endpoint, int], tmp_path: Path) -> None:
     ep, port = endpoint
-    uas = SippUas("uas_silent.xml", tmp_path)
+    uas = SippUas(SCENARIOS / "uas_silent.xml", tmp_path)
     try:
         request = _options(port, uas.port, "silent1")
         loop = asyncio.get_running_loop()

@@ -1,0 +1,230 @@
+"""Extension-to-extension calls: the first application on the Call API.
+
+An authenticated phone dials a number. If it names an account, the call forks to
+every live contact of that account at once; the first to answer wins and the
+others are cancelled; ringing is relayed back. Outcomes map the way Asterisk
+users expect: unknown number 404, no registered phone 480, every phone busy
+486, nobody answered within the ring timeout 408, the caller hung up first 487
+(CANCELLED). Once answered the two legs are bridged: an offer on one (hold,
+resume, codec change) is passed to the other, and a hangup on either ends both.
+Every call leaves one CDR row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pbx.calls import Call, CallManager, CallState, InboundCall, OfferHook, OutboundCall
+from pbx.registrar import Location
+from pbx.store import Disposition, Store
+from sip.errors import SipParseError
+from sip.headers import NameAddr
+from sip.message import Response
+from sip.peer import Peer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One registered contact to ring."""
+
+    uri: object  # sip.uri.Uri
+    peer: Peer
+
+
+def targets_for(location: Location, aor: str, now: float) -> list[Target]:
+    """The live contacts of an AOR, reached at the address their REGISTER came from.
+
+    Sending to the source address (not the Contact's host) reaches phones behind
+    NAT, as Asterisk's rewrite_contact and FreeSWITCH's NDLB do.
+    """
+    found: list[Target] = []
+    for binding in location.contacts(aor, now):
+        try:
+            uri = NameAddr.parse(binding.contact).uri
+            transport, _, address = binding.source.partition(" ")
+            host, _, port = address.rpartition(":")
+            found.append(Target(uri, Peer(transport, host.strip("[]"), int(port))))
+        except (SipParseError, ValueError):
+            log.warning("unusable binding %r of %s", binding.contact, aor)
+    return found
+
+
+def pick_failure(statuses: list[int]) -> tuple[int, Disposition]:
+    """The answer for the caller when no fork answered (cf. RFC 3261 §16.7 step 6).
+
+    Busy anywhere wins (486/600: the person is there but busy); otherwise a
+    declined call (603) stays declined; otherwise the phones were not reachable.
+    """
+    if any(s in (486, 600) for s in statuses):
+        return 486, Disposition.BUSY
+    if 603 in statuses:
+        return 603, Disposition.BUSY
+    if statuses and all(s in (408, 480, 503, 487) for s in statuses):
+        return 480, Disposition.FAILED
+    failures = sorted(s for s in statuses if 400 <= s < 700)
+    return (failures[0] if failures else 480), Disposition.FAILED
+
+
+class B2bua:
+    """Routes inbound calls to extensions and bridges them."""
+
+    def __init__(
+        self,
+        manager: CallManager,
+        store: Store,
+        location: Location,
+        users: Callable[[], set[str]],
+        *,
+        ring_timeout: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.manager = manager
+        self.store = store
+        self.location = location
+        self._users = users
+        self.ring_timeout = ring_timeout
+        self._clock = clock
+
+    async def route(self, inbound: InboundCall) -> None:
+        """The CallManager's on_incoming hook: one caller's whole call."""
+        start = self._clock()
+        cdr = await self.store.cdrs.open(
+            inbound.request.call_id, inbound.caller, inbound.callee, start
+        )
+        disposition, cause = Disposition.FAILED, "failed"
+        try:
+            disposition, cause = await self._connect(inbound, cdr)
+        finally:
+            end = self._clock()
+            if inbound.state is not CallState.ENDED:
+                await inbound.hangup(500, "Server Error")
+            await self.store.cdrs.close(cdr, end, disposition, cause)
+            log.info(
+                "call %s: %s -> %s ended: %s (%s)",
+                inbound.id,
+                inbound.caller,
+                inbound.callee,
+                disposition,
+                cause,
+            )
+
+    async def _connect(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
+        callee = inbound.callee
+        if callee not in self._users():
+            await inbound.reject(404, "Not Found")
+            return Disposition.FAILED, "404 unknown number"
+        targets = targets_for(self.location, callee, self._clock())
+        if not targets:
+            await inbound.reject(480, "Temporarily Unavailable")
+            return Disposition.FAILED, "480 not registered"
+        winner, statuses = await self._fork(inbound, targets)
+        if winner is None:
+            if inbound.state is CallState.ENDED:  # the caller gave up (CANCEL)
+                return Disposition.CANCELLED, "487 cancelled by caller"
+            if statuses is None:
+                await inbound.reject(408, "Request Timeout")
+                return Disposition.NO_ANSWER, "408 no answer"
+            status, disposition = pick_failure(statuses)
+            await inbound.reject(status)
+            return disposition, f"{status} from callee"
+        await self.store.cdrs.answered(cdr, self._clock())
+        return Disposition.ANSWERED, await self._bridge(inbound, winner)
+
+    async def _fork(
+        self, inbound: InboundCall, targets: list[Target]
+    ) -> tuple[OutboundCall | None, list[int] | None]:
+        """Ring every target; returns the winner, or None with the final statuses
+        (None statuses: the ring timeout passed)."""
+        forks: list[OutboundCall] = []
+
+        def ringing(call: OutboundCall, response: Response) -> None:
+            early = response.body if response.status == 183 and response.body else None
+            inbound.ring_now(early)
+
+        for target in targets:
+            out = OutboundCall(
+                self.manager,
+                target.uri,  # type: ignore[arg-type]
+                target.peer,
+                inbound.caller,
+                inbound.callee,
+                caller_name=inbound.request.from_.display_name,
+            )
+            out.on_ringing = ringing
+            out.start(inbound.remote_sdp)
+            forks.append(out)
+        by_final = {f.final: f for f in forks}
+        pending: set[asyncio.Future[Response]] = set(by_final)
+        caller_gone = asyncio.ensure_future(inbound.ended.wait())
+        winner: OutboundCall | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ring_timeout
+        try:
+            while pending and winner is None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                waiting: set[asyncio.Future[Any]] = {*pending, caller_gone}
+                done, _ = await asyncio.wait(
+                    waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if caller_gone in done:
+                    break
+                for future in done:
+                    pending.discard(future)
+                    fork = by_final[future]
+                    if 200 <= fork.final.result().status < 300 and winner is None:
+                        winner = fork
+        finally:
+            caller_gone.cancel()
+            for f in forks:
+                if f is not winner and f.state is not CallState.ENDED:
+                    await f.hangup()  # CANCEL (or BYE if it answered too late)
+        if winner is not None:
+            return winner, []
+        if pending:  # timeout or caller gone
+            return None, None
+        return None, [f.final.result().status for f in forks]
+
+    async def _bridge(self, inbound: InboundCall, outbound: OutboundCall) -> str:
+        """Answer the caller with the callee's session and keep them joined."""
+
+        inbound.on_offer = _pass_offer_to(outbound)
+        outbound.on_offer = _pass_offer_to(inbound)
+        if not await inbound.answer(outbound.remote_sdp):
+            await outbound.hangup()
+            return "no ACK from caller"
+        ended = [
+            asyncio.ensure_future(inbound.ended.wait()),
+            asyncio.ensure_future(outbound.ended.wait()),
+        ]
+        try:
+            await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in ended:
+                future.cancel()
+        if inbound.state is CallState.ENDED:
+            await outbound.hangup()
+            return (
+                "caller hung up"
+                if inbound.hangup_cause and inbound.hangup_cause.by_remote
+                else "hung up"
+            )
+        await inbound.hangup()
+        return "callee hung up"
+
+
+def _pass_offer_to(other: Call) -> OfferHook:
+    """An offer (re-INVITE/UPDATE: hold, resume, codec change) on one leg goes across."""
+
+    async def offer(call: Call, sdp: bytes) -> tuple[int, bytes | None]:
+        return await other.send_offer(sdp)
+
+    return offer

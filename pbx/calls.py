@@ -1,0 +1,607 @@
+"""Calls: SIP legs anchored in the switch, the seam applications drive (DESIGN.md).
+
+A `Call` is one SIP dialog between the switch and a phone. An `InboundCall` is a
+phone calling us (we are its UAS); an `OutboundCall` is us calling a phone (we are
+its UAC). Applications (the B2BUA, later IVR, queues, the dialer) use only their
+async methods and events; the SIP rules live here:
+
+- UAS: 1xx and the final response go through the INVITE server transaction; a 2xx
+  is retransmitted by us, the TU, doubling from T1 to T2, until the ACK arrives or
+  64*T1 passes (RFC 3261 §13.3.1.4, RFC 6026). CANCEL of an unanswered INVITE gets
+  200 and the INVITE 487 (§9.2).
+- UAC: the ACK for a 2xx is ours to send, again for every retransmitted 2xx
+  (§13.2.2.4); CANCEL waits for a provisional response (§9.1).
+- In dialog: BYE ends the call (200), a re-INVITE or UPDATE is handed to the
+  call's `on_offer` hook (the B2BUA passes it across), INFO to `on_info`.
+
+`CallManager` owns the endpoint handlers for INVITE, ACK, BYE, CANCEL, UPDATE,
+INFO and the table of dialogs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sip.dialog import Dialog, DialogState, new_branch, new_tag
+from sip.endpoint import Endpoint
+from sip.errors import SipParseError
+from sip.headers import Headers
+from sip.message import Request, Response, make_response
+from sip.peer import Peer
+from sip.uri import SipUri, Uri
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY"
+SDP = "application/sdp"
+
+
+class CallState(enum.Enum):
+    CALLING = "calling"  # INVITE sent or received, nothing more yet
+    RINGING = "ringing"  # 180 (or 183) on the way
+    UP = "up"  # answered
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """Why a call ended: the SIP status it ended with (0 for BYE) and a phrase."""
+
+    status: int
+    reason: str
+    by_remote: bool = False
+
+
+#: Hook for an offer inside the dialog (re-INVITE/UPDATE): returns (status, answer SDP).
+OfferHook = Callable[["Call", bytes], Awaitable[tuple[int, bytes | None]]]
+
+
+class Call:
+    """One SIP leg anchored in the switch."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, manager: CallManager, peer: Peer, caller: str, callee: str) -> None:
+        self.id = f"{next(Call._ids)}-{secrets.token_hex(3)}"
+        self.manager = manager
+        self.peer = peer
+        self.caller = caller
+        self.callee = callee
+        self.state = CallState.CALLING
+        self.dialog: Dialog | None = None
+        self.remote_sdp: bytes | None = None
+        self.hangup_cause: Hangup | None = None
+        self.ended = asyncio.Event()
+        self.answered = asyncio.Event()
+        self.on_offer: OfferHook | None = None
+        self.on_info: Callable[[Call, Request], None] | None = None
+        self.on_end: list[Callable[[Call], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.caller}->{self.callee} {self.state.value}>"
+
+    @property
+    def call_id(self) -> str:
+        return self.dialog.call_id if self.dialog else ""
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        """Run a task the call owns; it is cancelled when the call ends."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("call %s: %s failed", self.id, name)
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=f"{self.id}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _end(self, cause: Hangup) -> None:
+        if self.state is CallState.ENDED:
+            return
+        self.state = CallState.ENDED
+        self.hangup_cause = cause
+        if self.dialog is not None:
+            self.dialog.state = DialogState.TERMINATED
+        self.manager._forget(self)
+        self.ended.set()
+        for callback in self.on_end:
+            try:
+                callback(self)
+            except Exception:
+                log.exception("call %s: end callback failed", self.id)
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+
+    async def hangup(self, status: int = 0, reason: str = "Normal Clearing") -> None:
+        """End the call from our side (BYE when up; the subclasses handle the rest)."""
+        raise NotImplementedError
+
+    async def _bye(self, reason: str) -> None:
+        assert self.dialog is not None
+        bye = self.dialog.create_request("BYE", via=self.manager.via(self.peer))
+        self._end(Hangup(0, reason))
+        response = await self.manager.endpoint.request(bye, self.peer)
+        if response.status >= 300:
+            log.info("call %s: BYE answered %s", self.id, response.status)
+
+    async def send_offer(self, sdp: bytes) -> tuple[int, bytes | None]:
+        """Send a re-INVITE with `sdp` in the dialog; returns (status, answer SDP)."""
+        if self.dialog is None or self.state is not CallState.UP:
+            return 491, None
+        invite = self.dialog.create_request(
+            "INVITE",
+            via=self.manager.via(self.peer),
+            contact=self.manager.contact(self.callee if self.outbound else self.caller, self.peer),
+            headers=[("Content-Type", SDP), ("Allow", ALLOW)],
+            body=sdp,
+        )
+        response = await self.manager.endpoint.request(invite, self.peer)
+        if 200 <= response.status < 300:
+            ack = self.dialog.create_request(
+                "ACK", via=self.manager.via(self.peer), cseq=invite.cseq.seq
+            )
+            self.manager.endpoint.send_stateless(ack, self.peer)
+            if response.headers.get("Contact"):
+                self.dialog.confirm(response)
+            self.remote_sdp = response.body or self.remote_sdp
+            return response.status, response.body or None
+        return response.status, None
+
+    @property
+    def outbound(self) -> bool:
+        return isinstance(self, OutboundCall)
+
+    async def _handle_offer(self, request: Request) -> Response:
+        """A re-INVITE or UPDATE from the peer: ask the hook, answer with its result."""
+        if self.on_offer is None or not request.body:
+            body = b""
+            status = 200
+        else:
+            status, answer = await self.on_offer(self, request.body)
+            body = answer or b""
+        if 200 <= status < 300:
+            self.remote_sdp = request.body or self.remote_sdp
+            headers = [("Contact", self.manager.contact(self._local_user(), self.peer))]
+            if body:
+                headers.append(("Content-Type", SDP))
+            return make_response(request, status, headers=headers, body=body)
+        return make_response(request, status)
+
+    def _local_user(self) -> str:
+        return self.callee if not self.outbound else self.caller
+
+
+class InboundCall(Call):
+    """A phone called the switch; we answer, ring, reject or hang up."""
+
+    def __init__(self, manager: CallManager, request: Request, peer: Peer, caller: str) -> None:
+        callee = request.uri.user if isinstance(request.uri, SipUri) and request.uri.user else ""
+        super().__init__(manager, peer, caller, callee)
+        self.request = request
+        self.to_tag = new_tag()
+        self.remote_sdp = request.body or None
+        self.dialog = Dialog.as_uas(request, self.to_tag)
+        self._acked = asyncio.Event()
+        self._final_sent = False
+
+    def _response(
+        self,
+        status: int,
+        reason: str | None = None,
+        body: bytes = b"",
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> Response:
+        headers: list[tuple[str, str]] = list(extra)
+        if status < 300 and status != 100:
+            headers.append(("Contact", self.manager.contact(self.callee, self.peer)))
+            headers.append(("Allow", ALLOW))
+        if body:
+            headers.append(("Content-Type", SDP))
+        return make_response(
+            self.request, status, reason, to_tag=self.to_tag, headers=headers, body=body
+        )
+
+    async def ring(self, sdp: bytes | None = None) -> None:
+        """Send 180 Ringing, or 183 Session Progress with early media SDP."""
+        self.ring_now(sdp)
+
+    def ring_now(self, sdp: bytes | None = None) -> None:
+        """`ring` for synchronous callers (a fork's progress relayed at once)."""
+        if self.state not in (CallState.CALLING, CallState.RINGING):
+            return
+        self.state = CallState.RINGING
+        if sdp:
+            self.manager.endpoint.respond(self._response(183, body=sdp))
+        else:
+            self.manager.endpoint.respond(self._response(180))
+
+    async def answer(self, sdp: bytes | None) -> bool:
+        """Send 200 with our SDP and retransmit it until the ACK comes (§13.3.1.4).
+
+        Returns whether the ACK arrived (no ACK within 64*T1 ends the call).
+        """
+        if self.state in (CallState.UP, CallState.ENDED) or self._final_sent:
+            return False
+        self._final_sent = True
+        ok = self._response(200, body=sdp or b"")
+        self.state = CallState.UP
+        assert self.dialog is not None
+        self.dialog.state = DialogState.CONFIRMED
+        self.answered.set()
+        timers = self.manager.endpoint.layer.timers
+        interval = timers.t1
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 64 * timers.t1
+        self.manager.endpoint.respond(ok)
+        while not self._acked.is_set():
+            timeout = min(interval, give_up - loop.time())
+            if timeout <= 0:
+                log.info("call %s: no ACK for our 200; hanging up", self.id)
+                await self._bye("no ACK")
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._acked.wait(), timeout)
+            if not self._acked.is_set() and self.state is CallState.UP:
+                self.manager.endpoint.respond(ok)  # passed on in Accepted (RFC 6026)
+                interval = min(interval * 2, timers.t2)
+        return True
+
+    async def reject(self, status: int, reason: str | None = None) -> None:
+        """Refuse the call with a final error response (4xx-6xx)."""
+        if self._final_sent or self.state is CallState.ENDED:
+            return
+        self._final_sent = True
+        self.manager.endpoint.respond(self._response(status, reason))
+        self._end(Hangup(status, reason or "", by_remote=False))
+
+    async def hangup(self, status: int = 0, reason: str = "Normal Clearing") -> None:
+        if self.state is CallState.UP:
+            await self._bye(reason)
+        elif self.state is not CallState.ENDED:
+            await self.reject(status or 480, None)
+
+    def _cancelled(self, cancel: Request) -> None:
+        if self._final_sent:
+            return
+        self._final_sent = True
+        self.manager.endpoint.respond(self._response(487))
+        self._end(Hangup(487, "Request Terminated", by_remote=True))
+
+    def _ack(self) -> None:
+        self._acked.set()
+
+
+class OutboundCall(Call):
+    """The switch calls a phone at a registered contact."""
+
+    def __init__(
+        self,
+        manager: CallManager,
+        target: Uri,
+        peer: Peer,
+        caller: str,
+        callee: str,
+        *,
+        caller_name: str | None = None,
+    ) -> None:
+        super().__init__(manager, peer, caller, callee)
+        self.target = target
+        self.caller_name = caller_name
+        self.final: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.on_ringing: Callable[[OutboundCall, Response], None] | None = None
+        self._invite: Request | None = None
+        self._provisional = asyncio.Event()
+        self._cancel_requested = False
+
+    def start(self, sdp: bytes | None) -> None:
+        """Send the INVITE; progress arrives through `on_ringing`, the end through `final`."""
+        host = self.manager.local_host(self.peer)
+        name = f'"{self.caller_name}" ' if self.caller_name else ""
+        fields = [
+            ("Via", self.manager.via(self.peer)),
+            ("Max-Forwards", "70"),
+            ("From", f"{name}<sip:{self.caller}@{host}>;tag={new_tag()}"),
+            ("To", f"<{self.target}>"),
+            ("Call-ID", f"{secrets.token_hex(12)}@{host}"),
+            ("CSeq", f"{secrets.randbelow(2**16) + 1} INVITE"),
+            ("Contact", self.manager.contact(self.caller, self.peer)),
+            ("Allow", ALLOW),
+            ("User-Agent", self.manager.endpoint.server_header),
+        ]
+        if sdp:
+            fields.append(("Content-Type", SDP))
+        self._invite = Request("INVITE", self.target, Headers(fields), sdp or b"")
+        self.manager._outbound_started(self)
+        self._spawn(self._run(), "invite")
+
+    async def _run(self) -> None:
+        assert self._invite is not None
+        response = await self.manager.endpoint.request(
+            self._invite, self.peer, on_provisional=self._on_provisional
+        )
+        if 200 <= response.status < 300:
+            self._on_2xx(response)
+            if self._cancel_requested:
+                await self._bye("cancelled")
+        else:
+            reason = response.reason
+            self._end(Hangup(response.status, reason, by_remote=True))
+        if not self.final.done():
+            self.final.set_result(response)
+
+    def _on_provisional(self, response: Response) -> None:
+        self._provisional.set()
+        if response.status == 100:
+            return
+        if response.to.tag and self.dialog is None:
+            with contextlib.suppress(SipParseError):
+                assert self._invite is not None
+                self.dialog = Dialog.as_uac(self._invite, response)
+                self.manager._register(self)
+        if response.body:
+            self.remote_sdp = response.body
+        if self.state is CallState.CALLING:
+            self.state = CallState.RINGING
+        if self.on_ringing is not None:
+            self.on_ringing(self, response)
+
+    def _on_2xx(self, response: Response) -> None:
+        assert self._invite is not None
+        if self.dialog is None or self.dialog.remote_tag != response.to.tag:
+            if self.dialog is not None:
+                self.manager._forget(self)
+            self.dialog = Dialog.as_uac(self._invite, response)
+            self.manager._register(self)
+        self.dialog.confirm(response)
+        self.remote_sdp = response.body or self.remote_sdp
+        self.state = CallState.UP
+        self.answered.set()
+        self._send_ack()
+
+    def _send_ack(self) -> None:
+        assert self.dialog is not None and self._invite is not None
+        ack = self.dialog.create_request(
+            "ACK", via=self.manager.via(self.peer), cseq=self._invite.cseq.seq
+        )
+        self.manager.endpoint.send_stateless(ack, self.peer)
+
+    def _retransmitted_2xx(self) -> None:
+        """A 2xx came again: our ACK was lost (§13.2.2.4: send it again)."""
+        if self.state is CallState.UP:
+            self._send_ack()
+
+    async def cancel(self) -> None:
+        """Stop ringing (§9.1: only once a provisional response came)."""
+        if self.state not in (CallState.CALLING, CallState.RINGING) or self._invite is None:
+            return
+        self._cancel_requested = True
+        await self._provisional.wait()
+        if self.final.done() or self.answered.is_set():
+            return
+        invite = self._invite
+        fields = [
+            ("Via", invite.headers.get_all("Via")[0]),
+            ("Max-Forwards", "70"),
+            ("From", invite.headers.get("From") or ""),
+            ("To", invite.headers.get("To") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{invite.cseq.seq} CANCEL"),
+        ]
+        cancel = Request("CANCEL", invite.uri, Headers(fields))
+        await self.manager.endpoint.request(cancel, self.peer)
+
+    async def hangup(self, status: int = 0, reason: str = "Normal Clearing") -> None:
+        if self.state is CallState.UP:
+            await self._bye(reason)
+        elif self.state is not CallState.ENDED:
+            await self.cancel()
+
+
+#: What the manager does with a new authenticated inbound call.
+IncomingHook = Callable[[InboundCall], Awaitable[None]]
+#: Authenticates an INVITE: returns the caller's user name, or the response to send.
+AuthHook = Callable[[Request, Peer], "str | Response | None"]
+
+
+async def _unavailable(call: InboundCall) -> None:
+    await call.reject(480, "Temporarily Unavailable")
+
+
+class CallManager:
+    """SIP handlers for calls, and the table of live dialogs."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        authenticate: AuthHook,
+        sip_host: str,
+        sip_port: int,
+    ) -> None:
+        self.endpoint = endpoint
+        self._authenticate = authenticate
+        #: The application that takes new inbound calls (the B2BUA's dialplan).
+        self.on_incoming: IncomingHook = _unavailable
+        self.sip_host = sip_host
+        self.sip_port = sip_port
+        self.calls: dict[str, Call] = {}
+        self._dialogs: dict[tuple[str, str, str], Call] = {}
+        self._invites: dict[tuple[str, str], InboundCall] = {}  # (Call-ID, From tag)
+        self._outbound: dict[str, OutboundCall] = {}  # Call-ID -> call (before a dialog)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._local_ips: dict[str, str] = {}
+        for method, handler in (
+            ("INVITE", self._invite),
+            ("ACK", self._ack),
+            ("BYE", self._in_dialog),
+            ("CANCEL", self._cancel),
+            ("UPDATE", self._in_dialog),
+            ("INFO", self._in_dialog),
+        ):
+            endpoint.route(method, handler)
+        endpoint.on_stray_response = self._stray_response
+
+    # -- addresses --------------------------------------------------------------
+
+    def local_host(self, peer: Peer) -> str:
+        """Our address as `peer` sees it (the bound one, or the route's source)."""
+        if self.sip_host not in ("0.0.0.0", "::", ""):
+            return self.sip_host
+        ip = self._local_ips.get(peer.host)
+        if ip is None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.connect((peer.host, peer.port or 5060))
+                    ip = str(probe.getsockname()[0])
+                except OSError:
+                    ip = "127.0.0.1"
+            self._local_ips[peer.host] = ip
+        return ip
+
+    def via(self, peer: Peer) -> str:
+        return (
+            f"SIP/2.0/{peer.transport} {self.local_host(peer)}:{self.sip_port}"
+            f";rport;branch={new_branch()}"
+        )
+
+    def contact(self, user: str, peer: Peer) -> str:
+        transport = ";transport=tcp" if peer.transport == "TCP" else ""
+        return f"<sip:{user}@{self.local_host(peer)}:{self.sip_port}{transport}>"
+
+    # -- bookkeeping --------------------------------------------------------------
+
+    def _register(self, call: Call) -> None:
+        self.calls[call.id] = call
+        if call.dialog is not None:
+            self._dialogs[call.dialog.id] = call
+
+    def _outbound_started(self, call: OutboundCall) -> None:
+        self.calls[call.id] = call
+        assert call._invite is not None
+        self._outbound[call._invite.call_id] = call
+
+    def _forget(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+        if call.dialog is not None:
+            self._dialogs.pop(call.dialog.id, None)
+        if isinstance(call, InboundCall):
+            self._invites.pop(
+                (call.request.call_id, call.dialog.remote_tag if call.dialog else ""), None
+            )
+
+    def _find(self, request: Request) -> Call | None:
+        from_tag, to_tag = request.from_.tag or "", request.to.tag or ""
+        return self._dialogs.get((request.call_id, to_tag, from_tag))
+
+    async def close(self) -> None:
+        """Hang up every call and cancel the manager's tasks."""
+        for call in list(self.calls.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(call.hangup(503, "Service Shutting Down"), 2)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- handlers ------------------------------------------------------------------
+
+    def _invite(self, request: Request, peer: Peer) -> Response | Awaitable[Response | None] | None:
+        if request.to.tag:
+            call = self._find(request)
+            if call is None or call.state is CallState.ENDED:
+                return make_response(request, 481, "Call/Transaction Does Not Exist")
+            status = call.dialog.receive(request) if call.dialog else None
+            if status is not None:
+                return make_response(request, status)
+            return self._answer_later(call._handle_offer(request))
+        who = self._authenticate(request, peer)
+        if isinstance(who, Response):
+            return who
+        if who is None:
+            return None  # dropped (banned source)
+        if (request.call_id, request.from_.tag or "") in self._invites:
+            return None  # a second INVITE of a call in progress: ignore (merged, §8.2.2.2)
+        try:
+            call = InboundCall(self, request, peer, who)
+        except SipParseError as exc:
+            return make_response(request, 400, exc.reason)
+        self._register(call)
+        self._invites[(request.call_id, request.from_.tag or "")] = call
+        log.info(
+            "call %s: INVITE from %s to %s (Call-ID %s)", call.id, who, call.callee, request.call_id
+        )
+        self._spawn(self.on_incoming(call), f"incoming {call.id}")
+        return None
+
+    def _answer_later(self, pending: Awaitable[Response]) -> Awaitable[Response | None]:
+        async def wait() -> Response | None:
+            return await pending
+
+        return wait()
+
+    def _ack(self, request: Request, peer: Peer) -> None:
+        call = self._find(request)
+        if isinstance(call, InboundCall):
+            call._ack()
+
+    def _in_dialog(self, request: Request, peer: Peer) -> Response | Awaitable[Response | None]:
+        call = self._find(request)
+        if call is None or call.dialog is None:
+            return make_response(request, 481, "Call/Transaction Does Not Exist")
+        status = call.dialog.receive(request)
+        if status is not None:
+            return make_response(request, status)
+        if request.method == "BYE":
+            call._end(Hangup(0, "remote hangup", by_remote=True))
+            return make_response(request, 200)
+        if request.method == "UPDATE":
+            return self._answer_later(call._handle_offer(request))
+        if request.method == "INFO" and call.on_info is not None:
+            call.on_info(call, request)
+        return make_response(request, 200)
+
+    def _cancel(self, request: Request, peer: Peer) -> Response | None:
+        call = self._invites.get((request.call_id, request.from_.tag or ""))
+        if call is None or call.state is CallState.ENDED:
+            return make_response(request, 481, "Call/Transaction Does Not Exist")
+        # §9.2: answer the CANCEL 200, then the INVITE 487 if it is still pending.
+        self.endpoint.respond(make_response(request, 200))
+        call._cancelled(request)
+        return None
+
+    def _stray_response(self, response: Response, peer: Peer) -> None:
+        if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
+            return
+        call = self._dialogs.get(
+            (response.call_id, response.from_.tag or "", response.to.tag or "")
+        )
+        if isinstance(call, OutboundCall):
+            call._retransmitted_2xx()
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed", name)
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
