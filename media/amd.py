@@ -108,7 +108,8 @@ class AmdParams:
             people answer an unknown number and wait for the caller to speak;
             app_amd says MACHINE.
         max_human_speech_ms: more word time than this before a long pause is a
-            greeting (1300 ms: "Hello?" is ~0.5 s, "Hello, Anna speaking" ~1.1 s).
+            greeting (1500 ms, app_amd's greeting: "Hello?" is ~0.5 s, "Hello, who
+            is this?" ~1.3 s; 1300 ms, first chosen, called that one a machine).
         wait_ms, wait_per_speech: the silence after the last word that means "the
             callee waits for us": wait_ms + wait_per_speech × word time so far
             (500 ms + 0.25×: 0.62 s after a 0.5 s "Hello?", 0.8 s after 1.2 s).
@@ -135,7 +136,7 @@ class AmdParams:
     min_voiced_ms: int = 60
     initial_silence_ms: int = 2500
     silence_result: Result = Result.NOTSURE
-    max_human_speech_ms: int = 1300
+    max_human_speech_ms: int = 1500
     wait_ms: int = 500
     wait_per_speech: float = 0.25
     total_analysis_ms: int = 5000

@@ -43,9 +43,9 @@ H, M, N = Result.HUMAN, Result.MACHINE, Result.NOTSURE
         (Evidence(2700, 300, 1200, 2, False, 1900), P, (H, "silence after a short greeting")),
         # still talking: never human, however long ago the onset
         (Evidence(2000, 300, 1200, 1, True, 2000), P, None),
-        (Evidence(1620, 300, 1300, 1, True, 1620), P, None),
-        (Evidence(1640, 300, 1320, 1, True, 1640), P, (M, "long greeting")),
-        (Evidence(3000, 300, 1320, 4, False, 2000), P, (M, "long greeting")),
+        (Evidence(1820, 300, 1500, 1, True, 1820), P, None),
+        (Evidence(1840, 300, 1520, 1, True, 1840), P, (M, "long greeting")),
+        (Evidence(3000, 300, 1520, 4, False, 2000), P, (M, "long greeting")),
         (Evidence(5000, 300, 1000, 3, True, 5000), P, (N, "too long")),
         (Evidence(900, None, 0, 0, False, 0, beep_ms=700), P, (M, "beep")),
         (Evidence(900, 300, 400, 1, True, 900, beep_ms=700), P, (M, "beep")),
@@ -111,7 +111,7 @@ def test_hello_pause_hello_is_human() -> None:
 def test_long_continuous_greeting_is_machine_then_greeting_end() -> None:
     tracker = AmdTracker()
     events = [e for f in frames((HUSH, 200), (SPEECH, 3000), (HUSH, 6000)) for e in tracker.step(f)]
-    assert events == [Decision(M, 1520, "long greeting"), GreetingEnd(3200)]
+    assert events == [Decision(M, 1720, "long greeting"), GreetingEnd(3200)]
     assert tracker.done  # gave up on a beep 4 s after the greeting ended
     assert tracker.now_ms == 3200 + 4000
 
@@ -119,8 +119,8 @@ def test_long_continuous_greeting_is_machine_then_greeting_end() -> None:
 def test_greeting_with_phrase_pauses_is_machine() -> None:
     phrase = [(SPEECH, 600), (HUSH, 300)]
     r = analyse(frames((HUSH, 200), *(phrase * 4), (HUSH, 2000)))
-    # speech time passes 1300 ms in the third phrase: 200 + 2 × 900 + 120
-    assert (r.result, r.decision_ms) == (M, 2120)
+    # speech time passes 1500 ms in the third phrase: 200 + 2 × 900 + 320
+    assert (r.result, r.decision_ms) == (M, 2320)
 
 
 @pytest.mark.parametrize(("silence_result"), [N, M])
@@ -140,7 +140,7 @@ def test_beep_found_at_the_right_time() -> None:
     seq = frames((HUSH, 300), (SPEECH, 2500), (HUSH, 600), (TONE, 500), (HUSH, 1000))
     events = [e for f in seq for e in tracker.step(f)]
     assert events == [
-        Decision(M, 1620, "long greeting"),
+        Decision(M, 1820, "long greeting"),
         GreetingEnd(2800),
         Beep(3400, 3900),
     ]
