@@ -26,6 +26,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from cli.amd import amd_app
 from pbx.config import Settings, default_data_dir
 from pbx.errors import ConfigError, ControlError, PbxError
 from pbx.store import REALM_KEY, SECRET_KEY, Store
@@ -110,6 +111,7 @@ user_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(user_app)
+app.add_typer(amd_app, name="amd")
 
 DataDirOption = Annotated[
     Path | None,
