@@ -10,12 +10,16 @@ missing argument, bad number), as click does.
 from __future__ import annotations
 
 import asyncio
+import csv
 import dataclasses
 import importlib
 import inspect
+import io
+import json
 import logging
 import secrets
 import sys
+import time
 from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -418,6 +422,117 @@ def status(data_dir: DataDirOption = None) -> None:
         return
     headers = ("AOR", "CONTACT", "USER AGENT", "EXPIRES IN (S)", "SOURCE")
     typer.echo(format_table(headers, rows))
+
+
+@app.command()
+def calls(data_dir: DataDirOption = None) -> None:
+    """Show the live calls of the running server (one line per SIP leg)."""
+    settings = Settings(data_dir=_data_dir(data_dir))
+    control = _import("pbx.control")
+    result: Any = control.fetch_calls(settings)
+    rows = [
+        (
+            str(c.get("id", "")),
+            str(c.get("direction", "")),
+            str(c.get("caller", "")),
+            str(c.get("callee", "")),
+            str(c.get("state", "")),
+            str(c.get("seconds", "")),
+            str(c.get("peer", "")),
+        )
+        for c in result.get("calls", [])
+        if isinstance(c, dict)
+    ]
+    if not rows:
+        typer.echo("no calls")
+        return
+    headers = ("ID", "DIR", "CALLER", "CALLEE", "STATE", "SECONDS", "PEER")
+    typer.echo(format_table(headers, rows))
+
+
+@app.command()
+def hangup(
+    call_id: Annotated[str, typer.Argument(help="The call's ID as `pbx calls` shows it.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """End a live call (its bridged partner is hung up too)."""
+    settings = Settings(data_dir=_data_dir(data_dir))
+    control = _import("pbx.control")
+    control.hangup(settings, call_id)
+    typer.echo(f"hung up {call_id}")
+
+
+cdr_app = typer.Typer(
+    name="cdr", help="Call detail records.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(cdr_app)
+
+
+def _since(text: str | None) -> float | None:
+    """A --since value: an ISO date/time, or a duration back from now like 90m, 2h, 7d."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return time.time() - int(text[:-1]) * units[text[-1]]
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ConfigError(f"--since {text!r} is neither an ISO time nor a span like 2h") from None
+
+
+async def _list_cdrs(data_dir: Path, since: float | None, limit: int) -> list[Any]:
+    async with await _open_existing(data_dir) as store:
+        return list(await store.cdrs.list(since=since, limit=limit))
+
+
+@cdr_app.command("list")
+def cdr_list(
+    since: Annotated[
+        str | None, typer.Option(help="ISO time, or a span back from now: 30m, 2h, 7d.")
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 1000,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List call detail records, oldest first."""
+    if output not in ("table", "csv", "json"):
+        raise ConfigError(f"--format {output!r}: choose table, csv or json")
+    rows = _run(_list_cdrs(_data_dir(data_dir), _since(since), limit))
+    fields = ("id", "call_id", "caller", "callee", "start", "answer", "end", "duration",
+              "billsec", "disposition", "hangup_cause")  # fmt: skip
+    records = [{f: getattr(r, f) for f in fields} for r in rows]
+    if output == "json":
+        typer.echo(json.dumps(records, indent=1))
+        return
+    if output == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        typer.echo(buffer.getvalue(), nl=False)
+        return
+    if not records:
+        typer.echo("no calls recorded")
+        return
+
+    def when(t: float | None) -> str:
+        return "" if t is None else datetime.fromtimestamp(t).isoformat(" ", "seconds")
+
+    table = [
+        (
+            when(r["start"]),
+            str(r["caller"]),
+            str(r["callee"]),
+            str(r["disposition"] or "UP"),
+            "" if r["duration"] is None else f"{r['duration']:.0f}",
+            "" if r["billsec"] is None else f"{r['billsec']:.0f}",
+            str(r["hangup_cause"] or ""),
+        )
+        for r in records
+    ]
+    headers = ("START", "CALLER", "CALLEE", "DISPOSITION", "DURATION", "BILLSEC", "CAUSE")
+    typer.echo(format_table(headers, table))
 
 
 def main() -> None:

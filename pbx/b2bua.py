@@ -210,15 +210,16 @@ class B2bua:
         finally:
             for future in ended:
                 future.cancel()
-        if inbound.state is CallState.ENDED:
-            await outbound.hangup()
-            return (
-                "caller hung up"
-                if inbound.hangup_cause and inbound.hangup_cause.by_remote
-                else "hung up"
-            )
-        await inbound.hangup()
-        return "callee hung up"
+        first, other, who = (
+            (inbound, outbound, "caller")
+            if inbound.state is CallState.ENDED
+            else (outbound, inbound, "callee")
+        )
+        await other.hangup()
+        cause = first.hangup_cause
+        if cause is None or cause.by_remote:
+            return f"{who} hung up"
+        return cause.reason  # ended here: admin hangup, media timeout, no ACK ...
 
 
 def _pass_offer_to(other: Call) -> OfferHook:

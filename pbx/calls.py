@@ -27,6 +27,7 @@ import itertools
 import logging
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -76,6 +77,7 @@ class Call:
         self.caller = caller
         self.callee = callee
         self.state = CallState.CALLING
+        self.started = manager.clock()
         self.dialog: Dialog | None = None
         self.remote_sdp: bytes | None = None
         self.hangup_cause: Hangup | None = None
@@ -432,8 +434,10 @@ class CallManager:
         authenticate: AuthHook,
         sip_host: str,
         sip_port: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoint = endpoint
+        self.clock = clock
         self._authenticate = authenticate
         #: The application that takes new inbound calls (the B2BUA's dialplan).
         self.on_incoming: IncomingHook = _unavailable
@@ -545,7 +549,7 @@ class CallManager:
         log.info(
             "call %s: INVITE from %s to %s (Call-ID %s)", call.id, who, call.callee, request.call_id
         )
-        self._spawn(self.on_incoming(call), f"incoming {call.id}")
+        self.spawn(self.on_incoming(call), f"incoming {call.id}")
         return None
 
     def _answer_later(self, pending: Awaitable[Response]) -> Awaitable[Response | None]:
@@ -593,7 +597,9 @@ class CallManager:
         if isinstance(call, OutboundCall):
             call._retransmitted_2xx()
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        """Run a task the manager owns (cancelled on close)."""
+
         async def guarded() -> None:
             try:
                 await coro

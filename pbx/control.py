@@ -6,7 +6,10 @@ and a random bearer token made at start; only someone who can read the data
 directory can talk to it. Live CLI commands (`pbx status` …) read that file
 and make one request each.
 
-Routes: `GET /status` -> `{"registrations": [...], "uptime": seconds}`.
+Routes are "METHOD /path" with query parameters: `GET /status` (registrations,
+uptime), `GET /calls` (live calls), `POST /hangup?id=CALL` (end a call).
+A route raises `ControlError` for a request it cannot serve (answered 404 with
+the message), e.g. an unknown call id.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import logging
 import os
 import secrets
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from pbx.errors import ControlError
 
 log = logging.getLogger(__name__)
 
-Route = Callable[[], Awaitable[dict[str, Any]] | dict[str, Any]]
+Route = Callable[[dict[str, str]], Awaitable[dict[str, Any]] | dict[str, Any]]
 
 _MAX_HEAD = 16_384
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
@@ -96,6 +100,8 @@ class ControlServer:
         if len(parts) != 3:
             return 400, {"error": "bad request line"}
         method, target, _ = parts
+        path, _, query = target.partition("?")
+        params = dict(urllib.parse.parse_qsl(query))
         token = ""
         for line in lines[1:]:
             name, _, value = line.partition(":")
@@ -105,12 +111,15 @@ class ControlServer:
                     token = ""
         if not hmac.compare_digest(token.strip().encode(), self._token.encode()):
             return 401, {"error": "missing or wrong control token"}
-        route = self._routes.get(target) if method == "GET" else None
+        route = self._routes.get(f"{method} {path}")
         if route is None:
-            return 404, {"error": f"no route {method} {target}"}
-        result = route()
-        if not isinstance(result, dict):
-            result = await result
+            return 404, {"error": f"no route {method} {path}"}
+        try:
+            result = route(params)
+            if not isinstance(result, dict):
+                result = await result
+        except ControlError as exc:
+            return 404, {"error": str(exc)}
         return 200, result
 
 
@@ -129,15 +138,17 @@ def _read_info(path: Path) -> dict[str, Any]:
     return info
 
 
-def request(settings: Settings, target: str, timeout: float = 5.0) -> dict[str, Any]:
-    """GET `target` from the running server (blocking; for the CLI).
+def request(
+    settings: Settings, target: str, timeout: float = 5.0, method: str = "GET"
+) -> dict[str, Any]:
+    """Ask the running server for `target` (blocking; for the CLI).
 
     Raises: ControlError when the server is not running or answers an error.
     """
     info = _read_info(settings.control_file)
     conn = http.client.HTTPConnection(str(info["host"]), int(info["port"]), timeout=timeout)
     try:
-        conn.request("GET", target, headers={"Authorization": f"Bearer {info['token']}"})
+        conn.request(method, target, headers={"Authorization": f"Bearer {info['token']}"})
         response = conn.getresponse()
         data = json.loads(response.read() or b"{}")
     except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -157,3 +168,13 @@ def request(settings: Settings, target: str, timeout: float = 5.0) -> dict[str, 
 def fetch_status(settings: Settings) -> dict[str, Any]:
     """The running server's live registrations and uptime. Raises: ControlError."""
     return request(settings, "/status")
+
+
+def fetch_calls(settings: Settings) -> dict[str, Any]:
+    """The running server's live calls. Raises: ControlError."""
+    return request(settings, "/calls")
+
+
+def hangup(settings: Settings, call_id: str) -> dict[str, Any]:
+    """Ask the running server to end a call. Raises: ControlError (e.g. no such call)."""
+    return request(settings, "/hangup?" + urllib.parse.urlencode({"id": call_id}), method="POST")

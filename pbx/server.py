@@ -20,6 +20,7 @@ from pbx.b2bua import B2bua
 from pbx.calls import CallManager
 from pbx.config import Settings
 from pbx.control import ControlServer
+from pbx.errors import ControlError
 from pbx.registrar import Registrar, RegistrarPolicy
 from pbx.store import Store
 from sip.endpoint import Endpoint
@@ -86,6 +87,7 @@ class PbxServer:
             authenticate=self._authenticate_call,
             sip_host=s.sip_host,
             sip_port=self.sip_port,
+            clock=self._clock,
         )
         self.calls.on_incoming = B2bua(
             self.calls,
@@ -95,7 +97,14 @@ class PbxServer:
             ring_timeout=s.ring_timeout,
             clock=self._clock,
         ).route
-        self._control = ControlServer(s, {"/status": self.status})
+        self._control = ControlServer(
+            s,
+            {
+                "GET /status": lambda _: self.status(),
+                "GET /calls": lambda _: self.live_calls(),
+                "POST /hangup": self._hangup,
+            },
+        )
         await self._control.start()
         self.control_port = self._control.port
         loop = asyncio.get_running_loop()
@@ -142,6 +151,34 @@ class PbxServer:
             "sip_port": self.sip_port,
             "realm": self.realm,
         }
+
+    def live_calls(self) -> dict[str, Any]:
+        """The control API's /calls: every leg, as `pbx calls` shows it."""
+        now = self._clock()
+        rows = []
+        for call in self.calls.calls.values() if self.calls is not None else ():
+            rows.append(
+                {
+                    "id": call.id,
+                    "direction": "out" if call.outbound else "in",
+                    "caller": call.caller,
+                    "callee": call.callee,
+                    "state": call.state.value,
+                    "seconds": round(now - call.started, 1),
+                    "peer": str(call.peer),
+                }
+            )
+        return {"calls": sorted(rows, key=lambda r: str(r["id"]))}
+
+    def _hangup(self, params: dict[str, str]) -> dict[str, Any]:
+        """The control API's POST /hangup?id=…: end that call (and its bridged partner)."""
+        manager = self.calls
+        call = manager.calls.get(params.get("id", "")) if manager is not None else None
+        if manager is None or call is None:
+            raise ControlError(f"no live call {params.get('id', '')!r}")
+        # Answer at once; the BYE (or CANCEL) and its response run in the background.
+        manager.spawn(call.hangup(0, "hung up by admin"), f"admin hangup {call.id}")
+        return {"hung_up": call.id}
 
     def _authenticate_call(self, request: Request, peer: Peer) -> str | Response | None:
         """Digest-check an INVITE (RFC 3261 §22: 401 as for REGISTER, From must be the user).

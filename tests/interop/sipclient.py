@@ -156,6 +156,27 @@ class SipClient:
             + "\r\n\r\n"
         ).encode()
 
+    def ack_2xx(self, invite: bytes, response: Response) -> bytes:
+        """The ACK of a 2xx (RFC 3261 §13.2.2.4: a new transaction, to the Contact)."""
+        contact = (response.headers.get("Contact") or "").strip().strip("<>")
+        head = invite.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+        keep = [
+            line
+            for line in head[1:]
+            if line.split(":", 1)[0] in ("From", "Call-ID", "Max-Forwards")
+        ]
+        cseq = next(line for line in head if line.startswith("CSeq:")).split()[1]
+        branch = f"z9hG4bKa{next(self._branches)}x{secrets.token_hex(4)}"
+        lines = [
+            f"ACK {contact} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={branch}",
+            *keep,
+            f"To: {response.headers.get('To')}",
+            f"CSeq: {cseq} ACK",
+            "Content-Length: 0",
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
     def send(self, data: bytes) -> None:
         assert self._transport is not None
         self._transport.sendto(data, ("127.0.0.1", self.server_port))

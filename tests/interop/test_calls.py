@@ -14,11 +14,13 @@ from typing import Any, TypeVar
 
 import pytest
 
+from pbx import control
 from pbx.config import Settings
+from pbx.errors import ControlError
 from pbx.server import PbxServer
 from pbx.store import Cdr, Store
 from sip.digest import make_credentials
-from sip.message import Response, parse_message
+from sip.message import Request, Response, make_response, parse_message
 from tests.interop.peers import DATA, SippUas, free_port, run_sipp
 from tests.interop.sipclient import SipClient
 
@@ -165,3 +167,38 @@ async def test_caller_cancel_while_ringing(server: PbxServer, tmp_path: Path) ->
         assert await _in_thread(callee.finish) == 0
     [cdr] = await cdrs(server)
     assert (cdr.disposition, cdr.billsec) == ("CANCELLED", 0.0)
+
+
+async def test_admin_lists_and_hangs_up_a_live_call(server: PbxServer, tmp_path: Path) -> None:
+    port = free_port()
+    await register_phone(server, "1002", port, tmp_path / "reg")
+    with SippUas(SCENARIOS / "uas_answer.xml", tmp_path / "callee", port=port) as callee:
+        async with SipClient(server.sip_port) as ua:
+            first = await ua.exchange(ua.invite("1001", "1002"))
+            ua.send(ua.ack_for(ua.invite("1001", "1002", cseq=1), first))
+            uri = f"sip:1002@127.0.0.1:{server.sip_port}"
+            creds = make_credentials(
+                ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri
+            )
+            invite = ua.invite("1001", "1002", authorization=str(creds), cseq=2)
+            ok = await ua.exchange(invite, timeout=10)
+            assert ok.status == 200
+            ua.send(ua.ack_2xx(invite, ok))
+
+            settings = server.settings
+            listed = await _in_thread(control.fetch_calls, settings)
+            legs = {(c["direction"], c["caller"], c["callee"], c["state"]) for c in listed["calls"]}
+            assert legs == {("in", "1001", "1002", "up"), ("out", "1001", "1002", "up")}
+            inbound = next(c["id"] for c in listed["calls"] if c["direction"] == "in")
+            await _in_thread(control.hangup, settings, inbound)
+            # The switch sends us a BYE; answer it.
+            raw = await ua.receive(timeout=10)
+            assert raw is not None and raw.startswith(b"BYE ")
+            bye = parse_message(raw)
+            assert isinstance(bye, Request)
+            ua.send(bytes(make_response(bye, 200)))
+            with pytest.raises(ControlError, match="no live call"):
+                await _in_thread(control.hangup, settings, "nope")
+        assert await _in_thread(callee.finish) == 0  # the callee got its BYE too
+    [cdr] = await cdrs(server)
+    assert (cdr.disposition, cdr.hangup_cause) == ("ANSWERED", "hung up by admin")

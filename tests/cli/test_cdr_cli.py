@@ -1,0 +1,87 @@
+"""`pbx cdr list` in its three formats, with --since, and its one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from pbx.store import Disposition, Store
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    async def fill() -> None:
+        async with await Store.open(tmp_path / "pbx.sqlite3") as store:
+            now = time.time()
+            old = await store.cdrs.open("old", "1001", "1002", now - 3 * 86400)
+            await store.cdrs.close(old, now - 3 * 86400 + 5, Disposition.BUSY, "486 from callee")
+            new = await store.cdrs.open("new", "1002", "1001", now - 60)
+            await store.cdrs.answered(new, now - 50)
+            await store.cdrs.close(new, now - 20, Disposition.ANSWERED, "caller hung up")
+
+    asyncio.run(fill())
+    return tmp_path
+
+
+def _ok(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def _error(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("pbx: error: ")
+    return line
+
+
+def test_csv_and_json(data_dir: Path) -> None:
+    rows = list(
+        csv.DictReader(
+            io.StringIO(_ok("cdr", "list", "--format", "csv", "--data-dir", str(data_dir)))
+        )
+    )
+    assert [(r["call_id"], r["disposition"], r["billsec"]) for r in rows] == [
+        ("old", "BUSY", "0.0"),
+        ("new", "ANSWERED", "30.0"),
+    ]
+    records = json.loads(_ok("cdr", "list", "--format", "json", "--data-dir", str(data_dir)))
+    assert [(r["caller"], r["callee"], r["duration"]) for r in records] == [
+        ("1001", "1002", 5.0),
+        ("1002", "1001", 40.0),
+    ]
+
+
+def test_table_and_since(data_dir: Path) -> None:
+    out = _ok("cdr", "list", "--since", "1h", "--data-dir", str(data_dir))
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "START",
+        "CALLER",
+        "CALLEE",
+        "DISPOSITION",
+        "DURATION",
+        "BILLSEC",
+        "CAUSE",
+    ]
+    assert len(lines) == 2 and "ANSWERED" in lines[1] and "caller hung up" in lines[1]
+
+
+def test_bad_arguments_are_one_line(data_dir: Path) -> None:
+    assert "--format 'xml'" in _error("cdr", "list", "--format", "xml", "--data-dir", str(data_dir))
+    assert "--since 'yesterday'" in _error(
+        "cdr", "list", "--since", "yesterday", "--data-dir", str(data_dir)
+    )
+    assert "pbx init" in _error("cdr", "list", "--data-dir", str(data_dir / "nothing"))
