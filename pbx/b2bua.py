@@ -19,7 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from media.errors import MediaError, SdpError
+from media.ports import PortAllocator
+from media.relay import LegName
 from pbx.calls import Call, CallManager, CallState, InboundCall, OfferHook, OutboundCall
+from pbx.media_bridge import AnchoredMedia
 from pbx.registrar import Location
 from pbx.store import Disposition, Store
 from sip.errors import SipParseError
@@ -82,14 +86,18 @@ class B2bua:
         location: Location,
         users: Callable[[], set[str]],
         *,
+        ports: PortAllocator,
         ring_timeout: float = 60.0,
+        media_timeout: float | None = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.manager = manager
         self.store = store
         self.location = location
         self._users = users
+        self.ports = ports
         self.ring_timeout = ring_timeout
+        self.media_timeout = media_timeout
         self._clock = clock
 
     async def route(self, inbound: InboundCall) -> None:
@@ -124,7 +132,42 @@ class B2bua:
         if not targets:
             await inbound.reject(480, "Temporarily Unavailable")
             return Disposition.FAILED, "480 not registered"
-        winner, statuses = await self._fork(inbound, targets)
+        if not inbound.remote_sdp:
+            # A late offer (SDP in the 200/ACK) is not supported yet.
+            await inbound.reject(488, "Offer Required")
+            return Disposition.FAILED, "488 INVITE without SDP offer"
+        host = self.ports.host
+        if host in ("0.0.0.0", "::", ""):
+            host = self.manager.local_host(inbound.peer)
+        try:
+            media = AnchoredMedia(
+                self.ports,
+                host,
+                name=inbound.request.call_id,
+                timeout=self.media_timeout,
+                on_timeout=lambda leg: self.manager.spawn(
+                    inbound.hangup(0, "media timeout"), f"media timeout {inbound.id}"
+                ),
+            )
+        except MediaError as exc:
+            log.warning("call %s: no media ports: %s", inbound.id, exc)
+            await inbound.reject(503, "Out Of Media Ports")
+            return Disposition.FAILED, "503 no RTP ports"
+        try:
+            return await self._connect_with(inbound, targets, media, cdr)
+        finally:
+            media.close()
+
+    async def _connect_with(
+        self, inbound: InboundCall, targets: list[Target], media: AnchoredMedia, cdr: int
+    ) -> tuple[Disposition, str]:
+        assert inbound.remote_sdp is not None
+        try:
+            offer = media.offer_from("a", inbound.remote_sdp)
+        except (SdpError, MediaError) as exc:
+            await inbound.reject(488, "Not Acceptable Here")
+            return Disposition.FAILED, f"488 bad offer: {exc}"
+        winner, statuses = await self._fork(inbound, targets, offer, media)
         if winner is None:
             if inbound.state is CallState.ENDED:  # the caller gave up (CANCEL)
                 return Disposition.CANCELLED, "487 cancelled by caller"
@@ -134,18 +177,30 @@ class B2bua:
             status, disposition = pick_failure(statuses)
             await inbound.reject(status)
             return disposition, f"{status} from callee"
+        try:
+            reply = media.answer_from("b", winner.remote_sdp or b"")
+        except (SdpError, MediaError) as exc:
+            log.warning("call %s: callee's answer unusable: %s", inbound.id, exc)
+            await winner.hangup(0, "bad SDP answer")
+            await inbound.reject(488, "Not Acceptable Here")
+            return Disposition.FAILED, f"488 bad answer: {exc}"
         await self.store.cdrs.answered(cdr, self._clock())
-        return Disposition.ANSWERED, await self._bridge(inbound, winner)
+        return Disposition.ANSWERED, await self._bridge(inbound, winner, reply, media)
 
     async def _fork(
-        self, inbound: InboundCall, targets: list[Target]
+        self, inbound: InboundCall, targets: list[Target], offer: bytes, media: AnchoredMedia
     ) -> tuple[OutboundCall | None, list[int] | None]:
         """Ring every target; returns the winner, or None with the final statuses
         (None statuses: the ring timeout passed)."""
         forks: list[OutboundCall] = []
 
         def ringing(call: OutboundCall, response: Response) -> None:
-            early = response.body if response.status == 183 and response.body else None
+            early = None
+            if response.status == 183 and response.body:
+                try:
+                    early = media.answer_from("b", response.body)
+                except (SdpError, MediaError) as exc:
+                    log.info("call %s: early media unusable: %s", inbound.id, exc)
             inbound.ring_now(early)
 
         for target in targets:
@@ -158,7 +213,7 @@ class B2bua:
                 caller_name=inbound.request.from_.display_name,
             )
             out.on_ringing = ringing
-            out.start(inbound.remote_sdp)
+            out.start(offer)
             forks.append(out)
         by_final = {f.final: f for f in forks}
         pending: set[asyncio.Future[Response]] = set(by_final)
@@ -193,12 +248,13 @@ class B2bua:
             return None, None
         return None, [f.final.result().status for f in forks]
 
-    async def _bridge(self, inbound: InboundCall, outbound: OutboundCall) -> str:
-        """Answer the caller with the callee's session and keep them joined."""
-
-        inbound.on_offer = _pass_offer_to(outbound)
-        outbound.on_offer = _pass_offer_to(inbound)
-        if not await inbound.answer(outbound.remote_sdp):
+    async def _bridge(
+        self, inbound: InboundCall, outbound: OutboundCall, reply: bytes, media: AnchoredMedia
+    ) -> str:
+        """Answer the caller through the relay and keep the two legs joined."""
+        inbound.on_offer = _pass_offer(outbound, media, "a")
+        outbound.on_offer = _pass_offer(inbound, media, "b")
+        if not await inbound.answer(reply):
             await outbound.hangup()
             return "no ACK from caller"
         ended = [
@@ -222,10 +278,21 @@ class B2bua:
         return cause.reason  # ended here: admin hangup, media timeout, no ACK ...
 
 
-def _pass_offer_to(other: Call) -> OfferHook:
-    """An offer (re-INVITE/UPDATE: hold, resume, codec change) on one leg goes across."""
+def _pass_offer(other: Call, media: AnchoredMedia, leg: LegName) -> OfferHook:
+    """An offer inside the dialog (hold, resume, codec change) from `leg` goes across
+    the relay to `other`; its answer comes back rewritten."""
 
     async def offer(call: Call, sdp: bytes) -> tuple[int, bytes | None]:
-        return await other.send_offer(sdp)
+        try:
+            across = media.offer_from(leg, sdp)
+        except (SdpError, MediaError):
+            return 488, None
+        status, answer = await other.send_offer(across)
+        if not 200 <= status < 300 or not answer:
+            return status, None
+        try:
+            return status, media.answer_from("b" if leg == "a" else "a", answer)
+        except (SdpError, MediaError):
+            return 488, None
 
     return offer

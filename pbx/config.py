@@ -58,6 +58,12 @@ class Settings:
     ban_seconds: float = 600.0
     # Calls: how long an extension rings before the caller gets 408 (no answer).
     ring_timeout: float = 60.0
+    # RTP relay: even RTP ports (RTCP the odd one above) from this range, as in
+    # Asterisk's rtp.conf; a call whose media stops this long (not on hold) is hung
+    # up (0 disables).
+    rtp_port_min: int = 10000
+    rtp_port_max: int = 20000
+    media_timeout: float = 60.0
     # SIP timers (RFC 3261 §17.1.1.1).
     t1: float = 0.5
     t2: float = 4.0

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from media.ports import PortAllocator
 from pbx.auth import Authenticator, AuthResult, BanList, NonceManager
 from pbx.b2bua import B2bua
 from pbx.calls import CallManager
@@ -94,7 +95,9 @@ class PbxServer:
             store,
             self.registrar.location,
             lambda: set(self._users),
+            ports=PortAllocator(s.sip_host, s.rtp_port_min, s.rtp_port_max),
             ring_timeout=s.ring_timeout,
+            media_timeout=s.media_timeout or None,
             clock=self._clock,
         ).route
         self._control = ControlServer(

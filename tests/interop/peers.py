@@ -227,7 +227,12 @@ class SippUas:
     """sipp running a UAS scenario in the background (one call) on 127.0.0.1."""
 
     def __init__(
-        self, scenario: Path, workdir: Path, port: int | None = None, calls: int = 1
+        self,
+        scenario: Path,
+        workdir: Path,
+        port: int | None = None,
+        calls: int = 1,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.port = port or free_port()
         self.workdir = workdir
@@ -236,7 +241,7 @@ class SippUas:
             [
                 need("sipp"), "-sf", str(scenario), "-i", "127.0.0.1",
                 "-p", str(self.port), "-m", str(calls), "-nostdin", "-trace_msg",
-                "-trace_err", "-timeout", "60s",
+                "-trace_err", "-timeout", "60s", *extra,
             ],
             cwd=workdir,
             stdout=subprocess.DEVNULL,

@@ -98,8 +98,9 @@ class SipClient:
         cseq: int = 1,
         call_id: str | None = None,
         branch: str | None = None,
+        rtp_port: int = 40000,
     ) -> bytes:
-        """An INVITE from `user` to number `target` with a PCMU offer."""
+        """An INVITE from `user` to number `target` with a PCMU offer at `rtp_port`."""
         host = f"127.0.0.1:{self.server_port}"
         branch = branch or f"z9hG4bKi{next(self._branches)}x{secrets.token_hex(4)}"
         sdp = (
@@ -176,6 +177,20 @@ class SipClient:
             "Content-Length: 0",
         ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def bye_for(self, invite: bytes, ok: Response) -> bytes:
+        """A BYE in the dialog the 2xx `ok` to our `invite` created."""
+        ack = self.ack_2xx(invite, ok).decode()
+        lines = ack.split("\r\n")
+        cseq = int(next(line for line in lines if line.startswith("CSeq:")).split()[1]) + 1
+        out = []
+        for line in lines:
+            if line.startswith("ACK "):
+                line = "BYE " + line[4:]
+            elif line.startswith("CSeq:"):
+                line = f"CSeq: {cseq} BYE"
+            out.append(line)
+        return "\r\n".join(out).encode()
 
     def send(self, data: bytes) -> None:
         assert self._transport is not None

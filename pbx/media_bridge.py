@@ -1,0 +1,113 @@
+"""Media anchoring for a bridged call: SDP rewriting around one `RelaySession`.
+
+Leg "a" faces the caller, leg "b" the callee. The caller's offer goes to the callee
+with the relay's b-side address (and the other G.711 law added, so a PCMU-only
+caller can reach a PCMA-only phone: the relay transcodes). The callee's answer
+decides the codec; the caller gets an RFC 3264 answer to its own offer, at the
+relay's a-side address, naming the callee's codec where it can and the other
+G.711 law otherwise. Offers inside the dialog (hold, resume, codec change) are
+rewritten the same way in either direction; a leg is "on hold" for the relay's
+media timeout while either side of its last offer/answer is not sendrecv.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from media.ports import PortAllocator
+from media.relay import LegName, RelaySession
+from media.sdp import (
+    DEFAULT_CODECS,
+    AudioStream,
+    SessionDescription,
+    answer,
+    audio_stream,
+    rewrite,
+    with_g711_fallback,
+)
+
+log = logging.getLogger(__name__)
+
+_G711 = ("PCMU", "PCMA")
+
+
+def _other(leg: LegName) -> LegName:
+    return "b" if leg == "a" else "a"
+
+
+class AnchoredMedia:
+    """The relay of one call and the offer/answer bookkeeping around it.
+
+    Raises (from the constructor): PortsExhaustedError when no ports are left.
+    Every SDP method raises SdpError (bad or unbridgeable SDP: answer 488) or
+    MediaError (codecs the relay cannot bridge).
+    """
+
+    def __init__(
+        self,
+        allocator: PortAllocator,
+        host: str,
+        *,
+        name: str,
+        timeout: float | None,
+        on_timeout: Callable[[LegName], None] | None,
+    ) -> None:
+        self.host = host
+        self.relay = RelaySession(allocator, name=name, timeout=timeout, on_timeout=on_timeout)
+        self._offers: dict[LegName, SessionDescription] = {}
+
+    def close(self) -> None:
+        self.relay.close()
+
+    def offer_from(self, leg: LegName, sdp: bytes) -> bytes:
+        """An offer from `leg`'s phone, rewritten for the other phone."""
+        offer = SessionDescription.parse(sdp)
+        self._offers[leg] = offer
+        other = self.relay.leg(_other(leg))
+        return bytes(rewrite(with_g711_fallback(offer), self.host, other.port))
+
+    def answer_from(self, leg: LegName, sdp: bytes) -> bytes:
+        """`leg`'s phone answered the other's offer: set up both sides of the relay and
+        return the answer for the offerer."""
+        offerer = _other(leg)
+        offer = self._offers[offerer]
+        theirs = audio_stream(SessionDescription.parse(sdp))
+        preferences = [theirs.codec.name]
+        preferences += [c for c in _G711 if c.lower() != theirs.codec.key]
+        preferences += [c for c in DEFAULT_CODECS if c not in preferences]
+        reply = answer(
+            offer,
+            self.host,
+            self.relay.leg(offerer).port,
+            preferences=preferences,
+            direction=theirs.direction,
+        )
+        ours = audio_stream(reply)  # codec and payload numbers as the offerer named them
+        offered = audio_stream(offer)  # where the offerer receives
+        offerer_stream = dataclasses.replace(
+            ours,
+            host=offered.host,
+            port=offered.port,
+            rtcp_port=offered.rtcp_port,
+            direction=offered.direction,
+        )
+        self.relay.set_remote(leg, theirs)
+        self.relay.set_remote(offerer, offerer_stream)
+        held = _held(offered) or _held(theirs)
+        self.relay.hold(offerer, held)
+        log.debug(
+            "%s: %s sends %s, %s sends %s%s",
+            self.relay.name,
+            offerer,
+            offerer_stream.codec.name,
+            leg,
+            theirs.codec.name,
+            " (on hold)" if held else "",
+        )
+        return bytes(reply)
+
+
+def _held(stream: AudioStream) -> bool:
+    return stream.direction != "sendrecv" or stream.host in ("0.0.0.0", "::")
