@@ -36,6 +36,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import resource
 import secrets
 import select
 import shutil
@@ -67,6 +68,13 @@ PCMU = Codec(0, "PCMU", 8000)
 RTPENGINE_NG = (HOST, 2223)
 
 
+def raise_fd_limit() -> None:
+    """Let this process open as many sockets as the hard limit allows (4 per relayed call)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def cpu_times(pid: int) -> tuple[float, float]:
     """(utime, stime) in seconds of every thread of `pid` (fields 14, 15 of /proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -78,11 +86,12 @@ def cpu_times(pid: int) -> tuple[float, float]:
 
 async def serve() -> None:
     """`--serve`: read the phones' addresses, relay their calls until stdin closes."""
+    raise_fd_limit()
     loop = asyncio.get_running_loop()
     request = json.loads(await loop.run_in_executor(None, sys.stdin.readline))
     phones: list[list[Any]] = request["phones"]
     allocator = PortAllocator(HOST, request["min_port"], request["min_port"] + 4 * len(phones) + 64)
-    sessions = []
+    sessions: list[RelaySession] = []
     for ah, ap, bh, bp in phones:
         session = RelaySession(allocator, name=f"bench-{len(sessions)}")
         session.set_remote("a", AudioStream(ah, ap, ap + 1, PCMU, None, "sendrecv"))
@@ -266,6 +275,7 @@ def rtpengine_calls(phones: list[tuple[str, int]], tag: str) -> Iterator[list[An
 def drive(conn: Connection, indices: list[int], total: int) -> None:
     """Driver process: bind one socket per phone of `indices` (out of `total` phones),
     then run each stream plan the parent sends, until it sends None."""
+    raise_fd_limit()
     socks = []
     for _ in indices:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -490,11 +500,12 @@ def main() -> None:
             uvloop.run(serve())
         return
 
+    raise_fd_limit()  # inherited by rtpengine
     have_rtpengine = shutil.which("rtpengine") is not None and not args.no_rtpengine
     try:
         import uvloop
 
-        loop_name = f"uvloop {uvloop.__version__}"
+        loop_name = f"uvloop {getattr(uvloop, '__version__', '')}"
     except ImportError:
         loop_name = "asyncio"
     print(f"RTP relay: G.711 20 ms ({PACKET.size + PAYLOAD_BYTES - 12}-byte RTP) both ways; "
