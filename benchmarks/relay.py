@@ -465,6 +465,8 @@ HEADER = (
 
 
 def row(r: Result, direct: Result) -> str:
+    """One line of the table; `*` marks a run where the driver sent < 98% of 50 packets/s."""
+    late = " *" if r.sent < 0.98 * 100 * r.calls * r.seconds else ""
     if r.user or r.sys:
         core = (r.user + r.sys) / r.seconds * 100
         cpu = f"{r.us_per_packet:7.2f} {r.user_us_per_packet:6.2f} {core:6.1f}"
@@ -477,7 +479,7 @@ def row(r: Result, direct: Result) -> str:
     )
     return (
         f"{r.calls:6d} {r.target:10s} {r.sent / r.seconds:7.0f} {cpu} "
-        f"{r.p50:8.1f} {r.p99:8.1f} {added} {r.loss * 100:7.3f} {r.out_of_order:4d}"
+        f"{r.p50:8.1f} {r.p99:8.1f} {added} {r.loss * 100:7.3f} {r.out_of_order:4d}{late}"
     )
 
 
@@ -512,7 +514,8 @@ def main() -> None:
           f"warmup {args.warmup:g} s, measured {args.seconds:g} s; pbx on {loop_name}; "
           f"{os.cpu_count()} CPUs, {args.drivers} driver process(es)")  # fmt: skip
     print("µs/pkt = target CPU (user+sys, all threads) per relayed packet; user = its user part;"
-          " +p50/+p99 = latency minus the direct run's")  # fmt: skip
+          " +p50/+p99 = latency minus the direct run's; * = the driver fell behind"
+          " (sent < 98% of 50 packets/s per phone)")  # fmt: skip
     if not have_rtpengine:
         print("rtpengine not installed (or --no-rtpengine): comparison skipped")
     print(HEADER)
@@ -528,6 +531,8 @@ def main() -> None:
                     direct_targets += [phones[i + 1], phones[i]]
                 direct = drivers.measure("direct", direct_targets, None, args, 3 * run)
                 print(row(direct, direct), flush=True)
+                nominal = 2 * calls * 50 * args.seconds
+                saturated = direct.loss > 0.001 or direct.sent < 0.98 * nominal
                 with pbx_relay(phones, args.min_port) as (pid, targets):
                     pbx = drivers.measure("pbx", targets, pid, args, 3 * run + 1)
                 print(row(pbx, direct), flush=True)
@@ -537,11 +542,16 @@ def main() -> None:
                             "rtpengine", targets, engine_pid, args, 3 * run + 2
                         )
                     print(row(engine, direct), flush=True)
-                    ratios.append((calls, engine.us_per_packet / pbx.us_per_packet))
+                    ratios.append((calls, engine.us_per_packet / pbx.us_per_packet, saturated))
+                if saturated:
+                    print(f"       ^ driver saturated at {calls} calls (direct run: "
+                          f"{direct.sent / nominal:.0%} of the packets offered, "
+                          f"{direct.loss:.1%} lost): these rows measure the driver")  # fmt: skip
             finally:
                 drivers.close()
-    for calls, ratio in ratios:
-        print(f"{calls} calls: rtpengine CPU per packet / pbx CPU per packet = {ratio:.2f}")
+    for calls, ratio, saturated in ratios:
+        note = " (driver saturated: not comparable)" if saturated else ""
+        print(f"{calls} calls: rtpengine CPU per packet / pbx CPU per packet = {ratio:.2f}{note}")
 
 
 if __name__ == "__main__":
