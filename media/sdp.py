@@ -374,9 +374,12 @@ def answer(
     )
 
 
-def rewrite(sdp: SessionDescription, host: str, port: int) -> SessionDescription:
+def rewrite(
+    sdp: SessionDescription, host: str, port: int, *, origin: str | None = None
+) -> SessionDescription:
     """The same description with media anchored at the relay: `host`:`port` for the first
-    audio stream, RTCP on `port + 1`.
+    audio stream, RTCP on `port + 1`; with `origin`, our own o= line (a B2BUA's leg keeps
+    one o= and raises its version at each change, RFC 3264 §8).
 
     c= is replaced where it is (session level, or media level, or added at session level);
     an a=rtcp line is fixed to the new port and address; ICE candidates and rtcp-mux are
@@ -409,8 +412,9 @@ def rewrite(sdp: SessionDescription, host: str, port: int) -> SessionDescription
     )
     session_connection = connection if sdp.connection is not None else None
     return dataclasses.replace(
-        sdp, connection=session_connection, lines=session_lines, media=tuple(sections)
-    )
+        sdp, origin=origin or sdp.origin, connection=session_connection, lines=session_lines,
+        media=tuple(sections),
+    )  # fmt: skip
 
 
 def with_direction(sdp: SessionDescription, direction: str) -> SessionDescription:

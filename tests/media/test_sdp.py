@@ -283,6 +283,15 @@ def test_rewrite_media_level_c_drops_rtcp_mux_and_keeps_the_rest() -> None:
     assert (stream.host, stream.port, stream.rtcp_port) == ("10.0.0.1", 30000, 30001)
 
 
+def test_rewrite_with_our_origin() -> None:
+    sdp = rewrite(
+        SessionDescription.parse(ZOIPER), "10.0.0.1", 30000, origin="aiopbx 7 2 IN IP4 10.0.0.1"
+    )
+    assert bytes(sdp).startswith(
+        b"v=0\r\no=aiopbx 7 2 IN IP4 10.0.0.1\r\ns=Z\r\nc=IN IP4 10.0.0.1\r\n"
+    )
+
+
 def test_rewrite_adds_c_when_absent_and_handles_ipv6() -> None:
     bare = SessionDescription("- 1 1 IN IP4 x", media=(
         SessionDescription.parse(BARESIP).audio(),
