@@ -120,17 +120,21 @@ async def test_latches_onto_the_real_source_port(relay: RelaySession) -> None:
 
 
 async def test_relatches_within_the_window_then_locks(allocator: PortAllocator) -> None:
-    session = RelaySession(allocator, latch_window=0.0)
+    session = RelaySession(allocator, latch_window=0.5)
     try:
         a_sdp, first, second, b = await phone(), await phone(), await phone(), await phone()
         session.set_remote("a", stream(a_sdp))
         session.set_remote("b", stream(b))
         first.send(rtp(1), (HOST, session.a.port))
-        second.send(rtp(2), (HOST, session.a.port))  # still learning: re-latch
         assert (await b.receive())[0] == rtp(1)
+        second.send(rtp(2), (HOST, session.a.port))  # still learning: re-latch
         assert (await b.receive())[0] == rtp(2)
         assert session.a.remote == second.address
-        assert session.a.rtp.locked  # the 0 s window has closed
+        assert not session.a.rtp.locked
+        window_over = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.7, window_over.set)
+        await asyncio.wait_for(window_over.wait(), WAIT)
+        assert session.a.rtp.locked
         first.send(rtp(3), (HOST, session.a.port))  # locked now: dropped
         second.send(rtp(4), (HOST, session.a.port))
         assert (await b.receive())[0] == rtp(4)
