@@ -25,7 +25,7 @@ from media.relay import LegName
 from pbx.calls import Call, CallManager, CallState, InboundCall, OfferHook, OutboundCall
 from pbx.media_bridge import AnchoredMedia
 from pbx.registrar import Location
-from pbx.store import Disposition, Store
+from pbx.store import Disposition, Forwarding, Store
 from sip.errors import SipParseError
 from sip.headers import NameAddr
 from sip.message import Response
@@ -34,12 +34,33 @@ from sip.peer import Peer
 log = logging.getLogger(__name__)
 
 
+MAX_FORWARDS = 5  # hops of call forwarding before a call is refused as a loop (482)
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """One registered contact to ring."""
 
     uri: object  # sip.uri.Uri
     peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """Contacts to ring together, and for how long."""
+
+    targets: list[Target]
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rung:
+    """How ringing ended: a winner, the caller's CANCEL, or the failure to report."""
+
+    winner: OutboundCall | None = None
+    cancelled: bool = False
+    status: int = 480
+    disposition: Disposition = Disposition.FAILED
 
 
 def targets_for(location: Location, aor: str, now: float) -> list[Target]:
@@ -124,14 +145,9 @@ class B2bua:
             )
 
     async def _connect(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
-        callee = inbound.callee
-        if callee not in self._users():
+        if not await self._exists(inbound.callee):
             await inbound.reject(404, "Not Found")
             return Disposition.FAILED, "404 unknown number"
-        targets = targets_for(self.location, callee, self._clock())
-        if not targets:
-            await inbound.reject(480, "Temporarily Unavailable")
-            return Disposition.FAILED, "480 not registered"
         if not inbound.remote_sdp:
             # A late offer (SDP in the 200/ACK) is not supported yet.
             await inbound.reject(488, "Offer Required")
@@ -154,12 +170,32 @@ class B2bua:
             await inbound.reject(503, "Out Of Media Ports")
             return Disposition.FAILED, "503 no RTP ports"
         try:
-            return await self._connect_with(inbound, targets, media, cdr)
+            return await self._connect_with(inbound, media, cdr)
         finally:
             media.close()
 
+    async def _exists(self, number: str) -> bool:
+        return number in self._users() or await self.store.dialplan.ring_group(number) is not None
+
+    async def _plan(self, number: str) -> tuple[list[Attempt], Forwarding] | None:
+        """What dialling `number` rings, in order, and the forwarding that applies."""
+        now = self._clock()
+        if number in self._users():
+            forwarding = await self.store.dialplan.forwarding(number)
+            wait = forwarding.no_answer_seconds if forwarding.no_answer else self.ring_timeout
+            return [Attempt(targets_for(self.location, number, now), wait)], forwarding
+        group = await self.store.dialplan.ring_group(number)
+        if group is None:
+            return None
+        members = [targets_for(self.location, m, now) for m in group.members]
+        if group.strategy == "sequential":
+            attempts = [Attempt(t, group.ring_seconds) for t in members]
+        else:
+            attempts = [Attempt([t for ts in members for t in ts], group.ring_seconds)]
+        return attempts, Forwarding(number)
+
     async def _connect_with(
-        self, inbound: InboundCall, targets: list[Target], media: AnchoredMedia, cdr: int
+        self, inbound: InboundCall, media: AnchoredMedia, cdr: int
     ) -> tuple[Disposition, str]:
         assert inbound.remote_sdp is not None
         try:
@@ -167,16 +203,74 @@ class B2bua:
         except (SdpError, MediaError) as exc:
             await inbound.reject(488, "Not Acceptable Here")
             return Disposition.FAILED, f"488 bad offer: {exc}"
-        winner, statuses = await self._fork(inbound, targets, offer, media)
-        if winner is None:
-            if inbound.state is CallState.ENDED:  # the caller gave up (CANCEL)
-                return Disposition.CANCELLED, "487 cancelled by caller"
-            if statuses is None:
-                await inbound.reject(408, "Request Timeout")
-                return Disposition.NO_ANSWER, "408 no answer"
-            status, disposition = pick_failure(statuses)
-            await inbound.reject(status)
-            return disposition, f"{status} from callee"
+        number, visited, via = inbound.callee, [inbound.callee], ""
+        while True:
+            plan = await self._plan(number)
+            if plan is None:
+                await inbound.reject(404, "Not Found")
+                return Disposition.FAILED, f"404 unknown number{via}"
+            attempts, forwarding = plan
+            if forwarding.always:
+                next_number, why = forwarding.always, "always"
+            else:
+                rung = await self._ring(inbound, attempts, offer, media)
+                if rung.winner is not None:
+                    return await self._answered(inbound, rung.winner, media, cdr, via)
+                if rung.cancelled:
+                    return Disposition.CANCELLED, f"487 cancelled by caller{via}"
+                busy = rung.disposition is Disposition.BUSY
+                target = forwarding.busy if busy else forwarding.no_answer
+                if target is None:
+                    await inbound.reject(rung.status)
+                    cause = {408: "408 no answer", 480: "480 not registered"}.get(
+                        rung.status, f"{rung.status} from callee"
+                    )
+                    return rung.disposition, cause + via
+                next_number, why = target, ("busy" if busy else "no answer")
+            if next_number in visited or len(visited) > MAX_FORWARDS:
+                await inbound.reject(482, "Loop Detected")
+                return Disposition.FAILED, f"482 forwarding loop {' -> '.join(visited)}"
+            log.info("call %s: %s forwards (%s) to %s", inbound.id, number, why, next_number)
+            visited.append(next_number)
+            via = f" (forwarded {' -> '.join(visited)})"
+            number = next_number
+
+    async def _ring(
+        self, inbound: InboundCall, attempts: list[Attempt], offer: bytes, media: AnchoredMedia
+    ) -> Rung:
+        """Ring the attempts in turn until one answers, the caller gives up, or all fail."""
+        statuses: list[int] = []
+        timed_out = rang = False
+        for attempt in attempts:
+            if not attempt.targets:
+                continue
+            rang = True
+            winner, result = await self._fork(
+                inbound, attempt.targets, offer, media, attempt.seconds
+            )
+            if winner is not None:
+                return Rung(winner=winner)
+            if inbound.state is CallState.ENDED:
+                return Rung(cancelled=True)
+            if result is None:
+                timed_out = True
+            else:
+                statuses.extend(result)
+        if not rang:
+            return Rung(status=480, disposition=Disposition.FAILED)
+        if timed_out and not any(s in (486, 600, 603) for s in statuses):
+            return Rung(status=408, disposition=Disposition.NO_ANSWER)
+        status, disposition = pick_failure(statuses)
+        return Rung(status=status, disposition=disposition)
+
+    async def _answered(
+        self,
+        inbound: InboundCall,
+        winner: OutboundCall,
+        media: AnchoredMedia,
+        cdr: int,
+        via: str,
+    ) -> tuple[Disposition, str]:
         try:
             reply = media.answer_from("b", winner.remote_sdp or b"")
         except (SdpError, MediaError) as exc:
@@ -185,13 +279,18 @@ class B2bua:
             await inbound.reject(488, "Not Acceptable Here")
             return Disposition.FAILED, f"488 bad answer: {exc}"
         await self.store.cdrs.answered(cdr, self._clock())
-        return Disposition.ANSWERED, await self._bridge(inbound, winner, reply, media)
+        return Disposition.ANSWERED, await self._bridge(inbound, winner, reply, media) + via
 
     async def _fork(
-        self, inbound: InboundCall, targets: list[Target], offer: bytes, media: AnchoredMedia
+        self,
+        inbound: InboundCall,
+        targets: list[Target],
+        offer: bytes,
+        media: AnchoredMedia,
+        seconds: float,
     ) -> tuple[OutboundCall | None, list[int] | None]:
-        """Ring every target; returns the winner, or None with the final statuses
-        (None statuses: the ring timeout passed)."""
+        """Ring every target for `seconds`; returns the winner, or None with the final
+        statuses (None statuses: the time ran out, or the caller hung up)."""
         forks: list[OutboundCall] = []
 
         def ringing(call: OutboundCall, response: Response) -> None:
@@ -220,7 +319,7 @@ class B2bua:
         caller_gone = asyncio.ensure_future(inbound.ended.wait())
         winner: OutboundCall | None = None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ring_timeout
+        deadline = loop.time() + seconds
         try:
             while pending and winner is None:
                 remaining = deadline - loop.time()

@@ -15,6 +15,7 @@ from types import TracebackType
 from pbx.store.bindings import Binding, BindingRepo
 from pbx.store.cdrs import Cdr, CdrRepo, Disposition
 from pbx.store.database import Database
+from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
 from pbx.store.users import User, UserRepo
@@ -27,7 +28,10 @@ __all__ = [
     "BindingRepo",
     "Cdr",
     "CdrRepo",
+    "DialplanRepo",
     "Disposition",
+    "Forwarding",
+    "RingGroup",
     "SettingsRepo",
     "Store",
     "User",
@@ -42,6 +46,7 @@ class Store:
     bindings: BindingRepo
     settings: SettingsRepo
     cdrs: CdrRepo
+    dialplan: DialplanRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -49,6 +54,7 @@ class Store:
         self.bindings = BindingRepo(db)
         self.settings = SettingsRepo(db)
         self.cdrs = CdrRepo(db)
+        self.dialplan = DialplanRepo(db)
 
     @classmethod
     async def open(

@@ -83,6 +83,35 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX cdrs_open ON cdrs (end) WHERE end IS NULL;
         """,
     ),
+    (
+        3,
+        """
+        -- Call forwarding per extension: a target number (extension or ring group)
+        -- for always, busy, and no answer after `no_answer_seconds`.
+        CREATE TABLE forwards (
+            username          TEXT PRIMARY KEY REFERENCES users (username) ON DELETE CASCADE,
+            always            TEXT,
+            busy              TEXT,
+            no_answer         TEXT,
+            no_answer_seconds REAL NOT NULL DEFAULT 20
+        ) STRICT;
+
+        -- Ring groups: a number that rings its members all at once or one by one.
+        CREATE TABLE ring_groups (
+            number       TEXT PRIMARY KEY,
+            name         TEXT,
+            strategy     TEXT NOT NULL CHECK (strategy IN ('all', 'sequential')),
+            ring_seconds REAL NOT NULL
+        ) STRICT;
+
+        CREATE TABLE ring_group_members (
+            number   TEXT NOT NULL REFERENCES ring_groups (number) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            member   TEXT NOT NULL,
+            PRIMARY KEY (number, position)
+        ) STRICT;
+        """,
+    ),
 )
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -40,11 +41,18 @@ def need(tool: str) -> str:
 
 
 def free_port(span: int = 1) -> int:
-    """A port on 127.0.0.1 free for UDP and TCP, with `span - 1` free ports after it."""
+    """A port on 127.0.0.1 free for UDP and TCP, with `span - 1` free ports after it.
+
+    A single port comes from the kernel's ephemeral range; a span is looked for below
+    it (20000-32000), where busy ephemeral sockets do not fragment the range.
+    """
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
+        if span > 1:
+            base = random.randrange(20000, 32000 - span, 2)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                base = probe.getsockname()[1]
         if base + span > 65535:
             continue
         socks: list[socket.socket] = []

@@ -103,9 +103,10 @@ async def test_answered_call_and_cdr(server: PbxServer, tmp_path: Path) -> None:
 async def _call(server: PbxServer, target: str) -> int:
     """INVITE from 1001 to `target`, answering the digest challenge; the final status."""
     async with SipClient(server.sip_port) as ua:
-        first = await ua.exchange(ua.invite("1001", target))
+        unauthenticated = ua.invite("1001", target, cseq=1)
+        first = await ua.exchange(unauthenticated)
         assert first.status == 401
-        ua.send(ua.ack_for(ua.invite("1001", target, cseq=1), first))
+        ua.send(ua.ack_for(unauthenticated, first))
         uri = f"sip:{target}@127.0.0.1:{server.sip_port}"
         creds = make_credentials(
             ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri
@@ -137,8 +138,9 @@ async def test_caller_cancel_while_ringing(server: PbxServer, tmp_path: Path) ->
     await register_phone(server, "1002", port, tmp_path / "reg")
     with SippUas(SCENARIOS / "uas_ring_cancel.xml", tmp_path / "callee", port=port) as callee:
         async with SipClient(server.sip_port) as ua:
-            first = await ua.exchange(ua.invite("1001", "1002"))
-            ua.send(ua.ack_for(ua.invite("1001", "1002", cseq=1), first))
+            unauthenticated = ua.invite("1001", "1002", cseq=1)
+            first = await ua.exchange(unauthenticated)
+            ua.send(ua.ack_for(unauthenticated, first))
             uri = f"sip:1002@127.0.0.1:{server.sip_port}"
             creds = make_credentials(
                 ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri
@@ -174,8 +176,9 @@ async def test_admin_lists_and_hangs_up_a_live_call(server: PbxServer, tmp_path:
     await register_phone(server, "1002", port, tmp_path / "reg")
     with SippUas(SCENARIOS / "uas_answer.xml", tmp_path / "callee", port=port) as callee:
         async with SipClient(server.sip_port) as ua:
-            first = await ua.exchange(ua.invite("1001", "1002"))
-            ua.send(ua.ack_for(ua.invite("1001", "1002", cseq=1), first))
+            unauthenticated = ua.invite("1001", "1002", cseq=1)
+            first = await ua.exchange(unauthenticated)
+            ua.send(ua.ack_for(unauthenticated, first))
             uri = f"sip:1002@127.0.0.1:{server.sip_port}"
             creds = make_credentials(
                 ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri

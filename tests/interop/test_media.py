@@ -108,8 +108,9 @@ async def test_rtp_both_ways_through_the_relay(
     )  # fmt: skip
     try:
         async with SipClient(server.sip_port) as ua:
-            first = await ua.exchange(ua.invite("1001", "1002"))
-            ua.send(ua.ack_for(ua.invite("1001", "1002", cseq=1), first))
+            unauthenticated = ua.invite("1001", "1002", cseq=1)
+            first = await ua.exchange(unauthenticated)
+            ua.send(ua.ack_for(unauthenticated, first))
             uri = f"sip:1002@127.0.0.1:{server.sip_port}"
             creds = make_credentials(
                 ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri
