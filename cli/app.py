@@ -33,7 +33,8 @@ from typer.exceptions import TyperException
 from cli.amd import amd_app
 from pbx.config import Settings, default_data_dir
 from pbx.errors import ConfigError, ControlError, PbxError
-from pbx.store import REALM_KEY, SECRET_KEY, Store
+from pbx.store import REALM_KEY, SECRET_KEY, Forwarding, RingGroup, Store
+from pbx.store.dialplan import members_of
 from pbx.users import check_display_name, check_password, check_username, generate_password
 
 T = TypeVar("T")
@@ -422,6 +423,116 @@ def status(data_dir: DataDirOption = None) -> None:
         return
     headers = ("AOR", "CONTACT", "USER AGENT", "EXPIRES IN (S)", "SOURCE")
     typer.echo(format_table(headers, rows))
+
+
+async def _forward(data_dir: Path, name: str, changes: dict[str, Any], clear: bool) -> Forwarding:
+    async with await _open_existing(data_dir) as store:
+        await store.users.get(name)  # NotFoundError for an unknown user
+        current = Forwarding(name) if clear else await store.dialplan.forwarding(name)
+        updated = dataclasses.replace(current, **changes)
+        if changes or clear:
+            await store.dialplan.set_forwarding(updated)
+        return updated
+
+
+@user_app.command("forward")
+def user_forward(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Username (extension).")],
+    always: Annotated[str | None, typer.Option(help="Forward every call to this number.")] = None,
+    busy: Annotated[str | None, typer.Option(help="Forward when busy.")] = None,
+    no_answer: Annotated[
+        str | None, typer.Option("--no-answer", help="Forward when not answered.")
+    ] = None,
+    after: Annotated[
+        float | None, typer.Option(help="Seconds of ringing before --no-answer applies.")
+    ] = None,
+    clear: Annotated[bool, typer.Option(help="Remove all forwarding first.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show or set call forwarding of an extension (a user or ring group number)."""
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("always", always),
+            ("busy", busy),
+            ("no_answer", no_answer),
+            ("no_answer_seconds", after),
+        )
+        if v is not None
+    }
+    result = _run(_forward(_data_dir(data_dir), name, changes, clear))
+    rows = [
+        ("always", result.always or "-"),
+        ("busy", result.busy or "-"),
+        ("no answer", f"{result.no_answer or '-'} after {result.no_answer_seconds:g} s"),
+    ]
+    typer.echo(format_table(("FORWARD", f"{name} TO"), rows))
+
+
+ringgroup_app = typer.Typer(
+    name="ringgroup",
+    help="Ring groups: one number ringing several extensions.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(ringgroup_app)
+
+
+async def _ringgroup(data_dir: Path, action: str, group: RingGroup | None, number: str) -> Any:
+    async with await _open_existing(data_dir) as store:
+        if action == "add":
+            assert group is not None
+            for member in group.members:
+                await store.users.get(member)  # NotFoundError for an unknown member
+            await store.dialplan.add_ring_group(group)
+            return None
+        if action == "del":
+            await store.dialplan.delete_ring_group(number)
+            return None
+        return await store.dialplan.ring_groups()
+
+
+@ringgroup_app.command("add")
+def ringgroup_add(
+    number: Annotated[str, typer.Argument(help="The group's number (not a username).")],
+    member: Annotated[
+        list[str],
+        typer.Option("--member", "-m", help="Extension(s), in order; repeat or 1001,1002."),
+    ],
+    strategy: Annotated[str, typer.Option(help="all (at once) or sequential.")] = "all",
+    ring_seconds: Annotated[float, typer.Option(help="How long each round rings.")] = 20.0,
+    name: Annotated[str | None, typer.Option(help="A label.")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a ring group."""
+    check_username(number)
+    group = RingGroup(number, members_of(member), strategy, ring_seconds, name)
+    _run(_ringgroup(_data_dir(data_dir), "add", group, number))
+    typer.echo(f"added ring group {number}: {', '.join(group.members)} ({strategy})")
+
+
+@ringgroup_app.command("list")
+def ringgroup_list(data_dir: DataDirOption = None) -> None:
+    """List ring groups."""
+    groups: list[RingGroup] = _run(_ringgroup(_data_dir(data_dir), "list", None, ""))
+    if not groups:
+        typer.echo("no ring groups")
+        return
+    rows = [
+        (g.number, g.name or "", g.strategy, f"{g.ring_seconds:g}", ",".join(g.members))
+        for g in groups
+    ]
+    typer.echo(format_table(("NUMBER", "NAME", "STRATEGY", "RING (S)", "MEMBERS"), rows))
+
+
+@ringgroup_app.command("del")
+def ringgroup_del(
+    number: Annotated[str, typer.Argument(help="The group's number.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Delete a ring group."""
+    _run(_ringgroup(_data_dir(data_dir), "del", None, number))
+    typer.echo(f"deleted ring group {number}")
 
 
 @app.command()
