@@ -192,6 +192,32 @@ class SipClient:
             out.append(line)
         return "\r\n".join(out).encode()
 
+    def reinvite_for(
+        self, invite: bytes, ok: Response, cseq: int, direction: str, rtp_port: int = 40000
+    ) -> bytes:
+        """A re-INVITE in the dialog of `ok` offering PCMU with `direction` (hold/resume)."""
+        ack = self.ack_2xx(invite, ok).decode()
+        sdp = (
+            f"v=0\r\no=ua 1 {cseq} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+            f"t=0 0\r\nm=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            f"a={direction}\r\n"
+        ).encode()
+        out = []
+        for line in ack.split("\r\n\r\n")[0].split("\r\n"):
+            if line.startswith("ACK "):
+                line = "INVITE " + line[4:]
+            elif line.startswith("CSeq:"):
+                line = f"CSeq: {cseq} INVITE"
+            elif line.startswith("Content-Length:"):
+                continue
+            out.append(line)
+        out += [
+            f"Contact: <sip:ua@127.0.0.1:{self.port}>",
+            "Content-Type: application/sdp",
+            f"Content-Length: {len(sdp)}",
+        ]
+        return ("\r\n".join(out) + "\r\n\r\n").encode() + sdp
+
     def send(self, data: bytes) -> None:
         assert self._transport is not None
         self._transport.sendto(data, ("127.0.0.1", self.server_port))

@@ -8,6 +8,7 @@ call) or our own UDP client (failure cases, CANCEL).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -205,3 +206,38 @@ async def test_admin_lists_and_hangs_up_a_live_call(server: PbxServer, tmp_path:
         assert await _in_thread(callee.finish) == 0  # the callee got its BYE too
     [cdr] = await cdrs(server)
     assert (cdr.disposition, cdr.hangup_cause) == ("ANSWERED", "hung up by admin")
+
+
+async def test_hold_and_resume_pass_across(server: PbxServer, tmp_path: Path) -> None:
+    port = free_port()
+    await register_phone(server, "1002", port, tmp_path / "reg")
+    with SippUas(SCENARIOS / "uas_hold.xml", tmp_path / "callee", port=port) as callee:
+        async with SipClient(server.sip_port) as ua:
+            unauthenticated = ua.invite("1001", "1002", cseq=1)
+            first = await ua.exchange(unauthenticated)
+            ua.send(ua.ack_for(unauthenticated, first))
+            uri = f"sip:1002@127.0.0.1:{server.sip_port}"
+            creds = make_credentials(
+                ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri
+            )
+            invite = ua.invite("1001", "1002", authorization=str(creds), cseq=2)
+            ok = await ua.exchange(invite, timeout=10)
+            assert ok.status == 200
+            ua.send(ua.ack_2xx(invite, ok))
+            answers = []
+            for cseq, direction in ((3, "sendonly"), (4, "sendrecv")):
+                reinvite = ua.reinvite_for(invite, ok, cseq, direction)
+                answer = await ua.exchange(reinvite, timeout=10)
+                assert answer.status == 200
+                ua.send(ua.ack_2xx(reinvite, answer))
+                answers.append(answer.body)
+            assert b"a=recvonly" in answers[0]
+            assert b"a=sendrecv" in answers[1]
+            ua.send(ua.bye_for(invite, ok).replace(b"CSeq: 3 BYE", b"CSeq: 5 BYE"))
+            raw = await ua.receive(timeout=5)
+            assert raw is not None and b" 200 " in raw.split(b"\r\n", 1)[0]
+        assert await _in_thread(callee.finish) == 0
+    # What the callee was offered: hold, then resume, at the relay's address.
+    [log] = (tmp_path / "callee").glob("*_messages.log")
+    offers = re.findall(rb"a=(sendonly|sendrecv|recvonly|inactive)", log.read_bytes())
+    assert b"sendonly" in offers
