@@ -18,7 +18,10 @@ transport dispatch and address checks). The floor is the two system calls: a bar
 epoll wakeups, which amortize as the load grows. A drain loop (`recvfrom` until
 `BlockingIOError`) measured 16.8-18.7 µs against 14.6-14.8 µs in the same runs: at 50
 packets/s per socket a wakeup rarely finds a second datagram, and the exception ending
-every drain costs more than the wakeup it saves.
+every drain costs more than the wakeup it saves. One shared inner epoll registered once
+with the loop (one uvloop dispatch per wakeup, a Python loop over the ready sockets) saved
+~5% with bursty senders but nothing with evenly spread ones (16.2-16.9 against 14.8-16.6
+µs per packet at 500 calls, benchmarks/relay.py), so each socket keeps its own reader.
 
 Latching (symmetric RTP, RFC 4961, for phones behind NAT). Until a channel is *locked*
 it accepts a packet from any source and sends back to the latest source it saw; it locks
