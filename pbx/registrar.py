@@ -316,8 +316,11 @@ class Registrar:
         next_purge = self._clock() + self._purge_interval
         try:
             while True:
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+                # lands while the event is being set, and stop() would then wait forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._purge_interval)
+                    async with asyncio.timeout(self._purge_interval):
+                        await self._wakeup.wait()
                 self._wakeup.clear()
                 try:
                     await self.flush()
