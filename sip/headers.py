@@ -65,7 +65,10 @@ class Headers:
     __slots__ = ("_fields", "_index")
 
     _fields: tuple[tuple[str, str], ...]
-    _index: dict[str, list[str]]
+    # lower-case name -> values, built on first lookup (responses we build and send are
+    # mostly never looked up). Tuples, not lists: the cyclic GC stops tracking a tuple of
+    # strings, so the many messages that live transactions hold cost it less.
+    _index: dict[str, tuple[str, ...]] | None
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
         """Build from (name, value) pairs.
@@ -74,30 +77,29 @@ class Headers:
             ValueError: a name that is not a token, or a value holding CR or LF
                 (which would let a value inject header lines).
         """
-        self._set(tuple(_clean(name, value) for name, value in fields))
+        self._fields = tuple(_clean(name, value) for name, value in fields)
+        self._index = None
 
-    def _set(self, fields: tuple[tuple[str, str], ...]) -> None:
-        index: dict[str, list[str]] = {}
-        for name, value in fields:
-            key = name.lower()
-            if key in index:
-                index[key].append(value)
-            else:
-                index[key] = [value]
-        self._fields = fields
-        self._index = index
+    def _lookup(self) -> dict[str, tuple[str, ...]]:
+        """The index by lower-case name, built once."""
+        index = self._index
+        if index is None:
+            index = {}
+            for name, value in self._fields:
+                key = name.lower()
+                bucket = index.get(key)
+                index[key] = (value,) if bucket is None else (*bucket, value)
+            self._index = index
+        return index
 
     @classmethod
     def _trusted(
-        cls, fields: tuple[tuple[str, str], ...], index: dict[str, list[str]] | None = None
+        cls, fields: tuple[tuple[str, str], ...], index: dict[str, tuple[str, ...]] | None = None
     ) -> Headers:
         """Fast path for the parser: names already canonical, values already clean."""
         obj = cls.__new__(cls)
-        if index is None:
-            obj._set(fields)
-        else:
-            obj._fields = fields
-            obj._index = index
+        obj._fields = fields
+        obj._index = index
         return obj
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -107,7 +109,7 @@ class Headers:
         return len(self._fields)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and _key(name) in self._index
+        return isinstance(name, str) and _key(name) in self._lookup()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -122,13 +124,13 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The first field's raw value, or None."""
-        values = self._index.get(_key(name))
+        values = self._lookup().get(_key(name))
         return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         """Every value; list-valued headers split at top-level commas, empty items dropped."""
         key = _key(name)
-        values = self._index.get(key)
+        values = self._lookup().get(key)
         if not values:
             return []
         if key not in LIST_HEADERS:
@@ -137,7 +139,7 @@ class Headers:
 
     def count(self, name: str) -> int:
         """How many fields (lines) of that name there are, without splitting lists."""
-        return len(self._index.get(_key(name), ()))
+        return len(self._lookup().get(_key(name), ()))
 
     def add(self, name: str, value: str) -> Headers:
         """A copy with the field appended."""

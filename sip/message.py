@@ -117,7 +117,7 @@ REASONS: dict[int, str] = {
 
 def _derive(headers: Headers) -> tuple[tuple[Via, ...], str, CSeq, NameAddr, NameAddr]:
     """Parse the five fields every message must carry (RFC 3261 §8.1.1)."""
-    index = headers._index
+    index = headers._lookup()
     for key in _SINGLE:
         values = index.get(key)
         if values is not None and len(values) > 1:
@@ -200,7 +200,7 @@ class Request:
         # RFC 3261 §8.1.1.5: "The method MUST match that of the request."
         if cseq.method != self.method:
             raise SipParseError("CSeq method does not match the request method")
-        max_forwards = self.headers._index.get("max-forwards")
+        max_forwards = self.headers._lookup().get("max-forwards")
         if max_forwards is not None:
             parse_int(max_forwards[0], "Max-Forwards", 255)
         setter = object.__setattr__
@@ -213,7 +213,7 @@ class Request:
     @property
     def max_forwards(self) -> int | None:
         """Max-Forwards as an int (validated 0..255 on construction), None when absent."""
-        values = self.headers._index.get("max-forwards")
+        values = self.headers._lookup().get("max-forwards")
         return int(values[0]) if values else None
 
     def __bytes__(self) -> bytes:
@@ -348,7 +348,7 @@ def parse_message(data: bytes) -> Message:
             raise SipParseError("header line without a colon")
 
     fields: list[tuple[str, str]] = []
-    index: dict[str, list[str]] = {}
+    index: dict[str, tuple[str, ...]] = {}
     content_lengths: list[str] = []
     names = _NAMES
     for raw, value in pairs:
@@ -367,10 +367,7 @@ def parse_message(data: bytes) -> Message:
             continue
         fields.append((name, value))
         bucket = index.get(key)
-        if bucket is None:
-            index[key] = [value]
-        else:
-            bucket.append(value)
+        index[key] = (value,) if bucket is None else (*bucket, value)
 
     body_start = end + 4
     if content_lengths:
@@ -412,7 +409,7 @@ def make_response(
         raise ValueError(f"status {status} out of range")
     if reason is None:
         reason = REASONS.get(status) or REASONS.get(status // 100 * 100, "Unknown")
-    index = request.headers._index
+    index = request.headers._lookup()
     fields: list[tuple[str, str]] = [("Via", v) for v in index["via"]]
     to_value = index["to"][0]
     to = request.to

@@ -60,7 +60,7 @@ def _media_type(value: str) -> tuple[str, str] | None:
 def _syntax_error(req: Request) -> str | None:
     headers = req.headers
     for name in ("Contact", "Route", "Record-Route"):
-        for value in headers._index.get(name.lower(), ()):
+        for value in headers._lookup().get(name.lower(), ()):
             if name == "Contact" and value == "*":
                 continue  # RFC 3261 §10.2.2: REGISTER removing all bindings
             try:
