@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from pbx.config import Settings  # noqa: E402
 from pbx.registrar import RegistrarPolicy, apply_register  # noqa: E402
-from pbx.server import PbxServer  # noqa: E402
+from pbx.server import PbxServer, tune_gc  # noqa: E402
 from pbx.store import Store  # noqa: E402
 from sip.digest import Challenge, make_credentials  # noqa: E402
 from sip.endpoint import Endpoint  # noqa: E402
@@ -71,6 +71,7 @@ class GcTimer:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.longest = 0.0
         self.full = 0
         self._start = 0.0
         gc.callbacks.append(self._callback)
@@ -79,13 +80,15 @@ class GcTimer:
         if phase == "start":
             self._start = time.perf_counter()
         else:
-            self.seconds += time.perf_counter() - self._start
+            pause = time.perf_counter() - self._start
+            self.seconds += pause
+            self.longest = max(self.longest, pause)
             self.full += info["generation"] == 2
 
-    def reset(self) -> tuple[float, int]:
-        """(seconds, full collections) since the last reset."""
-        seen = (self.seconds, self.full)
-        self.seconds, self.full = 0.0, 0
+    def reset(self) -> tuple[float, float, int]:
+        """(seconds, longest pause, full collections) since the last reset."""
+        seen = (self.seconds, self.longest, self.full)
+        self.seconds, self.longest, self.full = 0.0, 0.0, 0
         return seen
 
 
@@ -130,7 +133,7 @@ def answers(run: str, challenges: list[bytes], users: int) -> list[bytes]:
     return out
 
 
-Timing = tuple[float, float, int]  # seconds, of which in the gc, full collections
+Timing = tuple[float, float, float, int]  # seconds, in the gc, longest gc pause, full gcs
 
 
 def feed(endpoint: Endpoint, sink: Sink, messages: list[bytes]) -> tuple[Timing, list[bytes]]:
@@ -225,6 +228,9 @@ async def main() -> None:
     parser.add_argument("--backlog", type=int, default=30000, help="registrations run first")
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--number", type=int, default=3000, help="calls per stage timing")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="keep CPython's GC thresholds (no tune_gc)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="pbx-path-") as tmp:
@@ -232,6 +238,8 @@ async def main() -> None:
         await make_store(data_dir, args.users)
         server = PbxServer(Settings(data_dir=data_dir, sip_host="127.0.0.1", sip_port=0, tcp=False))
         await server.start()
+        if not args.default_gc:
+            tune_gc()  # as `pbx serve` does
         try:
             endpoint = server._endpoint
             assert endpoint is not None
@@ -248,12 +256,13 @@ async def main() -> None:
 
     n = args.n
     print(f"{n} registrations, {live} live transactions at the end, {sys.version.split()[0]}")
-    print(f"{'path':36}{'µs/msg':>10}{'of it gc':>10}{'full gcs':>10}")
-    for name, (seconds, in_gc, full) in (
+    print(f"{'path':36}{'µs/msg':>10}{'of it gc':>10}{'full gcs':>10}{'gc pause ms':>13}")
+    for name, (seconds, in_gc, longest, full) in (
         ("challenge (REGISTER -> 401)", challenge),
         ("authenticated (REGISTER -> 200)", auth),
     ):
-        print(f"{name:36}{seconds / n * 1e6:10.1f}{in_gc / n * 1e6:10.1f}{full:10}")
+        micros, gc_micros = seconds / n * 1e6, in_gc / n * 1e6
+        print(f"{name:36}{micros:10.1f}{gc_micros:10.1f}{full:10}{longest * 1e3:13.1f}")
     total = challenge[0] + auth[0]
     print(f"{'mean per message':36}{total / (2 * n) * 1e6:10.1f}")
     print(f"{'registrations/s (Python only)':36}{n / total:10.0f}")

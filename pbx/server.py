@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 import signal
@@ -32,6 +33,29 @@ from sip.transaction import Timers
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "aiopbx/0.1"
+
+#: Cyclic-GC thresholds while serving; CPython's default is (700, 10, 10). See `tune_gc`.
+GC_THRESHOLDS = (10_000, 10, 100)
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector from stalling a loaded server.
+
+    Every live transaction holds its request and response (a dozen GC-tracked objects)
+    for Timer J, 32 s: ~200,000 transactions, millions of objects at 3,000
+    registrations/s. With the default thresholds a full collection runs each time that
+    heap grows by a quarter, and one over it stops the loop for a second. Nothing on the
+    SIP path makes reference cycles (messages and transactions are freed by reference
+    counting), so collections can be rare: young ones every 10,000 net allocations, full
+    ones after 100 middle ones (10 million net allocations). Start-up objects (modules,
+    classes, the users table) never become garbage: `gc.freeze()` takes them out of
+    every later collection.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 HEARTBEAT_KEY = "heartbeat"
 HEARTBEAT_SECONDS = 5.0
 
@@ -250,6 +274,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     server = PbxServer(settings)
     try:
         await server.start()
+        tune_gc()
         await stop.wait()
     finally:
         await server.stop()
