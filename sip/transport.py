@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -25,6 +26,12 @@ OnMessage = Callable[[bytes, Peer], None]
 OnError = Callable[[Peer], None]
 
 MAX_DATAGRAM = 65_535
+#: Receive buffer asked for UDP sockets (Linux caps it at net.core.rmem_max, 4 MiB by
+#: default; the default buffer is 208 KiB). Each queued datagram costs the kernel a few
+#: KiB, so the default holds only ~100 requests: a burst of a thousand phones
+#: re-registering, or a few milliseconds of garbage collection, and the rest is dropped
+#: and comes back as retransmissions 500 ms later, on top of new traffic.
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 class UdpTransport(asyncio.DatagramProtocol):
@@ -34,7 +41,6 @@ class UdpTransport(asyncio.DatagramProtocol):
         self._on_message = on_message
         self._on_error = on_error
         self._transport: asyncio.DatagramTransport | None = None
-        self._last_dest: tuple[str, int] | None = None
         self.local: tuple[str, int] = ("", 0)
 
     @classmethod
@@ -51,6 +57,12 @@ class UdpTransport(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport is not a subclass of asyncio.DatagramTransport.
         self._transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+            except OSError as exc:
+                log.warning("UDP: cannot enlarge the receive buffer: %s", exc)
         sockname = transport.get_extra_info("sockname")
         self.local = (sockname[0], sockname[1])
 
@@ -60,17 +72,15 @@ class UdpTransport(asyncio.DatagramProtocol):
         self._on_message(data, Peer("UDP", str(addr[0]), int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:
-        # Linux reports ICMP port unreachable of the last sendto() here.
-        log.debug("UDP error %s (last destination %s)", exc, self._last_dest)
-        if self._last_dest is not None:
-            self._on_error(Peer("UDP", *self._last_dest))
+        # An ICMP error (port unreachable ...) of *some* earlier sendto(): an unconnected
+        # socket is not told which destination it was for, and blaming the last one
+        # would fail a healthy transaction under load. The transaction's timers decide.
+        log.debug("UDP error %s (destination unknown; left to the transaction timers)", exc)
 
     def send(self, data: bytes, peer: Peer) -> None:
         if self._transport is None or self._transport.is_closing():
             raise TransportError("UDP transport is closed")
-        dest = (peer.host, peer.port)
-        self._last_dest = dest
-        self._transport.sendto(data, dest)
+        self._transport.sendto(data, (peer.host, peer.port))
 
     def close(self) -> None:
         if self._transport is not None:
