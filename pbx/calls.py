@@ -309,6 +309,7 @@ class OutboundCall(Call):
         self._invite: Request | None = None
         self._provisional = asyncio.Event()
         self._cancel_requested = False
+        self._cancel_sent = False
 
     def start(self, sdp: bytes | None) -> None:
         """Send the INVITE; progress arrives through `on_ringing`, the end through `final`."""
@@ -347,7 +348,10 @@ class OutboundCall(Call):
             self.final.set_result(response)
 
     def _on_provisional(self, response: Response) -> None:
+        first = not self._provisional.is_set()
         self._provisional.set()
+        if first and self._cancel_requested:
+            self._spawn(self._send_cancel(), "cancel")
         if response.status == 100:
             return
         if response.to.tag and self.dialog is None:
@@ -388,13 +392,20 @@ class OutboundCall(Call):
             self._send_ack()
 
     async def cancel(self) -> None:
-        """Stop ringing (§9.1: only once a provisional response came)."""
+        """Stop ringing. §9.1: a CANCEL "SHOULD NOT be sent" before a provisional
+        response; without one yet it goes out when the first arrives (and if none
+        ever does, Timer B ends the INVITE)."""
         if self.state not in (CallState.CALLING, CallState.RINGING) or self._invite is None:
             return
         self._cancel_requested = True
-        await self._provisional.wait()
-        if self.final.done() or self.answered.is_set():
+        if self._provisional.is_set():
+            await self._send_cancel()
+
+    async def _send_cancel(self) -> None:
+        if self.final.done() or self.answered.is_set() or self._cancel_sent:
             return
+        self._cancel_sent = True
+        assert self._invite is not None
         invite = self._invite
         fields = [
             ("Via", invite.headers.get_all("Via")[0]),

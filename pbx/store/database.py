@@ -119,11 +119,17 @@ class Database:
                 await self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot write to the database {self.path}: {exc}") from exc
+            except asyncio.CancelledError:
+                # The worker thread runs the BEGIN anyway; a ROLLBACK queued behind it
+                # leaves the shared connection outside any transaction for the next user.
+                await asyncio.shield(self._rollback())
+                raise
             try:
                 yield self._conn
             except BaseException as exc:
-                if self._conn.in_transaction:
-                    await asyncio.shield(self._rollback())
+                # Not `if in_transaction`: a statement cancelled by the caller may still
+                # be queued in the worker; the ROLLBACK runs after it.
+                await asyncio.shield(self._rollback())
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"database error in {self.path}: {exc}") from exc
                 raise
@@ -136,8 +142,9 @@ class Database:
     async def _rollback(self) -> None:
         try:
             await self._conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            log.exception("rollback failed in %s", self.path)
+        except sqlite3.Error as exc:
+            # "no transaction is active": the BEGIN itself had failed.
+            log.debug("rollback in %s: %s", self.path, exc)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Run one read statement outside any transaction and return every row.
