@@ -486,10 +486,8 @@ class Authenticator:
     def _credentials(self, request: Request, proxy: bool) -> tuple[digest.Credentials, str] | None:
         """The first readable Digest credentials for our realm with an algorithm we accept,
         with that algorithm's canonical name."""
-        wanted = "proxy-authorization" if proxy else "authorization"
-        for name, value in request.headers:
-            if name.lower() != wanted:
-                continue
+        wanted = "Proxy-Authorization" if proxy else "Authorization"
+        for value in request.headers.values(wanted):
             try:
                 creds = digest.Credentials.parse(value)
             except SipParseError:

@@ -22,6 +22,7 @@ import email.utils
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pbx.auth import Authenticator, AuthResult
 from pbx.config import Settings
@@ -90,6 +91,14 @@ def _stored_contact(contact: NameAddr) -> str:
     return str(NameAddr(contact.uri, contact.display_name, params))
 
 
+@lru_cache(maxsize=4096)
+def _parse_contact(text: str) -> tuple[NameAddr, str, str]:
+    """A Contact value with its binding key and stored form, cached: a phone re-registers
+    with the same Contact text every time. Raises: SipParseError."""
+    contact = NameAddr.parse(text)
+    return contact, contact_key(contact), _stored_contact(contact)
+
+
 def _parse_expires(text: str | None) -> int | None:
     """An Expires value, or None when absent. Raises: SipParseError for a non-number."""
     if text is None:
@@ -118,8 +127,8 @@ def apply_register(
         header_expires = _parse_expires(request.headers.get("Expires"))
         raw_contacts = request.headers.get_all("Contact")
         star = [c for c in raw_contacts if c.strip() == "*"]
-        contacts = [NameAddr.parse(c) for c in raw_contacts if c.strip() != "*"]
-        per_contact = [_parse_expires(c.param("expires")) for c in contacts]
+        contacts = [_parse_contact(c) for c in raw_contacts if c.strip() != "*"]
+        per_contact = [_parse_expires(c.param("expires")) for c, _, _ in contacts]
     except SipParseError as exc:
         return RegisterResult(400, exc.reason)
 
@@ -134,7 +143,7 @@ def apply_register(
 
     saved: dict[str, Binding] = {}
     removed: dict[str, Binding] = {}
-    for contact, own_expires in zip(contacts, per_contact, strict=True):
+    for (contact, key, stored), own_expires in zip(contacts, per_contact, strict=True):
         expires = own_expires if own_expires is not None else header_expires
         if expires is None:
             expires = policy.default_expires
@@ -142,7 +151,6 @@ def apply_register(
         if 0 < expires < policy.min_expires:
             return RegisterResult(423, None, (("Min-Expires", str(policy.min_expires)),))
         expires = min(expires, policy.max_expires)
-        key = contact_key(contact)
         old = current.get(key)
         # Step 7: same Call-ID and a CSeq not higher than stored: abort the update.
         if old is not None and old.call_id == request.call_id and request.cseq.seq <= old.cseq:
@@ -156,7 +164,7 @@ def apply_register(
         instance = contact.param("+sip.instance")
         saved[key] = Binding(
             aor=aor,
-            contact=_stored_contact(contact),
+            contact=stored,
             expires_at=now + expires,
             call_id=request.call_id,
             cseq=request.cseq.seq,

@@ -137,6 +137,11 @@ class Headers:
             return list(values)
         return [item for value in values for item in split_top_level(value) if item]
 
+    def values(self, name: str) -> tuple[str, ...]:
+        """Every field's value as written, lists not split (an Authorization value holds
+        commas that do not separate fields)."""
+        return self._lookup().get(_key(name), ())
+
     def count(self, name: str) -> int:
         """How many fields (lines) of that name there are, without splitting lists."""
         return len(self._lookup().get(_key(name), ()))
