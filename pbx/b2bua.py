@@ -21,8 +21,8 @@ from typing import Any
 
 from media.errors import MediaError, SdpError
 from media.ports import PortAllocator
-from media.relay import LegName
-from pbx.calls import Call, CallManager, CallState, InboundCall, OfferHook, OutboundCall
+from pbx.bridge import Bridge
+from pbx.calls import Call, CallManager, CallState, InboundCall, OutboundCall
 from pbx.media_bridge import AnchoredMedia
 from pbx.registrar import Location
 from pbx.store import Disposition, Forwarding, Store
@@ -120,6 +120,8 @@ class B2bua:
         self.ring_timeout = ring_timeout
         self.media_timeout = media_timeout
         self._clock = clock
+        #: The bridge each live bridged call belongs to (for transfers).
+        self.bridges: dict[str, Bridge] = {}
 
     async def route(self, inbound: InboundCall) -> None:
         """The CallManager's on_incoming hook: one caller's whole call."""
@@ -291,7 +293,6 @@ class B2bua:
     ) -> tuple[OutboundCall | None, list[int] | None]:
         """Ring every target for `seconds`; returns the winner, or None with the final
         statuses (None statuses: the time ran out, or the caller hung up)."""
-        forks: list[OutboundCall] = []
 
         def ringing(call: OutboundCall, response: Response) -> None:
             early = None
@@ -302,21 +303,50 @@ class B2bua:
                     log.info("call %s: early media unusable: %s", inbound.id, exc)
             inbound.ring_now(early)
 
+        return await self.ring_targets(
+            inbound,
+            targets,
+            offer,
+            seconds,
+            caller_id=inbound.caller,
+            callee=inbound.callee,
+            display=inbound.request.from_.display_name,
+            on_ringing=ringing,
+        )
+
+    async def ring_targets(
+        self,
+        caller: Call,
+        targets: list[Target],
+        offer: bytes,
+        seconds: float,
+        *,
+        caller_id: str,
+        callee: str,
+        display: str | None = None,
+        on_ringing: Callable[[OutboundCall, Response], None] | None = None,
+    ) -> tuple[OutboundCall | None, list[int] | None]:
+        """Fork to `targets` with `offer` on behalf of `caller`, for `seconds` at most.
+
+        Returns the first to answer (the others are cancelled), or None with the
+        final statuses; None statuses: the time ran out or `caller` hung up.
+        """
+        forks: list[OutboundCall] = []
         for target in targets:
             out = OutboundCall(
                 self.manager,
                 target.uri,  # type: ignore[arg-type]
                 target.peer,
-                inbound.caller,
-                inbound.callee,
-                caller_name=inbound.request.from_.display_name,
+                caller_id,
+                callee,
+                caller_name=display,
             )
-            out.on_ringing = ringing
+            out.on_ringing = on_ringing
             out.start(offer)
             forks.append(out)
         by_final = {f.final: f for f in forks}
         pending: set[asyncio.Future[Response]] = set(by_final)
-        caller_gone = asyncio.ensure_future(inbound.ended.wait())
+        caller_gone = asyncio.ensure_future(caller.ended.wait())
         winner: OutboundCall | None = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
@@ -350,48 +380,39 @@ class B2bua:
     async def _bridge(
         self, inbound: InboundCall, outbound: OutboundCall, reply: bytes, media: AnchoredMedia
     ) -> str:
-        """Answer the caller through the relay and keep the two legs joined."""
-        inbound.on_offer = _pass_offer(outbound, media, "a")
-        outbound.on_offer = _pass_offer(inbound, media, "b")
+        """Answer the caller through the relay and keep the legs joined until one hangs up
+        (transfers may swap a leg meanwhile)."""
+        bridge = Bridge(self, media, inbound, outbound)
         if not await inbound.answer(reply):
             await outbound.hangup()
+            bridge.close()
             return "no ACK from caller"
-        ended = [
-            asyncio.ensure_future(inbound.ended.wait()),
-            asyncio.ensure_future(outbound.ended.wait()),
-        ]
-        try:
-            await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for future in ended:
-                future.cancel()
-        first, other, who = (
-            (inbound, outbound, "caller")
-            if inbound.state is CallState.ENDED
-            else (outbound, inbound, "callee")
-        )
-        await other.hangup()
-        cause = first.hangup_cause
-        if cause is None or cause.by_remote:
-            return f"{who} hung up"
-        return cause.reason  # ended here: admin hangup, media timeout, no ACK ...
+        return await bridge.run()
 
-
-def _pass_offer(other: Call, media: AnchoredMedia, leg: LegName) -> OfferHook:
-    """An offer inside the dialog (hold, resume, codec change) from `leg` goes across
-    the relay to `other`; its answer comes back rewritten."""
-
-    async def offer(call: Call, sdp: bytes) -> tuple[int, bytes | None]:
-        try:
-            across = media.offer_from(leg, sdp)
-        except (SdpError, MediaError):
-            return 488, None
-        status, answer = await other.send_offer(across)
-        if not 200 <= status < 300 or not answer:
-            return status, None
-        try:
-            return status, media.answer_from("b" if leg == "a" else "a", answer)
-        except (SdpError, MediaError):
-            return 488, None
-
-    return offer
+    async def dial_number(
+        self, number: str, transferee: Call, offer: bytes
+    ) -> tuple[OutboundCall | None, int]:
+        """Ring what `number` names (an extension's contacts, a ring group) for a transfer;
+        returns the answered call, or None and the status to report."""
+        plan = await self._plan(number)
+        if plan is None:
+            return None, 404
+        attempts, _ = plan
+        statuses: list[int] = []
+        for attempt in attempts:
+            if not attempt.targets:
+                continue
+            winner, result = await self.ring_targets(
+                transferee,
+                attempt.targets,
+                offer,
+                attempt.seconds,
+                caller_id=transferee.callee if transferee.outbound else transferee.caller,
+                callee=number,
+            )
+            if winner is not None:
+                return winner, 200
+            statuses.extend(result or [408])
+        if not statuses:
+            return None, 480
+        return None, pick_failure(statuses)[0]

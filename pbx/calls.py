@@ -63,6 +63,8 @@ class Hangup:
 
 #: Hook for an offer inside the dialog (re-INVITE/UPDATE): returns (status, answer SDP).
 OfferHook = Callable[["Call", bytes], Awaitable[tuple[int, bytes | None]]]
+#: Hook for a REFER inside the dialog (RFC 3515): returns the response (202 or an error).
+ReferHook = Callable[["Call", Request], Awaitable[Response]]
 
 
 class Call:
@@ -85,6 +87,7 @@ class Call:
         self.answered = asyncio.Event()
         self.on_offer: OfferHook | None = None
         self.on_info: Callable[[Call, Request], None] | None = None
+        self.on_refer: ReferHook | None = None
         self.on_end: list[Callable[[Call], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -140,6 +143,27 @@ class Call:
         response = await self.manager.endpoint.request(bye, self.peer)
         if response.status >= 300:
             log.info("call %s: BYE answered %s", self.id, response.status)
+
+    async def notify_refer(self, status_line: str, *, final: bool) -> None:
+        """Report a transfer's progress to the transferor (RFC 3515 §2.4.4: a NOTIFY with
+        a message/sipfrag body holding the new call's status line)."""
+        if self.dialog is None or self.state is CallState.ENDED:
+            return
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        notify = self.dialog.create_request(
+            "NOTIFY",
+            via=self.manager.via(self.peer),
+            contact=self.manager.contact(self._local_user(), self.peer),
+            headers=[
+                ("Event", "refer"),
+                ("Subscription-State", state),
+                ("Content-Type", "message/sipfrag;version=2.0"),
+            ],
+            body=(status_line + "\r\n").encode(),
+        )
+        response = await self.manager.endpoint.request(notify, self.peer)
+        if response.status >= 300:
+            log.info("call %s: NOTIFY of the transfer answered %s", self.id, response.status)
 
     async def send_offer(self, sdp: bytes) -> tuple[int, bytes | None]:
         """Send a re-INVITE with `sdp` in the dialog; returns (status, answer SDP)."""
@@ -467,6 +491,7 @@ class CallManager:
             ("CANCEL", self._cancel),
             ("UPDATE", self._in_dialog),
             ("INFO", self._in_dialog),
+            ("REFER", self._in_dialog),
         ):
             endpoint.route(method, handler)
         endpoint.on_stray_response = self._stray_response
@@ -586,9 +611,17 @@ class CallManager:
             return make_response(request, 200)
         if request.method == "UPDATE":
             return self._answer_later(call._handle_offer(request))
+        if request.method == "REFER":
+            if call.on_refer is None or call.state is not CallState.UP:
+                return make_response(request, 603, "Declined")
+            return self._answer_later(call.on_refer(call, request))
         if request.method == "INFO" and call.on_info is not None:
             call.on_info(call, request)
         return make_response(request, 200)
+
+    def find_dialog(self, call_id: str, local_tag: str, remote_tag: str) -> Call | None:
+        """The live call with that dialog ID (our tag, then theirs), e.g. for Replaces."""
+        return self._dialogs.get((call_id, local_tag, remote_tag))
 
     def _cancel(self, request: Request, peer: Peer) -> Response | None:
         call = self._invites.get((request.call_id, request.from_.tag or ""))

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
+from media.errors import MediaError
 from media.ports import PortAllocator
 from media.relay import LegName, RelaySession
 from media.sdp import (
@@ -107,6 +108,49 @@ class AnchoredMedia:
             " (on hold)" if held else "",
         )
         return bytes(reply)
+
+    def offer_for_new(self, leg: LegName) -> bytes:
+        """An offer for a new party on `leg` (a transfer target, RFC 3515), at the relay.
+
+        It names what the phone on the other leg sends now — its codec, the other
+        G.711 law the relay can transcode to, telephone-event — so that phone needs
+        no new offer of its own.
+
+        Raises: MediaError when nothing was negotiated on the other leg yet.
+        """
+        stream = self.relay.leg(_other(leg)).stream
+        if stream is None:
+            raise MediaError("the other leg has no negotiated media")
+        codec = stream.codec
+        port = self.relay.leg(leg).port
+        formats = [str(codec.payload_type)]
+        lines = [f"a=rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}"]
+        if stream.telephone_event is not None:
+            event = stream.telephone_event
+            formats.append(str(event))
+            lines += [f"a=rtpmap:{event} telephone-event/8000", f"a=fmtp:{event} 0-16"]
+        text = "\r\n".join(
+            [
+                "v=0",
+                f"o=aiopbx 0 0 IN IP4 {self.host}",
+                "s=-",
+                f"c=IN IP4 {self.host}",
+                "t=0 0",
+                f"m=audio {port} RTP/AVP {' '.join(formats)}",
+                *lines,
+                "a=sendrecv",
+            ]
+        )
+        return bytes(with_g711_fallback(SessionDescription.parse(text + "\r\n")))
+
+    def connect_new(self, leg: LegName, sdp: bytes) -> None:
+        """The new party's answer to `offer_for_new`: point `leg` of the relay at it.
+
+        Raises: SdpError, MediaError (a codec the relay cannot bridge).
+        """
+        theirs = audio_stream(SessionDescription.parse(sdp))
+        self.relay.set_remote(leg, theirs)
+        self.relay.hold(leg, _held(theirs))
 
 
 def _held(stream: AudioStream) -> bool:

@@ -79,6 +79,7 @@ class PbxServer:
         self._control: ControlServer | None = None
         self.registrar: Registrar | None = None
         self.calls: CallManager | None = None
+        self.b2bua: B2bua | None = None
 
     async def start(self) -> None:
         """Open everything and start listening.
@@ -114,7 +115,7 @@ class PbxServer:
             sip_port=self.sip_port,
             clock=self._clock,
         )
-        self.calls.on_incoming = B2bua(
+        self.b2bua = B2bua(
             self.calls,
             store,
             self.registrar.location,
@@ -123,7 +124,8 @@ class PbxServer:
             ring_timeout=s.ring_timeout,
             media_timeout=s.media_timeout or None,
             clock=self._clock,
-        ).route
+        )
+        self.calls.on_incoming = self.b2bua.route
         self._control = ControlServer(
             s,
             {

@@ -178,6 +178,28 @@ class SipClient:
         ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
+    def in_dialog(
+        self,
+        invite: bytes,
+        ok: Response,
+        method: str,
+        cseq: int,
+        headers: tuple[str, ...] = (),
+    ) -> bytes:
+        """A request `method` in the dialog the 2xx `ok` to our `invite` created."""
+        ack = self.ack_2xx(invite, ok).decode()
+        out = []
+        for line in ack.split("\r\n\r\n")[0].split("\r\n"):
+            if line.startswith("ACK "):
+                line = f"{method} " + line[4:]
+            elif line.startswith("CSeq:"):
+                line = f"CSeq: {cseq} {method}"
+            elif line.startswith("Content-Length:"):
+                continue
+            out.append(line)
+        out += [f"Contact: <sip:ua@127.0.0.1:{self.port}>", *headers, "Content-Length: 0"]
+        return ("\r\n".join(out) + "\r\n\r\n").encode()
+
     def bye_for(self, invite: bytes, ok: Response) -> bytes:
         """A BYE in the dialog the 2xx `ok` to our `invite` created."""
         ack = self.ack_2xx(invite, ok).decode()
