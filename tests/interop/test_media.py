@@ -18,7 +18,7 @@ from pbx.config import Settings
 from pbx.server import PbxServer
 from pbx.store import Store
 from sip.digest import make_credentials
-from sip.message import Response, parse_message
+from sip.message import Request, Response, make_response, parse_message
 from tests.interop.peers import DATA, SippUas, free_port, run_sipp
 from tests.interop.sipclient import SipClient
 
@@ -158,3 +158,53 @@ async def test_rtp_both_ways_through_the_relay(
         uas.kill()
         caller_rtp.close()
         callee_rtp.close()
+
+
+async def test_silent_call_is_hung_up_on_media_timeout(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "pbx.sqlite3")
+    await store.settings.set_default("realm", "aiopbx")
+    for user, password in PASSWORDS.items():
+        await store.users.add(user, password, "aiopbx")
+    await store.close()
+    server = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port(), media_timeout=1.0))
+    await server.start()
+    try:
+        phone_port = free_port()
+        await _register(server, phone_port, tmp_path / "reg")
+        inf = tmp_path / "media.csv"
+        inf.write_text(f"SEQUENTIAL\n{free_port()};0;PCMU\n")
+        uas = SippUas(
+            SCENARIOS / "uas_answer_media.xml", tmp_path / "callee", port=phone_port,
+            extra=("-inf", str(inf)),
+        )  # fmt: skip
+        try:
+            async with SipClient(server.sip_port) as ua:
+                unauthenticated = ua.invite("1001", "1002", cseq=1)
+                first = await ua.exchange(unauthenticated)
+                ua.send(ua.ack_for(unauthenticated, first))
+                uri = f"sip:1002@127.0.0.1:{server.sip_port}"
+                creds = make_credentials(
+                    ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri
+                )
+                invite = ua.invite("1001", "1002", authorization=str(creds), cseq=2)
+                ok = await ua.exchange(invite, timeout=10)
+                assert ok.status == 200
+                ua.send(ua.ack_2xx(invite, ok))
+                # Nobody sends RTP: after 1 s the switch hangs up both legs.
+                raw = await ua.receive(timeout=10)
+                assert raw is not None and raw.startswith(b"BYE ")
+                bye = parse_message(raw)
+                assert isinstance(bye, Request)
+                ua.send(bytes(make_response(bye, 200)))
+            assert uas.finish() == 0
+        finally:
+            uas.kill()
+        assert server._store is not None
+        for _ in range(100):
+            rows = await server._store.cdrs.list()
+            if rows and rows[0].end is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert (rows[0].disposition, rows[0].hangup_cause) == ("ANSWERED", "media timeout")
+    finally:
+        await server.stop()
