@@ -1,24 +1,40 @@
-"""Calls per second through the switch: sipp UAC -> aiopbx -> sipp UAS, beside Kamailio.
+"""Calls per second through the switch: sipp UAC -> server -> sipp UAS, aiopbx beside Kamailio.
 
 Each call: INVITE -> 401 -> ACK -> INVITE with digest -> 180 -> 200 -> ACK -> BYE -> 200
-on the caller's side, INVITE -> 180 -> 200 -> ACK -> BYE -> 200 on the callee's; aiopbx
-authenticates, looks the callee up, anchors media (allocates relay ports, rewrites SDP),
-writes a CDR and bridges. For each rate the run lasts `--seconds`; a rate is sustained
-when sipp reports no failed call and reached the rate.
+on the caller's side, INVITE -> 180 -> 200 -> ACK -> BYE -> 200 on the callee's. For each
+rate the run lasts `--seconds`; a rate is sustained when every call of the run completed
+and none failed. The servers run one at a time, each through the same ladder; the table
+shows the best sustained rate, the rate sipp measured, and the server's CPU (user+system,
+all its processes and threads) per successful call.
 
-When `kamailio` is installed it runs in the same ladder as an authenticating stateful
-proxy with record-routing (and, when `rtpengine` is installed too, media anchored by
-rtpengine, as the anchors note describes): the C equivalent of what aiopbx does, though
-a proxy keeps less state than a B2BUA. Prints a table and the ratio.
+Like for like where possible: both servers challenge the first INVITE and check the
+caller's MD5 digest (qop=auth, the same single password), both record the dialog route
+so ACK and BYE pass through them, and when `rtpengine` is installed both anchor media
+(aiopbx with its own relay ports, Kamailio through rtpengine, started userspace with one
+thread, `--table=-1`): the SDP each side sees points at the anchor. sipp sends no RTP, so
+this measures signalling plus relay set-up and tear-down, not packet forwarding.
+
+What differs: aiopbx is a B2BUA: it looks the callee up in its registrar (1002 registers
+first), runs two dialogs per call with their own transactions, and writes a CDR to SQLite.
+Kamailio is a stateful proxy (tm): it forwards the INVITE to the UAS's fixed address ($du,
+no location lookup), keeps transaction state but no dialog state, and writes nothing.
+Kamailio runs `--kamailio-children` UDP workers (default 1, as aiopbx runs one asyncio
+loop) plus its timer processes, which are all counted.
 
     python benchmarks/cps.py
     python benchmarks/cps.py --rates 20,50,100 --seconds 5 --no-kamailio
+    python benchmarks/cps.py --rates 20 --seconds 2 --keep /tmp/cpsdbg
+
+Not a test: it asserts nothing, it prints. Needs sipp; Kamailio and rtpengine when installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +51,14 @@ sys.path.insert(0, str(ROOT))
 
 from pbx.store import Store  # noqa: E402
 
+Popen = subprocess.Popen[bytes]
 SIPP = ROOT / "tests" / "data" / "sipp"
 PASSWORD = {"1001": "Bench-pass-Ax1", "1002": "Bench-pass-Bx2"}
 MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
+START_TIMEOUT = 20.0  # seconds a server or the UAS gets to become ready
 
+# pv_www_authenticate flags "0": the password argument is plain text (flag 1 would mean
+# it is already an HA1 hash, and every digest would fail). www_challenge flags "1": qop=auth.
 KAMAILIO_CFG = """#!KAMAILIO
 debug=0
 log_stderror=yes
@@ -68,24 +89,45 @@ request_route {{
     }}
     if (is_method("CANCEL")) {{ if (t_check_trans()) t_relay(); exit; }}
     if (is_method("INVITE")) {{
-        if (!pv_www_authenticate("$fd", "{password}", "1")) {{
+        if (!pv_www_authenticate("$fd", "{password}", "0")) {{
             www_challenge("$fd", "1");
             exit;
         }}
         consume_credentials();
         record_route();
-        {rtpengine_manage}
+        {rtpengine_offer}
         $du = "sip:127.0.0.1:{callee_port}";
         t_on_reply("REPLY");
+        t_on_failure("FAIL");
         t_relay();
         exit;
     }}
     sl_send_reply("405", "Method Not Allowed");
 }}
 onreply_route[REPLY] {{
-    {rtpengine_reply}
+    {rtpengine_answer}
+}}
+failure_route[FAIL] {{
+    {rtpengine_failed}
 }}
 """
+
+RTPENGINE_LOAD = 'loadmodule "rtpengine.so"\nmodparam("rtpengine", "rtpengine_sock", "udp:{sock}")'
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: have the kernel SIGTERM the child when this script dies, however it dies,
+    so no server outlives the benchmark holding its ports."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def spawn(args: list[str], log: Path, cwd: Path | None = None) -> Popen:
+    """Start a server or sipp, output to `log`, tied to this process's life."""
+    with log.open("wb") as file:
+        return subprocess.Popen(
+            args, cwd=cwd, stdout=file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
 
 
 def free_port() -> int:
@@ -95,10 +137,55 @@ def free_port() -> int:
     return port
 
 
+def udp_bound(port: int) -> bool:
+    """Whether some socket is bound to UDP `port` on 127.0.0.1 (from /proc/net/udp)."""
+    want = f"0100007F:{port:04X}"
+    text = Path("/proc/net/udp").read_text()
+    return any(line.split()[1] == want for line in text.splitlines()[1:])
+
+
+def wait_for(ready: Callable[[], bool], what: str, proc: Popen, log: Path) -> None:
+    """Poll `ready` until it holds; give up after START_TIMEOUT or when `proc` exits.
+
+    Raises:
+        SystemExit: `proc` exited or the time ran out (the message names `log`).
+    """
+    deadline = time.monotonic() + START_TIMEOUT
+    while not ready():
+        if proc.poll() is not None:
+            raise SystemExit(f"{what}: exited with {proc.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not ready after {START_TIMEOUT:.0f} s; see {log}")
+        time.sleep(0.02)
+
+
+def udp_answers(port: int, datagram: bytes, expect: bytes) -> bool:
+    """Send one datagram to 127.0.0.1:`port`; whether a reply containing `expect` comes
+    back within 0.2 s."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        probe.settimeout(0.2)
+        datagram = datagram.replace(b"{PROBE_PORT}", str(probe.getsockname()[1]).encode())
+        probe.sendto(datagram, ("127.0.0.1", port))
+        try:
+            return expect in probe.recv(65535)
+        except TimeoutError:
+            return False
+        except ConnectionRefusedError:  # ICMP port unreachable: nothing bound yet
+            return False
+
+
+SIP_OPTIONS = (
+    b"OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:{PROBE_PORT};rport;branch=z9hG4bKcps{PROBE_PORT}\r\n"
+    b"From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:probe@127.0.0.1>\r\n"
+    b"Call-ID: cps-probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n"
+)
+NG_PING = b"cpsprobe d7:command4:pinge"  # ng protocol: cookie, bencoded {"command": "ping"}
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process and its threads (children not included)."""
-    import os
-
     tick = os.sysconf("SC_CLK_TCK")
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -112,7 +199,21 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class Server:
+    """One system under test: where it listens, whose CPU to count, where its callee is."""
+
+    name: str
+    port: int
+    roots: tuple[int, ...]  # the processes started; their children are counted too
+    callee_port: int | None  # fixed UAS port (Kamailio); None: 1002 registers per run
+
+    def pids(self) -> list[int]:
+        """Every process whose CPU is the server's: the roots and their children."""
+        return [*self.roots, *(c for r in self.roots for c in children(r))]
+
+
+@dataclass(frozen=True, slots=True)
 class Row:
     server: str
     rate: int
@@ -120,7 +221,7 @@ class Row:
     ok: int
     failed: int
     cpu_ms: float
-    calls: int = 0
+    calls: int
 
     @property
     def sustained(self) -> bool:
@@ -132,6 +233,8 @@ def stat_counts(workdir: Path) -> tuple[int, int, float]:
     """(successful, failed, calls/s as sipp measured it) from sipp's -trace_stat file."""
     for stat in workdir.glob("*_.csv"):
         lines = [x for x in stat.read_text().splitlines() if x.strip()]
+        if len(lines) < 2:
+            continue
         row = dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
         return (
             int(row.get("SuccessfulCall(C)", 0) or 0),
@@ -141,69 +244,98 @@ def stat_counts(workdir: Path) -> tuple[int, int, float]:
     return 0, 0, 0.0
 
 
+def patched(name: str, pattern: str, replacement: str, count: int, work: Path) -> Path:
+    """A copy of tests/data/sipp/`name` in `work` with `pattern` (a regex) replaced.
+
+    Raises:
+        SystemExit: the scenario no longer has `count` places to patch.
+    """
+    source = SIPP / name
+    text, found = re.subn(pattern, replacement, source.read_text(encoding="iso-8859-1"))
+    if found != count:
+        raise SystemExit(f"{source}: expected {count} places to patch, found {found}")
+    path = work / name.replace(".xml", "_routed.xml")
+    path.write_text(text, encoding="iso-8859-1")
+    return path
+
+
+def routed_scenarios(work: Path) -> tuple[Path, Path]:
+    """(UAC, UAS) scenarios that honour a record-routing proxy (RFC 3261 §12).
+
+    The shared uac_call.xml / uas_answer.xml ignore Record-Route, which only works when
+    the server is each UA's dialog peer itself (aiopbx, a B2BUA, does not record-route).
+    Through Kamailio the UAS "MUST copy all Record-Route header field values from the
+    request into the response" (§12.1.1) and the UAC MUST send its ACK and BYE with the
+    route set (§12.2.1.1), else loose_route() cannot find the dialog's path. Both servers
+    get these copies; with no Record-Route sipp drops the empty lines, so aiopbx sees the
+    same messages as before.
+    """
+    uac = patched(
+        "uac_call.xml",
+        r"(\[next_url\] SIP/2\.0\n(?:.*\n)*?([ \t]*)Call-ID: \[call_id\]\n)",
+        r"\1\2[routes]\n",
+        2,  # the ACK and the BYE of the dialog
+        work,
+    )
+    uas = patched(
+        "uas_answer.xml",
+        r"(\n([ \t]*)SIP/2\.0 (?:180|200) .*\n[ \t]*\[last_Via:\]\n)",
+        r"\1\2[last_Record-Route:]\n",
+        3,  # 180, 200 to the INVITE, and 200 to the BYE (no Record-Route there: dropped)
+        work,
+    )
+    return uac, uas
+
+
 def register_callee(server_port: int, callee_port: int, work: Path) -> None:
     """Register 1002 at aiopbx from the port the UAS will listen on."""
     inf = work / "reg.csv"
     inf.write_text(f"SEQUENTIAL\n1002;[authentication username=1002 password={PASSWORD['1002']}]\n")
-    subprocess.run(
-        ["sipp", f"127.0.0.1:{server_port}", "-sf", str(SIPP / "register_auth.xml"),
-         "-inf", str(inf), "-i", "127.0.0.1", "-p", str(callee_port), "-m", "1", "-nostdin",
-         "-timeout", "10s"],
-        cwd=work, capture_output=True, check=True, timeout=30,
-    )  # fmt: skip
+    args = ["sipp", f"127.0.0.1:{server_port}", "-sf", str(SIPP / "register_auth.xml")]
+    args += ["-inf", str(inf), "-i", "127.0.0.1", "-p", str(callee_port), "-m", "1"]
+    args += ["-nostdin", "-timeout", "10s"]
+    subprocess.run(args, cwd=work, capture_output=True, check=True, timeout=30)
 
 
-def run_rate(
-    name: str, server_port: int, pids: list[int], rate: int, seconds: float, work: Path
-) -> Row:
+def run_rate(server: Server, rate: int, seconds: float, work: Path) -> Row:
+    """One step of the ladder: `rate` calls/s for `seconds` through `server`."""
     calls = max(1, int(rate * seconds))
-    run = work / f"{name}-{rate}"
+    run = work / f"{server.name}-{rate}"
     run.mkdir()
-    callee_port = free_port()
-    if name == "aiopbx":
-        register_callee(server_port, callee_port, run)
-    else:
-        callee_port = KAMAILIO_CALLEE_PORT
-    uas = subprocess.Popen(
-        ["sipp", "-sf", str(SIPP / "uas_answer.xml"), "-i", "127.0.0.1", "-p", str(callee_port),
-         "-nostdin", "-m", str(calls), "-timeout", f"{int(seconds) + 60}s",
-         "-mi", "127.0.0.1", "-mp", str(free_port() & ~1)],
-        cwd=run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(0.3)  # benchmark only: let the UAS bind before the first INVITE
-    inf = run / "uac.csv"
-    inf.write_text(
-        "SEQUENTIAL\n1001;[authentication username=1001 password=" + PASSWORD["1001"] + "];1002\n"
-    )
-    before = sum(cpu_seconds(p) for p in pids)
-    start = time.monotonic()
-    subprocess.run(
-        ["sipp", f"127.0.0.1:{server_port}", "-sf", str(SIPP / "uac_call.xml"), "-inf", str(inf),
-         "-i", "127.0.0.1", "-p", str(free_port()), "-m", str(calls), "-r", str(rate),
-         "-l", str(rate * 4), "-d", "0", "-nostdin", "-trace_stat", "-fd", "1", "-trace_err",
-         "-auth_uri", f"1002@127.0.0.1:{server_port}", "-timeout", f"{int(seconds) + 60}s",
-         "-mi", "127.0.0.1", "-mp", str(free_port() & ~1)],
-        cwd=run, capture_output=True, timeout=seconds + 120,
-    )  # fmt: skip
-    elapsed = time.monotonic() - start
-    cpu = sum(cpu_seconds(p) for p in pids) - before
-    ok, failed, achieved = stat_counts(run)
-    uas.send_signal(signal.SIGINT)
+    callee_port = server.callee_port or free_port()
+    uac_xml, uas_xml = routed_scenarios(run)
+    if server.callee_port is None:
+        register_callee(server.port, callee_port, run)
+    timeout = f"{int(seconds) + 60}s"
+    uas_args = ["sipp", "-sf", str(uas_xml), "-i", "127.0.0.1"]
+    uas_args += ["-p", str(callee_port), "-nostdin", "-m", str(calls), "-timeout", timeout]
+    uas_args += ["-mi", "127.0.0.1", "-mp", str(free_port() & ~1)]
+    uas = spawn(uas_args, run / "uas.log", cwd=run)
     try:
-        uas.wait(10)
-    except subprocess.TimeoutExpired:
-        uas.kill()
-    del elapsed  # sipp's own rate excludes its start-up
-    row = Row(name, rate, achieved, ok, failed, cpu / ok * 1e3 if ok else 0, calls)
+        wait_for(lambda: udp_bound(callee_port), "sipp UAS", uas, run / "uas.log")
+        inf = run / "uac.csv"
+        auth = f"[authentication username=1001 password={PASSWORD['1001']}]"
+        inf.write_text(f"SEQUENTIAL\n1001;{auth};1002\n")
+        uac_args = ["sipp", f"127.0.0.1:{server.port}", "-sf", str(uac_xml)]
+        uac_args += ["-inf", str(inf), "-i", "127.0.0.1", "-p", str(free_port())]
+        uac_args += ["-m", str(calls), "-r", str(rate), "-l", str(rate * 4), "-d", "0"]
+        uac_args += ["-nostdin", "-trace_stat", "-fd", "1", "-trace_err", "-timeout", timeout]
+        uac_args += ["-auth_uri", f"1002@127.0.0.1:{server.port}"]
+        uac_args += ["-mi", "127.0.0.1", "-mp", str(free_port() & ~1)]
+        pids = server.pids()
+        before = sum(cpu_seconds(p) for p in pids)
+        subprocess.run(uac_args, cwd=run, capture_output=True, timeout=seconds + 120)
+        cpu = sum(cpu_seconds(p) for p in pids) - before
+    finally:
+        stop(uas, signal.SIGINT)
+    ok, failed, achieved = stat_counts(run)  # sipp's own rate excludes its start-up
+    row = Row(server.name, rate, achieved, ok, failed, cpu / ok * 1e3 if ok else 0.0, calls)
     print(
-        f"  {name:9} rate {rate:5}/s  achieved {row.achieved:7.1f}/s  ok {ok:6}  "
+        f"  {server.name:9} rate {rate:5}/s  achieved {row.achieved:7.1f}/s  ok {ok:6}  "
         f"failed {failed:5}  cpu {row.cpu_ms:6.2f} ms/call",
         flush=True,
     )
     return row
-
-
-KAMAILIO_CALLEE_PORT = 0
 
 
 async def make_users(data_dir: Path) -> None:
@@ -214,93 +346,76 @@ async def make_users(data_dir: Path) -> None:
     await store.close()
 
 
-def start_aiopbx(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_aiopbx(work: Path) -> tuple[list[Popen], Server]:
+    """`pbx serve` on a free port, ready when it answers an OPTIONS."""
     data = work / "aiopbx"
     data.mkdir()
     asyncio.run(make_users(data))
     port = free_port()
-    log = (work / "aiopbx.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--data-dir", str(data), "--port", str(port),
-         "--no-tcp"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while not (data / "control.json").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"aiopbx did not start; see {work / 'aiopbx.log'}")
-        time.sleep(0.05)
-    return proc, port
+    args = [sys.executable, "-m", "cli", "serve", "--data-dir", str(data)]
+    args += ["--port", str(port), "--no-tcp"]
+    log = work / "aiopbx.log"
+    proc = spawn(args, log, cwd=ROOT)
+    try:
+        wait_for(lambda: udp_answers(port, SIP_OPTIONS, b"SIP/2.0 "), "aiopbx", proc, log)
+    except BaseException:
+        stop(proc)
+        raise
+    return [proc], Server("aiopbx", port, (proc.pid,), None)
 
 
-def start_kamailio(work: Path, children_count: int) -> tuple[list[subprocess.Popen[bytes]], int]:
-    global KAMAILIO_CALLEE_PORT
-    KAMAILIO_CALLEE_PORT = free_port()
-    procs: list[subprocess.Popen[bytes]] = []
-    rtpe = shutil.which("rtpengine") is not None
-    if rtpe:
-        procs.append(
-            subprocess.Popen(
-                [
-                    "rtpengine",
-                    "--table=-1",
-                    "--interface=127.0.0.1",
-                    "--listen-ng=127.0.0.1:22230",
-                    "--port-min=40000",
-                    "--port-max=50000",
-                    "--foreground",
-                    "--log-stderr",
-                    "--log-level=3",
-                    "--num-threads=1",
-                    f"--pidfile={work / 'rtpe.pid'}",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+def start_kamailio(work: Path, children_count: int) -> tuple[list[Popen], Server]:
+    """rtpengine (when installed) then Kamailio, each waited for until it answers."""
+    procs: list[Popen] = []
+    try:
+        load = offer = answer = delete = failed = ""
+        if shutil.which("rtpengine"):
+            ng = free_port()
+            log = work / "rtpengine.log"
+            args = ["rtpengine", "--config-file=none", "--table=-1", "--interface=127.0.0.1"]
+            args += [f"--listen-ng=127.0.0.1:{ng}", f"--listen-cli=127.0.0.1:{free_port()}"]
+            args += ["--port-min=40000", "--port-max=50000", "--num-threads=1"]
+            args += ["--foreground", "--log-stderr", "--log-level=4"]
+            procs.append(spawn(args, log))
+            wait_for(lambda: udp_answers(ng, NG_PING, b"pong"), "rtpengine", procs[-1], log)
+            load = RTPENGINE_LOAD.format(sock=f"127.0.0.1:{ng}")
+            offer = "rtpengine_manage();"
+            answer = 'if (has_body("application/sdp")) rtpengine_manage();'
+            delete = 'if (is_method("BYE")) rtpengine_delete();'
+            failed = "rtpengine_delete();"
+        port, callee_port = free_port(), free_port()
+        cfg = work / "kamailio.cfg"
+        cfg.write_text(
+            KAMAILIO_CFG.format(
+                children=children_count,
+                port=port,
+                modules=MODULES,
+                password=PASSWORD["1001"],
+                callee_port=callee_port,
+                rtpengine_load=load,
+                rtpengine_offer=offer,
+                rtpengine_answer=answer,
+                rtpengine_delete=delete,
+                rtpengine_failed=failed,
+            )
         )
-    port = free_port()
-    cfg = work / "kamailio.cfg"
-    cfg.write_text(
-        KAMAILIO_CFG.format(
-            children=children_count, port=port, modules=MODULES, password=PASSWORD["1001"],
-            callee_port=KAMAILIO_CALLEE_PORT,
-            rtpengine_load=('loadmodule "rtpengine.so"\n'
-                            'modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:22230")')
-            if rtpe else "",
-            rtpengine_manage="rtpengine_manage();" if rtpe else "",
-            rtpengine_delete="if (is_method(\"BYE\")) rtpengine_delete();" if rtpe else "",
-            rtpengine_reply="if (has_body(\"application/sdp\")) rtpengine_manage();" if rtpe else "",
-        )
-    )  # fmt: skip
-    log = (work / "kamailio.log").open("wb")
-    procs.append(
-        subprocess.Popen(
-            [
-                "kamailio",
-                "-f",
-                str(cfg),
-                "-DD",
-                "-E",
-                "-P",
-                str(work / "kam.pid"),
-                "-m",
-                "128",
-                "-M",
-                "16",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    )
-    time.sleep(1.0)  # benchmark only: let both start
-    if procs[-1].poll() is not None:
-        raise SystemExit(f"kamailio did not start; see {work / 'kamailio.log'}")
-    return procs, port
+        args = ["kamailio", "-f", str(cfg), "-DD", "-E", "-P", str(work / "kam.pid")]
+        args += ["-m", "128", "-M", "16"]
+        log = work / "kamailio.log"
+        procs.append(spawn(args, log))
+        kamailio = procs[-1]
+        # Ready when it answers an OPTIONS (405 from the route above).
+        wait_for(lambda: udp_answers(port, SIP_OPTIONS, b"SIP/2.0 "), "kamailio", kamailio, log)
+    except BaseException:
+        for p in reversed(procs):
+            stop(p)
+        raise
+    return procs, Server("kamailio", port, tuple(p.pid for p in procs), callee_port)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: Popen, sig: signal.Signals = signal.SIGTERM) -> None:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
@@ -308,12 +423,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def ladder(
-    name: str, port: int, pids: list[int], rates: list[int], seconds: float, work: Path
-) -> list[Row]:
+def ladder(server: Server, rates: list[int], seconds: float, work: Path) -> list[Row]:
+    """Climb the rates until one is not sustained."""
     rows = []
     for rate in rates:
-        row = run_rate(name, port, pids, rate, seconds, work)
+        row = run_rate(server, rate, seconds, work)
         rows.append(row)
         if not row.sustained:
             break
@@ -325,37 +439,22 @@ def best(rows: list[Row]) -> Row | None:
     return max(good, key=lambda r: r.rate) if good else None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="10,25,50,100,150,200,300,400,600")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--no-kamailio", action="store_true")
-    parser.add_argument("--kamailio-children", type=int, default=1)
-    parser.add_argument("--keep", type=Path, help="Keep logs and sipp files in this directory.")
-    args = parser.parse_args()
-    rates = [int(r) for r in args.rates.split(",")]
-    results: dict[str, Row | None] = {}
-    with tempfile.TemporaryDirectory(prefix="pbx-cps-") as tmp:
-        work = args.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        print(
-            f"calls/second ladder, {args.seconds:.0f} s per rate (sipp UAC -> server -> sipp UAS)"
-        )
-        proc, port = start_aiopbx(work)
-        try:
-            results["aiopbx"] = best(ladder("aiopbx", port, [proc.pid], rates, args.seconds, work))
-        finally:
-            stop(proc)
-        if not args.no_kamailio and shutil.which("kamailio"):
-            procs, kport = start_kamailio(work, args.kamailio_children)
-            try:
-                pids = [p.pid for p in procs] + [c for p in procs for c in children(p.pid)]
-                results["kamailio"] = best(
-                    ladder("kamailio", kport, pids, rates, args.seconds, work)
-                )
-            finally:
-                for p in reversed(procs):
-                    stop(p)
+def run_ladder(
+    procs: list[Popen],
+    server: Server,
+    rates: list[int],
+    seconds: float,
+    work: Path,
+) -> Row | None:
+    """Run the ladder against a started server, then stop its processes; the best row."""
+    try:
+        return best(ladder(server, rates, seconds, work))
+    finally:
+        for p in reversed(procs):
+            stop(p)
+
+
+def print_table(results: dict[str, Row | None]) -> None:
     print()
     print(f"{'server':10}{'best rate':>10}{'sipp cps':>10}{'cpu ms/call':>13}")
     for name, row in results.items():
@@ -365,11 +464,36 @@ def main() -> None:
             print(f"{name:10}{row.rate:10d}{row.achieved:10.1f}{row.cpu_ms:13.2f}")
     a, k = results.get("aiopbx"), results.get("kamailio")
     if a and k:
+        rtpe = "+rtpengine" if shutil.which("rtpengine") else ""
         print(
-            f"\naiopbx / kamailio{'+rtpengine' if shutil.which('rtpengine') else ''}: "
-            f"sustained rate {a.rate / k.rate:.2f}x, CPU per call {a.cpu_ms / k.cpu_ms:.2f}x "
+            f"\naiopbx / kamailio{rtpe}: sustained rate {a.rate / k.rate:.2f}x, "
+            f"CPU per call {a.cpu_ms / k.cpu_ms:.2f}x "
             "(ladder-capped; kamailio is a proxy, aiopbx a B2BUA)"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rates", default="10,25,50,100,150,200,300,400,600")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--no-kamailio", action="store_true")
+    parser.add_argument("--kamailio-children", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="Keep logs and sipp files in this directory.")
+    args = parser.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results: dict[str, Row | None] = {}
+    with tempfile.TemporaryDirectory(prefix="pbx-cps-") as tmp:
+        work: Path = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        print(f"calls/second ladder, {args.seconds:g} s per rate (sipp UAC -> server -> sipp UAS)")
+        procs, server = start_aiopbx(work)
+        results["aiopbx"] = run_ladder(procs, server, rates, args.seconds, work)
+        if not args.no_kamailio and shutil.which("kamailio"):
+            procs, server = start_kamailio(work, args.kamailio_children)
+            results["kamailio"] = run_ladder(procs, server, rates, args.seconds, work)
+    print_table(results)
 
 
 if __name__ == "__main__":
