@@ -9,78 +9,27 @@ from pathlib import Path
 
 import pytest
 
-from pbx.config import Settings
 from pbx.server import PbxServer
-from pbx.store import Forwarding, RingGroup, Store
-from sip.digest import make_credentials
-from sip.message import Response, parse_message
-from tests.interop.peers import DATA, SippUas, free_port, run_sipp
+from pbx.store import Forwarding, RingGroup
+from tests.interop.peers import SippUas
+from tests.interop.phones import closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient
-
-SCENARIOS = DATA / "sipp"
-PASSWORDS = {
-    "1001": "Xk3-secret-pass",
-    "1002": "Yk3-secret-pass",
-    "1003": "Zk3-secret-pass",
-}
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[PbxServer]:
-    store = await Store.open(tmp_path / "pbx.sqlite3")
-    await store.settings.set_default("realm", "aiopbx")
-    for user, password in PASSWORDS.items():
-        await store.users.add(user, password, "aiopbx")
-    await store.close()
-    pbx = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port(), ring_timeout=5.0))
-    await pbx.start()
-    try:
+    async with running_server(tmp_path, ring_timeout=5.0) as pbx:
         yield pbx
-    finally:
-        await pbx.stop()
-
-
-async def phone(server: PbxServer, user: str, scenario: str, workdir: Path) -> SippUas:
-    """A sipp phone registered as `user`, running `scenario` for one call."""
-    port = free_port()
-    loop = asyncio.get_running_loop()
-    result = await loop.run_in_executor(
-        None,
-        lambda: run_sipp(
-            SCENARIOS / "register_auth.xml",
-            server.sip_port,
-            workdir=workdir / "reg",
-            inf=[(user, f"[authentication username={user} password={PASSWORDS[user]}]")],
-            local_port=port,
-            timeout=15,
-        ),
-    )
-    assert result.successful == 1, result.output
-    return SippUas(SCENARIOS / scenario, workdir, port=port)
 
 
 async def call(server: PbxServer, target: str) -> int:
     """1001 calls `target`; an answered call is hung up at once. The final status."""
     async with SipClient(server.sip_port) as ua:
-        unauthenticated = ua.invite("1001", target, cseq=1)
-        first = await ua.exchange(unauthenticated)
-        ua.send(ua.ack_for(unauthenticated, first))
-        uri = f"sip:{target}@127.0.0.1:{server.sip_port}"
-        creds = make_credentials(
-            ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri
-        )
-        invite = ua.invite("1001", target, authorization=str(creds), cseq=2)
-        final = await ua.exchange(invite, timeout=20)
-        if final.status != 200:
-            ua.send(ua.ack_for(invite, final))
-            return final.status
-        ua.send(ua.ack_2xx(invite, final))
-        ua.send(ua.bye_for(invite, final))
-        raw = await ua.receive(timeout=5)
-        assert raw is not None
-        bye_answer = parse_message(raw)
-        assert isinstance(bye_answer, Response) and bye_answer.status == 200
-        return 200
+        invite, final = await dial(ua, server, target)
+        if final.status == 200:
+            bye = await ua.exchange(ua.in_dialog(invite, final, "BYE", 3), timeout=10)
+            assert bye.status == 200
+        return final.status
 
 
 async def finished(uas: SippUas) -> int:
@@ -98,13 +47,7 @@ async def add_group(server: PbxServer, group: RingGroup) -> None:
 
 
 async def last_cause(server: PbxServer) -> str:
-    assert server._store is not None
-    for _ in range(100):
-        rows = await server._store.cdrs.list()
-        if rows and rows[-1].end is not None:
-            return str(rows[-1].hangup_cause)
-        await asyncio.sleep(0.05)
-    return "open"
+    return str((await closed_cdrs(server))[-1].hangup_cause)
 
 
 async def test_forward_always(server: PbxServer, tmp_path: Path) -> None:

@@ -14,36 +14,20 @@ from pathlib import Path
 import pytest
 
 from media.g711_tables import ALAW_TO_ULAW, ULAW_TO_ALAW
-from pbx.config import Settings
 from pbx.server import PbxServer
-from pbx.store import Store
-from sip.digest import make_credentials
 from sip.message import Request, Response, make_response, parse_message
-from tests.interop.peers import DATA, SippUas, free_port, run_sipp
+from tests.interop.peers import SippUas, free_port
+from tests.interop.phones import closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient
 
-SCENARIOS = DATA / "sipp"
-PASSWORDS = {"1001": "Xk3-secret-pass", "1002": "Yk3-secret-pass"}
 PACKETS = 50
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[PbxServer]:
-    store = await Store.open(tmp_path / "pbx.sqlite3")
-    await store.settings.set_default("realm", "aiopbx")
-    for user, password in PASSWORDS.items():
-        await store.users.add(user, password, "aiopbx")
-    await store.close()
     base = free_port(40)
-    settings = Settings(
-        data_dir=tmp_path, sip_port=free_port(), rtp_port_min=base, rtp_port_max=base + 39
-    )
-    pbx = PbxServer(settings)
-    await pbx.start()
-    try:
+    async with running_server(tmp_path, rtp_port_min=base, rtp_port_max=base + 39) as pbx:
         yield pbx
-    finally:
-        await pbx.stop()
 
 
 def rtp(seq: int, pt: int, payload: bytes, ssrc: int) -> bytes:
@@ -69,20 +53,15 @@ async def receive(sock: socket.socket, count: int, timeout: float = 5.0) -> list
     return got
 
 
-async def _register(server: PbxServer, port: int, workdir: Path) -> None:
-    loop = asyncio.get_running_loop()
-    result = await loop.run_in_executor(
-        None,
-        lambda: run_sipp(
-            SCENARIOS / "register_auth.xml",
-            server.sip_port,
-            workdir=workdir,
-            inf=[("1002", f"[authentication username=1002 password={PASSWORDS['1002']}]")],
-            local_port=port,
-            timeout=15,
-        ),
+async def media_phone(
+    server: PbxServer, tmp_path: Path, rtp_port: int, pt: int, codec: str
+) -> SippUas:
+    """Register 1002 and start a sipp callee whose SDP names `rtp_port` and `codec`."""
+    inf = tmp_path / "media.csv"
+    inf.write_text(f"SEQUENTIAL\n{rtp_port};{pt};{codec}\n")
+    return await phone(
+        server, "1002", "uas_answer_media.xml", tmp_path / "callee", "-inf", str(inf)
     )
-    assert result.successful == 1, result.output
 
 
 def _sdp_port(body: bytes) -> tuple[str, int]:
@@ -96,32 +75,13 @@ def _sdp_port(body: bytes) -> tuple[str, int]:
 async def test_rtp_both_ways_through_the_relay(
     server: PbxServer, tmp_path: Path, pt: int, codec: str
 ) -> None:
-    phone_port = free_port()
-    await _register(server, phone_port, tmp_path / "reg")
     caller_rtp, callee_rtp = udp_socket(), udp_socket()
     callee_port = callee_rtp.getsockname()[1]
-    inf = tmp_path / "media.csv"
-    inf.write_text(f"SEQUENTIAL\n{callee_port};{pt};{codec}\n")
-    uas = SippUas(
-        SCENARIOS / "uas_answer_media.xml", tmp_path / "callee", port=phone_port,
-        extra=("-inf", str(inf)),
-    )  # fmt: skip
+    uas = await media_phone(server, tmp_path, callee_port, pt, codec)
     try:
         async with SipClient(server.sip_port) as ua:
-            unauthenticated = ua.invite("1001", "1002", cseq=1)
-            first = await ua.exchange(unauthenticated)
-            ua.send(ua.ack_for(unauthenticated, first))
-            uri = f"sip:1002@127.0.0.1:{server.sip_port}"
-            creds = make_credentials(
-                ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri
-            )
-            invite = ua.invite(
-                "1001", "1002", authorization=str(creds), cseq=2,
-                rtp_port=caller_rtp.getsockname()[1],
-            )  # fmt: skip
-            ok = await ua.exchange(invite, timeout=10)
+            invite, ok = await dial(ua, server, "1002", rtp_port=caller_rtp.getsockname()[1])
             assert ok.status == 200
-            ua.send(ua.ack_2xx(invite, ok))
             # The caller is answered in its own codec (PCMU), at the relay.
             assert b"m=audio" in ok.body and b" RTP/AVP 0" in ok.body
             relay_a = _sdp_port(ok.body)
@@ -161,35 +121,12 @@ async def test_rtp_both_ways_through_the_relay(
 
 
 async def test_silent_call_is_hung_up_on_media_timeout(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "pbx.sqlite3")
-    await store.settings.set_default("realm", "aiopbx")
-    for user, password in PASSWORDS.items():
-        await store.users.add(user, password, "aiopbx")
-    await store.close()
-    server = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port(), media_timeout=1.0))
-    await server.start()
-    try:
-        phone_port = free_port()
-        await _register(server, phone_port, tmp_path / "reg")
-        inf = tmp_path / "media.csv"
-        inf.write_text(f"SEQUENTIAL\n{free_port()};0;PCMU\n")
-        uas = SippUas(
-            SCENARIOS / "uas_answer_media.xml", tmp_path / "callee", port=phone_port,
-            extra=("-inf", str(inf)),
-        )  # fmt: skip
+    async with running_server(tmp_path, media_timeout=1.0) as server:
+        uas = await media_phone(server, tmp_path, free_port(), 0, "PCMU")
         try:
             async with SipClient(server.sip_port) as ua:
-                unauthenticated = ua.invite("1001", "1002", cseq=1)
-                first = await ua.exchange(unauthenticated)
-                ua.send(ua.ack_for(unauthenticated, first))
-                uri = f"sip:1002@127.0.0.1:{server.sip_port}"
-                creds = make_credentials(
-                    ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri
-                )
-                invite = ua.invite("1001", "1002", authorization=str(creds), cseq=2)
-                ok = await ua.exchange(invite, timeout=10)
+                _, ok = await dial(ua, server, "1002")
                 assert ok.status == 200
-                ua.send(ua.ack_2xx(invite, ok))
                 # Nobody sends RTP: after 1 s the switch hangs up both legs.
                 raw = await ua.receive(timeout=10)
                 assert raw is not None and raw.startswith(b"BYE ")
@@ -199,12 +136,5 @@ async def test_silent_call_is_hung_up_on_media_timeout(tmp_path: Path) -> None:
             assert uas.finish() == 0
         finally:
             uas.kill()
-        assert server._store is not None
-        for _ in range(100):
-            rows = await server._store.cdrs.list()
-            if rows and rows[0].end is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert (rows[0].disposition, rows[0].hangup_cause) == ("ANSWERED", "media timeout")
-    finally:
-        await server.stop()
+        [cdr] = await closed_cdrs(server)
+        assert (cdr.disposition, cdr.hangup_cause) == ("ANSWERED", "media timeout")

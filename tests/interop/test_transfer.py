@@ -3,76 +3,32 @@ through the B2BUA, between three endpoints: sipp phones and the test's own clien
 
 from __future__ import annotations
 
-import asyncio
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 from pbx import control
-from pbx.config import Settings
 from pbx.server import PbxServer
-from pbx.store import Store
-from sip.digest import make_credentials
-from sip.message import Request, Response, make_response, parse_message
-from tests.interop.peers import DATA, SippUas, free_port, run_sipp
+from sip.message import Request, make_response, parse_message
+from tests.interop.peers import run_sipp
+from tests.interop.phones import (
+    SCENARIOS,
+    closed_cdrs,
+    dial,
+    in_thread,
+    phone,
+    running_server,
+    sipp_auth,
+)
 from tests.interop.sipclient import SipClient
-
-T = TypeVar("T")
-SCENARIOS = DATA / "sipp"
-PASSWORDS = {
-    "1001": "Xk3-secret-pass",
-    "1002": "Yk3-secret-pass",
-    "1003": "Zk3-secret-pass",
-}
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[PbxServer]:
-    store = await Store.open(tmp_path / "pbx.sqlite3")
-    await store.settings.set_default("realm", "aiopbx")
-    for user, password in PASSWORDS.items():
-        await store.users.add(user, password, "aiopbx")
-    await store.close()
-    pbx = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port(), ring_timeout=10.0))
-    await pbx.start()
-    try:
+    async with running_server(tmp_path, ring_timeout=10.0) as pbx:
         yield pbx
-    finally:
-        await pbx.stop()
-
-
-async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking helper (sipp) without stalling the in-process server."""
-    return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
-
-
-async def phone(server: PbxServer, user: str, scenario: str, workdir: Path, *extra: str) -> SippUas:
-    """A sipp phone registered as `user` from the port its scenario listens on."""
-    port = free_port()
-    result = await in_thread(
-        run_sipp,
-        SCENARIOS / "register_auth.xml",
-        server.sip_port,
-        workdir=workdir / "reg",
-        inf=[(user, f"[authentication username={user} password={PASSWORDS[user]}]")],
-        local_port=port,
-        timeout=15,
-    )
-    assert result.successful == 1, result.output
-    return SippUas(SCENARIOS / scenario, workdir, port=port, extra=tuple(extra))
-
-
-async def cdrs(server: PbxServer, count: int) -> list[tuple[str, str, str | None]]:
-    assert server._store is not None
-    for _ in range(200):
-        rows = await server._store.cdrs.list()
-        if len(rows) >= count and all(r.end is not None for r in rows):
-            break
-        await asyncio.sleep(0.05)
-    return [(r.caller, r.callee, r.hangup_cause) for r in await server._store.cdrs.list()]
 
 
 async def test_blind_transfer(server: PbxServer, tmp_path: Path) -> None:
@@ -86,7 +42,7 @@ async def test_blind_transfer(server: PbxServer, tmp_path: Path) -> None:
             SCENARIOS / "uac_call.xml",
             server.sip_port,
             workdir=tmp_path / "a",
-            inf=[("1001", f"[authentication username=1001 password={PASSWORDS['1001']}]", "1002")],
+            inf=[("1001", sipp_auth("1001"), "1002")],
             timeout=30,
             extra=("-d", "3000", "-auth_uri", f"1002@127.0.0.1:{server.sip_port}"),
         )
@@ -94,9 +50,9 @@ async def test_blind_transfer(server: PbxServer, tmp_path: Path) -> None:
         assert (caller.returncode, caller.successful) == (0, 1), caller.output
         assert await in_thread(transferor.finish) == 0
         assert await in_thread(target.finish) == 0
-    [(who, dialled, cause)] = await cdrs(server, 1)
-    assert (who, dialled) == ("1001", "1002")
-    assert cause == "caller hung up after transfer to 1003"
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.caller, cdr.callee) == ("1001", "1002")
+    assert cdr.hangup_cause == "caller hung up after transfer to 1003"
 
 
 async def _answer_requests(ua: SipClient, count: int, timeout: float = 10) -> list[Request]:
@@ -112,28 +68,14 @@ async def _answer_requests(ua: SipClient, count: int, timeout: float = 10) -> li
     return got
 
 
-async def _call(ua: SipClient, server: PbxServer, target: str) -> tuple[bytes, Response]:
-    """An answered call from 1001 to `target`; returns the INVITE sent and its 200."""
-    unauthenticated = ua.invite("1001", target, cseq=1)
-    first = await ua.exchange(unauthenticated)
-    ua.send(ua.ack_for(unauthenticated, first))
-    uri = f"sip:{target}@127.0.0.1:{server.sip_port}"
-    creds = make_credentials(ua.challenge(first, "MD5"), "1001", PASSWORDS["1001"], "INVITE", uri)
-    invite = ua.invite("1001", target, authorization=str(creds), cseq=2)
-    ok = await ua.exchange(invite, timeout=10)
-    assert ok.status == 200
-    ua.send(ua.ack_2xx(invite, ok))
-    return invite, ok
-
-
 async def test_attended_transfer(server: PbxServer, tmp_path: Path) -> None:
     a = await phone(server, "1002", "uas_answer.xml", tmp_path / "a")
     c = await phone(server, "1003", "uas_answer_reinvite.xml", tmp_path / "c")
     with a, c:
         # 1001 (the transferor, our client) calls 1002, then 1003, then joins them.
         async with SipClient(server.sip_port) as first, SipClient(server.sip_port) as second:
-            invite1, ok1 = await _call(first, server, "1002")
-            _, ok2 = await _call(second, server, "1003")
+            invite1, ok1 = await dial(first, server, "1002")
+            _, ok2 = await dial(second, server, "1003")
             replaces = urllib.parse.quote(
                 f"{ok2.call_id};to-tag={ok2.to.tag};from-tag={ok2.from_.tag}", safe=""
             )
@@ -165,6 +107,7 @@ async def test_attended_transfer(server: PbxServer, tmp_path: Path) -> None:
         await in_thread(control.hangup, server.settings, live[0]["id"])
         assert await in_thread(a.finish) == 0  # got its BYE
         assert await in_thread(c.finish) == 0  # took the re-INVITE onto the new relay, then BYE
-    rows = await cdrs(server, 2)
-    assert rows[0][:2] == ("1001", "1002") and "after transfer to 1003" in str(rows[0][2])
-    assert rows[1] == ("1001", "1003", "transferred (attended)")
+    first_call, second_call = await closed_cdrs(server, 2)
+    assert (first_call.caller, first_call.callee) == ("1001", "1002")
+    assert "after transfer to 1003" in str(first_call.hangup_cause)
+    assert (second_call.callee, second_call.hangup_cause) == ("1003", "transferred (attended)")
