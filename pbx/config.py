@@ -97,5 +97,11 @@ class Settings:
                 f"digest algorithms {','.join(self.digest_algorithms)!r} are not a non-empty"
                 " list of MD5, MD5-sess, SHA-256, SHA-256-sess"
             )
+        if not 1024 <= self.rtp_port_min < self.rtp_port_max <= 65535:
+            raise ConfigError(
+                f"RTP port range {self.rtp_port_min}-{self.rtp_port_max} must lie in 1024-65535"
+            )
+        if self.ring_timeout <= 0 or self.media_timeout < 0:
+            raise ConfigError("ring_timeout must be > 0 and media_timeout >= 0 (0 disables)")
         if self.max_auth_failures < 1 or self.ban_seconds < 0:
             raise ConfigError("max_auth_failures must be >= 1 and ban_seconds >= 0")
