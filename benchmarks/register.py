@@ -6,7 +6,7 @@ rate the run lasts `--seconds` seconds; a rate counts as sustained when sipp
 reports no failed call and reached the rate. The table shows, per server and
 rate: registrations/s achieved, failures, p50/p99 of sipp's response times
 (its rtd timer, stopped at the 401 and again at the 200, whole milliseconds),
-and the server's CPU per registration.
+and the server's CPU (user+system, and user alone) per registration.
 
     python benchmarks/register.py                # full ladder, aiopbx and Kamailio
     python benchmarks/register.py --rates 1000,3000 --seconds 5
@@ -79,17 +79,18 @@ def free_port() -> int:
     return port
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User+system CPU time of the processes, from /proc."""
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU time of the processes, from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    user = system = 0.0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        user += int(fields[11]) / tick
+        system += int(fields[12]) / tick
+    return user, system
 
 
 def children_of(pid: int) -> list[int]:
@@ -107,6 +108,7 @@ class Row:
     p50_ms: float
     p99_ms: float
     cpu_us: float
+    user_us: float
 
 
 def run_sipp(
@@ -129,7 +131,7 @@ def run_sipp(
         "-i", "127.0.0.1", "-p", str(free_port()), "-m", str(calls), "-r", str(rate),
         "-l", str(max(rate, 100)), "-nostdin", "-timeout", f"{int(seconds) + 30}s",
         "-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", "100",
-        "-max_socket", "1000", "-recv_timeout", "4000",
+        "-max_socket", "1000", "-recv_timeout", "4000", "-buff_size", "4194304",
     ]  # fmt: skip
     start = time.monotonic()
     subprocess.run(args, cwd=work, capture_output=True, timeout=seconds + 120)
@@ -162,9 +164,11 @@ def measure(
 ) -> list[Row]:
     rows: list[Row] = []
     for rate in rates:
-        before = cpu_seconds(pids)
+        user_before, system_before = cpu_seconds(pids)
         ok, failed, elapsed, times = run_sipp(port, rate, seconds, users, work)
-        cpu = cpu_seconds(pids) - before
+        user_after, system_after = cpu_seconds(pids)
+        user = user_after - user_before
+        cpu = user + system_after - system_before
         times.sort()
         p50 = statistics.median(times) if times else float("nan")
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))] if times else float("nan")
@@ -177,12 +181,13 @@ def measure(
             p50,
             p99,
             cpu / ok * 1e6 if ok else float("nan"),
+            user / ok * 1e6 if ok else float("nan"),
         )
         rows.append(row)
         print(
             f"  {name:9} rate {rate:6}/s  achieved {row.achieved:8.0f}/s  ok {ok:7}  "
             f"failed {failed:5}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
-            f"cpu {row.cpu_us:7.1f} µs/reg",
+            f"cpu {row.cpu_us:7.1f} µs/reg (user {row.user_us:6.1f})",
             flush=True,
         )
         if failed or row.achieved < 0.9 * rate:

@@ -191,10 +191,11 @@ def split_fast_params(text: str) -> Params:
     """Split `;a=b;c` already validated by a fast-path regex."""
     if not text:
         return ()
-    return tuple(
-        (name, value if sep else None)
-        for name, sep, value in (p.partition("=") for p in text[1:].split(";"))
-    )
+    out = []  # a plain loop: half the cost of nested generators, and this runs per Via/From
+    for param in text[1:].split(";"):
+        name, sep, value = param.partition("=")
+        out.append((name, value if sep else None))
+    return tuple(out)
 
 
 def _parse_angle_uri(text: str, start: int) -> tuple[Uri, int]:
