@@ -350,9 +350,11 @@ class Registrar:
         removals = [key for key, b in dirty.items() if b is None]
         try:
             await self.store.bindings.save(saves, removals)
-        except Exception:
-            # Keep them for the next try; newer changes made meanwhile win.
-            log.exception("registrar: storing %d binding changes failed", len(dirty))
+        except BaseException as exc:
+            # Keep them for the next try; newer changes made meanwhile win. Cancelled
+            # too: stop() cancels run() mid-flush, and its final flush writes them.
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("registrar: storing %d binding changes failed", len(dirty))
             for key, value in dirty.items():
                 self._dirty.setdefault(key, value)
             raise
