@@ -58,8 +58,9 @@ modparam("auth", "nonce_expire", 300)
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
     if (is_method("REGISTER")) {{
-        # same password for every user; qop=auth like aiopbx (flag 1)
-        if (!pv_www_authenticate("$td", "{password}", "1")) {{
+        # same password for every user, given in plain text (flag 0);
+        # the challenge asks for qop=auth like aiopbx (www_challenge flag 1)
+        if (!pv_www_authenticate("$td", "{password}", "0")) {{
             www_challenge("$td", "1");
             exit;
         }}
@@ -266,7 +267,8 @@ def start_kamailio(work: Path, children: int) -> tuple[subprocess.Popen[bytes], 
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.settimeout(0.2)
     msg = (
-        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKp\r\n"
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKp\r\n"
         "From: <sip:p@x>;tag=1\r\nTo: <sip:p@x>\r\nCall-ID: probe\r\nCSeq: 1 OPTIONS\r\n"
         "Max-Forwards: 5\r\nContent-Length: 0\r\n\r\n"
     ).encode()
