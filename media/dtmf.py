@@ -310,7 +310,10 @@ class DtmfDetector:
         self._share = _SCREEN_SHARE * params.min_tone_share
         # Samples from three hops before the next window on: a new run measures the
         # windows before it too.
-        self._buffer = np.zeros(0, dtype=np.float32)
+        # The stream is taken to follow silence, so a tone at its very start is seen
+        # by partial windows like any other (the first windows start before sample 0).
+        self._lead = self._n - self._hop
+        self._buffer = np.zeros(self._lead, dtype=np.float32)
         self._offset = 0  # index in _buffer of the next window's first sample
         self._windows = 0  # windows analysed so far
         self._run: _Run | None = None
@@ -377,7 +380,7 @@ class DtmfDetector:
             power = fine[:, : self._fine_half] + fine[:, self._fine_half :]
             found = dict(zip(chosen, window_features(power, energy[chosen]), strict=True))
         for j in range(frames.shape[0]):
-            center = 1000 * ((self._windows + j) * self._hop + self._n / 2) / RATE
+            center = 1000 * ((self._windows + j) * self._hop + self._n / 2 - self._lead) / RATE
             features = found.get(j)
             digit = None if features is None else classify_window(features, self.params)
             self._close_runs(center, frames[j], out)
