@@ -35,6 +35,7 @@ How it works, per 40 ms Hann window every 10 ms:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -179,11 +180,14 @@ _SCREEN = np.concatenate(
     [np.array(LOW_GROUP), (np.array(HIGH_GROUP)[:, None] * [0.98, 1, 1.02]).ravel()]
 )
 _SCREEN_LOW = len(LOW_GROUP)
-# A window can only show a digit if its screen says the pair has this much of min_tone_share
-# (a tone 2.5% off lies up to 0.6 bin from the nearest screen frequency: -6 dB at worst).
-_SCREEN_SHARE = 0.25
+# A window can only show a digit if its screen says the pair has this much of min_tone_share:
+# a tone 1.5% off lies at most 0.65 bin from the nearest screen frequency (-2.6 dB), so an
+# accepted pair keeps over 0.55 of its power on the screen (tones 2-3% off may lose more:
+# the screen, not classify_window, rejects some of those).
+_SCREEN_SHARE = 0.5
 
 
+@functools.cache
 def _hann(n: int) -> FloatArray:
     return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic: a quarter apart sum to 2
 
@@ -214,7 +218,7 @@ def _refine(grid: FloatArray) -> tuple[FloatArray, FloatArray]:
     """
     rows = np.arange(grid.shape[0])
     g = grid.argmax(axis=1)
-    inner = np.clip(g, 1, len(_GRID) - 2)
+    inner = np.minimum(np.maximum(g, 1), len(_GRID) - 2)
     logs = np.log(np.maximum(grid, 1e-12))
     a, b, c = logs[rows, inner - 1], logs[rows, inner], logs[rows, inner + 1]
     curve = a - 2 * b + c
@@ -273,9 +277,22 @@ class _Run:
     after: int = 0  # windows added after the run ended
     misses: int = 0  # steady windows that showed no digit since the last passing one
 
+    batch: int = -1  # the batch `batch_levels` belong to
+    batch_levels: list[float] = field(default_factory=list)
+
     def level(self, frame: npt.NDArray[np.float32]) -> float:
+        """The pair's amplitude (sum of the two tones') in one window."""
         re_l, re_h, im_l, im_h = (frame @ self.matrix).tolist()
         return math.hypot(re_l, im_l) + math.hypot(re_h, im_h)
+
+    def level_at(self, frames: npt.NDArray[np.float32], batch: int, j: int) -> float:
+        """`level(frames[j])`, computed for the whole batch with one product."""
+        if batch != self.batch:
+            x = frames @ self.matrix
+            x *= x
+            self.batch_levels = (np.sqrt(x[:, 0] + x[:, 2]) + np.sqrt(x[:, 1] + x[:, 3])).tolist()
+            self.batch = batch
+        return self.batch_levels[j]
 
     def add(self, center: float, level: float) -> None:
         self.centers.append(center)
@@ -383,10 +400,10 @@ class DtmfDetector:
             center = 1000 * ((self._windows + j) * self._hop + self._n / 2 - self._lead) / RATE
             features = found.get(j)
             digit = None if features is None else classify_window(features, self.params)
-            self._close_runs(center, frames[j], out)
+            self._close_runs(center, frames, j, out)
             run = self._run
             if run is not None:
-                level = run.level(frames[j])
+                level = run.level_at(frames, self._windows, j)
                 steady = level >= run.peak * 10 ** (-self.params.drop_db / 20)
                 if digit == run.digit and steady:
                     assert features is not None
@@ -416,16 +433,16 @@ class DtmfDetector:
                     first = start - back * self._hop
                     past = buffer[first : first + self._n]
                     run.add(center - back * self._hop_ms, run.level(past))
-            self._extend(run, center, run.level(frames[j]), f)
+            self._extend(run, center, run.level_at(frames, self._windows, j), f)
             self._run = run
 
     def _close_runs(
-        self, center: float, frame: npt.NDArray[np.float32], out: list[DtmfDigit]
+        self, center: float, frames: npt.NDArray[np.float32], j: int, out: list[DtmfDigit]
     ) -> None:
         """Partial windows after a run's end count for its duration; three of them finish it."""
         still: list[_Run] = []
         for run in self._closing:
-            run.add(center, run.level(frame))
+            run.add(center, run.level_at(frames, self._windows, j))
             run.after += 1
             if run.after >= 3:
                 self._finish(run, out)
