@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import itertools
 import logging
@@ -31,6 +32,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import numpy.typing as npt
+
+from media.endpoint import MediaEndpoint
+from media.errors import MediaError
+from media.ports import PortAllocator
+from media.sdp import SessionDescription, audio_stream
+from media.sdp import answer as sdp_answer
+from media.telephone_event import parse_dtmf_relay
+from pbx.errors import PbxError
 from sip.dialog import Dialog, DialogState, new_branch, new_tag
 from sip.endpoint import Endpoint
 from sip.errors import SipParseError
@@ -88,6 +98,8 @@ class Call:
         self.on_offer: OfferHook | None = None
         self.on_info: Callable[[Call, Request], None] | None = None
         self.on_refer: ReferHook | None = None
+        #: The media the switch terminates for this call (IVR, prompts), if any.
+        self.media: MediaEndpoint | None = None
         self.on_end: list[Callable[[Call], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -121,6 +133,8 @@ class Call:
         if self.dialog is not None:
             self.dialog.state = DialogState.TERMINATED
         self.manager._forget(self)
+        if self.media is not None:
+            self.media.close()
         self.ended.set()
         for callback in self.on_end:
             try:
@@ -135,6 +149,37 @@ class Call:
     async def hangup(self, status: int = 0, reason: str = "Normal Clearing") -> None:
         """End the call from our side (BYE when up; the subclasses handle the rest)."""
         raise NotImplementedError
+
+    async def play(self, samples: npt.ArrayLike, *, stop_on_digit: bool = False) -> bool:
+        """Play 8 kHz audio to the phone (see `MediaEndpoint.play`).
+
+        Raises: PbxError when the call has no terminated media (answer_media first).
+        """
+        return await self._own_media().play(samples, stop_on_digit=stop_on_digit)
+
+    async def collect_digits(
+        self,
+        max_digits: int,
+        *,
+        timeout: float,
+        inter_digit_timeout: float | None = None,
+        terminator: str | None = "#",
+    ) -> str:
+        """Digits the phone sends (RFC 4733, SIP INFO or in-band), as `MediaEndpoint` collects.
+
+        Raises: PbxError when the call has no terminated media.
+        """
+        return await self._own_media().collect_digits(
+            max_digits,
+            timeout=timeout,
+            inter_digit_timeout=inter_digit_timeout,
+            terminator=terminator,
+        )
+
+    def _own_media(self) -> MediaEndpoint:
+        if self.media is None:
+            raise PbxError(f"call {self.id} has no media of the switch's own")
+        return self.media
 
     async def _bye(self, reason: str) -> None:
         assert self.dialog is not None
@@ -286,6 +331,36 @@ class InboundCall(Call):
                 self.manager.endpoint.respond(ok)  # passed on in Accepted (RFC 6026)
                 interval = min(interval * 2, timers.t2)
         return True
+
+    async def answer_media(self, ports: PortAllocator, host: str) -> MediaEndpoint:
+        """Answer with the switch's own media (for prompts, menus, voicemail).
+
+        The answer names PCMU or PCMA and telephone-event from the caller's offer.
+        Raises: MediaError (the call is refused with 488) when the offer has neither
+        G.711 law, PortsExhaustedError (refused with 503).
+        """
+        try:
+            offer = SessionDescription.parse(self.remote_sdp or b"")
+            reply = sdp_answer(offer, host, 0, preferences=("PCMU", "PCMA", "telephone-event"))
+        except MediaError:
+            await self.reject(488, "Not Acceptable Here")
+            raise
+        try:
+            media = MediaEndpoint(ports, name=self.request.call_id)
+        except MediaError:
+            await self.reject(503, "Out Of Media Ports")
+            raise
+        reply = sdp_answer(offer, host, media.port, preferences=("PCMU", "PCMA", "telephone-event"))
+        chosen, offered = audio_stream(reply), audio_stream(offer)
+        media.set_remote(
+            dataclasses.replace(
+                chosen, host=offered.host, port=offered.port, rtcp_port=offered.rtcp_port
+            )
+        )
+        self.media = media
+        self.on_info = _info_digits
+        await self.answer(bytes(reply))
+        return media
 
     async def reject(self, status: int, reason: str | None = None) -> None:
         """Refuse the call with a final error response (4xx-6xx)."""
@@ -453,6 +528,19 @@ class OutboundCall(Call):
 IncomingHook = Callable[[InboundCall], Awaitable[None]]
 #: Authenticates an INVITE: returns the caller's user name, or the response to send.
 AuthHook = Callable[[Request, Peer], "str | Response | None"]
+
+
+def _info_digits(call: Call, request: Request) -> None:
+    """SIP INFO with application/dtmf-relay or application/dtmf: a digit for the media."""
+    kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if call.media is None or kind not in ("application/dtmf-relay", "application/dtmf"):
+        return
+    try:
+        digit, _ = parse_dtmf_relay(request.body)
+    except MediaError as exc:
+        log.info("call %s: unreadable DTMF INFO: %s", call.id, exc)
+        return
+    call.media.push_digit(digit)
 
 
 async def _unavailable(call: InboundCall) -> None:

@@ -53,6 +53,12 @@ KNOWN_METHODS = frozenset(
     }
 )  # fmt: skip
 
+#: Bodies a request may carry here: SDP, DTMF in INFO (application/dtmf-relay, the
+#: older application/dtmf) and the sipfrag of a transfer NOTIFY (RFC 3515).
+DEFAULT_ACCEPT = frozenset(
+    {"application/sdp", "application/dtmf-relay", "application/dtmf", "message/sipfrag"}
+)
+
 _HEADER_LINE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:", re.IGNORECASE)
 
 
@@ -65,6 +71,7 @@ class Endpoint:
         timers: Timers | None = None,
         server_header: str = "aiopbx",
         extensions: frozenset[str] = frozenset(),
+        accept: frozenset[str] = DEFAULT_ACCEPT,
     ) -> None:
         self.layer = TransactionLayer(timers or Timers())
         # Timers fire up to this late so that one loop timer serves every transaction
@@ -74,6 +81,7 @@ class Endpoint:
         self._slack = self.layer.timers.t1 / 50
         self.server_header = server_header
         self.extensions = extensions
+        self.accept = accept
         self._handlers: dict[str, Handler] = {}
         self._methods: frozenset[str] = frozenset()
         self._udp: UdpTransport | None = None
@@ -238,7 +246,9 @@ class Endpoint:
         if handler is None:
             self.respond(self._default_answer(request))
             return
-        rejection = check_request(request, methods=self._methods, extensions=self.extensions)
+        rejection = check_request(
+            request, methods=self._methods, extensions=self.extensions, accept=self.accept
+        )
         if rejection is not None:
             self.respond(
                 make_response(

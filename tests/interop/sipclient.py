@@ -99,14 +99,18 @@ class SipClient:
         call_id: str | None = None,
         branch: str | None = None,
         rtp_port: int = 40000,
+        events: bool = False,
     ) -> bytes:
-        """An INVITE from `user` to number `target` with a PCMU offer at `rtp_port`."""
+        """An INVITE from `user` to number `target` with a PCMU offer at `rtp_port`
+        (and telephone-event 101 with `events`)."""
         host = f"127.0.0.1:{self.server_port}"
         branch = branch or f"z9hG4bKi{next(self._branches)}x{secrets.token_hex(4)}"
+        formats = "0 101" if events else "0"
         sdp = (
-            b"v=0\r\no=ua 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-            b"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-        )
+            "v=0\r\no=ua 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {rtp_port} RTP/AVP {formats}\r\na=rtpmap:0 PCMU/8000\r\n"
+            + ("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n" if events else "")
+        ).encode()
         lines = [
             f"INVITE sip:{target}@{host} SIP/2.0",
             f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={branch}",
