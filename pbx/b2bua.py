@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from media.errors import MediaError, SdpError
 from media.ports import PortAllocator
@@ -35,6 +35,18 @@ log = logging.getLogger(__name__)
 
 
 MAX_FORWARDS = 5  # hops of call forwarding before a call is refused as a loop (482)
+
+
+class Application(Protocol):
+    """Something above the switch that answers some numbers itself (IVR, voicemail)."""
+
+    async def handles(self, number: str) -> bool:
+        """Whether calls to `number` are this application's."""
+        ...
+
+    async def run(self, call: InboundCall, switch: B2bua) -> str:
+        """Serve one call (answering it, or not); returns the CDR's hangup cause."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +134,8 @@ class B2bua:
         self._clock = clock
         #: The bridge each live bridged call belongs to (for transfers).
         self.bridges: dict[str, Bridge] = {}
+        #: Applications that own some numbers (IVR menus ...), asked before extensions.
+        self.applications: list[Application] = []
 
     async def route(self, inbound: InboundCall) -> None:
         """The CallManager's on_incoming hook: one caller's whole call."""
@@ -147,6 +161,13 @@ class B2bua:
             )
 
     async def _connect(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
+        for app in self.applications:
+            if await app.handles(inbound.callee):
+                cause = await app.run(inbound, self)
+                if inbound.answered.is_set():
+                    await self.store.cdrs.answered(cdr, inbound.started)
+                    return Disposition.ANSWERED, cause
+                return Disposition.FAILED, cause
         if not await self._exists(inbound.callee):
             await inbound.reject(404, "Not Found")
             return Disposition.FAILED, "404 unknown number"
@@ -388,6 +409,70 @@ class B2bua:
             bridge.close()
             return "no ACK from caller"
         return await bridge.run()
+
+    async def connect_to(self, call: InboundCall, number: str) -> tuple[bool, str]:
+        """Join an answered call whose media the switch terminates (an IVR caller) to
+        what `number` names. The caller is re-INVITEd onto a relay, the number rung;
+        on answer the two are bridged until one hangs up.
+
+        Returns (True, cause) after a bridged call ended, (False, why) when nobody
+        answered; the caller's own media is back in place then.
+        """
+        own = call.media
+        if own is None or own.stream is None:
+            return False, "no media to hand over"
+        host = self.ports.host
+        if host in ("0.0.0.0", "::", ""):
+            host = self.manager.local_host(call.peer)
+        plan = await self._plan(number)
+        if plan is None:
+            return False, f"404 unknown number {number}"
+        attempts, _ = plan
+        targets = [t for attempt in attempts for t in attempt.targets]
+        if not targets:
+            return False, f"480 {number} not registered"
+        media = AnchoredMedia(
+            self.ports,
+            host,
+            name=call.request.call_id,
+            timeout=self.media_timeout,
+            on_timeout=lambda leg: self.manager.spawn(
+                call.hangup(0, "media timeout"), f"media timeout {call.id}"
+            ),
+        )
+        try:
+            reoffer = media.adopt("a", own.stream)
+            offer_b = media.offer_for_new("b")
+            winner: OutboundCall | None = None
+            for attempt in attempts:
+                if not attempt.targets:
+                    continue
+                winner, _ = await self.ring_targets(
+                    call,
+                    attempt.targets,
+                    offer_b,
+                    attempt.seconds,
+                    caller_id=call.caller,
+                    callee=number,
+                )
+                if winner is not None or call.state is CallState.ENDED:
+                    break
+            if winner is None:
+                return False, f"no answer from {number}"
+            status, answer = await call.send_offer(reoffer)
+            if not 200 <= status < 300 or not answer:
+                await winner.hangup(0, "caller refused the re-INVITE")
+                return False, f"{status} re-INVITE of the caller"
+            media.connect_new("a", answer)
+            media.connect_new("b", winner.remote_sdp or b"")
+            own.close()
+            call.media = None
+            return True, await Bridge(self, media, call, winner).run() + f" (via {number})"
+        except (SdpError, MediaError) as exc:
+            log.info("call %s: cannot connect to %s: %s", call.id, number, exc)
+            return False, f"488 {exc}"
+        finally:
+            media.close()
 
     async def dial_number(
         self, number: str, transferee: Call, offer: bytes

@@ -121,27 +121,14 @@ class AnchoredMedia:
         stream = self.relay.leg(_other(leg)).stream
         if stream is None:
             raise MediaError("the other leg has no negotiated media")
-        codec = stream.codec
-        port = self.relay.leg(leg).port
-        formats = [str(codec.payload_type)]
-        lines = [f"a=rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}"]
-        if stream.telephone_event is not None:
-            event = stream.telephone_event
-            formats.append(str(event))
-            lines += [f"a=rtpmap:{event} telephone-event/8000", f"a=fmtp:{event} 0-16"]
-        text = "\r\n".join(
-            [
-                "v=0",
-                f"o=aiopbx 0 0 IN IP4 {self.host}",
-                "s=-",
-                f"c=IN IP4 {self.host}",
-                "t=0 0",
-                f"m=audio {port} RTP/AVP {' '.join(formats)}",
-                *lines,
-                "a=sendrecv",
-            ]
-        )
-        return bytes(with_g711_fallback(SessionDescription.parse(text + "\r\n")))
+        return _offer(self.host, self.relay.leg(leg).port, stream)
+
+    def adopt(self, leg: LegName, stream: AudioStream) -> bytes:
+        """Take over a phone whose media the switch terminated so far (an IVR caller):
+        `leg` is pointed at `stream`, and the returned offer (its own codec, at the
+        relay) is what the phone must be re-INVITEd with."""
+        self.relay.set_remote(leg, stream)
+        return _offer(self.host, self.relay.leg(leg).port, stream)
 
     def connect_new(self, leg: LegName, sdp: bytes) -> None:
         """The new party's answer to `offer_for_new`: point `leg` of the relay at it.
@@ -151,6 +138,31 @@ class AnchoredMedia:
         theirs = audio_stream(SessionDescription.parse(sdp))
         self.relay.set_remote(leg, theirs)
         self.relay.hold(leg, _held(theirs))
+
+
+def _offer(host: str, port: int, stream: AudioStream) -> bytes:
+    """An offer at `host`:`port` naming `stream`'s codec (and the other G.711 law the
+    relay can transcode to) and telephone-event."""
+    codec = stream.codec
+    formats = [str(codec.payload_type)]
+    lines = [f"a=rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}"]
+    if stream.telephone_event is not None:
+        event = stream.telephone_event
+        formats.append(str(event))
+        lines += [f"a=rtpmap:{event} telephone-event/8000", f"a=fmtp:{event} 0-16"]
+    text = "\r\n".join(
+        [
+            "v=0",
+            f"o=aiopbx 0 0 IN IP4 {host}",
+            "s=-",
+            f"c=IN IP4 {host}",
+            "t=0 0",
+            f"m=audio {port} RTP/AVP {' '.join(formats)}",
+            *lines,
+            "a=sendrecv",
+        ]
+    )
+    return bytes(with_g711_fallback(SessionDescription.parse(text + "\r\n")))
 
 
 def _held(stream: AudioStream) -> bool:

@@ -13,12 +13,12 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from media.ports import PortAllocator
 from pbx.auth import Authenticator, AuthResult, BanList, NonceManager
-from pbx.b2bua import B2bua
+from pbx.b2bua import Application, B2bua
 from pbx.calls import CallManager
 from pbx.config import Settings
 from pbx.control import ControlServer
@@ -63,8 +63,19 @@ HEARTBEAT_SECONDS = 5.0
 class PbxServer:
     """One running switch: store, SIP endpoint, registrar, control API."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
-        """`clock` is wall time (bindings expire by it, nonces age by it); tests pass a fake."""
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        applications: Sequence[Application] = (),
+    ) -> None:
+        """`clock` is wall time (bindings expire by it, nonces age by it); tests pass a fake.
+
+        `applications` answer some numbers themselves (IVR menus ...): the layer above
+        (the CLI) passes them in, since pbx/ may not import them.
+        """
+        self._applications = list(applications)
         settings.validate()
         self.settings = settings
         self._clock = clock
@@ -125,6 +136,7 @@ class PbxServer:
             media_timeout=s.media_timeout or None,
             clock=self._clock,
         )
+        self.b2bua.applications = self._applications
         self.calls.on_incoming = self.b2bua.route
         self._control = ControlServer(
             s,
@@ -266,14 +278,18 @@ class PbxServer:
                 log.debug("users reloaded: %d", len(self._users))
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    applications: Sequence[Application] = (),
+) -> None:
     """Run a server until `stop` is set (or SIGINT/SIGTERM arrives)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    server = PbxServer(settings)
+    server = PbxServer(settings, applications=applications)
     try:
         await server.start()
         tune_gc()
@@ -282,7 +298,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await server.stop()
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, applications: Sequence[Application] = ()) -> None:
     """Blocking entry point of `pbx serve` (uvloop when importable)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -290,6 +306,6 @@ def run(settings: Settings) -> None:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, applications=applications))
     else:
-        uvloop.run(serve(settings))
+        uvloop.run(serve(settings, applications=applications))
