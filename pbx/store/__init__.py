@@ -16,6 +16,7 @@ from pbx.store.bindings import Binding, BindingRepo
 from pbx.store.cdrs import Cdr, CdrRepo, Disposition
 from pbx.store.database import Database
 from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
+from pbx.store.ivr import IvrRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
 from pbx.store.users import User, UserRepo
@@ -31,6 +32,7 @@ __all__ = [
     "DialplanRepo",
     "Disposition",
     "Forwarding",
+    "IvrRepo",
     "RingGroup",
     "SettingsRepo",
     "Store",
@@ -47,6 +49,7 @@ class Store:
     settings: SettingsRepo
     cdrs: CdrRepo
     dialplan: DialplanRepo
+    ivr: IvrRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -55,6 +58,7 @@ class Store:
         self.settings = SettingsRepo(db)
         self.cdrs = CdrRepo(db)
         self.dialplan = DialplanRepo(db)
+        self.ivr = IvrRepo(db, clock)
 
     @classmethod
     async def open(

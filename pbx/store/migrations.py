@@ -112,6 +112,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    (
+        4,
+        """
+        -- The IVR configuration (menus, time conditions) as one TOML document,
+        -- replaced whole on import; ivr.menu validates it before it is stored.
+        CREATE TABLE ivr_config (
+            id      INTEGER PRIMARY KEY CHECK (id = 1),
+            body    TEXT NOT NULL,
+            updated REAL NOT NULL
+        ) STRICT;
+        """,
+    ),
 )
 
 

@@ -1,0 +1,50 @@
+"""IVR configuration: one TOML document, stored whole.
+
+The switch never interprets it (`pbx/` does not import `ivr/`): `ivr.menu`
+validates the text before `put` and parses it after `get`. An import replaces
+the whole document in one transaction, so the running server reads either the
+old configuration or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pbx.store.database import Database
+
+
+class IvrRepo:
+    """The IVR configuration document (TOML text)."""
+
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def get(self) -> str:
+        """The stored TOML text, or "" when none is stored."""
+        row = await self._db.fetchone("SELECT body FROM ivr_config WHERE id = 1")
+        return "" if row is None else str(row[0])
+
+    async def updated(self) -> float | None:
+        """When the document was last replaced (clock time), or None when none is stored."""
+        row = await self._db.fetchone("SELECT updated FROM ivr_config WHERE id = 1")
+        return None if row is None else float(row[0])
+
+    async def put(self, text: str) -> None:
+        """Replace the whole document with `text` (validate it first: see `ivr.menu`).
+
+        Raises:
+            StoreError: the database could not be written.
+        """
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO ivr_config (id, body, updated) VALUES (1, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated = excluded.updated",
+                (text, self._clock()),
+            )
+
+    async def clear(self) -> bool:
+        """Remove the document; True when there was one."""
+        async with self._db.transaction() as conn:
+            cur = await conn.execute("DELETE FROM ivr_config WHERE id = 1")
+            return cur.rowcount > 0
