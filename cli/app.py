@@ -32,6 +32,7 @@ from typer.exceptions import TyperException
 
 from cli.amd import amd_app
 from cli.dtmf import dtmf_app
+from cli.ivr import ivr_app
 from cli.prompt import prompt_app
 from pbx.config import Settings, default_data_dir
 from pbx.errors import ConfigError, ControlError, PbxError
@@ -120,6 +121,7 @@ user_app = typer.Typer(
 app.add_typer(user_app)
 app.add_typer(amd_app, name="amd")
 app.add_typer(dtmf_app, name="dtmf")
+app.add_typer(ivr_app, name="ivr")
 app.add_typer(prompt_app, name="prompt")
 
 DataDirOption = Annotated[

@@ -10,7 +10,7 @@ The TOML file (`pbx ivr import` / `pbx ivr export`)::
     [[menu]]
     name = "main"                 # letters, digits, '.', '_', '-'
     number = "800"                # optional: the DID or internal number that reaches it
-    greeting = "main-greeting"    # a prompt name
+    greeting = "main-greeting"    # a prompt name (pbx prompt list)
     timeout = 5.0                 # seconds to wait for a key after the greeting
     invalid_prompt = "ivr-invalid"
     timeout_prompt = "ivr-timeout"
@@ -68,6 +68,7 @@ KINDS = KINDS_WITH_TARGET + KINDS_WITHOUT_TARGET
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+_PROMPT_RE = re.compile(r"[a-z0-9_-]{1,64}")  # as ivr.prompts names its WAV files
 _NUMBER_RE = re.compile(r"\+?[A-Za-z0-9_*#][A-Za-z0-9._*#-]{0,31}")
 _MENU_FIELDS = frozenset(
     {
@@ -304,6 +305,17 @@ def _str(where: str, table: Mapping[str, Any], key: str, default: str | None = N
     return value
 
 
+def _prompt(where: str, table: Mapping[str, Any], key: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise IvrConfigError(f"{where}: {key} is missing")
+    if not isinstance(value, str) or _PROMPT_RE.fullmatch(value) is None:
+        raise IvrConfigError(
+            f"{where}: {key} {value!r} is not a prompt name (1-64 of a-z, 0-9, '-', '_')"
+        )
+    return value
+
+
 def _number(where: str, table: Mapping[str, Any]) -> str | None:
     value = table.get("number")
     if value is None:
@@ -356,11 +368,11 @@ def _menu(table: Mapping[str, Any], index: int) -> Menu:
     return Menu(
         name=_str(where, table, "name"),
         number=_number(where, table),
-        greeting=_str(where, table, "greeting"),
+        greeting=_prompt(where, table, "greeting"),
         options=options,
         timeout=float(timeout),
-        invalid_prompt=_str(where, table, "invalid_prompt", "ivr-invalid"),
-        timeout_prompt=_str(where, table, "timeout_prompt", "ivr-timeout"),
+        invalid_prompt=_prompt(where, table, "invalid_prompt", "ivr-invalid"),
+        timeout_prompt=_prompt(where, table, "timeout_prompt", "ivr-timeout"),
         retries=_int(where, table, "retries", 3, 0, 20),
         fallback=fallback,
         dial_by_extension=dial_by_extension,

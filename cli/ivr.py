@@ -1,0 +1,156 @@
+"""`pbx ivr`: IVR menus and time conditions, kept as one TOML document in the database.
+
+`import FILE.toml` validates the file (`ivr.menu.parse_toml`) and replaces the
+whole configuration; `export` writes it back (normalized through `to_toml`) to
+stdout or `--output FILE`; `list` shows the menus and schedules; `clear` removes
+them. A bad file ends in one `pbx: error: …` line naming the menu and field,
+exit status 1, and leaves the stored configuration as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from ivr.menu import Menu, Schedule, parse_toml, to_toml
+from pbx.config import Settings, default_data_dir
+from pbx.errors import ConfigError
+from pbx.store import Store
+
+T = TypeVar("T")
+
+ivr_app = typer.Typer(
+    name="ivr",
+    help="IVR menus and time conditions (import/export as TOML).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+# The same option as cli.app's (which imports this module, so it cannot be imported here).
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Data directory [default: $PBX_DATA_DIR, else $XDG_DATA_HOME/aiopbx].",
+        show_default=False,
+    ),
+]
+
+
+def _run(coro: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await coro
+
+    return asyncio.run(wrapper())
+
+
+async def _open(data_dir: Path | None) -> Store:
+    """The database of an initialized data directory. Raises: ConfigError when there is none."""
+    directory = data_dir if data_dir is not None else default_data_dir()
+    db_path = Settings(data_dir=directory).db_path
+    if not db_path.is_file():
+        raise ConfigError(f"no database in {directory}; run `pbx init` first")
+    return await Store.open(db_path)
+
+
+async def _get(data_dir: Path | None) -> tuple[tuple[Menu, ...], tuple[Schedule, ...]]:
+    async with await _open(data_dir) as store:
+        text = await store.ivr.get()
+    return parse_toml(text)
+
+
+async def _put(data_dir: Path | None, text: str) -> None:
+    async with await _open(data_dir) as store:
+        await store.ivr.put(text)
+
+
+async def _clear(data_dir: Path | None) -> bool:
+    async with await _open(data_dir) as store:
+        return await store.ivr.clear()
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@ivr_app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(metavar="FILE.toml", help="The IVR configuration.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Validate FILE.toml and make it the whole IVR configuration (replacing the old one)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{file}: {reason}") from None
+    try:
+        menus, schedules = parse_toml(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    _run(_put(data_dir, to_toml(menus, schedules)))
+    typer.echo(
+        f"imported {_counted(len(menus), 'menu')} and {_counted(len(schedules), 'schedule')}"
+    )
+
+
+@ivr_app.command("export")
+def export_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Write the IVR configuration as TOML (empty when there is none)."""
+    text = to_toml(*_run(_get(data_dir)))
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{output}: {exc.strerror or exc}") from None
+
+
+def _options(menu: Menu) -> str:
+    parts = [f"{key}={action}" for key, action in menu.options.items()]
+    if menu.dial_by_extension:
+        parts.append(f"ext({menu.extension_digits})")
+    return " ".join(parts)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in (headers, *rows)) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in (headers, *rows)
+    )
+
+
+@ivr_app.command("list")
+def list_command(data_dir: DataDirOption = None) -> None:
+    """List the menus (name, number, greeting, options) and the schedules."""
+    menus, schedules = _run(_get(data_dir))
+    if not menus:
+        typer.echo("no IVR menus; load some with `pbx ivr import FILE.toml`")
+        return
+    rows = [(m.name, m.number or "-", m.greeting, _options(m)) for m in menus]
+    typer.echo(_table(("NAME", "NUMBER", "GREETING", "OPTIONS"), rows))
+    if schedules:
+        typer.echo("")
+        timed = [
+            (s.name, s.number or "-", s.open_menu, s.closed_menu, str(len(s.holidays)))
+            for s in schedules
+        ]
+        typer.echo(_table(("SCHEDULE", "NUMBER", "OPEN", "CLOSED", "HOLIDAYS"), timed))
+
+
+@ivr_app.command("clear")
+def clear_command(data_dir: DataDirOption = None) -> None:
+    """Remove every IVR menu and schedule."""
+    removed = _run(_clear(data_dir))
+    typer.echo("cleared the IVR configuration" if removed else "no IVR configuration to clear")
