@@ -277,11 +277,13 @@ def serve(
     if result.users == 0:
         typer.echo("no users yet; " + HINT_ADD_USER)
     server = _import("pbx.server")
+    runner = _import("ivr.runner")
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    server.run(settings)
+    # The CLI is the composition root: applications above pbx/ plug in here.
+    server.run(settings, applications=[runner.IvrApplication(settings.data_dir)])
 
 
 async def _add_user(

@@ -40,7 +40,7 @@ MAX_FORWARDS = 5  # hops of call forwarding before a call is refused as a loop (
 class Application(Protocol):
     """Something above the switch that answers some numbers itself (IVR, voicemail)."""
 
-    async def handles(self, number: str) -> bool:
+    async def handles(self, number: str, switch: B2bua) -> bool:
         """Whether calls to `number` are this application's."""
         ...
 
@@ -162,7 +162,7 @@ class B2bua:
 
     async def _connect(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
         for app in self.applications:
-            if await app.handles(inbound.callee):
+            if await app.handles(inbound.callee, self):
                 cause = await app.run(inbound, self)
                 if inbound.answered.is_set():
                     await self.store.cdrs.answered(cdr, inbound.started)

@@ -7,6 +7,7 @@ import hashlib
 import re
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +213,14 @@ def test_help_still_works() -> None:
 @pytest.fixture
 def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     calls: list[Settings] = []
+
+    def run(settings: Settings, applications: Sequence[object] = ()) -> None:
+        # `pbx serve` plugs the IVR in as an application of the switch.
+        assert [type(a).__name__ for a in applications] == ["IvrApplication"]
+        calls.append(settings)
+
     module = types.ModuleType("pbx.server")
-    module.run = calls.append  # type: ignore[attr-defined]
+    module.run = run  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "pbx.server", module)
     return calls
 

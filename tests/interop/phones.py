@@ -75,17 +75,25 @@ async def phone(server: PbxServer, user: str, scenario: str, workdir: Path, *ext
 
 
 async def dial(
-    ua: SipClient, server: PbxServer, target: str, *, caller: str = "1001", rtp_port: int = 40000
+    ua: SipClient,
+    server: PbxServer,
+    target: str,
+    *,
+    caller: str = "1001",
+    rtp_port: int = 40000,
+    events: bool = False,
 ) -> tuple[bytes, Response]:
     """INVITE `target` as `caller`, answering the digest challenge; ACK the final
     response. Returns the authenticated INVITE and its final response."""
-    unauthenticated = ua.invite(caller, target, cseq=1, rtp_port=rtp_port)
+    unauthenticated = ua.invite(caller, target, cseq=1, rtp_port=rtp_port, events=events)
     first = await ua.exchange(unauthenticated)
     assert first.status == 401
     ua.send(ua.ack_for(unauthenticated, first))
     uri = f"sip:{target}@127.0.0.1:{server.sip_port}"
     creds = make_credentials(ua.challenge(first, "MD5"), caller, PASSWORDS[caller], "INVITE", uri)
-    invite = ua.invite(caller, target, authorization=str(creds), cseq=2, rtp_port=rtp_port)
+    invite = ua.invite(
+        caller, target, authorization=str(creds), cseq=2, rtp_port=rtp_port, events=events
+    )
     final = await ua.exchange(invite, timeout=20)
     ua.send(ua.ack_2xx(invite, final) if final.status < 300 else ua.ack_for(invite, final))
     return invite, final

@@ -256,7 +256,8 @@ class SipClient:
             return None
 
     async def exchange(self, data: bytes, timeout: float = 5.0) -> Response:
-        """Send a request, return the parsed final response (provisional ones skipped)."""
+        """Send a request, return the parsed final response (provisional responses and
+        the switch's own requests, such as a late ACK, are skipped)."""
         self.send(data)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -264,9 +265,9 @@ class SipClient:
             raw = await self.receive(max(0.0, deadline - loop.time()))
             assert raw is not None, "no response from the server"
             message = parse_message(raw)
-            assert isinstance(message, Response)
-            if message.status >= 200:
+            if isinstance(message, Response) and message.status >= 200:
                 return message
+            # a provisional response, or a request of the switch's (an ACK ...): not ours
 
     @staticmethod
     def challenge(response: Response, algorithm: str) -> Challenge:

@@ -1,0 +1,176 @@
+"""The IVR runner: menus (`ivr.menu`) played on calls through the Call API.
+
+`IvrApplication` is an application of the switch (`pbx.b2bua.Application`): it owns
+the numbers of the stored menus and time conditions. For a call to one of them it
+answers with the switch's own media, plays the menu's greeting (a key cuts it short),
+collects a key and carries out its action: dial an extension or ring group (the
+caller is then bridged through the relay), go to another menu, repeat, hang up, or
+collect an extension number (dial-by-extension). Silence replays the timeout prompt,
+a key with no action the invalid prompt; after `retries` of either the menu's
+fallback action runs. A prompt that cannot be loaded is replaced by a short tone
+so a caller is never left in silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from ivr.menu import Action, Menu, menu_for_number, parse_toml
+from ivr.prompts import PromptError, PromptStore
+from media.endpoint import tone
+from media.errors import MediaError
+from pbx.b2bua import B2bua
+from pbx.calls import CallState, InboundCall
+
+log = logging.getLogger(__name__)
+
+#: Seconds between the digits of an extension number dialled from a menu.
+INTER_DIGIT = 3.0
+
+
+class IvrApplication:
+    """Menus stored in the switch's database, prompts under `data_dir/prompts`."""
+
+    def __init__(self, data_dir: Path, *, clock: Callable[[], datetime] = datetime.now) -> None:
+        self.prompts = PromptStore(data_dir / "prompts")
+        self._clock = clock
+        self._cache: dict[tuple[str, float], npt.NDArray[np.int16]] = {}
+        self._defaults_ready = False
+
+    async def _lookup(self, switch: B2bua, number: str) -> tuple[dict[str, Menu], Menu | None]:
+        """The stored menus and the one for `number` — read per call, so that
+        `pbx ivr import` applies to the next call."""
+        text = await switch.store.ivr.get()
+        if not text:
+            return {}, None
+        menus, schedules = parse_toml(text)
+        return {m.name: m for m in menus}, menu_for_number(number, menus, schedules, self._clock())
+
+    async def handles(self, number: str, switch: B2bua) -> bool:
+        _, menu = await self._lookup(switch, number)
+        return menu is not None
+
+    async def run(self, call: InboundCall, switch: B2bua) -> str:
+        menus, menu = await self._lookup(switch, call.callee)
+        if menu is None:
+            await call.reject(404, "Not Found")
+            return "404 no menu"
+        if not self._defaults_ready:
+            await asyncio.to_thread(self.prompts.ensure_defaults)
+            self._defaults_ready = True
+        host = switch.ports.host
+        if host in ("0.0.0.0", "::", ""):
+            host = switch.manager.local_host(call.peer)
+        try:
+            await call.answer_media(switch.ports, host)
+        except MediaError as exc:
+            return f"488 IVR media: {exc}"
+        return await self._serve(call, switch, menus, menu)
+
+    async def _serve(
+        self, call: InboundCall, switch: B2bua, menus: dict[str, Menu], menu: Menu
+    ) -> str:
+        misses = 0
+        while call.state is CallState.UP:
+            await self._play(call, menu.greeting, stop_on_digit=True)
+            action, heard = await self._choice(call, menu)
+            if action is None:
+                misses += 1
+                if misses <= menu.retries:
+                    await self._play(
+                        call, menu.timeout_prompt if not heard else menu.invalid_prompt
+                    )
+                    continue
+                action = menu.fallback
+            result = await self._act(call, switch, menus, menu, action)
+            if isinstance(result, Menu):
+                menu, misses = result, 0
+                continue
+            if result is not None:
+                return result
+            misses += 1  # the action failed (nobody answered ...): back to the menu
+            if misses > menu.retries:
+                return await self._finish(call, menus, switch, menu.fallback)
+        return "caller hung up in the IVR"
+
+    async def _choice(self, call: InboundCall, menu: Menu) -> tuple[Action | None, bool]:
+        """The action the caller picked, and whether any key was heard at all."""
+        key = await call.collect_digits(1, timeout=menu.timeout, terminator=None)
+        if not key:
+            return None, False
+        action = menu.options.get(key)
+        if action is not None and action.kind == "dial_by_extension":
+            number = await call.collect_digits(
+                menu.extension_digits, timeout=menu.timeout, inter_digit_timeout=INTER_DIGIT
+            )
+            return (Action("extension", number) if number else None), True
+        if action is None and menu.dial_by_extension and key.isdigit():
+            rest = await call.collect_digits(
+                menu.extension_digits - 1, timeout=INTER_DIGIT, inter_digit_timeout=INTER_DIGIT
+            )
+            return Action("extension", key + rest), True
+        return action, True
+
+    async def _act(
+        self,
+        call: InboundCall,
+        switch: B2bua,
+        menus: dict[str, Menu],
+        menu: Menu,
+        action: Action,
+    ) -> Menu | str | None:
+        """Carry out an action: a Menu to go on with, a final cause, or None (failed)."""
+        if action.kind == "repeat":
+            return menu
+        if action.kind == "menu" and action.target in menus:
+            return menus[action.target]
+        if action.kind == "extension" and action.target:
+            joined, cause = await switch.connect_to(call, action.target)
+            if joined:
+                return cause
+            log.info("call %s: IVR could not reach %s: %s", call.id, action.target, cause)
+            if call.state is not CallState.UP:
+                return "caller hung up while the IVR dialled"
+            await self._play(call, menu.invalid_prompt)
+            return None
+        return await self._finish(call, menus, switch, action)
+
+    async def _finish(
+        self, call: InboundCall, menus: dict[str, Menu], switch: B2bua, action: Action
+    ) -> str:
+        """End the call for `hangup`, or for what is not built yet (voicemail)."""
+        if action.kind == "voicemail":
+            await self._play(call, "vm-unavailable")
+            await call.hangup(0, "IVR voicemail (not built yet)")
+            return f"voicemail {action.target} not available yet"
+        await self._play(call, "ivr-goodbye")
+        await call.hangup(0, "IVR hangup")
+        return f"IVR {action.kind}"
+
+    async def _play(self, call: InboundCall, name: str, *, stop_on_digit: bool = False) -> bool:
+        if call.state is not CallState.UP or call.media is None:
+            return False
+        return await call.play(await self._prompt(name), stop_on_digit=stop_on_digit)
+
+    async def _prompt(self, name: str) -> npt.NDArray[np.int16]:
+        """A prompt's audio, cached until its file changes (`pbx prompt say` applies)."""
+        try:
+            key = (name, self.prompts.path(name).stat().st_mtime)
+        except (OSError, PromptError):
+            key = (name, 0.0)
+        audio = self._cache.get(key)
+        if audio is None:
+            try:
+                audio = await asyncio.to_thread(self.prompts.load, name)
+            except PromptError as exc:
+                log.warning("IVR prompt %s: %s; playing a tone instead", name, exc)
+                audio = tone(480, 0.3)
+            self._cache[key] = audio
+        return audio
