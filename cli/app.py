@@ -477,6 +477,26 @@ def user_forward(
     typer.echo(format_table(("FORWARD", f"{name} TO"), rows))
 
 
+async def _record(data_dir: Path, name: str, mode: str | None) -> str:
+    async with await _open_existing(data_dir) as store:
+        await store.users.get(name)  # NotFoundError for an unknown user
+        if mode is not None:
+            await store.dialplan.set_recording_mode(name, mode)
+        return await store.dialplan.recording_mode(name)
+
+
+@user_app.command("record")
+def user_record(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Username (extension).")],
+    mode: Annotated[
+        str | None, typer.Option(help="always: record every call of it; never.")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show or set whether an extension's calls are recorded (two-channel WAV, in the CDR)."""
+    typer.echo(f"{name} recording: {_run(_record(_data_dir(data_dir), name, mode))}")
+
+
 ringgroup_app = typer.Typer(
     name="ringgroup",
     help="Ring groups: one number ringing several extensions.",
@@ -619,7 +639,7 @@ def cdr_list(
         raise ConfigError(f"--format {output!r}: choose table, csv or json")
     rows = _run(_list_cdrs(_data_dir(data_dir), _since(since), limit))
     fields = ("id", "call_id", "caller", "callee", "start", "answer", "end", "duration",
-              "billsec", "disposition", "hangup_cause")  # fmt: skip
+              "billsec", "disposition", "hangup_cause", "recording")  # fmt: skip
     records = [{f: getattr(r, f) for f in fields} for r in rows]
     if output == "json":
         typer.echo(json.dumps(records, indent=1))

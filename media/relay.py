@@ -127,7 +127,7 @@ class _Channel:
 
     __slots__ = (
         "dropped", "expected", "handle", "kind", "last", "leg", "locked", "mapping", "octets",
-        "out", "packets", "recvfrom", "remote", "sendto", "sock", "source",
+        "out", "packets", "recvfrom", "remote", "sendto", "sock", "source", "tap",
     )  # fmt: skip
 
     def __init__(self, leg: Leg, kind: str, sock: socket.socket) -> None:
@@ -147,6 +147,7 @@ class _Channel:
         self.octets = 0
         self.dropped = 0
         self.last: float | None = None
+        self.tap: Callable[[bytes], None] | None = None  # a recorder, when recording
 
     def set_expected(self, address: Address | None) -> None:
         if address == self.expected:
@@ -167,6 +168,8 @@ class _Channel:
         self.packets += 1
         self.octets += len(data)
         self.last = _monotonic()
+        if self.tap is not None:
+            self.tap(data)
         out = self.out
         remote = out.remote
         if remote is None:
@@ -325,6 +328,12 @@ class RelaySession:
         leg.rtp.mapping, other.rtp.mapping = to_other, from_other
         log.debug("%s leg %s remote %s:%s %s", self.name, name, stream.host, stream.port,
                   stream.codec.name)  # fmt: skip
+
+    def record(self, tap: Callable[[LegName, bytes], None] | None) -> None:
+        """Hand every accepted RTP datagram of both legs to `tap` (None stops it)."""
+        for leg in (self.a, self.b):
+            name = leg.name
+            leg.rtp.tap = None if tap is None else (lambda data, n=name: tap(n, data))
 
     def hold(self, name: LegName, on: bool) -> None:
         """Mark leg `name` on hold (its phone may stop sending) or resumed.

@@ -17,10 +17,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from media.errors import MediaError, SdpError
 from media.ports import PortAllocator
+from media.recorder import CallRecorder
 from pbx.bridge import Bridge
 from pbx.calls import Call, CallManager, CallState, InboundCall, OutboundCall
 from pbx.media_bridge import AnchoredMedia
@@ -120,6 +122,7 @@ class B2bua:
         users: Callable[[], set[str]],
         *,
         ports: PortAllocator,
+        recordings: Path = Path("recordings"),
         ring_timeout: float = 60.0,
         media_timeout: float | None = 60.0,
         clock: Callable[[], float] = time.time,
@@ -129,6 +132,7 @@ class B2bua:
         self.location = location
         self._users = users
         self.ports = ports
+        self.recordings = recordings
         self.ring_timeout = ring_timeout
         self.media_timeout = media_timeout
         self._clock = clock
@@ -302,7 +306,8 @@ class B2bua:
             await inbound.reject(488, "Not Acceptable Here")
             return Disposition.FAILED, f"488 bad answer: {exc}"
         await self.store.cdrs.answered(cdr, self._clock())
-        return Disposition.ANSWERED, await self._bridge(inbound, winner, reply, media) + via
+        cause = await self._bridge(inbound, winner, reply, media, cdr)
+        return Disposition.ANSWERED, cause + via
 
     async def _fork(
         self,
@@ -399,16 +404,38 @@ class B2bua:
         return None, [f.final.result().status for f in forks]
 
     async def _bridge(
-        self, inbound: InboundCall, outbound: OutboundCall, reply: bytes, media: AnchoredMedia
+        self,
+        inbound: InboundCall,
+        outbound: OutboundCall,
+        reply: bytes,
+        media: AnchoredMedia,
+        cdr: int,
     ) -> str:
         """Answer the caller through the relay and keep the legs joined until one hangs up
-        (transfers may swap a leg meanwhile)."""
+        (transfers may swap a leg meanwhile); record it when either extension asks."""
         bridge = Bridge(self, media, inbound, outbound)
         if not await inbound.answer(reply):
             await outbound.hangup()
             bridge.close()
             return "no ACK from caller"
-        return await bridge.run()
+        recorder = await self._recorder(media, inbound.caller, outbound.callee)
+        try:
+            return await bridge.run()
+        finally:
+            if recorder is not None:
+                recorder.stop()
+                name = f"{time.strftime('%Y%m%d-%H%M%S')}-{inbound.id}.wav"
+                path = await recorder.save(self.recordings / time.strftime("%Y-%m") / name)
+                await self.store.cdrs.set_recording(cdr, str(path))
+
+    async def _recorder(self, media: AnchoredMedia, *users: str) -> CallRecorder | None:
+        """A started recorder when any of `users` records its calls always."""
+        modes = [await self.store.dialplan.recording_mode(user) for user in users]
+        if "always" not in modes:
+            return None
+        recorder = CallRecorder(media.relay)
+        recorder.start()
+        return recorder
 
     async def connect_to(self, call: InboundCall, number: str) -> tuple[bool, str]:
         """Join an answered call whose media the switch terminates (an IVR caller) to

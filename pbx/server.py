@@ -132,6 +132,7 @@ class PbxServer:
             self.registrar.location,
             lambda: set(self._users),
             ports=PortAllocator(s.sip_host, s.rtp_port_min, s.rtp_port_max),
+            recordings=s.data_dir / "recordings",
             ring_timeout=s.ring_timeout,
             media_timeout=s.media_timeout or None,
             clock=self._clock,

@@ -40,6 +40,7 @@ class Cdr:
     end: float | None
     disposition: str | None
     hangup_cause: str | None
+    recording: str | None = None  # the WAV file, when the call was recorded
 
     @property
     def duration(self) -> float | None:
@@ -54,7 +55,7 @@ class Cdr:
         return 0.0 if self.answer is None else max(0.0, self.end - self.answer)
 
 
-_COLUMNS = "id, call_id, caller, callee, start, answer, end, disposition, hangup_cause"
+_COLUMNS = "id, call_id, caller, callee, start, answer, end, disposition, hangup_cause, recording"
 
 
 def _cdr(row: sqlite3.Row) -> Cdr:
@@ -90,6 +91,11 @@ class CdrRepo:
                 " WHERE id = ? AND end IS NULL",
                 (end, str(disposition), cause, row_id),
             )
+
+    async def set_recording(self, row_id: int, path: str) -> None:
+        """Link the call's recording file to its row."""
+        async with self._db.transaction() as conn:
+            await conn.execute("UPDATE cdrs SET recording = ? WHERE id = ?", (path, row_id))
 
     async def close_interrupted(self, end: float, cause: str = INTERRUPTED) -> int:
         """Close every row left open by a process that died; returns how many.

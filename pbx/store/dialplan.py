@@ -13,6 +13,7 @@ from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError
 from pbx.store.database import Database
 
 STRATEGIES = ("all", "sequential")
+RECORDING_MODES = ("always", "never")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,27 @@ class DialplanRepo:
                     forwarding.no_answer,
                     forwarding.no_answer_seconds,
                 ),
+            )
+
+    async def recording_mode(self, username: str) -> str:
+        """'always' or 'never' (the default) for an extension's calls."""
+        row = await self._db.fetchone(
+            "SELECT mode FROM recording_modes WHERE username = ?", (username,)
+        )
+        return str(row[0]) if row is not None else "never"
+
+    async def set_recording_mode(self, username: str, mode: str) -> None:
+        """Raises: ConfigError for a mode other than always/never, NotFoundError for a user."""
+        if mode not in RECORDING_MODES:
+            raise ConfigError(f"recording mode {mode!r}: choose {' or '.join(RECORDING_MODES)}")
+        async with self._db.transaction() as conn:
+            cur = await conn.execute("SELECT 1 FROM users WHERE username = ?", (username,))
+            if await cur.fetchone() is None:
+                raise NotFoundError(f"no user {username!r}")
+            await conn.execute(
+                "INSERT INTO recording_modes (username, mode) VALUES (?, ?)"
+                " ON CONFLICT (username) DO UPDATE SET mode = excluded.mode",
+                (username, mode),
             )
 
     async def add_ring_group(self, group: RingGroup) -> None:

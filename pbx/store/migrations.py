@@ -124,6 +124,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    (
+        5,
+        """
+        -- Call recording per extension, and the file a CDR's recording went to.
+        CREATE TABLE recording_modes (
+            username TEXT PRIMARY KEY REFERENCES users (username) ON DELETE CASCADE,
+            mode     TEXT NOT NULL CHECK (mode IN ('always', 'never'))
+        ) STRICT;
+
+        ALTER TABLE cdrs ADD COLUMN recording TEXT;
+        """,
+    ),
 )
 
 

@@ -11,9 +11,12 @@ import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from media.g711 import ulaw_encode
 from media.g711_tables import ALAW_TO_ULAW, ULAW_TO_ALAW
+from media.wav import read_wav
 from pbx.server import PbxServer
 from sip.message import Request, Response, make_response, parse_message
 from tests.interop.peers import SippUas, free_port
@@ -138,3 +141,42 @@ async def test_silent_call_is_hung_up_on_media_timeout(tmp_path: Path) -> None:
             uas.kill()
         [cdr] = await closed_cdrs(server)
         assert (cdr.disposition, cdr.hangup_cause) == ("ANSWERED", "media timeout")
+
+
+async def test_recorded_call_has_one_side_per_channel(server: PbxServer, tmp_path: Path) -> None:
+    assert server._store is not None
+    await server._store.dialplan.set_recording_mode("1002", "always")
+    caller_rtp, callee_rtp = udp_socket(), udp_socket()
+    uas = await media_phone(server, tmp_path, callee_rtp.getsockname()[1], 0, "PCMU")
+    t = np.arange(160) / 8000
+    try:
+        async with SipClient(server.sip_port) as ua:
+            invite, ok = await dial(ua, server, "1002", rtp_port=caller_rtp.getsockname()[1])
+            assert ok.status == 200
+            relay_a = _sdp_port(ok.body)
+            [log] = (tmp_path / "callee").glob("*_messages.log")
+            relay_b = _sdp_port(log.read_bytes().split(b"INVITE sip:", 1)[1])
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for seq in range(50):  # 1 s both ways: the caller at 440 Hz, the callee at 1 kHz
+                low = ulaw_encode(8000 * np.sin(2 * np.pi * 440 * (t + seq * 0.02))).tobytes()
+                high = ulaw_encode(8000 * np.sin(2 * np.pi * 1000 * (t + seq * 0.02))).tobytes()
+                caller_rtp.sendto(rtp(seq, 0, low, 0x1), relay_a)
+                callee_rtp.sendto(rtp(seq, 0, high, 0x2), relay_b)
+                await asyncio.sleep(max(0.0, start + (seq + 1) * 0.02 - loop.time()))
+            bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=5)
+            assert bye.status == 200
+        assert uas.finish() == 0
+    finally:
+        uas.kill()
+        caller_rtp.close()
+        callee_rtp.close()
+    [cdr] = await closed_cdrs(server)
+    assert cdr.recording is not None
+    wav = read_wav(cdr.recording)
+    assert (wav.rate, wav.samples.shape[1]) == (8000, 2)
+    for channel, hz in ((0, 440), (1, 1000)):
+        x = wav.samples[:, channel]
+        assert len(x) >= 7000
+        peak = np.fft.rfftfreq(len(x), 1 / 8000)[int(np.argmax(np.abs(np.fft.rfft(x))))]
+        assert abs(peak - hz) < 10, (channel, peak)
