@@ -9,7 +9,6 @@ missing argument, bad number), as click does.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import dataclasses
 import importlib
@@ -20,7 +19,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -31,10 +30,14 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from cli.amd import amd_app
+from cli.common import DataDirOption
+from cli.common import data_dir_of as _data_dir
+from cli.common import open_existing as _open_existing
+from cli.common import run as _run
 from cli.dtmf import dtmf_app
 from cli.ivr import ivr_app
 from cli.prompt import prompt_app
-from pbx.config import Settings, default_data_dir
+from pbx.config import Settings
 from pbx.errors import ConfigError, ControlError, PbxError
 from pbx.store import REALM_KEY, SECRET_KEY, Forwarding, RingGroup, Store
 from pbx.store.dialplan import members_of
@@ -124,14 +127,6 @@ app.add_typer(dtmf_app, name="dtmf")
 app.add_typer(ivr_app, name="ivr")
 app.add_typer(prompt_app, name="prompt")
 
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Data directory [default: $PBX_DATA_DIR, else $XDG_DATA_HOME/aiopbx].",
-        show_default=False,
-    ),
-]
 PasswordOption = Annotated[
     str | None,
     typer.Option(
@@ -141,29 +136,6 @@ PasswordOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _data_dir(data_dir: Path | None) -> Path:
-    return data_dir if data_dir is not None else default_data_dir()
-
-
-def _run(coro: Awaitable[T]) -> T:
-    async def wrapper() -> T:
-        return await coro
-
-    return asyncio.run(wrapper())
-
-
-async def _open_existing(data_dir: Path) -> Store:
-    """Open the database of an initialized data directory.
-
-    Raises:
-        ConfigError: there is no database yet.
-    """
-    db_path = Settings(data_dir=data_dir).db_path
-    if not db_path.is_file():
-        raise ConfigError(f"no database in {data_dir}; run `pbx init` first")
-    return await Store.open(db_path)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -9,15 +9,15 @@ exit status 1, and leaves the stored configuration as it was.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 
+from cli.common import DataDirOption, data_dir_of, open_existing
+from cli.common import run as _run
 from ivr.menu import Menu, Schedule, parse_toml, to_toml
-from pbx.config import Settings, default_data_dir
 from pbx.errors import ConfigError
 from pbx.store import Store
 
@@ -30,31 +30,9 @@ ivr_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-# The same option as cli.app's (which imports this module, so it cannot be imported here).
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Data directory [default: $PBX_DATA_DIR, else $XDG_DATA_HOME/aiopbx].",
-        show_default=False,
-    ),
-]
-
-
-def _run(coro: Awaitable[T]) -> T:
-    async def wrapper() -> T:
-        return await coro
-
-    return asyncio.run(wrapper())
-
 
 async def _open(data_dir: Path | None) -> Store:
-    """The database of an initialized data directory. Raises: ConfigError when there is none."""
-    directory = data_dir if data_dir is not None else default_data_dir()
-    db_path = Settings(data_dir=directory).db_path
-    if not db_path.is_file():
-        raise ConfigError(f"no database in {directory}; run `pbx init` first")
-    return await Store.open(db_path)
+    return await open_existing(data_dir_of(data_dir))
 
 
 async def _get(data_dir: Path | None) -> tuple[tuple[Menu, ...], tuple[Schedule, ...]]:

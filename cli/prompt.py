@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
+from cli.common import DataDirOption, data_dir_of
 from ivr.prompts import RATE, PromptError, PromptStore
-from pbx.config import default_data_dir
 
 prompt_app = typer.Typer(
     name="prompt",
@@ -25,15 +25,6 @@ prompt_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-# The same option as cli.app's (which imports this module, so it cannot be imported here).
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Data directory [default: $PBX_DATA_DIR, else $XDG_DATA_HOME/aiopbx].",
-        show_default=False,
-    ),
-]
 NameArgument = Annotated[
     str, typer.Argument(metavar="NAME", help="Prompt name: 1-64 of a-z, 0-9, - and _.")
 ]
@@ -41,7 +32,7 @@ NameArgument = Annotated[
 
 def prompt_store(data_dir: Path | None) -> PromptStore:
     """The prompt set of a data directory (the default one when None)."""
-    return PromptStore((data_dir if data_dir is not None else default_data_dir()) / "prompts")
+    return PromptStore(data_dir_of(data_dir) / "prompts")
 
 
 def _seconds(store: PromptStore, name: str) -> str:
