@@ -13,7 +13,7 @@ import itertools
 import secrets
 
 from sip.digest import Challenge, Credentials, make_credentials
-from sip.message import Response, parse_message
+from sip.message import Request, Response, parse_message
 
 
 class _Inbox(asyncio.DatagramProtocol):
@@ -256,16 +256,24 @@ class SipClient:
             return None
 
     async def exchange(self, data: bytes, timeout: float = 5.0) -> Response:
-        """Send a request, return the parsed final response (provisional responses and
-        the switch's own requests, such as a late ACK, are skipped)."""
+        """Send a request, return its final response. Provisional responses, the
+        switch's own requests (a late ACK ...) and retransmitted responses of earlier
+        transactions (a 2xx of the INVITE) are skipped."""
         self.send(data)
+        sent = parse_message(data)
+        assert isinstance(sent, Request)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             raw = await self.receive(max(0.0, deadline - loop.time()))
             assert raw is not None, "no response from the server"
             message = parse_message(raw)
-            if isinstance(message, Response) and message.status >= 200:
+            if (
+                isinstance(message, Response)
+                and message.status >= 200
+                and message.cseq == sent.cseq
+                and message.call_id == sent.call_id
+            ):
                 return message
             # a provisional response, or a request of the switch's (an ACK ...): not ours
 
