@@ -386,6 +386,12 @@ class InboundCall(Call):
     def _ack(self) -> None:
         self._acked.set()
 
+    def _end(self, cause: Hangup) -> None:
+        # A BYE may overtake the ACK (a lost or late ACK): the call is over, so the
+        # 2xx retransmissions of `answer` stop too instead of running to 64*T1.
+        super()._end(cause)
+        self._acked.set()
+
 
 class OutboundCall(Call):
     """The switch calls a phone at a registered contact."""

@@ -82,9 +82,11 @@ async def dial(
     caller: str = "1001",
     rtp_port: int = 40000,
     events: bool = False,
+    ack: bool = True,
 ) -> tuple[bytes, Response]:
     """INVITE `target` as `caller`, answering the digest challenge; ACK the final
-    response. Returns the authenticated INVITE and its final response."""
+    response (a 2xx only with `ack`). Returns the authenticated INVITE and its final
+    response."""
     unauthenticated = ua.invite(caller, target, cseq=1, rtp_port=rtp_port, events=events)
     first = await ua.exchange(unauthenticated)
     assert first.status == 401
@@ -95,7 +97,10 @@ async def dial(
         caller, target, authorization=str(creds), cseq=2, rtp_port=rtp_port, events=events
     )
     final = await ua.exchange(invite, timeout=20)
-    ua.send(ua.ack_2xx(invite, final) if final.status < 300 else ua.ack_for(invite, final))
+    if final.status >= 300:
+        ua.send(ua.ack_for(invite, final))
+    elif ack:
+        ua.send(ua.ack_2xx(invite, final))
     return invite, final
 
 

@@ -159,3 +159,17 @@ async def test_hold_and_resume_pass_across(server: PbxServer, tmp_path: Path) ->
     [log] = (tmp_path / "callee").glob("*_messages.log")
     offers = re.findall(rb"a=(sendonly|sendrecv|recvonly|inactive)", log.read_bytes())
     assert b"sendonly" in offers
+
+
+async def test_bye_overtaking_the_ack_ends_both_legs(server: PbxServer, tmp_path: Path) -> None:
+    """A lost ACK: the caller's BYE arrives first; the switch must not keep
+    retransmitting its 200 for 64*T1 before hanging up the callee."""
+    with await phone(server, "1002", "uas_answer.xml", tmp_path / "callee") as callee:
+        async with SipClient(server.sip_port) as ua:
+            invite, ok = await dial(ua, server, "1002", ack=False)
+            assert ok.status == 200
+            bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=5)
+            assert bye.status == 200
+        assert await in_thread(callee.finish, 10) == 0  # its BYE came well before 32 s
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.disposition, cdr.hangup_cause) == ("ANSWERED", "caller hung up")
