@@ -61,6 +61,13 @@ Address = tuple[str, int]
 PayloadMap = dict[int, tuple[int, bytes | None]]  # pt in -> (pt out, payload table or None)
 
 MAX_DATAGRAM = 2048
+
+
+def other_leg(leg: LegName) -> LegName:
+    """The leg facing the other phone."""
+    return "b" if leg == "a" else "a"
+
+
 DEFAULT_LATCH_WINDOW = 3.0
 _TABLES = {("pcmu", "pcma"): ULAW_TO_ALAW, ("pcma", "pcmu"): ALAW_TO_ULAW}
 

@@ -25,7 +25,7 @@ import urllib.parse
 from typing import TYPE_CHECKING
 
 from media.errors import MediaError, SdpError
-from media.relay import LegName
+from media.relay import LegName, other_leg
 from pbx.calls import Call, CallState, OfferHook
 from pbx.media_bridge import AnchoredMedia
 from sip.errors import SipParseError
@@ -39,10 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRANSFEROR_GRACE = 10.0
-
-
-def _other(leg: LegName) -> LegName:
-    return "b" if leg == "a" else "a"
 
 
 def parse_replaces(value: str) -> tuple[str, str, str] | None:
@@ -114,7 +110,7 @@ class Bridge:
 
     async def _ended(self) -> str:
         first_leg: LegName = "a" if self.legs["a"].state is CallState.ENDED else "b"
-        first, other = self.legs[first_leg], self.legs[_other(first_leg)]
+        first, other = self.legs[first_leg], self.legs[other_leg(first_leg)]
         await other.hangup()
         note = f" after transfer to {', '.join(self.transfers)}" if self.transfers else ""
         cause = first.hangup_cause
@@ -132,11 +128,11 @@ class Bridge:
                 across = self.media.offer_from(leg, sdp)
             except (SdpError, MediaError):
                 return 488, None
-            status, answer = await self.legs[_other(leg)].send_offer(across)
+            status, answer = await self.legs[other_leg(leg)].send_offer(across)
             if not 200 <= status < 300 or not answer:
                 return status, None
             try:
-                return status, self.media.answer_from(_other(leg), answer)
+                return status, self.media.answer_from(other_leg(leg), answer)
             except (SdpError, MediaError):
                 return 488, None
 
@@ -164,7 +160,7 @@ class Bridge:
 
     async def _blind(self, transferor: Call, leg: LegName, number: str) -> None:
         await transferor.notify_refer("SIP/2.0 100 Trying", final=False)
-        transferee = self.legs[_other(leg)]
+        transferee = self.legs[other_leg(leg)]
         try:
             offer = self.media.offer_for_new(leg)
         except MediaError as exc:
@@ -200,9 +196,9 @@ class Bridge:
         if other_call is None or other_bridge is None or other_bridge is self:
             await transferor.notify_refer("SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
             return
-        other_leg = other_bridge.leg_of(other_call)
-        assert other_leg is not None
-        target = other_bridge.legs[_other(other_leg)]
+        their_leg = other_bridge.leg_of(other_call)
+        assert their_leg is not None
+        target = other_bridge.legs[other_leg(their_leg)]
         try:
             offer = self.media.offer_for_new(leg)
         except MediaError:

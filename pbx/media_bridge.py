@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from media.errors import MediaError
 from media.ports import PortAllocator
-from media.relay import LegName, RelaySession
+from media.relay import LegName, RelaySession, other_leg
 from media.sdp import (
     DEFAULT_CODECS,
     AudioStream,
@@ -32,10 +32,6 @@ from media.sdp import (
 log = logging.getLogger(__name__)
 
 _G711 = ("PCMU", "PCMA")
-
-
-def _other(leg: LegName) -> LegName:
-    return "b" if leg == "a" else "a"
 
 
 class AnchoredMedia:
@@ -66,13 +62,13 @@ class AnchoredMedia:
         """An offer from `leg`'s phone, rewritten for the other phone."""
         offer = SessionDescription.parse(sdp)
         self._offers[leg] = offer
-        other = self.relay.leg(_other(leg))
+        other = self.relay.leg(other_leg(leg))
         return bytes(rewrite(with_g711_fallback(offer), self.host, other.port))
 
     def answer_from(self, leg: LegName, sdp: bytes) -> bytes:
         """`leg`'s phone answered the other's offer: set up both sides of the relay and
         return the answer for the offerer."""
-        offerer = _other(leg)
+        offerer = other_leg(leg)
         offer = self._offers[offerer]
         theirs = audio_stream(SessionDescription.parse(sdp))
         preferences = [theirs.codec.name]
@@ -118,7 +114,7 @@ class AnchoredMedia:
 
         Raises: MediaError when nothing was negotiated on the other leg yet.
         """
-        stream = self.relay.leg(_other(leg)).stream
+        stream = self.relay.leg(other_leg(leg)).stream
         if stream is None:
             raise MediaError("the other leg has no negotiated media")
         return _offer(self.host, self.relay.leg(leg).port, stream)

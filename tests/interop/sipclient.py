@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import secrets
 
 from sip.digest import Challenge, Credentials, make_credentials
 from sip.message import Request, Response, parse_message
+
+
+def media_address(sdp: bytes) -> tuple[str, int]:
+    """Where an SDP body says to send audio: its c= address and first m=audio port."""
+    host = re.search(rb"c=IN IP4 (\S+)", sdp)
+    port = re.search(rb"m=audio (\d+)", sdp)
+    assert host and port, f"no audio address in {sdp!r}"
+    return host.group(1).decode(), int(port.group(1))
 
 
 class _Inbox(asyncio.DatagramProtocol):

@@ -23,7 +23,7 @@ from sip.message import Request, Response, make_response, parse_message
 from sip.peer import Peer
 from sip.transaction import Timers
 from tests.interop.peers import free_port
-from tests.interop.sipclient import SipClient
+from tests.interop.sipclient import SipClient, media_address
 
 
 @dataclass
@@ -72,8 +72,7 @@ async def _answered(ua: SipClient, sock: socket.socket) -> tuple[bytes, Response
     assert ok.status == 200
     assert b"telephone-event/8000" in ok.body and b"PCMU/8000" in ok.body
     ua.send(ua.ack_2xx(invite, ok))
-    port = int(ok.body.split(b"m=audio ", 1)[1].split(b" ", 1)[0])
-    return invite, ok, ("127.0.0.1", port)
+    return invite, ok, media_address(ok.body)
 
 
 async def _hear(sock: socket.socket, packets: int) -> np.ndarray:
@@ -134,7 +133,7 @@ async def test_in_band_and_info_digits(switch: tuple[int, App]) -> None:
             ok = await ua.exchange(invite, timeout=5)
             assert ok.status == 200 and b"telephone-event" not in ok.body
             ua.send(ua.ack_2xx(invite, ok))
-            relay = ("127.0.0.1", int(ok.body.split(b"m=audio ", 1)[1].split(b" ", 1)[0]))
+            relay = media_address(ok.body)
             # "7" as tones in the audio itself, 20 ms packets of μ-law.
             samples = DtmfGenerator(tone_ms=100, gap_ms=100).generate("7")
             codes = ulaw_encode(samples).tobytes()

@@ -22,7 +22,7 @@ from media.wav import write_wav
 from pbx.server import PbxServer
 from sip.message import Request, make_response, parse_message
 from tests.interop.phones import closed_cdrs, dial, phone, running_server
-from tests.interop.sipclient import SipClient
+from tests.interop.sipclient import SipClient, media_address
 
 TONES = {"greeting": 500, "invalid": 900, "timeout": 1300, "ivr-goodbye": 1700}
 
@@ -154,7 +154,7 @@ async def test_key_reaches_an_extension(server: PbxServer, tmp_path: Path) -> No
                 rtp_port = sock.getsockname()[1]
                 invite, ok = await dial(ua, server, "800", rtp_port=rtp_port, events=True)
                 assert ok.status == 200
-                relay = ("127.0.0.1", int(ok.body.split(b"m=audio ", 1)[1].split(b" ", 1)[0]))
+                relay = media_address(ok.body)
                 await ear.wait_for_tones(1)
                 await _press(sock, relay, "1", 0)
                 # 1002 answers; the switch moves us onto the relay with a re-INVITE.
@@ -178,7 +178,7 @@ async def test_silence_then_a_wrong_key_end_in_the_fallback(server: PbxServer) -
             rtp_port = sock.getsockname()[1]
             _, ok = await dial(ua, server, "800", rtp_port=rtp_port, events=True)
             assert ok.status == 200
-            relay = ("127.0.0.1", int(ok.body.split(b"m=audio ", 1)[1].split(b" ", 1)[0]))
+            relay = media_address(ok.body)
             # Silence: greeting, timeout prompt, greeting again; then a key with no
             # action: invalid prompt, greeting; silence again: the fallback (hang up).
             await ear.wait_for_tones(3)

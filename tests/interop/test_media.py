@@ -5,7 +5,6 @@ sockets are both phones' media, so every packet can be checked byte for byte.
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ from pbx.server import PbxServer
 from sip.message import Request, make_response, parse_message
 from tests.interop.peers import SippUas, free_port
 from tests.interop.phones import closed_cdrs, dial, phone, running_server
-from tests.interop.sipclient import SipClient
+from tests.interop.sipclient import SipClient, media_address
 
 PACKETS = 50
 
@@ -67,13 +66,6 @@ async def media_phone(
     )
 
 
-def _sdp_port(body: bytes) -> tuple[str, int]:
-    host = re.search(rb"c=IN IP4 (\S+)", body)
-    port = re.search(rb"m=audio (\d+)", body)
-    assert host and port
-    return host.group(1).decode(), int(port.group(1))
-
-
 @pytest.mark.parametrize(("pt", "codec"), [(0, "PCMU"), (8, "PCMA")])
 async def test_rtp_both_ways_through_the_relay(
     server: PbxServer, tmp_path: Path, pt: int, codec: str
@@ -87,12 +79,12 @@ async def test_rtp_both_ways_through_the_relay(
             assert ok.status == 200
             # The caller is answered in its own codec (PCMU), at the relay.
             assert b"m=audio" in ok.body and b" RTP/AVP 0" in ok.body
-            relay_a = _sdp_port(ok.body)
+            relay_a = media_address(ok.body)
             assert relay_a[1] != callee_port
             # Where the callee was told to send: the INVITE sipp received.
             [log] = (tmp_path / "callee").glob("*_messages.log")
             invite_to_callee = log.read_bytes().split(b"INVITE sip:", 1)[1]
-            relay_b = _sdp_port(invite_to_callee)
+            relay_b = media_address(invite_to_callee)
 
             ulaw = bytes(range(256))[:160]
             for seq in range(PACKETS):
@@ -150,9 +142,9 @@ async def test_recorded_call_has_one_side_per_channel(server: PbxServer, tmp_pat
         async with SipClient(server.sip_port) as ua:
             invite, ok = await dial(ua, server, "1002", rtp_port=caller_rtp.getsockname()[1])
             assert ok.status == 200
-            relay_a = _sdp_port(ok.body)
+            relay_a = media_address(ok.body)
             [log] = (tmp_path / "callee").glob("*_messages.log")
-            relay_b = _sdp_port(log.read_bytes().split(b"INVITE sip:", 1)[1])
+            relay_b = media_address(log.read_bytes().split(b"INVITE sip:", 1)[1])
             loop = asyncio.get_running_loop()
             start = loop.time()
             for seq in range(50):  # 1 s both ways: the caller at 440 Hz, the callee at 1 kHz
