@@ -31,31 +31,35 @@ Not a test: it asserts nothing, it prints. Needs sipp; Kamailio and rtpengine wh
 from __future__ import annotations
 
 import argparse
-import asyncio
-import ctypes
-import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbx.store import Store  # noqa: E402
+from benchmarks.common import (
+    ROOT,
+    SIP_OPTIONS,
+    Popen,
+    children,
+    cpu_times,
+    free_port,
+    spawn,
+    stop,
+    udp_answers,
+    udp_bound,
+    wait_for,
+)
+from benchmarks.common import start_aiopbx as start_aiopbx_server
 
-Popen = subprocess.Popen[bytes]
 SIPP = ROOT / "tests" / "data" / "sipp"
 PASSWORD = {"1001": "Bench-pass-Ax1", "1002": "Bench-pass-Bx2"}
 MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
-START_TIMEOUT = 20.0  # seconds a server or the UAS gets to become ready
 
 # pv_www_authenticate flags "0": the password argument is plain text (flag 1 would mean
 # it is already an HA1 hash, and every digest would fail). www_challenge flags "1": qop=auth.
@@ -121,88 +125,7 @@ failure_route[FAIL] {{
 RTPENGINE_LOAD = 'loadmodule "rtpengine.so"\nmodparam("rtpengine", "rtpengine_sock", "udp:{sock}")'
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: have the kernel SIGTERM the child when this script dies, however it dies,
-    so no server outlives the benchmark holding its ports."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def spawn(args: list[str], log: Path, cwd: Path | None = None) -> Popen:
-    """Start a server or sipp, output to `log`, tied to this process's life."""
-    with log.open("wb") as file:
-        return subprocess.Popen(
-            args, cwd=cwd, stdout=file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-        )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-def udp_bound(port: int) -> bool:
-    """Whether some socket is bound to UDP `port` on 127.0.0.1 (from /proc/net/udp)."""
-    want = f"0100007F:{port:04X}"
-    text = Path("/proc/net/udp").read_text()
-    return any(line.split()[1] == want for line in text.splitlines()[1:])
-
-
-def wait_for(ready: Callable[[], bool], what: str, proc: Popen, log: Path) -> None:
-    """Poll `ready` until it holds; give up after START_TIMEOUT or when `proc` exits.
-
-    Raises:
-        SystemExit: `proc` exited or the time ran out (the message names `log`).
-    """
-    deadline = time.monotonic() + START_TIMEOUT
-    while not ready():
-        if proc.poll() is not None:
-            raise SystemExit(f"{what}: exited with {proc.returncode}; see {log}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what}: not ready after {START_TIMEOUT:.0f} s; see {log}")
-        time.sleep(0.02)
-
-
-def udp_answers(port: int, datagram: bytes, expect: bytes) -> bool:
-    """Send one datagram to 127.0.0.1:`port`; whether a reply containing `expect` comes
-    back within 0.2 s."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        probe.settimeout(0.2)
-        datagram = datagram.replace(b"{PROBE_PORT}", str(probe.getsockname()[1]).encode())
-        probe.sendto(datagram, ("127.0.0.1", port))
-        try:
-            return expect in probe.recv(65535)
-        except TimeoutError:
-            return False
-        except ConnectionRefusedError:  # ICMP port unreachable: nothing bound yet
-            return False
-
-
-SIP_OPTIONS = (
-    b"OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
-    b"Via: SIP/2.0/UDP 127.0.0.1:{PROBE_PORT};rport;branch=z9hG4bKcps{PROBE_PORT}\r\n"
-    b"From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:probe@127.0.0.1>\r\n"
-    b"Call-ID: cps-probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n"
-)
 NG_PING = b"cpsprobe d7:command4:pinge"  # ng protocol: cookie, bencoded {"command": "ping"}
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its threads (children not included)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / tick
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,9 +257,9 @@ def run_rate(server: Server, rate: int, seconds: float, work: Path) -> Row:
         uac_args += ["-auth_uri", f"1002@127.0.0.1:{server.port}"]
         uac_args += ["-mi", "127.0.0.1", "-mp", str(free_port() & ~1)]
         pids = server.pids()
-        before = sum(cpu_seconds(p) for p in pids)
+        before = sum(sum(cpu_times(p)) for p in pids)
         subprocess.run(uac_args, cwd=run, capture_output=True, timeout=seconds + 120)
-        cpu = sum(cpu_seconds(p) for p in pids) - before
+        cpu = sum(sum(cpu_times(p)) for p in pids) - before
     finally:
         stop(uas, signal.SIGINT)
     ok, failed, achieved = stat_counts(run)  # sipp's own rate excludes its start-up
@@ -349,29 +272,9 @@ def run_rate(server: Server, rate: int, seconds: float, work: Path) -> Row:
     return row
 
 
-async def make_users(data_dir: Path) -> None:
-    store = await Store.open(data_dir / "pbx.sqlite3")
-    await store.settings.set_default("realm", "aiopbx")
-    for user, password in PASSWORD.items():
-        await store.users.add(user, password, "aiopbx")
-    await store.close()
-
-
 def start_aiopbx(work: Path) -> tuple[list[Popen], Server]:
     """`pbx serve` on a free port, ready when it answers an OPTIONS."""
-    data = work / "aiopbx"
-    data.mkdir()
-    asyncio.run(make_users(data))
-    port = free_port()
-    args = [sys.executable, "-m", "cli", "serve", "--data-dir", str(data)]
-    args += ["--port", str(port), "--no-tcp"]
-    log = work / "aiopbx.log"
-    proc = spawn(args, log, cwd=ROOT)
-    try:
-        wait_for(lambda: udp_answers(port, SIP_OPTIONS, b"SIP/2.0 "), "aiopbx", proc, log)
-    except BaseException:
-        stop(proc)
-        raise
+    proc, port = start_aiopbx_server(work, PASSWORD)
     return [proc], Server("aiopbx", port, (proc.pid,), None)
 
 
@@ -422,16 +325,6 @@ def start_kamailio(work: Path, children_count: int) -> tuple[list[Popen], Server
             stop(p)
         raise
     return procs, Server("kamailio", port, tuple(p.pid for p in procs), callee_port)
-
-
-def stop(proc: Popen, sig: signal.Signals = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def ladder(server: Server, rates: list[int], seconds: float, work: Path) -> list[Row]:

@@ -17,12 +17,8 @@ Not a test: it asserts nothing, it prints. Needs sipp; Kamailio when installed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,10 +27,28 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbx.store import Store  # noqa: E402
+from benchmarks.common import (
+    ROOT,
+    SIP_OPTIONS,
+    Popen,
+    children,
+    cpu_times,
+    free_port,
+    spawn,
+    stop,
+    udp_answers,
+    wait_for,
+)
+from benchmarks.common import start_aiopbx as start_aiopbx_server
+
+
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of the processes together."""
+    times = [cpu_times(pid) for pid in pids]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
+
 
 SCENARIO = ROOT / "tests" / "data" / "sipp" / "register_auth.xml"
 PASSWORD = "Bench-pass-2026"
@@ -71,32 +85,6 @@ request_route {{
     sl_send_reply("405", "Method Not Allowed");
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-def cpu_seconds(pids: list[int]) -> tuple[float, float]:
-    """(user, system) CPU time of the processes, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    user = system = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        user += int(fields[11]) / tick
-        system += int(fields[12]) / tick
-    return user, system
-
-
-def children_of(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 @dataclass
@@ -196,45 +184,12 @@ def measure(
     return rows
 
 
-async def make_users(data_dir: Path, users: int) -> None:
-    store = await Store.open(data_dir / "pbx.sqlite3")
-    await store.settings.set_default("realm", "aiopbx")
-    for i in range(users):
-        await store.users.add(str(1001 + i), PASSWORD, "aiopbx")
-    await store.close()
+def start_aiopbx(work: Path, users: int) -> tuple[Popen, int]:
+    """`pbx serve` with users 1001.. sharing one password (as Kamailio's config does)."""
+    return start_aiopbx_server(work, {str(1001 + i): PASSWORD for i in range(users)})
 
 
-def start_aiopbx(work: Path, users: int) -> tuple[subprocess.Popen[bytes], int]:
-    data = work / "aiopbx"
-    data.mkdir()
-    asyncio.run(make_users(data, users))
-    port = free_port()
-    log = (work / "aiopbx.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "serve",
-            "--data-dir",
-            str(data),
-            "--port",
-            str(port),
-            "--no-tcp",
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 20
-    while not (data / "control.json").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("aiopbx did not start; see " + str(work / "aiopbx.log"))
-        time.sleep(0.05)
-    return proc, port
-
-
-def start_kamailio(work: Path, children: int) -> tuple[subprocess.Popen[bytes], int] | None:
+def start_kamailio(work: Path, children: int) -> tuple[Popen, int] | None:
     if shutil.which("kamailio") is None:
         return None
     port = free_port()
@@ -244,56 +199,19 @@ def start_kamailio(work: Path, children: int) -> tuple[subprocess.Popen[bytes], 
             children=children, port=port, modules=KAMAILIO_MODULES, password=PASSWORD
         )
     )
-    log = (work / "kamailio.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            "kamailio",
-            "-f",
-            str(cfg),
-            "-DD",
-            "-E",
-            "-P",
-            str(work / "kamailio.pid"),
-            "-m",
-            "256",
-            "-M",
-            "16",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log = work / "kamailio.log"
+    proc = spawn(
+        ["kamailio", "-f", str(cfg), "-DD", "-E", "-P", str(work / "kamailio.pid"),
+         "-m", "256", "-M", "16"],
+        log,
+    )  # fmt: skip
     # Ready when it answers an OPTIONS (405 from our route).
-    deadline = time.monotonic() + 20
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.settimeout(0.2)
-    msg = (
-        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKp\r\n"
-        "From: <sip:p@x>;tag=1\r\nTo: <sip:p@x>\r\nCall-ID: probe\r\nCSeq: 1 OPTIONS\r\n"
-        "Max-Forwards: 5\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
-    probe.bind(("127.0.0.1", 0))
-    while True:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("kamailio did not start; see " + str(work / "kamailio.log"))
-        probe.sendto(msg, ("127.0.0.1", port))
-        try:
-            probe.recv(4096)
-            break
-        except TimeoutError:
-            continue
-    probe.close()
+    try:
+        wait_for(lambda: udp_answers(port, SIP_OPTIONS, b"SIP/2.0 "), "kamailio", proc, log)
+    except BaseException:
+        stop(proc)  # never leave a Kamailio behind holding its port
+        raise
     return proc, port
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def main() -> None:
@@ -330,7 +248,7 @@ def main() -> None:
             else:
                 kproc, kport = started
                 try:
-                    pids = [kproc.pid, *children_of(kproc.pid)]
+                    pids = [kproc.pid, *children(kproc.pid)]
                     results["kamailio"] = measure(
                         "kamailio", kport, pids, rates, args.seconds, args.users, work
                     )
