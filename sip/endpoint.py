@@ -373,11 +373,7 @@ def _stamp_via(request: Request, peer: Peer) -> Request:
         stamped = stamped.with_param("received", peer.host)
     if stamped is top:
         return request
-    vias = [str(stamped), *(str(v) for v in request.via[1:])]
-    headers = request.headers.remove("Via")
-    for value in reversed(vias):
-        headers = headers.prepend("Via", value)
-    return Request(request.method, request.uri, headers, request.body)
+    return request.with_top_via(stamped)
 
 
 __all__ = ["KNOWN_METHODS", "Endpoint", "Handler"]

@@ -220,6 +220,26 @@ class Request:
         """The wire form; always writes `Content-Length: len(body)` (RFC 3261 §18.3)."""
         return _serialize(f"{self.method} {self.uri} SIP/2.0", self.headers, self.body)
 
+    def with_top_via(self, via: Via) -> Request:
+        """The same request with its top Via replaced (the transport stamps received
+        and rport there), without parsing the other fields again."""
+        vias = (via, *self.via[1:])
+        headers = self.headers.remove("Via")
+        for one in reversed(vias):
+            headers = headers.prepend("Via", str(one))
+        obj = object.__new__(Request)
+        setter = object.__setattr__
+        setter(obj, "method", self.method)
+        setter(obj, "uri", self.uri)
+        setter(obj, "headers", headers)
+        setter(obj, "body", self.body)
+        setter(obj, "via", vias)
+        setter(obj, "call_id", self.call_id)
+        setter(obj, "cseq", self.cseq)
+        setter(obj, "from_", self.from_)
+        setter(obj, "to", self.to)
+        return obj
+
 
 @dataclass(frozen=True, slots=True)
 class Response:

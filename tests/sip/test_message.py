@@ -357,3 +357,26 @@ def test_headers_equality_drives_message_equality() -> None:
     b = Request(a.method, a.uri, Headers(list(a.headers)), a.body)
     assert a == b and hash(a) == hash(b)
     assert a != Request(a.method, a.uri, a.headers.add("Subject", "x"), a.body)
+
+
+def test_with_top_via_keeps_the_rest_and_round_trips() -> None:
+    raw = (
+        b"REGISTER sip:pbx SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bK1,"
+        b" SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK0\r\n"
+        b"From: <sip:1001@pbx>;tag=a\r\nTo: <sip:1001@pbx>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    request = parse_message(raw)
+    assert isinstance(request, Request)
+    top = request.via[0].with_param("received", "192.0.2.7").with_param("rport", "5062")
+    stamped = request.with_top_via(top)
+    assert [str(v) for v in stamped.via] == [
+        "SIP/2.0/UDP 10.0.0.1:5060;rport=5062;branch=z9hG4bK1;received=192.0.2.7",
+        "SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK0",
+    ]
+    assert (stamped.call_id, stamped.cseq, stamped.from_, stamped.to) == (
+        request.call_id, request.cseq, request.from_, request.to,
+    )  # fmt: skip
+    assert parse_message(bytes(stamped)) == stamped
+    assert parse_message(bytes(stamped)).via == stamped.via
