@@ -662,7 +662,7 @@ class CallManager:
             status = call.dialog.receive(request) if call.dialog else None
             if status is not None:
                 return make_response(request, status)
-            return self._answer_later(call._handle_offer(request))
+            return call._handle_offer(request)
         who = self._authenticate(request, peer)
         if isinstance(who, Response):
             return who
@@ -682,12 +682,6 @@ class CallManager:
         self.spawn(self.on_incoming(call), f"incoming {call.id}")
         return None
 
-    def _answer_later(self, pending: Awaitable[Response]) -> Awaitable[Response | None]:
-        async def wait() -> Response | None:
-            return await pending
-
-        return wait()
-
     def _ack(self, request: Request, peer: Peer) -> None:
         call = self._find(request)
         if isinstance(call, InboundCall):
@@ -704,11 +698,11 @@ class CallManager:
             call._end(Hangup(0, "remote hangup", by_remote=True))
             return make_response(request, 200)
         if request.method == "UPDATE":
-            return self._answer_later(call._handle_offer(request))
+            return call._handle_offer(request)
         if request.method == "REFER":
             if call.on_refer is None or call.state is not CallState.UP:
                 return make_response(request, 603, "Declined")
-            return self._answer_later(call.on_refer(call, request))
+            return call.on_refer(call, request)
         if request.method == "INFO" and call.on_info is not None:
             call.on_info(call, request)
         return make_response(request, 200)

@@ -135,12 +135,6 @@ class Dialog:
         if response is not None and response.headers.get("Contact"):
             self.remote_target = _contact_uri(response)
 
-    def next_hop(self) -> Uri:
-        """Where requests in this dialog go first: the first route, else the remote target."""
-        if self.route_set:
-            return NameAddr.parse(self.route_set[0]).uri
-        return self.remote_target
-
     def create_request(
         self,
         method: str,
@@ -211,14 +205,6 @@ class Dialog:
         if request.method == "BYE":
             self.state = DialogState.TERMINATED
         return None
-
-    def matches(self, message: Request | Response, *, incoming: bool = True) -> bool:
-        """Whether a request or response belongs to this dialog (by dialog ID)."""
-        if message.call_id != self.call_id:
-            return False
-        if isinstance(message, Request) and incoming:
-            return message.from_.tag == self.remote_tag and message.to.tag == self.local_tag
-        return message.from_.tag == self.local_tag and message.to.tag == self.remote_tag
 
 
 def _without_tag(address: NameAddr) -> str:

@@ -61,7 +61,6 @@ def test_bye_from_uac_side_with_loose_routes() -> None:
     assert bye.headers.get_all("Route") == ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
     assert (bye.cseq.seq, bye.cseq.method) == (315, "BYE")
     assert bye.from_.tag == "alice1" and bye.to.tag == "bob1"
-    assert str(d.next_hop()) == "sip:p1.example;lr"
     # Round trip through bytes: a valid message.
     assert parse_message(bytes(bye)) == bye
 
@@ -98,7 +97,6 @@ def test_remote_cseq_and_target_refresh() -> None:
     stale = parse_message(bytes(reinvite).replace(b"CSeq: 315", b"CSeq: 300"))
     assert isinstance(stale, Request)
     assert d.receive(stale) == 500
-    assert d.matches(reinvite)
 
 
 def test_missing_contact_or_tag_is_an_error() -> None:
