@@ -20,6 +20,7 @@ from pbx.store.ivr import IvrRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
 from pbx.store.users import User, UserRepo
+from pbx.store.voicemail import Voicemail, VoicemailRepo
 
 __all__ = [
     "MIGRATIONS",
@@ -38,6 +39,8 @@ __all__ = [
     "Store",
     "User",
     "UserRepo",
+    "Voicemail",
+    "VoicemailRepo",
 ]
 
 
@@ -50,6 +53,7 @@ class Store:
     cdrs: CdrRepo
     dialplan: DialplanRepo
     ivr: IvrRepo
+    voicemail: VoicemailRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -59,6 +63,7 @@ class Store:
         self.cdrs = CdrRepo(db)
         self.dialplan = DialplanRepo(db)
         self.ivr = IvrRepo(db, clock)
+        self.voicemail = VoicemailRepo(db)
 
     @classmethod
     async def open(

@@ -13,7 +13,7 @@ from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError
 from pbx.store.database import Database
 
 STRATEGIES = ("all", "sequential")
-RECORDING_MODES = ("always", "never")
+RECORDING_MODES = ("always", "never", "on_demand")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +85,16 @@ class DialplanRepo:
             )
 
     async def recording_mode(self, username: str) -> str:
-        """'always' or 'never' (the default) for an extension's calls."""
+        """'always', 'on_demand' or 'never' (the default) for an extension's calls."""
         row = await self._db.fetchone(
             "SELECT mode FROM recording_modes WHERE username = ?", (username,)
         )
         return str(row[0]) if row is not None else "never"
 
     async def set_recording_mode(self, username: str, mode: str) -> None:
-        """Raises: ConfigError for a mode other than always/never, NotFoundError for a user."""
+        """Raises: ConfigError for a mode not in RECORDING_MODES, NotFoundError for a user."""
         if mode not in RECORDING_MODES:
-            raise ConfigError(f"recording mode {mode!r}: choose {' or '.join(RECORDING_MODES)}")
+            raise ConfigError(f"recording mode {mode!r}: choose {', '.join(RECORDING_MODES)}")
         async with self._db.transaction() as conn:
             cur = await conn.execute("SELECT 1 FROM users WHERE username = ?", (username,))
             if await cur.fetchone() is None:

@@ -136,6 +136,39 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE cdrs ADD COLUMN recording TEXT;
         """,
     ),
+    (
+        6,
+        """
+        -- Voicemail: a mailbox per extension (its PIN stored only as a salted scrypt
+        -- hash), and one row per message whose audio is a WAV file under the data
+        -- directory. The file is written (and fsynced) before its row is committed.
+        CREATE TABLE mailboxes (
+            box      TEXT PRIMARY KEY REFERENCES users (username) ON DELETE CASCADE,
+            pin_hash TEXT
+        ) STRICT;
+
+        CREATE TABLE voicemails (
+            id       INTEGER PRIMARY KEY,
+            box      TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+            caller   TEXT NOT NULL,
+            created  REAL NOT NULL,
+            duration REAL NOT NULL,
+            path     TEXT NOT NULL,
+            folder   TEXT NOT NULL CHECK (folder IN ('new', 'old'))
+        ) STRICT;
+        CREATE INDEX voicemails_by_box ON voicemails (box, created);
+
+        -- Recording on demand (a feature code during the call) joins always/never;
+        -- SQLite cannot change a CHECK in place, so the table is rebuilt.
+        CREATE TABLE recording_modes_new (
+            username TEXT PRIMARY KEY REFERENCES users (username) ON DELETE CASCADE,
+            mode     TEXT NOT NULL CHECK (mode IN ('always', 'never', 'on_demand'))
+        ) STRICT;
+        INSERT INTO recording_modes_new (username, mode) SELECT username, mode FROM recording_modes;
+        DROP TABLE recording_modes;
+        ALTER TABLE recording_modes_new RENAME TO recording_modes;
+        """,
+    ),
 )
 
 
