@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 MAX_FORWARDS = 5  # hops of call forwarding before a call is refused as a loop (482)
 
+#: A forwarding target meaning "the extension's own mailbox".
+VOICEMAIL = "voicemail"
+
 
 class Application(Protocol):
     """Something above the switch that answers some numbers itself (IVR, voicemail)."""
@@ -48,6 +51,15 @@ class Application(Protocol):
 
     async def run(self, call: InboundCall, switch: B2bua) -> str:
         """Serve one call (answering it, or not); returns the CDR's hangup cause."""
+        ...
+
+
+class VoicemailService(Protocol):
+    """Takes messages for calls forwarded to an extension's mailbox."""
+
+    async def deposit(self, call: InboundCall, box: str, reason: str, switch: B2bua) -> str:
+        """Answer `call`, play `box`'s greeting for `reason` ("busy" or "unavailable")
+        and record a message; returns the CDR's hangup cause."""
         ...
 
 
@@ -140,6 +152,10 @@ class B2bua:
         self.bridges: dict[str, Bridge] = {}
         #: Applications that own some numbers (IVR menus ...), asked before extensions.
         self.applications: list[Application] = []
+        #: Where calls forwarded to VOICEMAIL go (None: such forwarding is refused 480).
+        self.voicemail: VoicemailService | None = None
+        #: Called after a mailbox's message counts changed (MWI notifies its phones).
+        self.on_mailbox_change: Callable[[str], Awaitable[None]] | None = None
 
     async def route(self, inbound: InboundCall) -> None:
         """The CallManager's on_incoming hook: one caller's whole call."""
@@ -169,7 +185,7 @@ class B2bua:
             if await app.handles(inbound.callee, self):
                 cause = await app.run(inbound, self)
                 if inbound.answered.is_set():
-                    await self.store.cdrs.answered(cdr, inbound.started)
+                    await self.store.cdrs.answered(cdr, inbound.answered_at or inbound.started)
                     return Disposition.ANSWERED, cause
                 return Disposition.FAILED, cause
         if not await self._exists(inbound.callee):
@@ -254,6 +270,8 @@ class B2bua:
                     )
                     return rung.disposition, cause + via
                 next_number, why = target, ("busy" if busy else "no answer")
+            if next_number == VOICEMAIL:
+                return await self._to_voicemail(inbound, number, why, cdr, via)
             if next_number in visited or len(visited) > MAX_FORWARDS:
                 await inbound.reject(482, "Loop Detected")
                 return Disposition.FAILED, f"482 forwarding loop {' -> '.join(visited)}"
@@ -261,6 +279,29 @@ class B2bua:
             visited.append(next_number)
             via = f" (forwarded {' -> '.join(visited)})"
             number = next_number
+
+    async def _to_voicemail(
+        self, inbound: InboundCall, box: str, why: str, cdr: int, via: str
+    ) -> tuple[Disposition, str]:
+        """Hand a forwarded call to `box`'s mailbox (the busy greeting when busy)."""
+        if self.voicemail is None or box not in self._users():
+            await inbound.reject(480, "Temporarily Unavailable")
+            return Disposition.FAILED, f"480 no voicemail for {box}{via}"
+        log.info("call %s: %s forwards (%s) to voicemail", inbound.id, box, why)
+        reason = "busy" if why == "busy" else "unavailable"
+        cause = await self.voicemail.deposit(inbound, box, reason, self)
+        if inbound.answered.is_set():
+            await self.store.cdrs.answered(cdr, inbound.answered_at or inbound.started)
+            return Disposition.ANSWERED, f"{cause}{via}"
+        return Disposition.FAILED, f"{cause}{via}"
+
+    async def mailbox_changed(self, box: str) -> None:
+        """Tell whoever watches mailboxes (MWI) that `box`'s counts changed."""
+        if self.on_mailbox_change is not None:
+            try:
+                await self.on_mailbox_change(box)
+            except Exception:
+                log.exception("mailbox change of %s not announced", box)
 
     async def _ring(
         self, inbound: InboundCall, attempts: list[Attempt], offer: bytes, media: AnchoredMedia

@@ -90,6 +90,8 @@ class Call:
         self.callee = callee
         self.state = CallState.CALLING
         self.started = manager.clock()
+        #: When the call was answered (manager clock), None until then.
+        self.answered_at: float | None = None
         self.dialog: Dialog | None = None
         self.remote_sdp: bytes | None = None
         self.hangup_cause: Hangup | None = None
@@ -313,6 +315,7 @@ class InboundCall(Call):
         self.state = CallState.UP
         assert self.dialog is not None
         self.dialog.state = DialogState.CONFIRMED
+        self.answered_at = self.manager.clock()
         self.answered.set()
         timers = self.manager.endpoint.layer.timers
         interval = timers.t1
@@ -481,6 +484,7 @@ class OutboundCall(Call):
         self.dialog.confirm(response)
         self.remote_sdp = response.body or self.remote_sdp
         self.state = CallState.UP
+        self.answered_at = self.manager.clock()
         self.answered.set()
         self._send_ack()
 
