@@ -20,6 +20,7 @@ import logging
 import secrets
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -38,12 +39,57 @@ RATE = 8000
 FRAME = 160  # samples per 20 ms packet
 FRAME_SECONDS = FRAME / RATE
 
+#: RMS level (int16 scale) under which a 20 ms frame counts as silence when recording:
+#: about -48 dBFS, under any voice yet over the idle noise of a phone line.
+SILENCE_RMS = 128.0
+
 Encoder = Callable[[npt.ArrayLike], npt.NDArray[np.uint8]]
 Decoder = Callable[..., npt.NDArray[np.int16]]
 _CODECS: dict[str, tuple[Encoder, Decoder]] = {
     "pcmu": (ulaw_encode, ulaw_decode),
     "pcma": (alaw_encode, alaw_decode),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """What `MediaEndpoint.record` heard.
+
+    `reason` is how it ended: "digit" (`digit` holds the key), "silence", "max"
+    (the time limit) or "hangup" (the endpoint closed). `sound_seconds` counts the
+    frames above the silence level: 0 means nothing was said.
+    """
+
+    samples: npt.NDArray[np.int16]
+    reason: str
+    digit: str | None = None
+    sound_seconds: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / RATE
+
+
+class _Capture:
+    """Audio collected while recording, and the silence run that may end it."""
+
+    def __init__(self, silence_frames: int | None) -> None:
+        self.frames: list[npt.NDArray[np.int16]] = []
+        self.silence_frames = silence_frames
+        self.quiet = 0  # frames of silence at the end so far
+        self.sound = 0  # frames above the silence level
+        self.silent = asyncio.Event()
+
+    def feed(self, samples: npt.NDArray[np.int16]) -> None:
+        self.frames.append(samples)
+        level = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
+        if level < SILENCE_RMS:
+            self.quiet += 1
+            if self.silence_frames is not None and self.quiet >= self.silence_frames:
+                self.silent.set()
+        else:
+            self.quiet = 0
+            self.sound += 1
 
 
 class MediaEndpoint:
@@ -71,6 +117,8 @@ class MediaEndpoint:
         self._ts = secrets.randbits(32)
         self.received_packets = 0
         self.closed = False
+        self._capture: _Capture | None = None
+        self._closed_event = asyncio.Event()
         self._loop.add_reader(self._rtp.fileno(), self._readable)
         self._loop.add_reader(self._rtcp.fileno(), self._drain_rtcp)
 
@@ -127,9 +175,15 @@ class MediaEndpoint:
                     self.digits.put_nowait(got.digit)
             except MediaError as exc:
                 log.debug("%s: bad telephone-event: %s", self.name, exc)
-        elif self._inband is not None and header.payload_type == stream.codec.payload_type:
-            for found in self._inband.feed(self._decode(body)):
-                self.digits.put_nowait(found.digit)
+        elif header.payload_type == stream.codec.payload_type:
+            if self._inband is None and self._capture is None:
+                return
+            audio = self._decode(body)
+            if self._capture is not None:
+                self._capture.feed(audio)
+            if self._inband is not None:
+                for found in self._inband.feed(audio):
+                    self.digits.put_nowait(found.digit)
 
     def _drain_rtcp(self) -> None:
         with contextlib.suppress(OSError):
@@ -192,11 +246,66 @@ class MediaEndpoint:
             wait = inter_digit_timeout if inter_digit_timeout is not None else timeout
         return got
 
+    async def record(
+        self,
+        max_seconds: float,
+        *,
+        silence_seconds: float | None = None,
+        stop_digits: str = "#",
+    ) -> Recording:
+        """Keep what the phone sends until a key of `stop_digits`, `silence_seconds` of
+        silence, `max_seconds`, or the endpoint closing (the caller hung up).
+
+        Digits pressed before the recording started are dropped; other keys than
+        `stop_digits` are ignored. The trailing silence (and the tone of a stop key
+        heard in band) is cut off.
+        """
+        while not self.digits.empty():
+            self.digits.get_nowait()
+        capture = self._capture = _Capture(
+            None if silence_seconds is None else max(1, round(silence_seconds / FRAME_SECONDS))
+        )
+        reason, digit = "max", None
+        silent = asyncio.ensure_future(capture.silent.wait())
+        closed = asyncio.ensure_future(self._closed_event.wait())
+        try:
+            async with asyncio.timeout(max_seconds):
+                while True:
+                    key = asyncio.ensure_future(self.digits.get())
+                    done, _ = await asyncio.wait(
+                        {key, silent, closed}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if key not in done:
+                        key.cancel()
+                    if closed in done:
+                        reason = "hangup"
+                        break
+                    if silent in done:
+                        reason = "silence"
+                        break
+                    if key.result() in stop_digits:
+                        reason, digit = "digit", key.result()
+                        break
+        except TimeoutError:
+            pass
+        finally:
+            self._capture = None
+            silent.cancel()
+            closed.cancel()
+        frames = capture.frames
+        cut = capture.quiet
+        if reason == "digit" and self._inband is not None:
+            cut += round(0.2 / FRAME_SECONDS)  # the key's tone itself
+        kept = frames[: max(0, len(frames) - cut)] if cut else frames
+        audio = np.concatenate(kept) if kept else np.zeros(0, np.int16)
+        return Recording(audio, reason, digit, capture.sound * FRAME_SECONDS)
+
     def close(self) -> None:
         """Stop receiving and give the ports back."""
         if self.closed:
             return
         self.closed = True
+        self._closed_event.set()
         for sock in (self._rtp, self._rtcp):
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_reader(sock.fileno())

@@ -17,7 +17,9 @@ Blackman window) centred on its exact position in input time.
 from __future__ import annotations
 
 import math
+import os
 import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,3 +245,29 @@ def wav_bytes(samples: npt.ArrayLike, rate: int) -> bytes:
 def write_wav(path: Path | str, samples: npt.ArrayLike, rate: int) -> None:
     """Write a 16-bit PCM WAV file (see `wav_bytes`)."""
     Path(path).write_bytes(wav_bytes(samples, rate))
+
+
+def write_wav_durably(path: Path | str, samples: npt.ArrayLike, rate: int) -> None:
+    """Write a WAV file so that a crash (even power loss) leaves the old file or the whole
+    new one: a temporary file in the same directory, fsynced, renamed over `path`, and
+    the directory fsynced. Creates missing directories.
+
+    Raises: OSError.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(wav_bytes(samples, rate))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

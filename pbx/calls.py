@@ -31,15 +31,17 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy.typing as npt
 
-from media.endpoint import MediaEndpoint
+from media.endpoint import MediaEndpoint, Recording
 from media.errors import MediaError
 from media.ports import PortAllocator
 from media.sdp import SessionDescription, audio_stream
 from media.sdp import answer as sdp_answer
 from media.telephone_event import parse_dtmf_relay
+from media.wav import write_wav_durably
 from pbx.errors import PbxError
 from sip.dialog import Dialog, DialogState, new_branch, new_tag
 from sip.endpoint import Endpoint
@@ -177,6 +179,30 @@ class Call:
             inter_digit_timeout=inter_digit_timeout,
             terminator=terminator,
         )
+
+    async def record(
+        self,
+        path: Path,
+        *,
+        max_seconds: float,
+        silence_seconds: float | None = None,
+        stop_digits: str = "#",
+        keep_empty: bool = False,
+    ) -> Recording:
+        """Record what the phone sends into an 8 kHz mono WAV at `path` (see
+        `MediaEndpoint.record` for how it ends), written durably (fsynced, renamed
+        into place). Nothing is written when nothing but silence was heard, unless
+        `keep_empty`.
+
+        Raises: PbxError when the call has no terminated media; OSError when the file
+        cannot be written.
+        """
+        heard = await self._own_media().record(
+            max_seconds, silence_seconds=silence_seconds, stop_digits=stop_digits
+        )
+        if heard.sound_seconds > 0 or keep_empty:
+            await asyncio.to_thread(write_wav_durably, path, heard.samples, 8000)
+        return heard
 
     def _own_media(self) -> MediaEndpoint:
         if self.media is None:
