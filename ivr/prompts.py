@@ -18,6 +18,7 @@ when on the event loop.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -63,6 +64,39 @@ DEFAULT_PROMPTS: dict[str, str | None] = {
         "The person you are calling is not available. Please leave a message after the tone."
     ),
     BEEP: None,  # a tone, never speech
+    "vm-busy": "The person you are calling is on the phone. Please leave a message after the tone.",
+    "vm-saved": "Your message has been saved. Goodbye.",
+    "vm-pin": "Please enter your PIN, then press pound.",
+    "vm-incorrect": "That PIN is not correct.",
+    "vm-no-pin": "This mailbox has no PIN yet. Please ask the administrator to set one. Goodbye.",
+    "vm-you-have": "You have",
+    "vm-new": "new",
+    "vm-old": "old",
+    "vm-and": "and",
+    "vm-messages": "messages.",
+    "vm-main-menu": (
+        "Press 1 to listen to your messages. Press 0 for mailbox options. Press pound to hang up."
+    ),
+    "vm-message": "Message",
+    "vm-message-menu": (
+        "Press 5 to hear it again, 4 for the previous message, 6 for the next one, "
+        "7 to delete it, 9 to keep it, or pound for the main menu."
+    ),
+    "vm-deleted": "Message deleted.",
+    "vm-kept": "Message kept.",
+    "vm-no-more": "No more messages.",
+    "vm-options": (
+        "Press 1 to record your unavailable greeting. Press 2 to record your busy greeting. "
+        "Press pound to go back."
+    ),
+    "vm-record-greeting": "Record your greeting after the tone. Press pound when you are done.",
+    "vm-greeting-saved": "Your greeting has been saved.",
+    **{
+        f"digit-{d}": word
+        for d, word in enumerate(
+            ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+        )
+    },
 }
 """The system prompt set: name -> the text spoken (None: a tone)."""
 
@@ -117,9 +151,9 @@ def tone_pattern(name: str) -> npt.NDArray[np.int16]:
     Raises:
         PromptError: `name` is not in the default set.
     """
-    segments = _TONES.get(name)
-    if segments is None:
+    if name not in DEFAULT_PROMPTS:
         raise PromptError(f"{name!r} is not a default prompt")
+    segments = _TONES.get(name) or _derived_pattern(name)
     gap = np.zeros(RATE * _GAP_MS // 1000)
     parts: list[npt.NDArray[np.float64]] = []
     for i, (freq, ms) in enumerate(segments):
@@ -127,6 +161,13 @@ def tone_pattern(name: str) -> npt.NDArray[np.int16]:
             parts.append(gap)
         parts.append(_tone(freq, ms))
     return np.round(np.concatenate(parts) * 32767.0).astype(np.int16)
+
+
+def _derived_pattern(name: str) -> tuple[tuple[float, int], ...]:
+    """A stable pattern of three tones for a prompt without a pattern of its own."""
+    code = hashlib.sha256(name.encode()).digest()
+    steps = (440.0, 520.0, 620.0, 740.0)
+    return tuple((steps[code[i] % len(steps)], 120 + 40 * (code[i + 3] % 4)) for i in range(3))
 
 
 class PromptStore:
