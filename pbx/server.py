@@ -18,7 +18,7 @@ from typing import Any
 
 from media.ports import PortAllocator
 from pbx.auth import Authenticator, AuthResult, BanList, NonceManager
-from pbx.b2bua import Application, B2bua
+from pbx.b2bua import Application, B2bua, VoicemailService
 from pbx.calls import CallManager
 from pbx.config import Settings
 from pbx.control import ControlServer
@@ -69,13 +69,16 @@ class PbxServer:
         *,
         clock: Callable[[], float] = time.time,
         applications: Sequence[Application] = (),
+        voicemail: VoicemailService | None = None,
     ) -> None:
         """`clock` is wall time (bindings expire by it, nonces age by it); tests pass a fake.
 
-        `applications` answer some numbers themselves (IVR menus ...): the layer above
-        (the CLI) passes them in, since pbx/ may not import them.
+        `applications` answer some numbers themselves (IVR menus ...) and `voicemail`
+        takes the calls forwarded to a mailbox: the layer above (the CLI) passes them
+        in, since pbx/ may not import them.
         """
         self._applications = list(applications)
+        self._voicemail = voicemail
         settings.validate()
         self.settings = settings
         self._clock = clock
@@ -138,6 +141,7 @@ class PbxServer:
             clock=self._clock,
         )
         self.b2bua.applications = self._applications
+        self.b2bua.voicemail = self._voicemail
         self.calls.on_incoming = self.b2bua.route
         self._control = ControlServer(
             s,
@@ -283,6 +287,7 @@ async def serve(
     settings: Settings,
     stop: asyncio.Event | None = None,
     applications: Sequence[Application] = (),
+    voicemail: VoicemailService | None = None,
 ) -> None:
     """Run a server until `stop` is set (or SIGINT/SIGTERM arrives)."""
     stop = stop or asyncio.Event()
@@ -290,7 +295,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    server = PbxServer(settings, applications=applications)
+    server = PbxServer(settings, applications=applications, voicemail=voicemail)
     try:
         await server.start()
         tune_gc()
@@ -299,7 +304,11 @@ async def serve(
         await server.stop()
 
 
-def run(settings: Settings, applications: Sequence[Application] = ()) -> None:
+def run(
+    settings: Settings,
+    applications: Sequence[Application] = (),
+    voicemail: VoicemailService | None = None,
+) -> None:
     """Blocking entry point of `pbx serve` (uvloop when importable)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -307,6 +316,6 @@ def run(settings: Settings, applications: Sequence[Application] = ()) -> None:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(settings, applications=applications))
+        asyncio.run(serve(settings, applications=applications, voicemail=voicemail))
     else:
-        uvloop.run(serve(settings, applications=applications))
+        uvloop.run(serve(settings, applications=applications, voicemail=voicemail))
