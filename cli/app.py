@@ -30,13 +30,14 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from cli.amd import amd_app
-from cli.common import DataDirOption
+from cli.common import DataDirOption, format_table
 from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
 from cli.common import run as _run
 from cli.dtmf import dtmf_app
 from cli.ivr import ivr_app
 from cli.prompt import prompt_app
+from cli.vm import vm_app
 from pbx.config import Settings
 from pbx.errors import ConfigError, ControlError, PbxError
 from pbx.store import REALM_KEY, SECRET_KEY, Forwarding, RingGroup, Store
@@ -126,6 +127,7 @@ app.add_typer(amd_app, name="amd")
 app.add_typer(dtmf_app, name="dtmf")
 app.add_typer(ivr_app, name="ivr")
 app.add_typer(prompt_app, name="prompt")
+app.add_typer(vm_app, name="vm")
 
 PasswordOption = Annotated[
     str | None,
@@ -250,12 +252,18 @@ def serve(
         typer.echo("no users yet; " + HINT_ADD_USER)
     server = _import("pbx.server")
     runner = _import("ivr.runner")
+    voicemail = _import("ivr.voicemail")
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     # The CLI is the composition root: applications above pbx/ plug in here.
-    server.run(settings, applications=[runner.IvrApplication(settings.data_dir)])
+    mailboxes = voicemail.VoicemailApplication(settings.data_dir)
+    server.run(
+        settings,
+        applications=[runner.IvrApplication(settings.data_dir), mailboxes],
+        voicemail=mailboxes,
+    )
 
 
 async def _add_user(
@@ -307,18 +315,6 @@ async def _list_users(data_dir: Path) -> list[tuple[str, str, str]]:
         )
         for user in users
     ]
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart, header first; no trailing blanks."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in (list(headers), *rows)
-    ]
-    return "\n".join(lines)
 
 
 @user_app.command("list")

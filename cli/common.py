@@ -4,7 +4,7 @@ opening the database of an initialized data directory."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -50,3 +50,15 @@ async def open_existing(data_dir: Path) -> Store:
     if not db_path.is_file():
         raise ConfigError(f"no database in {data_dir}; run `pbx init` first")
     return await Store.open(db_path)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, header first; no trailing blanks."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (list(headers), *rows)
+    ]
+    return "\n".join(lines)

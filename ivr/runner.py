@@ -13,18 +13,14 @@ so a caller is never left in silence.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
 from ivr.menu import Action, Menu, menu_for_number, parse_toml
-from ivr.prompts import PromptError, PromptStore
-from media.endpoint import tone
+from ivr.player import PromptPlayer
+from ivr.prompts import PromptStore
 from media.errors import MediaError
 from pbx.b2bua import B2bua
 from pbx.calls import CallState, InboundCall
@@ -39,10 +35,8 @@ class IvrApplication:
     """Menus stored in the switch's database, prompts under `data_dir/prompts`."""
 
     def __init__(self, data_dir: Path, *, clock: Callable[[], datetime] = datetime.now) -> None:
-        self.prompts = PromptStore(data_dir / "prompts")
+        self.player = PromptPlayer(PromptStore(data_dir / "prompts"))
         self._clock = clock
-        self._cache: dict[tuple[str, float], npt.NDArray[np.int16]] = {}
-        self._defaults_ready = False
 
     async def _lookup(self, switch: B2bua, number: str) -> tuple[dict[str, Menu], Menu | None]:
         """The stored menus and the one for `number` — read per call, so that
@@ -62,9 +56,7 @@ class IvrApplication:
         if menu is None:
             await call.reject(404, "Not Found")
             return "404 no menu"
-        if not self._defaults_ready:
-            await asyncio.to_thread(self.prompts.ensure_defaults)
-            self._defaults_ready = True
+        await self.player.ensure_defaults()
         host = switch.ports.host
         if host in ("0.0.0.0", "::", ""):
             host = switch.manager.local_host(call.peer)
@@ -145,32 +137,12 @@ class IvrApplication:
     async def _finish(
         self, call: InboundCall, menus: dict[str, Menu], switch: B2bua, action: Action
     ) -> str:
-        """End the call for `hangup`, or for what is not built yet (voicemail)."""
-        if action.kind == "voicemail":
-            await self._play(call, "vm-unavailable")
-            await call.hangup(0, "IVR voicemail (not built yet)")
-            return f"voicemail {action.target} not available yet"
+        """Leave the menu for good: into a mailbox (`voicemail`), or hang up."""
+        if action.kind == "voicemail" and action.target and switch.voicemail is not None:
+            return await switch.voicemail.deposit(call, action.target, "unavailable", switch)
         await self._play(call, "ivr-goodbye")
         await call.hangup(0, "IVR hangup")
         return f"IVR {action.kind}"
 
     async def _play(self, call: InboundCall, name: str, *, stop_on_digit: bool = False) -> bool:
-        if call.state is not CallState.UP or call.media is None:
-            return False
-        return await call.play(await self._prompt(name), stop_on_digit=stop_on_digit)
-
-    async def _prompt(self, name: str) -> npt.NDArray[np.int16]:
-        """A prompt's audio, cached until its file changes (`pbx prompt say` applies)."""
-        try:
-            key = (name, self.prompts.path(name).stat().st_mtime)
-        except (OSError, PromptError):
-            key = (name, 0.0)
-        audio = self._cache.get(key)
-        if audio is None:
-            try:
-                audio = await asyncio.to_thread(self.prompts.load, name)
-            except PromptError as exc:
-                log.warning("IVR prompt %s: %s; playing a tone instead", name, exc)
-                audio = tone(480, 0.3)
-            self._cache[key] = audio
-        return audio
+        return await self.player.play(call, name, stop_on_digit=stop_on_digit)

@@ -214,9 +214,13 @@ def test_help_still_works() -> None:
 def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     calls: list[Settings] = []
 
-    def run(settings: Settings, applications: Sequence[object] = ()) -> None:
-        # `pbx serve` plugs the IVR in as an application of the switch.
-        assert [type(a).__name__ for a in applications] == ["IvrApplication"]
+    def run(
+        settings: Settings, applications: Sequence[object] = (), voicemail: object = None
+    ) -> None:
+        # `pbx serve` plugs the IVR and voicemail in as applications of the switch.
+        names = [type(a).__name__ for a in applications]
+        assert names == ["IvrApplication", "VoicemailApplication"]
+        assert voicemail is applications[1]
         calls.append(settings)
 
     module = types.ModuleType("pbx.server")
