@@ -36,6 +36,14 @@ Media timeout. When no RTP has been accepted on a leg for `timeout` seconds, `on
 is called once with that leg's name ("a" or "b"; the one silent longest if both are), and
 the B2BUA hangs the call up. While either leg is on hold (`hold(leg, True)`) the timeout
 is not armed; resuming re-arms it with a fresh period.
+
+Taps and injected media, paid for only by the calls that use them. A leg's RTP channel
+calls its `tap` (None on most calls: one comparison per packet) with every accepted
+datagram; `add_tap` stacks several (a recorder, a feature-code watcher from
+`watch_digits`) behind that one slot. Music on hold (media.moh) sends its own stream to
+a phone with `Leg.send` from that leg's socket, and `mute` points the other phone's
+channel at a sink whose remote is None, so the hot path drops its packets through the
+`remote is None` check it makes anyway.
 """
 
 from __future__ import annotations
@@ -53,11 +61,13 @@ from media.g711_tables import ALAW_TO_ULAW, ULAW_TO_ALAW
 from media.ports import PortAllocator, PortPair
 from media.rtp import payload_offset
 from media.sdp import AudioStream, Codec
+from media.telephone_event import TelephoneEventReceiver
 
 log = logging.getLogger(__name__)
 
 LegName = Literal["a", "b"]
 Address = tuple[str, int]
+Tap = Callable[[bytes], None]
 PayloadMap = dict[int, tuple[int, bytes | None]]  # pt in -> (pt out, payload table or None)
 
 MAX_DATAGRAM = 2048
@@ -230,7 +240,7 @@ _monotonic = time.monotonic
 class Leg:
     """One side of a relayed call: the ports its phone sends to, its counters."""
 
-    __slots__ = ("held", "name", "pair", "rtcp", "rtp", "session", "stream")
+    __slots__ = ("held", "name", "pair", "rtcp", "rtp", "session", "sink", "stream", "taps")
 
     def __init__(self, session: RelaySession, name: LegName, pair: PortPair) -> None:
         self.session = session
@@ -238,8 +248,23 @@ class Leg:
         self.pair = pair
         self.rtp = _Channel(self, "rtp", pair.rtp)
         self.rtcp = _Channel(self, "rtcp", pair.rtcp)
+        # Where the other phone's RTP goes while this leg is muted: no reader, remote None.
+        self.sink = _Channel(self, "sink", pair.rtp)
         self.stream: AudioStream | None = None
         self.held = False
+        self.taps: list[Tap] = []
+
+    def send(self, data: bytes) -> bool:
+        """Send one datagram of the switch's own (music on hold) to this leg's phone, from
+        this leg's RTP socket; False when there is nowhere to send it or it failed."""
+        remote = self.rtp.remote
+        if remote is None or self.session.closed:
+            return False
+        try:
+            self.rtp.sendto(data, remote)
+        except OSError:
+            return False
+        return True
 
     @property
     def host(self) -> str:
@@ -295,6 +320,7 @@ class RelaySession:
         self._allocator = allocator
         self._watch: asyncio.TimerHandle | None = None
         self._fired = False
+        self._recording: dict[LegName, Tap] | None = None
         self.closed = False
         first = allocator.allocate()
         try:
@@ -336,11 +362,78 @@ class RelaySession:
         log.debug("%s leg %s remote %s:%s %s", self.name, name, stream.host, stream.port,
                   stream.codec.name)  # fmt: skip
 
+    def add_tap(self, name: LegName, tap: Tap) -> None:
+        """Hand every RTP datagram accepted from leg `name`'s phone to `tap` as well."""
+        leg = self.leg(name)
+        leg.taps.append(tap)
+        self._set_tap(leg)
+
+    def remove_tap(self, name: LegName, tap: Tap) -> None:
+        """Undo `add_tap` (a tap not added is ignored)."""
+        leg = self.leg(name)
+        if tap in leg.taps:
+            leg.taps.remove(tap)
+            self._set_tap(leg)
+
+    @staticmethod
+    def _set_tap(leg: Leg) -> None:
+        taps = tuple(leg.taps)
+        if not taps:
+            leg.rtp.tap = None
+        elif len(taps) == 1:
+            leg.rtp.tap = taps[0]
+        else:
+
+            def fan_out(data: bytes) -> None:
+                for tap in taps:
+                    tap(data)
+
+            leg.rtp.tap = fan_out
+
     def record(self, tap: Callable[[LegName, bytes], None] | None) -> None:
         """Hand every accepted RTP datagram of both legs to `tap` (None stops it)."""
         for leg in (self.a, self.b):
-            name = leg.name
-            leg.rtp.tap = None if tap is None else (lambda data, n=name: tap(n, data))
+            if self._recording is not None:
+                self.remove_tap(leg.name, self._recording[leg.name])
+        self._recording = None
+        if tap is not None:
+            taps: dict[LegName, Tap] = {
+                "a": lambda data: tap("a", data),
+                "b": lambda data: tap("b", data),
+            }
+            self._recording = taps
+            for name, leg_tap in taps.items():
+                self.add_tap(name, leg_tap)
+
+    def watch_digits(self, name: LegName, on_digit: Callable[[str], None]) -> Tap:
+        """Call `on_digit` with each DTMF digit leg `name`'s phone sends as RFC 4733
+        telephone-events (once per digit, when it ends); the packets are still forwarded.
+        Returns the tap, for `remove_tap`."""
+        leg = self.leg(name)
+        receiver = TelephoneEventReceiver()
+
+        def tap(data: bytes) -> None:
+            stream = leg.stream
+            if stream is None or len(data) < 12 or data[1] & 0x7F != stream.telephone_event:
+                return
+            try:
+                offset = payload_offset(data)
+                digits = receiver.feed(
+                    data[offset:], int.from_bytes(data[4:8], "big"), bool(data[1] & 0x80)
+                )
+            except MediaError:
+                return
+            for digit in digits:
+                on_digit(digit.digit)
+
+        self.add_tap(name, tap)
+        return tap
+
+    def mute(self, name: LegName, on: bool) -> None:
+        """Stop (or resume) forwarding the other phone's RTP to leg `name`'s phone, while
+        the switch sends that phone a stream of its own (music on hold)."""
+        leg = self.leg(name)
+        self.leg(other_leg(name)).rtp.out = leg.sink if on else leg.rtp
 
     def hold(self, name: LegName, on: bool) -> None:
         """Mark leg `name` on hold (its phone may stop sending) or resumed.
