@@ -94,6 +94,9 @@ class Endpoint:
         #: Called with responses no client transaction waits for (2xx retransmissions
         #: of an INVITE, RFC 6026): the dialog layer above re-sends its ACK.
         self.on_stray_response: Callable[[Response, Peer], None] | None = None
+        #: Event packages this endpoint is a notifier for (RFC 6665 §4.4.4): named in an
+        #: Allow-Events header of the OPTIONS answer when not empty.
+        self.allow_events: frozenset[str] = frozenset()
 
     # -- set-up ---------------------------------------------------------------
 
@@ -261,9 +264,10 @@ class Endpoint:
     def _default_answer(self, request: Request) -> Response:
         method = request.method
         if method == "OPTIONS":
-            return make_response(
-                request, 200, headers=[("Allow", self.allow), ("Accept", "application/sdp")]
-            )
+            headers = [("Allow", self.allow), ("Accept", "application/sdp")]
+            if self.allow_events:
+                headers.append(("Allow-Events", ", ".join(sorted(self.allow_events))))
+            return make_response(request, 200, headers=headers)
         if method == "CANCEL":
             # No handler owns INVITEs, so there is nothing to cancel (RFC 3261 §9.2).
             return make_response(request, 481)
