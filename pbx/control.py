@@ -7,7 +7,10 @@ directory can talk to it. Live CLI commands (`pbx status` …) read that file
 and make one request each.
 
 Routes are "METHOD /path" with query parameters: `GET /status` (registrations,
-uptime), `GET /calls` (live calls), `POST /hangup?id=CALL` (end a call).
+uptime), `GET /calls` (live calls), `POST /hangup?id=CALL` (end a call),
+`POST /mwi?box=BOX` (a mailbox's counts changed, e.g. `pbx vm delete` in another
+process: the server sends the box's phones a message-summary NOTIFY and answers
+`{"box": BOX, "notified": N}`, N being how many phones get one).
 A route raises `ControlError` for a request it cannot serve (answered 404 with
 the message), e.g. an unknown call id.
 """
@@ -178,3 +181,11 @@ def fetch_calls(settings: Settings) -> dict[str, Any]:
 def hangup(settings: Settings, call_id: str) -> dict[str, Any]:
     """Ask the running server to end a call. Raises: ControlError (e.g. no such call)."""
     return request(settings, "/hangup?" + urllib.parse.urlencode({"id": call_id}), method="POST")
+
+
+def mailbox_changed(settings: Settings, box: str) -> dict[str, Any]:
+    """Tell the running server that `box`'s message counts changed (MWI NOTIFYs follow).
+
+    Raises: ControlError (server not running, or no such mailbox).
+    """
+    return request(settings, "/mwi?" + urllib.parse.urlencode({"box": box}), method="POST")

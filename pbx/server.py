@@ -23,6 +23,8 @@ from pbx.calls import CallManager
 from pbx.config import Settings
 from pbx.control import ControlServer
 from pbx.errors import ControlError
+from pbx.mwi import EVENT as MWI_EVENT
+from pbx.mwi import MwiPolicy, MwiService
 from pbx.registrar import Registrar, RegistrarPolicy
 from pbx.store import Store
 from sip.endpoint import Endpoint
@@ -94,6 +96,7 @@ class PbxServer:
         self.registrar: Registrar | None = None
         self.calls: CallManager | None = None
         self.b2bua: B2bua | None = None
+        self.mwi: MwiService | None = None
 
     async def start(self) -> None:
         """Open everything and start listening.
@@ -143,12 +146,26 @@ class PbxServer:
         self.b2bua.applications = self._applications
         self.b2bua.voicemail = self._voicemail
         self.calls.on_incoming = self.b2bua.route
+        self.mwi = MwiService(
+            endpoint,
+            authenticate=self._authenticate_call,
+            counts=store.voicemail.counts,
+            known=self._users.__contains__,
+            location=self.registrar.location,
+            addresses=self.calls,
+            policy=MwiPolicy.from_settings(s),
+            clock=self._clock,
+        )
+        endpoint.route("SUBSCRIBE", self.mwi.handle)
+        endpoint.allow_events = frozenset({MWI_EVENT})
+        self.b2bua.on_mailbox_change = self.mwi.changed
         self._control = ControlServer(
             s,
             {
                 "GET /status": lambda _: self.status(),
                 "GET /calls": lambda _: self.live_calls(),
                 "POST /hangup": self._hangup,
+                "POST /mwi": self._mwi,
             },
         )
         await self._control.start()
@@ -176,6 +193,8 @@ class PbxServer:
             await self._control.close()
         if self.calls is not None:
             await self.calls.close()
+        if self.mwi is not None:
+            await self.mwi.close()
         if self._endpoint is not None:
             await self._endpoint.close()
         for task in self._tasks:
@@ -225,6 +244,14 @@ class PbxServer:
         # Answer at once; the BYE (or CANCEL) and its response run in the background.
         manager.spawn(call.hangup(0, "hung up by admin"), f"admin hangup {call.id}")
         return {"hung_up": call.id}
+
+    def _mwi(self, params: dict[str, str]) -> dict[str, Any]:
+        """The control API's POST /mwi?box=…: a box's counts changed in another process
+        (`pbx vm …`); NOTIFY its phones. Answers how many phones get a NOTIFY."""
+        box = params.get("box", "")
+        if self.mwi is None or box not in self._users:
+            raise ControlError(f"no mailbox {box!r}")
+        return {"box": box, "notified": self.mwi.announce(box)}
 
     def _authenticate_call(self, request: Request, peer: Peer) -> str | Response | None:
         """Digest-check an INVITE (RFC 3261 §22: 401 as for REGISTER, From must be the user).
