@@ -1,0 +1,175 @@
+"""Voicemail end to end on real sockets: a call to an extension nobody answers (a sipp
+phone that only rings) is forwarded to its mailbox; the caller (the test's own client)
+hears the greeting and the beep and leaves a message (a tone); the box owner's
+message light is driven by MWI NOTIFYs to a sipp subscriber; `*97` from the owner's
+phone asks the PIN, plays the message and deletes it, and the count drops.
+
+Prompts are replaced by tones (one frequency each) so what a caller heard, in which
+order, can be read back from the audio; prompts of no interest here are silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ivr.prompts import DEFAULT_PROMPTS, PromptStore
+from ivr.voicemail import VoicemailApplication
+from media.wav import read_wav, write_wav
+from pbx.server import PbxServer
+from pbx.store import Forwarding
+from sip.message import Request, make_response, parse_message
+from tests.interop.ear import Ear, peak_hz, rtp_socket, sine
+from tests.interop.phones import closed_cdrs, dial, phone, running_server
+from tests.interop.sipclient import SipClient, media_address
+
+TONES = {
+    "vm-unavailable": 500,
+    "vm-beep": 1000,
+    "vm-saved": 700,
+    "vm-pin": 1300,
+    "vm-incorrect": 1500,
+    "vm-main-menu": 1700,
+    "vm-message-menu": 1900,
+    "vm-deleted": 2600,
+    "vm-no-more": 2900,
+    "ivr-goodbye": 3200,
+    "message": 2300,  # what the caller says
+}
+PIN = "4711"
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[PbxServer]:
+    prompts = PromptStore(tmp_path / "prompts")
+    quiet = tmp_path / "quiet.wav"
+    write_wav(quiet, np.zeros(400, np.int16), 8000)
+    for name in DEFAULT_PROMPTS:
+        if name in TONES:
+            wav = tmp_path / f"{name}.wav"
+            write_wav(wav, sine(TONES[name], 0.4), 8000)
+            prompts.add(name, wav)
+        else:
+            prompts.add(name, quiet)
+    async with running_server(tmp_path) as pbx:
+        assert pbx._store is not None and pbx.b2bua is not None
+        mailboxes = VoicemailApplication(tmp_path, silence_seconds=3.0, key_timeout=5.0)
+        pbx.b2bua.applications.append(mailboxes)
+        pbx.b2bua.voicemail = mailboxes
+        await pbx._store.dialplan.set_forwarding(
+            Forwarding("1002", no_answer="voicemail", no_answer_seconds=1.0)
+        )
+        await pbx._store.voicemail.set_pin("1002", PIN)
+        yield pbx
+
+
+async def _until_bye(ua: SipClient) -> Request:
+    """Answer what the switch sends in the dialog (200) until its BYE."""
+    while True:
+        raw = await ua.receive(timeout=20)
+        assert raw is not None, "no BYE from the switch"
+        message = parse_message(raw)
+        if isinstance(message, Request) and message.method != "ACK":
+            ua.send(bytes(make_response(message, 200, to_tag=None)))
+            if message.method == "BYE":
+                return message
+
+
+async def _leave_message(server: PbxServer, tmp_path: Path) -> Ear:
+    """1001 calls 1002, which rings unanswered; the mailbox takes 1.5 s of the message
+    tone; 1001 hangs up. Returns what 1001 heard."""
+    ringing = await phone(server, "1002", "uas_ring_cancel.xml", tmp_path / "1002")
+    ear = Ear(rtp_socket(), TONES)
+    try:
+        with ringing:
+            async with SipClient(server.sip_port) as ua:
+                invite, ok = await dial(ua, server, "1002", rtp_port=ear.port, events=True)
+                assert ok.status == 200
+                ear.remote = media_address(ok.body)
+                await ear.wait_for("vm-unavailable", "vm-beep")
+                await ear.talk(sine(TONES["message"], 1.5))
+                bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+                assert bye.status == 200
+            assert await asyncio.get_running_loop().run_in_executor(None, ringing.finish) == 0
+    finally:
+        await ear.stop()
+        ear.sock.close()
+    return ear
+
+
+async def test_unanswered_call_leaves_a_message(server: PbxServer, tmp_path: Path) -> None:
+    assert server._store is not None
+    ear = await _leave_message(server, tmp_path)
+    assert ear.tones()[:2] == ["vm-unavailable", "vm-beep"]
+    [cdr] = await closed_cdrs(server)  # the message is stored before the call's row closes
+    assert (cdr.caller, cdr.callee, cdr.disposition) == ("1001", "1002", "ANSWERED")
+    assert cdr.hangup_cause == "voicemail left for 1002"
+    [message] = await server._store.voicemail.messages("1002")
+    assert (message.caller, message.folder) == ("1001", "new")
+    assert 1.0 <= message.duration <= 1.7
+    audio = read_wav(message.path)
+    assert audio.rate == 8000 and audio.channels == 1
+    samples = (audio.samples[:, 0] * 32767).astype(np.int16)
+    assert abs(peak_hz(samples) - TONES["message"]) < 10
+    assert await server._store.voicemail.counts("1002") == (1, 0)
+
+
+async def test_star97_plays_and_deletes(server: PbxServer, tmp_path: Path) -> None:
+    assert server._store is not None
+    await _leave_message(server, tmp_path)
+    await closed_cdrs(server)
+    [message] = await server._store.voicemail.messages("1002")
+    ear = Ear(rtp_socket(), TONES)
+    try:
+        async with SipClient(server.sip_port) as ua:
+            invite, ok = await dial(
+                ua, server, "*97", caller="1002", rtp_port=ear.port, events=True
+            )
+            assert ok.status == 200
+            ear.remote = media_address(ok.body)
+            await ear.wait_for("vm-pin")
+            ear.press(PIN + "#")
+            await ear.wait_for("vm-pin", "vm-main-menu")
+            ear.press("1")
+            await ear.wait_for("vm-pin", "vm-main-menu", "message", "vm-message-menu")
+            ear.press("7")
+            await ear.wait_for("vm-deleted", "vm-no-more", "vm-main-menu")
+            ear.press("#")
+            await asyncio.wait_for(_until_bye(ua), 20)
+    finally:
+        await ear.stop()
+        ear.sock.close()
+    assert ear.tones() == [
+        "vm-pin",
+        "vm-main-menu",
+        "message",
+        "vm-message-menu",
+        "vm-deleted",
+        "vm-no-more",
+        "vm-main-menu",
+        "ivr-goodbye",
+    ]
+    assert await server._store.voicemail.messages("1002") == []
+    assert not Path(message.path).exists()
+
+
+async def test_wrong_pin_is_refused(server: PbxServer) -> None:
+    assert server._store is not None
+    ear = Ear(rtp_socket(), TONES)
+    try:
+        async with SipClient(server.sip_port) as ua:
+            _, ok = await dial(ua, server, "*97", caller="1002", rtp_port=ear.port, events=True)
+            assert ok.status == 200
+            ear.remote = media_address(ok.body)
+            for attempt in range(3):
+                await ear.wait_for(*["vm-pin", "vm-incorrect"] * attempt, "vm-pin")
+                ear.press("0000#")
+            await asyncio.wait_for(_until_bye(ua), 20)
+    finally:
+        await ear.stop()
+        ear.sock.close()
+    assert ear.tones() == ["vm-pin", "vm-incorrect"] * 3 + ["ivr-goodbye"]
