@@ -126,9 +126,7 @@ async def test_star97_plays_and_deletes(server: PbxServer, tmp_path: Path) -> No
     ear = Ear(rtp_socket(), TONES)
     try:
         async with SipClient(server.sip_port) as ua:
-            invite, ok = await dial(
-                ua, server, "*97", caller="1002", rtp_port=ear.port, events=True
-            )
+            _, ok = await dial(ua, server, "*97", caller="1002", rtp_port=ear.port, events=True)
             assert ok.status == 200
             ear.remote = media_address(ok.body)
             await ear.wait_for("vm-pin")
