@@ -29,6 +29,11 @@ from tests.interop.sipclient import SipClient, media_address
 
 TONES = {
     "vm-unavailable": 500,
+    "vm-busy": 800,
+    "vm-options": 2000,
+    "vm-record-greeting": 2150,
+    "vm-greeting-saved": 2450,
+    "greeting": 600,  # what the box owner records as the greeting
     "vm-beep": 1000,
     "vm-saved": 700,
     "vm-pin": 1300,
@@ -79,10 +84,12 @@ async def _until_bye(ua: SipClient) -> Request:
                 return message
 
 
-async def _leave_message(server: PbxServer, tmp_path: Path) -> Ear:
-    """1001 calls 1002, which rings unanswered; the mailbox takes 1.5 s of the message
-    tone; 1001 hangs up. Returns what 1001 heard."""
-    ringing = await phone(server, "1002", "uas_ring_cancel.xml", tmp_path / "1002")
+async def _leave_message(
+    server: PbxServer, tmp_path: Path, scenario: str = "uas_ring_cancel.xml"
+) -> Ear:
+    """1001 calls 1002, which rings unanswered (or is busy); the mailbox takes 1.5 s of
+    the message tone; 1001 hangs up. Returns what 1001 heard."""
+    ringing = await phone(server, "1002", scenario, tmp_path / "1002")
     ear = Ear(rtp_socket(), TONES)
     try:
         with ringing:
@@ -90,7 +97,7 @@ async def _leave_message(server: PbxServer, tmp_path: Path) -> Ear:
                 invite, ok = await dial(ua, server, "1002", rtp_port=ear.port, events=True)
                 assert ok.status == 200
                 ear.remote = media_address(ok.body)
-                await ear.wait_for("vm-unavailable", "vm-beep")
+                await ear.wait_for("vm-beep")
                 await ear.talk(sine(TONES["message"], 1.5))
                 bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
                 assert bye.status == 200
@@ -171,3 +178,45 @@ async def test_wrong_pin_is_refused(server: PbxServer) -> None:
         await ear.stop()
         ear.sock.close()
     assert ear.tones() == ["vm-pin", "vm-incorrect"] * 3 + ["ivr-goodbye"]
+
+
+async def test_busy_extension_gets_the_busy_greeting(server: PbxServer, tmp_path: Path) -> None:
+    assert server._store is not None
+    await server._store.dialplan.set_forwarding(Forwarding("1002", busy="voicemail"))
+    ear = await _leave_message(server, tmp_path, "uas_busy.xml")
+    assert ear.tones()[:2] == ["vm-busy", "vm-beep"]
+    [cdr] = await closed_cdrs(server)
+    assert cdr.hangup_cause == "voicemail left for 1002"
+    assert await server._store.voicemail.counts("1002") == (1, 0)
+
+
+async def test_owner_records_a_greeting_callers_then_hear(
+    server: PbxServer, tmp_path: Path
+) -> None:
+    ear = Ear(rtp_socket(), TONES)
+    try:
+        async with SipClient(server.sip_port) as ua:
+            _, ok = await dial(ua, server, "*97", caller="1002", rtp_port=ear.port, events=True)
+            assert ok.status == 200
+            ear.remote = media_address(ok.body)
+            await ear.wait_for("vm-pin")
+            ear.press(PIN + "#")
+            await ear.wait_for("vm-main-menu")
+            ear.press("0")
+            await ear.wait_for("vm-options")
+            ear.press("1")
+            await ear.wait_for("vm-record-greeting", "vm-beep")
+            await ear.talk(sine(TONES["greeting"], 1.0))
+            ear.press("#")
+            await ear.wait_for("vm-greeting-saved", "vm-options")
+            ear.press("#")
+            await ear.wait_for("vm-greeting-saved", "vm-main-menu")
+            ear.press("#")
+            await asyncio.wait_for(_until_bye(ua), 20)
+    finally:
+        await ear.stop()
+        ear.sock.close()
+    greeting = tmp_path / "voicemail" / "1002" / "greeting-unavailable.wav"
+    assert 0.5 <= read_wav(greeting).duration <= 1.05  # talk began as the beep did
+    caller = await _leave_message(server, tmp_path)
+    assert caller.tones()[:2] == ["greeting", "vm-beep"]
