@@ -18,6 +18,7 @@ import json
 import logging
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -36,6 +37,7 @@ from cli.common import open_existing as _open_existing
 from cli.common import run as _run
 from cli.dtmf import dtmf_app
 from cli.ivr import ivr_app
+from cli.moh import moh_app
 from cli.prompt import prompt_app
 from cli.vm import vm_app
 from pbx.config import Settings
@@ -126,6 +128,7 @@ app.add_typer(user_app)
 app.add_typer(amd_app, name="amd")
 app.add_typer(dtmf_app, name="dtmf")
 app.add_typer(ivr_app, name="ivr")
+app.add_typer(moh_app, name="moh")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(vm_app, name="vm")
 
@@ -258,10 +261,13 @@ def serve(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     # The CLI is the composition root: applications above pbx/ plug in here.
-    mailboxes = voicemail.VoicemailApplication(settings.data_dir)
+    player = voicemail.PromptPlayer(voicemail.PromptStore(settings.data_dir / "prompts"))
+    # A fresh install gets its system prompts now, without holding up the start.
+    threading.Thread(target=player.prepare_defaults, name="default-prompts", daemon=True).start()
+    mailboxes = voicemail.VoicemailApplication(settings.data_dir, player=player)
     server.run(
         settings,
-        applications=[runner.IvrApplication(settings.data_dir), mailboxes],
+        applications=[runner.IvrApplication(settings.data_dir, player=player), mailboxes],
         voicemail=mailboxes,
     )
 
@@ -457,7 +463,8 @@ async def _record(data_dir: Path, name: str, mode: str | None) -> str:
 def user_record(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Username (extension).")],
     mode: Annotated[
-        str | None, typer.Option(help="always: record every call of it; never.")
+        str | None,
+        typer.Option(help="always: every call; on_demand: *1 on its phone starts/stops; never."),
     ] = None,
     data_dir: DataDirOption = None,
 ) -> None:

@@ -32,14 +32,22 @@ class PromptPlayer:
         self._cache: dict[tuple[str, float], Audio] = {}
         self._defaults_ready = False
 
+    def prepare_defaults(self) -> None:
+        """Create the missing default prompts (blocking: run it in a thread). Two runs
+        at once are harmless: each file is replaced atomically."""
+        try:
+            created = self.store.ensure_defaults()
+        except PromptError as exc:
+            log.warning("default prompts not created: %s", exc)
+        else:
+            if created:
+                log.info("created %d default prompts in %s", len(created), self.store.root)
+        self._defaults_ready = True
+
     async def ensure_defaults(self) -> None:
         """Create the missing default prompts once (in a worker thread)."""
         if not self._defaults_ready:
-            try:
-                await asyncio.to_thread(self.store.ensure_defaults)
-            except PromptError as exc:
-                log.warning("default prompts not created: %s", exc)
-            self._defaults_ready = True
+            await asyncio.to_thread(self.prepare_defaults)
 
     async def audio(self, name: str) -> Audio:
         """A prompt's samples (a short tone when it cannot be loaded)."""

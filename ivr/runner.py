@@ -34,8 +34,14 @@ INTER_DIGIT = 3.0
 class IvrApplication:
     """Menus stored in the switch's database, prompts under `data_dir/prompts`."""
 
-    def __init__(self, data_dir: Path, *, clock: Callable[[], datetime] = datetime.now) -> None:
-        self.player = PromptPlayer(PromptStore(data_dir / "prompts"))
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        player: PromptPlayer | None = None,
+        clock: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        self.player = player or PromptPlayer(PromptStore(data_dir / "prompts"))
         self._clock = clock
 
     async def _lookup(self, switch: B2bua, number: str) -> tuple[dict[str, Menu], Menu | None]:
