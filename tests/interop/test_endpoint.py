@@ -47,7 +47,14 @@ def _request(method: str, port: int, branch: str) -> bytes:
 
 @pytest.mark.parametrize(
     ("method", "status"),
-    [("OPTIONS", 200), ("INVITE", 401), ("SUBSCRIBE", 405), ("FOO", 501), ("BYE", 481)],
+    [
+        ("OPTIONS", 200),
+        ("INVITE", 401),
+        ("SUBSCRIBE", 489),  # MWI takes SUBSCRIBE; no Event header is a bad event
+        ("PUBLISH", 405),
+        ("FOO", 501),
+        ("BYE", 481),
+    ],
 )
 async def test_methods_are_routed(server: PbxServer, method: str, status: int) -> None:
     async with SipClient(server.sip_port) as ua:
@@ -56,7 +63,8 @@ async def test_methods_are_routed(server: PbxServer, method: str, status: int) -
     if status in (200, 405):
         allow = {m.strip() for m in (response.headers.get("Allow") or "").split(",")}
         assert {"REGISTER", "OPTIONS", "INVITE", "BYE", "CANCEL"} <= allow
-        assert "SUBSCRIBE" not in allow
+        assert "SUBSCRIBE" in allow
+        assert "PUBLISH" not in allow
 
 
 # What a live element answers each torture request with (None: nothing, a response
