@@ -179,7 +179,9 @@ def granted_expires(value: str | None, policy: MwiPolicy) -> int | Refusal:
     text = value.strip()
     if not (text.isascii() and text.isdigit()):
         return Refusal(400, "Bad Expires")
-    asked = int(text)
+    digits = text.lstrip("0") or "0"
+    # More digits than any lifetime needs (and than int() takes for a huge value).
+    asked = int(digits) if len(digits) <= 10 else policy.max_expires
     if asked == 0:
         return 0
     if asked < policy.min_expires:
@@ -463,7 +465,7 @@ class MwiService:
 
     async def _send(self, sub: Subscription) -> None:
         try:
-            while sub.dirty:
+            while sub.dirty and self._dialogs.get(sub.dialog.id) is sub:
                 sub.dirty = False
                 ending = sub.ending
                 new, old = await self._counts(sub.box)

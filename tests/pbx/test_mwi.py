@@ -105,6 +105,8 @@ POLICY = MwiPolicy(min_expires=60, max_expires=3600, default_expires=1800)
         (" 600 ", 600),
         ("60", 60),  # the minimum itself is fine
         ("86400", 3600),  # longer than allowed: shortened, never lengthened
+        ("9" * 5000, 3600),  # absurdly long: the maximum, not an int() error
+        ("0" * 30 + "30", Refusal(423, None, (("Min-Expires", "60"),))),  # long but small
         ("0", 0),  # unsubscribe (or a one-time fetch)
         ("59", Refusal(423, None, (("Min-Expires", "60"),))),
         ("1", Refusal(423, None, (("Min-Expires", "60"),))),
