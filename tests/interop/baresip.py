@@ -32,6 +32,16 @@ What was learned getting it to register (checked on these machines):
   "REGISTER_OK", ...}`, CALL_ESTABLISHED, CALL_CLOSED ...) arrive unasked.
 - It writes its log to stdout with ANSI colour codes, unbuffered; SIGTERM unregisters
   and exits, a second SIGTERM skips the unregistration (needed when the server is gone).
+- DTMF: menu's `sndcode DIGITS` (ctrl_tcp `{"command": "sndcode", "params": "12#", ...}`)
+  sends each key as RFC 4733 telephone-events on the call's RTP stream (payload type
+  101, offered by default as `telephone-event/8000` with `fmtp 0-15`): a marked first
+  packet, 160-sample duration steps up to 1440, three end packets, each key on its own
+  timestamp; it logs `audio: send DTMF digit: '1'` per key and `... digit end: '#'` for
+  the release after the last. The command exists only once a call has been up (before,
+  "command not found"); after the call it still answers ok without sending anything.
+- sndfile's dumps are written as the call goes, with the data chunk's size left 0 until
+  the call ends. Only received packets are written (no silence while the peer sends
+  nothing), and the jitter buffer holds the last ~100 ms of a burst until more arrive.
 """
 
 from __future__ import annotations
@@ -50,14 +60,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
+from media.wav import WavError, parse_wav, resample, to_int16
 from tests.interop.peers import free_port, need, wait_for
 
 MODULE_PATH = Path("/usr/lib/baresip/modules")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CHALLENGE = re.compile(rb"^(www|proxy)-authenticate\s*:", re.IGNORECASE)
 _ALGORITHM = re.compile(rb"algorithm\s*=\s*\"?([A-Za-z0-9-]+)", re.IGNORECASE)
+DTMF_KEYS = frozenset("0123456789*#ABCD")
 
 
 class _Waiter:
@@ -272,6 +286,44 @@ class Baresip:
             seen = [e.get("type") for e in self.events.items]
             pytest.fail(f"no {kind} event from baresip within {timeout} s; saw {seen}")
         return found  # type: ignore[no-any-return]
+
+    def send_digits(self, digits: str, timeout: float = 5) -> None:
+        """Press `digits` in the current call: RFC 4733 telephone-events (menu's `sndcode`).
+
+        Returns once baresip has logged every key and the release; the packets of each
+        key then go out over ~0.2 s. Fails the test if it is not in a call.
+        """
+        if not digits or not set(digits) <= DTMF_KEYS:
+            raise ValueError(f"not DTMF keys: {digits!r}")
+        start = len(self.lines.items)
+        answer = self.command("sndcode", digits, timeout)
+        if not answer.get("ok"):
+            pytest.fail(f"baresip refused sndcode {digits!r}: {answer.get('data')!r}")
+        logged = [f"digit: '{d}'" for d in digits] + [f"digit end: '{digits[-1]}'"]
+        for text in logged:
+            regex = re.compile(re.escape(f"send DTMF {text}"))
+            index, _ = self.lines.wait(regex.search, start, timeout)
+            if index < 0:
+                pytest.fail(f"baresip did not send DTMF {digits!r}:\n{self.output[-3000:]}")
+            start = index + 1
+
+    def received_audio(self, rate: int = 8000) -> npt.NDArray[np.int16]:
+        """What the phone has decoded so far in its latest call (sndfile's `-dec.wav`
+        dump, which needs `dump_calls=True`), as mono samples at `rate`; empty before
+        the dump has a header. A dump still being written declares a data size of 0:
+        that is read as "up to the end of the file"."""
+        dumps = sorted(self.workdir.glob("dump-*-dec.wav"))
+        if not dumps:
+            return np.zeros(0, np.int16)
+        data = bytearray(dumps[-1].read_bytes())
+        at = data.find(b"data", 12)
+        if at > 0 and len(data) >= at + 8 and data[at + 4 : at + 8] == bytes(4):
+            data[at + 4 : at + 8] = b"\xff\xff\xff\xff"
+        try:
+            audio = parse_wav(bytes(data))
+        except WavError:
+            return np.zeros(0, np.int16)  # not even a whole header yet
+        return to_int16(resample(audio.samples.mean(axis=1), audio.rate, rate))
 
     def stop(self) -> None:
         """SIGTERM (it unregisters), a second SIGTERM if that hangs, SIGKILL as the last resort."""
