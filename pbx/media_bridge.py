@@ -8,6 +8,11 @@ relay's a-side address, naming the callee's codec where it can and the other
 G.711 law otherwise. Offers inside the dialog (hold, resume, codec change) are
 rewritten the same way in either direction; a leg is "on hold" for the relay's
 media timeout while either side of its last offer/answer is not sendrecv.
+
+`holding` says which phone put the other on hold: the one whose own last offer was
+sendonly or inactive (or c=0.0.0.0, RFC 2543 style). An answerer going along with a
+hold (recvonly, inactive) is the held party, not a holder. The bridge plays music
+on hold to the phone facing a holder.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class AnchoredMedia:
         self.host = host
         self.relay = RelaySession(allocator, name=name, timeout=timeout, on_timeout=on_timeout)
         self._offers: dict[LegName, SessionDescription] = {}
+        #: Whether each leg's phone holds the other (its last offer was not sendrecv).
+        self.holding: dict[LegName, bool] = {"a": False, "b": False}
 
     def close(self) -> None:
         self.relay.close()
@@ -94,6 +101,7 @@ class AnchoredMedia:
         self.relay.set_remote(offerer, offerer_stream)
         held = _held(offered) or _held(theirs)
         self.relay.hold(offerer, held)
+        self.holding[offerer] = _held(offered)
         log.debug(
             "%s: %s sends %s, %s sends %s%s",
             self.relay.name,
@@ -124,6 +132,7 @@ class AnchoredMedia:
         `leg` is pointed at `stream`, and the returned offer (its own codec, at the
         relay) is what the phone must be re-INVITEd with."""
         self.relay.set_remote(leg, stream)
+        self.holding[leg] = False
         return _offer(self.host, self.relay.leg(leg).port, stream)
 
     def connect_new(self, leg: LegName, sdp: bytes) -> None:
@@ -134,6 +143,7 @@ class AnchoredMedia:
         theirs = audio_stream(SessionDescription.parse(sdp))
         self.relay.set_remote(leg, theirs)
         self.relay.hold(leg, _held(theirs))
+        self.holding[leg] = False  # a new party answering our offer holds nobody
 
 
 def _offer(host: str, port: int, stream: AudioStream) -> bytes:
