@@ -7,6 +7,11 @@ stays silence and the two channels stay aligned; a packet arriving less than
 40 ms off its slot is appended where the channel ended, which absorbs jitter.
 The audio is held in memory (16 kB per second per channel) and written on `save`
 in a worker thread.
+
+Recording on demand stops and starts again (`stop`, `start`): the parts follow one
+another in the file with no gap for the time between them, each part placed by
+arrival time from where the longer channel ended. `recorded` says whether any part
+holds audio (a call whose code was never pressed leaves no file).
 """
 
 from __future__ import annotations
@@ -44,12 +49,26 @@ class CallRecorder:
         self._start: float | None = None
         self._chunks: dict[LegName, list[npt.NDArray[np.int16]]] = {"a": [], "b": []}
         self._length: dict[LegName, int] = {"a": 0, "b": 0}
+        self._offset = 0  # samples recorded before the current part
+        self.running = False
+
+    @property
+    def recorded(self) -> bool:
+        """Whether any audio was recorded."""
+        return max(self._length.values()) > 0
 
     def start(self) -> None:
-        """Tap the relay."""
+        """Tap the relay: a new part begins where the recording so far ends."""
+        if self.running:
+            return
+        self.running = True
+        self._start = None
+        self._offset = max(self._length.values())
         self._session.record(self.feed)
 
     def stop(self) -> None:
+        """Untap the relay (`start` records another part)."""
+        self.running = False
         self._session.record(None)
 
     def feed(self, leg: LegName, data: bytes) -> None:
@@ -66,7 +85,7 @@ class CallRecorder:
             return
         now = self._clock()
         if self._start is None:
-            self._start = now
+            self._start = now - self._offset / RATE
         slot = round((now - self._start) * RATE)
         gap = slot - self._length[leg]
         if gap > JITTER:

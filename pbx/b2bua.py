@@ -455,27 +455,39 @@ class B2bua:
         """Answer the caller through the relay and keep the legs joined until one hangs up
         (transfers may swap a leg meanwhile); record it when either extension asks."""
         bridge = Bridge(self, media, inbound, outbound)
+        # Music on hold: the *.wav files of data_dir/moh (recordings is data_dir/recordings).
+        bridge.moh = Bridge.shared_moh(self.recordings.parent)
         if not await inbound.answer(reply):
             await outbound.hangup()
             bridge.close()
             return "no ACK from caller"
-        recorder = await self._recorder(media, inbound.caller, outbound.callee)
+        recorder = await self._recorder(bridge, inbound.caller, outbound.callee)
         try:
             return await bridge.run()
         finally:
             if recorder is not None:
                 recorder.stop()
-                name = f"{time.strftime('%Y%m%d-%H%M%S')}-{inbound.id}.wav"
-                path = await recorder.save(self.recordings / time.strftime("%Y-%m") / name)
-                await self.store.cdrs.set_recording(cdr, str(path))
+                # On demand: a file only when `*1` recorded something.
+                if recorder.recorded or bridge.recorder is None:
+                    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{inbound.id}.wav"
+                    path = await recorder.save(self.recordings / time.strftime("%Y-%m") / name)
+                    await self.store.cdrs.set_recording(cdr, str(path))
 
-    async def _recorder(self, media: AnchoredMedia, *users: str) -> CallRecorder | None:
-        """A started recorder when any of `users` records its calls always."""
-        modes = [await self.store.dialplan.recording_mode(user) for user in users]
-        if "always" not in modes:
+    async def _recorder(self, bridge: Bridge, caller: str, callee: str) -> CallRecorder | None:
+        """The call's recorder: started when either extension records always; when one
+        records on demand, its phone starts and stops it with `*1`; else None."""
+        mode_a = await self.store.dialplan.recording_mode(caller)
+        mode_b = await self.store.dialplan.recording_mode(callee)
+        if "on_demand" not in (mode_a, mode_b) and "always" not in (mode_a, mode_b):
             return None
-        recorder = CallRecorder(media.relay)
-        recorder.start()
+        recorder = CallRecorder(bridge.media.relay)
+        if "always" in (mode_a, mode_b):
+            recorder.start()
+            return recorder
+        if mode_a == "on_demand":
+            bridge.record_on_demand("a", recorder)
+        if mode_b == "on_demand":
+            bridge.record_on_demand("b", recorder)
         return recorder
 
     async def connect_to(self, call: InboundCall, number: str) -> tuple[bool, str]:

@@ -15,6 +15,16 @@ that phone the *transferor* and the phone on the other leg the *transferee*:
 Progress goes to the transferor as NOTIFY message/sipfrag ("100 Trying", then the
 final status). After success the transferor is expected to hang up (BYE); if it
 does not within `TRANSFEROR_GRACE` seconds, the switch hangs it up.
+
+Music on hold: the hold re-INVITE still crosses to the other phone, and while a
+leg's phone holds (`AnchoredMedia.holding`), the phone facing it hears `moh` from
+the relay (media.moh), in its own G.711 law; it stops as the hold ends, the call
+ends or a transfer replaces the holder.
+
+Recording on demand: `record_on_demand(leg, recorder)` lets that leg's phone start
+and stop `recorder` with the feature code `*1` (Asterisk's automon), as RFC 4733
+telephone-events (watched in the relay, on that leg only) or SIP INFO dtmf-relay.
+The digits still reach the other phone as RTP events, as before.
 """
 
 from __future__ import annotations
@@ -22,10 +32,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from media.errors import MediaError, SdpError
-from media.relay import LegName, other_leg
+from media.moh import MOH_DIR, MohError, MohMusic, MohPlayer, MohSource
+from media.recorder import CallRecorder
+from media.relay import LegName, Tap, other_leg
+from media.telephone_event import parse_dtmf_relay
 from pbx.calls import Call, CallState, OfferHook
 from pbx.media_bridge import AnchoredMedia
 from sip.errors import SipParseError
@@ -39,6 +53,46 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRANSFEROR_GRACE = 10.0
+
+AUTOMON = "*1"
+"""The feature code that starts and stops recording on demand (Asterisk's default)."""
+FEATURE_DIGIT_TIMEOUT = 2.0
+"""Seconds allowed between the digits of a feature code."""
+LEGS: tuple[LegName, LegName] = ("a", "b")
+
+DEFAULT_MOH = MohSource(None)
+"""The generated music on hold, for bridges not told of a music directory."""
+_sources: dict[Path, MohSource] = {}
+
+
+def moh_source(directory: Path) -> MohSource:
+    """The one shared music source of `directory` (its files are read once per change)."""
+    source = _sources.get(directory)
+    if source is None:
+        source = _sources[directory] = MohSource(directory)
+    return source
+
+
+class FeatureCode:
+    """Spots one feature code (e.g. `*1`) in a stream of digits; the digits of the
+    code must follow each other within `timeout` seconds."""
+
+    def __init__(self, code: str = AUTOMON, timeout: float = FEATURE_DIGIT_TIMEOUT) -> None:
+        self.code = code
+        self.timeout = timeout
+        self._typed = ""
+        self._last = float("-inf")
+
+    def feed(self, digit: str, now: float) -> bool:
+        """One digit pressed at `now`; True when it completes the code."""
+        if now - self._last > self.timeout:
+            self._typed = ""
+        self._last = now
+        self._typed = (self._typed + digit)[-len(self.code) :]
+        if self._typed == self.code:
+            self._typed = ""
+            return True
+        return False
 
 
 def parse_replaces(value: str) -> tuple[str, str, str] | None:
@@ -56,6 +110,14 @@ def parse_replaces(value: str) -> tuple[str, str, str] | None:
 class Bridge:
     """Two live calls joined through `media` until one hangs up."""
 
+    #: What a held phone hears (set per bridge; the default is generated music).
+    moh: MohSource = DEFAULT_MOH
+
+    @staticmethod
+    def shared_moh(data_dir: Path) -> MohSource:
+        """The music source of a data directory (its `moh/`), shared by every bridge."""
+        return moh_source(data_dir / MOH_DIR)
+
     def __init__(self, b2bua: B2bua, media: AnchoredMedia, a: Call, b: Call) -> None:
         self.b2bua = b2bua
         self.media = media
@@ -63,6 +125,12 @@ class Bridge:
         self.changed = asyncio.Event()
         self.released: Call | None = None  # handed to another bridge (attended transfer)
         self.transfers: list[str] = []
+        #: The recorder `*1` starts and stops (record_on_demand), if any.
+        self.recorder: CallRecorder | None = None
+        self._players: dict[LegName, MohPlayer] = {}
+        self._no_moh: set[LegName] = set()  # legs already logged as unable to take MOH
+        self._watches: dict[LegName, Tap] = {}
+        self._closed = False
         self._attach("a", a)
         self._attach("b", b)
 
@@ -73,6 +141,10 @@ class Bridge:
         self.b2bua.bridges[call.id] = self
 
     def close(self) -> None:
+        self._closed = True
+        self._sync_moh(None)
+        for leg in list(self._watches):
+            self._unwatch(leg)
         for call in self.legs.values():
             if self.b2bua.bridges.get(call.id) is self:
                 del self.b2bua.bridges[call.id]
@@ -132,11 +204,102 @@ class Bridge:
             if not 200 <= status < 300 or not answer:
                 return status, None
             try:
-                return status, self.media.answer_from(other_leg(leg), answer)
+                reply = self.media.answer_from(other_leg(leg), answer)
             except (SdpError, MediaError):
                 return 488, None
+            await self.update_moh()
+            return status, reply
 
         return offer
+
+    # -- music on hold ------------------------------------------------------------
+
+    async def update_moh(self) -> None:
+        """Play music on hold to each phone whose other side holds; stop it where the
+        hold ended. Stopping is immediate; starting may read new music in a thread."""
+        self._sync_moh(None)
+        if any(self._wants_moh(leg) and leg not in self._players for leg in LEGS):
+            music = await self.moh.music()
+            self._sync_moh(music)
+
+    def _wants_moh(self, leg: LegName) -> bool:
+        return (
+            not self._closed
+            and self.released is None
+            and not self.media.relay.closed
+            and self.media.holding[other_leg(leg)]
+        )
+
+    def _sync_moh(self, music: MohMusic | None) -> None:
+        """Stop the players that should not play; start the missing ones with `music`."""
+        relay = self.media.relay
+        for leg in LEGS:
+            want = self._wants_moh(leg)
+            player = self._players.get(leg)
+            if player is not None:
+                stream = relay.leg(leg).stream
+                current = stream is not None and stream.codec == player.stream.codec
+                if not (want and current and player.playing):
+                    player.stop()
+                    del self._players[leg]
+                    player = None
+            if not want:
+                self._no_moh.discard(leg)
+            elif player is None and music is not None:
+                try:
+                    player = MohPlayer(relay, leg, music)
+                except MohError as exc:
+                    if leg not in self._no_moh:
+                        self._no_moh.add(leg)
+                        log.info("%s: no music on hold: %s", relay.name, exc)
+                    continue
+                self._players[leg] = player
+                player.start()
+
+    # -- recording on demand -----------------------------------------------------
+
+    def record_on_demand(self, leg: LegName, recorder: CallRecorder, code: str = AUTOMON) -> None:
+        """Let leg `leg`'s phone start and stop `recorder` by sending `code` (RFC 4733
+        events or SIP INFO); the watch ends when a transfer replaces that phone."""
+        self.recorder = recorder
+        call = self.legs[leg]
+        matcher = FeatureCode(code)
+        loop = asyncio.get_running_loop()
+
+        def digit(pressed: str) -> None:
+            if self.legs.get(leg) is call and matcher.feed(pressed, loop.time()):
+                self._toggle(recorder, call, leg)
+
+        def info(_: Call, request: Request) -> None:
+            kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if kind not in ("application/dtmf-relay", "application/dtmf"):
+                return
+            try:
+                pressed, _duration = parse_dtmf_relay(request.body)
+            except MediaError as exc:
+                log.info("call %s: unreadable DTMF INFO: %s", call.id, exc)
+                return
+            digit(pressed)
+
+        self._unwatch(leg)
+        self._watches[leg] = self.media.relay.watch_digits(leg, digit)
+        call.on_info = info
+
+    def _toggle(self, recorder: CallRecorder, call: Call, leg: LegName) -> None:
+        if self._closed:
+            return
+        if recorder.running:
+            recorder.stop()
+            log.info("call %s: recording stopped by leg %s", call.id, leg)
+        else:
+            recorder.start()
+            log.info("call %s: recording started by leg %s", call.id, leg)
+
+    def _unwatch(self, leg: LegName) -> None:
+        tap = self._watches.pop(leg, None)
+        if tap is not None:
+            self.media.relay.remove_tap(leg, tap)
+            self.legs[leg].on_info = None
 
     # -- transfers ----------------------------------------------------------------
 
@@ -181,6 +344,7 @@ class Bridge:
             await transferor.notify_refer("SIP/2.0 488 Not Acceptable Here", final=True)
             return
         self._swap(leg, winner, number)
+        await self.update_moh()
         await transferor.notify_refer("SIP/2.0 200 OK", final=True)
         await _let_go(transferor)
 
@@ -215,6 +379,7 @@ class Bridge:
             return
         other_bridge.release(target)
         self._swap(leg, target, target.callee if target.outbound else target.caller)
+        await self.update_moh()
         await transferor.notify_refer("SIP/2.0 200 OK", final=True)
         await _let_go(transferor)
         await _let_go(other_call)
@@ -223,6 +388,7 @@ class Bridge:
         old = self.legs[leg]
         if self.b2bua.bridges.get(old.id) is self:
             del self.b2bua.bridges[old.id]
+        self._unwatch(leg)
         old.on_offer = None
         old.on_refer = None
         self._attach(leg, call)
@@ -235,6 +401,7 @@ class Bridge:
         if self.b2bua.bridges.get(call.id) is self:
             del self.b2bua.bridges[call.id]
         self.released = call
+        self._sync_moh(None)  # no more music from this relay to the phone moving away
         self.changed.set()
 
 
