@@ -24,7 +24,8 @@ from pbx.server import PbxServer
 from pbx.store import Forwarding
 from sip.message import Request, make_response, parse_message
 from tests.interop.ear import Ear, peak_hz, rtp_socket, sine
-from tests.interop.phones import closed_cdrs, dial, phone, running_server
+from tests.interop.mwi import mwi_subscriber
+from tests.interop.phones import PASSWORDS, closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
 TONES = {
@@ -125,11 +126,43 @@ async def test_unanswered_call_leaves_a_message(server: PbxServer, tmp_path: Pat
     assert await server._store.voicemail.counts("1002") == (1, 0)
 
 
-async def test_star97_plays_and_deletes(server: PbxServer, tmp_path: Path) -> None:
+async def test_message_light_follows_the_box_and_star97_deletes(
+    server: PbxServer, tmp_path: Path
+) -> None:
+    """Acceptance: a message left lights 1002's lamp (NOTIFY Messages-Waiting: yes,
+    Voice-Message: 1/0 to a sipp subscriber); `*97` plays it (now old: 0/1, lamp off)
+    and deletes it (0/0)."""
     assert server._store is not None
-    await _leave_message(server, tmp_path)
-    await closed_cdrs(server)
-    [message] = await server._store.voicemail.messages("1002")
+    async with mwi_subscriber("1002", PASSWORDS["1002"], server.sip_port, tmp_path / "mwi") as lamp:
+        assert (lamp.initial.summary.waiting, lamp.initial.summary.new) == (False, 0)
+        await _leave_message(server, tmp_path)
+        lit = await lamp.wait_for(new=1, old=0)
+        assert lit.summary.waiting
+        assert b"Messages-Waiting: yes" in lit.raw and b"Voice-Message: 1/0" in lit.raw
+        await closed_cdrs(server)
+        [message] = await server._store.voicemail.messages("1002")
+        ear = await _star97_listen_and_delete(server)
+        heard = await lamp.wait_for(new=0, old=1)
+        assert not heard.summary.waiting and b"Messages-Waiting: no" in heard.raw
+        gone = await lamp.wait_for(new=0, old=0)
+        assert b"Voice-Message: 0/0" in gone.raw
+    assert lamp.exit_code == 0
+    assert ear.tones() == [
+        "vm-pin",
+        "vm-main-menu",
+        "message",
+        "vm-message-menu",
+        "vm-deleted",
+        "vm-no-more",
+        "vm-main-menu",
+        "ivr-goodbye",
+    ]
+    assert await server._store.voicemail.messages("1002") == []
+    assert not Path(message.path).exists()
+
+
+async def _star97_listen_and_delete(server: PbxServer) -> Ear:
+    """1002 dials *97, enters the PIN, listens to message 1, deletes it, hangs up."""
     ear = Ear(rtp_socket(), TONES)
     try:
         async with SipClient(server.sip_port) as ua:
@@ -148,18 +181,7 @@ async def test_star97_plays_and_deletes(server: PbxServer, tmp_path: Path) -> No
     finally:
         await ear.stop()
         ear.sock.close()
-    assert ear.tones() == [
-        "vm-pin",
-        "vm-main-menu",
-        "message",
-        "vm-message-menu",
-        "vm-deleted",
-        "vm-no-more",
-        "vm-main-menu",
-        "ivr-goodbye",
-    ]
-    assert await server._store.voicemail.messages("1002") == []
-    assert not Path(message.path).exists()
+    return ear
 
 
 async def test_wrong_pin_is_refused(server: PbxServer) -> None:
