@@ -56,7 +56,7 @@ def _announce(data_dir: Path, box: str) -> None:
     if not settings.control_file.exists():
         return
     try:
-        control.request(settings, f"/mwi?box={box}", method="POST")
+        control.mailbox_changed(settings, box)
     except ControlError as exc:
         typer.echo(f"note: message lights not updated: {exc}", err=True)
 
