@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from cli.app import app
 from ivr.prompts import DEFAULT_PROMPTS, PromptStore
 from ivr.voicemail import VoicemailApplication
 from media.wav import read_wav, write_wav
@@ -242,3 +244,22 @@ async def test_owner_records_a_greeting_callers_then_hear(
     assert 0.5 <= read_wav(greeting).duration <= 1.05  # talk began as the beep did
     caller = await _leave_message(server, tmp_path)
     assert caller.tones()[:2] == ["greeting", "vm-beep"]
+
+
+async def test_pbx_vm_delete_turns_the_light_off(server: PbxServer, tmp_path: Path) -> None:
+    """`pbx vm delete` in another thread (as from a shell) tells the running switch,
+    which NOTIFYs the subscriber."""
+    assert server._store is not None
+    async with mwi_subscriber("1002", PASSWORDS["1002"], server.sip_port, tmp_path / "mwi") as lamp:
+        await _leave_message(server, tmp_path)
+        await lamp.wait_for(new=1, old=0)
+        await closed_cdrs(server)
+        [message] = await server._store.voicemail.messages("1002")
+        args = ["vm", "delete", str(message.id), "--data-dir", str(tmp_path)]
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: CliRunner().invoke(app, args)
+        )
+        assert (result.exit_code, result.stderr) == (0, ""), result.stdout
+        off = await lamp.wait_for(new=0, old=0)
+        assert not off.summary.waiting
+    assert not Path(message.path).exists()
