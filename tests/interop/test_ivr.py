@@ -6,8 +6,6 @@ and wrong keys replay the right prompts and end in the fallback."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,15 +14,15 @@ import pytest
 
 from ivr.prompts import PromptStore
 from ivr.runner import IvrApplication
-from media.g711 import ulaw_decode
-from media.telephone_event import event_packets
 from media.wav import write_wav
 from pbx.server import PbxServer
 from sip.message import Request, make_response, parse_message
+from tests.interop.ear import Ear, rtp_socket
 from tests.interop.phones import closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
 TONES = {"greeting": 500, "invalid": 900, "timeout": 1300, "ivr-goodbye": 1700}
+
 
 MENU = """
 [[menu]]
@@ -56,68 +54,6 @@ async def server(tmp_path: Path) -> AsyncIterator[PbxServer]:
         yield pbx
 
 
-def _socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    return sock
-
-
-class Ear:
-    """Collects the audio the switch sends to one RTP socket and names its tones."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.audio: list[np.ndarray] = []
-        self.task = asyncio.get_running_loop().create_task(self._listen())
-
-    async def _listen(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            data = await loop.sock_recv(self.sock, 2048)
-            if len(data) > 12 and data[1] & 0x7F == 0:
-                self.audio.append(ulaw_decode(data[12:]))
-
-    def tones(self) -> list[int]:
-        """The sequence of distinct prompt tones heard (100 ms windows)."""
-        samples = np.concatenate(self.audio) if self.audio else np.zeros(0)
-        heard: list[int] = []
-        for start in range(0, len(samples) - 800, 800):
-            chunk = samples[start : start + 800].astype(float)
-            if np.sqrt(np.mean(chunk**2)) < 500:
-                continue
-            peak = np.fft.rfftfreq(800, 1 / 8000)[int(np.argmax(np.abs(np.fft.rfft(chunk))))]
-            name = min(TONES, key=lambda n: abs(TONES[n] - peak))
-            if abs(TONES[name] - peak) < 30 and (not heard or heard[-1] != TONES[name]):
-                heard.append(TONES[name])
-        return heard
-
-    async def wait_for_tones(self, count: int, timeout: float = 15.0) -> None:
-        """Wait until `count` prompt tones have been heard (polling, bounded)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self.tones()) < count:
-            assert loop.time() < deadline, f"heard only {self.tones()}"
-            await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-
-
-def rtp_event(seq: int, payload: bytes, ts: int, marker: bool) -> bytes:
-    return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | 101, seq, ts, 0x77) + payload
-
-
-async def _press(sock: socket.socket, relay: tuple[str, int], digit: str, seq: int) -> int:
-    """One key as RFC 4733 packets: all of one event carry its start timestamp."""
-    start = 5000 + seq * 160
-    for packet in event_packets(digit, 100):
-        sock.sendto(rtp_event(seq, packet.payload, start, packet.marker), relay)
-        seq += 1
-    return seq
-
-
 async def _serve_requests(ua: SipClient, until: str, rtp_port: int) -> Request:
     """Answer the switch's requests (re-INVITE with our SDP, others 200) until `until`."""
     while True:
@@ -147,47 +83,42 @@ async def _serve_requests(ua: SipClient, until: str, rtp_port: int) -> Request:
 
 async def test_key_reaches_an_extension(server: PbxServer, tmp_path: Path) -> None:
     with await phone(server, "1002", "uas_answer.xml", tmp_path / "1002") as callee:
-        sock = _socket()
-        ear = Ear(sock)
+        ear = Ear(rtp_socket(), TONES)
         try:
             async with SipClient(server.sip_port) as ua:
-                rtp_port = sock.getsockname()[1]
-                invite, ok = await dial(ua, server, "800", rtp_port=rtp_port, events=True)
+                invite, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
                 assert ok.status == 200
-                relay = media_address(ok.body)
-                await ear.wait_for_tones(1)
-                await _press(sock, relay, "1", 0)
+                ear.remote = media_address(ok.body)
+                await ear.wait_for("greeting")
+                ear.press("1")
                 # 1002 answers; the switch moves us onto the relay with a re-INVITE.
-                await asyncio.wait_for(_serve_requests(ua, "INVITE", rtp_port), 15)
+                await asyncio.wait_for(_serve_requests(ua, "INVITE", ear.port), 15)
                 bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
                 assert bye.status == 200
             assert await asyncio.get_running_loop().run_in_executor(None, callee.finish) == 0
         finally:
             await ear.stop()
-            sock.close()
+            ear.sock.close()
     [cdr] = await closed_cdrs(server)
     assert (cdr.callee, cdr.disposition) == ("800", "ANSWERED")
     assert cdr.hangup_cause == "caller hung up (via 1002)"
 
 
 async def test_silence_then_a_wrong_key_end_in_the_fallback(server: PbxServer) -> None:
-    sock = _socket()
-    ear = Ear(sock)
+    ear = Ear(rtp_socket(), TONES)
     try:
         async with SipClient(server.sip_port) as ua:
-            rtp_port = sock.getsockname()[1]
-            _, ok = await dial(ua, server, "800", rtp_port=rtp_port, events=True)
+            _, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
             assert ok.status == 200
-            relay = media_address(ok.body)
+            ear.remote = media_address(ok.body)
             # Silence: greeting, timeout prompt, greeting again; then a key with no
             # action: invalid prompt, greeting; silence again: the fallback (hang up).
-            await ear.wait_for_tones(3)
-            await _press(sock, relay, "5", 0)
-            await asyncio.wait_for(_serve_requests(ua, "BYE", rtp_port), 20)
+            await ear.wait_for("greeting", "timeout", "greeting")
+            ear.press("5")
+            await asyncio.wait_for(_serve_requests(ua, "BYE", ear.port), 20)
     finally:
         await ear.stop()
-        sock.close()
-    g, i, t, bye = TONES["greeting"], TONES["invalid"], TONES["timeout"], TONES["ivr-goodbye"]
-    assert ear.tones() == [g, t, g, i, g, bye]
+        ear.sock.close()
+    assert ear.tones() == ["greeting", "timeout", "greeting", "invalid", "greeting", "ivr-goodbye"]
     [cdr] = await closed_cdrs(server)
     assert cdr.hangup_cause == "IVR hangup"
