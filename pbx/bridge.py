@@ -181,6 +181,8 @@ class Bridge:
             self.close()
 
     async def _ended(self) -> str:
+        self._closed = True
+        self._sync_moh(None)  # at once, not after the other leg's BYE is answered
         first_leg: LegName = "a" if self.legs["a"].state is CallState.ENDED else "b"
         first, other = self.legs[first_leg], self.legs[other_leg(first_leg)]
         await other.hangup()
