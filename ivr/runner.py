@@ -63,11 +63,8 @@ class IvrApplication:
             await call.reject(404, "Not Found")
             return "404 no menu"
         await self.player.ensure_defaults()
-        host = switch.ports.host
-        if host in ("0.0.0.0", "::", ""):
-            host = switch.manager.local_host(call.peer)
         try:
-            await call.answer_media(switch.ports, host)
+            await call.answer_media(switch.ports, switch.media_host(call.peer))
         except MediaError as exc:
             return f"488 IVR media: {exc}"
         return await self._serve(call, switch, menus, menu)

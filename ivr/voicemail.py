@@ -181,11 +181,8 @@ class VoicemailApplication:
         await self.player.ensure_defaults()
         if call.media is not None:
             return call.state is CallState.UP
-        host = switch.ports.host
-        if host in ("0.0.0.0", "::", ""):
-            host = switch.manager.local_host(call.peer)
         try:
-            await call.answer_media(switch.ports, host)
+            await call.answer_media(switch.ports, switch.media_host(call.peer))
         except MediaError as exc:
             log.info("call %s: voicemail cannot answer: %s", call.id, exc)
             return False

@@ -195,9 +195,7 @@ class B2bua:
             # A late offer (SDP in the 200/ACK) is not supported yet.
             await inbound.reject(488, "Offer Required")
             return Disposition.FAILED, "488 INVITE without SDP offer"
-        host = self.ports.host
-        if host in ("0.0.0.0", "::", ""):
-            host = self.manager.local_host(inbound.peer)
+        host = self.media_host(inbound.peer)
         try:
             media = AnchoredMedia(
                 self.ports,
@@ -216,6 +214,12 @@ class B2bua:
             return await self._connect_with(inbound, media, cdr)
         finally:
             media.close()
+
+    def media_host(self, peer: Peer) -> str:
+        """The address to put in SDP for `peer`: the RTP bind address, or when that is a
+        wildcard, the local address the switch reaches `peer` from."""
+        host = self.ports.host
+        return self.manager.local_host(peer) if host in ("0.0.0.0", "::", "") else host
 
     async def _exists(self, number: str) -> bool:
         return number in self._users() or await self.store.dialplan.ring_group(number) is not None
@@ -501,9 +505,7 @@ class B2bua:
         own = call.media
         if own is None or own.stream is None:
             return False, "no media to hand over"
-        host = self.ports.host
-        if host in ("0.0.0.0", "::", ""):
-            host = self.manager.local_host(call.peer)
+        host = self.media_host(call.peer)
         plan = await self._plan(number)
         if plan is None:
             return False, f"404 unknown number {number}"
