@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from media.errors import MediaError, SdpError
+from media.moh import MohSource
 from media.ports import PortAllocator
 from media.recorder import CallRecorder
 from pbx.bridge import Bridge
@@ -135,6 +136,7 @@ class B2bua:
         *,
         ports: PortAllocator,
         recordings: Path = Path("recordings"),
+        moh: MohSource | None = None,
         ring_timeout: float = 60.0,
         media_timeout: float | None = 60.0,
         clock: Callable[[], float] = time.time,
@@ -145,6 +147,8 @@ class B2bua:
         self._users = users
         self.ports = ports
         self.recordings = recordings
+        #: Music on hold for every bridge (the generated default when none is given).
+        self.moh = moh if moh is not None else MohSource(None)
         self.ring_timeout = ring_timeout
         self.media_timeout = media_timeout
         self._clock = clock
@@ -460,7 +464,6 @@ class B2bua:
         (transfers may swap a leg meanwhile); record it when either extension asks."""
         bridge = Bridge(self, media, inbound, outbound)
         # Music on hold: the *.wav files of data_dir/moh (recordings is data_dir/recordings).
-        bridge.moh = Bridge.shared_moh(self.recordings.parent)
         if not await inbound.answer(reply):
             await outbound.hangup()
             bridge.close()

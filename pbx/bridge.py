@@ -32,11 +32,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from media.errors import MediaError, SdpError
-from media.moh import MOH_DIR, MohError, MohMusic, MohPlayer, MohSource
+from media.moh import MohError, MohMusic, MohPlayer, MohSource
 from media.recorder import CallRecorder
 from media.relay import LegName, Tap, other_leg
 from media.telephone_event import parse_dtmf_relay
@@ -59,18 +58,6 @@ AUTOMON = "*1"
 FEATURE_DIGIT_TIMEOUT = 2.0
 """Seconds allowed between the digits of a feature code."""
 LEGS: tuple[LegName, LegName] = ("a", "b")
-
-DEFAULT_MOH = MohSource(None)
-"""The generated music on hold, for bridges not told of a music directory."""
-_sources: dict[Path, MohSource] = {}
-
-
-def moh_source(directory: Path) -> MohSource:
-    """The one shared music source of `directory` (its files are read once per change)."""
-    source = _sources.get(directory)
-    if source is None:
-        source = _sources[directory] = MohSource(directory)
-    return source
 
 
 class FeatureCode:
@@ -110,17 +97,11 @@ def parse_replaces(value: str) -> tuple[str, str, str] | None:
 class Bridge:
     """Two live calls joined through `media` until one hangs up."""
 
-    #: What a held phone hears (set per bridge; the default is generated music).
-    moh: MohSource = DEFAULT_MOH
-
-    @staticmethod
-    def shared_moh(data_dir: Path) -> MohSource:
-        """The music source of a data directory (its `moh/`), shared by every bridge."""
-        return moh_source(data_dir / MOH_DIR)
-
     def __init__(self, b2bua: B2bua, media: AnchoredMedia, a: Call, b: Call) -> None:
         self.b2bua = b2bua
         self.media = media
+        #: Where the music on hold comes from (the switch's `moh/` directory).
+        self.moh: MohSource = b2bua.moh
         self.legs: dict[LegName, Call] = {}
         self.changed = asyncio.Event()
         self.released: Call | None = None  # handed to another bridge (attended transfer)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from media.moh import MOH_DIR, MohSource
 from media.ports import PortAllocator
 from pbx.auth import Authenticator, AuthResult, BanList, NonceManager
 from pbx.b2bua import Application, B2bua, VoicemailService
@@ -139,6 +140,7 @@ class PbxServer:
             lambda: set(self._users),
             ports=PortAllocator(s.sip_host, s.rtp_port_min, s.rtp_port_max),
             recordings=s.data_dir / "recordings",
+            moh=MohSource(s.data_dir / MOH_DIR),
             ring_timeout=s.ring_timeout,
             media_timeout=s.media_timeout or None,
             clock=self._clock,
