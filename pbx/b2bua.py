@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
+from media.endpoint import MediaEndpoint
 from media.errors import MediaError, SdpError
-from media.moh import MohSource
+from media.g711 import ulaw_decode
+from media.moh import MohError, MohSource
 from media.ports import PortAllocator
 from media.recorder import CallRecorder
 from pbx.bridge import Bridge
@@ -529,19 +533,23 @@ class B2bua:
             reoffer = media.adopt("a", own.stream)
             offer_b = media.offer_for_new("b")
             winner: OutboundCall | None = None
-            for attempt in attempts:
-                if not attempt.targets:
-                    continue
-                winner, _ = await self.ring_targets(
-                    call,
-                    attempt.targets,
-                    offer_b,
-                    attempt.seconds,
-                    caller_id=call.caller,
-                    callee=number,
-                )
-                if winner is not None or call.state is CallState.ENDED:
-                    break
+            music = asyncio.ensure_future(self._music_while_waiting(own))
+            try:
+                for attempt in attempts:
+                    if not attempt.targets:
+                        continue
+                    winner, _ = await self.ring_targets(
+                        call,
+                        attempt.targets,
+                        offer_b,
+                        attempt.seconds,
+                        caller_id=call.caller,
+                        callee=number,
+                    )
+                    if winner is not None or call.state is CallState.ENDED:
+                        break
+            finally:
+                music.cancel()
             if winner is None:
                 return False, f"no answer from {number}"
             status, answer = await call.send_offer(reoffer)
@@ -558,6 +566,18 @@ class B2bua:
             return False, f"488 {exc}"
         finally:
             media.close()
+
+    async def _music_while_waiting(self, own: MediaEndpoint) -> None:
+        """Music on hold, looped, to a caller whose media the switch terminates while the
+        number it asked for rings (cancelled when ringing ends)."""
+        try:
+            music = await self.moh.music()
+        except MohError as exc:
+            log.info("no music while waiting: %s", exc)
+            return
+        samples = ulaw_decode(np.frombuffer(music.pcmu, np.uint8))
+        while await own.play(samples):
+            pass
 
     async def dial_number(
         self, number: str, transferee: Call, offer: bytes

@@ -17,7 +17,7 @@ from ivr.runner import IvrApplication
 from media.wav import write_wav
 from pbx.server import PbxServer
 from sip.message import Request, make_response, parse_message
-from tests.interop.ear import Ear, rtp_socket
+from tests.interop.ear import Ear, peak_hz, rtp_socket
 from tests.interop.phones import closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
@@ -122,3 +122,37 @@ async def test_silence_then_a_wrong_key_end_in_the_fallback(server: PbxServer) -
     assert ear.tones() == ["greeting", "timeout", "greeting", "invalid", "greeting", "ivr-goodbye"]
     [cdr] = await closed_cdrs(server)
     assert cdr.hangup_cause == "IVR hangup"
+
+
+async def test_caller_hears_music_while_the_extension_rings(
+    server: PbxServer, tmp_path: Path
+) -> None:
+    t = np.arange(8000) / 8000
+    (tmp_path / "moh").mkdir()
+    write_wav(tmp_path / "moh" / "wait.wav", (8000 * np.sin(2 * np.pi * 700 * t)), 8000)
+    tones = {**TONES, "music": 700}
+    late = ("-d", "1500")  # 1002 rings 1.5 s before it answers
+    with await phone(server, "1002", "uas_answer_late.xml", tmp_path / "1002", *late) as callee:
+        ear = Ear(rtp_socket(), tones)
+        try:
+            async with SipClient(server.sip_port) as ua:
+                invite, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
+                assert ok.status == 200
+                ear.remote = media_address(ok.body)
+                await ear.wait_for("greeting")
+                ear.press("1")
+                await asyncio.wait_for(_serve_requests(ua, "INVITE", ear.port), 15)
+                bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+                assert bye.status == 200
+            assert await asyncio.get_running_loop().run_in_executor(None, callee.finish) == 0
+        finally:
+            await ear.stop()
+            ear.sock.close()
+    assert ear.tones() == ["greeting", "music"]
+    heard = ear.samples()
+    music = [
+        start
+        for start in range(0, len(heard) - 800, 800)
+        if abs(peak_hz(heard[start : start + 800]) - 700) < 30
+    ]
+    assert len(music) * 0.1 >= 1.0  # most of the 1.5 s of ringing
