@@ -67,6 +67,7 @@ DEFAULT_PROMPTS: dict[str, str | None] = {
     "vm-busy": "The person you are calling is on the phone. Please leave a message after the tone.",
     "vm-saved": "Your message has been saved. Goodbye.",
     "vm-pin": "Please enter your PIN, then press pound.",
+    "vm-box": "Please enter your mailbox number, then press pound.",
     "vm-incorrect": "That PIN is not correct.",
     "vm-no-pin": "This mailbox has no PIN yet. Please ask the administrator to set one. Goodbye.",
     "vm-you-have": "You have",

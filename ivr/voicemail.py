@@ -8,9 +8,10 @@ caller says until `#`, silence, the time limit or hanging up is kept as an 8 kHz
 WAV under `data_dir/voicemail/BOX/` with a database row, and the message lights
 are told (`B2bua.mailbox_changed`, which MWI turns into NOTIFYs).
 
-`*97` from a phone opens that phone's own mailbox after its PIN (Asterisk's
-VoiceMailMain keys): 1 listen, 0 mailbox options, # hang up; while listening 5
-repeat, 4 previous, 6 next, 7 delete, 9 keep, # back. A message heard is filed as
+`*97` from a phone opens that phone's own mailbox after its PIN, `*98` any
+mailbox after its number and PIN (Asterisk's VoiceMailMain keys): 1 listen,
+0 mailbox options, # hang up; while listening 5 repeat, 4 previous, 6 next,
+7 delete, 9 keep, # back. A message heard is filed as
 old. A box without a PIN cannot be opened (no default PINs); wrong PINs are
 limited per call and, across calls, per box (a lockout against guessing).
 """
@@ -35,7 +36,8 @@ from pbx.store.voicemail import PIN_DIGITS, Voicemail
 
 log = logging.getLogger(__name__)
 
-FEATURE_CODE = "*97"
+FEATURE_CODE = "*97"  # the caller's own mailbox
+ANY_BOX_CODE = "*98"  # any mailbox: its number, then its PIN
 GREETINGS = ("unavailable", "busy")
 
 
@@ -108,14 +110,26 @@ class VoicemailApplication:
     # -- the switch's hooks --------------------------------------------------------
 
     async def handles(self, number: str, switch: B2bua) -> bool:
-        return number == FEATURE_CODE
+        return number in (FEATURE_CODE, ANY_BOX_CODE)
 
     async def run(self, call: InboundCall, switch: B2bua) -> str:
-        """`*97`: the calling phone's own mailbox."""
-        box = call.caller
+        """`*97`: the calling phone's own mailbox; `*98`: the one whose number it enters."""
         if not await self._answer(call, switch):
             return "488 voicemail media"
-        if not await switch.store.voicemail.has_pin(box):
+        box = call.caller
+        if call.callee == ANY_BOX_CODE:
+            await self.player.play(call, "vm-box", stop_on_digit=True)
+            box = await call.collect_digits(32, timeout=self.key_timeout, inter_digit_timeout=5.0)
+            if not box:
+                await self._goodbye(call, "ivr-goodbye")
+                return "voicemail: no mailbox number entered"
+            if not await self._box_exists(switch, box):
+                # Same prompts as a wrong PIN: which numbers have boxes is not told.
+                await self._login(call, switch, box)
+                await self._goodbye(call, "ivr-goodbye")
+                return f"voicemail {box}: no such mailbox"
+        own_box = call.callee == FEATURE_CODE
+        if own_box and not await switch.store.voicemail.has_pin(box):
             await self.player.play(call, "vm-no-pin")
             await call.hangup(0, "mailbox has no PIN")
             return f"voicemail {box}: no PIN set"
@@ -133,9 +147,7 @@ class VoicemailApplication:
 
     async def deposit(self, call: InboundCall, box: str, reason: str, switch: B2bua) -> str:
         """Take a message for `box` (the switch's VoicemailService)."""
-        try:
-            await switch.store.users.get(box)
-        except NotFoundError:
+        if not await self._box_exists(switch, box):
             log.warning("call %s: no mailbox %r", call.id, box)
             if call.state is CallState.UP:
                 await self._goodbye(call, "ivr-goodbye")
@@ -187,6 +199,13 @@ class VoicemailApplication:
             log.info("call %s: voicemail cannot answer: %s", call.id, exc)
             return False
         return call.state is CallState.UP
+
+    async def _box_exists(self, switch: B2bua, box: str) -> bool:
+        try:
+            await switch.store.users.get(box)
+        except NotFoundError:
+            return False
+        return True
 
     async def _goodbye(self, call: InboundCall, prompt: str) -> None:
         if call.state is CallState.UP:

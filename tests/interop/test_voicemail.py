@@ -40,6 +40,7 @@ TONES = {
     "vm-beep": 1000,
     "vm-saved": 700,
     "vm-pin": 1300,
+    "vm-box": 1100,
     "vm-incorrect": 1500,
     "vm-main-menu": 1700,
     "vm-message-menu": 1900,
@@ -263,3 +264,34 @@ async def test_pbx_vm_delete_turns_the_light_off(server: PbxServer, tmp_path: Pa
         off = await lamp.wait_for(new=0, old=0)
         assert not off.summary.waiting
     assert not Path(message.path).exists()
+
+
+@pytest.mark.parametrize("box", ["1002", "9999"])
+async def test_star98_opens_a_box_by_number(server: PbxServer, box: str) -> None:
+    """1001 opens 1002's box with *98; a box that does not exist answers exactly like a
+    wrong PIN (no telling which numbers have mailboxes)."""
+    ear = Ear(rtp_socket(), TONES)
+    try:
+        async with SipClient(server.sip_port) as ua:
+            _, ok = await dial(ua, server, "*98", caller="1001", rtp_port=ear.port, events=True)
+            assert ok.status == 200
+            ear.remote = media_address(ok.body)
+            await ear.wait_for("vm-box")
+            ear.press(box + "#")
+            await ear.wait_for("vm-box", "vm-pin")
+            ear.press(PIN + "#")
+            if box == "1002":
+                await ear.wait_for("vm-pin", "vm-main-menu")
+                ear.press("#")
+            else:
+                for attempt in range(1, 3):
+                    await ear.wait_for(*["vm-pin", "vm-incorrect"] * attempt, "vm-pin")
+                    ear.press(PIN + "#")
+            await asyncio.wait_for(_until_bye(ua), 20)
+    finally:
+        await ear.stop()
+        ear.sock.close()
+    if box == "1002":
+        assert ear.tones() == ["vm-box", "vm-pin", "vm-main-menu", "ivr-goodbye"]
+    else:
+        assert ear.tones() == ["vm-box", *["vm-pin", "vm-incorrect"] * 3, "ivr-goodbye"]
