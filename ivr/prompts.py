@@ -66,6 +66,7 @@ DEFAULT_PROMPTS: dict[str, str | None] = {
     BEEP: None,  # a tone, never speech
     "vm-busy": "The person you are calling is on the phone. Please leave a message after the tone.",
     "vm-saved": "Your message has been saved. Goodbye.",
+    "vm-full": "Sorry, this mailbox is full. Goodbye.",
     "vm-pin": "Please enter your PIN, then press pound.",
     "vm-box": "Please enter your mailbox number, then press pound.",
     "vm-incorrect": "That PIN is not correct.",

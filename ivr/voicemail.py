@@ -83,6 +83,7 @@ class VoicemailApplication:
         player: PromptPlayer | None = None,
         clock: Callable[[], float] = time.time,
         max_message_seconds: float = 180.0,
+        max_messages: int = 100,
         silence_seconds: float = 10.0,
         key_timeout: float = 10.0,
         pin_guard: PinGuard | None = None,
@@ -91,6 +92,7 @@ class VoicemailApplication:
         self.player = player or PromptPlayer(PromptStore(data_dir / "prompts"))
         self._clock = clock
         self.max_message_seconds = max_message_seconds
+        self.max_messages = max_messages
         self.silence_seconds = silence_seconds
         self.key_timeout = key_timeout
         self.guard = pin_guard or PinGuard()
@@ -156,6 +158,11 @@ class VoicemailApplication:
             return f"404 no mailbox {box}"
         if not await self._answer(call, switch):
             return "488 voicemail media"
+        new, old = await switch.store.voicemail.counts(box)
+        if new + old >= self.max_messages:
+            log.warning("voicemail %s: full (%d messages); message refused", box, new + old)
+            await self._goodbye(call, "vm-full")
+            return f"voicemail {box}: mailbox full"
         kind = "busy" if reason == "busy" else "unavailable"
         own = self.greeting_path(box, kind)
         if own.exists():

@@ -39,6 +39,7 @@ TONES = {
     "greeting": 600,  # what the box owner records as the greeting
     "vm-beep": 1000,
     "vm-saved": 700,
+    "vm-full": 3400,
     "vm-pin": 1300,
     "vm-box": 1100,
     "vm-incorrect": 1500,
@@ -295,3 +296,28 @@ async def test_star98_opens_a_box_by_number(server: PbxServer, box: str) -> None
         assert ear.tones() == ["vm-box", "vm-pin", "vm-main-menu", "ivr-goodbye"]
     else:
         assert ear.tones() == ["vm-box", *["vm-pin", "vm-incorrect"] * 3, "ivr-goodbye"]
+
+
+async def test_a_full_mailbox_takes_no_message(server: PbxServer, tmp_path: Path) -> None:
+    assert server._store is not None and server.b2bua is not None
+    mailboxes = server.b2bua.voicemail
+    assert isinstance(mailboxes, VoicemailApplication)
+    mailboxes.max_messages = 1
+    await server._store.voicemail.add("1002", "1003", 1.0, 1.0, str(tmp_path / "old.wav"))
+    ringing = await phone(server, "1002", "uas_ring_cancel.xml", tmp_path / "1002")
+    ear = Ear(rtp_socket(), TONES)
+    try:
+        with ringing:
+            async with SipClient(server.sip_port) as ua:
+                _, ok = await dial(ua, server, "1002", rtp_port=ear.port, events=True)
+                assert ok.status == 200
+                ear.remote = media_address(ok.body)
+                await asyncio.wait_for(_until_bye(ua), 20)
+            assert await asyncio.get_running_loop().run_in_executor(None, ringing.finish) == 0
+    finally:
+        await ear.stop()
+        ear.sock.close()
+    assert ear.tones() == ["vm-full"]
+    [cdr] = await closed_cdrs(server)
+    assert cdr.hangup_cause == "voicemail 1002: mailbox full"
+    assert await server._store.voicemail.counts("1002") == (1, 0)
