@@ -129,6 +129,7 @@ class Baresip:
         record_wav: Path | None = None,
         dump_calls: bool = False,
         control: bool = True,
+        mwi: bool = False,
     ) -> None:
         self.workdir = workdir
         self.user = user
@@ -142,7 +143,7 @@ class Baresip:
         self._ctrl: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._write_config(
-            password, registrar_port, regint, auto_answer, source_wav, record_wav, dump_calls
+            password, registrar_port, regint, auto_answer, source_wav, record_wav, dump_calls, mwi
         )
 
     def _write_config(
@@ -154,6 +155,7 @@ class Baresip:
         source_wav: Path | None,
         record_wav: Path | None,
         dump_calls: bool,
+        mwi: bool,
     ) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         modules = ["g711.so", "aufile.so"]
@@ -171,6 +173,7 @@ class Baresip:
             f"audio_player aufile,{player}",
             "module_app account.so",
             "module_app menu.so",
+            *(["module_app mwi.so"] if mwi else []),
         ]
         if source_wav is None:
             config += ["ausrc_srate 48000", "ausrc_channels 2"]  # all ausine can make
