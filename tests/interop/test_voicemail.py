@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from ivr.prompts import DEFAULT_PROMPTS, PromptStore
+from ivr.runner import IvrApplication
 from ivr.voicemail import VoicemailApplication
 from media.wav import read_wav, write_wav
 from pbx.server import PbxServer
@@ -321,3 +322,32 @@ async def test_a_full_mailbox_takes_no_message(server: PbxServer, tmp_path: Path
     [cdr] = await closed_cdrs(server)
     assert cdr.hangup_cause == "voicemail 1002: mailbox full"
     assert await server._store.voicemail.counts("1002") == (1, 0)
+
+
+async def test_ivr_key_leaves_a_message(server: PbxServer, tmp_path: Path) -> None:
+    """An IVR option `voicemail:1002` takes the caller straight to the mailbox."""
+    assert server._store is not None and server.b2bua is not None
+    await server._store.ivr.put(
+        '[[menu]]\nname = "main"\nnumber = "800"\ngreeting = "vm-main-menu"\n'
+        'timeout = 5.0\n[menu.options]\n"9" = "voicemail:1002"\n'
+    )
+    server.b2bua.applications.insert(0, IvrApplication(tmp_path))
+    ear = Ear(rtp_socket(), TONES)
+    try:
+        async with SipClient(server.sip_port) as ua:
+            invite, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
+            assert ok.status == 200
+            ear.remote = media_address(ok.body)
+            await ear.wait_for("vm-main-menu")
+            ear.press("9")
+            await ear.wait_for("vm-main-menu", "vm-unavailable", "vm-beep")
+            await ear.talk(sine(TONES["message"], 1.0))
+            bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+            assert bye.status == 200
+    finally:
+        await ear.stop()
+        ear.sock.close()
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.callee, cdr.hangup_cause) == ("800", "voicemail left for 1002")
+    [message] = await server._store.voicemail.messages("1002")
+    assert message.caller == "1001" and 0.5 <= message.duration <= 1.05
