@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -145,28 +146,75 @@ def _db(ratio_db: float) -> float:
     return float(10 ** (ratio_db / 10))
 
 
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """`DtmfParams` as the numbers `classify_window` compares with: powers and factors."""
+
+    min_power: float
+    max_deviation: float
+    normal_twist: float
+    reverse_twist: float
+    min_tone_share: float
+    other_tone: float
+    harmonic: float
+
+
+@functools.cache
+def _limits(p: DtmfParams) -> _Limits:
+    return _Limits(
+        (DBM0_PEAK * 10 ** (p.min_level_dbm0 / 20)) ** 2,
+        p.max_deviation,
+        _db(p.normal_twist_db),
+        _db(p.reverse_twist_db),
+        p.min_tone_share,
+        _db(p.other_tone_db),
+        _db(p.harmonic_db),
+    )
+
+
+def _passes(
+    t: _Limits,
+    low_deviation: float,
+    high_deviation: float,
+    low_power: float,
+    high_power: float,
+    low_other: float,
+    high_other: float,
+    low_harmonic: float,
+    high_harmonic: float,
+    energy: float,
+) -> bool:
+    """The tests of `classify_window` on plain numbers (the detector's hot path calls it)."""
+    return (
+        low_power >= t.min_power
+        and high_power >= t.min_power
+        and abs(low_deviation) <= t.max_deviation
+        and abs(high_deviation) <= t.max_deviation
+        and low_power <= high_power * t.normal_twist
+        and high_power <= low_power * t.reverse_twist
+        and low_power + high_power >= t.min_tone_share * energy
+        and low_other * t.other_tone <= low_power
+        and high_other * t.other_tone <= high_power
+        and low_harmonic * t.harmonic <= low_power
+        and high_harmonic * t.harmonic <= high_power
+    )
+
+
 def classify_window(f: WindowFeatures, p: DtmfParams) -> str | None:
     """The digit one window shows, or None; pure, so it is tested with a table."""
-    min_power = (DBM0_PEAK * 10 ** (p.min_level_dbm0 / 20)) ** 2
-    if f.low_power < min_power or f.high_power < min_power:
-        return None
-    if abs(f.low_deviation) > p.max_deviation or abs(f.high_deviation) > p.max_deviation:
-        return None
-    if f.low_power > f.high_power * _db(p.normal_twist_db):
-        return None
-    if f.high_power > f.low_power * _db(p.reverse_twist_db):
-        return None
-    if f.low_power + f.high_power < p.min_tone_share * f.energy:
-        return None
-    if f.low_other * _db(p.other_tone_db) > f.low_power:
-        return None
-    if f.high_other * _db(p.other_tone_db) > f.high_power:
-        return None
-    if f.low_harmonic * _db(p.harmonic_db) > f.low_power:
-        return None
-    if f.high_harmonic * _db(p.harmonic_db) > f.high_power:
-        return None
-    return KEYPAD[f.low][f.high]
+    ok = _passes(
+        _limits(p),
+        f.low_deviation,
+        f.high_deviation,
+        f.low_power,
+        f.high_power,
+        f.low_other,
+        f.high_other,
+        f.low_harmonic,
+        f.high_harmonic,
+        f.energy,
+    )
+    return KEYPAD[f.low][f.high] if ok else None
 
 
 # The analysis grid: each tone from -5% to +5% of nominal in 1.25% steps.
@@ -174,17 +222,24 @@ _GRID = np.linspace(-0.05, 0.05, 9)
 _STEP = float(_GRID[1] - _GRID[0])
 _CENTER = len(_GRID) // 2
 _TONES = np.array(LOW_GROUP + HIGH_GROUP)
-# The screen: each low tone at nominal, each high tone at -2%, 0, +2% (a 40 ms Hann
+# For a grid peak at g, the three points the parabola goes through; at the edge of the
+# grid the peak itself three times (a flat parabola: the peak is reported where it is).
+_NEAR = np.array([[g - 1, g, g + 1] if 0 < g < len(_GRID) - 1 else [g] * 3 for g in range(9)])
+# Log powers (a, b, c) of those points @ _PARABOLA: the curvature a - 2b + c and (a - c) / 2.
+_PARABOLA = np.array([[1.0, 0.5], [-2.0, 0.0], [1.0, -0.5]])
+# The screen: each tone at nominal, then each high tone at -2% and +2% (a 40 ms Hann
 # window's main lobe is ±50 Hz: 2.5% of 941 Hz is 24 Hz, but of 1633 Hz 41 Hz).
-_SCREEN = np.concatenate(
-    [np.array(LOW_GROUP), (np.array(HIGH_GROUP)[:, None] * [0.98, 1, 1.02]).ravel()]
-)
-_SCREEN_LOW = len(LOW_GROUP)
+_HIGH = np.array(HIGH_GROUP)
+_SCREEN = np.concatenate([_TONES, _HIGH * 0.98, _HIGH * 1.02])
+_SCREEN_GROUPS = np.array([0, len(LOW_GROUP)])  # reduceat: the low group, the high group
 # A window can only show a digit if its screen says the pair has this much of min_tone_share:
 # a tone 1.5% off lies at most 0.65 bin from the nearest screen frequency (-2.6 dB), so an
 # accepted pair keeps over 0.55 of its power on the screen (tones 2-3% off may lose more:
 # the screen, not classify_window, rejects some of those).
 _SCREEN_SHARE = 0.5
+# A run measures its tones at their frequency rounded to this (Hz): the measuring
+# columns are cached, and 0.25 Hz off moves a 40 ms window's response by 0.001 dB.
+_RUN_RESOLUTION = 0.5
 
 
 @functools.cache
@@ -204,10 +259,44 @@ def tone_matrix(freqs: npt.ArrayLike, n: int) -> npt.NDArray[np.float32]:
     return out
 
 
-def _power_weights(n: int) -> npt.NDArray[np.float32]:
-    """`frames**2 @ weights`: the window's power on the tone scale (a pure sine: A**2)."""
+@functools.cache
+def _taper(n: int) -> npt.NDArray[np.float32]:
+    """The Hann window scaled so that a tapered window's sum of squares is its power on
+    the tone scale (a pure sine: A**2); the detector tapers each window once."""
     window = _hann(n)
-    out: npt.NDArray[np.float32] = (2.0 * window**2 / (window**2).sum()).astype(np.float32)
+    out: npt.NDArray[np.float32] = (window * math.sqrt(2.0 / (window**2).sum())).astype(np.float32)
+    return out
+
+
+def _sines(freqs: npt.ArrayLike, n: int) -> npt.NDArray[np.float32]:
+    """`tone_matrix` for windows tapered by `_taper`: tapered @ _sines == frame @ tone_matrix."""
+    window = _hann(n)
+    phase = 2 * np.pi * np.outer(np.arange(n), np.asarray(freqs, dtype=np.float64)) / RATE
+    scale = 2.0 / window.sum() / math.sqrt(2.0 / (window**2).sum())
+    out: npt.NDArray[np.float32] = (
+        np.concatenate([np.cos(phase), np.sin(phase)], axis=1) * scale
+    ).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+@functools.cache
+def _screen_sines(n: int) -> npt.NDArray[np.float32]:
+    return _sines(_SCREEN, n)
+
+
+@functools.cache
+def _pair_sines(n: int, low: int, high: int) -> npt.NDArray[np.float32]:
+    """The fine analysis of one tone pair: its two grids, then its two second harmonics."""
+    tones = np.array([LOW_GROUP[low], HIGH_GROUP[high]])
+    return _sines(np.concatenate([(tones[:, None] * (1 + _GRID)).ravel(), 2 * tones]), n)
+
+
+@functools.lru_cache(maxsize=256)
+def _run_sines(n: int, low: float, high: float) -> npt.NDArray[np.float32]:
+    """Columns cos, sin at `low`, then cos, sin at `high` (see _Run)."""
+    out = _sines([low, high], n)[:, [0, 2, 1, 3]]
+    out.flags.writeable = False
     return out
 
 
@@ -216,31 +305,31 @@ def _refine(grid: FloatArray) -> tuple[FloatArray, FloatArray]:
 
     A peak on the edge of the grid is reported at the edge: beyond any accepted deviation.
     """
-    rows = np.arange(grid.shape[0])
     g = grid.argmax(axis=1)
-    inner = np.minimum(np.maximum(g, 1), len(_GRID) - 2)
-    logs = np.log(np.maximum(grid, 1e-12))
-    a, b, c = logs[rows, inner - 1], logs[rows, inner], logs[rows, inner + 1]
-    curve = a - 2 * b + c
-    edge = (g != inner) | (curve >= 0)
-    delta = np.where(edge, 0.0, 0.5 * (a - c) / np.where(curve < 0, curve, -1.0))
-    deviation = _GRID[g] + delta * _STEP
-    power = np.where(edge, grid[rows, g], np.exp(b - 0.25 * (a - c) * delta))
-    return deviation, power
+    near = grid[np.arange(grid.shape[0])[:, None], _NEAR[g]]
+    logs = np.log(np.maximum(near, 1e-12))
+    curve, half = (logs @ _PARABOLA).T
+    # A true peak has curve < 0; a flat top (0 / -1e-300) stays where it is.
+    delta = half / (curve - 1e-300)
+    return _GRID[g] + delta * _STEP, np.exp(logs[:, 1] - half * delta)
 
 
 def window_features(powers: FloatArray, energy: FloatArray) -> list[WindowFeatures]:
-    """The features of windows from their powers (rows: 8 tones x grid, then 8 harmonics)."""
+    """The features of windows from their powers (rows: 8 tones x grid, then 8 harmonics).
+
+    The tone of each group is the one strongest at its nominal frequency (as the
+    detector's screen picks it): in any window that passes, it is also the one whose
+    grid peaks highest, the others being 12 dB below at nominal.
+    """
     m, g = powers.shape[0], len(_GRID)
     rows = np.arange(m)
     grid = powers[:, : 8 * g].reshape(m, 8, g)
     harmonics = powers[:, 8 * g :]
-    peaks = grid.max(axis=2)
-    low = peaks[:, :4].argmax(axis=1)
-    high = peaks[:, 4:].argmax(axis=1)
+    nominal = grid[:, :, _CENTER].copy()
+    low = nominal[:, :4].argmax(axis=1)
+    high = nominal[:, 4:].argmax(axis=1)
     low_dev, low_power = _refine(grid[rows, low])
     high_dev, high_power = _refine(grid[rows, 4 + high])
-    nominal = grid[:, :, _CENTER].copy()
     nominal[rows, low] = 0.0
     nominal[rows, 4 + high] = 0.0
     columns = (
@@ -259,16 +348,26 @@ def window_features(powers: FloatArray, energy: FloatArray) -> list[WindowFeatur
     return [WindowFeatures(*row) for row in zip(*(col.tolist() for col in columns), strict=True)]
 
 
+class _Window(NamedTuple):
+    """A window that shows a digit: the digit, its tones' deviations and frequencies (Hz)."""
+
+    digit: str
+    low_deviation: float
+    high_deviation: float
+    low_hz: float
+    high_hz: float
+
+
 @dataclass(slots=True)
 class _Run:
     """Consecutive windows showing one digit, plus the partial windows on either side.
 
-    `matrix` measures the pair at the frequencies the first window found, so every
+    `sines` measures the pair at the frequencies the first window found, so every
     window of the run (partial ones too) is measured the same way.
     """
 
     digit: str
-    matrix: npt.NDArray[np.float32]
+    sines: npt.NDArray[np.float32]
     peak: float = 0.0
     centers: list[float] = field(default_factory=list)  # window centres, ms
     levels: list[float] = field(default_factory=list)  # amplitude of the pair per window
@@ -280,17 +379,12 @@ class _Run:
     batch: int = -1  # the batch `batch_levels` belong to
     batch_levels: list[float] = field(default_factory=list)
 
-    def level(self, frame: npt.NDArray[np.float32]) -> float:
-        """The pair's amplitude (sum of the two tones') in one window."""
-        re_l, re_h, im_l, im_h = (frame @ self.matrix).tolist()
-        return math.hypot(re_l, im_l) + math.hypot(re_h, im_h)
-
-    def level_at(self, frames: npt.NDArray[np.float32], batch: int, j: int) -> float:
-        """`level(frames[j])`, computed for the whole batch with one product."""
+    def level_at(self, tapered: npt.NDArray[np.float32], batch: int, j: int) -> float:
+        """The pair's amplitude (sum of the two tones') in window `j` of `tapered`,
+        computed for the whole batch with one product."""
         if batch != self.batch:
-            x = frames @ self.matrix
-            x *= x
-            self.batch_levels = (np.sqrt(x[:, 0] + x[:, 2]) + np.sqrt(x[:, 1] + x[:, 3])).tolist()
+            x = tapered @ self.sines
+            self.batch_levels = [a + b for a, b in np.hypot(x[:, 0::2], x[:, 1::2]).tolist()]
             self.batch = batch
         return self.batch_levels[j]
 
@@ -303,8 +397,8 @@ class DtmfDetector:
     """Streaming in-band DTMF detector: feed 8 kHz samples in frames of any size.
 
     `feed` returns the digits that ended in the audio fed so far (a digit is
-    reported about 40 ms after its tone ends, once its duration is known);
-    `flush` reports a digit still sounding at the end of the stream.
+    reported 40 to 120 ms after its tone ends, once its duration is known and its
+    batch analysed); `flush` reports a digit still sounding at the end of the stream.
 
     Raises:
         ValueError: a window that is not a whole multiple of 4 samples.
@@ -317,99 +411,157 @@ class DtmfDetector:
             raise ValueError("window_ms must be a positive multiple of 0.5 ms")
         self._hop = self._n // 4  # Hann windows a quarter apart sum to 2 everywhere
         self._hop_ms = 1000 * self._hop / RATE
-        freqs = np.concatenate([(_TONES[:, None] * (1 + _GRID[None, :])).ravel(), 2 * _TONES])
-        self._fine = tone_matrix(freqs, self._n)
-        self._fine_half = freqs.size
-        self._screen = tone_matrix(_SCREEN, self._n)
-        self._screen_half = _SCREEN.size
-        self._weights = _power_weights(self._n)
-        self._min_power = (DBM0_PEAK * 10 ** (params.min_level_dbm0 / 20)) ** 2
+        self._taper = _taper(self._n)
+        self._screen = _screen_sines(self._n)
+        self._limits = _limits(params)
         self._share = _SCREEN_SHARE * params.min_tone_share
-        # Samples from three hops before the next window on: a new run measures the
-        # windows before it too.
-        # The stream is taken to follow silence, so a tone at its very start is seen
-        # by partial windows like any other (the first windows start before sample 0).
+        self._screen_min = 0.25 * self._limits.min_power
+        self._drop = 10 ** (-params.drop_db / 20)
+        # The buffer starts three hops before the next window: a new run measures the
+        # three windows before it too. The stream is taken to follow silence, so a tone
+        # at its very start is seen by partial windows like any other (the first windows
+        # start before sample 0).
         self._lead = self._n - self._hop
-        self._buffer = np.zeros(self._lead, dtype=np.float32)
-        self._offset = 0  # index in _buffer of the next window's first sample
+        self._buffer = np.zeros(3 * self._hop + self._lead, dtype=np.float32)
         self._windows = 0  # windows analysed so far
         self._run: _Run | None = None
         self._closing: list[_Run] = []
         # Audio is analysed in batches: numpy's cost per call, not per window, dominates.
         self._batch = round(params.batch_ms * RATE / 1000)
-        self._pending: list[npt.NDArray[np.float32]] = []
+        self._pending: list[npt.NDArray[np.generic]] = []
         self._pending_size = 0
 
     def feed(self, samples: npt.ArrayLike) -> list[DtmfDigit]:
         """Analyse more audio (int16 or float on the 16-bit scale); return the digits that ended."""
-        n, hop = self._n, self._hop
-        frame = np.asarray(samples, dtype=np.float32).ravel()
+        frame = np.asarray(samples).ravel()
         self._pending.append(frame)
         self._pending_size += frame.size
         if self._pending_size < self._batch:
             return []
-        buffer = np.concatenate([self._buffer, *self._pending])
+        n, hop = self._n, self._hop
+        buffer = np.concatenate([self._buffer, *self._pending], dtype=np.float32)
         self._pending.clear()
         self._pending_size = 0
-        count = (buffer.size - self._offset - n) // hop + 1
+        count = (buffer.size - 3 * hop - n) // hop + 1
         if count <= 0:
             self._buffer = buffer
             return []
-        frames: npt.NDArray[np.float32] = np.ndarray(
-            (count, n), np.float32, buffer, 4 * self._offset, (4 * hop, 4)
-        )
-        screen = frames @ self._screen
-        energy: FloatArray = ((frames * frames) @ self._weights).astype(np.float64)
-        screen *= screen
-        power = screen[:, : self._screen_half] + screen[:, self._screen_half :]
-        low = power[:, :_SCREEN_LOW].max(axis=1)
-        high = power[:, _SCREEN_LOW:].max(axis=1)
-        candidate = (low + high >= self._share * energy) & (
-            np.minimum(low, high) >= 0.25 * self._min_power
-        )
+        # The batch's windows and the three before them, each tapered once.
+        tapered = np.ndarray((count + 3, n), np.float32, buffer, 0, (4 * hop, 4)) * self._taper
+        windows = tapered[3:]
+        x = windows @ self._screen
+        x *= x
+        half = self._screen.shape[1] // 2
+        screen = x[:, :half] + x[:, half:]
+        energy = np.einsum("ij,ij->i", windows, windows).tolist()
+        groups = np.maximum.reduceat(screen, _SCREEN_GROUPS, axis=1).tolist()
+        share, floor = self._share, self._screen_min
+        chosen = [
+            j
+            for j, ((low, high), e) in enumerate(zip(groups, energy, strict=True))
+            if low + high >= share * e and min(low, high) >= floor
+        ]
         digits: list[DtmfDigit] = []
-        if self._run is not None or self._closing or candidate.any():
-            self._scan(buffer, frames, candidate.tolist(), energy, digits)
+        if self._run is not None or self._closing or chosen:
+            found = self._classify(windows, screen, energy, chosen) if chosen else {}
+            self._scan(tapered, count, found, digits)
         self._windows += count
-        keep = max(0, self._offset + count * hop - 3 * hop)
-        self._buffer = buffer[keep:]
-        self._offset = self._offset + count * hop - keep
+        self._buffer = buffer[count * hop :]
         return digits
 
     def flush(self) -> list[DtmfDigit]:
         """End of stream: report a digit still in progress (silence is fed to close it)."""
         return self.feed(np.zeros(2 * self._n + self._batch))
 
+    def _classify(
+        self,
+        windows: npt.NDArray[np.float32],
+        screen: npt.NDArray[np.float32],
+        energy: list[float],
+        chosen: list[int],
+    ) -> dict[int, _Window]:
+        """`classify_window` of the chosen windows: those that show a digit, by index.
+
+        Each window's tones are those its screen shows strongest at nominal; the windows
+        of one pair share one product with the pair's grids and harmonics.
+        """
+        nominal = screen[:, :8].tolist()
+        pairs: dict[tuple[int, int], list[int]] = {}
+        others: list[tuple[float, float]] = []
+        for j in chosen:
+            lows, highs = nominal[j][:4], nominal[j][4:]
+            low, high = max(lows), max(highs)
+            pairs.setdefault((lows.index(low), highs.index(high)), []).append(j)
+        order: list[int] = []
+        keys: list[tuple[int, int]] = []
+        parts: list[npt.NDArray[np.float32]] = []
+        for (low_i, high_i), js in pairs.items():
+            rows = windows[js[0] : js[-1] + 1] if js[-1] - js[0] < len(js) else windows[js]
+            parts.append(rows @ _pair_sines(self._n, low_i, high_i))
+            order += js
+            keys += [(low_i, high_i)] * len(js)
+            for j in js:
+                lows, highs = nominal[j][:4], nominal[j][4:]
+                lows[low_i] = highs[high_i] = 0.0
+                others.append((max(lows), max(highs)))
+        x = (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.float64)
+        x *= x
+        half = x.shape[1] // 2
+        power = x[:, :half] + x[:, half:]
+        g = len(_GRID)
+        deviation, peak = _refine(power[:, : 2 * g].reshape(-1, g))
+        devs, peaks, harmonics = deviation.tolist(), peak.tolist(), power[:, 2 * g :].tolist()
+        limits = self._limits
+        found: dict[int, _Window] = {}
+        for i, j in enumerate(order):
+            low_dev, high_dev = devs[2 * i], devs[2 * i + 1]
+            low_power, high_power = peaks[2 * i], peaks[2 * i + 1]
+            (low_other, high_other), (low_harm, high_harm) = others[i], harmonics[i]
+            if _passes(
+                limits,
+                low_dev,
+                high_dev,
+                low_power,
+                high_power,
+                low_other,
+                high_other,
+                low_harm,
+                high_harm,
+                energy[j],
+            ):
+                row, column = keys[i]
+                found[j] = _Window(
+                    KEYPAD[row][column],
+                    low_dev,
+                    high_dev,
+                    LOW_GROUP[row] * (1 + low_dev),
+                    HIGH_GROUP[column] * (1 + high_dev),
+                )
+        return found
+
     def _scan(
         self,
-        buffer: npt.NDArray[np.float32],
-        frames: npt.NDArray[np.float32],
-        candidate: list[bool],
-        energy: FloatArray,
+        tapered: npt.NDArray[np.float32],
+        count: int,
+        found: dict[int, _Window],
         out: list[DtmfDigit],
     ) -> None:
-        """The slow path: windows that may show a digit, or belong to a run."""
-        chosen = [j for j, c in enumerate(candidate) if c]
-        found: dict[int, WindowFeatures] = {}
-        if chosen:
-            fine = (frames[chosen] @ self._fine).astype(np.float64)
-            fine *= fine
-            power = fine[:, : self._fine_half] + fine[:, self._fine_half :]
-            found = dict(zip(chosen, window_features(power, energy[chosen]), strict=True))
-        for j in range(frames.shape[0]):
-            center = 1000 * ((self._windows + j) * self._hop + self._n / 2 - self._lead) / RATE
-            features = found.get(j)
-            digit = None if features is None else classify_window(features, self.params)
-            self._close_runs(center, frames, j, out)
+        """Join the batch's windows into runs (`tapered`: three windows before the batch first)."""
+        batch, hop_ms = self._windows, self._hop_ms
+        first = 1000 * (batch * self._hop + self._n / 2 - self._lead) / RATE  # centre, ms
+        for j in range(count):
+            center = first + j * hop_ms
+            window = found.get(j)
+            if self._closing:
+                self._close_runs(center, tapered, j + 3, out)
             run = self._run
             if run is not None:
-                level = run.level_at(frames, self._windows, j)
-                steady = level >= run.peak * 10 ** (-self.params.drop_db / 20)
-                if digit == run.digit and steady:
-                    assert features is not None
-                    self._extend(run, center, level, features)
+                level = run.level_at(tapered, batch, j + 3)
+                steady = level >= run.peak * self._drop
+                if window is not None and window.digit == run.digit and steady:
+                    self._extend(run, center, level, window)
                     continue
-                if digit is None and steady and run.misses == 0:
+                if window is None and steady and run.misses == 0:
                     # One window at a threshold's edge (twist, share) while the level holds:
                     # keep the run open for one more window rather than split the digit.
                     run.add(center, level)
@@ -419,30 +571,23 @@ class DtmfDetector:
                 run.after = 1
                 self._closing.append(run)
                 self._run = None
-            if digit is None or features is None:
+            if window is None:
                 continue
-            f = features
-            freqs = [
-                LOW_GROUP[f.low] * (1 + f.low_deviation),
-                HIGH_GROUP[f.high] * (1 + f.high_deviation),
-            ]
-            run = _Run(digit, tone_matrix(freqs, self._n))
-            start = self._offset + j * self._hop
+            r = _RUN_RESOLUTION
+            sines = _run_sines(self._n, round(window.low_hz / r) * r, round(window.high_hz / r) * r)
+            run = _Run(window.digit, sines)
             for back in (3, 2, 1):  # the partial windows before it
-                if start - back * self._hop >= 0:
-                    first = start - back * self._hop
-                    past = buffer[first : first + self._n]
-                    run.add(center - back * self._hop_ms, run.level(past))
-            self._extend(run, center, run.level_at(frames, self._windows, j), f)
+                run.add(center - back * hop_ms, run.level_at(tapered, batch, j + 3 - back))
+            self._extend(run, center, run.level_at(tapered, batch, j + 3), window)
             self._run = run
 
     def _close_runs(
-        self, center: float, frames: npt.NDArray[np.float32], j: int, out: list[DtmfDigit]
+        self, center: float, tapered: npt.NDArray[np.float32], j: int, out: list[DtmfDigit]
     ) -> None:
         """Partial windows after a run's end count for its duration; three of them finish it."""
         still: list[_Run] = []
         for run in self._closing:
-            run.add(center, run.level_at(frames, self._windows, j))
+            run.add(center, run.level_at(tapered, self._windows, j))
             run.after += 1
             if run.after >= 3:
                 self._finish(run, out)
@@ -451,12 +596,12 @@ class DtmfDetector:
         self._closing = still
 
     @staticmethod
-    def _extend(run: _Run, center: float, level: float, f: WindowFeatures) -> None:
+    def _extend(run: _Run, center: float, level: float, window: _Window) -> None:
         run.add(center, level)
         run.peak = max(run.peak, level)
         run.misses = 0
-        run.low_devs.append(f.low_deviation)
-        run.high_devs.append(f.high_deviation)
+        run.low_devs.append(window.low_deviation)
+        run.high_devs.append(window.high_deviation)
 
     def _finish(self, run: _Run, out: list[DtmfDigit]) -> None:
         """Measure a finished run and report it if it lasted long enough and held steady."""
