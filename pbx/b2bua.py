@@ -472,26 +472,33 @@ class B2bua:
             await outbound.hangup()
             bridge.close()
             return "no ACK from caller"
-        recorder = await self._recorder(bridge, inbound.caller, outbound.callee)
+        recorder = await self._recorder(bridge, inbound, outbound.callee, cdr)
         try:
             return await bridge.run()
         finally:
             if recorder is not None:
-                recorder.stop()
-                # On demand: a file only when `*1` recorded something.
-                if recorder.recorded or bridge.recorder is None:
-                    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{inbound.id}.wav"
-                    path = await recorder.save(self.recordings / time.strftime("%Y-%m") / name)
-                    await self.store.cdrs.set_recording(cdr, str(path))
+                await recorder.close()
 
-    async def _recorder(self, bridge: Bridge, caller: str, callee: str) -> CallRecorder | None:
+    async def _recorder(
+        self, bridge: Bridge, inbound: InboundCall, callee: str, cdr: int
+    ) -> CallRecorder | None:
         """The call's recorder: started when either extension records always; when one
-        records on demand, its phone starts and stops it with `*1`; else None."""
-        mode_a = await self.store.dialplan.recording_mode(caller)
+        records on demand, its phone starts and stops it with `*1`; else None. The WAV
+        is streamed to disk from the first start on, and linked from the CDR at once
+        (a crash leaves the CDR pointing at everything recorded until then); on
+        demand, a call whose code is never pressed leaves no file."""
+        mode_a = await self.store.dialplan.recording_mode(inbound.caller)
         mode_b = await self.store.dialplan.recording_mode(callee)
         if "on_demand" not in (mode_a, mode_b) and "always" not in (mode_a, mode_b):
             return None
-        recorder = CallRecorder(bridge.media.relay)
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{inbound.id}.wav"
+
+        async def link(path: Path) -> None:
+            await self.store.cdrs.set_recording(cdr, str(path))
+
+        recorder = CallRecorder(
+            bridge.media.relay, self.recordings / time.strftime("%Y-%m") / name, on_open=link
+        )
         if "always" in (mode_a, mode_b):
             recorder.start()
             return recorder
