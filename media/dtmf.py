@@ -11,15 +11,18 @@ speech ("talk-off").
 
 How it works, per 40 ms Hann window every 10 ms:
 
-- One matrix product of the new windows against precomputed complex
-  exponentials gives each tone's spectrum on a fine grid (±5% of its nominal
-  frequency in 1.25% steps), the second harmonic of each tone, and (a second
-  product) the window's power. Goertzel at the nominal frequencies alone cannot
+- Each window is tapered once. A cheap screen (one product: each tone at nominal,
+  the high tones also at ±2%, and the window's power) picks the windows that may
+  show a pair and, in each group, the tone strongest at nominal. Only those windows
+  get the fine analysis, one product per tone pair: the two tones' spectrum on a
+  fine grid (±5% of nominal in 1.25% steps) and their second harmonics; the other
+  tones' nominal power comes from the screen. Goertzel at the nominal frequencies alone cannot
   tell 1.5% from 3.5% at both 697 Hz (10 vs 24 Hz) and 1633 Hz: a 40 ms window's
   bins are 25 Hz wide. The peak of each group is refined by a parabola through
   the log power of its grid neighbours, which gives the tone's frequency within
   a fraction of a hertz, so the decision is made on the relative deviation.
-- `classify_window` (pure, table-tested) names the digit of one window or None:
+- `classify_window` (pure, table-tested) names the digit of one window or None
+  (the detector runs the same tests, thresholds precomputed, on plain numbers):
   both tones loud enough, each within `max_deviation` of its nominal frequency,
   the twist within limits, the two tones carrying most of the window's power,
   the other tones of each group and the second harmonics well below.
@@ -30,7 +33,10 @@ How it works, per 40 ms Hann window every 10 ms:
   tone in proportion to the window weight it covers), divided by the full
   amplitude, sum to duration / hop. Partial windows at the edges therefore count
   as the part of a window they are, and a 20 ms tone measures about 24 ms, not
-  40. A run whose duration reaches `min_duration_ms` is reported once it ends.
+  40. A run whose duration reaches `min_duration_ms` is reported once it ends:
+  three windows after it, and once its batch is analysed, 40 to 120 ms after the
+  tone ends. A run measures its pair at the frequencies its first window found,
+  rounded to 0.5 Hz so that the columns are cached.
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -91,8 +96,8 @@ class DtmfParams:
     min_duration_ms: shortest tone reported, between the 23 ms to ignore and the
         40 ms to detect (a 23 ms tone measures about 27 ms, a 40 ms tone 40 ms).
     batch_ms: audio is analysed once this much has arrived (numpy costs per call,
-        not per window: 80 ms batches keep a channel near 0.05% of a core); a digit
-        is reported up to this much later.
+        not per window); a digit is reported up to this much later: with 80 ms,
+        40 to 120 ms after its tone ends.
     """
 
     window_ms: float = 40.0
@@ -300,13 +305,18 @@ def _run_sines(n: int, low: float, high: float) -> npt.NDArray[np.float32]:
     return out
 
 
+@functools.cache
+def _rows(m: int) -> npt.NDArray[np.intp]:
+    return np.arange(m)[:, None]
+
+
 def _refine(grid: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Relative deviation and peak power of each row of tone grids (parabola on log power).
 
     A peak on the edge of the grid is reported at the edge: beyond any accepted deviation.
     """
     g = grid.argmax(axis=1)
-    near = grid[np.arange(grid.shape[0])[:, None], _NEAR[g]]
+    near = grid[_rows(grid.shape[0]), _NEAR[g]]
     logs = np.log(np.maximum(near, 1e-12))
     curve, half = (logs @ _PARABOLA).T
     # A true peak has curve < 0; a flat top (0 / -1e-300) stays where it is.
@@ -346,16 +356,6 @@ def window_features(powers: FloatArray, energy: FloatArray) -> list[WindowFeatur
         energy,
     )
     return [WindowFeatures(*row) for row in zip(*(col.tolist() for col in columns), strict=True)]
-
-
-class _Window(NamedTuple):
-    """A window that shows a digit: the digit, its tones' deviations and frequencies (Hz)."""
-
-    digit: str
-    low_deviation: float
-    high_deviation: float
-    low_hz: float
-    high_hz: float
 
 
 @dataclass(slots=True)
@@ -449,11 +449,7 @@ class DtmfDetector:
         # The batch's windows and the three before them, each tapered once.
         tapered = np.ndarray((count + 3, n), np.float32, buffer, 0, (4 * hop, 4)) * self._taper
         windows = tapered[3:]
-        x = windows @ self._screen
-        x *= x
-        half = self._screen.shape[1] // 2
-        screen = x[:, :half] + x[:, half:]
-        energy = np.einsum("ij,ij->i", windows, windows).tolist()
+        screen, energy = self._screen_of(windows)
         groups = np.maximum.reduceat(screen, _SCREEN_GROUPS, axis=1).tolist()
         share, floor = self._share, self._screen_min
         chosen = [
@@ -473,37 +469,41 @@ class DtmfDetector:
         """End of stream: report a digit still in progress (silence is fed to close it)."""
         return self.feed(np.zeros(2 * self._n + self._batch))
 
+    def _screen_of(
+        self, windows: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], list[float]]:
+        """The power at each screen frequency and the whole power of tapered windows."""
+        x = windows @ self._screen
+        x *= x
+        half = self._screen.shape[1] // 2
+        return x[:, :half] + x[:, half:], np.einsum("ij,ij->i", windows, windows).tolist()
+
     def _classify(
         self,
         windows: npt.NDArray[np.float32],
         screen: npt.NDArray[np.float32],
         energy: list[float],
         chosen: list[int],
-    ) -> dict[int, _Window]:
-        """`classify_window` of the chosen windows: those that show a digit, by index.
+    ) -> dict[int, tuple[str, float, float]]:
+        """`classify_window` of the chosen windows: {window: (digit, low and high deviation)}
+        for those that show a digit.
 
         Each window's tones are those its screen shows strongest at nominal; the windows
         of one pair share one product with the pair's grids and harmonics.
         """
-        nominal = screen[:, :8].tolist()
+        nominal = screen[:, :8].reshape(-1, 2, 4)
+        picks = nominal.argmax(axis=2).tolist()
+        others = np.sort(nominal, axis=2)[:, :, 2].tolist()  # the second strongest of each group
         pairs: dict[tuple[int, int], list[int]] = {}
-        others: list[tuple[float, float]] = []
         for j in chosen:
-            lows, highs = nominal[j][:4], nominal[j][4:]
-            low, high = max(lows), max(highs)
-            pairs.setdefault((lows.index(low), highs.index(high)), []).append(j)
+            low, high = picks[j]
+            pairs.setdefault((low, high), []).append(j)
         order: list[int] = []
-        keys: list[tuple[int, int]] = []
         parts: list[npt.NDArray[np.float32]] = []
-        for (low_i, high_i), js in pairs.items():
+        for (low, high), js in pairs.items():
             rows = windows[js[0] : js[-1] + 1] if js[-1] - js[0] < len(js) else windows[js]
-            parts.append(rows @ _pair_sines(self._n, low_i, high_i))
+            parts.append(rows @ _pair_sines(self._n, low, high))
             order += js
-            keys += [(low_i, high_i)] * len(js)
-            for j in js:
-                lows, highs = nominal[j][:4], nominal[j][4:]
-                lows[low_i] = highs[high_i] = 0.0
-                others.append((max(lows), max(highs)))
         x = (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.float64)
         x *= x
         half = x.shape[1] // 2
@@ -511,14 +511,14 @@ class DtmfDetector:
         g = len(_GRID)
         deviation, peak = _refine(power[:, : 2 * g].reshape(-1, g))
         devs, peaks, harmonics = deviation.tolist(), peak.tolist(), power[:, 2 * g :].tolist()
-        limits = self._limits
-        found: dict[int, _Window] = {}
+        t = self._limits
+        found: dict[int, tuple[str, float, float]] = {}
         for i, j in enumerate(order):
-            low_dev, high_dev = devs[2 * i], devs[2 * i + 1]
             low_power, high_power = peaks[2 * i], peaks[2 * i + 1]
-            (low_other, high_other), (low_harm, high_harm) = others[i], harmonics[i]
+            low_dev, high_dev = devs[2 * i], devs[2 * i + 1]
+            (low_other, high_other), (low_harm, high_harm) = others[j], harmonics[i]
             if _passes(
-                limits,
+                t,
                 low_dev,
                 high_dev,
                 low_power,
@@ -529,21 +529,15 @@ class DtmfDetector:
                 high_harm,
                 energy[j],
             ):
-                row, column = keys[i]
-                found[j] = _Window(
-                    KEYPAD[row][column],
-                    low_dev,
-                    high_dev,
-                    LOW_GROUP[row] * (1 + low_dev),
-                    HIGH_GROUP[column] * (1 + high_dev),
-                )
+                low, high = picks[j]
+                found[j] = (KEYPAD[low][high], low_dev, high_dev)
         return found
 
     def _scan(
         self,
         tapered: npt.NDArray[np.float32],
         count: int,
-        found: dict[int, _Window],
+        found: dict[int, tuple[str, float, float]],
         out: list[DtmfDigit],
     ) -> None:
         """Join the batch's windows into runs (`tapered`: three windows before the batch first)."""
@@ -552,13 +546,15 @@ class DtmfDetector:
         for j in range(count):
             center = first + j * hop_ms
             window = found.get(j)
+            digit = None if window is None else window[0]
             if self._closing:
                 self._close_runs(center, tapered, j + 3, out)
             run = self._run
             if run is not None:
                 level = run.level_at(tapered, batch, j + 3)
                 steady = level >= run.peak * self._drop
-                if window is not None and window.digit == run.digit and steady:
+                if digit == run.digit and steady:
+                    assert window is not None
                     self._extend(run, center, level, window)
                     continue
                 if window is None and steady and run.misses == 0:
@@ -573,9 +569,10 @@ class DtmfDetector:
                 self._run = None
             if window is None:
                 continue
+            low, high = _frequencies(window[0])
             r = _RUN_RESOLUTION
-            sines = _run_sines(self._n, round(window.low_hz / r) * r, round(window.high_hz / r) * r)
-            run = _Run(window.digit, sines)
+            low, high = low * (1 + window[1]), high * (1 + window[2])
+            run = _Run(window[0], _run_sines(self._n, round(low / r) * r, round(high / r) * r))
             for back in (3, 2, 1):  # the partial windows before it
                 run.add(center - back * hop_ms, run.level_at(tapered, batch, j + 3 - back))
             self._extend(run, center, run.level_at(tapered, batch, j + 3), window)
@@ -596,12 +593,12 @@ class DtmfDetector:
         self._closing = still
 
     @staticmethod
-    def _extend(run: _Run, center: float, level: float, window: _Window) -> None:
+    def _extend(run: _Run, center: float, level: float, window: tuple[str, float, float]) -> None:
         run.add(center, level)
         run.peak = max(run.peak, level)
         run.misses = 0
-        run.low_devs.append(window.low_deviation)
-        run.high_devs.append(window.high_deviation)
+        run.low_devs.append(window[1])
+        run.high_devs.append(window[2])
 
     def _finish(self, run: _Run, out: list[DtmfDigit]) -> None:
         """Measure a finished run and report it if it lasted long enough and held steady."""
@@ -629,6 +626,7 @@ def detect_digits(samples: npt.ArrayLike, params: DtmfParams = DtmfParams()) -> 
     return detector.feed(samples) + detector.flush()
 
 
+@functools.cache
 def _frequencies(digit: str) -> tuple[float, float]:
     for row, keys in enumerate(KEYPAD):
         column = keys.find(digit.upper())

@@ -19,6 +19,8 @@ import pytest
 
 from media.dtmf import (
     DIGITS,
+    HIGH_GROUP,
+    LOW_GROUP,
     DtmfDetector,
     DtmfDigit,
     DtmfGenerator,
@@ -27,6 +29,8 @@ from media.dtmf import (
     classify_window,
     detect_digits,
     dtmf_tone,
+    tone_matrix,
+    window_features,
 )
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from media.wav import read_wav, resample
@@ -201,6 +205,72 @@ MIN_POWER = (22654.0 * 10 ** (P.min_level_dbm0 / 20)) ** 2
 )
 def test_classify_window_table(change: dict[str, float], digit: str | None) -> None:
     assert classify_window(replace(CLEAN, **change), P) == digit  # type: ignore[arg-type]
+
+
+def random_windows(rng: np.random.Generator, m: int) -> npt.NDArray[np.float32]:
+    """40 ms windows: digits (off-frequency, twisted, partial, noisy), harmonic series, noise."""
+    n, t = 320, np.arange(320) / 8000
+    out = []
+    for _ in range(m):
+        kind = rng.integers(4)
+        if kind < 2:
+            tone = dtmf_tone(
+                DIGITS[rng.integers(16)],
+                60,
+                level_dbm0=rng.uniform(-45, -3),
+                twist_db=rng.uniform(-12, 14),
+                low_deviation=rng.uniform(-0.04, 0.04),
+                high_deviation=rng.uniform(-0.04, 0.04),
+            )
+            start = int(rng.integers(0, 360))
+            x = np.concatenate([np.zeros(200), tone, np.zeros(200)])[start : start + n]
+            x = x + rng.standard_normal(n) * rng.uniform(0, 300)
+        elif kind == 2:
+            f0 = rng.uniform(80, 400)
+            x = np.sum(
+                [
+                    rng.uniform(0, 3000) / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6))
+                    for k in range(1, 20)
+                ],
+                axis=0,
+            )
+        else:
+            x = rng.standard_normal(n) * rng.uniform(10, 3000)
+        out.append(x)
+    return np.array(out, dtype=np.float32)
+
+
+def test_detector_classifies_windows_as_classify_window_does() -> None:
+    """The detector's batch path (screen, one product per tone pair, thresholds precomputed)
+    against window_features + classify_window on the full grid of all eight tones."""
+    windows = random_windows(np.random.default_rng(3), 800)
+    grid = np.linspace(-0.05, 0.05, 9)
+    tones = np.array(LOW_GROUP + HIGH_GROUP)
+    freqs = np.concatenate([(tones[:, None] * (1 + grid)).ravel(), 2 * tones])
+    y = (windows @ tone_matrix(freqs, 320)).astype(np.float64)
+    powers = y[:, :80] ** 2 + y[:, 80:] ** 2
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(320) / 320)
+    energy = (windows.astype(np.float64) ** 2) @ (2 * hann**2 / (hann**2).sum())
+    expected = [classify_window(f, P) for f in window_features(powers, energy)]
+
+    detector = DtmfDetector()
+    tapered = windows * detector._taper
+    found = detector._classify(tapered, *detector._screen_of(tapered), list(range(800)))
+    assert [found[j][0] if j in found else None for j in range(800)] == expected
+    assert sum(d is not None for d in expected) > 30
+    for j, f in enumerate(window_features(powers, energy)):
+        if j in found:
+            assert found[j][1:] == pytest.approx((f.low_deviation, f.high_deviation), abs=1e-6)
+
+
+def test_digit_reported_within_120ms_of_its_end() -> None:
+    """Batches of 80 ms plus three windows after the tone: 40-120 ms after it ends."""
+    x, _ = sequence(50, seed=9)
+    x = np.concatenate([x, np.zeros(1600)])
+    detector, late = DtmfDetector(), []
+    for i in range(0, x.size, 160):
+        late += [(i + 160) / 8 - d.start_ms - d.duration_ms for d in detector.feed(x[i : i + 160])]
+    assert len(late) == 16 and min(late) >= 40 and max(late) <= 120
 
 
 # Development set for talk-off: the benchmark uses other phrases, voices and speeds.
