@@ -32,7 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from media.dtmf import DIGITS, DtmfDetector, DtmfDigit, dtmf_tone  # noqa: E402
+from media.dtmf import DtmfDetector, DtmfDigit  # noqa: E402
+from media.dtmf_tones import DIGITS, dtmf_tone  # noqa: E402
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode  # noqa: E402
 from tests.media.amd_corpus import speak  # noqa: E402
 

@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from cli.app import app
-from media.dtmf import DtmfGenerator
+from media.dtmf_tones import DtmfGenerator
 from media.wav import resample, to_int16, write_wav
 
 runner = CliRunner()

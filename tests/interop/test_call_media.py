@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from media.dtmf import DtmfGenerator
+from media.dtmf_tones import DtmfGenerator
 from media.g711 import ulaw_decode, ulaw_encode
 from media.ports import PortAllocator
 from media.telephone_event import event_packets

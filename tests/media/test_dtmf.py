@@ -18,20 +18,16 @@ import numpy.typing as npt
 import pytest
 
 from media.dtmf import (
-    DIGITS,
-    HIGH_GROUP,
-    LOW_GROUP,
     DtmfDetector,
     DtmfDigit,
-    DtmfGenerator,
     DtmfParams,
     WindowFeatures,
     classify_window,
     detect_digits,
-    dtmf_tone,
     tone_matrix,
     window_features,
 )
+from media.dtmf_tones import DIGITS, HIGH_GROUP, LOW_GROUP, DtmfGenerator, dtmf_tone
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from media.wav import read_wav, resample
 from tests.media.amd_corpus import need, speak
