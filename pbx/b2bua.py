@@ -160,6 +160,7 @@ class B2bua:
         self.bridges: dict[str, Bridge] = {}
         #: Applications that own some numbers (IVR menus ...), asked before extensions.
         self.applications: list[Application] = []
+        self._cdrs: dict[str, int] = {}  # the CDR row of each inbound call being routed
         #: Where calls forwarded to VOICEMAIL go (None: such forwarding is refused 480).
         self.voicemail: VoicemailService | None = None
         #: Called after a mailbox's message counts changed (MWI notifies its phones).
@@ -171,10 +172,12 @@ class B2bua:
         cdr = await self.store.cdrs.open(
             inbound.request.call_id, inbound.caller, inbound.callee, start
         )
+        self._cdrs[inbound.id] = cdr
         disposition, cause = Disposition.FAILED, "failed"
         try:
             disposition, cause = await self._connect(inbound, cdr)
         finally:
+            del self._cdrs[inbound.id]
             end = self._clock()
             if inbound.state is not CallState.ENDED:
                 await inbound.hangup(500, "Server Error")
@@ -467,7 +470,6 @@ class B2bua:
         """Answer the caller through the relay and keep the legs joined until one hangs up
         (transfers may swap a leg meanwhile); record it when either extension asks."""
         bridge = Bridge(self, media, inbound, outbound)
-        # Music on hold: the *.wav files of data_dir/moh (recordings is data_dir/recordings).
         if not await inbound.answer(reply):
             await outbound.hangup()
             bridge.close()
@@ -480,7 +482,7 @@ class B2bua:
                 await recorder.close()
 
     async def _recorder(
-        self, bridge: Bridge, inbound: InboundCall, callee: str, cdr: int
+        self, bridge: Bridge, inbound: InboundCall, callee: str, cdr: int | None
     ) -> CallRecorder | None:
         """The call's recorder: started when either extension records always; when one
         records on demand, its phone starts and stops it with `*1`; else None. The WAV
@@ -494,7 +496,8 @@ class B2bua:
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{inbound.id}.wav"
 
         async def link(path: Path) -> None:
-            await self.store.cdrs.set_recording(cdr, str(path))
+            if cdr is not None:
+                await self.store.cdrs.set_recording(cdr, str(path))
 
         recorder = CallRecorder(
             bridge.media.relay, self.recordings / time.strftime("%Y-%m") / name, on_open=link
@@ -567,7 +570,13 @@ class B2bua:
             media.connect_new("b", winner.remote_sdp or b"")
             own.close()
             call.media = None
-            return True, await Bridge(self, media, call, winner).run() + f" (via {number})"
+            bridge = Bridge(self, media, call, winner)
+            recorder = await self._recorder(bridge, call, number, self._cdrs.get(call.id))
+            try:
+                return True, await bridge.run() + f" (via {number})"
+            finally:
+                if recorder is not None:
+                    await recorder.close()
         except (SdpError, MediaError) as exc:
             log.info("call %s: cannot connect to %s: %s", call.id, number, exc)
             return False, f"488 {exc}"

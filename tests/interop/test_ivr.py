@@ -14,7 +14,7 @@ import pytest
 
 from ivr.prompts import PromptStore
 from ivr.runner import IvrApplication
-from media.wav import write_wav
+from media.wav import read_wav, write_wav
 from pbx.server import PbxServer
 from sip.message import Request, make_response, parse_message
 from tests.interop.ear import Ear, peak_hz, rtp_socket
@@ -81,7 +81,11 @@ async def _serve_requests(ua: SipClient, until: str, rtp_port: int) -> Request:
             return message
 
 
-async def test_key_reaches_an_extension(server: PbxServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("recorded", [False, True])
+async def test_key_reaches_an_extension(server: PbxServer, tmp_path: Path, recorded: bool) -> None:
+    assert server._store is not None
+    if recorded:  # the extension records always: the IVR-connected call is recorded too
+        await server._store.dialplan.set_recording_mode("1002", "always")
     with await phone(server, "1002", "uas_answer.xml", tmp_path / "1002") as callee:
         ear = Ear(rtp_socket(), TONES)
         try:
@@ -102,6 +106,11 @@ async def test_key_reaches_an_extension(server: PbxServer, tmp_path: Path) -> No
     [cdr] = await closed_cdrs(server)
     assert (cdr.callee, cdr.disposition) == ("800", "ANSWERED")
     assert cdr.hangup_cause == "caller hung up (via 1002)"
+    if recorded:
+        assert cdr.recording is not None
+        assert read_wav(cdr.recording).channels == 2
+    else:
+        assert cdr.recording is None
 
 
 async def test_silence_then_a_wrong_key_end_in_the_fallback(server: PbxServer) -> None:
