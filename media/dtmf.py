@@ -218,15 +218,12 @@ _GRID = np.linspace(-0.05, 0.05, 9)
 _STEP = float(_GRID[1] - _GRID[0])
 _CENTER = len(_GRID) // 2
 _TONES = np.array(LOW_GROUP + HIGH_GROUP)
-# For a grid peak at g, the three points the parabola goes through; at the edge of the
-# grid the peak itself three times (a flat parabola: the peak is reported where it is).
-_NEAR = np.array([[g - 1, g, g + 1] if 0 < g < len(_GRID) - 1 else [g] * 3 for g in range(9)])
-# Log powers (a, b, c) of those points @ _PARABOLA: the curvature a - 2b + c and (a - c) / 2.
-_PARABOLA = np.array([[1.0, 0.5], [-2.0, 0.0], [1.0, -0.5]])
+_GRID_AT = _GRID.tolist()
 # The screen: each tone at nominal, then each high tone at -2% and +2% (a 40 ms Hann
 # window's main lobe is ±50 Hz: 2.5% of 941 Hz is 24 Hz, but of 1633 Hz 41 Hz).
 _HIGH = np.array(HIGH_GROUP)
 _SCREEN = np.concatenate([_TONES, _HIGH * 0.98, _HIGH * 1.02])
+_SCREENED = len(_SCREEN)
 _SCREEN_GROUPS = np.array([0, len(LOW_GROUP)])  # reduceat: the low group, the high group
 # A window can only show a digit if its screen says the pair has this much of min_tone_share:
 # a tone 1.5% off lies at most 0.65 bin from the nearest screen frequency (-2.6 dB), so an
@@ -288,31 +285,36 @@ def _pair_sines(n: int, low: int, high: int) -> npt.NDArray[np.float32]:
     return _sines(np.concatenate([(tones[:, None] * (1 + _GRID)).ravel(), 2 * tones]), n)
 
 
-@functools.lru_cache(maxsize=256)
-def _run_sines(n: int, low: float, high: float) -> npt.NDArray[np.float32]:
-    """Columns cos, sin at `low`, then cos, sin at `high` (see _Run)."""
-    out = _sines([low, high], n)[:, [0, 2, 1, 3]]
-    out.flags.writeable = False
-    return out
+@functools.lru_cache(maxsize=128)
+def _run_sines(
+    n: int, low: float, high: float
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The columns that measure a run's pair (see _Run), alone and after the screen's:
+    while a run lasts, the screen's product measures it too."""
+    pair, screen = _sines([low, high], n), _screen_sines(n)
+    half = screen.shape[1] // 2
+    both = np.concatenate([screen[:, :half], pair[:, :2], screen[:, half:], pair[:, 2:]], axis=1)
+    both.flags.writeable = False
+    return pair, both
 
 
-@functools.cache
-def _rows(m: int) -> npt.NDArray[np.intp]:
-    return np.arange(m)[:, None]
-
-
-def _refine(grid: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Relative deviation and peak power of each row of tone grids (parabola on log power).
-
-    A peak on the edge of the grid is reported at the edge: beyond any accepted deviation.
-    """
-    g = grid.argmax(axis=1)
-    near = grid[_rows(grid.shape[0]), _NEAR[g]]
-    logs = np.log(np.maximum(near, 1e-12))
-    curve, half = (logs @ _PARABOLA).T
+def _peak(grid: list[float]) -> tuple[float, float]:
+    """Relative deviation and power of one tone from its grid: a parabola through the log
+    power of the grid's peak and its neighbours (plain floats: a few values per window
+    cost less than numpy calls). A peak on the edge of the grid is reported at the edge:
+    beyond any accepted deviation."""
+    top = max(grid)
+    g = grid.index(top)
+    if g == 0 or g == len(grid) - 1:
+        return _GRID_AT[g], top
+    a, b, c = grid[g - 1], top, grid[g + 1]  # logs of powers under 1e-12 taken as of 1e-12
+    a = math.log(a if a > 1e-12 else 1e-12)
+    b = math.log(b if b > 1e-12 else 1e-12)
+    c = math.log(c if c > 1e-12 else 1e-12)
+    curve, half = a - 2 * b + c, (a - c) / 2
     # A true peak has curve < 0; a flat top (0 / -1e-300) stays where it is.
     delta = half / (curve - 1e-300)
-    return _GRID[g] + delta * _STEP, np.exp(logs[:, 1] - half * delta)
+    return _GRID_AT[g] + delta * _STEP, math.exp(b - half * delta)
 
 
 def window_features(powers: FloatArray, energy: FloatArray) -> list[WindowFeatures]:
@@ -322,31 +324,37 @@ def window_features(powers: FloatArray, energy: FloatArray) -> list[WindowFeatur
     detector's screen picks it): in any window that passes, it is also the one whose
     grid peaks highest, the others being 12 dB below at nominal.
     """
-    m, g = powers.shape[0], len(_GRID)
-    rows = np.arange(m)
-    grid = powers[:, : 8 * g].reshape(m, 8, g)
-    harmonics = powers[:, 8 * g :]
-    nominal = grid[:, :, _CENTER].copy()
-    low = nominal[:, :4].argmax(axis=1)
-    high = nominal[:, 4:].argmax(axis=1)
-    low_dev, low_power = _refine(grid[rows, low])
-    high_dev, high_power = _refine(grid[rows, 4 + high])
-    nominal[rows, low] = 0.0
-    nominal[rows, 4 + high] = 0.0
-    columns = (
-        low,
-        high,
-        low_dev,
-        high_dev,
-        low_power,
-        high_power,
-        nominal[:, :4].max(axis=1),
-        nominal[:, 4:].max(axis=1),
-        harmonics[rows, low],
-        harmonics[rows, 4 + high],
-        energy,
-    )
-    return [WindowFeatures(*row) for row in zip(*(col.tolist() for col in columns), strict=True)]
+    g = len(_GRID)
+    out: list[WindowFeatures] = []
+    for row, e in zip(powers.tolist(), np.asarray(energy).tolist(), strict=True):
+        nominal = row[_CENTER : 8 * g : g]
+        low, high = _picks(nominal)
+        low_dev, low_power = _peak(row[low * g : (low + 1) * g])
+        high_dev, high_power = _peak(row[(4 + high) * g : (5 + high) * g])
+        low_other, high_other = sorted(nominal[:4])[2], sorted(nominal[4:])[2]
+        harmonics = row[8 * g :]
+        out.append(
+            WindowFeatures(
+                low,
+                high,
+                low_dev,
+                high_dev,
+                low_power,
+                high_power,
+                low_other,
+                high_other,
+                harmonics[low],
+                harmonics[4 + high],
+                e,
+            )
+        )
+    return out
+
+
+def _picks(nominal: list[float]) -> tuple[int, int]:
+    """The tone of each group strongest at nominal (the first of equals, as numpy's argmax)."""
+    low, high = nominal[:4], nominal[4:8]
+    return low.index(max(low)), high.index(max(high))
 
 
 @dataclass(slots=True)
@@ -359,6 +367,7 @@ class _Run:
 
     digit: str
     sines: npt.NDArray[np.float32]
+    screen: npt.NDArray[np.float32]  # the screen's columns, then `sines`
     peak: float = 0.0
     centers: list[float] = field(default_factory=list)  # window centres, ms
     levels: list[float] = field(default_factory=list)  # amplitude of the pair per window
@@ -368,16 +377,19 @@ class _Run:
     misses: int = 0  # steady windows that showed no digit since the last passing one
 
     batch: int = -1  # the batch `batch_levels` belong to
+    batch_first: int = 0  # the window of the batch `batch_levels` start with
     batch_levels: list[float] = field(default_factory=list)
 
     def level_at(self, tapered: npt.NDArray[np.float32], batch: int, j: int) -> float:
         """The pair's amplitude (sum of the two tones') in window `j` of `tapered`,
-        computed for the whole batch with one product."""
+        computed for the rest of the batch with one product (unless the screen's did)."""
         if batch != self.batch:
-            x = tapered @ self.sines
-            self.batch_levels = [a + b for a, b in np.hypot(x[:, 0::2], x[:, 1::2]).tolist()]
-            self.batch = batch
-        return self.batch_levels[j]
+            self.batch, self.batch_first = batch, j
+            hypot = math.hypot
+            self.batch_levels = [
+                hypot(a, c) + hypot(b, d) for a, b, c, d in (tapered[j:] @ self.sines).tolist()
+            ]
+        return self.batch_levels[j - self.batch_first]
 
     def add(self, center: float, level: float) -> None:
         self.centers.append(center)
@@ -440,8 +452,9 @@ class DtmfDetector:
         # The batch's windows and the three before them, each tapered once.
         tapered = np.ndarray((count + 3, n), np.float32, buffer, 0, (4 * hop, 4)) * self._taper
         windows = tapered[3:]
-        screen, energy = self._screen_of(windows)
-        groups = np.maximum.reduceat(screen, _SCREEN_GROUPS, axis=1).tolist()
+        alive = self._closing if self._run is None else [*self._closing, self._run]
+        screen, energy = self._screen_of(windows, alive[0] if len(alive) == 1 else None)
+        groups = np.maximum.reduceat(screen[:, :_SCREENED], _SCREEN_GROUPS, axis=1).tolist()
         share, floor = self._share, self._screen_min
         chosen = [
             j
@@ -461,13 +474,20 @@ class DtmfDetector:
         return self.feed(np.zeros(2 * self._n + self._batch))
 
     def _screen_of(
-        self, windows: npt.NDArray[np.float32]
+        self, windows: npt.NDArray[np.float32], run: _Run | None = None
     ) -> tuple[npt.NDArray[np.float32], list[float]]:
-        """The power at each screen frequency and the whole power of tapered windows."""
-        x = windows @ self._screen
+        """The power at each screen frequency and the whole power of tapered windows;
+        with `run`, its levels in those windows come from the same product."""
+        matrix = self._screen if run is None else run.screen
+        x = windows @ matrix
         x *= x
-        half = self._screen.shape[1] // 2
-        return x[:, :half] + x[:, half:], np.einsum("ij,ij->i", windows, windows).tolist()
+        half = matrix.shape[1] // 2
+        power = x[:, :half] + x[:, half:]
+        if run is not None:
+            sqrt = math.sqrt
+            run.batch, run.batch_first = self._windows, 3  # windows follow the three before
+            run.batch_levels = [sqrt(a) + sqrt(b) for a, b in power[:, _SCREENED:].tolist()]
+        return power, np.einsum("ij,ij->i", windows, windows).tolist()
 
     def _classify(
         self,
@@ -482,45 +502,36 @@ class DtmfDetector:
         Each window's tones are those its screen shows strongest at nominal; the windows
         of one pair share one product with the pair's grids and harmonics.
         """
-        nominal = screen[:, :8].reshape(-1, 2, 4)
-        picks = nominal.argmax(axis=2).tolist()
-        others = np.sort(nominal, axis=2)[:, :, 2].tolist()  # the second strongest of each group
+        nominal = screen[:, :8].tolist()
         pairs: dict[tuple[int, int], list[int]] = {}
         for j in chosen:
-            low, high = picks[j]
-            pairs.setdefault((low, high), []).append(j)
-        order: list[int] = []
+            pairs.setdefault(_picks(nominal[j]), []).append(j)
+        order: list[tuple[int, int, int]] = []
         parts: list[npt.NDArray[np.float32]] = []
         for (low, high), js in pairs.items():
             rows = windows[js[0] : js[-1] + 1] if js[-1] - js[0] < len(js) else windows[js]
             parts.append(rows @ _pair_sines(self._n, low, high))
-            order += js
-        x = (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.float64)
-        x *= x
-        half = x.shape[1] // 2
-        power = x[:, :half] + x[:, half:]
-        g = len(_GRID)
-        deviation, peak = _refine(power[:, : 2 * g].reshape(-1, g))
-        devs, peaks, harmonics = deviation.tolist(), peak.tolist(), power[:, 2 * g :].tolist()
+            order += [(j, low, high) for j in js]
+        x = np.square(parts[0] if len(parts) == 1 else np.concatenate(parts), dtype=np.float64)
+        half, g = x.shape[1] // 2, len(_GRID)
         t = self._limits
         found: dict[int, tuple[str, float, float]] = {}
-        for i, j in enumerate(order):
-            low_power, high_power = peaks[2 * i], peaks[2 * i + 1]
-            low_dev, high_dev = devs[2 * i], devs[2 * i + 1]
-            (low_other, high_other), (low_harm, high_harm) = others[j], harmonics[i]
+        for (j, low, high), power in zip(order, (x[:, :half] + x[:, half:]).tolist(), strict=True):
+            low_dev, low_power = _peak(power[:g])
+            high_dev, high_power = _peak(power[g : 2 * g])
+            tones = nominal[j]
             if _passes(
                 t,
                 low_dev,
                 high_dev,
                 low_power,
                 high_power,
-                low_other,
-                high_other,
-                low_harm,
-                high_harm,
+                sorted(tones[:4])[2],  # the second strongest of each group
+                sorted(tones[4:8])[2],
+                power[2 * g],
+                power[2 * g + 1],
                 energy[j],
             ):
-                low, high = picks[j]
                 found[j] = (KEYPAD[low][high], low_dev, high_dev)
         return found
 
@@ -563,7 +574,7 @@ class DtmfDetector:
             low, high = frequencies(window[0])
             r = _RUN_RESOLUTION
             low, high = low * (1 + window[1]), high * (1 + window[2])
-            run = _Run(window[0], _run_sines(self._n, round(low / r) * r, round(high / r) * r))
+            run = _Run(window[0], *_run_sines(self._n, round(low / r) * r, round(high / r) * r))
             for back in (3, 2, 1):  # the partial windows before it
                 run.add(center - back * hop_ms, run.level_at(tapered, batch, j + 3 - back))
             self._extend(run, center, run.level_at(tapered, batch, j + 3), window)
