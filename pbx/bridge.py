@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from media.errors import MediaError, SdpError
@@ -58,6 +59,7 @@ AUTOMON = "*1"
 FEATURE_DIGIT_TIMEOUT = 2.0
 """Seconds allowed between the digits of a feature code."""
 LEGS: tuple[LegName, LegName] = ("a", "b")
+DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
 
 
 class FeatureCode:
@@ -111,6 +113,8 @@ class Bridge:
         self._players: dict[LegName, MohPlayer] = {}
         self._no_moh: set[LegName] = set()  # legs already logged as unable to take MOH
         self._watches: dict[LegName, Tap] = {}
+        #: Who hears a leg's SIP INFO digits besides the other phone (feature codes).
+        self._info_digits: dict[LegName, Callable[[str], None]] = {}
         self._closed = False
         self._attach("a", a)
         self._attach("b", b)
@@ -119,6 +123,7 @@ class Bridge:
         self.legs[leg] = call
         call.on_offer = self._offer_hook(leg)
         call.on_refer = self._refer
+        call.on_info = self._info_hook(leg)
         self.b2bua.bridges[call.id] = self
 
     def close(self) -> None:
@@ -195,6 +200,37 @@ class Bridge:
 
         return offer
 
+    # -- DTMF sent as SIP INFO -------------------------------------------------------
+
+    def _info_hook(self, leg: LegName) -> Callable[[Call, Request], None]:
+        """INFO digits (application/dtmf-relay, application/dtmf) go on to the other
+        phone as the same INFO, as a proxy would pass them; a feature code watch on
+        the leg hears them too. Other INFO bodies stay here (answered 200)."""
+
+        def info(call: Call, request: Request) -> None:
+            if self.legs.get(leg) is not call or self._closed:
+                return
+            content_type = request.headers.get("Content-Type") or ""
+            if content_type.split(";")[0].strip().lower() not in DTMF_INFO_TYPES:
+                return
+            hear = self._info_digits.get(leg)
+            if hear is not None:
+                try:
+                    pressed, _duration = parse_dtmf_relay(request.body)
+                except MediaError as exc:
+                    log.info("call %s: unreadable DTMF INFO: %s", call.id, exc)
+                else:
+                    hear(pressed)
+            other = self.legs[other_leg(leg)]
+
+            async def forward() -> None:
+                await other.send_info(content_type, request.body)
+
+            if other.state is CallState.UP:
+                self.b2bua.manager.spawn(forward(), f"INFO to {other.id}")
+
+        return info
+
     # -- music on hold ------------------------------------------------------------
 
     async def update_moh(self) -> None:
@@ -253,20 +289,9 @@ class Bridge:
             if self.legs.get(leg) is call and matcher.feed(pressed, loop.time()):
                 self._toggle(recorder, call, leg)
 
-        def info(_: Call, request: Request) -> None:
-            kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            if kind not in ("application/dtmf-relay", "application/dtmf"):
-                return
-            try:
-                pressed, _duration = parse_dtmf_relay(request.body)
-            except MediaError as exc:
-                log.info("call %s: unreadable DTMF INFO: %s", call.id, exc)
-                return
-            digit(pressed)
-
         self._unwatch(leg)
         self._watches[leg] = self.media.relay.watch_digits(leg, digit)
-        call.on_info = info
+        self._info_digits[leg] = digit
 
     def _toggle(self, recorder: CallRecorder, call: Call, leg: LegName) -> None:
         if self._closed:
@@ -282,7 +307,7 @@ class Bridge:
         tap = self._watches.pop(leg, None)
         if tap is not None:
             self.media.relay.remove_tap(leg, tap)
-            self.legs[leg].on_info = None
+        self._info_digits.pop(leg, None)
 
     # -- transfers ----------------------------------------------------------------
 

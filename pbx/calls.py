@@ -217,6 +217,23 @@ class Call:
         if response.status >= 300:
             log.info("call %s: BYE answered %s", self.id, response.status)
 
+    async def send_info(self, content_type: str, body: bytes) -> int:
+        """Send an INFO in the dialog (e.g. a DTMF digit as application/dtmf-relay);
+        returns the phone's answer status (0 when the call is not up)."""
+        if self.dialog is None or self.state is not CallState.UP:
+            return 0
+        info = self.dialog.create_request(
+            "INFO",
+            via=self.manager.via(self.peer),
+            contact=self.manager.contact(self._local_user(), self.peer),
+            headers=[("Content-Type", content_type)],
+            body=body,
+        )
+        response = await self.manager.endpoint.request(info, self.peer)
+        if response.status >= 300:
+            log.info("call %s: INFO answered %s", self.id, response.status)
+        return response.status
+
     async def notify_refer(self, status_line: str, *, final: bool) -> None:
         """Report a transfer's progress to the transferor (RFC 3515 §2.4.4: a NOTIFY with
         a message/sipfrag body holding the new call's status line)."""

@@ -260,6 +260,11 @@ async def test_info_digits_start_recording(server: PbxServer, tmp_path: Path) ->
     x = recorded(cdr.recording)
     assert abs(peak_hz(x[:, 0]) - 440) < 10 and abs(peak_hz(x[:, 1]) - 1000) < 10
     assert share(x[:, 0], 300) < 0.01 and share(x[:, 1], 1500) < 0.01
+    # The digits went on to the other phone as the same INFO.
+    [log] = (tmp_path / "callee").glob("*_messages.log")
+    infos = log.read_bytes().split(b"INFO sip:")[1:]
+    assert [b"Signal=*" in i for i in infos] == [True, False]
+    assert [b"Signal=1" in i for i in infos] == [False, True]
 
 
 @pytest.mark.parametrize(
