@@ -48,7 +48,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from media.dtmf_tones import DBM0_PEAK, DIGITS, HIGH_GROUP, KEYPAD, LOW_GROUP, RATE, frequencies
+from media.dtmf_tones import (
+    DBM0_PEAK,
+    DIGITS,
+    HIGH_GROUP,
+    KEYPAD,
+    LOW_GROUP,
+    RATE,
+    frequencies,
+)
 
 __all__ = [
     "DBM0_PEAK",
@@ -218,7 +226,11 @@ _GRID = np.linspace(-0.05, 0.05, 9)
 _STEP = float(_GRID[1] - _GRID[0])
 _CENTER = len(_GRID) // 2
 _TONES = np.array(LOW_GROUP + HIGH_GROUP)
-_GRID_AT = _GRID.tolist()
+# For a grid peak at g, the three points the parabola goes through; at the edge of the
+# grid the peak itself three times (a flat parabola: the peak is reported where it is).
+_NEAR = np.array([[g - 1, g, g + 1] if 0 < g < len(_GRID) - 1 else [g] * 3 for g in range(9)])
+# Log powers (a, b, c) of those points @ _PARABOLA: the curvature a - 2b + c and (a - c) / 2.
+_PARABOLA = np.array([[1.0, 0.5], [-2.0, 0.0], [1.0, -0.5]])
 # The screen: each tone at nominal, then each high tone at -2% and +2% (a 40 ms Hann
 # window's main lobe is ±50 Hz: 2.5% of 941 Hz is 24 Hz, but of 1633 Hz 41 Hz).
 _HIGH = np.array(HIGH_GROUP)
@@ -298,23 +310,23 @@ def _run_sines(
     return pair, both
 
 
-def _peak(grid: list[float]) -> tuple[float, float]:
-    """Relative deviation and power of one tone from its grid: a parabola through the log
-    power of the grid's peak and its neighbours (plain floats: a few values per window
-    cost less than numpy calls). A peak on the edge of the grid is reported at the edge:
-    beyond any accepted deviation."""
-    top = max(grid)
-    g = grid.index(top)
-    if g == 0 or g == len(grid) - 1:
-        return _GRID_AT[g], top
-    a, b, c = grid[g - 1], top, grid[g + 1]  # logs of powers under 1e-12 taken as of 1e-12
-    a = math.log(a if a > 1e-12 else 1e-12)
-    b = math.log(b if b > 1e-12 else 1e-12)
-    c = math.log(c if c > 1e-12 else 1e-12)
-    curve, half = a - 2 * b + c, (a - c) / 2
+@functools.cache
+def _rows(m: int) -> npt.NDArray[np.intp]:
+    return np.arange(m)[:, None]
+
+
+def _refine(grid: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Relative deviation and peak power of each row of tone grids (parabola on log power).
+
+    A peak on the edge of the grid is reported at the edge: beyond any accepted deviation.
+    """
+    g = grid.argmax(axis=1)
+    near = grid[_rows(grid.shape[0]), _NEAR[g]]
+    logs = np.log(np.maximum(near, 1e-12))
+    curve, half = (logs @ _PARABOLA).T
     # A true peak has curve < 0; a flat top (0 / -1e-300) stays where it is.
     delta = half / (curve - 1e-300)
-    return _GRID_AT[g] + delta * _STEP, math.exp(b - half * delta)
+    return _GRID[g] + delta * _STEP, np.exp(logs[:, 1] - half * delta)
 
 
 def window_features(powers: FloatArray, energy: FloatArray) -> list[WindowFeatures]:
@@ -324,37 +336,31 @@ def window_features(powers: FloatArray, energy: FloatArray) -> list[WindowFeatur
     detector's screen picks it): in any window that passes, it is also the one whose
     grid peaks highest, the others being 12 dB below at nominal.
     """
-    g = len(_GRID)
-    out: list[WindowFeatures] = []
-    for row, e in zip(powers.tolist(), np.asarray(energy).tolist(), strict=True):
-        nominal = row[_CENTER : 8 * g : g]
-        low, high = _picks(nominal)
-        low_dev, low_power = _peak(row[low * g : (low + 1) * g])
-        high_dev, high_power = _peak(row[(4 + high) * g : (5 + high) * g])
-        low_other, high_other = sorted(nominal[:4])[2], sorted(nominal[4:])[2]
-        harmonics = row[8 * g :]
-        out.append(
-            WindowFeatures(
-                low,
-                high,
-                low_dev,
-                high_dev,
-                low_power,
-                high_power,
-                low_other,
-                high_other,
-                harmonics[low],
-                harmonics[4 + high],
-                e,
-            )
-        )
-    return out
-
-
-def _picks(nominal: list[float]) -> tuple[int, int]:
-    """The tone of each group strongest at nominal (the first of equals, as numpy's argmax)."""
-    low, high = nominal[:4], nominal[4:8]
-    return low.index(max(low)), high.index(max(high))
+    m, g = powers.shape[0], len(_GRID)
+    rows = np.arange(m)
+    grid = powers[:, : 8 * g].reshape(m, 8, g)
+    harmonics = powers[:, 8 * g :]
+    nominal = grid[:, :, _CENTER].copy()
+    low = nominal[:, :4].argmax(axis=1)
+    high = nominal[:, 4:].argmax(axis=1)
+    low_dev, low_power = _refine(grid[rows, low])
+    high_dev, high_power = _refine(grid[rows, 4 + high])
+    nominal[rows, low] = 0.0
+    nominal[rows, 4 + high] = 0.0
+    columns = (
+        low,
+        high,
+        low_dev,
+        high_dev,
+        low_power,
+        high_power,
+        nominal[:, :4].max(axis=1),
+        nominal[:, 4:].max(axis=1),
+        harmonics[rows, low],
+        harmonics[rows, 4 + high],
+        energy,
+    )
+    return [WindowFeatures(*row) for row in zip(*(col.tolist() for col in columns), strict=True)]
 
 
 @dataclass(slots=True)
@@ -485,7 +491,10 @@ class DtmfDetector:
         power = x[:, :half] + x[:, half:]
         if run is not None:
             sqrt = math.sqrt
-            run.batch, run.batch_first = self._windows, 3  # windows follow the three before
+            run.batch, run.batch_first = (
+                self._windows,
+                3,
+            )  # windows follow the three before
             run.batch_levels = [sqrt(a) + sqrt(b) for a, b in power[:, _SCREENED:].tolist()]
         return power, np.einsum("ij,ij->i", windows, windows).tolist()
 
@@ -502,36 +511,49 @@ class DtmfDetector:
         Each window's tones are those its screen shows strongest at nominal; the windows
         of one pair share one product with the pair's grids and harmonics.
         """
-        nominal = screen[:, :8].tolist()
+        nominal = screen[:, :8].reshape(-1, 2, 4)
+        picks = nominal.argmax(axis=2).tolist()
+        others = np.sort(nominal, axis=2)[:, :, 2].tolist()  # the second strongest of each group
         pairs: dict[tuple[int, int], list[int]] = {}
         for j in chosen:
-            pairs.setdefault(_picks(nominal[j]), []).append(j)
-        order: list[tuple[int, int, int]] = []
+            low, high = picks[j]
+            pairs.setdefault((low, high), []).append(j)
+        order: list[int] = []
         parts: list[npt.NDArray[np.float32]] = []
         for (low, high), js in pairs.items():
             rows = windows[js[0] : js[-1] + 1] if js[-1] - js[0] < len(js) else windows[js]
             parts.append(rows @ _pair_sines(self._n, low, high))
-            order += [(j, low, high) for j in js]
-        x = np.square(parts[0] if len(parts) == 1 else np.concatenate(parts), dtype=np.float64)
-        half, g = x.shape[1] // 2, len(_GRID)
+            order += js
+        x = (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.float64)
+        x *= x
+        half = x.shape[1] // 2
+        power = x[:, :half] + x[:, half:]
+        g = len(_GRID)
+        deviation, peak = _refine(power[:, : 2 * g].reshape(-1, g))
+        devs, peaks, harmonics = (
+            deviation.tolist(),
+            peak.tolist(),
+            power[:, 2 * g :].tolist(),
+        )
         t = self._limits
         found: dict[int, tuple[str, float, float]] = {}
-        for (j, low, high), power in zip(order, (x[:, :half] + x[:, half:]).tolist(), strict=True):
-            low_dev, low_power = _peak(power[:g])
-            high_dev, high_power = _peak(power[g : 2 * g])
-            tones = nominal[j]
+        for i, j in enumerate(order):
+            low_power, high_power = peaks[2 * i], peaks[2 * i + 1]
+            low_dev, high_dev = devs[2 * i], devs[2 * i + 1]
+            (low_other, high_other), (low_harm, high_harm) = others[j], harmonics[i]
             if _passes(
                 t,
                 low_dev,
                 high_dev,
                 low_power,
                 high_power,
-                sorted(tones[:4])[2],  # the second strongest of each group
-                sorted(tones[4:8])[2],
-                power[2 * g],
-                power[2 * g + 1],
+                low_other,
+                high_other,
+                low_harm,
+                high_harm,
                 energy[j],
             ):
+                low, high = picks[j]
                 found[j] = (KEYPAD[low][high], low_dev, high_dev)
         return found
 
@@ -581,7 +603,11 @@ class DtmfDetector:
             self._run = run
 
     def _close_runs(
-        self, center: float, tapered: npt.NDArray[np.float32], j: int, out: list[DtmfDigit]
+        self,
+        center: float,
+        tapered: npt.NDArray[np.float32],
+        j: int,
+        out: list[DtmfDigit],
     ) -> None:
         """Partial windows after a run's end count for its duration; three of them finish it."""
         still: list[_Run] = []
