@@ -431,6 +431,26 @@ def with_direction(sdp: SessionDescription, direction: str) -> SessionDescriptio
     return dataclasses.replace(sdp, media=tuple(sections))
 
 
+def g711_offer(host: str, port: int, *, event_payload: int = 101) -> bytes:
+    """An offer of our own at `host`:`port`: PCMU, PCMA and telephone-event (what the
+    switch offers a phone that sent a late-offer INVITE, or a callee of such a call)."""
+    family = "IP6" if ":" in host else "IP4"
+    lines = [
+        "v=0",
+        f"o=aiopbx 0 0 IN {family} {host}",
+        "s=-",
+        f"c=IN {family} {host}",
+        "t=0 0",
+        f"m=audio {port} RTP/AVP 0 8 {event_payload}",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:8 PCMA/8000",
+        f"a=rtpmap:{event_payload} telephone-event/8000",
+        f"a=fmtp:{event_payload} 0-16",
+        "a=sendrecv",
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
 def with_g711_fallback(sdp: SessionDescription) -> SessionDescription:
     """The description with PCMA added after PCMU (or PCMU after PCMA) when it has only one.
 

@@ -202,10 +202,6 @@ class B2bua:
         if not await self._exists(inbound.callee):
             await inbound.reject(404, "Not Found")
             return Disposition.FAILED, "404 unknown number"
-        if not inbound.remote_sdp:
-            # A late offer (SDP in the 200/ACK) is not supported yet.
-            await inbound.reject(488, "Offer Required")
-            return Disposition.FAILED, "488 INVITE without SDP offer"
         host = self.media_host(inbound.peer)
         try:
             media = AnchoredMedia(
@@ -255,9 +251,11 @@ class B2bua:
     async def _connect_with(
         self, inbound: InboundCall, media: AnchoredMedia, cdr: int
     ) -> tuple[Disposition, str]:
-        assert inbound.remote_sdp is not None
         try:
-            offer = media.offer_from("a", inbound.remote_sdp)
+            if inbound.late_offer:  # the switch offers; the caller answers in its ACK
+                offer = media.offer_g711("b")
+            else:
+                offer = media.offer_from("a", inbound.remote_sdp or b"")
         except (SdpError, MediaError) as exc:
             await inbound.reject(488, "Not Acceptable Here")
             return Disposition.FAILED, f"488 bad offer: {exc}"
@@ -355,7 +353,11 @@ class B2bua:
         via: str,
     ) -> tuple[Disposition, str]:
         try:
-            reply = media.answer_from("b", winner.remote_sdp or b"")
+            if inbound.late_offer:
+                media.connect_new("b", winner.remote_sdp or b"")
+                reply = media.offer_for_new("a")  # the caller answers in its ACK
+            else:
+                reply = media.answer_from("b", winner.remote_sdp or b"")
         except (SdpError, MediaError) as exc:
             log.warning("call %s: callee's answer unusable: %s", inbound.id, exc)
             await winner.hangup(0, "bad SDP answer")
@@ -378,7 +380,7 @@ class B2bua:
 
         def ringing(call: OutboundCall, response: Response) -> None:
             early = None
-            if response.status == 183 and response.body:
+            if response.status == 183 and response.body and not inbound.late_offer:
                 try:
                     early = media.answer_from("b", response.body)
                 except (SdpError, MediaError) as exc:
@@ -474,6 +476,15 @@ class B2bua:
             await outbound.hangup()
             bridge.close()
             return "no ACK from caller"
+        if inbound.late_offer:
+            try:
+                media.connect_new("a", inbound.ack_sdp or b"")
+            except (SdpError, MediaError) as exc:
+                log.info("call %s: no usable answer in the ACK: %s", inbound.id, exc)
+                await inbound.hangup(0, "no SDP answer in the ACK")
+                await outbound.hangup()
+                bridge.close()
+                return "488 no usable SDP answer in the caller's ACK"
         recorder = await self._recorder(bridge, inbound, outbound.callee, cdr)
         try:
             return await bridge.run()

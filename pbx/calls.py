@@ -38,7 +38,7 @@ import numpy.typing as npt
 from media.endpoint import MediaEndpoint, Recording
 from media.errors import MediaError
 from media.ports import PortAllocator
-from media.sdp import SessionDescription, audio_stream
+from media.sdp import SessionDescription, audio_stream, g711_offer
 from media.sdp import answer as sdp_answer
 from media.telephone_event import parse_dtmf_relay
 from media.wav import write_wav_durably
@@ -311,6 +311,10 @@ class InboundCall(Call):
         self.request = request
         self.to_tag = new_tag()
         self.remote_sdp = request.body or None
+        #: The INVITE came without an offer (RFC 3261 §13.2.1 "late offer"): our 2xx
+        #: carries the offer and the ACK the phone's answer (`ack_sdp`).
+        self.late_offer = not request.body
+        self.ack_sdp: bytes | None = None
         self.dialog = Dialog.as_uas(request, self.to_tag)
         self._acked = asyncio.Event()
         self._final_sent = False
@@ -382,9 +386,14 @@ class InboundCall(Call):
         """Answer with the switch's own media (for prompts, menus, voicemail).
 
         The answer names PCMU or PCMA and telephone-event from the caller's offer.
+        A late-offer INVITE gets our offer (PCMU, PCMA, telephone-event) in the 200,
+        and the phone's answer comes in its ACK; an ACK without a usable answer ends
+        the call (MediaError).
         Raises: MediaError (the call is refused with 488) when the offer has neither
         G.711 law, PortsExhaustedError (refused with 503).
         """
+        if self.late_offer:
+            return await self._answer_media_late(ports, host)
         try:
             offer = SessionDescription.parse(self.remote_sdp or b"")
             reply = sdp_answer(offer, host, 0, preferences=("PCMU", "PCMA", "telephone-event"))
@@ -408,6 +417,23 @@ class InboundCall(Call):
         await self.answer(bytes(reply))
         return media
 
+    async def _answer_media_late(self, ports: PortAllocator, host: str) -> MediaEndpoint:
+        try:
+            media = MediaEndpoint(ports, name=self.request.call_id)
+        except MediaError:
+            await self.reject(503, "Out Of Media Ports")
+            raise
+        self.media = media
+        self.on_info = _info_digits
+        if not await self.answer(g711_offer(host, media.port)):
+            raise MediaError("no ACK for the offer in our 200")
+        try:
+            media.set_remote(audio_stream(SessionDescription.parse(self.ack_sdp or b"")))
+        except MediaError as exc:
+            await self.hangup(0, "no usable answer in the ACK")
+            raise MediaError(f"late offer: the ACK's answer is unusable ({exc})") from None
+        return media
+
     async def reject(self, status: int, reason: str | None = None) -> None:
         """Refuse the call with a final error response (4xx-6xx)."""
         if self._final_sent or self.state is CallState.ENDED:
@@ -429,7 +455,9 @@ class InboundCall(Call):
         self.manager.endpoint.respond(self._response(487))
         self._end(Hangup(487, "Request Terminated", by_remote=True))
 
-    def _ack(self) -> None:
+    def _ack(self, body: bytes = b"") -> None:
+        if not self._acked.is_set() and body:
+            self.ack_sdp = body
         self._acked.set()
 
     def _end(self, cause: Hangup) -> None:
@@ -732,7 +760,7 @@ class CallManager:
     def _ack(self, request: Request, peer: Peer) -> None:
         call = self._find(request)
         if isinstance(call, InboundCall):
-            call._ack()
+            call._ack(request.body)
 
     def _in_dialog(self, request: Request, peer: Peer) -> Response | Awaitable[Response | None]:
         call = self._find(request)

@@ -30,6 +30,7 @@ from media.sdp import (
     SessionDescription,
     answer,
     audio_stream,
+    g711_offer,
     rewrite,
     with_g711_fallback,
 )
@@ -126,6 +127,12 @@ class AnchoredMedia:
         if stream is None:
             raise MediaError("the other leg has no negotiated media")
         return _offer(self.host, self.relay.leg(leg).port, stream)
+
+    def offer_g711(self, leg: LegName) -> bytes:
+        """Our own offer on `leg` (PCMU, PCMA, telephone-event at the relay), for a call
+        whose INVITE came without an offer (late offer): the callee gets it, and the
+        caller later gets `offer_for_new` in the 200 and answers in its ACK."""
+        return g711_offer(self.host, self.relay.leg(leg).port)
 
     def adopt(self, leg: LegName, stream: AudioStream) -> bytes:
         """Take over a phone whose media the switch terminated so far (an IVR caller):

@@ -83,18 +83,27 @@ async def dial(
     rtp_port: int = 40000,
     events: bool = False,
     ack: bool = True,
+    offer: bool = True,
 ) -> tuple[bytes, Response]:
     """INVITE `target` as `caller`, answering the digest challenge; ACK the final
     response (a 2xx only with `ack`). Returns the authenticated INVITE and its final
     response."""
-    unauthenticated = ua.invite(caller, target, cseq=1, rtp_port=rtp_port, events=events)
+    unauthenticated = ua.invite(
+        caller, target, cseq=1, rtp_port=rtp_port, events=events, offer=offer
+    )
     first = await ua.exchange(unauthenticated)
     assert first.status == 401
     ua.send(ua.ack_for(unauthenticated, first))
     uri = f"sip:{target}@127.0.0.1:{server.sip_port}"
     creds = make_credentials(ua.challenge(first, "MD5"), caller, PASSWORDS[caller], "INVITE", uri)
     invite = ua.invite(
-        caller, target, authorization=str(creds), cseq=2, rtp_port=rtp_port, events=events
+        caller,
+        target,
+        authorization=str(creds),
+        cseq=2,
+        rtp_port=rtp_port,
+        events=events,
+        offer=offer,
     )
     final = await ua.exchange(invite, timeout=20)
     if final.status >= 300:

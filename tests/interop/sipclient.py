@@ -109,9 +109,11 @@ class SipClient:
         branch: str | None = None,
         rtp_port: int = 40000,
         events: bool = False,
+        offer: bool = True,
     ) -> bytes:
         """An INVITE from `user` to number `target` with a PCMU offer at `rtp_port`
-        (and telephone-event 101 with `events`)."""
+        (and telephone-event 101 with `events`); without `offer`, no body at all (a
+        late offer: the answer then goes in the ACK)."""
         host = f"127.0.0.1:{self.server_port}"
         branch = branch or f"z9hG4bKi{next(self._branches)}x{secrets.token_hex(4)}"
         formats = "0 101" if events else "0"
@@ -120,6 +122,8 @@ class SipClient:
             f"m=audio {rtp_port} RTP/AVP {formats}\r\na=rtpmap:0 PCMU/8000\r\n"
             + ("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n" if events else "")
         ).encode()
+        if not offer:
+            sdp = b""
         lines = [
             f"INVITE sip:{target}@{host} SIP/2.0",
             f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={branch}",
@@ -129,7 +133,7 @@ class SipClient:
             f"Call-ID: {call_id or self.call_id}",
             f"CSeq: {cseq} INVITE",
             f"Contact: <sip:{user}@127.0.0.1:{self.port}>",
-            "Content-Type: application/sdp",
+            *(["Content-Type: application/sdp"] if sdp else []),
         ]
         if authorization:
             lines.append(f"Authorization: {authorization}")
@@ -170,8 +174,9 @@ class SipClient:
             + "\r\n\r\n"
         ).encode()
 
-    def ack_2xx(self, invite: bytes, response: Response) -> bytes:
-        """The ACK of a 2xx (RFC 3261 §13.2.2.4: a new transaction, to the Contact)."""
+    def ack_2xx(self, invite: bytes, response: Response, sdp: bytes = b"") -> bytes:
+        """The ACK of a 2xx (RFC 3261 §13.2.2.4: a new transaction, to the Contact),
+        carrying `sdp` (the answer to a 2xx's offer, after a late-offer INVITE)."""
         contact = (response.headers.get("Contact") or "").strip().strip("<>")
         head = invite.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
         keep = [
@@ -187,9 +192,10 @@ class SipClient:
             *keep,
             f"To: {response.headers.get('To')}",
             f"CSeq: {cseq} ACK",
-            "Content-Length: 0",
+            *(["Content-Type: application/sdp"] if sdp else []),
+            f"Content-Length: {len(sdp)}",
         ]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + sdp
 
     def in_dialog(
         self,
