@@ -12,6 +12,7 @@ from media.sdp import (
     SessionDescription,
     answer,
     audio_stream,
+    g711_offer,
     rewrite,
     with_direction,
     with_g711_fallback,
@@ -358,3 +359,12 @@ def test_semantic_errors() -> None:
         audio_stream(SessionDescription.parse(bad_map))
     with pytest.raises(SdpError, match="unknown direction 'hold'"):
         with_direction(SessionDescription.parse(BARESIP), "hold")
+
+
+def test_g711_offer_names_both_laws_and_events() -> None:
+    for host, family in (("127.0.0.1", "IP4"), ("::1", "IP6")):
+        offer = SessionDescription.parse(g711_offer(host, 20000))
+        assert [c.name for c in offer.audio().codecs] == ["PCMU", "PCMA", "telephone-event"]
+        stream = audio_stream(offer)
+        assert (stream.host, stream.port, stream.telephone_event) == (host, 20000, 101)
+        assert f"c=IN {family} {host}" in g711_offer(host, 20000).decode()
