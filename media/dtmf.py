@@ -229,8 +229,9 @@ _TONES = np.array(LOW_GROUP + HIGH_GROUP)
 # For a grid peak at g, the three points the parabola goes through; at the edge of the
 # grid the peak itself three times (a flat parabola: the peak is reported where it is).
 _NEAR = np.array([[g - 1, g, g + 1] if 0 < g < len(_GRID) - 1 else [g] * 3 for g in range(9)])
-# Log powers (a, b, c) of those points @ _PARABOLA: the curvature a - 2b + c and (a - c) / 2.
-_PARABOLA = np.array([[1.0, 0.5], [-2.0, 0.0], [1.0, -0.5]])
+# Log powers (a, b, c) of those points @ _PARABOLA: the curvature a - 2b + c, (a - c) / 2, b.
+_PARABOLA = np.array([[1.0, 0.5, 0.0], [-2.0, 0.0, 1.0], [1.0, -0.5, 0.0]])
+_GRID_AT = _GRID.tolist()
 # The screen: each tone at nominal, then each high tone at -2% and +2% (a 40 ms Hann
 # window's main lobe is ±50 Hz: 2.5% of 941 Hz is 24 Hz, but of 1633 Hz 41 Hz).
 _HIGH = np.array(HIGH_GROUP)
@@ -315,18 +316,20 @@ def _rows(m: int) -> npt.NDArray[np.intp]:
     return np.arange(m)[:, None]
 
 
-def _refine(grid: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Relative deviation and peak power of each row of tone grids (parabola on log power).
+def _refine(grid: FloatArray) -> list[tuple[float, float]]:
+    """Relative deviation and peak power of each row of tone grids (parabola on log power):
+    numpy up to each row's parabola, plain floats after (a dozen numpy calls fewer).
 
     A peak on the edge of the grid is reported at the edge: beyond any accepted deviation.
     """
     g = grid.argmax(axis=1)
-    near = grid[_rows(grid.shape[0]), _NEAR[g]]
-    logs = np.log(np.maximum(near, 1e-12))
-    curve, half = (logs @ _PARABOLA).T
-    # A true peak has curve < 0; a flat top (0 / -1e-300) stays where it is.
-    delta = half / (curve - 1e-300)
-    return _GRID[g] + delta * _STEP, np.exp(logs[:, 1] - half * delta)
+    logs = np.log(np.maximum(grid[_rows(grid.shape[0]), _NEAR[g]], 1e-12))
+    exp, out = math.exp, []
+    for top, (curve, half, log_peak) in zip(g.tolist(), (logs @ _PARABOLA).tolist(), strict=True):
+        # A true peak has curve < 0; a flat top (0 / -1e-300) stays where it is.
+        delta = half / (curve - 1e-300)
+        out.append((_GRID_AT[top] + delta * _STEP, exp(log_peak - half * delta)))
+    return out
 
 
 def window_features(powers: FloatArray, energy: FloatArray) -> list[WindowFeatures]:
@@ -343,24 +346,24 @@ def window_features(powers: FloatArray, energy: FloatArray) -> list[WindowFeatur
     nominal = grid[:, :, _CENTER].copy()
     low = nominal[:, :4].argmax(axis=1)
     high = nominal[:, 4:].argmax(axis=1)
-    low_dev, low_power = _refine(grid[rows, low])
-    high_dev, high_power = _refine(grid[rows, 4 + high])
+    low_tone, high_tone = _refine(grid[rows, low]), _refine(grid[rows, 4 + high])
     nominal[rows, low] = 0.0
     nominal[rows, 4 + high] = 0.0
-    columns = (
+    arrays = (
         low,
         high,
-        low_dev,
-        high_dev,
-        low_power,
-        high_power,
         nominal[:, :4].max(axis=1),
         nominal[:, 4:].max(axis=1),
         harmonics[rows, low],
         harmonics[rows, 4 + high],
         energy,
     )
-    return [WindowFeatures(*row) for row in zip(*(col.tolist() for col in columns), strict=True)]
+    return [
+        WindowFeatures(low, high, low_dev, high_dev, low_power, high_power, *rest)
+        for (low_dev, low_power), (high_dev, high_power), (low, high, *rest) in zip(
+            low_tone, high_tone, zip(*(a.tolist() for a in arrays), strict=True), strict=True
+        )
+    ]
 
 
 @dataclass(slots=True)
@@ -529,17 +532,12 @@ class DtmfDetector:
         half = x.shape[1] // 2
         power = x[:, :half] + x[:, half:]
         g = len(_GRID)
-        deviation, peak = _refine(power[:, : 2 * g].reshape(-1, g))
-        devs, peaks, harmonics = (
-            deviation.tolist(),
-            peak.tolist(),
-            power[:, 2 * g :].tolist(),
-        )
+        tones = _refine(power[:, : 2 * g].reshape(-1, g))
+        harmonics = power[:, 2 * g :].tolist()
         t = self._limits
         found: dict[int, tuple[str, float, float]] = {}
         for i, j in enumerate(order):
-            low_power, high_power = peaks[2 * i], peaks[2 * i + 1]
-            low_dev, high_dev = devs[2 * i], devs[2 * i + 1]
+            (low_dev, low_power), (high_dev, high_power) = tones[2 * i], tones[2 * i + 1]
             (low_other, high_other), (low_harm, high_harm) = others[j], harmonics[i]
             if _passes(
                 t,
