@@ -36,7 +36,8 @@ How it works, per 40 ms Hann window every 10 ms:
   40. A run whose duration reaches `min_duration_ms` is reported once it ends:
   three windows after it, and once its batch is analysed, 40 to 120 ms after the
   tone ends. A run measures its pair at the frequencies its first window found,
-  rounded to 0.5 Hz so that the columns are cached.
+  rounded to 0.5 Hz so that the columns are cached; in the batches after its first,
+  those columns ride on the screen's product.
 """
 
 from __future__ import annotations
@@ -463,7 +464,7 @@ class DtmfDetector:
         windows = tapered[3:]
         alive = self._closing if self._run is None else [*self._closing, self._run]
         screen, energy = self._screen_of(windows, alive[0] if len(alive) == 1 else None)
-        groups = np.maximum.reduceat(screen[:, :_SCREENED], _SCREEN_GROUPS, axis=1).tolist()
+        groups = np.maximum.reduceat(screen, _SCREEN_GROUPS, axis=1).tolist()
         share, floor = self._share, self._screen_min
         chosen = [
             j
@@ -494,11 +495,9 @@ class DtmfDetector:
         power = x[:, :half] + x[:, half:]
         if run is not None:
             sqrt = math.sqrt
-            run.batch, run.batch_first = (
-                self._windows,
-                3,
-            )  # windows follow the three before
+            run.batch, run.batch_first = self._windows, 3  # the windows after the three before
             run.batch_levels = [sqrt(a) + sqrt(b) for a, b in power[:, _SCREENED:].tolist()]
+            power = power[:, :_SCREENED]
         return power, np.einsum("ij,ij->i", windows, windows).tolist()
 
     def _classify(
