@@ -114,6 +114,10 @@ class Baresip:
 
     Its stdout (colour codes stripped) is collected line by line in `lines`; with
     `control=True` the ctrl_tcp connection collects events in `events` and takes commands.
+
+    `mwi=True` loads baresip's mwi module (it subscribes to its message summary and
+    reports MWI_NOTIFY events); baresip 1.0's module can loop after REGISTER_OK on a
+    loaded machine, so no CI test relies on it.
     """
 
     def __init__(

@@ -1,17 +1,20 @@
-"""Voicemail and the message light with real baresip phones, through `pbx serve`.
+"""Voicemail with real baresip phones, through `pbx serve`.
 
-Extension 1002 is a baresip with its `mwi` module: it subscribes to its own
-message-summary and reports each NOTIFY as an MWI_NOTIFY event. 1001 (another
-baresip) calls 1002, nobody answers, the call goes to 1002's mailbox and 1001's
-audio file (a tone) is left as the message; 1002's light goes on. Then 1002 dials
-`*97`, presses its PIN and keys with RFC 4733 (`sndcode`), hears the message,
-deletes it, and the light goes off. Prompts are tones, one frequency each, so what
-1002 heard (its sndfile dump) shows which prompts played in which order.
+1001 (a baresip) calls 1002 (a baresip that rings, nobody answers); the call goes to
+1002's mailbox and 1001's audio file (a tone) is left as the message. Then 1002 dials
+`*97`, presses its PIN and keys with RFC 4733 (`sndcode`), hears the message and
+deletes it. Prompts are tones, one frequency each, so what 1002 heard (its sndfile
+dump) shows which prompts played in which order.
+
+The message light is tested with a sipp subscriber (`test_voicemail.py`), not with
+baresip's `mwi` module: baresip 1.0 subscribes from a REGISTER_OK event handler that
+removes itself while it runs, and on loaded machines that sometimes loops, logging
+"mwi: subscribing" without end and flooding the switch with SUBSCRIBEs (seen in CI
+runs). Run by hand (`Baresip(..., mwi=True)`), it showed 0/0, 1/0, 0/1, 0/0 as here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,42 +73,6 @@ def server(tmp_path: Path) -> Iterator[PbxProcess]:
         yield pbx
 
 
-@contextlib.contextmanager
-def mailbox_owner(server: PbxProcess, tmp_path: Path) -> Iterator[Baresip]:
-    """1002 as a baresip that registers and subscribes to its message summary.
-
-    baresip 1.0's mwi module arms its wait for REGISTER_OK from a 1 ms timer at
-    start-up; when the registration completes before that timer runs (a loaded
-    machine), the module never subscribes. Such a phone is restarted (at most twice).
-    """
-    for attempt in range(3):
-        phone = Baresip(
-            tmp_path / f"1002-{attempt}", user="1002", password=PASSWORDS["1002"],
-            registrar_port=server.port, dump_calls=True, mwi=True,
-        )  # fmt: skip
-        with phone:
-            phone.wait_for_output(REGISTERED, 10)
-            index, _ = phone.lines.wait(lambda line: "mwi: subscribing" in line, 0, 5)
-            if index >= 0:
-                yield phone
-                return
-    pytest.fail("baresip's mwi module did not subscribe in three starts")
-
-
-def light(phone: Baresip, summary: str, start: int = 0) -> int:
-    """Wait for an MWI_NOTIFY whose body holds `summary` ("Voice-Message: 1/0"); return
-    the index of the event after it."""
-    index, found = phone.events.wait(
-        lambda e: e.get("type") == "MWI_NOTIFY" and summary in e.get("param", ""), start, 20
-    )
-    if found is None:
-        bodies = [e.get("param") for e in phone.events.items if e.get("type") == "MWI_NOTIFY"]
-        pytest.fail(
-            f"no MWI NOTIFY with {summary!r}; got {bodies}\nbaresip:\n{phone.output[-3000:]}"
-        )
-    return index + 1
-
-
 def hears(phone: Baresip, *names: str, timeout: float = 15) -> None:
     """Wait until the tones `phone` heard in its current call end with `names`."""
     try:
@@ -132,27 +99,30 @@ def cdrs(server: PbxProcess) -> list[dict[str, Any]]:
     return rows
 
 
-def test_message_light_and_star97(server: PbxProcess, tmp_path: Path) -> None:
+def test_message_left_then_played_and_deleted(server: PbxProcess, tmp_path: Path) -> None:
     said = tmp_path / "said.wav"
     # Greeting and beep take ~1 s of it; the call ends with the file (baresip hangs up).
     write_wav(said, sine(TONES["message"], 3.0), 8000)
     with (
-        mailbox_owner(server, tmp_path) as owner,
+        Baresip(
+            tmp_path / "1002", user="1002", password=PASSWORDS["1002"],
+            registrar_port=server.port, dump_calls=True,
+        ) as owner,
         Baresip(
             tmp_path / "1001", user="1001", password=PASSWORDS["1001"],
             registrar_port=server.port, source_wav=said,
         ) as caller,
     ):  # fmt: skip
+        owner.wait_for_output(REGISTERED, 10)
         caller.wait_for_output(REGISTERED, 10)
-        seen = light(owner, "Voice-Message: 0/0")
 
         # 1002 rings, nobody answers: the mailbox takes 1001's message.
         caller.command("dial", f"sip:1002@127.0.0.1:{server.port}")
+        owner.wait_for_event("CALL_INCOMING", 15)
         caller.wait_for_event("CALL_ESTABLISHED", 15)
         caller.wait_for_event("CALL_CLOSED", 20)
-        seen = light(owner, "Voice-Message: 1/0", seen)
-        assert "Messages-Waiting: yes" in owner.events.items[seen - 1]["param"]
         wait_for(lambda: len(messages(server)) == 1, 10, "the message in pbx vm list")
+        assert messages(server)[0].split()[1:4] == ["1002", "new", "1001"]
 
         # 1002 opens its mailbox, hears the message, deletes it.
         owner.command("dial", f"sip:*97@127.0.0.1:{server.port}")
@@ -162,14 +132,12 @@ def test_message_light_and_star97(server: PbxProcess, tmp_path: Path) -> None:
         hears(owner, "vm-main-menu")
         owner.send_digits("1")
         hears(owner, "message", "vm-message-menu", timeout=20)
-        seen = light(owner, "Voice-Message: 0/1", seen)  # heard: now an old message
+        assert messages(server)[0].split()[2] == "old"  # heard: filed as old
         owner.send_digits("7")
         hears(owner, "vm-deleted", "vm-no-more", "vm-main-menu")
-        seen = light(owner, "Voice-Message: 0/0", seen)
-        assert "Messages-Waiting: no" in owner.events.items[seen - 1]["param"]
+        assert messages(server) == []
         owner.send_digits("#")
         owner.wait_for_event("CALL_CLOSED", 15)
-    assert messages(server) == []
     wait_for(lambda: all(r["end"] for r in cdrs(server)), 10, "both CDRs to be closed")
     left, opened = sorted(cdrs(server), key=lambda r: r["start"])
     assert (left["caller"], left["callee"], left["disposition"]) == ("1001", "1002", "ANSWERED")
