@@ -43,6 +43,7 @@ from media.sdp import answer as sdp_answer
 from media.telephone_event import parse_dtmf_relay
 from media.wav import write_wav_durably
 from pbx.errors import PbxError
+from pbx.tasks import spawn
 from sip.dialog import Dialog, DialogState, new_branch, new_tag
 from sip.endpoint import Endpoint
 from sip.errors import SipParseError
@@ -116,18 +117,7 @@ class Call:
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         """Run a task the call owns; it is cancelled when the call ends."""
-
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("call %s: %s failed", self.id, name)
-
-        task = asyncio.get_running_loop().create_task(guarded(), name=f"{self.id}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn(self._tasks, coro, f"call {self.id}: {name}")
 
     def _end(self, cause: Hangup) -> None:
         if self.state is CallState.ENDED:
@@ -806,15 +796,4 @@ class CallManager:
 
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         """Run a task the manager owns (cancelled on close)."""
-
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s failed", name)
-
-        task = asyncio.get_running_loop().create_task(guarded(), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn(self._tasks, coro, name)

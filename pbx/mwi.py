@@ -51,6 +51,7 @@ from urllib.parse import unquote
 from pbx.b2bua import Target, targets_for
 from pbx.config import Settings
 from pbx.registrar import Location
+from pbx.tasks import spawn
 from sip.dialog import Dialog, new_tag
 from sip.endpoint import Endpoint
 from sip.errors import SipParseError
@@ -559,15 +560,4 @@ class MwiService:
     # -- tasks ----------------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s failed", name)
-
-        task = asyncio.get_running_loop().create_task(guarded(), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return spawn(self._tasks, coro, name)
