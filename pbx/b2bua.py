@@ -194,25 +194,12 @@ class B2bua:
     async def _connect(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
         for app in self.applications:
             if await app.handles(inbound.callee, self):
-                cause = await app.run(inbound, self)
-                if inbound.answered.is_set():
-                    await self.store.cdrs.answered(cdr, inbound.answered_at or inbound.started)
-                    return Disposition.ANSWERED, cause
-                return Disposition.FAILED, cause
+                return await self._served(inbound, cdr, await app.run(inbound, self))
         if not await self._exists(inbound.callee):
             await inbound.reject(404, "Not Found")
             return Disposition.FAILED, "404 unknown number"
-        host = self.media_host(inbound.peer)
         try:
-            media = AnchoredMedia(
-                self.ports,
-                host,
-                name=inbound.request.call_id,
-                timeout=self.media_timeout,
-                on_timeout=lambda leg: self.manager.spawn(
-                    inbound.hangup(0, "media timeout"), f"media timeout {inbound.id}"
-                ),
-            )
+            media = self._anchored(inbound)
         except MediaError as exc:
             log.warning("call %s: no media ports: %s", inbound.id, exc)
             await inbound.reject(503, "Out Of Media Ports")
@@ -221,6 +208,29 @@ class B2bua:
             return await self._connect_with(inbound, media, cdr)
         finally:
             media.close()
+
+    def _anchored(self, call: InboundCall) -> AnchoredMedia:
+        """A relay for `call`'s media; a media timeout hangs the call up.
+
+        Raises: PortsExhaustedError (MediaError) when no ports are left.
+        """
+        return AnchoredMedia(
+            self.ports,
+            self.media_host(call.peer),
+            name=call.request.call_id,
+            timeout=self.media_timeout,
+            on_timeout=lambda leg: self.manager.spawn(
+                call.hangup(0, "media timeout"), f"media timeout {call.id}"
+            ),
+        )
+
+    async def _served(self, inbound: InboundCall, cdr: int, cause: str) -> tuple[Disposition, str]:
+        """The outcome of a call an application (IVR, voicemail) served: ANSWERED when it
+        answered (the CDR gets the answer time), else FAILED."""
+        if inbound.answered_at is not None:
+            await self.store.cdrs.answered(cdr, inbound.answered_at)
+            return Disposition.ANSWERED, cause
+        return Disposition.FAILED, cause
 
     def media_host(self, peer: Peer) -> str:
         """The address to put in SDP for `peer`: the RTP bind address, or when that is a
@@ -303,10 +313,7 @@ class B2bua:
         log.info("call %s: %s forwards (%s) to voicemail", inbound.id, box, why)
         reason = "busy" if why == "busy" else "unavailable"
         cause = await self.voicemail.deposit(inbound, box, reason, self)
-        if inbound.answered.is_set():
-            await self.store.cdrs.answered(cdr, inbound.answered_at or inbound.started)
-            return Disposition.ANSWERED, f"{cause}{via}"
-        return Disposition.FAILED, f"{cause}{via}"
+        return await self._served(inbound, cdr, cause + via)
 
     async def mailbox_changed(self, box: str) -> None:
         """Tell whoever watches mailboxes (MWI) that `box`'s counts changed."""
@@ -533,7 +540,6 @@ class B2bua:
         own = call.media
         if own is None or own.stream is None:
             return False, "no media to hand over"
-        host = self.media_host(call.peer)
         plan = await self._plan(number)
         if plan is None:
             return False, f"404 unknown number {number}"
@@ -541,15 +547,7 @@ class B2bua:
         targets = [t for attempt in attempts for t in attempt.targets]
         if not targets:
             return False, f"480 {number} not registered"
-        media = AnchoredMedia(
-            self.ports,
-            host,
-            name=call.request.call_id,
-            timeout=self.media_timeout,
-            on_timeout=lambda leg: self.manager.spawn(
-                call.hangup(0, "media timeout"), f"media timeout {call.id}"
-            ),
-        )
+        media = self._anchored(call)
         try:
             reoffer = media.adopt("a", own.stream)
             offer_b = media.offer_for_new("b")
