@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -13,18 +12,9 @@ from typer.testing import CliRunner
 from cli.app import app
 from ivr.prompts import DEFAULT_PROMPTS, PromptStore
 from media.wav import read_wav, to_int16, write_wav
+from tests.tools import need
 
 runner = CliRunner()
-
-
-def need(tool: str) -> str:
-    """The path of a program; in CI a missing one fails the test instead of skipping."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not installed; .ci/run should have installed it")
-        pytest.skip(f"{tool} is not installed")
-    return path
 
 
 def pbx(data_dir: Path, *args: str) -> tuple[int, str, str]:

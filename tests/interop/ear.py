@@ -8,9 +8,10 @@ in which a caller heard them can be read back from the audio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -121,6 +122,17 @@ class Ear:
     async def stop(self) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def listening(tones: Mapping[str, int]) -> AsyncIterator[Ear]:
+    """An `Ear` on a fresh loopback socket, stopped and closed on the way out."""
+    ear = Ear(rtp_socket(), tones)
+    try:
+        yield ear
+    finally:
+        await ear.stop()
+        ear.sock.close()
 
 
 def _contains(heard: list[str], names: tuple[str, ...]) -> bool:

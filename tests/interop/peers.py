@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,19 +23,10 @@ from pathlib import Path
 import pytest
 
 from pbx.store import Store
+from tests.tools import need
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
-
-
-def need(tool: str) -> str:
-    """The path of a peer program; in CI a missing one fails the test instead of skipping."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not installed; .ci/run should have installed it")
-        pytest.skip(f"{tool} is not installed")
-    return path
 
 
 def free_port(span: int = 1) -> int:

@@ -17,7 +17,7 @@ from ivr.runner import IvrApplication
 from media.wav import read_wav, write_wav
 from pbx.server import PbxServer
 from sip.message import Request, make_response, parse_message
-from tests.interop.ear import Ear, peak_hz, rtp_socket
+from tests.interop.ear import listening, peak_hz
 from tests.interop.phones import closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
@@ -87,8 +87,7 @@ async def test_key_reaches_an_extension(server: PbxServer, tmp_path: Path, recor
     if recorded:  # the extension records always: the IVR-connected call is recorded too
         await server._store.dialplan.set_recording_mode("1002", "always")
     with await phone(server, "1002", "uas_answer.xml", tmp_path / "1002") as callee:
-        ear = Ear(rtp_socket(), TONES)
-        try:
+        async with listening(TONES) as ear:
             async with SipClient(server.sip_port) as ua:
                 invite, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
                 assert ok.status == 200
@@ -100,9 +99,6 @@ async def test_key_reaches_an_extension(server: PbxServer, tmp_path: Path, recor
                 bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
                 assert bye.status == 200
             assert await asyncio.get_running_loop().run_in_executor(None, callee.finish) == 0
-        finally:
-            await ear.stop()
-            ear.sock.close()
     [cdr] = await closed_cdrs(server)
     assert (cdr.callee, cdr.disposition) == ("800", "ANSWERED")
     assert cdr.hangup_cause == "caller hung up (via 1002)"
@@ -114,20 +110,15 @@ async def test_key_reaches_an_extension(server: PbxServer, tmp_path: Path, recor
 
 
 async def test_silence_then_a_wrong_key_end_in_the_fallback(server: PbxServer) -> None:
-    ear = Ear(rtp_socket(), TONES)
-    try:
-        async with SipClient(server.sip_port) as ua:
-            _, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
-            assert ok.status == 200
-            ear.remote = media_address(ok.body)
-            # Silence: greeting, timeout prompt, greeting again; then a key with no
-            # action: invalid prompt, greeting; silence again: the fallback (hang up).
-            await ear.wait_for("greeting", "timeout", "greeting")
-            ear.press("5")
-            await asyncio.wait_for(_serve_requests(ua, "BYE", ear.port), 20)
-    finally:
-        await ear.stop()
-        ear.sock.close()
+    async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+        _, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
+        assert ok.status == 200
+        ear.remote = media_address(ok.body)
+        # Silence: greeting, timeout prompt, greeting again; then a key with no
+        # action: invalid prompt, greeting; silence again: the fallback (hang up).
+        await ear.wait_for("greeting", "timeout", "greeting")
+        ear.press("5")
+        await asyncio.wait_for(_serve_requests(ua, "BYE", ear.port), 20)
     assert ear.tones() == ["greeting", "timeout", "greeting", "invalid", "greeting", "ivr-goodbye"]
     [cdr] = await closed_cdrs(server)
     assert cdr.hangup_cause == "IVR hangup"
@@ -142,8 +133,7 @@ async def test_caller_hears_music_while_the_extension_rings(
     tones = {**TONES, "music": 700}
     late = ("-d", "1500")  # 1002 rings 1.5 s before it answers
     with await phone(server, "1002", "uas_answer_late.xml", tmp_path / "1002", *late) as callee:
-        ear = Ear(rtp_socket(), tones)
-        try:
+        async with listening(tones) as ear:
             async with SipClient(server.sip_port) as ua:
                 invite, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
                 assert ok.status == 200
@@ -154,9 +144,6 @@ async def test_caller_hears_music_while_the_extension_rings(
                 bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
                 assert bye.status == 200
             assert await asyncio.get_running_loop().run_in_executor(None, callee.finish) == 0
-        finally:
-            await ear.stop()
-            ear.sock.close()
     assert ear.tones() == ["greeting", "music"]
     heard = ear.samples()
     music = [

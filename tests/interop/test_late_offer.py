@@ -19,7 +19,7 @@ from media.sdp import SessionDescription, audio_stream
 from media.wav import write_wav
 from pbx.server import PbxServer
 from sip.message import Request, make_response, parse_message
-from tests.interop.ear import Ear, rtp_socket, sine
+from tests.interop.ear import listening, sine
 from tests.interop.phones import closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
@@ -46,12 +46,12 @@ def _offered(body: bytes) -> list[str]:
 
 
 async def test_bridged_call_answers_in_the_ack(server: PbxServer, tmp_path: Path) -> None:
-    callee = Ear(rtp_socket(), TONES)
-    inf = tmp_path / "media.csv"
-    inf.write_text(f"SEQUENTIAL\n{callee.port};0;PCMU\n")
-    caller = Ear(rtp_socket(), TONES)
-    uas = await phone(server, "1002", "uas_answer_media.xml", tmp_path / "1002", "-inf", str(inf))
-    try:
+    async with listening(TONES) as caller, listening(TONES) as callee:
+        inf = tmp_path / "media.csv"
+        inf.write_text(f"SEQUENTIAL\n{callee.port};0;PCMU\n")
+        uas = await phone(
+            server, "1002", "uas_answer_media.xml", tmp_path / "1002", "-inf", str(inf)
+        )
         with uas:
             async with SipClient(server.sip_port) as ua:
                 invite, ok = await dial(ua, server, "1002", ack=False, offer=False)
@@ -72,10 +72,6 @@ async def test_bridged_call_answers_in_the_ack(server: PbxServer, tmp_path: Path
                 bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
                 assert bye.status == 200
             assert await asyncio.get_running_loop().run_in_executor(None, uas.finish) == 0
-    finally:
-        for ear in (caller, callee):
-            await ear.stop()
-            ear.sock.close()
     [cdr] = await closed_cdrs(server)
     assert (cdr.disposition, cdr.hangup_cause) == ("ANSWERED", "caller hung up")
 
@@ -109,17 +105,12 @@ async def test_ivr_with_a_late_offer(server: PbxServer, tmp_path: Path) -> None:
         'retries = 0\nfallback = "hangup"\n'
     )
     server.b2bua.applications.append(IvrApplication(tmp_path))
-    ear = Ear(rtp_socket(), TONES)
-    try:
-        async with SipClient(server.sip_port) as ua:
-            invite, ok = await dial(ua, server, "800", ack=False, offer=False)
-            assert ok.status == 200
-            offered = audio_stream(SessionDescription.parse(ok.body))
-            assert offered.codec.name == "PCMU" and offered.telephone_event == 101
-            ua.send(ua.ack_2xx(invite, ok, answer_sdp(ear.port)))
-            ear.remote = media_address(ok.body)
-            await ear.wait_for("greeting")
-    finally:
-        await ear.stop()
-        ear.sock.close()
+    async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+        invite, ok = await dial(ua, server, "800", ack=False, offer=False)
+        assert ok.status == 200
+        offered = audio_stream(SessionDescription.parse(ok.body))
+        assert offered.codec.name == "PCMU" and offered.telephone_event == 101
+        ua.send(ua.ack_2xx(invite, ok, answer_sdp(ear.port)))
+        ear.remote = media_address(ok.body)
+        await ear.wait_for("greeting")
     assert np.any(ear.samples())

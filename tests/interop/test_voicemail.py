@@ -26,7 +26,7 @@ from media.wav import read_wav, write_wav
 from pbx.server import PbxServer
 from pbx.store import Forwarding
 from sip.message import Request, make_response, parse_message
-from tests.interop.ear import Ear, peak_hz, rtp_socket, sine
+from tests.interop.ear import Ear, listening, peak_hz, sine
 from tests.interop.mwi import mwi_subscriber
 from tests.interop.phones import PASSWORDS, closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
@@ -96,8 +96,7 @@ async def _leave_message(
     """1001 calls 1002, which rings unanswered (or is busy); the mailbox takes 1.5 s of
     the message tone; 1001 hangs up. Returns what 1001 heard."""
     ringing = await phone(server, "1002", scenario, tmp_path / "1002")
-    ear = Ear(rtp_socket(), TONES)
-    try:
+    async with listening(TONES) as ear:
         with ringing:
             async with SipClient(server.sip_port) as ua:
                 invite, ok = await dial(ua, server, "1002", rtp_port=ear.port, events=True)
@@ -108,9 +107,6 @@ async def _leave_message(
                 bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
                 assert bye.status == 200
             assert await asyncio.get_running_loop().run_in_executor(None, ringing.finish) == 0
-    finally:
-        await ear.stop()
-        ear.sock.close()
     return ear
 
 
@@ -168,42 +164,32 @@ async def test_message_light_follows_the_box_and_star97_deletes(
 
 async def _star97_listen_and_delete(server: PbxServer) -> Ear:
     """1002 dials *97, enters the PIN, listens to message 1, deletes it, hangs up."""
-    ear = Ear(rtp_socket(), TONES)
-    try:
-        async with SipClient(server.sip_port) as ua:
-            _, ok = await dial(ua, server, "*97", caller="1002", rtp_port=ear.port, events=True)
-            assert ok.status == 200
-            ear.remote = media_address(ok.body)
-            await ear.wait_for("vm-pin")
-            ear.press(PIN + "#")
-            await ear.wait_for("vm-pin", "vm-main-menu")
-            ear.press("1")
-            await ear.wait_for("vm-pin", "vm-main-menu", "message", "vm-message-menu")
-            ear.press("7")
-            await ear.wait_for("vm-deleted", "vm-no-more", "vm-main-menu")
-            ear.press("#")
-            await asyncio.wait_for(_until_bye(ua), 20)
-    finally:
-        await ear.stop()
-        ear.sock.close()
+    async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+        _, ok = await dial(ua, server, "*97", caller="1002", rtp_port=ear.port, events=True)
+        assert ok.status == 200
+        ear.remote = media_address(ok.body)
+        await ear.wait_for("vm-pin")
+        ear.press(PIN + "#")
+        await ear.wait_for("vm-pin", "vm-main-menu")
+        ear.press("1")
+        await ear.wait_for("vm-pin", "vm-main-menu", "message", "vm-message-menu")
+        ear.press("7")
+        await ear.wait_for("vm-deleted", "vm-no-more", "vm-main-menu")
+        ear.press("#")
+        await asyncio.wait_for(_until_bye(ua), 20)
     return ear
 
 
 async def test_wrong_pin_is_refused(server: PbxServer) -> None:
     assert server._store is not None
-    ear = Ear(rtp_socket(), TONES)
-    try:
-        async with SipClient(server.sip_port) as ua:
-            _, ok = await dial(ua, server, "*97", caller="1002", rtp_port=ear.port, events=True)
-            assert ok.status == 200
-            ear.remote = media_address(ok.body)
-            for attempt in range(3):
-                await ear.wait_for(*["vm-pin", "vm-incorrect"] * attempt, "vm-pin")
-                ear.press("0000#")
-            await asyncio.wait_for(_until_bye(ua), 20)
-    finally:
-        await ear.stop()
-        ear.sock.close()
+    async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+        _, ok = await dial(ua, server, "*97", caller="1002", rtp_port=ear.port, events=True)
+        assert ok.status == 200
+        ear.remote = media_address(ok.body)
+        for attempt in range(3):
+            await ear.wait_for(*["vm-pin", "vm-incorrect"] * attempt, "vm-pin")
+            ear.press("0000#")
+        await asyncio.wait_for(_until_bye(ua), 20)
     assert ear.tones() == ["vm-pin", "vm-incorrect"] * 3 + ["ivr-goodbye"]
 
 
@@ -220,29 +206,24 @@ async def test_busy_extension_gets_the_busy_greeting(server: PbxServer, tmp_path
 async def test_owner_records_a_greeting_callers_then_hear(
     server: PbxServer, tmp_path: Path
 ) -> None:
-    ear = Ear(rtp_socket(), TONES)
-    try:
-        async with SipClient(server.sip_port) as ua:
-            _, ok = await dial(ua, server, "*97", caller="1002", rtp_port=ear.port, events=True)
-            assert ok.status == 200
-            ear.remote = media_address(ok.body)
-            await ear.wait_for("vm-pin")
-            ear.press(PIN + "#")
-            await ear.wait_for("vm-main-menu")
-            ear.press("0")
-            await ear.wait_for("vm-options")
-            ear.press("1")
-            await ear.wait_for("vm-record-greeting", "vm-beep")
-            await ear.talk(sine(TONES["greeting"], 1.0))
-            ear.press("#")
-            await ear.wait_for("vm-greeting-saved", "vm-options")
-            ear.press("#")
-            await ear.wait_for("vm-greeting-saved", "vm-main-menu")
-            ear.press("#")
-            await asyncio.wait_for(_until_bye(ua), 20)
-    finally:
-        await ear.stop()
-        ear.sock.close()
+    async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+        _, ok = await dial(ua, server, "*97", caller="1002", rtp_port=ear.port, events=True)
+        assert ok.status == 200
+        ear.remote = media_address(ok.body)
+        await ear.wait_for("vm-pin")
+        ear.press(PIN + "#")
+        await ear.wait_for("vm-main-menu")
+        ear.press("0")
+        await ear.wait_for("vm-options")
+        ear.press("1")
+        await ear.wait_for("vm-record-greeting", "vm-beep")
+        await ear.talk(sine(TONES["greeting"], 1.0))
+        ear.press("#")
+        await ear.wait_for("vm-greeting-saved", "vm-options")
+        ear.press("#")
+        await ear.wait_for("vm-greeting-saved", "vm-main-menu")
+        ear.press("#")
+        await asyncio.wait_for(_until_bye(ua), 20)
     greeting = tmp_path / "voicemail" / "1002" / "greeting-unavailable.wav"
     assert 0.5 <= read_wav(greeting).duration <= 1.05  # talk began as the beep did
     caller = await _leave_message(server, tmp_path)
@@ -272,27 +253,22 @@ async def test_pbx_vm_delete_turns_the_light_off(server: PbxServer, tmp_path: Pa
 async def test_star98_opens_a_box_by_number(server: PbxServer, box: str) -> None:
     """1001 opens 1002's box with *98; a box that does not exist answers exactly like a
     wrong PIN (no telling which numbers have mailboxes)."""
-    ear = Ear(rtp_socket(), TONES)
-    try:
-        async with SipClient(server.sip_port) as ua:
-            _, ok = await dial(ua, server, "*98", caller="1001", rtp_port=ear.port, events=True)
-            assert ok.status == 200
-            ear.remote = media_address(ok.body)
-            await ear.wait_for("vm-box")
-            ear.press(box + "#")
-            await ear.wait_for("vm-box", "vm-pin")
-            ear.press(PIN + "#")
-            if box == "1002":
-                await ear.wait_for("vm-pin", "vm-main-menu")
-                ear.press("#")
-            else:
-                for attempt in range(1, 3):
-                    await ear.wait_for(*["vm-pin", "vm-incorrect"] * attempt, "vm-pin")
-                    ear.press(PIN + "#")
-            await asyncio.wait_for(_until_bye(ua), 20)
-    finally:
-        await ear.stop()
-        ear.sock.close()
+    async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+        _, ok = await dial(ua, server, "*98", caller="1001", rtp_port=ear.port, events=True)
+        assert ok.status == 200
+        ear.remote = media_address(ok.body)
+        await ear.wait_for("vm-box")
+        ear.press(box + "#")
+        await ear.wait_for("vm-box", "vm-pin")
+        ear.press(PIN + "#")
+        if box == "1002":
+            await ear.wait_for("vm-pin", "vm-main-menu")
+            ear.press("#")
+        else:
+            for attempt in range(1, 3):
+                await ear.wait_for(*["vm-pin", "vm-incorrect"] * attempt, "vm-pin")
+                ear.press(PIN + "#")
+        await asyncio.wait_for(_until_bye(ua), 20)
     if box == "1002":
         assert ear.tones() == ["vm-box", "vm-pin", "vm-main-menu", "ivr-goodbye"]
     else:
@@ -306,8 +282,7 @@ async def test_a_full_mailbox_takes_no_message(server: PbxServer, tmp_path: Path
     mailboxes.max_messages = 1
     await server._store.voicemail.add("1002", "1003", 1.0, 1.0, str(tmp_path / "old.wav"))
     ringing = await phone(server, "1002", "uas_ring_cancel.xml", tmp_path / "1002")
-    ear = Ear(rtp_socket(), TONES)
-    try:
+    async with listening(TONES) as ear:
         with ringing:
             async with SipClient(server.sip_port) as ua:
                 _, ok = await dial(ua, server, "1002", rtp_port=ear.port, events=True)
@@ -315,9 +290,6 @@ async def test_a_full_mailbox_takes_no_message(server: PbxServer, tmp_path: Path
                 ear.remote = media_address(ok.body)
                 await asyncio.wait_for(_until_bye(ua), 20)
             assert await asyncio.get_running_loop().run_in_executor(None, ringing.finish) == 0
-    finally:
-        await ear.stop()
-        ear.sock.close()
     assert ear.tones() == ["vm-full"]
     [cdr] = await closed_cdrs(server)
     assert cdr.hangup_cause == "voicemail 1002: mailbox full"
@@ -332,21 +304,16 @@ async def test_ivr_key_leaves_a_message(server: PbxServer, tmp_path: Path) -> No
         'timeout = 5.0\n[menu.options]\n"9" = "voicemail:1002"\n'
     )
     server.b2bua.applications.insert(0, IvrApplication(tmp_path))
-    ear = Ear(rtp_socket(), TONES)
-    try:
-        async with SipClient(server.sip_port) as ua:
-            invite, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
-            assert ok.status == 200
-            ear.remote = media_address(ok.body)
-            await ear.wait_for("vm-main-menu")
-            ear.press("9")
-            await ear.wait_for("vm-main-menu", "vm-unavailable", "vm-beep")
-            await ear.talk(sine(TONES["message"], 1.0))
-            bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
-            assert bye.status == 200
-    finally:
-        await ear.stop()
-        ear.sock.close()
+    async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+        invite, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
+        assert ok.status == 200
+        ear.remote = media_address(ok.body)
+        await ear.wait_for("vm-main-menu")
+        ear.press("9")
+        await ear.wait_for("vm-main-menu", "vm-unavailable", "vm-beep")
+        await ear.talk(sine(TONES["message"], 1.0))
+        bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+        assert bye.status == 200
     [cdr] = await closed_cdrs(server)
     assert (cdr.callee, cdr.hangup_cause) == ("800", "voicemail left for 1002")
     [message] = await server._store.voicemail.messages("1002")

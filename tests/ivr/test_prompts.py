@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -12,19 +11,10 @@ import pytest
 
 from ivr.prompts import DEFAULT_PROMPTS, RATE, PromptError, PromptStore, tone_pattern
 from media.wav import read_wav, to_int16, write_wav
+from tests.tools import need
 
 BAD_NAMES = ["", "A", "Welcome", "a" * 65, "a/b", "../x", "a.b", "a b", "ü", "x.wav"]
 GOOD_NAMES = ["a", "a" * 64, "ivr-welcome_2", "0", "-", "_x"]
-
-
-def need(tool: str) -> str:
-    """The path of a program; in CI a missing one fails the test instead of skipping."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not installed; .ci/run should have installed it")
-        pytest.skip(f"{tool} is not installed")
-    return path
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ for a second after "Hello". Accuracy on this corpus bounds nothing on real calls
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -24,22 +23,11 @@ from functools import cache
 
 import numpy as np
 import numpy.typing as npt
-import pytest
 
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 RATE = 8000
 Audio = npt.NDArray[np.float64]
-
-
-def need(tool: str) -> str:
-    """The path of a program; in CI a missing one fails the test instead of skipping."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not installed; .ci/run should have installed it")
-        pytest.skip(f"{tool} is not installed")
-    return path
 
 
 @cache
