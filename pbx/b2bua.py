@@ -31,10 +31,8 @@ from media.recorder import CallRecorder
 from pbx.bridge import Bridge
 from pbx.calls import Call, CallManager, CallState, InboundCall, OutboundCall
 from pbx.media_bridge import AnchoredMedia
-from pbx.registrar import Location
+from pbx.registrar import Location, Target, targets_for
 from pbx.store import Disposition, Forwarding, Store
-from sip.errors import SipParseError
-from sip.headers import NameAddr
 from sip.message import Response
 from sip.peer import Peer
 
@@ -69,14 +67,6 @@ class VoicemailService(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    """One registered contact to ring."""
-
-    uri: object  # sip.uri.Uri
-    peer: Peer
-
-
-@dataclass(frozen=True, slots=True)
 class Attempt:
     """Contacts to ring together, and for how long."""
 
@@ -92,24 +82,6 @@ class Rung:
     cancelled: bool = False
     status: int = 480
     disposition: Disposition = Disposition.FAILED
-
-
-def targets_for(location: Location, aor: str, now: float) -> list[Target]:
-    """The live contacts of an AOR, reached at the address their REGISTER came from.
-
-    Sending to the source address (not the Contact's host) reaches phones behind
-    NAT, as Asterisk's rewrite_contact and FreeSWITCH's NDLB do.
-    """
-    found: list[Target] = []
-    for binding in location.contacts(aor, now):
-        try:
-            uri = NameAddr.parse(binding.contact).uri
-            transport, _, address = binding.source.partition(" ")
-            host, _, port = address.rpartition(":")
-            found.append(Target(uri, Peer(transport, host.strip("[]"), int(port))))
-        except (SipParseError, ValueError):
-            log.warning("unusable binding %r of %s", binding.contact, aor)
-    return found
 
 
 def pick_failure(statuses: list[int]) -> tuple[int, Disposition]:
@@ -307,7 +279,7 @@ class B2bua:
         self, inbound: InboundCall, box: str, why: str, cdr: int, via: str
     ) -> tuple[Disposition, str]:
         """Hand a forwarded call to `box`'s mailbox (the busy greeting when busy)."""
-        if self.voicemail is None or box not in self._users():
+        if self.voicemail is None:
             await inbound.reject(480, "Temporarily Unavailable")
             return Disposition.FAILED, f"480 no voicemail for {box}{via}"
         log.info("call %s: %s forwards (%s) to voicemail", inbound.id, box, why)
@@ -426,7 +398,7 @@ class B2bua:
         for target in targets:
             out = OutboundCall(
                 self.manager,
-                target.uri,  # type: ignore[arg-type]
+                target.uri,
                 target.peer,
                 caller_id,
                 callee,

@@ -177,12 +177,10 @@ class Call:
         max_seconds: float,
         silence_seconds: float | None = None,
         stop_digits: str = "#",
-        keep_empty: bool = False,
     ) -> Recording:
         """Record what the phone sends into an 8 kHz mono WAV at `path` (see
         `MediaEndpoint.record` for how it ends), written durably (fsynced, renamed
-        into place). Nothing is written when nothing but silence was heard, unless
-        `keep_empty`.
+        into place). Nothing is written when nothing but silence was heard.
 
         Raises: PbxError when the call has no terminated media; OSError when the file
         cannot be written.
@@ -190,7 +188,7 @@ class Call:
         heard = await self._own_media().record(
             max_seconds, silence_seconds=silence_seconds, stop_digits=stop_digits
         )
-        if heard.sound_seconds > 0 or keep_empty:
+        if heard.sound_seconds > 0:
             await asyncio.to_thread(write_wav_durably, path, heard.samples, 8000)
         return heard
 

@@ -48,9 +48,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from pbx.b2bua import Target, targets_for
 from pbx.config import Settings
-from pbx.registrar import Location
+from pbx.registrar import Location, Target, targets_for
 from pbx.tasks import spawn
 from sip.dialog import Dialog, new_tag
 from sip.endpoint import Endpoint

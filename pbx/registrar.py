@@ -32,7 +32,7 @@ from sip.errors import SipParseError
 from sip.headers import NameAddr
 from sip.message import Request, Response, make_response
 from sip.peer import Peer
-from sip.uri import SipUri
+from sip.uri import SipUri, Uri
 
 log = logging.getLogger(__name__)
 
@@ -393,3 +393,29 @@ class Registrar:
         ]
         rows.sort(key=lambda r: (str(r["aor"]), str(r["contact"])))
         return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One registered contact to ring."""
+
+    uri: Uri
+    peer: Peer
+
+
+def targets_for(location: Location, aor: str, now: float) -> list[Target]:
+    """The live contacts of an AOR, reached at the address their REGISTER came from.
+
+    Sending to the source address (not the Contact's host) reaches phones behind
+    NAT, as Asterisk's rewrite_contact and FreeSWITCH's NDLB do.
+    """
+    found: list[Target] = []
+    for binding in location.contacts(aor, now):
+        try:
+            uri = NameAddr.parse(binding.contact).uri
+            transport, _, address = binding.source.partition(" ")
+            host, _, port = address.rpartition(":")
+            found.append(Target(uri, Peer(transport, host.strip("[]"), int(port))))
+        except (SipParseError, ValueError):
+            log.warning("unusable binding %r of %s", binding.contact, aor)
+    return found
