@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from media.amd import Result, classify
-from tests.media.amd_corpus import Call, human_call, machine_call, need
+from tests.media.amd_corpus import Call, human_call, machine_call
+from tests.tools import need
 
 HUMANS = ["Hello?", "Hello.", "Yes?", "Hi, hello?", "Hello, who is this?", "Yeah, hello?"]
 MACHINES = [

@@ -30,7 +30,8 @@ from media.dtmf import (
 from media.dtmf_tones import DIGITS, HIGH_GROUP, LOW_GROUP, DtmfGenerator, dtmf_tone
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from media.wav import read_wav, resample
-from tests.media.amd_corpus import need, speak
+from tests.media.amd_corpus import speak
+from tests.tools import need
 
 Audio = npt.NDArray[np.float64]
 CODECS: dict[str, Callable[[Audio], Audio]] = {
