@@ -31,6 +31,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from cli.amd import amd_app
+from cli.ban import ban_app, trust_app
 from cli.common import DataDirOption, format_table
 from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
@@ -126,6 +127,8 @@ user_app = typer.Typer(
 )
 app.add_typer(user_app)
 app.add_typer(amd_app, name="amd")
+app.add_typer(ban_app, name="ban")
+app.add_typer(trust_app, name="trust")
 app.add_typer(dtmf_app, name="dtmf")
 app.add_typer(ivr_app, name="ivr")
 app.add_typer(moh_app, name="moh")
@@ -230,9 +233,28 @@ def serve(
         ),
     ] = "MD5",
     ban_after: Annotated[
-        int, typer.Option(help="Failed authentications from one address before a ban.")
-    ] = 10,
+        int,
+        typer.Option(
+            help="Distinct users failing to log in from one address within a minute"
+            " before the address is banned (a scanner)."
+        ),
+    ] = 5,
     ban_seconds: Annotated[float, typer.Option(help="How long a ban lasts (seconds).")] = 600.0,
+    refuse_after: Annotated[
+        int,
+        typer.Option(
+            help="Failed logins for one user from one address (within 10 minutes) before"
+            " that user is refused from that address."
+        ),
+    ] = 3,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A network never banned as a whole, e.g. 192.168.1.0/24 (repeatable;"
+            " `pbx trust add` stores one).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
     settings = _settings(
@@ -243,8 +265,10 @@ def serve(
         tcp=tcp,
         control_port=control_port,
         digest_algorithms=tuple(a.strip() for a in digest.split(",") if a.strip()),
-        max_auth_failures=ban_after,
+        scan_users=ban_after,
         ban_seconds=ban_seconds,
+        auth_user_failures=refuse_after,
+        trusted_networks=tuple(trust or ()),
     )
     result = _run(_initialize(settings, realm_given=False))
     # The realm in the database wins: every stored HA1 was made with it.

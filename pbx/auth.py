@@ -16,7 +16,20 @@ Rules this module keeps:
 - A challenge never depends on the username, and an unknown user costs the same work and
   gets the same answer as a known user with a wrong password (a dummy HA1 stands in).
 - Failed digests (wrong password, unknown user, forged nonce, replay, digest-uri mismatch)
-  count towards a per-address ban; a request without credentials does not.
+  count per (source address, user) and per address (`BanList`): one phone with a wrong
+  password gets its own user refused from its address (403, then silence) and nothing
+  else; only failures for many distinct users (a scanner) ban the address as a whole,
+  and never a trusted network. A request without credentials counts nothing. Known and
+  unknown users count and are answered alike (no enumeration).
+- Each failed login is logged as one line (user, source, reason), never the password or
+  the digest response, with a budget of lines per interval (`FailureLog`).
+
+What remains of spoofing: the source address of a UDP request is not authenticated. A
+spoofer who can send to the switch with a victim's source address (and read nothing
+back) can still get one (address, user) pair refused, or, with failures for several
+users, the victim's address banned as a scanner. Trusted networks are the mitigation:
+an office network listed with `pbx trust add` (or `pbx serve --trust`) can lose single
+users for `refuse_seconds`, never the whole address.
 """
 
 from __future__ import annotations
@@ -26,15 +39,17 @@ import binascii
 import enum
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 import secrets
 import struct
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from pbx.errors import ConfigError
 from sip import digest
 from sip.errors import SipParseError
 from sip.message import Request
@@ -44,10 +59,15 @@ __all__ = [
     "AuthOutcome",
     "AuthResult",
     "Authenticator",
+    "BanEntry",
     "BanList",
+    "BanPolicy",
+    "FailureLog",
     "NonceCheck",
     "NonceManager",
     "UserLookup",
+    "Verdict",
+    "parse_network",
 ]
 
 log = logging.getLogger(__name__)
@@ -218,44 +238,142 @@ class NonceManager:
 # Ban list
 # ---------------------------------------------------------------------------------------
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-class BanList:
-    """Bans a source address after `max_failures` failures within `window` seconds.
 
-    A ban lasts `ban_seconds`. Failure history is kept for at most `max_tracked`
-    addresses and bans for at most `max_banned` (oldest first out), so a flood from many
-    addresses cannot grow memory without bound; past those caps the protection degrades
-    (an address may escape a ban) rather than the server.
+def parse_network(text: str) -> Network:
+    """An address or CIDR block (`192.168.1.0/24`, `10.0.0.7`, `fd00::/8`), host bits
+    cleared. Raises: ConfigError naming the text."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not an IP address or CIDR network") from None
+
+
+class Verdict(enum.Enum):
+    """What one failed login leads to (`BanList.record_failure`)."""
+
+    RETRY = "retry"  # answer with a fresh challenge
+    REFUSE = "refuse"  # this failure refuses the (address, user) pair: 403 now, then silence
+    BAN = "ban"  # this failure bans the whole address as a scanner: silence
+    IGNORED = "ignored"  # already banned or refused: silence
+
+
+@dataclass(frozen=True, slots=True)
+class BanPolicy:
+    """The thresholds of a `BanList` (Settings carry them).
+
+    Two rules, as Kamailio's pike/ipban and fail2ban on Asterisk's security events:
+
+    - `user_failures` failed logins for one user from one address within `user_window`
+      seconds refuse that user from that address for `refuse_seconds`: the failures
+      before get fresh challenges, the one that reaches the count a 403, and then that
+      user's requests from that address are dropped. Other users from the address (every
+      phone behind one office NAT) are not touched.
+    - failed logins for `scan_users` distinct users from one address within `scan_window`
+      seconds are a scanner: the whole address is dropped for `ban_seconds`, unless it
+      lies in a trusted network.
+
+    The caps bound memory under a flood from many addresses or names: past them the
+    oldest history is forgotten (the protection degrades, the server does not).
     """
 
-    def __init__(
-        self,
-        max_failures: int,
-        window: float,
-        ban_seconds: float,
-        max_tracked: int = 100_000,
-        max_banned: int = 100_000,
-    ) -> None:
-        if max_failures < 1 or window <= 0 or ban_seconds < 0:
-            raise ValueError("need max_failures >= 1, window > 0, ban_seconds >= 0")
-        if max_tracked < 1 or max_banned < 1:
-            raise ValueError("max_tracked and max_banned must be >= 1")
-        self.max_failures = max_failures
-        self.window = window
-        self.ban_seconds = ban_seconds
-        self._max_tracked = max_tracked
-        self._max_banned = max_banned
-        # ip -> failure times inside the window, least recently failed first.
-        self._failures: dict[str, deque[float]] = {}
+    user_failures: int = 3
+    user_window: float = 600.0
+    refuse_seconds: float = 600.0
+    scan_users: int = 5
+    scan_window: float = 60.0
+    ban_seconds: float = 600.0
+    max_sources: int = 100_000
+    max_bans: int = 100_000
+    max_users_per_source: int = 256
+
+    def check(self) -> None:
+        """Raises: ConfigError naming the first bad value."""
+        if self.user_failures < 1 or self.scan_users < 1:
+            raise ConfigError("user_failures and scan_users must be >= 1")
+        if self.user_window <= 0 or self.scan_window <= 0:
+            raise ConfigError("user_window and scan_window must be > 0")
+        if self.refuse_seconds < 0 or self.ban_seconds < 0:
+            raise ConfigError("refuse_seconds and ban_seconds must be >= 0")
+        if min(self.max_sources, self.max_bans, self.max_users_per_source) < 1:
+            raise ConfigError("max_sources, max_bans and max_users_per_source must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class BanEntry:
+    """One live refusal (`user` set) or address ban (`user` None), for `pbx ban list`."""
+
+    address: str
+    user: str | None
+    seconds_left: float
+    reason: str
+
+
+@dataclass(slots=True)
+class _Source:
+    """Failure history of one address."""
+
+    # user -> times of that user's recent failures (the last user_failures), least
+    # recently failed user first.
+    failures: dict[str, deque[float]] = field(default_factory=dict)
+    # user -> end of its refusal; all last refuse_seconds, so insertion order is expiry order.
+    refused: dict[str, float] = field(default_factory=dict)
+    last: float = 0.0
+
+
+class BanList:
+    """Failed logins by (address, user) and by address; see `BanPolicy` for the rules.
+
+    Pure: every method takes `now`. The hot path (every request) is `is_banned` and,
+    only for an address with a live refusal, `is_refused`: one or two dict lookups.
+    """
+
+    def __init__(self, policy: BanPolicy | None = None, trusted: Iterable[str] = ()) -> None:
+        """Raises: ConfigError for a bad policy or network."""
+        self.policy = policy = policy or BanPolicy()
+        policy.check()
+        # The longest any history matters: a source idle that long can be forgotten.
+        self._keep = max(policy.user_window, policy.scan_window, policy.refuse_seconds)
+        self._sources: dict[str, _Source] = {}  # least recently failed first
         # ip -> ban end; bans all last ban_seconds, so insertion order is expiry order.
         self._bans: dict[str, float] = {}
+        self._trusted: tuple[Network, ...] = ()
+        self.set_trusted(trusted)
 
     def __len__(self) -> int:
         """Addresses with failure history or a ban (for tests and metrics)."""
-        return len(self._failures) + len(self._bans)
+        return len(self._sources) + len(self._bans)
+
+    # ---- trusted networks ----
+
+    @property
+    def trusted(self) -> tuple[Network, ...]:
+        return self._trusted
+
+    def set_trusted(self, networks: Iterable[str]) -> None:
+        """Replace the trusted networks (never banned as a whole); lifts their bans.
+
+        Raises: ConfigError for a bad network.
+        """
+        self._trusted = tuple(dict.fromkeys(parse_network(n) for n in networks))
+        for ip in [ip for ip in self._bans if self.is_trusted(ip)]:
+            del self._bans[ip]
+
+    def is_trusted(self, ip: str) -> bool:
+        """True when `ip` lies in a trusted network."""
+        if not self._trusted:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in net for net in self._trusted)
+
+    # ---- the checks on every request ----
 
     def is_banned(self, ip: str, now: float) -> bool:
-        """True while `ip` is banned; a ban that has run out is lifted here."""
+        """True while `ip` is banned as a whole; a ban that has run out is lifted here."""
         until = self._bans.get(ip)
         if until is None:
             return False
@@ -264,47 +382,141 @@ class BanList:
         del self._bans[ip]
         return False
 
-    def record_failure(self, ip: str, now: float) -> bool:
-        """Count one failed authentication from `ip`.
+    def refusing(self, ip: str) -> bool:
+        """True when `ip` has refused users (then ask `is_refused` with the user)."""
+        source = self._sources.get(ip)
+        return source is not None and bool(source.refused)
 
-        Returns True exactly when this failure starts a ban (so the caller logs once);
-        False otherwise, including while `ip` is already banned.
-        """
-        if self.is_banned(ip, now):
+    def is_refused(self, ip: str, user: str, now: float) -> bool:
+        """True while `user` is refused from `ip`; a refusal that has run out is lifted."""
+        source = self._sources.get(ip)
+        if source is None:
             return False
-        times = self._failures.pop(ip, None)
+        until = source.refused.get(user)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del source.refused[user]
+        return False
+
+    # ---- recording outcomes ----
+
+    def record_failure(self, ip: str, user: str, now: float) -> Verdict:
+        """Count one failed login for `user` from `ip` and say what it leads to.
+
+        REFUSE and BAN are returned exactly once per refusal or ban (the caller logs
+        them); IGNORED while `ip` is banned or `user` refused from it.
+        """
+        if self.is_banned(ip, now) or self.is_refused(ip, user, now):
+            return Verdict.IGNORED
+        policy = self.policy
+        source = self._sources.pop(ip, None)
+        if source is None:
+            self._prune_sources(now)
+            source = _Source()
+        self._sources[ip] = source  # re-inserted last: most recently failed
+        source.last = now
+        failures = source.failures
+        times = failures.pop(user, None)
         if times is None:
-            self._prune_failures(now)
-            times = deque(maxlen=self.max_failures)
-        horizon = now - self.window
+            while len(failures) >= policy.max_users_per_source:
+                del failures[next(iter(failures))]
+            times = deque(maxlen=policy.user_failures)
+        horizon = now - policy.user_window
         while times and times[0] <= horizon:
             times.popleft()
         times.append(now)
-        if len(times) < self.max_failures:
-            self._failures[ip] = times  # re-inserted last: most recently failed
+        failures[user] = times  # re-inserted last
+        if self._scanning(source, now) and not self.is_trusted(ip):
+            del self._sources[ip]  # its refusals are moot under the ban
+            self._prune_bans(now)
+            self._bans[ip] = now + policy.ban_seconds
+            return Verdict.BAN
+        if len(times) >= policy.user_failures:
+            refused = source.refused
+            refused.pop(user, None)
+            while len(refused) >= policy.max_users_per_source:
+                del refused[next(iter(refused))]
+            refused[user] = now + policy.refuse_seconds
+            return Verdict.REFUSE
+        return Verdict.RETRY
+
+    def _scanning(self, source: _Source, now: float) -> bool:
+        """At least scan_users distinct users failed within scan_window (newest first)."""
+        wanted = self.policy.scan_users
+        if len(source.failures) < wanted:
             return False
-        self._prune_bans(now)
-        self._bans[ip] = now + self.ban_seconds
-        return True
+        horizon = now - self.policy.scan_window
+        for count, times in enumerate(reversed(source.failures.values()), 1):
+            if times[-1] <= horizon:
+                return False
+            if count >= wanted:
+                return True
+        return False
 
-    def record_success(self, ip: str) -> None:
-        """Forget the failures of `ip` (a correct login resets its count)."""
-        self._failures.pop(ip, None)
+    def record_success(self, ip: str, user: str) -> None:
+        """Forget the failures of `user` from `ip` (a correct login resets its count)."""
+        source = self._sources.get(ip)
+        if (
+            source is not None
+            and source.failures.pop(user, None) is not None
+            and not source.failures
+            and not source.refused
+        ):
+            del self._sources[ip]
 
-    def _prune_failures(self, now: float) -> None:
-        failures = self._failures
-        horizon = now - self.window
-        while failures:
-            ip, times = next(iter(failures.items()))
-            if times[-1] > horizon and len(failures) < self._max_tracked:
+    # ---- administration (`pbx ban list`, `pbx ban lift`) ----
+
+    def entries(self, now: float) -> list[BanEntry]:
+        """Every live ban and refusal, addresses in order, whole-address bans first."""
+        found = [
+            BanEntry(ip, None, until - now, "scanner: failed logins for many users")
+            for ip, until in self._bans.items()
+            if until > now
+        ]
+        for ip, source in self._sources.items():
+            found.extend(
+                BanEntry(ip, user, until - now, "repeated failed logins")
+                for user, until in source.refused.items()
+                if until > now
+            )
+        return sorted(found, key=lambda e: (e.address, e.user is not None, e.user or ""))
+
+    def lift(self, ip: str, user: str | None = None) -> int:
+        """Lift the ban of `ip` and its refusals (only `user`'s when given), and forget
+        their failures. Returns how many bans and refusals were lifted."""
+        lifted = 0
+        if user is None and self._bans.pop(ip, None) is not None:
+            lifted += 1
+        source = self._sources.get(ip)
+        if source is not None:
+            if user is None:
+                lifted += len(source.refused)
+                del self._sources[ip]
+            else:
+                lifted += source.refused.pop(user, None) is not None
+                source.failures.pop(user, None)
+                if not source.failures and not source.refused:
+                    del self._sources[ip]
+        return lifted
+
+    # ---- memory bounds ----
+
+    def _prune_sources(self, now: float) -> None:
+        sources = self._sources
+        horizon = now - self._keep
+        while sources:
+            ip, source = next(iter(sources.items()))
+            if source.last > horizon and len(sources) < self.policy.max_sources:
                 break
-            del failures[ip]
+            del sources[ip]
 
     def _prune_bans(self, now: float) -> None:
         bans = self._bans
         while bans:
             ip, until = next(iter(bans.items()))
-            if now < until and len(bans) < self._max_banned:
+            if now < until and len(bans) < self.policy.max_bans:
                 break
             del bans[ip]
 
@@ -319,9 +531,12 @@ class AuthResult(enum.Enum):
 
     OK = "ok"  # authenticated: go on with the request
     CHALLENGE = "challenge"  # 401 (407 for proxy) with fresh WWW-/Proxy-Authenticate headers
-    FORBIDDEN = "forbidden"  # 403: correct password, but not for the user the request acts for
+    # 403: correct password, but not for the user the request acts for; or the failure
+    # that refuses this user from this address (BanPolicy.user_failures reached)
+    FORBIDDEN = "forbidden"
     BAD_REQUEST = "bad_request"  # 400: digest-uri is not the Request-URI (RFC 7616 §3.4.6)
-    BANNED = "banned"  # source address banned: drop silently (recommended) or 403
+    # the source address is banned, or this user is refused from it: drop silently
+    BANNED = "banned"
 
 
 _STATUS = {
@@ -370,6 +585,37 @@ class AuthOutcome:
         return tuple((name, value) for value in self.challenges)
 
 
+class FailureLog:
+    """At most `burst` lines per `interval` seconds; says how many it held back.
+
+    Pure (takes `now`): a flood of failed logins costs a bounded amount of log.
+    """
+
+    def __init__(self, burst: int = 20, interval: float = 10.0) -> None:
+        if burst < 1 or interval <= 0:
+            raise ValueError("burst must be >= 1 and interval > 0")
+        self.burst = burst
+        self.interval = interval
+        self._start = float("-inf")
+        self._used = 0
+        self._held = 0
+
+    def allow(self, now: float) -> tuple[bool, int]:
+        """(log this line?, lines held back since the last one logged)."""
+        if now - self._start >= self.interval:
+            self._start = now
+            self._used = 0
+        if self._used >= self.burst:
+            self._held += 1
+            return False, 0
+        self._used += 1
+        held, self._held = self._held, 0
+        return True, held
+
+
+_LOGGED_NAME = 64  # characters of a (peer-chosen) username put in a log line
+
+
 class Authenticator:
     """Checks Digest credentials on requests against a user lookup.
 
@@ -392,6 +638,7 @@ class Authenticator:
         nonces: NonceManager,
         bans: BanList,
         algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
+        failure_log: FailureLog | None = None,
     ) -> None:
         canonical = []
         for name in algorithms:
@@ -406,6 +653,7 @@ class Authenticator:
         self._lookup = lookup
         self.nonces = nonces
         self.bans = bans
+        self.failure_log = failure_log or FailureLog()
         # Stand-in HA1s for unknown users: random, so no password matches them, and as
         # long as real ones, so the work done is the same.
         self._dummy_md5 = secrets.token_hex(16)
@@ -431,28 +679,40 @@ class Authenticator:
         Reads the Authorization headers (Proxy-Authorization when `proxy`) whose realm is
         ours. Never raises for bad peer input: unreadable credentials count as none.
 
-        Outcomes: BANNED for a banned source (and for the failure that starts a ban);
-        CHALLENGE with a fresh nonce when there are no usable credentials, the digest is
-        wrong, the user unknown, the nonce forged or the nonce-count replayed (stale=true
-        only for an expired nonce with a right digest); BAD_REQUEST for a digest-uri that
-        is not the Request-URI; FORBIDDEN for a right digest acting for another user; OK.
+        Outcomes: BANNED for a banned source or a user refused from it (and for the
+        failure that starts a ban); CHALLENGE with a fresh nonce when there are no usable
+        credentials, the digest is wrong, the user unknown, the nonce forged or the
+        nonce-count replayed (stale=true only for an expired nonce with a right digest);
+        FORBIDDEN for the failure that refuses the user from this address, and for a
+        right digest acting for another user; BAD_REQUEST for a digest-uri that is not
+        the Request-URI; OK.
         """
-        if self.bans.is_banned(source_ip, now):
+        bans = self.bans
+        if bans.is_banned(source_ip, now):
             return AuthOutcome(AuthResult.BANNED, proxy=proxy)
         found = self._credentials(request, proxy)
+        if bans.refusing(source_ip):
+            # The user named by the credentials, else the one the request acts for: a
+            # refused phone's first, unauthenticated REGISTER is dropped as well.
+            named = found[0].username if found is not None else _acting_user(request)
+            if bans.is_refused(source_ip, named or "", now):
+                return AuthOutcome(AuthResult.BANNED, proxy=proxy)
         if found is None:
             return self.challenge(now, proxy=proxy)
         creds, algorithm = found
         call_id = request.call_id
+        user_name = creds.username
         # RFC 7616 §3.4.6 (RFC 2617 §3.2.2.5): the authenticating server MUST assure that
         # the resource named by "uri" is the one in the request line, and SHOULD answer 400
         # if not. (RFC 3261 §22.4 item 2 relaxes this for requests a proxy retargeted; ours
         # come straight from the phones.)
         if not _same_uri(creds.uri, request):
-            return self._failed(source_ip, now, call_id, "digest-uri mismatch", proxy, bad=True)
+            return self._failed(
+                source_ip, user_name, now, call_id, "digest-uri mismatch", proxy, bad=True
+            )
         nonce_state = self.nonces.verify(creds.nonce, now)
         if nonce_state is NonceCheck.INVALID:
-            return self._failed(source_ip, now, call_id, "nonce not ours", proxy)
+            return self._failed(source_ip, user_name, now, call_id, "nonce not ours", proxy)
         # The same work for known and unknown users: look up, then one digest either way.
         user = self._lookup(creds.username)
         sha = algorithm.startswith("SHA-256")
@@ -461,7 +721,8 @@ class Authenticator:
             key = self._dummy_sha256 if sha else self._dummy_md5
         good = digest.verify(creds, key, request.method, request.body) and user is not None
         if not good:
-            return self._failed(source_ip, now, call_id, "wrong digest", proxy)
+            why = "wrong password" if user is not None else "unknown user"
+            return self._failed(source_ip, user_name, now, call_id, why, proxy)
         if nonce_state is NonceCheck.STALE:
             # RFC 7616 §3.3: stale=true only when the digest was valid for that nonce.
             return self.challenge(now, proxy=proxy, stale=True)
@@ -470,7 +731,7 @@ class Authenticator:
         if verdict is NonceCheck.STALE:  # forgotten under memory pressure since verify()
             return self.challenge(now, proxy=proxy, stale=True)
         if verdict is not NonceCheck.VALID:
-            return self._failed(source_ip, now, call_id, "nonce-count replay", proxy)
+            return self._failed(source_ip, user_name, now, call_id, "nonce-count replay", proxy)
         if _acting_user(request) != creds.username:
             log.info(
                 "auth: %s from %s authenticated as %r but acts for another user (Call-ID %s)",
@@ -480,7 +741,7 @@ class Authenticator:
                 call_id,
             )
             return AuthOutcome(AuthResult.FORBIDDEN, username=creds.username, proxy=proxy)
-        self.bans.record_success(source_ip)
+        bans.record_success(source_ip, user_name)
         return AuthOutcome(AuthResult.OK, username=creds.username, proxy=proxy)
 
     def _credentials(self, request: Request, proxy: bool) -> tuple[digest.Credentials, str] | None:
@@ -500,18 +761,49 @@ class Authenticator:
         return None
 
     def _failed(
-        self, ip: str, now: float, call_id: str, why: str, proxy: bool, bad: bool = False
+        self,
+        ip: str,
+        user: str,
+        now: float,
+        call_id: str,
+        why: str,
+        proxy: bool,
+        bad: bool = False,
     ) -> AuthOutcome:
-        """Count a failure; BANNED if it starts a ban, else a fresh challenge (or 400)."""
-        log.debug("auth: failed from %s: %s (Call-ID %s)", ip, why, call_id)
-        if self.bans.record_failure(ip, now):
+        """Log and count a failed login; the answer the `BanList` verdict asks for:
+        a fresh challenge (or 400), a 403 that refuses the user, or silence."""
+        verdict = self.bans.record_failure(ip, user, now)
+        shown = user[:_LOGGED_NAME]
+        allowed, held = self.failure_log.allow(now)
+        if allowed:
             log.warning(
-                "auth: banning %s for %.0f s after %d failed authentications in %.0f s",
+                "auth: failed login for user %r from %s: %s (Call-ID %s)%s",
+                shown,
                 ip,
-                self.bans.ban_seconds,
-                self.bans.max_failures,
-                self.bans.window,
+                why,
+                call_id,
+                f" ({held} more failed logins not logged)" if held else "",
             )
+        policy = self.bans.policy
+        if verdict is Verdict.BAN:
+            log.warning(
+                "auth: banning %s for %.0f s: failed logins for %d users within %.0f s",
+                ip,
+                policy.ban_seconds,
+                policy.scan_users,
+                policy.scan_window,
+            )
+            return AuthOutcome(AuthResult.BANNED, proxy=proxy)
+        if verdict is Verdict.REFUSE:
+            log.warning(
+                "auth: refusing user %r from %s for %.0f s after %d failed logins",
+                shown,
+                ip,
+                policy.refuse_seconds,
+                policy.user_failures,
+            )
+            return AuthOutcome(AuthResult.FORBIDDEN, proxy=proxy)
+        if verdict is Verdict.IGNORED:
             return AuthOutcome(AuthResult.BANNED, proxy=proxy)
         if bad:
             return AuthOutcome(AuthResult.BAD_REQUEST, proxy=proxy)

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pbx.auth import BanPolicy, parse_network
 from pbx.errors import ConfigError
 
 DB_NAME = "pbx.sqlite3"
@@ -51,11 +52,19 @@ class Settings:
     digest_algorithms: tuple[str, ...] = ("MD5",)
     # Digest (RFC 7616): a nonce older than this is answered with stale=true.
     nonce_lifetime: float = 300.0
-    # Brute-force protection: this many failed authentications from one source
-    # address within `auth_failure_window` seconds ban it for `ban_seconds`.
-    max_auth_failures: int = 10
-    auth_failure_window: float = 60.0
+    # Failed logins (pbx.auth.BanPolicy): `auth_user_failures` failures for one user from
+    # one address within `auth_user_window` s refuse that user from that address for
+    # `refuse_seconds` (403, then silence; other users there are not touched); failures
+    # for `scan_users` distinct users from one address within `scan_window` s ban the
+    # address as a scanner for `ban_seconds`, unless it is in `trusted_networks`
+    # (addresses or CIDR blocks; more are stored with `pbx trust add`).
+    auth_user_failures: int = 3
+    auth_user_window: float = 600.0
+    refuse_seconds: float = 600.0
+    scan_users: int = 5
+    scan_window: float = 60.0
     ban_seconds: float = 600.0
+    trusted_networks: tuple[str, ...] = ()
     # Calls: how long an extension rings before the caller gets 408 (no answer).
     ring_timeout: float = 60.0
     # RTP relay: even RTP ports (RTCP the odd one above) from this range, as in
@@ -68,6 +77,18 @@ class Settings:
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
+
+    @property
+    def ban_policy(self) -> BanPolicy:
+        """The failed-login rules these settings ask for."""
+        return BanPolicy(
+            user_failures=self.auth_user_failures,
+            user_window=self.auth_user_window,
+            refuse_seconds=self.refuse_seconds,
+            scan_users=self.scan_users,
+            scan_window=self.scan_window,
+            ban_seconds=self.ban_seconds,
+        )
 
     @property
     def db_path(self) -> Path:
@@ -103,5 +124,6 @@ class Settings:
             )
         if self.ring_timeout <= 0 or self.media_timeout < 0:
             raise ConfigError("ring_timeout must be > 0 and media_timeout >= 0 (0 disables)")
-        if self.max_auth_failures < 1 or self.ban_seconds < 0:
-            raise ConfigError("max_auth_failures must be >= 1 and ban_seconds >= 0")
+        self.ban_policy.check()
+        for network in self.trusted_networks:
+            parse_network(network)

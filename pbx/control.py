@@ -10,7 +10,10 @@ Routes are "METHOD /path" with query parameters: `GET /status` (registrations,
 uptime), `GET /calls` (live calls), `POST /hangup?id=CALL` (end a call),
 `POST /mwi?box=BOX` (a mailbox's counts changed, e.g. `pbx vm delete` in another
 process: the server sends the box's phones a message-summary NOTIFY and answers
-`{"box": BOX, "notified": N}`, N being how many phones get one).
+`{"box": BOX, "notified": N}`, N being how many phones get one),
+`GET /bans` (addresses banned and users refused for failed logins, with the
+seconds left, and the trusted networks in effect), `POST /bans/lift?address=IP`
+(`&user=NAME` to lift one user's refusal only; answers how many were lifted).
 A route raises `ControlError` for a request it cannot serve (answered 404 with
 the message), e.g. an unknown call id.
 """
@@ -189,3 +192,17 @@ def mailbox_changed(settings: Settings, box: str) -> dict[str, Any]:
     Raises: ControlError (server not running, or no such mailbox).
     """
     return request(settings, "/mwi?" + urllib.parse.urlencode({"box": box}), method="POST")
+
+
+def fetch_bans(settings: Settings) -> dict[str, Any]:
+    """The running server's bans and refusals. Raises: ControlError."""
+    return request(settings, "/bans")
+
+
+def lift_ban(settings: Settings, address: str, user: str | None = None) -> dict[str, Any]:
+    """Lift the ban of `address` and its refusals (only `user`'s when given).
+
+    Raises: ControlError (server not running, or nothing to lift).
+    """
+    query = {"address": address, **({"user": user} if user else {})}
+    return request(settings, "/bans/lift?" + urllib.parse.urlencode(query), method="POST")

@@ -98,6 +98,7 @@ class PbxServer:
         self.calls: CallManager | None = None
         self.b2bua: B2bua | None = None
         self.mwi: MwiService | None = None
+        self.bans = BanList(settings.ban_policy, settings.trusted_networks)
 
     async def start(self) -> None:
         """Open everything and start listening.
@@ -109,11 +110,12 @@ class PbxServer:
         self.realm = await store.settings.set_default("realm", s.realm)
         secret = await store.settings.set_default("nonce_secret", secrets.token_hex(32))
         await self._reload_users()
+        await self._reload_trust()
         auth = Authenticator(
             self.realm,
             self._users.get,
             NonceManager(bytes.fromhex(secret), s.nonce_lifetime),
-            BanList(s.max_auth_failures, s.auth_failure_window, s.ban_seconds),
+            self.bans,
             algorithms=s.digest_algorithms,
         )
         self.registrar = Registrar(auth, store, RegistrarPolicy.from_settings(s), clock=self._clock)
@@ -168,6 +170,8 @@ class PbxServer:
                 "GET /calls": lambda _: self.live_calls(),
                 "POST /hangup": self._hangup,
                 "POST /mwi": self._mwi,
+                "GET /bans": lambda _: self.ban_list(),
+                "POST /bans/lift": self._lift_ban,
             },
         )
         await self._control.start()
@@ -255,6 +259,33 @@ class PbxServer:
             raise ControlError(f"no mailbox {box!r}")
         return {"box": box, "notified": self.mwi.announce(box)}
 
+    def ban_list(self) -> dict[str, Any]:
+        """The control API's /bans: addresses banned and users refused, with time left."""
+        now = self._clock()
+        return {
+            "bans": [
+                {
+                    "address": e.address,
+                    "user": e.user,
+                    "seconds_left": round(e.seconds_left, 1),
+                    "reason": e.reason,
+                }
+                for e in self.bans.entries(now)
+            ],
+            "trusted": [str(n) for n in self.bans.trusted],
+        }
+
+    def _lift_ban(self, params: dict[str, str]) -> dict[str, Any]:
+        """The control API's POST /bans/lift?address=…[&user=…]: lift a ban or refusals."""
+        address = params.get("address", "")
+        user = params.get("user") or None
+        lifted = self.bans.lift(address, user)
+        if not lifted:
+            who = f"user {user!r} from {address}" if user else address
+            raise ControlError(f"nothing is banned or refused for {who}")
+        log.info("auth: admin lifted %d bans/refusals of %s (user %r)", lifted, address, user)
+        return {"address": address, "user": user, "lifted": lifted}
+
     def _authenticate_call(self, request: Request, peer: Peer) -> str | Response | None:
         """Digest-check an INVITE (RFC 3261 §22: 401 as for REGISTER, From must be the user).
 
@@ -299,8 +330,15 @@ class PbxServer:
         if self.registrar is not None:
             self.registrar.forget(set(table))
 
+    async def _reload_trust(self) -> None:
+        """Trusted networks: the ones given to `pbx serve --trust` and the stored ones."""
+        assert self._store is not None
+        stored = await self._store.trusted.all()
+        self.bans.set_trusted([*self.settings.trusted_networks, *stored])
+
     async def _watch_users(self) -> None:
-        """Notice user changes made by `pbx user …` in another process (once a second)."""
+        """Notice user (and trusted network) changes made by `pbx …` in another process
+        (once a second)."""
         assert self._store is not None
         version = await self._store.data_version()
         while True:
@@ -309,6 +347,7 @@ class PbxServer:
             if now != version:
                 version = now
                 await self._reload_users()
+                await self._reload_trust()
                 log.debug("users reloaded: %d", len(self._users))
 
 

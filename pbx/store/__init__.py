@@ -1,7 +1,7 @@
 """The store: one SQLite database (aiosqlite, WAL) behind repository classes.
 
 Only this package talks SQL. `Store.open(path)` gives a store whose attributes
-`users`, `bindings` and `settings` are the repositories; see `database.py` for
+`users`, `bindings`, `settings` … `trusted` are the repositories; see `database.py` for
 the durability guarantees and `migrations.py` for schema changes.
 """
 
@@ -19,6 +19,7 @@ from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
 from pbx.store.ivr import IvrRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
+from pbx.store.trust import TrustRepo
 from pbx.store.users import User, UserRepo
 from pbx.store.voicemail import Voicemail, VoicemailRepo
 
@@ -37,6 +38,7 @@ __all__ = [
     "RingGroup",
     "SettingsRepo",
     "Store",
+    "TrustRepo",
     "User",
     "UserRepo",
     "Voicemail",
@@ -54,6 +56,7 @@ class Store:
     dialplan: DialplanRepo
     ivr: IvrRepo
     voicemail: VoicemailRepo
+    trusted: TrustRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -64,6 +67,7 @@ class Store:
         self.dialplan = DialplanRepo(db)
         self.ivr = IvrRepo(db, clock)
         self.voicemail = VoicemailRepo(db)
+        self.trusted = TrustRepo(db, clock)
 
     @classmethod
     async def open(

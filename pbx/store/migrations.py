@@ -169,6 +169,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE recording_modes_new RENAME TO recording_modes;
         """,
     ),
+    (
+        7,
+        """
+        -- Trusted networks (`pbx trust add CIDR`): never banned as a whole for failed
+        -- logins. cidr is the normalized network text (host bits cleared).
+        CREATE TABLE trusted_networks (
+            cidr    TEXT PRIMARY KEY,
+            created REAL NOT NULL
+        ) STRICT;
+        """,
+    ),
 )
 
 

@@ -12,10 +12,16 @@ from pbx.auth import (
     Authenticator,
     AuthOutcome,
     AuthResult,
+    BanEntry,
     BanList,
+    BanPolicy,
+    FailureLog,
     NonceCheck,
     NonceManager,
+    Verdict,
+    parse_network,
 )
+from pbx.errors import ConfigError
 from sip.digest import Challenge, Credentials, ha1, make_credentials
 from sip.message import Request, parse_message
 
@@ -44,18 +50,19 @@ class Lookup:
 def make_auth(
     *,
     lifetime: float = 300.0,
-    max_failures: int = 5,
-    window: float = 60.0,
-    ban_seconds: float = 600.0,
+    policy: BanPolicy | None = None,
+    trusted: tuple[str, ...] = (),
     algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
     lookup: Lookup | None = None,
+    failure_log: FailureLog | None = None,
 ) -> Authenticator:
     return Authenticator(
         REALM,
         lookup or Lookup(),
         NonceManager(SECRET, lifetime),
-        BanList(max_failures, window, ban_seconds),
+        BanList(policy or BanPolicy(), trusted),
         algorithms,
+        failure_log,
     )
 
 
@@ -234,56 +241,151 @@ def test_nonce_manager_arguments() -> None:
 # ---- BanList ----
 
 
-def test_ban_starts_once_and_lifts() -> None:
-    bans = BanList(max_failures=3, window=60, ban_seconds=600)
-    assert [bans.record_failure(IP, T0 + i) for i in range(3)] == [False, False, True]
-    assert bans.is_banned(IP, T0 + 3)
-    assert [bans.record_failure(IP, T0 + 4 + i) for i in range(5)] == [False] * 5
-    assert bans.is_banned(IP, T0 + 2 + 599.9)
-    assert not bans.is_banned(IP, T0 + 2 + 600)
-    assert not bans.is_banned("192.0.2.99", T0)
-    # After the ban the count starts again from zero.
-    assert [bans.record_failure(IP, T0 + 700 + i) for i in range(3)] == [False, False, True]
+POLICY = BanPolicy(
+    user_failures=3, user_window=600, refuse_seconds=300, scan_users=5, scan_window=60
+)
 
 
-def test_ban_window_slides() -> None:
-    bans = BanList(max_failures=3, window=60, ban_seconds=600)
-    assert not bans.record_failure(IP, T0)
-    assert not bans.record_failure(IP, T0 + 30)
-    assert not bans.record_failure(IP, T0 + 60)  # the first has left the window
-    assert not bans.record_failure(IP, T0 + 91)  # and the second
-    assert bans.record_failure(IP, T0 + 100)
+def test_one_user_failing_is_refused_from_that_address_only() -> None:
+    bans = BanList(POLICY)
+    verdicts = [bans.record_failure(IP, "1001", T0 + i) for i in range(3)]
+    assert verdicts == [Verdict.RETRY, Verdict.RETRY, Verdict.REFUSE]
+    assert bans.is_refused(IP, "1001", T0 + 3)
+    assert bans.refusing(IP)
+    assert not bans.is_banned(IP, T0 + 3)
+    assert not bans.is_refused(IP, "1002", T0 + 3)
+    assert not bans.is_refused("192.0.2.99", "1001", T0 + 3)
+    # Further failures of the refused pair change nothing (and are not REFUSE again).
+    assert bans.record_failure(IP, "1001", T0 + 4) is Verdict.IGNORED
+    # Another user from the same address (the office NAT) starts from zero.
+    assert bans.record_failure(IP, "1002", T0 + 5) is Verdict.RETRY
+    assert bans.is_refused(IP, "1001", T0 + 2 + 299.9)
+    assert not bans.is_refused(IP, "1001", T0 + 2 + 300)
 
 
-def test_success_resets_failures() -> None:
-    bans = BanList(max_failures=2, window=60, ban_seconds=600)
-    assert not bans.record_failure(IP, T0)
-    bans.record_success(IP)
-    assert not bans.record_failure(IP, T0 + 1)
-    assert bans.record_failure(IP, T0 + 2)
+def test_user_failures_slide_out_of_their_window() -> None:
+    bans = BanList(POLICY)
+    assert bans.record_failure(IP, "1001", T0) is Verdict.RETRY
+    assert bans.record_failure(IP, "1001", T0 + 300) is Verdict.RETRY
+    assert bans.record_failure(IP, "1001", T0 + 600) is Verdict.RETRY  # the first left
+    assert bans.record_failure(IP, "1001", T0 + 650) is Verdict.REFUSE
+
+
+def test_scanner_of_many_users_bans_the_address() -> None:
+    bans = BanList(POLICY)
+    verdicts = [bans.record_failure(IP, f"u{i}", T0 + i) for i in range(5)]
+    assert verdicts == [Verdict.RETRY] * 4 + [Verdict.BAN]
+    assert bans.is_banned(IP, T0 + 5)
+    assert bans.record_failure(IP, "u9", T0 + 6) is Verdict.IGNORED
+    assert bans.is_banned(IP, T0 + 4 + 599.9)
+    assert not bans.is_banned(IP, T0 + 4 + 600)
+    assert not bans.is_banned("192.0.2.99", T0 + 5)
+
+
+def test_users_failing_far_apart_are_no_scanner() -> None:
+    bans = BanList(POLICY)
+    assert {bans.record_failure(IP, f"u{i}", T0 + 61 * i) for i in range(20)} == {Verdict.RETRY}
+    assert not bans.is_banned(IP, T0 + 61 * 20)
+
+
+def test_trusted_network_is_never_banned_whole_but_users_are_refused() -> None:
+    bans = BanList(POLICY, trusted=("192.0.2.0/24",))
+    for i in range(30):
+        assert bans.record_failure(IP, f"u{i}", T0 + i) is Verdict.RETRY
+    assert not bans.is_banned(IP, T0 + 30)
+    assert [bans.record_failure(IP, "u0", T0 + 31 + i) for i in range(2)] == [
+        Verdict.RETRY,
+        Verdict.REFUSE,
+    ]
+    assert bans.is_trusted(IP) and not bans.is_trusted("198.51.100.1")
+    # Trusting an address that is banned lifts its ban.
+    other = BanList(POLICY)
+    for i in range(5):
+        other.record_failure("198.51.100.1", f"u{i}", T0)
+    assert other.is_banned("198.51.100.1", T0)
+    other.set_trusted(["198.51.100.0/28"])
+    assert not other.is_banned("198.51.100.1", T0)
+
+
+def test_success_resets_that_users_failures() -> None:
+    bans = BanList(POLICY)
+    for i in range(2):
+        bans.record_failure(IP, "1001", T0 + i)
+    bans.record_success(IP, "1001")
+    assert len(bans) == 0
+    assert bans.record_failure(IP, "1001", T0 + 3) is Verdict.RETRY
+    assert bans.record_failure(IP, "1001", T0 + 4) is Verdict.RETRY
+
+
+def test_entries_and_lift() -> None:
+    bans = BanList(POLICY)
+    for _ in range(3):
+        bans.record_failure(IP, "1001", T0)
+    for i in range(5):
+        bans.record_failure("198.51.100.1", f"u{i}", T0)
+    assert bans.entries(T0 + 10) == [
+        BanEntry("192.0.2.10", "1001", 290, "repeated failed logins"),
+        BanEntry("198.51.100.1", None, 590, "scanner: failed logins for many users"),
+    ]
+    assert bans.lift("198.51.100.1") == 1
+    assert not bans.is_banned("198.51.100.1", T0 + 10)
+    assert bans.lift("198.51.100.1") == 0
+    assert bans.lift(IP, "1002") == 0
+    assert bans.lift(IP, "1001") == 1
+    assert not bans.is_refused(IP, "1001", T0 + 10)
+    assert bans.entries(T0 + 10) == []
+    # The pair starts again from zero after a lift.
+    assert bans.record_failure(IP, "1001", T0 + 11) is Verdict.RETRY
 
 
 def test_ban_list_memory_is_bounded() -> None:
-    bans = BanList(max_failures=2, window=60, ban_seconds=600, max_tracked=100, max_banned=50)
-    for i in range(10_000):
-        bans.record_failure(f"10.0.{i // 256}.{i % 256}", T0 + i * 0.001)
-    assert len(bans) <= 100
-    for i in range(200):
-        ip = f"10.9.0.{i}"
-        bans.record_failure(ip, T0 + 20)
-        bans.record_failure(ip, T0 + 20)
-    assert len(bans) <= 150
-    assert bans.is_banned("10.9.0.199", T0 + 21)
-    # Failures outside the window are dropped when new addresses arrive.
-    bans2 = BanList(max_failures=5, window=60, ban_seconds=600)
+    policy = BanPolicy(max_sources=100, max_bans=50, max_users_per_source=8)
+    bans = BanList(policy)
     for i in range(1000):
-        bans2.record_failure(f"10.1.{i // 256}.{i % 256}", T0 + i)
-    assert len(bans2) <= 62
+        bans.record_failure(f"10.0.{i // 256}.{i % 256}", "1001", T0 + i * 0.001)
+    assert len(bans) <= 100
+    trusted = BanList(policy, trusted=("10.9.0.0/16",))
+    for i in range(1000):
+        trusted.record_failure("10.9.0.1", f"u{i}", T0 + i * 0.001)
+    source = trusted._sources["10.9.0.1"]
+    assert len(source.failures) <= 8 and len(source.refused) <= 8
+    for i in range(200):
+        for user in ("a", "b", "c", "d", "e"):
+            bans.record_failure(f"10.1.0.{i}", user, T0 + 20)
+    assert len(bans._bans) <= 50
+    assert bans.is_banned("10.1.0.199", T0 + 21)
+    # Idle history is forgotten as new addresses come.
+    quiet = BanList(BanPolicy())
+    for i in range(500):
+        quiet.record_failure(f"10.2.{i // 256}.{i % 256}", "x", T0 + i * 10)
+    assert len(quiet) <= 62
 
 
-def test_ban_list_arguments() -> None:
-    with pytest.raises(ValueError):
-        BanList(0, 60, 600)
+def test_ban_policy_and_networks_are_checked() -> None:
+    for bad in (
+        BanPolicy(user_failures=0),
+        BanPolicy(scan_users=0),
+        BanPolicy(scan_window=0),
+        BanPolicy(ban_seconds=-1),
+        BanPolicy(max_sources=0),
+    ):
+        with pytest.raises(ConfigError):
+            BanList(bad)
+    assert str(parse_network("192.168.1.7/24")) == "192.168.1.0/24"
+    assert str(parse_network(" 10.0.0.1 ")) == "10.0.0.1/32"
+    assert str(parse_network("fd00::1/8")) == "fd00::/8"
+    for text in ("", "192.168.1.0/33", "example.com", "1.2.3"):
+        with pytest.raises(ConfigError, match="not an IP address"):
+            parse_network(text)
+    with pytest.raises(ConfigError):
+        BanList(trusted=("nonsense",))
+
+
+def test_failure_log_budget() -> None:
+    budget = FailureLog(burst=3, interval=10)
+    assert [budget.allow(T0 + i * 0.1) for i in range(5)] == [(True, 0)] * 3 + [(False, 0)] * 2
+    assert budget.allow(T0 + 10) == (True, 2)
+    assert budget.allow(T0 + 10.1) == (True, 0)
 
 
 # ---- Authenticator ----
@@ -508,35 +610,99 @@ def test_foreign_realm_and_other_schemes_are_ignored() -> None:
     assert auth.authenticate(req, IP, T0).result is AuthResult.OK
 
 
-def test_ban_after_failures_logged_once_and_lifted(caplog: pytest.LogCaptureFixture) -> None:
+def _fail(auth: Authenticator, user: str, ip: str, now: float) -> AuthOutcome:
+    """One login attempt with a wrong password: challenge, then answer it wrongly."""
+    first = auth.authenticate(request(from_user=user), ip, now)
+    if first.result is not AuthResult.CHALLENGE:
+        return first
+    bad = answer(first, user, password="not-the-password")
+    return auth.authenticate(request(from_user=user, auth=bad), ip, now)
+
+
+def _login(auth: Authenticator, user: str, ip: str, now: float) -> AuthResult:
+    first = auth.authenticate(request(from_user=user), ip, now)
+    if first.result is not AuthResult.CHALLENGE:
+        return first.result
+    return auth.authenticate(request(from_user=user, auth=answer(first, user)), ip, now).result
+
+
+def test_wrong_password_refuses_that_user_from_that_address_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG, logger="pbx.auth")
-    auth = make_auth(max_failures=3, window=60, ban_seconds=600)
-    first = auth.authenticate(request(), IP, T0)
-    results = []
-    for i in range(3):
-        bad = answer(first, password=f"guess{i}", nc=i + 1)
-        results.append(auth.authenticate(request(auth=bad), IP, T0 + i).result)
-    assert results == [AuthResult.CHALLENGE, AuthResult.CHALLENGE, AuthResult.BANNED]
-    # While banned: every request, even a correct one or one without credentials.
-    good = answer(first, nc=10)
-    for i in range(5):
-        assert auth.authenticate(request(auth=good), IP, T0 + 10 + i).result is AuthResult.BANNED
-    assert auth.authenticate(request(), IP, T0 + 20).status == 403
-    # Another address is not affected.
-    assert auth.authenticate(request(), "192.0.2.11", T0 + 20).result is AuthResult.CHALLENGE
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and IP in warnings[0].getMessage()
-    # Logs never carry passwords, HA1s or responses.
+    auth = make_auth(policy=POLICY)
+    outcomes = [_fail(auth, "alice", IP, T0 + i) for i in range(3)]
+    assert [o.status for o in outcomes] == [401, 401, 403]  # fresh challenges, then 403
+    # Then alice is ignored from this address: with or without credentials.
+    assert _fail(auth, "alice", IP, T0 + 4).result is AuthResult.BANNED
+    assert _login(auth, "alice", IP, T0 + 5) is AuthResult.BANNED
+    # bob behind the same address, and alice from elsewhere, log in as usual.
+    assert _login(auth, "bob", IP, T0 + 6) is AuthResult.OK
+    assert _login(auth, "alice", "192.0.2.11", T0 + 7) is AuthResult.OK
+    assert not auth.bans.is_banned(IP, T0 + 8)
+    # One line per failed login (user, source, reason), one for the refusal; no secrets.
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        *["auth: failed login for user 'alice' from 192.0.2.10: wrong password"
+          " (Call-ID a84b4c76e66710@192.0.2.10)"] * 3,
+        "auth: refusing user 'alice' from 192.0.2.10 for 300 s after 3 failed logins",
+    ]  # fmt: skip
     text = "\n".join(r.getMessage() for r in caplog.records)
-    for secret in ("wonderland", "guess0", USERS["alice"][0], USERS["alice"][1], good.response):
+    for secret in ("wonderland", "not-the-password", USERS["alice"][0], USERS["alice"][1]):
         assert secret not in text
-    # Lifted after ban_seconds (the ban began at T0 + 2).
-    fresh = answer(auth.authenticate(request(), IP, T0 + 602))
-    assert auth.authenticate(request(auth=fresh), IP, T0 + 602).result is AuthResult.OK
+    # Lifted after refuse_seconds.
+    assert _login(auth, "alice", IP, T0 + 2 + 300) is AuthResult.OK
+
+
+def test_unknown_and_known_users_get_the_same_answers() -> None:
+    auth = make_auth(policy=POLICY)
+    known = [shape(_fail(auth, "alice", IP, T0 + i)) for i in range(4)]
+    unknown = [shape(_fail(auth, "mallory", "192.0.2.11", T0 + i)) for i in range(4)]
+    assert known == unknown
+    assert [o.result for o in known] == [
+        AuthResult.CHALLENGE,
+        AuthResult.CHALLENGE,
+        AuthResult.FORBIDDEN,
+        AuthResult.BANNED,
+    ]
+
+
+def test_scanner_is_banned_and_lifted(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="pbx.auth")
+    auth = make_auth(policy=POLICY)
+    statuses = [_fail(auth, f"guess{i}", IP, T0 + i).status for i in range(5)]
+    assert statuses == [401, 401, 401, 401, 403]  # the fifth user starts the ban: dropped
+    assert auth.authenticate(request(), IP, T0 + 6).result is AuthResult.BANNED
+    assert _login(auth, "bob", IP, T0 + 7) is AuthResult.BANNED
+    assert _login(auth, "bob", "192.0.2.11", T0 + 7) is AuthResult.OK
+    assert sum("banning 192.0.2.10" in r.getMessage() for r in caplog.records) == 1
+    assert auth.bans.lift(IP) == 1
+    assert _login(auth, "bob", IP, T0 + 8) is AuthResult.OK
+
+
+def test_trusted_scanner_loses_users_not_the_address() -> None:
+    auth = make_auth(policy=POLICY, trusted=("192.0.2.0/24",))
+    for i in range(10):
+        assert _fail(auth, f"guess{i}", IP, T0 + i).result is AuthResult.CHALLENGE
+    assert _login(auth, "bob", IP, T0 + 11) is AuthResult.OK
+
+
+def test_failed_login_lines_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="pbx.auth")
+    auth = make_auth(
+        policy=BanPolicy(user_failures=1000, scan_users=1000),
+        failure_log=FailureLog(burst=5, interval=10),
+    )
+    for i in range(50):
+        _fail(auth, "alice", IP, T0 + i * 0.01)
+    _fail(auth, "alice", IP, T0 + 11)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 6
+    assert lines[-1].endswith("(45 more failed logins not logged)")
 
 
 def test_no_credentials_never_bans() -> None:
-    auth = make_auth(max_failures=1)
+    auth = make_auth(policy=BanPolicy(user_failures=1, scan_users=1))
     for i in range(20):
         assert auth.authenticate(request(), IP, T0 + i).result is AuthResult.CHALLENGE
     assert len(auth.bans) == 0
