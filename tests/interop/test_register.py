@@ -51,8 +51,9 @@ async def server(
     settings = Settings(
         data_dir=tmp_path,
         sip_port=free_port(),
-        max_auth_failures=3,
-        auth_failure_window=60,
+        auth_user_failures=3,
+        refuse_seconds=120,
+        scan_users=3,
         ban_seconds=120,
         digest_algorithms=algorithms,
     )
@@ -174,27 +175,48 @@ async def test_challenges_for_known_and_unknown_users_are_identical(server: PbxS
     assert raws[0] == raws[1]
 
 
-async def test_ban_after_failures_and_lift(server: PbxServer, clock: Clock) -> None:
+async def test_refusal_after_failures_and_lift(server: PbxServer, clock: Clock) -> None:
     async with SipClient(server.sip_port) as ua:
 
-        async def fail_once() -> int:
-            challenge = ua.challenge(await ua.exchange(ua.register("1001")), "MD5")
-            creds = str(ua.answer(challenge, "1001", "wrong-Password-1"))
-            ua.send(ua.register("1001", authorization=creds))
+        async def fail_once(user: str) -> int:
+            challenge = ua.challenge(await ua.exchange(ua.register(user)), "MD5")
+            creds = str(ua.answer(challenge, user, "wrong-Password-1"))
+            ua.send(ua.register(user, authorization=creds))
             raw = await ua.receive(timeout=1.0)
             return 0 if raw is None else int(raw.split(b" ", 2)[1])
 
-        # max_auth_failures=3: the first two are challenged again, the third starts the ban.
-        assert [await fail_once() for _ in range(2)] == [401, 401]
-        challenge = ua.challenge(await ua.exchange(ua.register("1001")), "MD5")
-        ua.send(ua.register("1001", authorization=str(ua.answer(challenge, "1001", "nope-Pass-1"))))
-        assert await ua.receive(timeout=1.0) is None  # banned: dropped
-        # Even the right password gets nothing while banned.
+        # auth_user_failures=3: two fresh challenges, then 403, then 1001 is ignored.
+        assert [await fail_once("1001") for _ in range(3)] == [401, 401, 403]
         ua.send(ua.register("1001"))
         assert await ua.receive(timeout=1.0) is None
-        clock.now += 121  # ban_seconds=120
+        # 1002 from the same address is served.
+        first = await ua.exchange(ua.register("1002"))
+        creds = str(ua.answer(ua.challenge(first, "MD5"), "1002", PASSWORD + "2"))
+        assert (await ua.exchange(ua.register("1002", authorization=creds))).status == 200
+        clock.now += 121  # refuse_seconds=120
         first = await ua.exchange(ua.register("1001"))
         assert first.status == 401
+        creds = str(ua.answer(ua.challenge(first, "MD5"), "1001", PASSWORD))
+        assert (await ua.exchange(ua.register("1001", authorization=creds))).status == 200
+
+
+async def test_scanner_ban_and_lift(server: PbxServer, clock: Clock) -> None:
+    async with SipClient(server.sip_port) as ua:
+        for user in ("2001", "2002"):
+            challenge = ua.challenge(await ua.exchange(ua.register(user)), "MD5")
+            creds = str(ua.answer(challenge, user, "guess-Pass-1"))
+            assert (await ua.exchange(ua.register(user, authorization=creds))).status == 401
+        # scan_users=3: the third user's failure bans the address; dropped from then on.
+        challenge = ua.challenge(await ua.exchange(ua.register("2003")), "MD5")
+        ua.send(ua.register("2003", authorization=str(ua.answer(challenge, "2003", "x-Pass-1"))))
+        assert await ua.receive(timeout=1.0) is None
+        ua.send(ua.register("1001"))  # even a real user with no credentials yet
+        assert await ua.receive(timeout=1.0) is None
+        assert [(b["address"], b["user"]) for b in server.ban_list()["bans"]] == [
+            ("127.0.0.1", None)
+        ]
+        clock.now += 121  # ban_seconds=120
+        first = await ua.exchange(ua.register("1001"))
         creds = str(ua.answer(ua.challenge(first, "MD5"), "1001", PASSWORD))
         assert (await ua.exchange(ua.register("1001", authorization=creds))).status == 200
 
