@@ -34,10 +34,11 @@ class _Inbox(asyncio.DatagramProtocol):
 
 
 class SipClient:
-    """One UDP socket on 127.0.0.1 talking to a server port."""
+    """One UDP socket on 127.0.0.1 (or another loopback `host`) talking to a server port."""
 
-    def __init__(self, server_port: int) -> None:
+    def __init__(self, server_port: int, host: str = "127.0.0.1") -> None:
         self.server_port = server_port
+        self.host = host
         self.port = 0
         self._transport: asyncio.DatagramTransport | None = None
         self._inbox = _Inbox()
@@ -49,7 +50,7 @@ class SipClient:
     async def __aenter__(self) -> SipClient:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: self._inbox, local_addr=("127.0.0.1", 0), remote_addr=None
+            lambda: self._inbox, local_addr=(self.host, 0), remote_addr=None
         )
         self._transport = transport  # type: ignore[assignment]
         self.port = transport.get_extra_info("sockname")[1]
@@ -78,7 +79,7 @@ class SipClient:
         branch = f"z9hG4bK{next(self._branches)}x{secrets.token_hex(4)}"
         lines = [
             f"REGISTER sip:{host} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={branch}",
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};rport;branch={branch}",
             "Max-Forwards: 70",
             f"From: <sip:{user}@{host}>;tag={self.from_tag}",
             f"To: <sip:{user}@{host}>",
@@ -86,7 +87,7 @@ class SipClient:
             f"CSeq: {cseq} REGISTER",
         ]
         if contact is None:
-            contact = f"<sip:{user}@127.0.0.1:{self.port}>"
+            contact = f"<sip:{user}@{self.host}:{self.port}>"
         if contact:
             lines.append(f"Contact: {contact}")
         if expires is not None:
@@ -126,7 +127,7 @@ class SipClient:
             sdp = b""
         lines = [
             f"INVITE sip:{target}@{host} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={branch}",
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};rport;branch={branch}",
             "Max-Forwards: 70",
             f"From: <sip:{user}@{host}>;tag={self.from_tag}",
             f"To: <sip:{target}@{host}>",
@@ -188,7 +189,7 @@ class SipClient:
         branch = f"z9hG4bKa{next(self._branches)}x{secrets.token_hex(4)}"
         lines = [
             f"ACK {contact} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={branch}",
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};rport;branch={branch}",
             *keep,
             f"To: {response.headers.get('To')}",
             f"CSeq: {cseq} ACK",
