@@ -263,12 +263,14 @@ def test_one_user_failing_is_refused_from_that_address_only() -> None:
     assert not bans.is_refused(IP, "1001", T0 + 2 + 300)
 
 
-def test_user_failures_slide_out_of_their_window() -> None:
+def test_user_failures_count_within_a_window_from_the_first() -> None:
     bans = BanList(POLICY)
     assert bans.record_failure(IP, "1001", T0) is Verdict.RETRY
     assert bans.record_failure(IP, "1001", T0 + 300) is Verdict.RETRY
-    assert bans.record_failure(IP, "1001", T0 + 600) is Verdict.RETRY  # the first left
-    assert bans.record_failure(IP, "1001", T0 + 650) is Verdict.REFUSE
+    # user_window (600 s) has passed since the first: the count starts again.
+    assert bans.record_failure(IP, "1001", T0 + 600) is Verdict.RETRY
+    assert bans.record_failure(IP, "1001", T0 + 650) is Verdict.RETRY
+    assert bans.record_failure(IP, "1001", T0 + 1199) is Verdict.REFUSE
 
 
 def test_scanner_of_many_users_bans_the_address() -> None:
