@@ -23,7 +23,7 @@ from pbx.b2bua import Application, B2bua, VoicemailService
 from pbx.calls import CallManager
 from pbx.config import Settings
 from pbx.control import ControlServer
-from pbx.errors import ControlError
+from pbx.errors import ConfigError, ControlError
 from pbx.mwi import EVENT as MWI_EVENT
 from pbx.mwi import MwiPolicy, MwiService
 from pbx.registrar import Registrar, RegistrarPolicy
@@ -334,7 +334,10 @@ class PbxServer:
         """Trusted networks: the ones given to `pbx serve --trust` and the stored ones."""
         assert self._store is not None
         stored = await self._store.trusted.all()
-        self.bans.set_trusted([*self.settings.trusted_networks, *stored])
+        try:
+            self.bans.set_trusted([*self.settings.trusted_networks, *stored])
+        except ConfigError as exc:  # only a hand-edited database has a bad row
+            log.warning("trusted networks not reloaded: %s", exc)
 
     async def _watch_users(self) -> None:
         """Notice user (and trusted network) changes made by `pbx …` in another process
