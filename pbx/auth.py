@@ -385,10 +385,17 @@ class BanList:
         del self._bans[ip]
         return False
 
-    def refusing(self, ip: str) -> bool:
-        """True when `ip` has refused users (then ask `is_refused` with the user)."""
+    def refusing(self, ip: str, now: float) -> bool:
+        """True when `ip` has refused users (then ask `is_refused` with the user).
+
+        Refusals that have run out are dropped here (they are in expiry order)."""
         source = self._sources.get(ip)
-        return source is not None and bool(source.refused)
+        if source is None:
+            return False
+        refused = source.refused
+        while refused and next(iter(refused.values())) <= now:
+            del refused[next(iter(refused))]
+        return bool(refused)
 
     def is_refused(self, ip: str, user: str, now: float) -> bool:
         """True while `user` is refused from `ip`; a refusal that has run out is lifted."""
@@ -693,7 +700,7 @@ class Authenticator:
         if bans.is_banned(source_ip, now):
             return AuthOutcome(AuthResult.BANNED, proxy=proxy)
         found = self._credentials(request, proxy)
-        if bans.refusing(source_ip):
+        if bans.refusing(source_ip, now):
             # The user named by the credentials, else the one the request acts for: a
             # refused phone's first, unauthenticated REGISTER is dropped as well.
             named = found[0].username if found is not None else _acting_user(request)

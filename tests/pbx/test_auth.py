@@ -251,7 +251,7 @@ def test_one_user_failing_is_refused_from_that_address_only() -> None:
     verdicts = [bans.record_failure(IP, "1001", T0 + i) for i in range(3)]
     assert verdicts == [Verdict.RETRY, Verdict.RETRY, Verdict.REFUSE]
     assert bans.is_refused(IP, "1001", T0 + 3)
-    assert bans.refusing(IP)
+    assert bans.refusing(IP, T0 + 3)
     assert not bans.is_banned(IP, T0 + 3)
     assert not bans.is_refused(IP, "1002", T0 + 3)
     assert not bans.is_refused("192.0.2.99", "1001", T0 + 3)
@@ -260,6 +260,7 @@ def test_one_user_failing_is_refused_from_that_address_only() -> None:
     # Another user from the same address (the office NAT) starts from zero.
     assert bans.record_failure(IP, "1002", T0 + 5) is Verdict.RETRY
     assert bans.is_refused(IP, "1001", T0 + 2 + 299.9)
+    assert not bans.refusing(IP, T0 + 2 + 300)
     assert not bans.is_refused(IP, "1001", T0 + 2 + 300)
 
 
