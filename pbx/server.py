@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import secrets
 import signal
@@ -277,7 +278,9 @@ class PbxServer:
 
     def _lift_ban(self, params: dict[str, str]) -> dict[str, Any]:
         """The control API's POST /bans/lift?address=…[&user=…]: lift a ban or refusals."""
-        address = params.get("address", "")
+        address = params.get("address", "").strip()
+        with contextlib.suppress(ValueError):  # the form peers are keyed by (IPv6 compressed)
+            address = str(ipaddress.ip_address(address.strip("[]")))
         user = params.get("user") or None
         lifted = self.bans.lift(address, user)
         if not lifted:
