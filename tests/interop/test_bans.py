@@ -25,6 +25,9 @@ from tests.interop.sipclient import SipClient
 PASSWORDS = {"1001": "Xk3-secret-pass", "1002": "Yk3-secret-pass", "1003": "Zk3-secret-pass"}
 REGISTERED = r"200 OK .*\[1 binding\]"
 SCANNER = "127.0.0.2"
+# How long an answer may take on a loaded machine; also how long silence must last to
+# count as "dropped".
+ANSWER_WAIT = 4.0
 FAILED_1001 = re.compile(r"failed login for user '1001' from 127\.0\.0\.1: wrong password")
 
 
@@ -67,17 +70,17 @@ async def scan(ua: SipClient, users: list[str]) -> tuple[list[int], list[str]]:
     statuses: list[int] = []
     for index, user in enumerate(users):
         ua.send(ua.register(user))
-        raw = await ua.receive(timeout=2.0)
+        raw = await ua.receive(timeout=ANSWER_WAIT)
         if raw is None:
             for rest in users[index + 1 :]:
                 ua.send(ua.register(rest))
-            assert await ua.receive(timeout=2.0) is None
+            assert await ua.receive(timeout=ANSWER_WAIT) is None
             return statuses, users[index:]
         first = parse_message(raw)
         assert isinstance(first, Response) and first.status == 401
         creds = ua.answer(ua.challenge(first, "MD5"), user, "Guess-pass-1")
         ua.send(ua.register(user, authorization=str(creds)))
-        raw = await ua.receive(timeout=2.0)
+        raw = await ua.receive(timeout=ANSWER_WAIT)
         statuses.append(0 if raw is None else int(raw.split(b" ", 2)[1]))
     return statuses, []
 
