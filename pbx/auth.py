@@ -352,6 +352,7 @@ class BanList:
 
     @property
     def trusted(self) -> tuple[Network, ...]:
+        """The trusted networks in effect (for `pbx ban list`)."""
         return self._trusted
 
     def set_trusted(self, networks: Iterable[str]) -> None:
