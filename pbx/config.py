@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pbx.auth import BanPolicy, parse_network
+from pbx.bans import BanPolicy, parse_network
 from pbx.errors import ConfigError
 
 DB_NAME = "pbx.sqlite3"

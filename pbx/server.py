@@ -19,8 +19,9 @@ from typing import Any
 
 from media.moh import MOH_DIR, MohSource
 from media.ports import PortAllocator
-from pbx.auth import Authenticator, AuthResult, BanList, NonceManager
+from pbx.auth import Authenticator, AuthResult, NonceManager
 from pbx.b2bua import Application, B2bua, VoicemailService
+from pbx.bans import BanList
 from pbx.calls import CallManager
 from pbx.config import Settings
 from pbx.control import ControlServer

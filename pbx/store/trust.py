@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pbx.auth import parse_network
+from pbx.bans import parse_network
 from pbx.errors import AlreadyExistsError
 from pbx.store.database import Database
 
