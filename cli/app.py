@@ -595,9 +595,9 @@ def _since(text: str | None) -> float | None:
         raise ConfigError(f"--since {text!r} is neither an ISO time nor a span like 2h") from None
 
 
-async def _list_cdrs(data_dir: Path, since: float | None, limit: int) -> list[Any]:
+async def _list_cdrs(data_dir: Path, since: float | None, limit: int) -> tuple[list[Any], int]:
     async with await _open_existing(data_dir) as store:
-        return list(await store.cdrs.list(since=since, limit=limit))
+        return list(await store.cdrs.list(since=since, limit=limit)), await store.cdrs.count(since)
 
 
 @cdr_app.command("list")
@@ -606,13 +606,25 @@ def cdr_list(
         str | None, typer.Option(help="ISO time, or a span back from now: 30m, 2h, 7d.")
     ] = None,
     output: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 1000,
+    limit: Annotated[
+        int, typer.Option(min=1, help="Show only the newest this many calls (like tail).")
+    ] = 1000,
     data_dir: DataDirOption = None,
 ) -> None:
-    """List call detail records, oldest first."""
+    """List call detail records, oldest first and newest last (like `tail`).
+
+    With more calls than --limit, the newest ones are shown and a note on stderr says
+    how many were left out (stdout stays valid CSV or JSON).
+    """
     if output not in ("table", "csv", "json"):
         raise ConfigError(f"--format {output!r}: choose table, csv or json")
-    rows = _run(_list_cdrs(_data_dir(data_dir), _since(since), limit))
+    rows, total = _run(_list_cdrs(_data_dir(data_dir), _since(since), limit))
+    if total > len(rows):
+        typer.echo(
+            f"pbx: note: showing the newest {len(rows)} of {total} calls"
+            f" ({total - len(rows)} older ones left out; raise --limit or use --since)",
+            err=True,
+        )
     fields = ("id", "call_id", "caller", "callee", "start", "answer", "end", "duration",
               "billsec", "disposition", "hangup_cause", "recording")  # fmt: skip
     records = [{f: getattr(r, f) for f in fields} for r in rows]
