@@ -233,8 +233,18 @@ def serve(
         int, typer.Option(help="Failed authentications from one address before a ban.")
     ] = 10,
     ban_seconds: Annotated[float, typer.Option(help="How long a ban lasts (seconds).")] = 600.0,
+    log_level: Annotated[
+        str, typer.Option(help="Log level on stderr: DEBUG, INFO, WARNING or ERROR.")
+    ] = "INFO",
+    sip_trace: Annotated[
+        bool,
+        typer.Option(
+            "--sip-trace", help="Log every SIP message in and out (passwords' hashes masked)."
+        ),
+    ] = False,
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
+    level = _log_level(log_level)
     settings = _settings(
         data_dir,
         sip_host=host,
@@ -245,7 +255,10 @@ def serve(
         digest_algorithms=tuple(a.strip() for a in digest.split(",") if a.strip()),
         max_auth_failures=ban_after,
         ban_seconds=ban_seconds,
+        sip_trace=sip_trace,
     )
+    # One server per data directory: say so now, before touching anything in it.
+    _import("pbx.instance").DataDirLock(settings.data_dir).probe()
     result = _run(_initialize(settings, realm_given=False))
     # The realm in the database wins: every stored HA1 was made with it.
     settings = dataclasses.replace(settings, realm=result.realm)
@@ -257,9 +270,10 @@ def serve(
     runner = _import("ivr.runner")
     voicemail = _import("ivr.voicemail")
     if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+    if sip_trace:
+        logging.getLogger("pbx.trace").setLevel(logging.INFO)  # whatever --log-level says
     # The CLI is the composition root: applications above pbx/ plug in here.
     player = voicemail.PromptPlayer(voicemail.PromptStore(settings.data_dir / "prompts"))
     # A fresh install gets its system prompts now, without holding up the start.
@@ -270,6 +284,16 @@ def serve(
         applications=[runner.IvrApplication(settings.data_dir, player=player), mailboxes],
         voicemail=mailboxes,
     )
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(text: str) -> int:
+    """A --log-level value as a logging level. Raises: ConfigError for another word."""
+    if text.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"--log-level {text!r}: choose {', '.join(_LOG_LEVELS)}")
+    return int(getattr(logging, text.upper()))
 
 
 async def _add_user(
@@ -399,6 +423,9 @@ def status(data_dir: DataDirOption = None) -> None:
     uptime = result.get("uptime")
     if isinstance(uptime, int | float):
         typer.echo(f"up {round(uptime)} s")
+    listening = result.get("listening")
+    if isinstance(listening, list) and listening:
+        typer.echo("listening on " + ", ".join(str(a) for a in listening))
     rows = [_registration_row(entry) for entry in result.get("registrations", [])]
     if not rows:
         typer.echo("no registrations")

@@ -303,6 +303,10 @@ class Registrar:
         if result.status != 200:
             return make_response(request, result.status, result.reason, headers=result.headers)
         if result.saved or result.removed:
+            for b in result.saved:  # admin: one INFO line per registration change
+                log.info("register %s: %s for %d s", aor, b.contact, b.expires_at - now)
+            for b in result.removed:
+                log.info("unregister %s: %s", aor, b.contact)
             self.location.apply(aor, result.saved, result.removed)
             for binding in result.removed:
                 self._dirty[(aor, binding.contact_uri)] = None
