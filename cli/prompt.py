@@ -96,11 +96,17 @@ def del_command(name: NameArgument, data_dir: DataDirOption = None) -> None:
 
 @prompt_app.command("defaults")
 def defaults_command(data_dir: DataDirOption = None) -> None:
-    """Create the missing system prompts (spoken with espeak-ng, else tones)."""
+    """Create the missing system prompts (spoken with espeak-ng, else tones).
+
+    Once espeak-ng is installed, it also replaces the prompts that were made as tone
+    patterns for lack of it (your own recordings are never touched).
+    """
     store = prompt_store(data_dir)
-    created = store.ensure_defaults()
+    existed = set(store.names())
+    created = store.ensure_defaults(replace_tones=True)
     if not created:
         typer.echo("every default prompt exists already")
         return
     for name in created:
-        typer.echo(f"created prompt {name} ({_seconds(store, name)} s)")
+        verb = "replaced tones of" if name in existed else "created"
+        typer.echo(f"{verb} prompt {name} ({_seconds(store, name)} s)")
