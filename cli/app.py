@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -42,7 +43,7 @@ from cli.prompt import prompt_app
 from cli.vm import vm_app
 from pbx.config import Settings
 from pbx.errors import ConfigError, ControlError, PbxError
-from pbx.store import REALM_KEY, SECRET_KEY, Forwarding, RingGroup, Store
+from pbx.store import REALM_KEY, SECRET_KEY, DeletedUser, Forwarding, RingGroup, Store
 from pbx.store.dialplan import members_of
 from pbx.users import check_display_name, check_password, check_username, generate_password
 
@@ -379,19 +380,56 @@ def user_passwd(
         _show_generated(secret)
 
 
-async def _delete_user(data_dir: Path, name: str) -> None:
+async def _delete_user(data_dir: Path, name: str) -> DeletedUser:
     async with await _open_existing(data_dir) as store:
-        await store.users.delete(name)
+        return await store.users.delete(name)
+
+
+def _dispose_voicemail(data_dir: Path, gone: DeletedUser, keep: bool) -> str:
+    """Delete (or with `keep` set aside) a deleted user's mailbox files; say which.
+
+    The mailbox directory holds its messages and greetings; kept, it is renamed so that a
+    new user with the same number does not inherit them.
+    """
+    box_dir = data_dir / "voicemail" / gone.username
+    files = [Path(p) for p in gone.voicemail_files]
+    count = f"{len(files)} voicemail message{'' if len(files) == 1 else 's'}"
+    if not box_dir.exists() and not any(f.exists() for f in files):
+        return "no voicemail to delete" if not keep else "no voicemail to keep"
+    if keep:
+        kept = box_dir.with_name(f"{gone.username}.deleted-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            if box_dir.exists():
+                box_dir.rename(kept)
+        except OSError as exc:
+            raise PbxError(f"cannot keep {box_dir}: {exc.strerror or exc}") from None
+        return f"kept {count} and greetings in {kept} (no longer reachable by phone)"
+    for f in files:
+        f.unlink(missing_ok=True)
+    shutil.rmtree(box_dir, ignore_errors=True)
+    return f"deleted {count} and greetings ({box_dir}); --keep-voicemail keeps them"
 
 
 @user_app.command("del")
 def user_del(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Username.")],
+    keep_voicemail: Annotated[
+        bool,
+        typer.Option(
+            "--keep-voicemail", help="Keep the mailbox's messages as files instead of deleting."
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Delete a user and its registrations."""
-    _run(_delete_user(_data_dir(data_dir), name))
+    """Delete a user, its registrations, its ring group memberships and its voicemail."""
+    directory = _data_dir(data_dir)
+    gone = _run(_delete_user(directory, name))
     typer.echo(f"deleted user {name}")
+    if gone.ring_groups:
+        typer.echo(f"removed {name} from ring group(s) {', '.join(gone.ring_groups)}")
+    for group in gone.empty_ring_groups:
+        typer.echo(f"ring group {group} has no members left (pbx ringgroup del {group})")
+    typer.echo(_dispose_voicemail(directory, gone, keep_voicemail))
 
 
 def _registration_row(entry: Any) -> tuple[str, str, str, str, str]:

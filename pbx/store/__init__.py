@@ -18,8 +18,9 @@ from pbx.store.database import Database
 from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
 from pbx.store.ivr import IvrRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
+from pbx.store.numbering import NumberingPlan, Owner
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
-from pbx.store.users import User, UserRepo
+from pbx.store.users import DeletedUser, User, UserRepo
 from pbx.store.voicemail import Voicemail, VoicemailRepo
 
 __all__ = [
@@ -30,10 +31,13 @@ __all__ = [
     "BindingRepo",
     "Cdr",
     "CdrRepo",
+    "DeletedUser",
     "DialplanRepo",
     "Disposition",
     "Forwarding",
     "IvrRepo",
+    "NumberingPlan",
+    "Owner",
     "RingGroup",
     "SettingsRepo",
     "Store",
@@ -54,6 +58,7 @@ class Store:
     dialplan: DialplanRepo
     ivr: IvrRepo
     voicemail: VoicemailRepo
+    numbering: NumberingPlan
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -64,6 +69,7 @@ class Store:
         self.dialplan = DialplanRepo(db)
         self.ivr = IvrRepo(db, clock)
         self.voicemail = VoicemailRepo(db)
+        self.numbering = NumberingPlan(db)
 
     @classmethod
     async def open(

@@ -153,7 +153,9 @@ def test_user_add_list_passwd_del(data_dir: Path) -> None:
     password = generated_password(ok("user", "passwd", "1002", "--data-dir", d))
     assert stored_users(data_dir)[0].ha1_md5 == md5(f"1002:aiopbx:{password}")
 
-    assert ok("user", "del", "1002", "--data-dir", d) == "deleted user 1002\n"
+    assert ok("user", "del", "1002", "--data-dir", d) == (
+        "deleted user 1002\nno voicemail to delete\n"
+    )
     assert [u.username for u in stored_users(data_dir)] == ["alice"]
     ok("user", "del", "alice", "--data-dir", d)
     assert ok("user", "list", "--data-dir", d) == (
