@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import importlib
+import importlib.metadata
 import inspect
 import io
 import json
@@ -32,7 +33,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from cli.amd import amd_app
-from cli.common import DataDirOption, format_table
+from cli.common import DataDirOption, format_table, set_global_data_dir
 from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
 from cli.common import run as _run
@@ -126,6 +127,35 @@ user_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(user_app)
+
+
+def _installed_version() -> str:
+    try:
+        return importlib.metadata.version("aiopbx")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pbx (aiopbx) {_installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    data_dir: DataDirOption = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """aiopbx: a SIP registrar and softswitch in one Python process."""
+    set_global_data_dir(data_dir)  # `pbx --data-dir DIR status` as `pbx status --data-dir DIR`
+
+
 app.add_typer(amd_app, name="amd")
 app.add_typer(dtmf_app, name="dtmf")
 app.add_typer(ivr_app, name="ivr")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import sys
 import types
@@ -358,3 +359,36 @@ def test_status_garbage_reply(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -
 
 def test_format_table() -> None:
     assert format_table(("A", "BB"), [("xyz", ""), ("1", "2")]) == "A    BB\nxyz\n1    2"
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0
+    assert re.fullmatch(r"pbx \(aiopbx\) \S+\n", result.stdout)
+
+
+def test_data_dir_before_the_sub_command(data_dir: Path) -> None:
+    ok("--data-dir", str(data_dir), "init")
+    ok("--data-dir", str(data_dir), "user", "add", "1001")
+    assert ok("user", "list", "--data-dir", str(data_dir)).startswith("USERNAME")
+    assert "1001" in ok("--data-dir", str(data_dir), "user", "list")
+    # The sub-command's own --data-dir wins over the one before it.
+    other = data_dir.parent / "other"
+    ok("--data-dir", str(data_dir), "init", "--data-dir", str(other))
+    assert ok("--data-dir", str(data_dir), "user", "list", "--data-dir", str(other)).startswith(
+        "no users"
+    )
+
+
+def test_serve_options_for_debugging(data_dir: Path, fake_server: list[Settings]) -> None:
+    assert fails("serve", "--data-dir", str(data_dir), "--log-level", "loud") == (
+        "pbx: error: --log-level 'loud': choose DEBUG, INFO, WARNING, ERROR"
+    )
+    root = logging.getLogger()
+    level = root.level
+    try:
+        ok("serve", "--data-dir", str(data_dir), "--log-level", "debug", "--sip-trace")
+        assert root.level == logging.DEBUG
+    finally:
+        root.setLevel(level)
+    assert fake_server[0].sip_trace is True
