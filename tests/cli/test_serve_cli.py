@@ -8,6 +8,7 @@ recognised by its dead PID.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -16,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.peers import ROOT, PbxProcess, free_port, pbx_cli
+from sip.digest import Credentials
+from tests.interop.peers import ROOT, PbxProcess, add_users, free_port, pbx_cli, wait_for
+from tests.interop.sipclient import SipClient
+
+PASSWORD = "Correct-Horse-77"
 
 
 def serve(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -102,3 +107,50 @@ def test_stale_control_file_after_kill_9(first: PbxProcess) -> None:
     )
     first.start()  # the kernel dropped the lock with the process: a restart works
     still_serving(first)
+
+
+def _register(port: int) -> tuple[int, Credentials]:
+    """Register 1001 through a challenge; returns our port and the credentials sent."""
+
+    async def go() -> tuple[int, Credentials]:
+        async with SipClient(port) as ua:
+            challenge = ua.challenge(await ua.exchange(ua.register("1001")), "MD5")
+            creds = ua.answer(challenge, "1001", PASSWORD)
+            ok = await ua.exchange(ua.register("1001", authorization=str(creds)))
+            assert ok.status == 200
+            return ua.port, creds
+
+    return asyncio.run(go())
+
+
+def test_sip_trace_masks_credentials(tmp_path: Path) -> None:
+    add_users(tmp_path, {"1001": PASSWORD})
+    server = PbxProcess(tmp_path, free_port(), extra=("--sip-trace", "--log-level", "WARNING"))
+    server.start()
+    try:
+        port, creds = _register(server.port)
+    finally:
+        server.stop()
+    log = server.log()
+    assert creds.response not in log and str(creds.cnonce) not in log
+    assert f"<<< from udp:127.0.0.1:{port} (" in log
+    assert 'response="***"' in log
+    assert f">>> to udp:127.0.0.1:{port} (" in log and "SIP/2.0 200 OK" in log
+    # --log-level WARNING hides the INFO lines but not the trace asked for.
+    assert "register 1001:" not in log and "aiopbx listening" not in log
+
+
+def test_registration_change_and_prompt_summary_at_info(tmp_path: Path) -> None:
+    add_users(tmp_path, {"1001": PASSWORD})
+    server = PbxProcess(tmp_path, free_port())
+    server.start()
+    try:
+        port, _ = _register(server.port)
+        wait_for(lambda: "default prompts" in server.log(), 60, "the default prompts")
+    finally:
+        server.stop()
+    log = server.log()
+    assert f"INFO pbx.registrar: register 1001: <sip:1001@127.0.0.1:{port}> for 3600 s" in log
+    assert "<<< from" not in log  # no trace unless asked
+    prompt_lines = [line for line in log.splitlines() if "prompt" in line]
+    assert len(prompt_lines) == 1, prompt_lines  # one summary, not one per prompt
