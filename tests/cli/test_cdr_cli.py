@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pbx.store import Disposition, Store
+from tests.interop.peers import pbx_cli
+from tests.interop.phones import closed_cdrs, dial, in_thread, running_server
+from tests.interop.sipclient import SipClient
 
 runner = CliRunner()
 
@@ -127,3 +130,19 @@ def test_no_note_when_everything_fits(tmp_path: Path) -> None:
     data_dir = _three_calls(tmp_path)
     result = runner.invoke(app, ["cdr", "list", "--limit", "3", "--data-dir", str(data_dir)])
     assert result.exit_code == 0 and result.stderr == ""
+
+
+async def test_three_calls_through_the_switch_then_limit_2(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as server, SipClient(server.sip_port) as ua:
+        for i, number in enumerate(("7771", "7772", "7773")):
+            _, final = await dial(ua, server, number, rtp_port=40000 + 2 * i)
+            assert final.status == 404
+        rows = await closed_cdrs(server, 3)
+        assert [r.callee for r in rows] == ["7771", "7772", "7773"]
+        done = await in_thread(pbx_cli, tmp_path, "cdr", "list", "--limit", "2", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert [r["callee"] for r in csv.DictReader(io.StringIO(done.stdout))] == ["7772", "7773"]
+    assert done.stderr == (
+        "pbx: note: showing the newest 2 of 3 calls (1 older ones left out;"
+        " raise --limit or use --since)\n"
+    )

@@ -8,7 +8,7 @@ import pytest
 
 from pbx.errors import AlreadyExistsError
 from pbx.store import RingGroup, Store
-from pbx.store.numbering import IVR_KINDS, Owner, ivr_numbers
+from pbx.store.numbering import FEATURE_CODES, IVR_KINDS, Owner, ivr_numbers
 
 IVR = """
 [[menu]]
@@ -54,3 +54,10 @@ async def test_owner_across_tables(tmp_path: Path) -> None:
         with pytest.raises(AlreadyExistsError, match="number 600 is already taken by ring group"):
             await store.ivr.put('[[menu]]\nname = "x"\nnumber = "600"\ngreeting = "g"\n', ["600"])
         await store.ivr.put(IVR, ["800", "700"])  # its own old numbers do not count
+
+
+def test_feature_codes_match_the_code_that_answers_them() -> None:
+    from ivr.voicemail import ANY_BOX_CODE, FEATURE_CODE
+    from pbx.bridge import AUTOMON
+
+    assert set(FEATURE_CODES) == {FEATURE_CODE, ANY_BOX_CODE, AUTOMON}
