@@ -307,13 +307,20 @@ def serve(
         logging.getLogger("pbx.trace").setLevel(logging.INFO)  # whatever --log-level says
     # The CLI is the composition root: applications above pbx/ plug in here.
     player = voicemail.PromptPlayer(voicemail.PromptStore(settings.data_dir / "prompts"))
-    # A fresh install gets its system prompts now, without holding up the start.
-    threading.Thread(target=player.prepare_defaults, name="default-prompts", daemon=True).start()
     mailboxes = voicemail.VoicemailApplication(settings.data_dir, player=player)
+
+    def prepare_prompts() -> None:
+        # A fresh install gets its system prompts once the server listens (a start that
+        # fails says only why), without holding up the first calls.
+        threading.Thread(
+            target=player.prepare_defaults, name="default-prompts", daemon=True
+        ).start()
+
     server.run(
         settings,
         applications=[runner.IvrApplication(settings.data_dir, player=player), mailboxes],
         voicemail=mailboxes,
+        on_started=prepare_prompts,
     )
 
 

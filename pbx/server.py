@@ -374,8 +374,14 @@ async def serve(
     stop: asyncio.Event | None = None,
     applications: Sequence[Application] = (),
     voicemail: VoicemailService | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Run a server until `stop` is set (or SIGINT/SIGTERM arrives)."""
+    """Run a server until `stop` is set (or SIGINT/SIGTERM arrives).
+
+    `on_started` runs once the server listens (not when the start fails): the CLI
+    starts slow preparations there (default prompts), so a failed start prints nothing
+    but its one error line.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -384,6 +390,8 @@ async def serve(
     server = PbxServer(settings, applications=applications, voicemail=voicemail)
     try:
         await server.start()
+        if on_started is not None:
+            on_started()
         tune_gc()
         await stop.wait()
     finally:
@@ -394,14 +402,16 @@ def run(
     settings: Settings,
     applications: Sequence[Application] = (),
     voicemail: VoicemailService | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
     """Blocking entry point of `pbx serve` (uvloop when importable)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    main = serve(settings, applications=applications, voicemail=voicemail, on_started=on_started)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(settings, applications=applications, voicemail=voicemail))
+        asyncio.run(main)
     else:
-        uvloop.run(serve(settings, applications=applications, voicemail=voicemail))
+        uvloop.run(main)

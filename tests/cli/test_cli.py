@@ -218,7 +218,10 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     calls: list[Settings] = []
 
     def run(
-        settings: Settings, applications: Sequence[object] = (), voicemail: object = None
+        settings: Settings,
+        applications: Sequence[object] = (),
+        voicemail: object = None,
+        on_started: object = None,
     ) -> None:
         # `pbx serve` plugs the IVR and voicemail in as applications of the switch.
         names = [type(a).__name__ for a in applications]
