@@ -497,10 +497,11 @@ def status(data_dir: DataDirOption = None) -> None:
         raise ControlError("the server sent a status this pbx does not understand")
     uptime = result.get("uptime")
     if isinstance(uptime, int | float):
-        typer.echo(f"up {round(uptime)} s")
-    listening = result.get("listening")
-    if isinstance(listening, list) and listening:
-        typer.echo("listening on " + ", ".join(str(a) for a in listening))
+        listening = result.get("listening")
+        where = ""
+        if isinstance(listening, list) and listening:
+            where = ", listening on " + ", ".join(str(a) for a in listening)
+        typer.echo(f"up {round(uptime)} s{where}")
     rows = [_registration_row(entry) for entry in result.get("registrations", [])]
     if not rows:
         typer.echo("no registrations")
