@@ -723,9 +723,10 @@ def cdr_list(
         raise ConfigError(f"--format {output!r}: choose table, csv or json")
     rows, total = _run(_list_cdrs(_data_dir(data_dir), _since(since), limit))
     if total > len(rows):
+        older = total - len(rows)
         typer.echo(
-            f"pbx: note: showing the newest {len(rows)} of {total} calls"
-            f" ({total - len(rows)} older ones left out; raise --limit or use --since)",
+            f"pbx: note: showing the newest {len(rows)} of {total} calls ({older} older"
+            f" one{'' if older == 1 else 's'} left out; raise --limit or use --since)",
             err=True,
         )
     fields = ("id", "call_id", "caller", "callee", "start", "answer", "end", "duration",

@@ -232,7 +232,6 @@ class PbxServer:
         self._tasks = []
         if self._store is not None:
             await self._store.close()
-        self._store = None
         if self._up:
             log.info("aiopbx stopped")
         self._up = False

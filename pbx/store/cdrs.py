@@ -125,7 +125,7 @@ class CdrRepo:
         """
         rows = await self._db.fetchall(
             f"SELECT {_COLUMNS} FROM cdrs WHERE start >= ? ORDER BY start DESC, id DESC LIMIT ?",
-            (since if since is not None else float("-inf"), max(0, limit)),
+            (since if since is not None else float("-inf"), max(0, min(limit, 2**62))),
         )
         return [_cdr(r) for r in reversed(rows)]
 
