@@ -39,6 +39,7 @@ from cli.common import open_existing as _open_existing
 from cli.common import run as _run
 from cli.dtmf import dtmf_app
 from cli.ivr import ivr_app
+from cli.ivr import references as ivr_references
 from cli.moh import moh_app
 from cli.prompt import prompt_app
 from cli.vm import vm_app
@@ -417,9 +418,13 @@ def user_passwd(
         _show_generated(secret)
 
 
-async def _delete_user(data_dir: Path, name: str) -> DeletedUser:
+async def _delete_user(data_dir: Path, name: str) -> tuple[DeletedUser, list[str]]:
+    """Delete the user; also say what still points at its number (IVR, forwarding)."""
     async with await _open_existing(data_dir) as store:
-        return await store.users.delete(name)
+        gone = await store.users.delete(name)
+        dangling = ivr_references(await store.ivr.get(), name)
+        dangling += [f"forwarding of {u}" for u in await store.dialplan.forwarding_to(name)]
+    return gone, dangling
 
 
 def _dispose_voicemail(data_dir: Path, gone: DeletedUser, keep: bool) -> str:
@@ -460,13 +465,15 @@ def user_del(
 ) -> None:
     """Delete a user, its registrations, its ring group memberships and its voicemail."""
     directory = _data_dir(data_dir)
-    gone = _run(_delete_user(directory, name))
+    gone, dangling = _run(_delete_user(directory, name))
     typer.echo(f"deleted user {name}")
     if gone.ring_groups:
         typer.echo(f"removed {name} from ring group(s) {', '.join(gone.ring_groups)}")
     for group in gone.empty_ring_groups:
         typer.echo(f"ring group {group} has no members left (pbx ringgroup del {group})")
     typer.echo(_dispose_voicemail(directory, gone, keep_voicemail))
+    if dangling:
+        typer.echo(f"still sending calls to {name} (now unknown): {'; '.join(dangling)}")
 
 
 def _registration_row(entry: Any) -> tuple[str, str, str, str, str]:

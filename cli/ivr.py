@@ -120,6 +120,22 @@ def _counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def references(text: str, number: str) -> list[str]:
+    """Where the stored IVR document (`text`) still sends callers to `number`: one
+    "IVR menu 'main' key 1" per option or fallback (unreadable text: none)."""
+    try:
+        menus, _ = parse_toml(text)
+    except ConfigError:
+        return []
+    found: list[str] = []
+    for menu in menus:
+        actions = [(f"key {k}", a) for k, a in menu.options.items()]
+        for where, action in [*actions, ("fallback", menu.fallback)]:
+            if action.kind in ("extension", "voicemail") and action.target == number:
+                found.append(f"IVR menu {menu.name!r} {where} ({action})")
+    return found
+
+
 @ivr_app.command("import")
 def import_command(
     file: Annotated[Path, typer.Argument(metavar="FILE.toml", help="The IVR configuration.")],

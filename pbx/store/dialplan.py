@@ -85,6 +85,14 @@ class DialplanRepo:
                 ),
             )
 
+    async def forwarding_to(self, number: str) -> list[str]:
+        """The extensions whose calls are forwarded (in any case) to `number`."""
+        rows = await self._db.fetchall(
+            "SELECT username FROM forwards WHERE ? IN (always, busy, no_answer) ORDER BY username",
+            (number,),
+        )
+        return [str(r[0]) for r in rows]
+
     async def recording_mode(self, username: str) -> str:
         """'always', 'on_demand' or 'never' (the default) for an extension's calls."""
         row = await self._db.fetchone(

@@ -133,3 +133,19 @@ def test_user_del_keep_voicemail(data_dir: Path) -> None:
     assert lines[1].endswith(f"{kept} (no longer reachable by phone)")
     assert (kept / paths[0].name).is_file() and (kept / "greeting-unavailable.wav").is_file()
     assert not (data_dir / "voicemail" / "1001").exists()  # a new 1001 starts empty
+
+
+def test_user_del_names_what_still_sends_calls_to_it(data_dir: Path) -> None:
+    for user in ("1001", "1002"):
+        ok(data_dir, "user", "add", user)
+    ok(data_dir, "user", "forward", "1002", "--busy", "1001")
+    toml = data_dir / "ivr.toml"
+    toml.write_text(
+        '[[menu]]\nname = "main"\ngreeting = "ivr-welcome"\nfallback = "voicemail:1001"\n'
+        '[menu.options]\n"1" = "extension:1001"\n"2" = "extension:1002"\n'
+    )
+    ok(data_dir, "ivr", "import", str(toml))
+    assert ok(data_dir, "user", "del", "1001").splitlines()[-1] == (
+        "still sending calls to 1001 (now unknown): IVR menu 'main' key 1 (extension:1001);"
+        " IVR menu 'main' fallback (voicemail:1001); forwarding of 1002"
+    )
