@@ -248,7 +248,9 @@ def _import(name: str) -> ModuleType:
 @app.command()
 def serve(
     data_dir: DataDirOption = None,
-    host: Annotated[str, typer.Option(help="Address to listen on for SIP.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="IP address to listen on for SIP (0.0.0.0: every IPv4 one).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="SIP port (UDP and TCP).")] = 5060,
     udp: Annotated[bool, typer.Option("--udp/--no-udp", help="Listen on UDP.")] = True,
     tcp: Annotated[bool, typer.Option("--tcp/--no-tcp", help="Listen on TCP.")] = True,
