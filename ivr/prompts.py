@@ -323,6 +323,18 @@ class PromptStore:
                 len(toned),
                 why,
             )
+        elif speak and not replace_tones:
+            left = [
+                n
+                for n, text in DEFAULT_PROMPTS.items()
+                if text is not None and n not in created and self.is_tone_fallback(n)
+            ]
+            if left:
+                log.warning(
+                    "%d prompts are still tone patterns from before espeak-ng was installed;"
+                    " `pbx prompt defaults` replaces them by speech",
+                    len(left),
+                )
         return created
 
     def is_tone_fallback(self, name: str) -> bool:

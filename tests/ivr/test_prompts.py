@@ -255,7 +255,11 @@ def test_tone_fallbacks_are_replaced_once_espeak_is_installed(
     mine = store.root / "mine.wav"
     write_wav(mine, np.full(400, 1234, np.int16), 8000)
     store.add("ivr-welcome", mine)  # an admin's own recording is never replaced
-    assert store.ensure_defaults() == []  # without the flag nothing changes
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ivr.prompts"):
+        assert store.ensure_defaults() == []  # without the flag nothing changes ...
+    [warning] = caplog.messages  # ... but a (re)start says what to run
+    assert warning.startswith(f"{len(spoken) - 1} prompts are still tone patterns")
     replaced = store.ensure_defaults(replace_tones=True)
     assert replaced == [n for n in spoken if n != "ivr-welcome"]
     assert not any(store.is_tone_fallback(n) for n in replaced)
