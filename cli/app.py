@@ -12,11 +12,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import importlib
+import importlib.metadata
 import inspect
 import io
 import json
 import logging
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -32,18 +34,19 @@ from typer.exceptions import TyperException
 
 from cli.amd import amd_app
 from cli.ban import ban_app, trust_app
-from cli.common import DataDirOption, format_table
+from cli.common import DataDirOption, format_table, set_global_data_dir
 from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
 from cli.common import run as _run
 from cli.dtmf import dtmf_app
 from cli.ivr import ivr_app
+from cli.ivr import references as ivr_references
 from cli.moh import moh_app
 from cli.prompt import prompt_app
 from cli.vm import vm_app
 from pbx.config import Settings
 from pbx.errors import ConfigError, ControlError, PbxError
-from pbx.store import REALM_KEY, SECRET_KEY, Forwarding, RingGroup, Store
+from pbx.store import REALM_KEY, SECRET_KEY, DeletedUser, Forwarding, RingGroup, Store
 from pbx.store.dialplan import members_of
 from pbx.users import check_display_name, check_password, check_username, generate_password
 
@@ -126,6 +129,35 @@ user_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(user_app)
+
+
+def _installed_version() -> str:
+    try:
+        return importlib.metadata.version("aiopbx")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pbx (aiopbx) {_installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    data_dir: DataDirOption = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """aiopbx: a SIP registrar and softswitch in one Python process."""
+    set_global_data_dir(data_dir)  # `pbx --data-dir DIR status` as `pbx status --data-dir DIR`
+
+
 app.add_typer(amd_app, name="amd")
 app.add_typer(ban_app, name="ban")
 app.add_typer(trust_app, name="trust")
@@ -219,7 +251,9 @@ def _import(name: str) -> ModuleType:
 @app.command()
 def serve(
     data_dir: DataDirOption = None,
-    host: Annotated[str, typer.Option(help="Address to listen on for SIP.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="IP address to listen on for SIP (0.0.0.0: every IPv4 one).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="SIP port (UDP and TCP).")] = 5060,
     udp: Annotated[bool, typer.Option("--udp/--no-udp", help="Listen on UDP.")] = True,
     tcp: Annotated[bool, typer.Option("--tcp/--no-tcp", help="Listen on TCP.")] = True,
@@ -255,8 +289,18 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    log_level: Annotated[
+        str, typer.Option(help="Log level on stderr: DEBUG, INFO, WARNING or ERROR.")
+    ] = "INFO",
+    sip_trace: Annotated[
+        bool,
+        typer.Option(
+            "--sip-trace", help="Log every SIP message in and out (passwords' hashes masked)."
+        ),
+    ] = False,
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
+    level = _log_level(log_level)
     settings = _settings(
         data_dir,
         sip_host=host,
@@ -269,7 +313,10 @@ def serve(
         ban_seconds=ban_seconds,
         auth_user_failures=refuse_after,
         trusted_networks=tuple(trust or ()),
+        sip_trace=sip_trace,
     )
+    # One server per data directory: say so now, before touching anything in it.
+    _import("pbx.instance").DataDirLock(settings.data_dir).probe()
     result = _run(_initialize(settings, realm_given=False))
     # The realm in the database wins: every stored HA1 was made with it.
     settings = dataclasses.replace(settings, realm=result.realm)
@@ -281,19 +328,37 @@ def serve(
     runner = _import("ivr.runner")
     voicemail = _import("ivr.voicemail")
     if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+    if sip_trace:
+        logging.getLogger("pbx.trace").setLevel(logging.INFO)  # whatever --log-level says
     # The CLI is the composition root: applications above pbx/ plug in here.
     player = voicemail.PromptPlayer(voicemail.PromptStore(settings.data_dir / "prompts"))
-    # A fresh install gets its system prompts now, without holding up the start.
-    threading.Thread(target=player.prepare_defaults, name="default-prompts", daemon=True).start()
     mailboxes = voicemail.VoicemailApplication(settings.data_dir, player=player)
+
+    def prepare_prompts() -> None:
+        # A fresh install gets its system prompts once the server listens (a start that
+        # fails says only why), without holding up the first calls.
+        threading.Thread(
+            target=player.prepare_defaults, name="default-prompts", daemon=True
+        ).start()
+
     server.run(
         settings,
         applications=[runner.IvrApplication(settings.data_dir, player=player), mailboxes],
         voicemail=mailboxes,
+        on_started=prepare_prompts,
     )
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(text: str) -> int:
+    """A --log-level value as a logging level. Raises: ConfigError for another word."""
+    if text.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"--log-level {text!r}: choose {', '.join(_LOG_LEVELS)}")
+    return int(getattr(logging, text.upper()))
 
 
 async def _add_user(
@@ -379,19 +444,62 @@ def user_passwd(
         _show_generated(secret)
 
 
-async def _delete_user(data_dir: Path, name: str) -> None:
+async def _delete_user(data_dir: Path, name: str) -> tuple[DeletedUser, list[str]]:
+    """Delete the user; also say what still points at its number (IVR, forwarding)."""
     async with await _open_existing(data_dir) as store:
-        await store.users.delete(name)
+        gone = await store.users.delete(name)
+        dangling = ivr_references(await store.ivr.get(), name)
+        dangling += [f"forwarding of {u}" for u in await store.dialplan.forwarding_to(name)]
+    return gone, dangling
+
+
+def _dispose_voicemail(data_dir: Path, gone: DeletedUser, keep: bool) -> str:
+    """Delete (or with `keep` set aside) a deleted user's mailbox files; say which.
+
+    The mailbox directory holds its messages and greetings; kept, it is renamed so that a
+    new user with the same number does not inherit them.
+    """
+    box_dir = data_dir / "voicemail" / gone.username
+    files = [Path(p) for p in gone.voicemail_files]
+    count = f"{len(files)} voicemail message{'' if len(files) == 1 else 's'}"
+    if not box_dir.exists() and not any(f.exists() for f in files):
+        return "no voicemail to delete" if not keep else "no voicemail to keep"
+    if keep:
+        kept = box_dir.with_name(f"{gone.username}.deleted-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            if box_dir.exists():
+                box_dir.rename(kept)
+        except OSError as exc:
+            raise PbxError(f"cannot keep {box_dir}: {exc.strerror or exc}") from None
+        return f"kept {count} and greetings in {kept} (no longer reachable by phone)"
+    for f in files:
+        f.unlink(missing_ok=True)
+    shutil.rmtree(box_dir, ignore_errors=True)
+    return f"deleted {count} and greetings ({box_dir}); --keep-voicemail keeps them"
 
 
 @user_app.command("del")
 def user_del(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Username.")],
+    keep_voicemail: Annotated[
+        bool,
+        typer.Option(
+            "--keep-voicemail", help="Keep the mailbox's messages as files instead of deleting."
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Delete a user and its registrations."""
-    _run(_delete_user(_data_dir(data_dir), name))
+    """Delete a user, its registrations, its ring group memberships and its voicemail."""
+    directory = _data_dir(data_dir)
+    gone, dangling = _run(_delete_user(directory, name))
     typer.echo(f"deleted user {name}")
+    if gone.ring_groups:
+        typer.echo(f"removed {name} from ring group(s) {', '.join(gone.ring_groups)}")
+    for group in gone.empty_ring_groups:
+        typer.echo(f"ring group {group} has no members left (pbx ringgroup del {group})")
+    typer.echo(_dispose_voicemail(directory, gone, keep_voicemail))
+    if dangling:
+        typer.echo(f"still sending calls to {name} (now unknown): {'; '.join(dangling)}")
 
 
 def _registration_row(entry: Any) -> tuple[str, str, str, str, str]:
@@ -422,7 +530,11 @@ def status(data_dir: DataDirOption = None) -> None:
         raise ControlError("the server sent a status this pbx does not understand")
     uptime = result.get("uptime")
     if isinstance(uptime, int | float):
-        typer.echo(f"up {round(uptime)} s")
+        listening = result.get("listening")
+        where = ""
+        if isinstance(listening, list) and listening:
+            where = ", listening on " + ", ".join(str(a) for a in listening)
+        typer.echo(f"up {round(uptime)} s{where}")
     rows = [_registration_row(entry) for entry in result.get("registrations", [])]
     if not rows:
         typer.echo("no registrations")
@@ -619,9 +731,9 @@ def _since(text: str | None) -> float | None:
         raise ConfigError(f"--since {text!r} is neither an ISO time nor a span like 2h") from None
 
 
-async def _list_cdrs(data_dir: Path, since: float | None, limit: int) -> list[Any]:
+async def _list_cdrs(data_dir: Path, since: float | None, limit: int) -> tuple[list[Any], int]:
     async with await _open_existing(data_dir) as store:
-        return list(await store.cdrs.list(since=since, limit=limit))
+        return list(await store.cdrs.list(since=since, limit=limit)), await store.cdrs.count(since)
 
 
 @cdr_app.command("list")
@@ -630,13 +742,26 @@ def cdr_list(
         str | None, typer.Option(help="ISO time, or a span back from now: 30m, 2h, 7d.")
     ] = None,
     output: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 1000,
+    limit: Annotated[
+        int, typer.Option(min=1, help="Show only the newest this many calls (like tail).")
+    ] = 1000,
     data_dir: DataDirOption = None,
 ) -> None:
-    """List call detail records, oldest first."""
+    """List call detail records, oldest first and newest last (like `tail`).
+
+    With more calls than --limit, the newest ones are shown and a note on stderr says
+    how many were left out (stdout stays valid CSV or JSON).
+    """
     if output not in ("table", "csv", "json"):
         raise ConfigError(f"--format {output!r}: choose table, csv or json")
-    rows = _run(_list_cdrs(_data_dir(data_dir), _since(since), limit))
+    rows, total = _run(_list_cdrs(_data_dir(data_dir), _since(since), limit))
+    if total > len(rows):
+        older = total - len(rows)
+        typer.echo(
+            f"pbx: note: showing the newest {len(rows)} of {total} calls ({older} older"
+            f" one{'' if older == 1 else 's'} left out; raise --limit or use --since)",
+            err=True,
+        )
     fields = ("id", "call_id", "caller", "callee", "start", "answer", "end", "duration",
               "billsec", "disposition", "hangup_cause", "recording")  # fmt: skip
     records = [{f: getattr(r, f) for f in fields} for r in rows]

@@ -26,9 +26,32 @@ DataDirOption = Annotated[
 ]
 
 
+_global_data_dir: Path | None = None
+
+
+def set_global_data_dir(data_dir: Path | None) -> None:
+    """Remember `pbx --data-dir DIR …` (given before the sub-command) for this run."""
+    global _global_data_dir
+    _global_data_dir = data_dir
+
+
 def data_dir_of(data_dir: Path | None) -> Path:
-    """The given data directory, else the default one."""
-    return data_dir if data_dir is not None else default_data_dir()
+    """The sub-command's --data-dir, else the one given before it, else the default."""
+    if data_dir is not None:
+        return data_dir
+    return _global_data_dir if _global_data_dir is not None else default_data_dir()
+
+
+def require_database(data_dir: Path) -> Path:
+    """Refuse to write into a directory that is not an initialized data directory (a typo
+    in --data-dir would otherwise scatter files in a new one).
+
+    Raises:
+        ConfigError: there is no database in it.
+    """
+    if not Settings(data_dir=data_dir).db_path.is_file():
+        raise ConfigError(f"no database in {data_dir}; run `pbx init` first")
+    return data_dir
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -46,10 +69,7 @@ async def open_existing(data_dir: Path) -> Store:
     Raises:
         ConfigError: there is no database yet.
     """
-    db_path = Settings(data_dir=data_dir).db_path
-    if not db_path.is_file():
-        raise ConfigError(f"no database in {data_dir}; run `pbx init` first")
-    return await Store.open(db_path)
+    return await Store.open(Settings(data_dir=require_database(data_dir)).db_path)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -1,10 +1,13 @@
 """`pbx ivr`: IVR menus and time conditions, kept as one TOML document in the database.
 
-`import FILE.toml` validates the file (`ivr.menu.parse_toml`) and replaces the
-whole configuration; `export` writes it back (normalized through `to_toml`) to
-stdout or `--output FILE`; `list` shows the menus and schedules; `clear` removes
-them. A bad file ends in one `pbx: error: …` line naming the menu and field,
-exit status 1, and leaves the stored configuration as it was.
+`import FILE.toml` validates the file (`ivr.menu.parse_toml`), checks its numbers
+against the numbering plan and replaces the whole configuration (naming what it
+replaces, and only with `--replace` when menus are stored); it warns about
+references to prompts, extensions and mailboxes that do not exist; `export`
+writes it back (normalized through `to_toml`) to stdout or `--output FILE`;
+`list` shows the menus and schedules; `clear` removes them. A bad file ends in
+one `pbx: error: …` line naming the menu and field, exit status 1, and leaves
+the stored configuration as it was.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import typer
 from cli.common import DataDirOption, data_dir_of, open_existing
 from cli.common import run as _run
 from ivr.menu import Menu, Schedule, parse_toml, to_toml
+from ivr.prompts import DEFAULT_PROMPTS, PromptStore
 from pbx.errors import ConfigError
 from pbx.store import Store
+from pbx.store.numbering import IVR_KINDS
 
 T = TypeVar("T")
 
@@ -41,9 +46,69 @@ async def _get(data_dir: Path | None) -> tuple[tuple[Menu, ...], tuple[Schedule,
     return parse_toml(text)
 
 
-async def _put(data_dir: Path | None, text: str) -> None:
+async def _put(
+    data_dir: Path | None, text: str, numbers: list[str], replace: bool
+) -> tuple[tuple[Menu, ...], tuple[Schedule, ...]]:
+    """Store the new document unless it would silently replace one; return the old one.
+
+    Raises: ConfigError (menus exist and `replace` is not set), AlreadyExistsError (a
+    number belongs to a user, ring group or feature code).
+    """
     async with await _open(data_dir) as store:
-        await store.ivr.put(text)
+        old = parse_toml(await store.ivr.get())
+        if (old[0] or old[1]) and not replace:
+            raise ConfigError(
+                f"this would replace the stored IVR configuration ({_names(*old)});"
+                " run again with --replace"
+            )
+        await store.ivr.put(text, numbers)
+    return old
+
+
+def _numbers(menus: Sequence[Menu], schedules: Sequence[Schedule]) -> list[str]:
+    """The numbers the menus and schedules answer."""
+    return [m.number for m in menus if m.number] + [s.number for s in schedules if s.number]
+
+
+def _names(menus: Sequence[Menu], schedules: Sequence[Schedule]) -> str:
+    parts = []
+    if menus:
+        parts.append(f"{_counted(len(menus), 'menu')}: {', '.join(m.name for m in menus)}")
+    if schedules:
+        parts.append(
+            f"{_counted(len(schedules), 'schedule')}: {', '.join(s.name for s in schedules)}"
+        )
+    return "; ".join(parts) or "nothing"
+
+
+async def _problems(
+    data_dir: Path | None, menus: Sequence[Menu], schedules: Sequence[Schedule]
+) -> list[str]:
+    """References the new menus make to things that do not exist (yet): prompts,
+    extensions and ring groups, mailboxes."""
+    directory = data_dir_of(data_dir)
+    prompts = set(PromptStore(directory / "prompts").names()) | set(DEFAULT_PROMPTS)
+    own_numbers = set(_numbers(menus, schedules))
+    problems: list[str] = []
+    async with await _open(data_dir) as store:
+        users = {u.username for u in await store.users.list()}
+        for menu in menus:
+            for field_name in ("greeting", "invalid_prompt", "timeout_prompt"):
+                prompt = getattr(menu, field_name)
+                if prompt not in prompts:
+                    problems.append(f"menu {menu.name!r}: {field_name} {prompt!r} is no prompt")
+            actions = [(f"key {k}", a) for k, a in menu.options.items()]
+            for where, action in [*actions, ("fallback", menu.fallback)]:
+                target = action.target or ""
+                if action.kind == "voicemail" and target not in users:
+                    problems.append(f"menu {menu.name!r} {where}: no mailbox {target}")
+                if action.kind == "extension" and target not in own_numbers:
+                    owner = await store.numbering.owner(target, ignore=IVR_KINDS)
+                    if owner is None:
+                        problems.append(
+                            f"menu {menu.name!r} {where}: no extension or ring group {target}"
+                        )
+    return problems
 
 
 async def _clear(data_dir: Path | None) -> bool:
@@ -55,12 +120,36 @@ def _counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def references(text: str, number: str) -> list[str]:
+    """Where the stored IVR document (`text`) still sends callers to `number`: one
+    "IVR menu 'main' key 1" per option or fallback (unreadable text: none)."""
+    try:
+        menus, _ = parse_toml(text)
+    except ConfigError:
+        return []
+    found: list[str] = []
+    for menu in menus:
+        actions = [(f"key {k}", a) for k, a in menu.options.items()]
+        for where, action in [*actions, ("fallback", menu.fallback)]:
+            if action.kind in ("extension", "voicemail") and action.target == number:
+                found.append(f"IVR menu {menu.name!r} {where} ({action})")
+    return found
+
+
 @ivr_app.command("import")
 def import_command(
     file: Annotated[Path, typer.Argument(metavar="FILE.toml", help="The IVR configuration.")],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace the menus and schedules stored now.")
+    ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Validate FILE.toml and make it the whole IVR configuration (replacing the old one)."""
+    """Validate FILE.toml and make it the whole IVR configuration.
+
+    Stored menus are replaced only with --replace (and are named). Numbers taken by a
+    user, ring group or feature code are refused; references to prompts, extensions,
+    ring groups or mailboxes that do not exist are reported (one warning line each).
+    """
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -70,10 +159,15 @@ def import_command(
         menus, schedules = parse_toml(text)
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
-    _run(_put(data_dir, to_toml(menus, schedules)))
+    numbers = _numbers(menus, schedules)
+    old = _run(_put(data_dir, to_toml(menus, schedules), numbers, replace))
     typer.echo(
         f"imported {_counted(len(menus), 'menu')} and {_counted(len(schedules), 'schedule')}"
     )
+    if old[0] or old[1]:
+        typer.echo(f"replaced {_names(*old)}")
+    for problem in _run(_problems(data_dir, menus, schedules)):
+        typer.echo(f"pbx: warning: {problem}", err=True)
 
 
 @ivr_app.command("export")

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import DataDirOption, data_dir_of
+from cli.common import DataDirOption, data_dir_of, require_database
 from ivr.prompts import RATE, PromptError, PromptStore
 
 prompt_app = typer.Typer(
@@ -30,9 +30,13 @@ NameArgument = Annotated[
 ]
 
 
-def prompt_store(data_dir: Path | None) -> PromptStore:
-    """The prompt set of a data directory (the default one when None)."""
-    return PromptStore(data_dir_of(data_dir) / "prompts")
+def prompt_store(data_dir: Path | None, write: bool = False) -> PromptStore:
+    """The prompt set of a data directory (the default one when None).
+
+    Raises: ConfigError when `write` is set and the directory has no database (a typo).
+    """
+    directory = data_dir_of(data_dir)
+    return PromptStore((require_database(directory) if write else directory) / "prompts")
 
 
 def _seconds(store: PromptStore, name: str) -> str:
@@ -70,7 +74,7 @@ def say_command(
     data_dir: DataDirOption = None,
 ) -> None:
     """Synthesize a prompt with espeak-ng (replaces one of the same name)."""
-    store = prompt_store(data_dir)
+    store = prompt_store(data_dir, write=True)
     store.say(name, text, voice)
     _saved(store, name)
 
@@ -82,7 +86,7 @@ def add_command(
     data_dir: DataDirOption = None,
 ) -> None:
     """Import a WAV file as a prompt, converted to 8 kHz mono (replaces one)."""
-    store = prompt_store(data_dir)
+    store = prompt_store(data_dir, write=True)
     store.add(name, file)
     _saved(store, name)
 
@@ -90,17 +94,23 @@ def add_command(
 @prompt_app.command("del")
 def del_command(name: NameArgument, data_dir: DataDirOption = None) -> None:
     """Delete a prompt."""
-    prompt_store(data_dir).delete(name)
+    prompt_store(data_dir, write=True).delete(name)
     typer.echo(f"deleted prompt {name}")
 
 
 @prompt_app.command("defaults")
 def defaults_command(data_dir: DataDirOption = None) -> None:
-    """Create the missing system prompts (spoken with espeak-ng, else tones)."""
-    store = prompt_store(data_dir)
-    created = store.ensure_defaults()
+    """Create the missing system prompts (spoken with espeak-ng, else tones).
+
+    Once espeak-ng is installed, it also replaces the prompts that were made as tone
+    patterns for lack of it (your own recordings are never touched).
+    """
+    store = prompt_store(data_dir, write=True)
+    existed = set(store.names())
+    created = store.ensure_defaults(replace_tones=True)
     if not created:
         typer.echo("every default prompt exists already")
         return
     for name in created:
-        typer.echo(f"created prompt {name} ({_seconds(store, name)} s)")
+        verb = "replaced tones of" if name in existed else "created"
+        typer.echo(f"{verb} prompt {name} ({_seconds(store, name)} s)")

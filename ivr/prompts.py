@@ -218,15 +218,8 @@ class PromptStore:
         Raises:
             PromptError: a bad name, or a file that cannot be read, or holds no audio.
         """
-        path = self.path(name)
-        try:
-            samples = load_mono(wav_path, RATE)
-        except WavError as exc:
-            raise PromptError(f"{wav_path}: {_one_line(exc.reason)}") from None
-        if samples.size == 0:
-            raise PromptError(f"{wav_path}: no audio in the file")
-        self._write(path, samples)
-        log.info("prompt %s: %.2f s from %s", name, samples.size / RATE, wav_path)
+        path, seconds = self._import(name, wav_path)
+        log.info("prompt %s: %.2f s from %s", name, seconds, wav_path)
         return path
 
     def say(self, name: str, text: str, voice: str | None = None) -> Path:
@@ -235,6 +228,24 @@ class PromptStore:
         Raises:
             PromptError: a bad name, empty text, espeak-ng not installed, or it failed.
         """
+        path, seconds = self._speak(name, text, voice)
+        log.info("prompt %s: %.2f s spoken by espeak-ng", name, seconds)
+        return path
+
+    def _import(self, name: str, wav_path: Path) -> tuple[Path, float]:
+        """`add` without its log line; returns the path and the length in seconds."""
+        path = self.path(name)
+        try:
+            samples = load_mono(wav_path, RATE)
+        except WavError as exc:
+            raise PromptError(f"{wav_path}: {_one_line(exc.reason)}") from None
+        if samples.size == 0:
+            raise PromptError(f"{wav_path}: no audio in the file")
+        self._write(path, samples)
+        return path, samples.size / RATE
+
+    def _speak(self, name: str, text: str, voice: str | None) -> tuple[Path, float]:
+        """`say` without its log line."""
         self.path(name)  # reject a bad name before running anything
         if not text.strip():
             raise PromptError("the text to say is empty")
@@ -258,7 +269,7 @@ class PromptStore:
             if done.returncode != 0 or not out.is_file():
                 reason = _one_line(done.stderr) or f"exit status {done.returncode}"
                 raise PromptError(f"espeak-ng failed: {reason}")
-            return self.add(name, out)
+            return self._import(name, out)
 
     def delete(self, name: str) -> None:
         """Remove prompt `name`. Raises: PromptError for a bad name or no such prompt."""
@@ -271,30 +282,70 @@ class PromptStore:
             raise PromptError(f"cannot delete {path}: {exc.strerror or exc}") from None
         log.info("prompt %s deleted", name)
 
-    def ensure_defaults(self) -> list[str]:
+    def ensure_defaults(self, replace_tones: bool = False) -> list[str]:
         """Create each missing prompt of the default set; return the names created.
 
         Spoken by espeak-ng when it is installed (a failure falls back to the tone
-        pattern, logged), tones otherwise; an existing prompt is never replaced.
+        pattern), tones otherwise; an existing prompt is never replaced, except that
+        `replace_tones` re-speaks the ones that are still their tone fallback (once a
+        synthesizer is installed). Nothing is logged per prompt (the caller sums up);
+        a warning says when callers will hear tones instead of words.
 
         Raises:
             PromptError: a prompt file cannot be written.
         """
         speak = shutil.which("espeak-ng") is not None
         created: list[str] = []
+        toned: list[str] = []
+        failure = ""
         for name, text in DEFAULT_PROMPTS.items():
-            if self.path(name).exists():
+            if self.path(name).exists() and not (
+                replace_tones and speak and text is not None and self.is_tone_fallback(name)
+            ):
                 continue
             if speak and text is not None:
                 try:
-                    self.say(name, text)
+                    self._speak(name, text, None)
                 except PromptError as exc:
-                    log.warning("prompt %s: %s; using a tone pattern", name, exc)
+                    failure = str(exc)
                     self._write(self.path(name), tone_pattern(name))
+                    toned.append(name)
             else:
                 self._write(self.path(name), tone_pattern(name))
+                if text is not None:
+                    toned.append(name)
             created.append(name)
+        if toned:
+            why = f"espeak-ng failed ({failure})" if failure else "espeak-ng is not installed"
+            log.warning(
+                "%d prompts are tone patterns, not words: %s; install it (Debian: apt install"
+                " espeak-ng), then run `pbx prompt defaults` to replace them",
+                len(toned),
+                why,
+            )
+        elif speak and not replace_tones:
+            left = [
+                n
+                for n, text in DEFAULT_PROMPTS.items()
+                if text is not None and n not in created and self.is_tone_fallback(n)
+            ]
+            if left:
+                log.warning(
+                    "%d prompts are still tone patterns from before espeak-ng was installed;"
+                    " `pbx prompt defaults` replaces them by speech",
+                    len(left),
+                )
         return created
+
+    def is_tone_fallback(self, name: str) -> bool:
+        """Whether prompt `name` is exactly the tone pattern written when no voice was
+        available (so `pbx prompt defaults` may replace it by speech)."""
+        try:
+            samples = self.load(name)
+        except PromptError:
+            return False
+        pattern = tone_pattern(name)
+        return samples.shape == pattern.shape and bool(np.array_equal(samples, pattern))
 
     def _write(self, path: Path, samples: npt.NDArray[np.int16]) -> None:
         """Write `samples` to `path` atomically. Raises: PromptError on an OS error."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,8 @@ class Settings:
     rtp_port_min: int = 10000
     rtp_port_max: int = 20000
     media_timeout: float = 60.0
+    # Log every SIP message in and out (credential hashes masked): `--sip-trace`.
+    sip_trace: bool = False
     # SIP timers (RFC 3261 §17.1.1.1).
     t1: float = 0.5
     t2: float = 4.0
@@ -100,6 +103,13 @@ class Settings:
 
     def validate(self) -> None:
         """Raises: ConfigError naming the first bad value."""
+        for what, host in (("--host", self.sip_host), ("control host", self.control_host)):
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ConfigError(
+                    f"{what} {host!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::)"
+                ) from None
         if not 0 <= self.sip_port <= 65535:
             raise ConfigError(f"SIP port {self.sip_port} is not between 0 and 65535")
         if not 0 <= self.control_port <= 65535:

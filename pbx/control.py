@@ -35,20 +35,26 @@ from typing import Any
 
 from pbx.config import Settings
 from pbx.errors import ControlError
+from pbx.instance import pid_alive
 
 log = logging.getLogger(__name__)
 
 Route = Callable[[dict[str, str]], Awaitable[dict[str, Any]] | dict[str, Any]]
 
 _MAX_HEAD = 16_384
+#: A connection that has not sent its request head by then is closed (quietly).
+HEAD_TIMEOUT = 10.0
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
 
 
 class ControlServer:
     """A tiny HTTP/1.1 server for JSON GET routes, one request per connection."""
 
-    def __init__(self, settings: Settings, routes: dict[str, Route]) -> None:
+    def __init__(
+        self, settings: Settings, routes: dict[str, Route], head_timeout: float = HEAD_TIMEOUT
+    ) -> None:
         self._settings = settings
+        self._head_timeout = head_timeout
         self._routes = routes
         self._token = secrets.token_urlsafe(32)
         self._server: asyncio.Server | None = None
@@ -94,11 +100,14 @@ class ControlServer:
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             log.debug("control: connection dropped: %s", exc)
+        except TimeoutError:
+            # An idle client (a port scan, a stuck script) is not an error of the server.
+            log.debug("control: no request within %g s; connection closed", self._head_timeout)
         finally:
             writer.close()
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._head_timeout)
         if len(head) > _MAX_HEAD:
             return 400, {"error": "request head too large"}
         lines = head.decode("latin-1").split("\r\n")
@@ -141,6 +150,13 @@ def _read_info(path: Path) -> dict[str, Any]:
         raise ControlError(f"cannot read {path}: {exc}") from None
     if not isinstance(info, dict) or not {"host", "port", "token"} <= info.keys():
         raise ControlError(f"{path} is not a control file of this server")
+    pid = info.get("pid")
+    if isinstance(pid, int) and not pid_alive(pid):
+        # kill -9 leaves the file behind; the next `pbx serve` replaces it.
+        raise ControlError(
+            f"the server is not running ({path.name} in {path.parent} is left from"
+            f" PID {pid}, which has ended); start it with 'pbx serve'"
+        )
     return info
 
 

@@ -303,6 +303,12 @@ class Registrar:
         if result.status != 200:
             return make_response(request, result.status, result.reason, headers=result.headers)
         if result.saved or result.removed:
+            known = self.location.get(aor)  # admin: one INFO line per new or removed binding
+            for b in result.saved:  # (a refresh only at DEBUG: thousands a second under load)
+                level = logging.DEBUG if b.contact_uri in known else logging.INFO
+                log.log(level, "register %s: %s for %d s", aor, b.contact, b.expires_at - now)
+            for b in result.removed:
+                log.info("unregister %s: %s", aor, b.contact)
             self.location.apply(aor, result.saved, result.removed)
             for binding in result.removed:
                 self._dirty[(aor, binding.contact_uri)] = None

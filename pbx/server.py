@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import ipaddress
 import logging
 import secrets
 import signal
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from media.moh import MOH_DIR, MohSource
 from media.ports import PortAllocator
@@ -26,16 +27,20 @@ from pbx.calls import CallManager
 from pbx.config import Settings
 from pbx.control import ControlServer
 from pbx.errors import ConfigError, ControlError
+from pbx.instance import DataDirLock
 from pbx.mwi import EVENT as MWI_EVENT
 from pbx.mwi import MwiPolicy, MwiService
 from pbx.registrar import Registrar, RegistrarPolicy
 from pbx.store import Store
+from pbx.trace import SipTracer
 from sip.endpoint import Endpoint
 from sip.message import Request, Response, make_response
 from sip.peer import Peer
 from sip.transaction import Timers
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SERVER_NAME = "aiopbx/0.1"
 
@@ -101,13 +106,19 @@ class PbxServer:
         self.b2bua: B2bua | None = None
         self.mwi: MwiService | None = None
         self.bans = BanList(settings.ban_policy, settings.trusted_networks)
+        self._lock = DataDirLock(settings.data_dir)
+        self._listening: list[str] = []
+        self._up = False  # start() completed: stop() then says "stopped"
 
     async def start(self) -> None:
         """Open everything and start listening.
 
-        Raises: StoreError (database), OSError (a port is taken).
+        Raises: AlreadyRunningError (another server has the data directory), StoreError
+        (database), ConfigError (an address cannot be listened on: in use, not local).
         """
         s = self.settings
+        # -- admin: one server per data directory, held until stop() ----------------
+        self._lock.acquire()
         store = self._store = await Store.open(s.db_path)
         self.realm = await store.settings.set_default("realm", s.realm)
         secret = await store.settings.set_default("nonce_secret", secrets.token_hex(32))
@@ -126,10 +137,20 @@ class PbxServer:
             timers=Timers(t1=s.t1, t2=s.t2, t4=s.t4), server_header=SERVER_NAME
         )
         endpoint.route("REGISTER", self.registrar.handle)
+        if s.sip_trace:  # admin: --sip-trace
+            endpoint.on_trace = SipTracer()
         interrupted = await store.cdrs.close_interrupted(await self._last_alive())
         if interrupted:
             log.warning("closed %d CDRs of calls that were up when the server stopped", interrupted)
-        self.sip_port = await endpoint.listen(s.sip_host, s.sip_port, udp=s.udp, tcp=s.tcp)
+        self.sip_port = await _listening(
+            endpoint.listen(s.sip_host, s.sip_port, udp=s.udp, tcp=s.tcp),
+            f"SIP on {_hostport(s.sip_host, s.sip_port)}",
+        )
+        self._listening = [
+            f"{t} {_hostport(s.sip_host, self.sip_port)}"
+            for t, on in (("udp", s.udp), ("tcp", s.tcp))
+            if on
+        ]
         self.calls = CallManager(
             endpoint,
             authenticate=self._authenticate_call,
@@ -176,7 +197,10 @@ class PbxServer:
                 "POST /bans/lift": self._lift_ban,
             },
         )
-        await self._control.start()
+        await _listening(
+            self._control.start(),
+            f"the control API on {_hostport(s.control_host, s.control_port)}",
+        )
         self.control_port = self._control.port
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -194,6 +218,7 @@ class PbxServer:
             len(self._users),
             loaded,
         )
+        self._up = True
 
     async def stop(self) -> None:
         """Stop listening, flush the registrar, close the store."""
@@ -213,7 +238,10 @@ class PbxServer:
         self._tasks = []
         if self._store is not None:
             await self._store.close()
-        log.info("aiopbx stopped")
+        if self._up:
+            log.info("aiopbx stopped")
+        self._up = False
+        self._lock.release()
 
     def status(self) -> dict[str, Any]:
         """The control API's /status."""
@@ -223,6 +251,7 @@ class PbxServer:
             "uptime": round(time.monotonic() - self._started, 3),
             "sip_port": self.sip_port,
             "realm": self.realm,
+            "listening": list(self._listening),
         }
 
     def live_calls(self) -> dict[str, Any]:
@@ -358,13 +387,46 @@ class PbxServer:
                 log.debug("users reloaded: %d", len(self._users))
 
 
+# -- admin: start-up errors as one line -------------------------------------------
+_BIND_REASONS = {
+    errno.EADDRINUSE: "the address is already in use (another server?)",
+    errno.EADDRNOTAVAIL: "that address is not one of this machine's",
+    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+}
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _listening(start: Awaitable[T], what: str) -> T:
+    """Await a listen call; turn its OSError into one ConfigError line.
+
+    Raises: ConfigError naming what could not be listened on and why.
+    """
+    try:
+        return await start
+    except OSError as exc:
+        # uvloop wraps the bind error: the errno is on its __cause__.
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        code = exc.errno or cause.errno or 0
+        reason = _BIND_REASONS.get(code) or cause.strerror or exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen for {what}: {reason}") from None
+
+
 async def serve(
     settings: Settings,
     stop: asyncio.Event | None = None,
     applications: Sequence[Application] = (),
     voicemail: VoicemailService | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Run a server until `stop` is set (or SIGINT/SIGTERM arrives)."""
+    """Run a server until `stop` is set (or SIGINT/SIGTERM arrives).
+
+    `on_started` runs once the server listens (not when the start fails): the CLI
+    starts slow preparations there (default prompts), so a failed start prints nothing
+    but its one error line.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -373,6 +435,8 @@ async def serve(
     server = PbxServer(settings, applications=applications, voicemail=voicemail)
     try:
         await server.start()
+        if on_started is not None:
+            on_started()
         tune_gc()
         await stop.wait()
     finally:
@@ -383,14 +447,16 @@ def run(
     settings: Settings,
     applications: Sequence[Application] = (),
     voicemail: VoicemailService | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
     """Blocking entry point of `pbx serve` (uvloop when importable)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    main = serve(settings, applications=applications, voicemail=voicemail, on_started=on_started)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(settings, applications=applications, voicemail=voicemail))
+        asyncio.run(main)
     else:
-        uvloop.run(serve(settings, applications=applications, voicemail=voicemail))
+        uvloop.run(main)

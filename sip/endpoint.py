@@ -97,6 +97,9 @@ class Endpoint:
         #: Event packages this endpoint is a notifier for (RFC 6665 §4.4.4): named in an
         #: Allow-Events header of the OPTIONS answer when not empty.
         self.allow_events: frozenset[str] = frozenset()
+        #: Optional trace hook (`pbx serve --sip-trace`): called with "in"/"out", the raw
+        #: message bytes and the peer, for every message received or sent.
+        self.on_trace: Callable[[str, bytes, Peer], None] | None = None
 
     # -- set-up ---------------------------------------------------------------
 
@@ -173,6 +176,8 @@ class Endpoint:
     # -- receiving ------------------------------------------------------------
 
     def _received(self, data: bytes, peer: Peer) -> None:
+        if self.on_trace is not None:
+            self.on_trace("in", data, peer)
         try:
             message = parse_message(data)
         except SipParseError as exc:
@@ -317,6 +322,8 @@ class Endpoint:
         if transport is None:
             log.warning("no %s transport to reach %s", peer.transport, peer)
             return
+        if self.on_trace is not None:
+            self.on_trace("out", data, peer)
         try:
             transport.send(data, peer)
         except (TransportError, OSError) as exc:

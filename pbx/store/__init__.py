@@ -18,9 +18,10 @@ from pbx.store.database import Database
 from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
 from pbx.store.ivr import IvrRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
+from pbx.store.numbering import NumberingPlan, Owner
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
 from pbx.store.trust import TrustRepo
-from pbx.store.users import User, UserRepo
+from pbx.store.users import DeletedUser, User, UserRepo
 from pbx.store.voicemail import Voicemail, VoicemailRepo
 
 __all__ = [
@@ -31,10 +32,13 @@ __all__ = [
     "BindingRepo",
     "Cdr",
     "CdrRepo",
+    "DeletedUser",
     "DialplanRepo",
     "Disposition",
     "Forwarding",
     "IvrRepo",
+    "NumberingPlan",
+    "Owner",
     "RingGroup",
     "SettingsRepo",
     "Store",
@@ -57,6 +61,7 @@ class Store:
     ivr: IvrRepo
     voicemail: VoicemailRepo
     trusted: TrustRepo
+    numbering: NumberingPlan
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -68,6 +73,7 @@ class Store:
         self.ivr = IvrRepo(db, clock)
         self.voicemail = VoicemailRepo(db)
         self.trusted = TrustRepo(db, clock)
+        self.numbering = NumberingPlan(db)
 
     @classmethod
     async def open(

@@ -118,9 +118,21 @@ class CdrRepo:
         return None if row is None else _cdr(row)
 
     async def list(self, since: float | None = None, limit: int = 1000) -> list[Cdr]:
-        """Calls that started at or after `since`, oldest first, at most `limit`."""
+        """The NEWEST `limit` calls that started at or after `since`, oldest first.
+
+        A busy office asks for today's calls, so the cut drops the oldest rows (like
+        `tail`); `count` says how many rows there are in all, to tell that a list was cut.
+        """
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM cdrs WHERE start >= ? ORDER BY start, id LIMIT ?",
-            (since if since is not None else float("-inf"), limit),
+            f"SELECT {_COLUMNS} FROM cdrs WHERE start >= ? ORDER BY start DESC, id DESC LIMIT ?",
+            (since if since is not None else float("-inf"), max(0, min(limit, 2**62))),
         )
-        return [_cdr(r) for r in rows]
+        return [_cdr(r) for r in reversed(rows)]
+
+    async def count(self, since: float | None = None) -> int:
+        """How many calls started at or after `since`."""
+        row = await self._db.fetchone(
+            "SELECT count(*) FROM cdrs WHERE start >= ?",
+            (since if since is not None else float("-inf"),),
+        )
+        return 0 if row is None else int(row[0])

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError
+from pbx.errors import ConfigError, NotFoundError
 from pbx.store.database import Database
+from pbx.store.numbering import claim
 
 STRATEGIES = ("all", "sequential")
 RECORDING_MODES = ("always", "never", "on_demand")
@@ -84,6 +85,14 @@ class DialplanRepo:
                 ),
             )
 
+    async def forwarding_to(self, number: str) -> list[str]:
+        """The extensions whose calls are forwarded (in any case) to `number`."""
+        rows = await self._db.fetchall(
+            "SELECT username FROM forwards WHERE ? IN (always, busy, no_answer) ORDER BY username",
+            (number,),
+        )
+        return [str(r[0]) for r in rows]
+
     async def recording_mode(self, username: str) -> str:
         """'always', 'on_demand' or 'never' (the default) for an extension's calls."""
         row = await self._db.fetchone(
@@ -108,7 +117,7 @@ class DialplanRepo:
     async def add_ring_group(self, group: RingGroup) -> None:
         """Create a ring group.
 
-        Raises: AlreadyExistsError (the number is taken by a group or a user),
+        Raises: AlreadyExistsError (the number is taken: a user, group, IVR menu ...),
         ConfigError (no members, bad strategy or time).
         """
         if group.strategy not in STRATEGIES:
@@ -118,12 +127,7 @@ class DialplanRepo:
         if group.ring_seconds <= 0:
             raise ConfigError("the ring time must be more than 0 seconds")
         async with self._db.transaction() as conn:
-            for table, column in (("users", "username"), ("ring_groups", "number")):
-                cur = await conn.execute(
-                    f"SELECT 1 FROM {table} WHERE {column} = ?", (group.number,)
-                )
-                if await cur.fetchone() is not None:
-                    raise AlreadyExistsError(f"number {group.number} is already in use")
+            await claim(conn, group.number)  # one numbering plan: users, menus, codes ...
             await conn.execute(
                 "INSERT INTO ring_groups (number, name, strategy, ring_seconds)"
                 " VALUES (?, ?, ?, ?)",

@@ -8,9 +8,10 @@ old configuration or the new one, never a mix.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from pbx.store.database import Database
+from pbx.store.numbering import IVR_KINDS, claim
 
 
 class IvrRepo:
@@ -30,13 +31,19 @@ class IvrRepo:
         row = await self._db.fetchone("SELECT updated FROM ivr_config WHERE id = 1")
         return None if row is None else float(row[0])
 
-    async def put(self, text: str) -> None:
+    async def put(self, text: str, numbers: Collection[str] = ()) -> None:
         """Replace the whole document with `text` (validate it first: see `ivr.menu`).
 
+        `numbers` are the ones its menus and schedules answer: each must be free in the
+        numbering plan (the IVR's own old numbers do not count: they are replaced).
+
         Raises:
+            AlreadyExistsError: a number belongs to a user, ring group or feature code.
             StoreError: the database could not be written.
         """
         async with self._db.transaction() as conn:
+            for number in numbers:
+                await claim(conn, number, ignore=IVR_KINDS)
             await conn.execute(
                 "INSERT INTO ivr_config (id, body, updated) VALUES (1, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated = excluded.updated",

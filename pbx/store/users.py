@@ -23,6 +23,7 @@ import aiosqlite
 
 from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError
 from pbx.store.database import Database
+from pbx.store.numbering import USER, claim
 from pbx.store.settings import REALM_KEY
 from pbx.users import check_display_name, check_password, check_username
 from sip.digest import ha1
@@ -72,6 +73,17 @@ async def _check_realm(conn: aiosqlite.Connection, realm: str) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DeletedUser:
+    """What `UserRepo.delete` removed besides the user: ring group memberships (and
+    the groups left with no member) and the files of the messages in its mailbox."""
+
+    username: str
+    ring_groups: tuple[str, ...]
+    empty_ring_groups: tuple[str, ...]
+    voicemail_files: tuple[str, ...]
+
+
 class UserRepo:
     """Users and their HA1s."""
 
@@ -87,7 +99,8 @@ class UserRepo:
         Raises:
             ConfigError: bad username, password or display name (pbx.users), or a realm
                 other than the settings' realm.
-            AlreadyExistsError: the username is taken.
+            AlreadyExistsError: the username is taken, or its number belongs to something
+                else (a ring group, an IVR menu, a feature code: see `numbering`).
         """
         check_username(username)
         check_password(password, username)
@@ -102,6 +115,7 @@ class UserRepo:
         )
         async with self._db.transaction() as conn:
             await _check_realm(conn, realm)
+            await claim(conn, username, ignore=(USER,))  # one numbering plan
             cur = await conn.execute(
                 f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (username) DO NOTHING",
@@ -159,17 +173,36 @@ class UserRepo:
         assert row is not None  # updated in this very transaction
         return _user(row)
 
-    async def delete(self, username: str) -> None:
-        """Delete a user and every registration of its address-of-record (named by the user).
+    async def delete(self, username: str) -> DeletedUser:
+        """Delete a user, every registration of its address-of-record (named by the user),
+        its membership in ring groups, and its mailbox rows (messages, PIN; by cascade).
+
+        Returns what went with it: the caller removes (or keeps) the message files.
 
         Raises:
             NotFoundError: no such user.
         """
         async with self._db.transaction() as conn:
+            async with conn.execute(
+                "SELECT path FROM voicemails WHERE box = ? ORDER BY id", (username,)
+            ) as sel:
+                paths = tuple(str(r[0]) for r in await sel.fetchall())
+            async with conn.execute(
+                "SELECT DISTINCT number FROM ring_group_members WHERE member = ? ORDER BY number",
+                (username,),
+            ) as sel:
+                groups = tuple(str(r[0]) for r in await sel.fetchall())
             cur = await conn.execute("DELETE FROM users WHERE username = ?", (username,))
             if cur.rowcount == 0:
                 raise NotFoundError(f"no user {username!r}")
             await conn.execute("DELETE FROM bindings WHERE aor = ?", (username,))
+            await conn.execute("DELETE FROM ring_group_members WHERE member = ?", (username,))
+            async with conn.execute(
+                "SELECT number FROM ring_groups WHERE number NOT IN"
+                " (SELECT number FROM ring_group_members) ORDER BY number"
+            ) as sel:
+                empty = tuple(str(r[0]) for r in await sel.fetchall() if str(r[0]) in groups)
+        return DeletedUser(username, groups, empty, paths)
 
     async def ha1_table(self) -> dict[str, tuple[str, str]]:
         """username -> (ha1_md5, ha1_sha256) for the server's in-memory auth cache.

@@ -42,6 +42,7 @@ class Voicemail:
 
 
 _COLUMNS = "id, box, caller, created, duration, path, folder"
+_MAX_ID = 2**63 - 1  # SQLite's INTEGER
 
 
 def _message(row: sqlite3.Row) -> Voicemail:
@@ -153,6 +154,8 @@ class VoicemailRepo:
         return [_message(r) for r in await self._db.fetchall(sql, params)]
 
     async def get(self, message_id: int) -> Voicemail | None:
+        if not 0 < message_id <= _MAX_ID:
+            return None  # SQLite would raise OverflowError past 64 bits
         row = await self._db.fetchone(
             f"SELECT {_COLUMNS} FROM voicemails WHERE id = ?", (message_id,)
         )
@@ -169,6 +172,8 @@ class VoicemailRepo:
 
     async def move(self, message_id: int, folder: str) -> bool:
         """File a message as new or old; True when it exists."""
+        if not 0 < message_id <= _MAX_ID:
+            return False
         if folder not in FOLDERS:
             raise ConfigError(f"folder {folder!r}: choose {' or '.join(FOLDERS)}")
         async with self._db.transaction() as conn:
@@ -179,6 +184,8 @@ class VoicemailRepo:
 
     async def delete(self, message_id: int) -> Voicemail | None:
         """Remove a message's row; returns it (its file is the caller's to remove)."""
+        if not 0 < message_id <= _MAX_ID:
+            return None
         async with self._db.transaction() as conn:
             cur = await conn.execute(
                 f"DELETE FROM voicemails WHERE id = ? RETURNING {_COLUMNS}", (message_id,)

@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pbx.store import Disposition, Store
+from tests.interop.peers import pbx_cli
+from tests.interop.phones import closed_cdrs, dial, in_thread, running_server
+from tests.interop.sipclient import SipClient
 
 runner = CliRunner()
 
@@ -85,3 +88,62 @@ def test_bad_arguments_are_one_line(data_dir: Path) -> None:
         "cdr", "list", "--since", "yesterday", "--data-dir", str(data_dir)
     )
     assert "pbx init" in _error("cdr", "list", "--data-dir", str(data_dir / "nothing"))
+
+
+def _three_calls(tmp_path: Path) -> Path:
+    async def fill() -> None:
+        async with await Store.open(tmp_path / "pbx.sqlite3") as store:
+            now = time.time()
+            for i, call_id in enumerate(("first", "second", "third")):
+                row = await store.cdrs.open(call_id, "1001", "1002", now - 300 + 60 * i)
+                await store.cdrs.close(row, now - 290 + 60 * i, Disposition.BUSY, "486")
+
+    asyncio.run(fill())
+    return tmp_path
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "json"])
+def test_limit_shows_the_newest_calls_and_says_the_list_was_cut(
+    tmp_path: Path, output: str
+) -> None:
+    data_dir = _three_calls(tmp_path)
+    result = runner.invoke(
+        app, ["cdr", "list", "--limit", "2", "--format", output, "--data-dir", str(data_dir)]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "pbx: note: showing the newest 2 of 3 calls (1 older one left out;"
+        " raise --limit or use --since)"
+    ]
+    if output == "json":
+        ids = [r["call_id"] for r in json.loads(result.stdout)]
+    elif output == "csv":
+        ids = [r["call_id"] for r in csv.DictReader(io.StringIO(result.stdout))]
+    else:
+        ids = []
+        assert len(result.stdout.splitlines()) == 3  # header + two calls
+    if ids:
+        assert ids == ["second", "third"]  # newest last, like tail
+
+
+def test_no_note_when_everything_fits(tmp_path: Path) -> None:
+    data_dir = _three_calls(tmp_path)
+    for limit in ("3", "9" * 30):  # a huge limit is no OverflowError
+        result = runner.invoke(app, ["cdr", "list", "--limit", limit, "--data-dir", str(data_dir)])
+        assert result.exit_code == 0 and result.stderr == ""
+
+
+async def test_three_calls_through_the_switch_then_limit_2(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as server, SipClient(server.sip_port) as ua:
+        for i, number in enumerate(("7771", "7772", "7773")):
+            _, final = await dial(ua, server, number, rtp_port=40000 + 2 * i)
+            assert final.status == 404
+        rows = await closed_cdrs(server, 3)
+        assert [r.callee for r in rows] == ["7771", "7772", "7773"]
+        done = await in_thread(pbx_cli, tmp_path, "cdr", "list", "--limit", "2", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert [r["callee"] for r in csv.DictReader(io.StringIO(done.stdout))] == ["7772", "7773"]
+    assert done.stderr == (
+        "pbx: note: showing the newest 2 of 3 calls (1 older one left out;"
+        " raise --limit or use --since)\n"
+    )

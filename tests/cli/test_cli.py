@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import sys
 import types
@@ -153,7 +154,9 @@ def test_user_add_list_passwd_del(data_dir: Path) -> None:
     password = generated_password(ok("user", "passwd", "1002", "--data-dir", d))
     assert stored_users(data_dir)[0].ha1_md5 == md5(f"1002:aiopbx:{password}")
 
-    assert ok("user", "del", "1002", "--data-dir", d) == "deleted user 1002\n"
+    assert ok("user", "del", "1002", "--data-dir", d) == (
+        "deleted user 1002\nno voicemail to delete\n"
+    )
     assert [u.username for u in stored_users(data_dir)] == ["alice"]
     ok("user", "del", "alice", "--data-dir", d)
     assert ok("user", "list", "--data-dir", d) == (
@@ -215,7 +218,10 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     calls: list[Settings] = []
 
     def run(
-        settings: Settings, applications: Sequence[object] = (), voicemail: object = None
+        settings: Settings,
+        applications: Sequence[object] = (),
+        voicemail: object = None,
+        on_started: object = None,
     ) -> None:
         # `pbx serve` plugs the IVR and voicemail in as applications of the switch.
         names = [type(a).__name__ for a in applications]
@@ -356,3 +362,36 @@ def test_status_garbage_reply(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -
 
 def test_format_table() -> None:
     assert format_table(("A", "BB"), [("xyz", ""), ("1", "2")]) == "A    BB\nxyz\n1    2"
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0
+    assert re.fullmatch(r"pbx \(aiopbx\) \S+\n", result.stdout)
+
+
+def test_data_dir_before_the_sub_command(data_dir: Path) -> None:
+    ok("--data-dir", str(data_dir), "init")
+    ok("--data-dir", str(data_dir), "user", "add", "1001")
+    assert ok("user", "list", "--data-dir", str(data_dir)).startswith("USERNAME")
+    assert "1001" in ok("--data-dir", str(data_dir), "user", "list")
+    # The sub-command's own --data-dir wins over the one before it.
+    other = data_dir.parent / "other"
+    ok("--data-dir", str(data_dir), "init", "--data-dir", str(other))
+    assert ok("--data-dir", str(data_dir), "user", "list", "--data-dir", str(other)).startswith(
+        "no users"
+    )
+
+
+def test_serve_options_for_debugging(data_dir: Path, fake_server: list[Settings]) -> None:
+    assert fails("serve", "--data-dir", str(data_dir), "--log-level", "loud") == (
+        "pbx: error: --log-level 'loud': choose DEBUG, INFO, WARNING, ERROR"
+    )
+    root = logging.getLogger()
+    level = root.level
+    try:
+        ok("serve", "--data-dir", str(data_dir), "--log-level", "debug", "--sip-trace")
+        assert root.level == logging.DEBUG
+    finally:
+        root.setLevel(level)
+    assert fake_server[0].sip_trace is True

@@ -63,7 +63,7 @@ def test_ring_groups(data_dir: Path) -> None:
         (("user", "forward", "7777", "--busy", "1002"), "no user '7777'"),
         (("user", "forward", "1001", "--always", "1001"), "cannot forward to itself"),
         (("ringgroup", "add", "601", "-m", "9999"), "no user '9999'"),
-        (("ringgroup", "add", "1001", "-m", "1002"), "number 1001 is already in use"),
+        (("ringgroup", "add", "1001", "-m", "1002"), "number 1001 is already taken by user 1001"),
         (("ringgroup", "add", "602", "-m", "1001", "--strategy", "random"), "choose all or"),
         (("ringgroup", "del", "603"), "no ring group '603'"),
     ],

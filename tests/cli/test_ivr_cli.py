@@ -70,7 +70,14 @@ def _stored(data_dir: Path) -> str:
 def test_import_list_export_clear(data_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "ivr.toml"
     source.write_text(CONFIG)
-    assert _pbx(data_dir, "import", str(source)) == (0, "imported 2 menus and 1 schedule\n", "")
+    assert _pbx(data_dir, "import", str(source)) == (
+        0,
+        "imported 2 menus and 1 schedule\n",
+        "pbx: warning: menu 'main': greeting 'main-greeting' is no prompt\n"
+        "pbx: warning: menu 'main' key 1: no extension or ring group 1001\n"
+        "pbx: warning: menu 'sales': greeting 'sales-greeting' is no prompt\n"
+        "pbx: warning: menu 'sales' key 1: no mailbox 1002\n",
+    )
     expected = to_toml(*parse_toml(CONFIG))
     assert _stored(data_dir) == expected
 
@@ -103,7 +110,18 @@ def test_import_replaces_the_whole_configuration(data_dir: Path, tmp_path: Path)
     first.write_text(CONFIG)
     second.write_text('[[menu]]\nname = "only"\ngreeting = "hi"\n')
     assert _pbx(data_dir, "import", str(first))[0] == 0
-    assert _pbx(data_dir, "import", str(second)) == (0, "imported 1 menu and 0 schedules\n", "")
+    assert _pbx(data_dir, "import", str(second)) == (
+        1,
+        "",
+        "pbx: error: this would replace the stored IVR configuration (2 menus: main, sales;"
+        " 1 schedule: office); run again with --replace\n",
+    )
+    assert _stored(data_dir) == to_toml(*parse_toml(CONFIG))  # untouched
+    assert _pbx(data_dir, "import", "--replace", str(second)) == (
+        0,
+        "imported 1 menu and 0 schedules\nreplaced 2 menus: main, sales; 1 schedule: office\n",
+        "pbx: warning: menu 'only': greeting 'hi' is no prompt\n",
+    )
     menus, schedules = parse_toml(_stored(data_dir))
     assert ([m.name for m in menus], schedules) == (["only"], ())
 
@@ -147,3 +165,33 @@ def test_missing_file_and_missing_database(data_dir: Path, tmp_path: Path) -> No
         "",
         f"pbx: error: no database in {empty}; run `pbx init` first\n",
     )
+
+
+def test_references_that_exist_are_not_reported(data_dir: Path, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["user", "add", "1001", "--data-dir", str(data_dir)]).exit_code == 0
+    assert runner.invoke(app, ["user", "add", "1002", "--data-dir", str(data_dir)]).exit_code == 0
+    prompts = data_dir / "prompts"
+    prompts.mkdir()
+    for name in ("main-greeting", "sales-greeting"):
+        (prompts / f"{name}.wav").write_bytes(b"")  # listed by name; content not read here
+    source = tmp_path / "ivr.toml"
+    source.write_text(CONFIG)
+    assert _pbx(data_dir, "import", str(source)) == (0, "imported 2 menus and 1 schedule\n", "")
+
+
+def test_import_of_a_number_that_is_taken_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["user", "add", "1001", "--data-dir", str(data_dir)]).exit_code == 0
+    source = tmp_path / "ivr.toml"
+    source.write_text('[[menu]]\nname = "main"\nnumber = "1001"\ngreeting = "ivr-welcome"\n')
+    assert _pbx(data_dir, "import", str(source)) == (
+        1,
+        "",
+        "pbx: error: number 1001 is already taken by user 1001\n",
+    )
+    source.write_text('[[menu]]\nname = "main"\nnumber = "*97"\ngreeting = "ivr-welcome"\n')
+    assert _pbx(data_dir, "import", str(source)) == (
+        1,
+        "",
+        "pbx: error: number *97 is already taken by feature code *97 (own mailbox)\n",
+    )
+    assert _stored(data_dir) == ""

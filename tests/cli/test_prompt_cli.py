@@ -18,8 +18,21 @@ runner = CliRunner()
 
 
 def pbx(data_dir: Path, *args: str) -> tuple[int, str, str]:
+    if not (data_dir / "pbx.sqlite3").exists():  # writes need an initialized data directory
+        assert runner.invoke(app, ["init", "--data-dir", str(data_dir)]).exit_code == 0
     result = runner.invoke(app, ["prompt", *args, "--data-dir", str(data_dir)])
     return result.exit_code, result.stdout, result.stderr
+
+
+def test_writes_refuse_a_directory_without_a_database(tmp_path: Path) -> None:
+    typo = tmp_path / "dta"
+    for args in (["defaults"], ["say", "x", "hello"], ["del", "x"], ["add", "x", "a.wav"]):
+        result = runner.invoke(app, ["prompt", *args, "--data-dir", str(typo)])
+        assert (result.exit_code, result.stdout) == (1, "")
+        assert result.stderr == f"pbx: error: no database in {typo}; run `pbx init` first\n"
+    assert not typo.exists()  # nothing was scattered there
+    listed = runner.invoke(app, ["prompt", "list", "--data-dir", str(typo)])  # reading is fine
+    assert listed.exit_code == 0
 
 
 @pytest.fixture

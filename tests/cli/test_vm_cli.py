@@ -85,3 +85,14 @@ def test_pin(tmp_path: Path) -> None:
         "",
         "pbx: error: no mailbox '9999' (no such user)\n",
     )
+
+
+def test_huge_or_zero_message_ids_are_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _setup(data)
+    huge = "9" * 40  # past SQLite's 64-bit INTEGER: was an OverflowError traceback
+    for command in ("play", "delete"):
+        for message_id in (huge, "0"):
+            code, out, err = pbx(data, "vm", command, message_id)
+            assert (code, out) == (1, ""), (command, message_id, err)
+            assert err == f"pbx: error: no voicemail message {message_id}\n"

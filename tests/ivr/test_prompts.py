@@ -238,3 +238,30 @@ def test_prompt_error_is_a_pbx_error() -> None:
     from pbx.errors import PbxError
 
     assert issubclass(PromptError, PbxError)
+
+
+def test_tone_fallbacks_are_replaced_once_espeak_is_installed(
+    store: PromptStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    need("espeak-ng")
+    with monkeypatch.context() as m:
+        m.setattr("ivr.prompts.shutil.which", lambda _name: None)
+        with caplog.at_level("INFO", logger="ivr.prompts"):
+            assert store.ensure_defaults() == list(DEFAULT_PROMPTS)
+    spoken = [n for n, text in DEFAULT_PROMPTS.items() if text is not None]
+    assert [r.levelname for r in caplog.records] == ["WARNING"]  # no line per prompt
+    assert f"{len(spoken)} prompts are tone patterns" in caplog.records[0].getMessage()
+    assert all(store.is_tone_fallback(n) for n in DEFAULT_PROMPTS)
+    mine = store.root / "mine.wav"
+    write_wav(mine, np.full(400, 1234, np.int16), 8000)
+    store.add("ivr-welcome", mine)  # an admin's own recording is never replaced
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ivr.prompts"):
+        assert store.ensure_defaults() == []  # without the flag nothing changes ...
+    [warning] = caplog.messages  # ... but a (re)start says what to run
+    assert warning.startswith(f"{len(spoken) - 1} prompts are still tone patterns")
+    replaced = store.ensure_defaults(replace_tones=True)
+    assert replaced == [n for n in spoken if n != "ivr-welcome"]
+    assert not any(store.is_tone_fallback(n) for n in replaced)
+    assert store.load("ivr-welcome").tolist() == [1234] * 400
+    assert store.is_tone_fallback("vm-beep")  # a beep stays a beep
