@@ -186,9 +186,7 @@ class Linphone:
         start = self.mark()
         self.command("status register")
         self.wait_for_output(r"^(registered|unregistered)", 10, start)
-        return any(
-            line.startswith("registered, identity=") for line in self.lines.items[start:]
-        )
+        return any(line.startswith("registered, identity=") for line in self.lines.items[start:])
 
     def wait_registered(self, timeout: float) -> None:
         """Poll `status register` (every 0.2 s) until registered; fail after `timeout` s."""

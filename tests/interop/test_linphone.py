@@ -26,7 +26,7 @@ import pytest
 from ivr.prompts import DEFAULT_PROMPTS, PromptStore
 from media.wav import load_mono, write_wav
 from tests.interop.baresip import Baresip
-from tests.interop.ear import sine, tones_in
+from tests.interop.ear import peak_hz, sine, tones_in
 from tests.interop.linphone import CONNECTED, ENDED, INCOMING, Linphone
 from tests.interop.peers import PbxProcess, add_users, need, pbx_cli, running_pbx, wait_for
 
@@ -65,6 +65,35 @@ dial_by_extension = false
 def heard(samples: np.ndarray) -> list[str]:
     """The names (keys of TONES) of the distinct tones in `samples`, in turn."""
     return tones_in(samples, TONES)
+
+
+def seconds_of(samples: np.ndarray, name: str) -> float:
+    """How long the tone `name` is heard in `samples` (100 ms windows, as `heard`)."""
+    window = RATE // 10
+    hz = TONES[name]
+    count = 0
+    for start in range(0, len(samples) - window + 1, window):
+        chunk = samples[start : start + window].astype(np.float64)
+        if (
+            np.sqrt(np.mean(chunk**2)) >= 500
+            and abs(peak_hz(samples[start : start + window]) - hz) < 30
+        ):
+            count += 1
+    return count / 10
+
+
+def talk_both_ways(linphone_ears: Any, baresip_ears: Any) -> None:
+    """Wait until each side has heard the other's tone for three seconds (Linphone's
+    two-second file looped, baresip's file)."""
+    for what, get, name in (
+        ("baresip", baresip_ears, "linphone"),
+        ("Linphone", linphone_ears, "baresip"),
+    ):
+        wait_for(
+            lambda get=get, name=name: seconds_of(get(), name) >= 3.0,
+            20,
+            f"{what} to hear {name} for 3 s (heard {heard(get())})",
+        )
 
 
 def cdrs(server: PbxProcess) -> list[dict[str, Any]]:
@@ -151,8 +180,7 @@ def test_linphone_calls_baresip_with_audio_both_ways(server: PbxProcess, tmp_pat
         callee.wait_for_output(REGISTERED, 10)
         phone.dial("1002")
         callee.wait_for_event("CALL_ESTABLISHED", 10)
-        wait_to_hear("baresip", callee.received_audio, ["linphone"])
-        wait_to_hear("Linphone", phone.received_audio, ["baresip"])
+        talk_both_ways(phone.received_audio, callee.received_audio)
         phone.hang_up()
         callee.wait_for_event("CALL_CLOSED", 10)
     assert heard(callee.received_audio()) == ["linphone"]
@@ -173,8 +201,7 @@ def test_baresip_calls_linphone_with_audio_both_ways(server: PbxProcess, tmp_pat
         callee.wait_for_output(INCOMING, 15, start)
         callee.wait_for_output(CONNECTED, 15, start)
         caller.wait_for_event("CALL_ESTABLISHED", 10)
-        wait_to_hear("baresip", caller.received_audio, ["linphone"])
-        wait_to_hear("Linphone", callee.received_audio, ["baresip"])
+        talk_both_ways(callee.received_audio, caller.received_audio)
         caller.command("hangup")
         caller.wait_for_event("CALL_CLOSED", 10)
         callee.wait_for_output(ENDED, 10, start)
@@ -212,8 +239,7 @@ def test_linphone_leaves_a_forty_second_voicemail(server: PbxProcess, tmp_path: 
         owner.wait_for_output(REGISTERED, 10)
         start = phone.mark()
         phone.dial("1002", timeout=30)
-        get = phone.received_audio  # noqa: E731
-        wait_to_hear("Linphone", get, ["vm-unavailable", "vm-beep"])
+        wait_to_hear("Linphone", phone.received_audio, ["vm-unavailable", "vm-beep"])
         # Linphone's tone (looped) is the message; the switch records until the hangup.
         index, _ = phone.lines.wait(lambda line: ENDED_RE.search(line), start, MESSAGE)
         assert index < 0, f"the call dropped while leaving the message:\n{phone.output[-2000:]}"
