@@ -2,20 +2,36 @@
 
 Facts checked on these machines, beyond ../shared/peers/linphone.md:
 
-- `linphonec` reads its commands from stdin when stdin is a pipe (readline echoes each
-  one as `linphonec> COMMAND`), so each phone is its own child process with its own
-  pipes: no `linphonecsh`, whose one socket per user (/tmp/linphonec-UID) would let
-  two phones, or two tests running in parallel, talk to each other's process.
-- Its stdout is block-buffered into a pipe: run it under `stdbuf -oL` to read the
-  state lines as they happen (`Registration on <sip:...> successful.`, `Call N with
-  <sip:...> connected.`, `Call N ... ended (...)`, `Receiving new incoming call ...`).
+- `linphonec` reads its commands from stdin when stdin is a pipe, so each phone is
+  its own child process with its own pipes: no `linphonecsh`, whose one socket per
+  user (/tmp/linphonec-UID) would let two phones, or two tests running in parallel
+  (pytest-xdist), drive each other's process.
+- readline echoes each command as `linphonec> COMMAND`; when a state line is printed
+  between the prompt and the echo, the prompt ends that line and COMMAND stands alone.
+  Without a terminal readline assumes 80 columns and scrolls longer lines (a long
+  `play /tmp/...wav` comes back as `<...` fragments): COLUMNS=4096 in its environment.
+- Its stdout is block-buffered into a pipe: it runs under `stdbuf -oL` so the state
+  lines arrive as they happen: `Call N with URI connected.`, `Receiving new incoming
+  call from URI, assigned id N`, `Call N with URI is now paused.`, `Resuming call N
+  with URI.`, `Call N with URI ended (No error).` (or `(IO error)` after the no-RTP
+  timeout). There is no registration line on stdout in this build: `status
+  register` answers `registered, identity=URI duration=N` once registered
+  (`registered=-1` while the first REGISTER is in progress, `registered=0` never tried).
 - It rewrites the `-c` config file on exit (adds every default), so the file is a
-  scratch copy under the test's directory, as is HOME.
-- `play FILE` loops the WAV while the call lasts (an 8 kHz mono S16 file is fine;
-  it resamples), and `record FILE` writes what it hears at the call's codec rate;
-  both only with `soundcard use files`, given before the call.
-- `quit` un-registers and exits within a second or two when the registrar answers;
-  with the registrar gone it still exits (the un-REGISTER is not waited for).
+  scratch copy under the test's directory, as is HOME (database, zid cache, history).
+- `play FILE` loops the WAV for the whole call (a 2 s 8 kHz mono S16 file was heard
+  for 3 s and more); `record FILE` writes what it hears at the call's codec rate
+  (8 kHz mono for G.711) with the WAV header left as 44 zero bytes until the call
+  ends. Both need `soundcard use files` first.
+- By default it offers opus, speex, G.722 and more; the config here disables them so
+  every call is G.711 (what baresip's g711 module speaks; the relay does not
+  transcode).
+- `pause` sends a re-INVITE with a=sendonly (the switch answers a=recvonly);
+  `resume` a=sendrecv.
+- With no RTP for `nortp_timeout` (30 s) it logs "Media connectivity with URI is lost,
+  call is going to be terminated" and sends a BYE without a Reason header; stdout
+  says `ended (IO error)` 32 s after the call was connected.
+- `quit` un-registers and exits within a second or two.
 """
 
 from __future__ import annotations
@@ -36,7 +52,8 @@ import pytest
 
 from media.wav import WavError, parse_wav, resample, to_int16
 from tests.interop.baresip import _Waiter
-from tests.interop.peers import free_port, need
+from tests.interop.peers import free_port
+from tests.tools import need
 
 #: Codecs Linphone offers by default that the tests switch off: a call through the
 #: switch's relay then speaks G.711 with every other phone (baresip loads g711 only).

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import re
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from ivr.prompts import DEFAULT_PROMPTS, PromptStore
@@ -28,7 +29,8 @@ from media.wav import load_mono, write_wav
 from tests.interop.baresip import Baresip
 from tests.interop.ear import peak_hz, sine, tones_in
 from tests.interop.linphone import CONNECTED, ENDED, INCOMING, Linphone
-from tests.interop.peers import PbxProcess, add_users, need, pbx_cli, running_pbx, wait_for
+from tests.interop.peers import PbxProcess, add_users, pbx_cli, running_pbx, wait_for
+from tests.tools import need
 
 pytestmark = pytest.mark.interop
 
@@ -43,6 +45,7 @@ TONES = {
     "vm-unavailable": 2300,
     "vm-beep": 2600,
 }
+Ears = Callable[[], npt.NDArray[np.int16]]
 REGISTERED = r"200 OK .*\[1 binding\]"
 IVR_WAIT = 45.0  # seconds in the silent menu: past Linphone's 30 s no-RTP timeout
 MESSAGE = 40.0  # seconds of voicemail message Linphone leaves
@@ -62,12 +65,12 @@ dial_by_extension = false
 """
 
 
-def heard(samples: np.ndarray) -> list[str]:
+def heard(samples: npt.NDArray[np.int16]) -> list[str]:
     """The names (keys of TONES) of the distinct tones in `samples`, in turn."""
     return tones_in(samples, TONES)
 
 
-def seconds_of(samples: np.ndarray, name: str) -> float:
+def seconds_of(samples: npt.NDArray[np.int16], name: str) -> float:
     """How long the tone `name` is heard in `samples` (100 ms windows, as `heard`)."""
     window = RATE // 10
     hz = TONES[name]
@@ -82,18 +85,21 @@ def seconds_of(samples: np.ndarray, name: str) -> float:
     return count / 10
 
 
-def talk_both_ways(linphone_ears: Any, baresip_ears: Any) -> None:
+def talk_both_ways(linphone_ears: Ears, baresip_ears: Ears) -> None:
     """Wait until each side has heard the other's tone for three seconds (Linphone's
     two-second file looped, baresip's file)."""
     for what, get, name in (
         ("baresip", baresip_ears, "linphone"),
         ("Linphone", linphone_ears, "baresip"),
     ):
-        wait_for(
-            lambda get=get, name=name: seconds_of(get(), name) >= 3.0,
-            20,
-            f"{what} to hear {name} for 3 s (heard {heard(get())})",
-        )
+
+        def enough(get: Ears = get, name: str = name) -> bool:
+            return seconds_of(get(), name) >= 3.0
+
+        try:
+            wait_for(enough, 20, f"{what} to hear {name} for 3 s")
+        except pytest.fail.Exception:
+            pytest.fail(f"{what} heard {seconds_of(get(), name)} s of {name}: {heard(get())}")
 
 
 def cdrs(server: PbxProcess) -> list[dict[str, Any]]:
@@ -164,7 +170,7 @@ def baresip(server: PbxProcess, workdir: Path, **kwargs: Any) -> Baresip:
     )  # fmt: skip
 
 
-def wait_to_hear(what: str, get: Any, expected: list[str], timeout: float = 15) -> None:
+def wait_to_hear(what: str, get: Ears, expected: list[str], timeout: float = 15) -> None:
     """Wait until the tones in `get()` end with `expected`."""
     try:
         wait_for(lambda: heard(get())[-len(expected) :] == expected, timeout, f"{what} to hear")
@@ -210,6 +216,21 @@ def test_baresip_calls_linphone_with_audio_both_ways(server: PbxProcess, tmp_pat
     cdr = closed_cdr(server)
     assert (cdr["caller"], cdr["callee"], cdr["disposition"]) == ("1002", "1001", "ANSWERED")
     assert cdr["hangup_cause"] == "caller hung up"
+
+
+@pytest.mark.parametrize("dtmf", ["rfc4733", "info"])
+def test_linphone_key_in_an_ivr_menu(server: PbxProcess, tmp_path: Path, dtmf: str) -> None:
+    """Linphone presses "1" (RFC 4733 telephone-event or SIP INFO) after the greeting:
+    the menu's action hangs up."""
+    with linphone(server, tmp_path / "1001", dtmf=dtmf) as phone:
+        start = phone.mark()
+        phone.dial("800")
+        wait_to_hear("Linphone", phone.received_audio, ["greeting"])
+        phone.send_digits("1")
+        phone.wait_for_output(ENDED, 15, start)
+    cdr = closed_cdr(server)
+    assert (cdr["caller"], cdr["callee"], cdr["disposition"]) == ("1001", "800", "ANSWERED")
+    assert cdr["hangup_cause"] == "IVR hangup"
 
 
 def test_linphone_stays_in_a_quiet_ivr_menu(server: PbxProcess, tmp_path: Path) -> None:
