@@ -284,8 +284,13 @@ def test_linphone_leaves_a_forty_second_voicemail(server: PbxProcess, tmp_path: 
 
 def test_held_baresip_hears_music_then_linphone_again(server: PbxProcess, tmp_path: Path) -> None:
     """Linphone calls baresip, holds (baresip hears the music on hold) and resumes
-    (baresip hears Linphone again). One SSRC per leg: baresip 1.0 drops a stream
-    whose SSRC changes under it."""
+    (baresip hears Linphone again).
+
+    Two things baresip 1.0 needs (both seen here): one stream per leg (a new SSRC with
+    an older timestamp is dropped: "SSRC changed", "discard old frame"), and, while
+    the switch plays the music itself, no a=sendonly offer crossing to it: once
+    re-INVITEd to recvonly, baresip 1.0 decodes nothing more for the rest of the call,
+    resume or not."""
     with (
         baresip(server, tmp_path / "1002", auto_answer=True) as callee,
         linphone(server, tmp_path / "1001") as phone,
