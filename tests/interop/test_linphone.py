@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -239,9 +240,13 @@ def test_linphone_stays_in_a_quiet_ivr_menu(server: PbxProcess, tmp_path: Path) 
     with linphone(server, tmp_path / "1001") as phone:
         start = phone.mark()
         phone.dial("800")
+        connected = time.monotonic()
         wait_to_hear("Linphone", phone.received_audio, ["greeting"])
-        index, _ = phone.lines.wait(lambda line: ENDED_RE.search(line), start, IVR_WAIT)
-        assert index < 0, f"the call dropped in the quiet menu:\n{phone.output[-2000:]}"
+        index, _ = phone.lines.wait(ENDED_RE.search, start, IVR_WAIT)
+        assert index < 0, (
+            f"the call dropped in the quiet menu {time.monotonic() - connected:.1f} s after "
+            f"it was connected:\n{phone.output[-2000:]}"
+        )
         phone.send_digits("1")  # "1" = hangup: the menu still listens after 45 s
         phone.wait_for_output(ENDED, 15, start)
     cdr = closed_cdr(server)
@@ -260,10 +265,14 @@ def test_linphone_leaves_a_forty_second_voicemail(server: PbxProcess, tmp_path: 
         owner.wait_for_output(REGISTERED, 10)
         start = phone.mark()
         phone.dial("1002", timeout=30)
+        connected = time.monotonic()
         wait_to_hear("Linphone", phone.received_audio, ["vm-unavailable", "vm-beep"])
         # Linphone's tone (looped) is the message; the switch records until the hangup.
-        index, _ = phone.lines.wait(lambda line: ENDED_RE.search(line), start, MESSAGE)
-        assert index < 0, f"the call dropped while leaving the message:\n{phone.output[-2000:]}"
+        index, _ = phone.lines.wait(ENDED_RE.search, start, MESSAGE)
+        assert index < 0, (
+            f"the call dropped while leaving the message {time.monotonic() - connected:.1f} s "
+            f"after it was connected:\n{phone.output[-2000:]}"
+        )
         phone.hang_up()
 
     def stored() -> list[list[str]]:
