@@ -159,7 +159,11 @@ class Linphone:
         self.config.write_text("\n".join(sections) + "\n")
 
     def __enter__(self) -> Linphone:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # a phone that failed to come up is not left running
+            raise
         return self
 
     def __exit__(
