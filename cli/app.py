@@ -233,6 +233,12 @@ def serve(
         int, typer.Option(help="Failed authentications from one address before a ban.")
     ] = 10,
     ban_seconds: Annotated[float, typer.Option(help="How long a ban lasts (seconds).")] = 600.0,
+    hold_timeout: Annotated[
+        float, typer.Option(help="Hang up a call held this long (seconds; 0: never).")
+    ] = 3600.0,
+    max_calls_per_user: Annotated[
+        int, typer.Option(help="Calls one user may have up at once (0: no limit).")
+    ] = 4,
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
     settings = _settings(
@@ -245,6 +251,8 @@ def serve(
         digest_algorithms=tuple(a.strip() for a in digest.split(",") if a.strip()),
         max_auth_failures=ban_after,
         ban_seconds=ban_seconds,
+        hold_timeout=hold_timeout,
+        max_calls_per_user=max_calls_per_user,
     )
     result = _run(_initialize(settings, realm_given=False))
     # The realm in the database wins: every stored HA1 was made with it.

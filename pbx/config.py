@@ -64,6 +64,10 @@ class Settings:
     rtp_port_min: int = 10000
     rtp_port_max: int = 20000
     media_timeout: float = 60.0
+    # A call on hold is hung up after this long (0 disables: held for ever); a user may
+    # have this many calls up at once (0: no limit), the next gets 486 (issue 10 §6).
+    hold_timeout: float = 3600.0
+    max_calls_per_user: int = 4
     # SIP timers (RFC 3261 §17.1.1.1).
     t1: float = 0.5
     t2: float = 4.0
@@ -103,5 +107,7 @@ class Settings:
             )
         if self.ring_timeout <= 0 or self.media_timeout < 0:
             raise ConfigError("ring_timeout must be > 0 and media_timeout >= 0 (0 disables)")
+        if self.hold_timeout < 0 or self.max_calls_per_user < 0:
+            raise ConfigError("hold_timeout and max_calls_per_user must be >= 0 (0 disables)")
         if self.max_auth_failures < 1 or self.ban_seconds < 0:
             raise ConfigError("max_auth_failures must be >= 1 and ban_seconds >= 0")
