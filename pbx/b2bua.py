@@ -200,12 +200,12 @@ class B2bua:
                 cause,
             )
 
-    @staticmethod
-    async def _end_all(inbound: InboundCall, legs: list[OutboundCall]) -> None:
+    async def _end_all(self, inbound: InboundCall, legs: list[OutboundCall]) -> None:
         """Leave no leg of a routed call up: BYE (or CANCEL) every callee leg still
-        alive, then the caller (500 before an answer, BYE after)."""
+        alive that no other live bridge took over (an attended transfer hands one on),
+        then the caller (500 before an answer, BYE after)."""
         for leg in legs:
-            if leg.state is not CallState.ENDED:
+            if leg.state is not CallState.ENDED and leg.id not in self.bridges:
                 try:
                     await leg.hangup(0, "call failed")
                 except Exception:
