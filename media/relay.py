@@ -30,7 +30,8 @@ source and Asterisk's strictrtp (issue 10 §4). A channel accepts, in order of t
     phone behind NAT sends from its public address) after PROBATION packets with one SSRC
     in sequence, and only until the SDP address itself speaks;
   - anyone else the same way, but only when no trusted source was heard for
-    `latch_window` seconds (a phone whose media leaves from an unexpected host).
+    `latch_window` seconds (a phone whose media leaves from an unexpected host), and
+    never when the SDP address is on the host the phone signals from.
 Once latched, packets from any source not more trusted are dropped and counted, and the
 first such source is logged once (a hijack attempt). RTCP follows the same rules; a
 non-SDP RTCP source must be on the host RTP latched to and carry the SSRC it latched
@@ -309,7 +310,8 @@ class _Channel:
 
         The SDP address always wins and locks; a source on the host the phone announced
         or signals from (a NAT) comes next, anyone else last and only when the phone has
-        not been heard for `latch_window` seconds; each needs PROBATION packets with one
+        not been heard for `latch_window` seconds (never when the SDP address is on the
+        signalling host); each needs PROBATION packets with one
         SSRC in sequence (RTCP: the SSRC latched on RTP). A latched channel takes no other
         source of its level or below (strict source, RFC 4961 symmetric RTP).
         """
@@ -348,6 +350,9 @@ class _Channel:
     def _proven(self, source: Address, data: bytes, level: int, session: RelaySession) -> bool:
         """Whether `source` has now earned the latch at `level` (see `_accept`)."""
         if level == _ANYONE:
+            expected = self.expected
+            if expected is not None and expected[0] == self.leg.signalling:
+                return False  # the SDP address is on the phone's own host: wait for it
             now = _monotonic()
             if self.learning_since is None:
                 self.learning_since = now

@@ -72,6 +72,7 @@ class AnchoredMedia:
     def offer_from(self, leg: LegName, sdp: bytes) -> bytes:
         """An offer from `leg`'s phone, rewritten for the other phone."""
         offer = SessionDescription.parse(sdp)
+        audio_stream(offer)  # address, RTP/RTCP ports, a codec: refused now, not after ringing
         self._offers[leg] = offer
         other = self.relay.leg(other_leg(leg))
         return bytes(rewrite(with_g711_fallback(offer), self.host, other.port))

@@ -245,8 +245,11 @@ async def test_nat_phone_wins_over_an_attacker_that_sprays_first(
 
 async def test_unknown_host_latches_only_after_the_window(allocator: PortAllocator) -> None:
     """A phone whose media leaves from a host it neither announced nor signals from is
-    still served, but only once no trusted source spoke for `latch_window`."""
+    still served, but only once no trusted source spoke for `latch_window`, and only when
+    its SDP address is not on its signalling host (here: SDP 127.0.0.1 private, SIP from
+    127.0.0.4 public, media from 127.0.0.3)."""
     session = signalled(RelaySession(allocator, latch_window=0.3))
+    session.set_signalling("a", "127.0.0.4")
     try:
         a_sdp, a_odd, b = await phone(), await phone("127.0.0.3"), await phone()
         session.set_remote("a", stream(a_sdp))
