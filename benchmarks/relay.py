@@ -96,6 +96,8 @@ async def serve() -> None:
         session = RelaySession(allocator, name=f"bench-{len(sessions)}")
         session.set_remote("a", AudioStream(ah, ap, ap + 1, PCMU, None, "sendrecv"))
         session.set_remote("b", AudioStream(bh, bp, bp + 1, PCMU, None, "sendrecv"))
+        session.set_signalling("a", ah)  # as the B2BUA does: the phones' SIP host
+        session.set_signalling("b", bh)
         sessions.append(session)
     reply = {"pid": os.getpid(), "ports": [[s.a.port, s.b.port] for s in sessions]}
     sys.stdout.write(json.dumps(reply) + "\n")
