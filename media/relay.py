@@ -76,10 +76,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from media.errors import MediaError
-from media.g711_tables import ALAW_TO_ULAW, ULAW_TO_ALAW
 from media.ports import PortAllocator, PortPair
-from media.rtp import StreamContinuity, payload_offset
-from media.sdp import AudioStream, Codec
+from media.rtp import (
+    PayloadMap,
+    StreamContinuity,
+    payload_map,
+    payload_offset,
+    rewrite_packet,
+)
+from media.sdp import AudioStream
 from media.telephone_event import TelephoneEventReceiver
 
 log = logging.getLogger(__name__)
@@ -87,7 +92,6 @@ log = logging.getLogger(__name__)
 LegName = Literal["a", "b"]
 Address = tuple[str, int]
 Tap = Callable[[bytes], None]
-PayloadMap = dict[int, tuple[int, bytes | None]]  # pt in -> (pt out, payload table or None)
 
 MAX_DATAGRAM = 2048
 
@@ -99,7 +103,6 @@ def other_leg(leg: LegName) -> LegName:
 
 DEFAULT_LATCH_WINDOW = 3.0
 DEFAULT_HOLD_TIMEOUT = 3600.0
-_TABLES = {("pcmu", "pcma"): ULAW_TO_ALAW, ("pcma", "pcmu"): ALAW_TO_ULAW}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,52 +114,6 @@ class LegStats:
     rtcp_packets: int
     dropped: int
     last_packet: float | None  # time.monotonic() of the last accepted RTP packet
-
-
-def transcodable(source: Codec, target: Codec) -> bool:
-    """Whether the relay can carry `source` audio to a phone that takes `target`."""
-    return source.key == target.key or (source.key, target.key) in _TABLES
-
-
-def payload_map(source: AudioStream, target: AudioStream) -> PayloadMap | None:
-    """How packets sent by the `source` phone are rewritten for the `target` phone.
-
-    None means pass-through: same codec and payload type numbers. Payload types not in the
-    map (comfort noise, a codec that was offered but not chosen) pass unchanged.
-
-    Raises:
-        MediaError: the two codecs differ and are not PCMU/PCMA.
-    """
-    src, dst = source.codec, target.codec
-    if not transcodable(src, dst):
-        raise MediaError(f"cannot transcode {src.name}/{src.clock_rate} to {dst.name}")
-    table = _TABLES.get((src.key, dst.key))
-    mapping: PayloadMap = {}
-    if table is not None or src.payload_type != dst.payload_type:
-        mapping[src.payload_type] = (dst.payload_type, table)
-    event_in, event_out = source.telephone_event, target.telephone_event
-    if event_in is not None and event_out is not None and event_in != event_out:
-        mapping[event_in] = (event_out, None)
-    return mapping or None
-
-
-def rewrite_packet(data: bytes, mapping: PayloadMap) -> bytes:
-    """One RTP datagram with its payload type (and G.711 law) changed per `mapping`.
-
-    Raises:
-        MediaError: not an RTP packet, or shorter than its header.
-    """
-    entry = mapping.get(data[1] & 0x7F) if len(data) > 1 else None
-    if entry is None:
-        return data
-    pt, table = entry
-    head = data[:1] + bytes(((data[1] & 0x80) | pt,))
-    if table is None:
-        return head + data[2:]
-    offset = 12 if data[0] == 0x80 else payload_offset(data)  # 0x80: no CSRC, no extension
-    if len(data) < offset:
-        raise MediaError("RTP packet shorter than its header")
-    return head + data[2:offset] + data[offset:].translate(table)
 
 
 PROBATION = 3

@@ -15,7 +15,7 @@ from media.errors import MediaError, PortsExhaustedError
 from media.g711_tables import ALAW_TO_ULAW, ULAW_TO_ALAW
 from media.ports import PortAllocator
 from media.relay import LegName, RelaySession, payload_map, rewrite_packet
-from media.rtp import RtpHeader, is_rtcp, payload_offset, with_payload_type
+from media.rtp import RtpHeader, StreamContinuity, is_rtcp, payload_offset, with_payload_type
 from media.sdp import AudioStream, Codec
 
 HOST = "127.0.0.1"
@@ -531,3 +531,27 @@ async def test_hold_timeout_ends_an_endless_hold(allocator: PortAllocator) -> No
         assert fired == ["b"]
     finally:
         session.close()
+
+
+def test_stream_continuity_keeps_one_stream_across_sources() -> None:
+    """Pure: relayed packets pass unchanged until the source changes; the switch's own
+    packets and a new source continue SSRC, sequence (wrapping at 2^16) and time."""
+    first = rtp(0xFFFE, ssrc=0xAAAA)
+    stream = StreamContinuity.following(first, at=10.0)
+    assert stream.relayed(first, 10.0) == first  # the same source: identity
+    nxt = rtp(0xFFFF, ssrc=0xAAAA)
+    assert stream.relayed(nxt, 10.02) == nxt
+    own = RtpHeader.parse(stream.own(0, 10.04, 160) + b"\xff" * 160)
+    assert (own.ssrc, own.sequence, own.marker) == (0xAAAA, 0, True)
+    assert own.timestamp == (0xFFFF * 160 + 160) & 0xFFFFFFFF
+    own2 = RtpHeader.parse(stream.own(0, 10.06, 160))
+    assert (own2.sequence, own2.timestamp, own2.marker) == (1, own.timestamp + 160, False)
+    back = stream.relayed(rtp(7, b"\x12" * 160, ssrc=0xBBBB), 11.06)  # 1 s later
+    header = RtpHeader.parse(back)
+    assert (header.ssrc, header.sequence, header.marker) == (0xAAAA, 2, True)
+    assert header.timestamp == own2.timestamp + 8000  # the second that passed
+    assert back[12:] == b"\x12" * 160
+    after = RtpHeader.parse(stream.relayed(rtp(8, ssrc=0xBBBB), 11.08))
+    assert (after.sequence, after.timestamp, after.marker) == (3, header.timestamp + 160, False)
+    fresh = StreamContinuity.following(None, at=0.0)
+    assert RtpHeader.parse(fresh.own(8, 0.0, 160)).marker
