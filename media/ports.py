@@ -93,7 +93,11 @@ class PortAllocator:
                 i = secrets.randbelow(len(free))
                 free[i], free[-1] = free[-1], free[i]
                 port = free.pop()
-                pair = self._bind(port)
+                try:
+                    pair = self._bind(port)
+                except PortsExhaustedError:
+                    free.append(port)
+                    raise
                 if pair is None:
                     busy.append(port)  # held by another program now; maybe not later
                     continue
@@ -117,9 +121,22 @@ class PortAllocator:
                 self._free.append(self._quarantine.popleft())
 
     def _bind(self, port: int) -> PortPair | None:
+        """Both sockets of a pair bound, or None when the port is taken.
+
+        Raises:
+            PortsExhaustedError: no file descriptor left for a socket (EMFILE, ENFILE):
+                the call fails cleanly (503) instead of with a traceback.
+        """
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        rtp = socket.socket(family, socket.SOCK_DGRAM)
-        rtcp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            rtp = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise PortsExhaustedError(f"no socket for RTP: {exc.strerror or exc}") from exc
+        try:
+            rtcp = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            rtp.close()
+            raise PortsExhaustedError(f"no socket for RTCP: {exc.strerror or exc}") from exc
         try:
             rtp.bind((self.host, port))
             rtcp.bind((self.host, port + 1))

@@ -555,3 +555,18 @@ def test_stream_continuity_keeps_one_stream_across_sources() -> None:
     assert (after.sequence, after.timestamp, after.marker) == (3, header.timestamp + 160, False)
     fresh = StreamContinuity.following(None, at=0.0)
     assert RtpHeader.parse(fresh.own(8, 0.0, 160)).marker
+
+
+def test_allocator_out_of_descriptors_is_ports_exhausted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EMFILE while making a socket: PortsExhaustedError (the B2BUA's 503), the range kept."""
+    allocator = PortAllocator(HOST, 31800, 31810)
+
+    def no_fds(*args: object) -> socket.socket:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(socket, "socket", no_fds)
+    with pytest.raises(PortsExhaustedError, match="no socket for RTP: Too many open files"):
+        allocator.allocate()
+    monkeypatch.undo()
+    assert allocator.available == 5
+    allocator.release(allocator.allocate())
