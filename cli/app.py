@@ -298,6 +298,12 @@ def serve(
             "--sip-trace", help="Log every SIP message in and out (passwords' hashes masked)."
         ),
     ] = False,
+    hold_timeout: Annotated[
+        float, typer.Option(help="Hang up a call held this long (seconds; 0: never).")
+    ] = 3600.0,
+    max_calls_per_user: Annotated[
+        int, typer.Option(help="Calls one user may have up at once (0: no limit).")
+    ] = 4,
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
     level = _log_level(log_level)
@@ -314,6 +320,8 @@ def serve(
         auth_user_failures=refuse_after,
         trusted_networks=tuple(trust or ()),
         sip_trace=sip_trace,
+        hold_timeout=hold_timeout,
+        max_calls_per_user=max_calls_per_user,
     )
     # One server per data directory: say so now, before touching anything in it.
     _import("pbx.instance").DataDirLock(settings.data_dir).probe()

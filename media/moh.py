@@ -10,21 +10,22 @@ so the admin's change needs no restart; reading and encoding happen in a thread.
 
 `MohPlayer` sends the music to one leg's phone of a `RelaySession` from that leg's
 socket: 20 ms G.711 frames in the phone's negotiated codec (PCMU or PCMA; anything
-else raises `MohError`, and the caller logs it and plays nothing), with its own SSRC,
-sequence numbers and timestamps (RFC 3550 §5.1: random starts, the marker bit on the
-first packet). It is paced by the loop clock (`loop.call_at`, one frame per 20 ms
-slot; after a stall of the loop it skips the lost slots, advancing the timestamp
-with them, rather than bursting). While it plays, the other phone's RTP is not
-forwarded to the held phone (`RelaySession.mute`): one stream reaches it, not two.
-It stops at `stop()`, or at its next slot once the session is closed.
+else raises `MohError`, and the caller logs it and plays nothing), on the leg's one RTP
+stream (`Leg.send_own`): the SSRC the phone heard from the other phone, its sequence
+numbers going on by one and its timestamps keeping time, the marker bit on the first
+music packet; on resume the other phone's packets continue that same stream (issue 9
+§8: baresip discards a stream whose SSRC changes back). Nothing is sent to a phone that
+has not proven its address (`media.relay`: no reflection). It is paced by the loop
+clock (`loop.call_at`, one frame per 20 ms slot; after a stall of the loop it skips the
+lost slots, advancing the timestamp with them, rather than bursting). While it plays,
+the other phone's RTP is not forwarded to the held phone (`RelaySession.mute`): one
+stream reaches it, not two. It stops at `stop()`, or at its next slot once the session is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,6 @@ PTIME = FRAME / RATE
 MAX_SECONDS = 600.0
 """Music beyond this many seconds (all files together) is not loaded."""
 _RESYNC = 0.1  # seconds behind its schedule after which the player skips slots
-_HEADER = struct.Struct("!BBHII")
 
 
 class MohError(MediaError):
@@ -243,14 +243,17 @@ class MohPlayer:
         self.payload_type = stream.codec.payload_type
         self._audio = music.encoded(key)
         self._pos = 0
-        self._seq = secrets.randbits(16)
-        self._ts = secrets.randbits(32)
-        self.ssrc = secrets.randbits(32)
-        self._marker = True
+        self._step = FRAME  # timestamp units to the next frame (more after skipped slots)
         self._next = 0.0
         self._handle: asyncio.TimerHandle | None = None
         self.sent = 0
         self.playing = False
+
+    @property
+    def ssrc(self) -> int | None:
+        """The SSRC of the leg's stream the music goes out on (None before the first frame)."""
+        stream = self.session.leg(self.leg).continuity
+        return stream.ssrc if stream is not None else None
 
     def start(self) -> None:
         """Mute the other phone toward this one and send the first frame now."""
@@ -288,17 +291,15 @@ class MohPlayer:
             self._advance(skipped)
             self._next += skipped * PTIME
         audio, pos = self._audio, self._pos
-        header = _HEADER.pack(
-            0x80, (0x80 if self._marker else 0) | self.payload_type, self._seq, self._ts, self.ssrc
-        )
-        if self.session.leg(self.leg).send(header + audio[pos : pos + FRAME]):
+        if self.session.leg(self.leg).send_own(
+            self.payload_type, audio[pos : pos + FRAME], self._step
+        ):
             self.sent += 1
-            self._marker = False
-        self._seq = (self._seq + 1) & 0xFFFF
+            self._step = 0
         self._advance(1)
         self._next += PTIME
         self._handle = loop.call_at(self._next, self._tick)
 
     def _advance(self, frames: int) -> None:
-        self._ts = (self._ts + frames * FRAME) & 0xFFFFFFFF
+        self._step += frames * FRAME
         self._pos = (self._pos + frames * FRAME) % len(self._audio)

@@ -23,19 +23,38 @@ with the loop (one uvloop dispatch per wakeup, a Python loop over the ready sock
 ~5% with bursty senders but nothing with evenly spread ones (16.2-16.9 against 14.8-16.6
 µs per packet at 500 calls, benchmarks/relay.py), so each socket keeps its own reader.
 
-Latching (symmetric RTP, RFC 4961, for phones behind NAT). Until a channel is *locked*
-it accepts a packet from any source and sends back to the latest source it saw; it locks
-  - at once when a packet arrives from the address the SDP gave (the phone is reachable
-    where it said: nothing else may take the stream over), or
-  - `latch_window` seconds (default 3) after it first latched onto another address.
-Once locked, packets from any other source are dropped and counted. A new SDP address
-(`set_remote`, e.g. a re-INVITE from a phone that moved) reopens learning. The window is
-a loop timer, so the hot path never reads the clock for latching.
+Latching (symmetric RTP, RFC 4961, for phones behind NAT), after rtpengine's strict
+source and Asterisk's strictrtp (issue 10 §4). A channel accepts, in order of trust:
+  - the address its SDP gave: at once, and it locks (nothing else may take over);
+  - a source on the host the SDP named or the phone signals from (`set_signalling`: a
+    phone behind NAT sends from its public address) after PROBATION packets with one SSRC
+    in sequence, and only until the SDP address itself speaks;
+  - anyone else the same way, but only when no trusted source was heard for
+    `latch_window` seconds (a phone whose media leaves from an unexpected host), and
+    never when the SDP address is on the host the phone signals from.
+Once latched, packets from any source not more trusted are dropped and counted, and the
+first such source is logged once (a hijack attempt). RTCP follows the same rules; a
+non-SDP RTCP source must be on the host RTP latched to and carry the SSRC it latched
+with. Only a re-INVITE (`set_remote` with a new address) reopens learning. Probation
+packets are not forwarded, so an attacker spraying the (random, `media.ports`) relay ports
+before the phone speaks injects nothing and hears nothing.
+
+Reflection (issue 10 §6). Until its phone has sent media, a leg sends nothing, unless the
+SDP address is on the host the phone signals from: a c= naming some victim gets no music
+on hold and no relayed audio. The packet path never raises: send errors (an unreachable
+or impossible address) are counted and logged once per channel.
+
+One stream per leg (issue 9 §8). A leg that hears music on hold (`Leg.send_own`) gets a
+`StreamContinuity`: the music continues the SSRC, sequence numbers and timestamps of what
+the other phone sent it, and from then on the other phone's packets are rewritten onto
+that stream (that channel's reader becomes `readable_continuous`). Calls that never had
+music on hold keep the plain fast path.
 
 Media timeout. When no RTP has been accepted on a leg for `timeout` seconds, `on_timeout`
 is called once with that leg's name ("a" or "b"; the one silent longest if both are), and
 the B2BUA hangs the call up. While either leg is on hold (`hold(leg, True)`) the timeout
-is not armed; resuming re-arms it with a fresh period.
+is not armed; `hold_timeout` (default one hour) after the hold began it fires instead, so
+a hold is never endless. Resuming re-arms the media timeout with a fresh period.
 
 Taps and injected media, paid for only by the calls that use them. A leg's RTP channel
 calls its `tap` (None on most calls: one comparison per packet) with every accepted
@@ -57,10 +76,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from media.errors import MediaError
-from media.g711_tables import ALAW_TO_ULAW, ULAW_TO_ALAW
 from media.ports import PortAllocator, PortPair
-from media.rtp import payload_offset
-from media.sdp import AudioStream, Codec
+from media.rtp import (
+    PayloadMap,
+    StreamContinuity,
+    payload_map,
+    payload_offset,
+    rewrite_packet,
+)
+from media.sdp import AudioStream
 from media.telephone_event import TelephoneEventReceiver
 
 log = logging.getLogger(__name__)
@@ -68,7 +92,6 @@ log = logging.getLogger(__name__)
 LegName = Literal["a", "b"]
 Address = tuple[str, int]
 Tap = Callable[[bytes], None]
-PayloadMap = dict[int, tuple[int, bytes | None]]  # pt in -> (pt out, payload table or None)
 
 MAX_DATAGRAM = 2048
 
@@ -79,7 +102,7 @@ def other_leg(leg: LegName) -> LegName:
 
 
 DEFAULT_LATCH_WINDOW = 3.0
-_TABLES = {("pcmu", "pcma"): ULAW_TO_ALAW, ("pcma", "pcmu"): ALAW_TO_ULAW}
+DEFAULT_HOLD_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,58 +116,22 @@ class LegStats:
     last_packet: float | None  # time.monotonic() of the last accepted RTP packet
 
 
-def transcodable(source: Codec, target: Codec) -> bool:
-    """Whether the relay can carry `source` audio to a phone that takes `target`."""
-    return source.key == target.key or (source.key, target.key) in _TABLES
+PROBATION = 3
+"""In-sequence packets with one SSRC a source other than the SDP address must send before
+it is latched (Asterisk's strictrtp probation is 4; its packets are dropped meanwhile)."""
 
-
-def payload_map(source: AudioStream, target: AudioStream) -> PayloadMap | None:
-    """How packets sent by the `source` phone are rewritten for the `target` phone.
-
-    None means pass-through: same codec and payload type numbers. Payload types not in the
-    map (comfort noise, a codec that was offered but not chosen) pass unchanged.
-
-    Raises:
-        MediaError: the two codecs differ and are not PCMU/PCMA.
-    """
-    src, dst = source.codec, target.codec
-    if not transcodable(src, dst):
-        raise MediaError(f"cannot transcode {src.name}/{src.clock_rate} to {dst.name}")
-    table = _TABLES.get((src.key, dst.key))
-    mapping: PayloadMap = {}
-    if table is not None or src.payload_type != dst.payload_type:
-        mapping[src.payload_type] = (dst.payload_type, table)
-    event_in, event_out = source.telephone_event, target.telephone_event
-    if event_in is not None and event_out is not None and event_in != event_out:
-        mapping[event_in] = (event_out, None)
-    return mapping or None
-
-
-def rewrite_packet(data: bytes, mapping: PayloadMap) -> bytes:
-    """One RTP datagram with its payload type (and G.711 law) changed per `mapping`.
-
-    Raises:
-        MediaError: not an RTP packet, or shorter than its header.
-    """
-    entry = mapping.get(data[1] & 0x7F) if len(data) > 1 else None
-    if entry is None:
-        return data
-    pt, table = entry
-    head = data[:1] + bytes(((data[1] & 0x80) | pt,))
-    if table is None:
-        return head + data[2:]
-    offset = 12 if data[0] == 0x80 else payload_offset(data)  # 0x80: no CSRC, no extension
-    if len(data) < offset:
-        raise MediaError("RTP packet shorter than its header")
-    return head + data[2:offset] + data[offset:].translate(table)
+# How much a source is trusted, lowest first: a channel latched at one level is taken
+# over only by a source of a higher level (strict source otherwise).
+_NONE, _ANYONE, _HOST, _EXACT = 0, 1, 2, 3
 
 
 class _Channel:
     """One socket of a leg (RTP or RTCP): its latch state, counters, where packets go."""
 
     __slots__ = (
-        "dropped", "expected", "handle", "kind", "last", "leg", "locked", "mapping", "octets",
-        "out", "packets", "recvfrom", "remote", "sendto", "sock", "source", "tap",
+        "candidate", "dropped", "errors", "expected", "head", "kind", "last", "learning_since",
+        "leg", "level", "locked", "mapping", "octets", "out", "packets", "recvfrom", "refused",
+        "remote", "sendto", "sock", "source", "ssrc", "tap",
     )  # fmt: skip
 
     def __init__(self, leg: Leg, kind: str, sock: socket.socket) -> None:
@@ -155,24 +142,45 @@ class _Channel:
         self.sendto = sock.sendto
         self.out: _Channel = self
         self.expected: Address | None = None  # where the SDP said the phone is
-        self.remote: Address | None = None  # where we send to the phone
+        self.remote: Address | None = None  # where we send to the phone (None: nowhere)
         self.source: Address | None = None  # the source accepted without a second look
-        self.locked = False
-        self.handle: asyncio.TimerHandle | None = None
+        self.level = _NONE  # how the source was latched
+        self.locked = False  # latched on the SDP address: nothing else may take over
+        self.ssrc: int | None = None  # the SSRC the source was latched with
+        self.candidate: tuple[Address, int, int, int] | None = None  # source, ssrc, seq, count
+        self.learning_since: float | None = None
+        self.refused = False  # a hijack attempt was logged (once per latch)
         self.mapping: PayloadMap | None = None
         self.packets = 0
         self.octets = 0
         self.dropped = 0
+        self.errors = 0  # sendto or tap failures (logged once)
         self.last: float | None = None
+        self.head: bytes | None = None  # the last datagram accepted (for StreamContinuity)
         self.tap: Callable[[bytes], None] | None = None  # a recorder, when recording
 
     def set_expected(self, address: Address | None) -> None:
+        """The SDP address (a new offer or answer): a changed one reopens learning."""
         if address == self.expected:
+            self._update_remote()
             return
-        self.expected = self.remote = address
+        self.expected = address
         self.source = None
+        self.level = _NONE
         self.locked = False
-        self._cancel_window()
+        self.ssrc = None
+        self.candidate = None
+        self.learning_since = None
+        self.refused = False
+        self._update_remote()
+
+    def _update_remote(self) -> None:
+        """Before anything is latched, send only to an SDP address on the host the phone
+        signals from (anything else could be a reflection victim, issue 10 §6)."""
+        if self.source is None:
+            expected = self.expected
+            trusted = expected is not None and expected[0] == self.leg.signalling
+            self.remote = expected if trusted else None
 
     def readable(self) -> None:
         """The hot path: one datagram in, one out."""
@@ -180,13 +188,14 @@ class _Channel:
             data, source = self.recvfrom(MAX_DATAGRAM)
         except OSError:  # nothing queued, or an ICMP error reported on the socket
             return
-        if source != self.source and not self._accept(source):
+        if source != self.source and not self._accept(source, data):
             return
         self.packets += 1
         self.octets += len(data)
         self.last = _monotonic()
+        self.head = data
         if self.tap is not None:
-            self.tap(data)
+            self._tap(data)
         out = self.out
         remote = out.remote
         if remote is None:
@@ -199,39 +208,145 @@ class _Channel:
                 return
         try:
             out.sendto(data, remote)
-        except OSError:  # buffer full, unreachable: RTP is loss-tolerant
-            self.dropped += 1
+        except (OSError, OverflowError, ValueError) as exc:  # RTP is loss-tolerant
+            self._send_failed(out, remote, exc)
 
-    def _accept(self, source: Address) -> bool:
-        """The slow path for a packet from a source not latched yet: latch or drop."""
-        if self.locked:
+    def readable_continuous(self) -> None:
+        """`readable` for a channel whose packets feed a leg that had music on hold: what
+        reaches that phone is rewritten onto its one stream (`StreamContinuity`). Only
+        such channels pay for it."""
+        try:
+            data, source = self.recvfrom(MAX_DATAGRAM)
+        except OSError:
+            return
+        if source != self.source and not self._accept(source, data):
+            return
+        self.packets += 1
+        self.octets += len(data)
+        now = self.last = _monotonic()
+        self.head = data
+        if self.tap is not None:
+            self._tap(data)
+        out = self.out
+        remote = out.remote
+        if remote is None:
+            return
+        if self.mapping is not None:
+            try:
+                data = rewrite_packet(data, self.mapping)
+            except MediaError:
+                self.dropped += 1
+                return
+        stream = out.leg.continuity
+        if stream is not None and out is out.leg.rtp:
+            data = stream.relayed(data, now)
+        try:
+            out.sendto(data, remote)
+        except (OSError, OverflowError, ValueError) as exc:
+            self._send_failed(out, remote, exc)
+
+    def _tap(self, data: bytes) -> None:
+        assert self.tap is not None
+        try:
+            self.tap(data)
+        except Exception:  # a recorder's bug must not become one traceback per packet
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("%s leg %s %s: tap failed (logged once)", self.leg.session.name,
+                              self.leg.name, self.kind)  # fmt: skip
+
+    def _send_failed(self, out: _Channel, remote: Address, exc: Exception) -> None:
+        self.dropped += 1
+        self.errors += 1
+        if self.errors == 1:
+            log.warning("%s leg %s %s: cannot send to %s: %s (logged once; counted)",
+                        self.leg.session.name, out.leg.name, out.kind, remote, exc)  # fmt: skip
+
+    def _accept(self, source: Address, data: bytes) -> bool:
+        """The slow path for a packet from a source not latched: latch, learn or drop.
+
+        The SDP address always wins and locks; a source on the host the phone announced
+        or signals from (a NAT) comes next, anyone else last and only when the phone has
+        not been heard for `latch_window` seconds (never when the SDP address is on the
+        signalling host); each needs PROBATION packets with one
+        SSRC in sequence (RTCP: the SSRC latched on RTP). A latched channel takes no other
+        source of its level or below (strict source, RFC 4961 symmetric RTP).
+        """
+        session = self.leg.session
+        if source == self.expected:
+            level = _EXACT
+        elif source[0] in (self.leg.signalling, self.expected[0] if self.expected else None):
+            level = _HOST
+        else:
+            level = _ANYONE
+        if level <= self.level:
+            self._refuse(source)
+            return False
+        if level < _EXACT and not self._proven(source, data, level, session):
             self.dropped += 1
             return False
+        previous = self.source
         self.source = self.remote = source
-        if source == self.expected:
-            self.locked = True
-            self._cancel_window()
-            log.debug("%s leg %s %s locked on its SDP address %s", self.leg.session.name,
-                      self.leg.name, self.kind, source)  # fmt: skip
+        self.level = level
+        self.locked = level == _EXACT
+        self.candidate = None
+        self.refused = False
+        if len(data) >= 12:
+            self.ssrc = int.from_bytes(data[8:12] if self.kind == "rtp" else data[4:8], "big")
+        if previous is not None:
+            log.info("%s leg %s %s: %s takes over from %s", session.name, self.leg.name,
+                     self.kind, source, previous)  # fmt: skip
+        elif self.locked:
+            log.debug("%s leg %s %s locked on its SDP address %s", session.name, self.leg.name,
+                      self.kind, source)  # fmt: skip
         else:
-            log.info("%s leg %s %s latched to %s (SDP said %s)", self.leg.session.name,
-                     self.leg.name, self.kind, source, self.expected)  # fmt: skip
-            if self.handle is None:
-                self.handle = self.leg.session.loop.call_later(
-                    self.leg.session.latch_window, self._lock
-                )
+            log.info("%s leg %s %s latched to %s (SDP said %s)", session.name, self.leg.name,
+                     self.kind, source, self.expected)  # fmt: skip
         return True
 
-    def _lock(self) -> None:
-        self.handle = None
-        self.locked = True
-        log.debug("%s leg %s %s locked on %s", self.leg.session.name, self.leg.name, self.kind,
-                  self.source)  # fmt: skip
+    def _proven(self, source: Address, data: bytes, level: int, session: RelaySession) -> bool:
+        """Whether `source` has now earned the latch at `level` (see `_accept`)."""
+        if level == _ANYONE:
+            expected = self.expected
+            if expected is not None and expected[0] == self.leg.signalling:
+                return False  # the SDP address is on the phone's own host: wait for it
+            now = _monotonic()
+            if self.learning_since is None:
+                self.learning_since = now
+            if now - self.learning_since < session.latch_window:
+                return False
+        if self.kind != "rtp":  # RTCP: the sender SSRC (bytes 4..8) latched on RTP
+            rtp = self.leg.rtp
+            return (
+                len(data) >= 8
+                and rtp.source is not None
+                and rtp.source[0] == source[0]
+                and int.from_bytes(data[4:8], "big") == rtp.ssrc
+            )
+        if len(data) < 12 or data[0] >> 6 != 2:
+            return False
+        seq = int.from_bytes(data[2:4], "big")
+        ssrc = int.from_bytes(data[8:12], "big")
+        candidate = self.candidate
+        if (
+            candidate is not None
+            and candidate[0] == source
+            and candidate[1] == ssrc
+            and (candidate[2] + 1) & 0xFFFF == seq
+        ):
+            count = candidate[3] + 1
+        else:
+            count = 1
+        self.candidate = (source, ssrc, seq, count)
+        return count >= PROBATION
 
-    def _cancel_window(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
+    def _refuse(self, source: Address) -> None:
+        self.dropped += 1
+        if not self.refused:
+            self.refused = True
+            log.warning("%s leg %s %s: packets from %s refused, latched to %s (possible RTP"
+                        " hijack; logged once)", self.leg.session.name, self.leg.name,
+                        self.kind, source, self.source)  # fmt: skip
 
 
 _monotonic = time.monotonic
@@ -240,12 +355,18 @@ _monotonic = time.monotonic
 class Leg:
     """One side of a relayed call: the ports its phone sends to, its counters."""
 
-    __slots__ = ("held", "name", "pair", "rtcp", "rtp", "session", "sink", "stream", "taps")
+    __slots__ = (
+        "continuity", "held", "name", "pair", "rtcp", "rtp", "session", "signalling", "sink",
+        "stream", "taps",
+    )  # fmt: skip
 
     def __init__(self, session: RelaySession, name: LegName, pair: PortPair) -> None:
         self.session = session
         self.name: LegName = name
         self.pair = pair
+        #: The host the phone's SIP comes from (`RelaySession.set_signalling`): trusted
+        #: as a destination before the phone sent media, and as a NAT'd source.
+        self.signalling: str | None = None
         self.rtp = _Channel(self, "rtp", pair.rtp)
         self.rtcp = _Channel(self, "rtcp", pair.rtcp)
         # Where the other phone's RTP goes while this leg is muted: no reader, remote None.
@@ -253,18 +374,37 @@ class Leg:
         self.stream: AudioStream | None = None
         self.held = False
         self.taps: list[Tap] = []
+        #: The one RTP stream this leg's phone hears, once the switch sent it media of its
+        #: own (music on hold); None before (then relayed packets pass unchanged).
+        self.continuity: StreamContinuity | None = None
 
     def send(self, data: bytes) -> bool:
-        """Send one datagram of the switch's own (music on hold) to this leg's phone, from
-        this leg's RTP socket; False when there is nowhere to send it or it failed."""
+        """Send one datagram of the switch's own to this leg's phone, from this leg's RTP
+        socket; False when there is nowhere to send it (the phone has not proven its
+        address yet) or it failed."""
         remote = self.rtp.remote
         if remote is None or self.session.closed:
             return False
         try:
             self.rtp.sendto(data, remote)
-        except OSError:
+        except (OSError, OverflowError, ValueError):
             return False
         return True
+
+    def send_own(self, payload_type: int, payload: bytes, samples: int) -> bool:
+        """Send a packet of the switch's own media (music on hold) to this leg's phone, on
+        the leg's one stream: the SSRC, sequence numbers and timestamps the phone heard
+        from the other phone go on (`StreamContinuity`), and the other phone's packets are
+        rewritten onto them from now on. False as for `send`."""
+        if self.rtp.remote is None or self.session.closed:
+            return False
+        now = _monotonic()
+        if self.continuity is None:
+            feeder = self.session.leg(other_leg(self.name)).rtp
+            rate = self.stream.codec.clock_rate if self.stream is not None else 8000
+            self.continuity = StreamContinuity.following(feeder.head, now, rate)
+            self.session._continuous(feeder)
+        return self.send(self.continuity.own(payload_type, now, samples) + payload)
 
     @property
     def host(self) -> str:
@@ -311,11 +451,14 @@ class RelaySession:
         timeout: float | None = None,
         on_timeout: Callable[[LegName], None] | None = None,
         latch_window: float = DEFAULT_LATCH_WINDOW,
+        hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.name = name  # e.g. the Call-ID, for log lines
         self.latch_window = latch_window
         self.timeout = timeout
+        self.hold_timeout = hold_timeout
+        self._held_since: float | None = None
         self._on_timeout = on_timeout
         self._allocator = allocator
         self._watch: asyncio.TimerHandle | None = None
@@ -340,6 +483,20 @@ class RelaySession:
     def leg(self, name: LegName) -> Leg:
         """Leg `a` or `b`."""
         return self.a if name == "a" else self.b
+
+    def set_signalling(self, name: LegName, host: str | None) -> None:
+        """The host leg `name`'s phone sends its SIP from: media may go to its SDP address
+        on that host before it sent any, and a source on it may latch (a NAT)."""
+        leg = self.leg(name)
+        leg.signalling = host
+        leg.rtp._update_remote()
+        leg.rtcp._update_remote()
+
+    def _continuous(self, channel: _Channel) -> None:
+        """Read `channel` with `readable_continuous` from now on (a leg got its own media)."""
+        if not self.closed:
+            self.loop.remove_reader(channel.sock.fileno())
+            self.loop.add_reader(channel.sock.fileno(), channel.readable_continuous)
 
     def set_remote(self, name: LegName, stream: AudioStream) -> None:
         """What leg `name`'s phone announced in its SDP: where to send, which codec.
@@ -438,15 +595,34 @@ class RelaySession:
     def hold(self, name: LegName, on: bool) -> None:
         """Mark leg `name` on hold (its phone may stop sending) or resumed.
 
-        While either leg is held the media timeout is not armed; on resume it restarts.
+        While either leg is held the media timeout is not armed; `hold_timeout` seconds
+        after the hold began (not renewed by further offers while held) `on_timeout` is
+        called for the held leg instead. On resume the media timeout restarts.
         """
         self.leg(name).held = on
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
         if not (self.a.held or self.b.held):
+            self._held_since = None
             self._started = _monotonic()  # a fresh period for both legs
             self._arm(self._started)
+            return
+        now = _monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        if self.hold_timeout is not None and not self._fired and not self.closed:
+            due = self._held_since + self.hold_timeout
+            self._watch = self.loop.call_later(max(due - now, 0.0), self._hold_expired)
+
+    def _hold_expired(self) -> None:
+        self._watch = None
+        self._fired = True
+        leg = self.a if self.a.held else self.b
+        log.info("%s hold timeout on leg %s: held for %ss", self.name, leg.name,
+                 self.hold_timeout)  # fmt: skip
+        if self._on_timeout is not None:
+            self._on_timeout(leg.name)
 
     def close(self) -> None:
         """Stop forwarding, cancel timers and give the ports back (a second call is a no-op)."""
@@ -457,7 +633,6 @@ class RelaySession:
             self._watch.cancel()
             self._watch = None
         for channel in self._channels():
-            channel._cancel_window()
             self.loop.remove_reader(channel.sock.fileno())
         self._allocator.release(self.a.pair)
         self._allocator.release(self.b.pair)

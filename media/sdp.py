@@ -7,6 +7,14 @@ and keep every other line, in order, byte for byte. So each section keeps its li
 `(type, value)` pairs; `m=` and `c=` are parsed into fields because the relay rewrites
 them, and attributes are read on demand (`rtpmap`, `fmtp`, `ptime`, direction).
 
+Untrusted input (issue 10): whatever the bytes, parsing and negotiating raise only
+`SdpError`. Media addresses must be IP literals of the declared type (`c=IN IP4 <host
+name>` is refused: resolving it would block the loop, and a B2BUA answers 488), numbers
+are ASCII digits of bounded length checked against their ranges before use (ports
+1..65535 for an active stream and its RTCP, payload types 0..127, clock rates up to
+`MAX_CLOCK_RATE`, ptime up to `MAX_PTIME`), and a body has at most `MAX_SDP_BYTES`
+octets and `MAX_SDP_LINES` lines.
+
 Serialization writes the RFC 4566 §5 order (v o s [i u e p] c [b t r z k a]; m [i] c
 [b k a]), so a description that followed it round-trips exactly (CRLF line ends).
 """
@@ -14,12 +22,20 @@ Serialization writes the RFC 4566 §5 order (v o s [i u e p] c [b t r z k a]; m 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from media.errors import SdpError
 
 Line = tuple[str, str]  # (type letter, value) of one "x=value" line
+
+MAX_SDP_BYTES = 65536
+MAX_SDP_LINES = 2000
+MAX_CLOCK_RATE = 192000
+MAX_CHANNELS = 8
+MAX_PTIME = 1000  # ms
+_MAX_DIGITS = 9  # no number of an SDP body needs more (and int() stays cheap)
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 DEFAULT_CODECS = ("PCMU", "PCMA", "G722", "opus", "telephone-event")
@@ -58,11 +74,18 @@ class Connection:
 
     @classmethod
     def parse(cls, text: str) -> Connection:
-        """Raises: SdpError: not `IN IP4|IP6 address`."""
+        """Raises: SdpError: not `IN IP4|IP6 address` with an IP literal of that type.
+
+        A host name is refused rather than resolved: resolving it on the event loop would
+        stall every call (issue 10 §3), and RFC 3264 phones put literals there anyway.
+        """
         parts = text.split()
         if len(parts) != 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
-            raise SdpError(f"bad c= line {text!r}: expected 'IN IP4|IP6 address'")
-        return cls(parts[2], parts[1], parts[0])
+            raise SdpError(f"bad c= line {text[:60]!r}: expected 'IN IP4|IP6 address'")
+        address = parts[2]
+        if not is_ip_literal(address, parts[1]):
+            raise SdpError(f"c= address {address[:60]!r} is not an {parts[1]} address literal")
+        return cls(address, parts[1], parts[0])
 
     @classmethod
     def of_host(cls, host: str) -> Connection:
@@ -70,6 +93,31 @@ class Connection:
 
     def __str__(self) -> str:
         return f"{self.net_type} {self.addr_type} {self.address}"
+
+
+def is_ip_literal(address: str, addr_type: str) -> bool:
+    """Whether `address` is a literal IPv4 (`addr_type` "IP4") or IPv6 ("IP6") address."""
+    if len(address) > 45 or not address.isascii():
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.version == (4 if addr_type == "IP4" else 6)
+
+
+def parse_number(text: str, low: int, high: int, what: str) -> int:
+    """`text` as an integer in `low`..`high`: ASCII digits only, bounded length.
+
+    Raises:
+        SdpError: anything else (Unicode digits, signs, exponents, 5,000 digits).
+    """
+    if not (0 < len(text) <= _MAX_DIGITS and text.isascii() and text.isdigit()):
+        raise SdpError(f"{what} {text[:20]!r} is not a number")
+    value = int(text)
+    if not low <= value <= high:
+        raise SdpError(f"{what} {value} is outside {low}..{high}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +156,10 @@ class MediaDescription:
             raise SdpError(f"bad m= line {text!r}: expected 'media port proto formats'")
         port_text, _, count_text = parts[1].partition("/")
         try:
-            port = int(port_text)
-            count = int(count_text) if count_text else None
-        except ValueError:
-            raise SdpError(f"bad m= line {text!r}: port {parts[1]!r} is not a number") from None
-        if not 0 <= port <= 65535:
-            raise SdpError(f"bad m= line {text!r}: port {port} out of range")
+            port = parse_number(port_text, 0, 65535, "port")
+            count = parse_number(count_text, 1, 65535, "port count") if count_text else None
+        except SdpError as exc:
+            raise SdpError(f"bad m= line {text[:60]!r}: {exc.reason}") from None
         return cls(parts[0], port, parts[2], tuple(parts[3:]), port_count=count)
 
     def __str__(self) -> str:
@@ -141,11 +187,16 @@ class MediaDescription:
 
     @property
     def ptime(self) -> int | None:
-        value = self.attribute("ptime")
-        try:
-            return int(float(value)) if value else None
-        except ValueError:
+        """The a=ptime in whole milliseconds (RFC 4566 allows a fraction), None when absent
+        or not a plain number in 1..MAX_PTIME (ignored, as a phone would)."""
+        value = (self.attribute("ptime") or "").strip()
+        whole, _, fraction = value.partition(".")
+        if not (0 < len(whole) <= 4 and whole.isascii() and whole.isdigit()):
             return None
+        if fraction and not (fraction.isascii() and fraction.isdigit()):
+            return None
+        ms = int(whole)
+        return ms if 0 < ms <= MAX_PTIME else None
 
     @property
     def codecs(self) -> tuple[Codec, ...]:
@@ -161,16 +212,22 @@ class MediaDescription:
                 (rtpmaps if name == "rtpmap" else fmtps).setdefault(fmt, rest.strip())
         out = []
         for fmt in self.formats:
-            if not fmt.isdigit():
+            if not (0 < len(fmt) <= 3 and fmt.isascii() and fmt.isdigit()):
                 continue
             pt = int(fmt)
+            if pt > 127:
+                raise SdpError(f"payload type {pt} is outside 0..127")
             if fmt in rtpmaps:
                 enc, _, rest = rtpmaps[fmt].partition("/")
                 rate_text, _, chan_text = rest.partition("/")
-                if not rate_text.isdigit() or (chan_text and not chan_text.isdigit()):
-                    raise SdpError(f"bad a=rtpmap:{fmt} {rtpmaps[fmt]!r}")
-                channels = int(chan_text) if chan_text else None
-                out.append(Codec(pt, enc, int(rate_text), channels, fmtps.get(fmt)))
+                what = f"a=rtpmap:{fmt}"
+                rate = parse_number(rate_text, 1, MAX_CLOCK_RATE, f"{what} clock rate")
+                channels = (
+                    parse_number(chan_text, 1, MAX_CHANNELS, f"{what} channels")
+                    if chan_text
+                    else None
+                )
+                out.append(Codec(pt, enc, rate, channels, fmtps.get(fmt)))
             elif pt in STATIC_PAYLOADS:
                 enc, rate, channels = STATIC_PAYLOADS[pt]
                 out.append(Codec(pt, enc, rate, channels, fmtps.get(fmt)))
@@ -199,6 +256,8 @@ class SessionDescription:
             SdpError: not UTF-8, a line that is not `x=value`, a missing v=/o=/s=, or a
                 bad c=/m= line (the message names the line).
         """
+        if len(data) > MAX_SDP_BYTES:
+            raise SdpError(f"SDP longer than {MAX_SDP_BYTES} octets")
         if isinstance(data, bytes):
             try:
                 data = data.decode("utf-8")
@@ -210,7 +269,10 @@ class SessionDescription:
         sections: list[MediaDescription] = []
         current: MediaDescription | None = None
         current_lines: list[Line] = []
-        for number, raw in enumerate(data.splitlines(), 1):
+        raw_lines = data.splitlines()
+        if len(raw_lines) > MAX_SDP_LINES:
+            raise SdpError(f"SDP has more than {MAX_SDP_LINES} lines")
+        for number, raw in enumerate(raw_lines, 1):
             if not raw.strip():
                 continue
             kind, eq, value = raw.partition("=")
@@ -298,7 +360,8 @@ def audio_stream(sdp: SessionDescription) -> AudioStream:
     in use).
 
     Raises:
-        SdpError: no active audio stream, no c= for it, or no codec we can name.
+        SdpError: no active audio stream, no c= for it, no codec we can name, or an RTCP
+            port outside 1..65535 (a=rtcp, or m= port 65535 + 1).
     """
     media = sdp.audio()
     connection = sdp.connection_of(media)
@@ -482,11 +545,16 @@ def _is_event(media: MediaDescription, fmt: str) -> bool:
 
 
 def _rtcp_port(media: MediaDescription) -> int:
-    value = media.attribute("rtcp")  # RFC 3605: a=rtcp:port [IN IP4 addr]
-    if value:
-        first = value.split()[0]
-        if first.isdigit():
-            return int(first)
+    """RFC 3605 a=rtcp:port [IN IP4 addr], else the RTP port + 1 (RFC 3550 §11).
+
+    Raises:
+        SdpError: the port is not a number in 1..65535.
+    """
+    value = media.attribute("rtcp")
+    if value and value.split():
+        return parse_number(value.split()[0], 1, 65535, "a=rtcp port")
+    if media.port >= 65535:
+        raise SdpError(f"m= port {media.port} leaves no RTCP port (port + 1 > 65535)")
     return media.port + 1
 
 

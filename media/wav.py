@@ -8,6 +8,12 @@ any rate. A data chunk whose declared size runs past the end of the file (a
 recording cut short, or a streamed header with size 0xFFFFFFFF) is read up to
 the last whole frame.
 
+Untrusted files (issue 10): the sample rate must lie in `MIN_RATE`..`MAX_RATE` and the
+audio may last at most `max_seconds` (checked from the header and the data size, before
+anything is decoded or resampled), so a 4 KB file declaring 1 Hz (70 minutes of audio
+to upsample 8000 times) is refused at once instead of costing GBs. Decoding to mono and
+resampling then work in blocks, so memory stays a few bytes per output sample.
+
 `resample` is a windowed-sinc band-limited interpolator written here so the
 package needs nothing beyond numpy: each output sample is the input convolved
 with a low-pass kernel (cut off below the lower of the two Nyquist frequencies,
@@ -48,7 +54,11 @@ _ALAW = 0x0006
 _ULAW = 0x0007
 _EXTENSIBLE = 0xFFFE
 _MAX_CHANNELS = 64
-_MAX_RATE = 1_000_000
+MIN_RATE = 8000
+MAX_RATE = 192000
+DEFAULT_MAX_SECONDS = 1800.0
+"""Longest audio `load_mono` accepts by default (half an hour)."""
+_BLOCK_FRAMES = 1 << 18  # frames decoded at a time by load_mono
 
 
 class WavError(Exception):
@@ -121,13 +131,22 @@ def _decode(fmt_tag: int, bits: int, block: int, channels: int, body: bytes) -> 
     return x.reshape(frames, channels)
 
 
-def parse_wav(data: bytes) -> WavAudio:
-    """Decode the bytes of a WAV file.
+@dataclass(frozen=True, slots=True)
+class _Header:
+    fmt_tag: int
+    channels: int
+    rate: int
+    block: int
+    bits: int
+    body: memoryview  # the data chunk, cut to whole frames
 
-    Raises:
-        WavError: not RIFF/WAVE, no fmt or data chunk, an encoding not listed above,
-            or a header that contradicts itself.
-    """
+    @property
+    def frames(self) -> int:
+        return len(self.body) // self.block
+
+
+def _header(data: bytes, max_seconds: float | None) -> _Header:
+    """The format and the data of a WAV file, checked before any decoding. Raises: WavError."""
     chunks = _chunks(data)
     fmt = chunks.get(b"fmt ")
     if fmt is None or len(fmt) < 16:
@@ -141,20 +160,39 @@ def parse_wav(data: bytes) -> WavAudio:
         (fmt_tag,) = struct.unpack_from("<H", fmt, 24)  # first two bytes of the subformat GUID
     if not 1 <= channels <= _MAX_CHANNELS:
         raise WavError(f"bad channel count {channels}")
-    if not 1 <= rate <= _MAX_RATE:
-        raise WavError(f"bad sample rate {rate}")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise WavError(f"sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE}")
     if bits == 0 or bits % 8 or block == 0:
         raise WavError(f"bad sample size ({bits} bits, block {block})")
-    return WavAudio(rate, _decode(fmt_tag, bits, block, channels, chunks[b"data"]))
+    body = memoryview(chunks[b"data"])
+    header = _Header(fmt_tag, channels, rate, block, bits, body[: len(body) // block * block])
+    if max_seconds is not None and header.frames > max_seconds * rate:
+        raise WavError(f"audio lasts {header.frames / rate:.0f} s, more than {max_seconds:g} s")
+    return header
 
 
-def read_wav(path: Path | str) -> WavAudio:
-    """Read and decode a WAV file. Raises: WavError (OS errors become one too)."""
+def parse_wav(data: bytes, *, max_seconds: float | None = None) -> WavAudio:
+    """Decode the bytes of a WAV file.
+
+    Raises:
+        WavError: not RIFF/WAVE, no fmt or data chunk, an encoding not listed above,
+            a header that contradicts itself, a sample rate outside MIN_RATE..MAX_RATE,
+            or more than `max_seconds` of audio.
+    """
+    h = _header(data, max_seconds)
+    return WavAudio(h.rate, _decode(h.fmt_tag, h.bits, h.block, h.channels, bytes(h.body)))
+
+
+def _read(path: Path | str) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise WavError(exc.strerror or str(exc)) from exc
-    return parse_wav(data)
+
+
+def read_wav(path: Path | str, *, max_seconds: float | None = None) -> WavAudio:
+    """Read and decode a WAV file. Raises: WavError (OS errors become one too)."""
+    return parse_wav(_read(path), max_seconds=max_seconds)
 
 
 def _kernel(tau: FloatArray, cutoff: float, half: float) -> FloatArray:
@@ -186,17 +224,15 @@ def resample(
     width = math.ceil(half)
     taps = np.arange(-width + 1, width + 1)  # input offsets from floor(t)
     padded = np.concatenate([np.zeros(width), signal, np.zeros(width + 1)])
-    n = np.arange(n_out, dtype=np.int64)
-    base = (n * down) // up
-    phase = (n * down) % up
     table = None
     if up <= 4096:  # one kernel row per phase, computed once
         frac = np.arange(up, dtype=np.float64) / up
         table = _kernel(taps[None, :] - frac[:, None], cutoff, half)
     out = np.empty(n_out)
     step = max(1, 262_144 // taps.size)
-    for lo in range(0, n_out, step):
-        b, p = base[lo : lo + step], phase[lo : lo + step]
+    for lo in range(0, n_out, step):  # positions made per block: no whole-output index
+        n = np.arange(lo, min(lo + step, n_out), dtype=np.int64)
+        b, p = (n * down) // up, (n * down) % up
         if table is not None:
             weights = table[p]
         else:
@@ -211,15 +247,27 @@ def to_int16(x: npt.ArrayLike) -> npt.NDArray[np.int16]:
     return np.clip(scaled, -32768, 32767).astype(np.int16)
 
 
-def load_mono(path: Path | str, rate: int = 8000) -> npt.NDArray[np.int16]:
+def load_mono(
+    path: Path | str, rate: int = 8000, *, max_seconds: float | None = DEFAULT_MAX_SECONDS
+) -> npt.NDArray[np.int16]:
     """Read any WAV file as mono 16-bit samples at `rate` (channels averaged).
 
+    The rate and the length are checked before decoding; decoding runs in blocks of
+    frames, so only the mono signal and the output are ever held whole.
+
     Raises:
-        WavError: the file cannot be read or decoded.
+        WavError: the file cannot be read or decoded, its rate is outside
+            MIN_RATE..MAX_RATE, or it lasts longer than `max_seconds`.
     """
-    audio = read_wav(path)
-    mono = audio.samples.mean(axis=1)
-    return to_int16(resample(mono, audio.rate, rate))
+    h = _header(_read(path), max_seconds)
+    mono = np.empty(h.frames)
+    step = _BLOCK_FRAMES * h.block
+    for start in range(0, len(h.body), step):
+        chunk = bytes(h.body[start : start + step])
+        frames = _decode(h.fmt_tag, h.bits, h.block, h.channels, chunk)
+        first = start // h.block
+        mono[first : first + len(frames)] = frames.mean(axis=1)
+    return to_int16(resample(mono, h.rate, rate))
 
 
 def wav_bytes(samples: npt.ArrayLike, rate: int) -> bytes:

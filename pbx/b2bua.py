@@ -8,6 +8,13 @@ users expect: unknown number 404, no registered phone 480, every phone busy
 (CANCELLED). Once answered the two legs are bridged: an offer on one (hold,
 resume, codec change) is passed to the other, and a hangup on either ends both.
 Every call leaves one CDR row.
+
+Hardening (issue 10): a user may have at most `max_calls_per_user` calls of their own
+up at once (default 4: a desk phone's lines); the next INVITE gets 486 Busy Here, the
+answer RFC 3261 §21.4.7 gives for "not willing or able to take additional calls" —
+temporary, so phones retry later and their users hear busy, where a 403 would read as
+a credential or permission problem. Whatever fails inside a call's task ends both legs
+(BYE or a final response) and closes the CDR; nothing is left up.
 """
 
 from __future__ import annotations
@@ -115,6 +122,8 @@ class B2bua:
         moh: MohSource | None = None,
         ring_timeout: float = 60.0,
         media_timeout: float | None = 60.0,
+        hold_timeout: float | None = 3600.0,
+        max_calls_per_user: int | None = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.manager = manager
@@ -127,6 +136,13 @@ class B2bua:
         self.moh = moh if moh is not None else MohSource(None)
         self.ring_timeout = ring_timeout
         self.media_timeout = media_timeout
+        #: How long a bridged call may stay on hold (None: for ever).
+        self.hold_timeout = hold_timeout
+        #: How many calls one user may have up at once (None: no limit).
+        self.max_calls_per_user = max_calls_per_user
+        self._calls_of: dict[str, int] = {}  # live calls placed by each user
+        #: The callee legs each routed call has set up (hung up if its task fails).
+        self._outbound: dict[str, list[OutboundCall]] = {}
         self._clock = clock
         #: The bridge each live bridged call belongs to (for transfers).
         self.bridges: dict[str, Bridge] = {}
@@ -140,19 +156,40 @@ class B2bua:
 
     async def route(self, inbound: InboundCall) -> None:
         """The CallManager's on_incoming hook: one caller's whole call."""
+        user = inbound.caller
+        limit = self.max_calls_per_user
+        if limit is not None and self._calls_of.get(user, 0) >= limit:
+            log.warning("call %s: %s already has %d calls up: 486", inbound.id, user, limit)
+            await inbound.reject(486, "Busy Here")
+            return
+        self._calls_of[user] = self._calls_of.get(user, 0) + 1
+        try:
+            await self._route(inbound)
+        finally:
+            left = self._calls_of.pop(user) - 1
+            if left:
+                self._calls_of[user] = left
+
+    async def _route(self, inbound: InboundCall) -> None:
         start = self._clock()
         cdr = await self.store.cdrs.open(
             inbound.request.call_id, inbound.caller, inbound.callee, start
         )
         self._cdrs[inbound.id] = cdr
+        self._outbound[inbound.id] = []
         disposition, cause = Disposition.FAILED, "failed"
         try:
             disposition, cause = await self._connect(inbound, cdr)
+        except Exception as exc:  # a bug or hostile input inside the call: end it cleanly
+            log.exception("call %s: failed inside its task", inbound.id)
+            if inbound.answered_at is not None:
+                disposition = Disposition.ANSWERED
+            cause = f"500 internal error: {type(exc).__name__}"
         finally:
             del self._cdrs[inbound.id]
+            legs = self._outbound.pop(inbound.id)
             end = self._clock()
-            if inbound.state is not CallState.ENDED:
-                await inbound.hangup(500, "Server Error")
+            await self._end_all(inbound, legs)
             await self.store.cdrs.close(cdr, end, disposition, cause)
             log.info(
                 "call %s: %s -> %s ended: %s (%s)",
@@ -162,6 +199,19 @@ class B2bua:
                 disposition,
                 cause,
             )
+
+    async def _end_all(self, inbound: InboundCall, legs: list[OutboundCall]) -> None:
+        """Leave no leg of a routed call up: BYE (or CANCEL) every callee leg still
+        alive that no other live bridge took over (an attended transfer hands one on),
+        then the caller (500 before an answer, BYE after)."""
+        for leg in legs:
+            if leg.state is not CallState.ENDED and leg.id not in self.bridges:
+                try:
+                    await leg.hangup(0, "call failed")
+                except Exception:
+                    log.exception("call %s: leg %s not hung up", inbound.id, leg.id)
+        if inbound.state is not CallState.ENDED:
+            await inbound.hangup(500, "Server Error")
 
     async def _connect(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
         for app in self.applications:
@@ -186,15 +236,18 @@ class B2bua:
 
         Raises: PortsExhaustedError (MediaError) when no ports are left.
         """
-        return AnchoredMedia(
+        media = AnchoredMedia(
             self.ports,
             self.media_host(call.peer),
             name=call.request.call_id,
             timeout=self.media_timeout,
+            hold_timeout=self.hold_timeout,
             on_timeout=lambda leg: self.manager.spawn(
                 call.hangup(0, "media timeout"), f"media timeout {call.id}"
             ),
         )
+        media.relay.set_signalling("a", call.peer.host)
+        return media
 
     async def _served(self, inbound: InboundCall, cdr: int, cause: str) -> tuple[Disposition, str]:
         """The outcome of a call an application (IVR, voicemail) served: ANSWERED when it
@@ -360,6 +413,7 @@ class B2bua:
         def ringing(call: OutboundCall, response: Response) -> None:
             early = None
             if response.status == 183 and response.body and not inbound.late_offer:
+                media.relay.set_signalling("b", call.peer.host)
                 try:
                     early = media.answer_from("b", response.body)
                 except (SdpError, MediaError) as exc:
@@ -407,6 +461,9 @@ class B2bua:
             out.on_ringing = on_ringing
             out.start(offer)
             forks.append(out)
+        legs = self._outbound.get(caller.id)
+        if legs is not None:  # a routed call: these legs end with it whatever happens
+            legs.extend(forks)
         by_final = {f.final: f for f in forks}
         pending: set[asyncio.Future[Response]] = set(by_final)
         caller_gone = asyncio.ensure_future(caller.ended.wait())

@@ -121,6 +121,9 @@ class Bridge:
 
     def _attach(self, leg: LegName, call: Call) -> None:
         self.legs[leg] = call
+        # Media may go to this phone's SDP address before it sent any only on the host
+        # its SIP comes from; a source there may latch (NAT). media.relay, issue 10 §4/§6.
+        self.media.relay.set_signalling(leg, call.peer.host)
         call.on_offer = self._offer_hook(leg)
         call.on_refer = self._refer
         call.on_info = self._info_hook(leg)

@@ -76,6 +76,10 @@ class Settings:
     media_timeout: float = 60.0
     # Log every SIP message in and out (credential hashes masked): `--sip-trace`.
     sip_trace: bool = False
+    # A call on hold is hung up after this long (0 disables: held for ever); a user may
+    # have this many calls up at once (0: no limit), the next gets 486 (issue 10 §6).
+    hold_timeout: float = 3600.0
+    max_calls_per_user: int = 4
     # SIP timers (RFC 3261 §17.1.1.1).
     t1: float = 0.5
     t2: float = 4.0
@@ -137,3 +141,5 @@ class Settings:
         self.ban_policy.check()
         for network in self.trusted_networks:
             parse_network(network)
+        if self.hold_timeout < 0 or self.max_calls_per_user < 0:
+            raise ConfigError("hold_timeout and max_calls_per_user must be >= 0 (0 disables)")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from media.errors import MediaError
 from media.ports import PortAllocator
-from media.relay import LegName, RelaySession, other_leg
+from media.relay import DEFAULT_HOLD_TIMEOUT, LegName, RelaySession, other_leg
 from media.sdp import (
     DEFAULT_CODECS,
     AudioStream,
@@ -56,9 +56,12 @@ class AnchoredMedia:
         name: str,
         timeout: float | None,
         on_timeout: Callable[[LegName], None] | None,
+        hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
     ) -> None:
         self.host = host
-        self.relay = RelaySession(allocator, name=name, timeout=timeout, on_timeout=on_timeout)
+        self.relay = RelaySession(
+            allocator, name=name, timeout=timeout, on_timeout=on_timeout, hold_timeout=hold_timeout
+        )
         self._offers: dict[LegName, SessionDescription] = {}
         #: Whether each leg's phone holds the other (its last offer was not sendrecv).
         self.holding: dict[LegName, bool] = {"a": False, "b": False}
@@ -69,6 +72,7 @@ class AnchoredMedia:
     def offer_from(self, leg: LegName, sdp: bytes) -> bytes:
         """An offer from `leg`'s phone, rewritten for the other phone."""
         offer = SessionDescription.parse(sdp)
+        audio_stream(offer)  # address, RTP/RTCP ports, a codec: refused now, not after ringing
         self._offers[leg] = offer
         other = self.relay.leg(other_leg(leg))
         return bytes(rewrite(with_g711_fallback(offer), self.host, other.port))

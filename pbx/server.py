@@ -168,6 +168,8 @@ class PbxServer:
             moh=MohSource(s.data_dir / MOH_DIR),
             ring_timeout=s.ring_timeout,
             media_timeout=s.media_timeout or None,
+            hold_timeout=s.hold_timeout or None,
+            max_calls_per_user=s.max_calls_per_user or None,
             clock=self._clock,
         )
         self.b2bua.applications = self._applications

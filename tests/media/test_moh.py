@@ -4,6 +4,7 @@ that sends it from a relay leg's socket, over real loopback UDP."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import socket
@@ -181,6 +182,8 @@ def phones() -> Iterator[tuple[Phone, Phone]]:
 async def relay(phones: tuple[Phone, Phone]) -> AsyncIterator[RelaySession]:
     base = free_port(20)
     session = RelaySession(PortAllocator(HOST, base, base + 19), name="moh-test")
+    session.set_signalling("a", HOST)  # the phones' SIP comes from HOST: trusted targets
+    session.set_signalling("b", HOST)
     yield session
     session.close()
 
@@ -228,15 +231,20 @@ async def test_other_phone_is_muted_while_music_plays_then_forwarded_again(
     player.start()
     for seq in range(5):  # the holding phone keeps sending: none of it reaches b
         a.sock.sendto(rtp(seq, 0xA), (HOST, relay.a.port))
-    ssrcs = {RtpHeader.parse((await b.receive())[0]).ssrc for _ in range(15)}
-    assert ssrcs == {player.ssrc}
+    heard = [(await b.receive())[0] for _ in range(15)]
+    assert {RtpHeader.parse(data).ssrc for data in heard} == {player.ssrc}
     assert relay.a.stats.packets == 5  # received and counted, not forwarded
+    last_music = heard[-1]
     player.stop()
-    a.sock.sendto(rtp(9, 0xA), (HOST, relay.a.port))
-    # Same socket, same order: the music sent before stop() comes first, then a's packet.
-    while RtpHeader.parse(data := (await b.receive())[0]).ssrc == player.ssrc:
-        pass
-    assert data == rtp(9, 0xA)
+    a.sock.sendto(rtp(9, 0xA, b"\x12" * FRAME), (HOST, relay.a.port))
+    # Same socket, same order: the music sent before stop() comes first, then a's packet,
+    # on the stream b has been hearing (one SSRC per leg, marked as a new talkspurt).
+    music = RtpHeader.parse(last_music)
+    while not (data := (await b.receive())[0]).endswith(b"\x12" * FRAME):
+        music = RtpHeader.parse(data)
+    header = RtpHeader.parse(data)
+    assert (header.ssrc, header.marker) == (player.ssrc, True)
+    assert header.sequence == (music.sequence + 1) & 0xFFFF
     assert await b.nothing_within(0.2)  # and no music after it
     assert not player.playing
 
@@ -298,3 +306,70 @@ async def test_player_skips_slots_after_a_stall(
     assert second.sequence == (first.sequence + 1) & 0xFFFF
     frames, rest = divmod((second.timestamp - first.timestamp) & 0xFFFFFFFF, FRAME)
     assert rest == 0 and 25 <= frames <= 30  # 1 + the ~24 slots lost (+ scheduling delay)
+
+
+async def test_held_then_resumed_leg_hears_one_stream(
+    relay: RelaySession, phones: tuple[Phone, Phone]
+) -> None:
+    """Issue 9 §8: what b receives before, during and after music on hold is one RTP
+    stream: one SSRC, sequence numbers +1 each, timestamps increasing; the marker bit
+    where the source changes."""
+    a, b = phones
+    relay.set_remote("a", a.stream())
+    relay.set_remote("b", b.stream())
+    for seq in range(1000, 1005):  # a talks to b: relayed untouched
+        a.sock.sendto(rtp(seq, 0xA), (HOST, relay.a.port))
+    before = [(await b.receive())[0] for _ in range(5)]
+    assert before == [rtp(seq, 0xA) for seq in range(1000, 1005)]
+    player = MohPlayer(relay, "b", MohMusic.from_samples(tone(700, 1.0), ()))
+    player.start()
+    during = [(await b.receive())[0] for _ in range(10)]
+    player.stop()
+    for seq in range(7, 17):  # a resumes, from another sequence number and timestamp
+        a.sock.sendto(rtp(seq, 0xA, b"\x12" * FRAME), (HOST, relay.a.port))
+    after = []
+    while len(after) < 10:
+        data = (await b.receive())[0]
+        if data.endswith(b"\x12" * FRAME):
+            after.append(data)
+        else:
+            during.append(data)  # music sent before stop() still in flight
+    headers = [RtpHeader.parse(d) for d in before + during + after]
+    assert {h.ssrc for h in headers} == {0xA}
+    assert player.ssrc == 0xA
+    seqs = [h.sequence for h in headers]
+    assert seqs == [(1000 + i) & 0xFFFF for i in range(len(headers))]
+    stamps = [h.timestamp for h in headers]
+    assert all(0 < (y - x) & 0xFFFFFFFF < 0x80000000 for x, y in itertools.pairwise(stamps))
+    first_music, first_after = len(before), len(before) + len(during)
+    assert [i for i, h in enumerate(headers) if h.marker] == [first_music, first_after]
+    assert [d[12:] for d in after] == [b"\x12" * FRAME] * 10
+
+
+async def test_relay_without_music_keeps_the_plain_fast_path(
+    relay: RelaySession, phones: tuple[Phone, Phone]
+) -> None:
+    a, b = phones
+    relay.set_remote("a", a.stream())
+    relay.set_remote("b", b.stream())
+    a.sock.sendto(rtp(1, 0xA), (HOST, relay.a.port))
+    assert (await b.receive())[0] == rtp(1, 0xA)
+    assert relay.b.continuity is None and relay.a.continuity is None
+
+
+async def test_no_music_to_a_phone_that_never_sent_media(
+    relay: RelaySession, phones: tuple[Phone, Phone]
+) -> None:
+    """Issue 10 §6: b's SDP names an address on a host b does not signal from (a victim):
+    music on hold plays to nobody."""
+    a, b = phones
+    relay.set_signalling("b", "127.0.0.2")
+    relay.set_remote("a", a.stream())
+    relay.set_remote("b", b.stream())
+    player = MohPlayer(relay, "b", MohMusic.from_samples(tone(700, 1.0), ()))
+    player.start()
+    try:
+        assert await b.nothing_within(0.3)
+        assert player.sent == 0
+    finally:
+        player.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from media.errors import SdpError
 from media.sdp import (
@@ -338,7 +340,7 @@ def test_g711_fallback_added_for_transcoding() -> None:
         (HEAD + b"m=audio x RTP/AVP 0\r\n",
          "bad m= line 'audio x RTP/AVP 0': port 'x' is not a number"),
         (HEAD + b"m=audio 70000 RTP/AVP 0\r\n",
-         "bad m= line 'audio 70000 RTP/AVP 0': port 70000 out of range"),
+         "bad m= line 'audio 70000 RTP/AVP 0': port 70000 is outside 0..65535"),
         (b"v=0\r\no=\xff\r\ns=-\r\n", "SDP is not UTF-8"),
     ],
 )  # fmt: skip
@@ -354,8 +356,8 @@ def test_semantic_errors() -> None:
         answer(no_audio, "h", 2)
     with pytest.raises(SdpError, match="no c= line"):
         audio_stream(SessionDescription.parse(b"v=0\r\no=x\r\ns=-\r\nm=audio 5000 RTP/AVP 0\r\n"))
-    bad_map = b"v=0\r\no=x\r\ns=-\r\nc=IN IP4 h\r\nm=audio 5 RTP/AVP 96\r\na=rtpmap:96 opus/x\r\n"
-    with pytest.raises(SdpError, match="bad a=rtpmap:96 'opus/x'"):
+    bad_map = b"v=0\r\no=x\r\ns=-\r\nc=IN IP6 ::1\r\nm=audio 5 RTP/AVP 96\r\na=rtpmap:96 opus/x\r\n"
+    with pytest.raises(SdpError, match="a=rtpmap:96 clock rate 'x' is not a number"):
         audio_stream(SessionDescription.parse(bad_map))
     with pytest.raises(SdpError, match="unknown direction 'hold'"):
         with_direction(SessionDescription.parse(BARESIP), "hold")
@@ -368,3 +370,132 @@ def test_g711_offer_names_both_laws_and_events() -> None:
         stream = audio_stream(offer)
         assert (stream.host, stream.port, stream.telephone_event) == (host, 20000, 101)
         assert f"c=IN {family} {host}" in g711_offer(host, 20000).decode()
+
+
+# -- hostile input (issue 10 §3, §9, §10) ------------------------------------------------
+
+GOOD = crlf("""
+v=0
+o=- 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio 4000 RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=ptime:20
+a=sendrecv
+""")
+
+
+def mutate(old: bytes, new: bytes) -> bytes:
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (mutate(b"c=IN IP4 127.0.0.1", b"c=IN IP4 media.example.com"),
+         "c= address 'media.example.com' is not an IP4 address literal"),
+        (mutate(b"c=IN IP4 127.0.0.1", b"c=IN IP4 ::1"),
+         "c= address '::1' is not an IP4 address literal"),
+        (mutate(b"c=IN IP4 127.0.0.1", b"c=IN IP6 127.0.0.1"),
+         "c= address '127.0.0.1' is not an IP6 address literal"),
+        (mutate(b"c=IN IP4 127.0.0.1", b"c=IN IP4 224.2.1.1/127"),
+         "c= address '224.2.1.1/127' is not an IP4 address literal"),
+        (mutate(b"m=audio 4000", b"m=audio 65536"),
+         "bad m= line 'audio 65536 RTP/AVP 0 101': port 65536 is outside 0..65535"),
+        (mutate(b"m=audio 4000", b"m=audio " + b"9" * 5000),
+         "bad m= line '" + "audio " + "9" * 54 + "': port '99999999999999999999' is not a number"),
+        (mutate(b"m=audio 4000", b"m=audio \xc2\xb2"),
+         "bad m= line 'audio \u00b2 RTP/AVP 0 101': port '\u00b2' is not a number"),
+    ],
+)  # fmt: skip
+def test_hostile_parse_errors(data: bytes, reason: str) -> None:
+    with pytest.raises(SdpError) as info:
+        SessionDescription.parse(data)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (mutate(b"a=sendrecv", b"a=rtcp:99999"), "a=rtcp port 99999 is outside 1..65535"),
+        (mutate(b"a=sendrecv", b"a=rtcp:0"), "a=rtcp port 0 is outside 1..65535"),
+        (mutate(b"m=audio 4000", b"m=audio 65535"),
+         "m= port 65535 leaves no RTCP port (port + 1 > 65535)"),
+        (mutate(b"PCMU/8000", b"PCMU/" + b"8" * 5000),
+         "a=rtpmap:0 clock rate '88888888888888888888' is not a number"),
+        (mutate(b"PCMU/8000", b"PCMU/0"), "a=rtpmap:0 clock rate 0 is outside 1..192000"),
+        (mutate(b"PCMU/8000", b"PCMU/8000/\xc2\xb2"),
+         "a=rtpmap:0 channels '\u00b2' is not a number"),
+        (mutate(b" 0 101", b" 0 101 300"), "payload type 300 is outside 0..127"),
+    ],
+)  # fmt: skip
+def test_hostile_stream_errors(data: bytes, reason: str) -> None:
+    with pytest.raises(SdpError) as info:
+        audio_stream(SessionDescription.parse(data))
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("ptime", [b"1e400", b"inf", b"nan", b"-20", b"9" * 5000, b"\xc2\xb2", b""])
+def test_hostile_ptime_is_ignored(ptime: bytes) -> None:
+    offer = SessionDescription.parse(mutate(b"a=ptime:20", b"a=ptime:" + ptime))
+    assert offer.audio().ptime is None
+    assert "a=ptime" not in str(answer(offer, "127.0.0.1", 5000))
+
+
+def test_fractional_ptime_is_whole_milliseconds() -> None:
+    assert SessionDescription.parse(mutate(b"a=ptime:20", b"a=ptime:20.5")).audio().ptime == 20
+
+
+def test_ipv6_literal_accepted() -> None:
+    sdp = SessionDescription.parse(mutate(b"c=IN IP4 127.0.0.1", b"c=IN IP6 ::1"))
+    assert audio_stream(sdp).host == "::1"
+
+
+def test_oversized_bodies_refused() -> None:
+    with pytest.raises(SdpError, match="more than 2000 lines"):
+        SessionDescription.parse(GOOD + b"a=x\r\n" * 2000)
+    with pytest.raises(SdpError, match="longer than 65536 octets"):
+        SessionDescription.parse(GOOD + b"a=" + b"x" * 70000 + b"\r\n")
+
+
+_LINES = GOOD.split(b"\r\n")[:-1]
+_PIECES = st.sampled_from(
+    [b"1e400", b"9" * 400, b"\xc2\xb2", b"-1", b"0", b"65535", b"65536", b"99999", b"host.name",
+     b"::1", b"IN IP6", b"IN IP4", b"/", b":", b" ", b"", b"=", b"\r\n", b"\xff", b"nan", b"127",
+     b"a=rtcp:", b"a=ptime:", b"a=rtpmap:0 ", b"m=audio ", b"c=IN IP4 ", b"PCMU/", b"\x00"]
+)  # fmt: skip
+
+
+@st.composite
+def mutated_sdp(draw: st.DrawFn) -> bytes:
+    """GOOD with a few lines' values replaced, cut or extended by hostile pieces."""
+    lines = list(_LINES)
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(lines) - 1))
+        line = lines[i]
+        cut = draw(st.integers(0, len(line)))
+        tail = draw(st.one_of(_PIECES, st.binary(max_size=12)))
+        keep = draw(st.booleans())
+        lines[i] = line[:cut] + tail + (line[cut:] if keep else b"")
+    if draw(st.booleans()):
+        lines.append(draw(_PIECES) + draw(_PIECES))
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(mutated_sdp(), st.binary(max_size=300)))
+def test_fuzz_raises_only_sdp_error(data: bytes) -> None:
+    """parse, audio_stream and answer raise SdpError and nothing else, whatever the bytes."""
+    try:
+        offer = SessionDescription.parse(data)
+        stream = audio_stream(offer)
+        reply = answer(offer, "127.0.0.1", 5000)
+        audio_stream(SessionDescription.parse(bytes(reply)))
+        rewrite(offer, "127.0.0.1", 5000)
+    except SdpError:
+        return
+    assert 0 < stream.port <= 65535 and 0 < stream.rtcp_port <= 65535

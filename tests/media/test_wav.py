@@ -77,7 +77,7 @@ def test_data_cut_short_reads_whole_frames() -> None:
             "unsupported WAV encoding (format 0x0002, 16 bits)",
         ),
         (riff(fmt(1, 0, 8000, 16), b""), "bad channel count 0"),
-        (riff(fmt(1, 1, 0, 16), b""), "bad sample rate 0"),
+        (riff(fmt(1, 1, 0, 16), b""), "sample rate 0 Hz is outside 8000..192000"),
     ],
 )
 def test_errors(data: bytes, reason: str) -> None:
@@ -117,3 +117,41 @@ def test_load_mono_mixes_and_resamples(tmp_path: Path) -> None:
     assert y.dtype == np.int16 and y.size == 8000
     want = 12000 * np.sin(2 * np.pi * 500 * np.arange(8000) / 8000)
     assert np.abs(y - want)[100:-100].max() < 30
+
+
+def test_hostile_rate_refused_before_any_work(tmp_path: Path) -> None:
+    """Issue 10: a 4 KB file declaring 1 Hz (about 67 minutes to upsample 8000 times)
+    used to cost 21 s and 709 MB; now it is refused from its header."""
+    path = tmp_path / "one-hertz.wav"
+    path.write_bytes(riff(fmt(1, 1, 1, 8), bytes(4000)))
+    with pytest.raises(WavError, match=r"sample rate 1 Hz is outside 8000\.\.192000"):
+        load_mono(path)
+    path.write_bytes(riff(fmt(1, 1, 400_000, 16), bytes(4000)))
+    with pytest.raises(WavError, match="sample rate 400000 Hz"):
+        read_wav(path)
+
+
+def test_duration_capped_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "long.wav"
+    write_wav(path, np.zeros(8000 * 3, np.int16), 8000)
+    with pytest.raises(WavError, match="audio lasts 3 s, more than 2 s"):
+        load_mono(path, max_seconds=2)
+    assert len(load_mono(path, max_seconds=3)) == 8000 * 3
+    with pytest.raises(WavError, match="more than 2 s"):
+        parse_wav(path.read_bytes(), max_seconds=2)
+
+
+def test_load_mono_in_blocks_matches_whole_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocked decoding (here 1,000 frames a block) gives the very samples a whole-file
+    decode and resample gives."""
+    rng = np.random.default_rng(7)
+    stereo = rng.integers(-20000, 20000, size=(10_007, 2)).astype(np.int16)
+    path = tmp_path / "stereo.wav"
+    write_wav(path, stereo, 11025)
+    whole = read_wav(path)
+    expected = resample(whole.samples.mean(axis=1), 11025, 8000)
+    monkeypatch.setattr("media.wav._BLOCK_FRAMES", 1000)
+    got = load_mono(path)
+    assert np.array_equal(got, np.clip(np.round(expected * 32768.0), -32768, 32767))
