@@ -1,0 +1,332 @@
+"""The switch's own media (IVR menus) on real sockets, against the test's own SIP
+client and RTP sockets:
+
+- source rules (issue 10 §5): a third party's RFC 4733 digits are not taken, and a
+  third party that sends first gets none of the prompts;
+- one continuous stream (issue 9 §8): while a menu waits in silence the phone keeps
+  receiving RTP, one SSRC with seq +1 / ts +160 across prompt -> silence -> prompt;
+- the media verbs end with the call (issue 9 §2): a caller hanging up 1 s into the
+  greeting, or 1 s into the wait for a key, leaves a CDR of at most 2 s;
+- SDP origin and Contact (issue 9 §8): through IVR -> extension -> hold -> resume the
+  caller sees one o= session and address with versions v, v+1, ...; the re-INVITE
+  that moves it onto the relay names the number it dialled in its Contact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ivr.prompts import PromptStore
+from ivr.runner import IvrApplication
+from media.g711 import ulaw_decode
+from media.telephone_event import event_packets
+from media.wav import write_wav
+from pbx.server import PbxServer
+from sip.headers import NameAddr
+from sip.message import Request, Response, make_response, parse_message
+from sip.uri import SipUri
+from tests.interop.ear import Ear, rtp_socket
+from tests.interop.phones import closed_cdrs, dial, phone, running_server
+from tests.interop.sipclient import SipClient, media_address
+
+TONES = {"greeting": 500, "second": 1100, "timeout": 1300, "invalid": 900, "ivr-goodbye": 1700}
+LONG_GREETING = 6.0  # seconds of the "long" prompt: far longer than any call here
+
+MENUS = """
+[[menu]]
+name = "main"
+number = "800"
+greeting = "greeting"
+invalid_prompt = "invalid"
+timeout_prompt = "timeout"
+timeout = 1.0
+retries = 9
+fallback = "hangup"
+[menu.options]
+"1" = "menu:second"
+"2" = "extension:1002"
+
+[[menu]]
+name = "second"
+number = "801"
+greeting = "second"
+timeout = 10.0
+fallback = "hangup"
+
+[[menu]]
+name = "long"
+number = "802"
+greeting = "long"
+timeout = 10.0
+fallback = "hangup"
+
+[[menu]]
+name = "quiet"
+number = "803"
+greeting = "greeting"
+timeout_prompt = "timeout"
+timeout = 4.0
+retries = 1
+fallback = "hangup"
+"""
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[PbxServer]:
+    prompts = PromptStore(tmp_path / "prompts")
+    for name, hz in {**TONES, "long": 2100}.items():
+        seconds = LONG_GREETING if name == "long" else 0.4
+        t = np.arange(int(8000 * seconds)) / 8000
+        wav = tmp_path / f"{name}.wav"
+        write_wav(wav, (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16), 8000)
+        prompts.add(name, wav)
+    async with running_server(tmp_path) as pbx:
+        assert pbx._store is not None
+        await pbx._store.ivr.put(MENUS)
+        ivr = IvrApplication(tmp_path)
+        await ivr.player.ensure_defaults()  # made once per data directory, before a call
+        pbx.b2bua.applications.append(ivr)  # type: ignore[union-attr]
+        yield pbx
+
+
+class Tap(Ear):
+    """An `Ear` that also keeps every datagram's arrival time and bytes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.packets: list[tuple[float, bytes]] = []
+        super().__init__(sock, TONES)
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.sock_recv(self.sock, 2048)
+            self.packets.append((loop.time(), data))
+            if len(data) > 12 and data[1] & 0x7F == 0:
+                self.audio.append(ulaw_decode(data[12:]))
+
+
+@pytest.fixture
+async def tap() -> AsyncIterator[Tap]:
+    ear = Tap(rtp_socket())
+    try:
+        yield ear
+    finally:
+        await ear.stop()
+        ear.sock.close()
+
+
+@pytest.fixture
+async def attacker() -> AsyncIterator[socket.socket]:
+    sock = rtp_socket()
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def press_from(sock: socket.socket, target: tuple[str, int], key: str, seq: int) -> int:
+    """A third party's RFC 4733 key (payload type 101) from `sock`; returns the next seq."""
+    for packet in event_packets(key, 100):
+        header = struct.pack("!BBHII", 0x80, (0x80 if packet.marker else 0) | 101, seq, 0, 0xBAD)
+        sock.sendto(header + packet.payload, target)
+        seq += 1
+    return seq
+
+
+def received(sock: socket.socket) -> int:
+    """How many datagrams wait on `sock` (drained)."""
+    count = 0
+    while True:
+        try:
+            sock.recv(2048)
+        except BlockingIOError:
+            return count
+        count += 1
+
+
+async def test_a_third_partys_digits_are_not_taken(
+    server: PbxServer, tap: Tap, attacker: socket.socket
+) -> None:
+    async with SipClient(server.sip_port) as ua:
+        invite, ok = await dial(ua, server, "800", rtp_port=tap.port, events=True)
+        assert ok.status == 200
+        target = media_address(ok.body)
+        tap.remote = target
+        await tap.wait_for("greeting")
+        seq = 0
+        for _ in range(3):  # "1" would take the caller into menu "second"
+            seq = press_from(attacker, target, "1", seq)
+            await tap.wait_for("greeting", "timeout")
+            tap.audio.clear()
+        assert "second" not in tap.tones()
+        tap.press("1")  # the caller's own key still works
+        await tap.wait_for("second")
+        bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+        assert bye.status == 200
+    assert received(attacker) == 0
+
+
+async def test_a_third_party_sending_first_gets_no_prompts(
+    server: PbxServer, tap: Tap, attacker: socket.socket
+) -> None:
+    async with SipClient(server.sip_port) as ua:
+        invite, ok = await dial(ua, server, "800", rtp_port=tap.port, events=True)
+        assert ok.status == 200
+        target = media_address(ok.body)
+        # The caller stays silent; the third party sends audio first, and keeps on.
+        for seq in range(20):
+            attacker.sendto(
+                struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0xBAD) + bytes(160), target
+            )
+        await tap.wait_for("greeting", "timeout")
+        for seq in range(20, 40):
+            attacker.sendto(
+                struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0xBAD) + bytes(160), target
+            )
+        tap.remote = target
+        await tap.talk(np.zeros(800, np.int16))
+        await tap.wait_for("greeting", "timeout", "greeting")
+        bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+        assert bye.status == 200
+    assert received(attacker) == 0
+
+
+def _fields(packets: list[tuple[float, bytes]]) -> list[tuple[float, int, int, int, int]]:
+    """(arrival, payload type, seq, timestamp, SSRC) of each RTP packet."""
+    out = []
+    for at, data in packets:
+        _, second, seq, ts, ssrc = struct.unpack("!BBHII", data[:12])
+        out.append((at, second & 0x7F, seq, ts, ssrc))
+    return out
+
+
+async def test_a_quiet_menu_streams_without_a_gap(server: PbxServer, tap: Tap) -> None:
+    async with SipClient(server.sip_port) as ua:
+        invite, ok = await dial(ua, server, "803", rtp_port=tap.port, events=True)
+        assert ok.status == 200
+        # greeting, 4 s of waiting for a key in silence, the timeout prompt, the greeting
+        await tap.wait_for("greeting", "timeout", "greeting")
+        bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+        assert bye.status == 200
+    packets = _fields(tap.packets)
+    assert len(packets) > 225  # > 4.5 s of 20 ms packets
+    assert {p[1] for p in packets} == {0}  # PCMU, silence included
+    assert len({p[4] for p in packets}) == 1  # one SSRC across prompt/silence/prompt
+    for before, after in itertools.pairwise(packets):
+        assert after[2] == (before[2] + 1) & 0xFFFF
+        assert after[3] == (before[3] + 160) & 0xFFFFFFFF
+    # The 4 s between the greeting and the timeout prompt: silence, sent all along
+    # (the RTP timestamps above say no 20 ms slot was skipped; this counts arrivals).
+    heard = [ulaw for _, ulaw in tap.packets]
+    quiet = [i for i, data in enumerate(heard) if set(data[12:]) == {0xFF}]
+    assert len(quiet) >= 150  # >= 3 s of silence packets
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(packets)]
+    print(f"max arrival gap {max(gaps) * 1000:.1f} ms over {len(packets)} packets")
+
+
+@pytest.mark.parametrize("during", ["greeting", "menu"])
+async def test_hanging_up_ends_the_ivr_at_once(server: PbxServer, tap: Tap, during: str) -> None:
+    """Hang up 1 s into the greeting (6 s long) or into the 10 s wait for a key (after
+    a key took the caller there): the CDR closes at once, not after the prompt or
+    the timeout."""
+    async with SipClient(server.sip_port) as ua:
+        number = "800" if during == "menu" else "802"
+        invite, ok = await dial(ua, server, number, rtp_port=tap.port, events=True)
+        assert ok.status == 200
+        tap.remote = media_address(ok.body)
+        if during == "menu":
+            await tap.wait_for("greeting")
+            tap.press("1")
+            await tap.wait_for("second")
+        await asyncio.sleep(1.0)  # the caller listens for a second, then hangs up
+        hung_up = time.time()
+        bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+        assert bye.status == 200
+    [cdr] = await closed_cdrs(server)
+    assert cdr.disposition == "ANSWERED"
+    assert cdr.hangup_cause == "caller hung up in the IVR"
+    assert cdr.end is not None and cdr.duration is not None
+    assert cdr.end - hung_up < 1.0  # not 5 s later (the prompt) or 10 s (the timeout)
+    if during == "greeting":
+        assert cdr.duration <= 2.0  # issue 9's acceptance
+
+
+async def _serve_requests(ua: SipClient, until: str, rtp_port: int, seen: list[Request]) -> Request:
+    """Answer the switch's requests (re-INVITE with our SDP, others 200) until `until`."""
+    while True:
+        raw = await ua.receive(timeout=15)
+        assert raw is not None, f"no {until} from the switch"
+        message = parse_message(raw)
+        if not isinstance(message, Request) or message.method == "ACK":
+            continue
+        seen.append(message)
+        body = b""
+        headers: list[tuple[str, str]] = []
+        if message.method == "INVITE":
+            body = (
+                "v=0\r\no=ua 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                f"m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+                "a=rtpmap:101 telephone-event/8000\r\n"
+            ).encode()
+            headers = [
+                ("Contact", f"<sip:ua@127.0.0.1:{ua.port}>"),
+                ("Content-Type", "application/sdp"),
+            ]
+        ua.send(bytes(make_response(message, 200, to_tag=None, headers=headers, body=body)))
+        if message.method == until:
+            return message
+
+
+def _origin(sdp: bytes) -> tuple[str, int, str]:
+    """(session id, version, address) of an SDP body's o= line."""
+    line = next(x for x in sdp.decode().splitlines() if x.startswith("o="))
+    _, session, version, *address = line[2:].split()
+    return session, int(version), " ".join(address)
+
+
+async def test_origin_and_contact_through_ivr_extension_hold_resume(
+    server: PbxServer, tmp_path: Path, tap: Tap
+) -> None:
+    callee_rtp = rtp_socket()
+    inf = tmp_path / "media.csv"
+    inf.write_text(f"SEQUENTIAL\n{callee_rtp.getsockname()[1]};0;PCMU\n")
+    uas = await phone(server, "1002", "moh_held.xml", tmp_path / "1002", "-inf", str(inf))
+    try:
+        async with SipClient(server.sip_port) as ua:
+            invite, ok = await dial(ua, server, "800", rtp_port=tap.port, events=True)
+            assert ok.status == 200
+            tap.remote = media_address(ok.body)
+            await tap.wait_for("greeting")
+            tap.press("2")  # to extension 1002: the switch re-INVITEs us onto the relay
+            seen: list[Request] = []
+            reinvite = await asyncio.wait_for(_serve_requests(ua, "INVITE", tap.port, seen), 15)
+            contact = NameAddr.parse(reinvite.headers.get("Contact") or "")
+            assert isinstance(contact.uri, SipUri) and contact.uri.user == "800"
+            bodies = [ok.body, reinvite.body]
+            for cseq, direction in ((3, "sendonly"), (4, "sendrecv")):
+                offer = ua.reinvite_for(invite, ok, cseq, direction, tap.port)
+                answer: Response = await ua.exchange(offer, timeout=10)
+                assert answer.status == 200
+                ua.send(ua.ack_2xx(offer, answer))
+                bodies.append(answer.body)
+            bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 5), timeout=10)
+            assert bye.status == 200
+        uas.finish()
+    finally:
+        uas.kill()
+        callee_rtp.close()
+    origins = [_origin(body) for body in bodies]
+    assert len({(session, address) for session, _, address in origins}) == 1
+    assert origins[0][2] == "IN IP4 127.0.0.1"
+    first = origins[0][1]
+    # IVR answer, re-INVITE onto the relay, hold answer, resume answer: each a change.
+    assert [version for _, version, _ in origins] == [first, first + 1, first + 2, first + 3]
