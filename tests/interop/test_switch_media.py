@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import signal
 import socket
 import struct
 import time
@@ -35,7 +37,8 @@ from sip.headers import NameAddr
 from sip.message import Request, Response, make_response, parse_message
 from sip.uri import SipUri
 from tests.interop.ear import Ear, rtp_socket
-from tests.interop.phones import closed_cdrs, dial, phone, running_server
+from tests.interop.peers import PbxProcess, add_users, free_port, pbx_cli
+from tests.interop.phones import PASSWORDS, closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
 TONES = {"greeting": 500, "second": 1100, "timeout": 1300, "invalid": 900, "ivr-goodbye": 1700}
@@ -330,3 +333,61 @@ async def test_origin_and_contact_through_ivr_extension_hold_resume(
     first = origins[0][1]
     # IVR answer, re-INVITE onto the relay, hold answer, resume answer: each a change.
     assert [version for _, version, _ in origins] == [first, first + 1, first + 2, first + 3]
+
+
+class _Switch:
+    """What `dial` needs of a switch: its SIP port (here a `pbx serve` process's)."""
+
+    def __init__(self, port: int) -> None:
+        self.sip_port = port
+
+
+def _cdr_rows(data_dir: Path) -> list[dict[str, object]]:
+    out = pbx_cli(data_dir, "cdr", "list", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert isinstance(rows, list)
+    return rows
+
+
+async def test_an_ivr_call_cut_by_kill_9_stays_answered(tmp_path: Path, tap: Tap) -> None:
+    """`pbx serve` killed -9 while a caller sits in a menu: after the restart the call's
+    CDR is ANSWERED and interrupted, closed at the last heartbeat (not FAILED 0)."""
+    data_dir = tmp_path / "pbx"
+    data_dir.mkdir()
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, add_users, data_dir, PASSWORDS)
+    t = np.arange(int(8000 * 0.4)) / 8000
+    write_wav(tmp_path / "g.wav", (8000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16), 8000)
+    menu = tmp_path / "menu.toml"
+    menu.write_text(
+        '[[menu]]\nname = "main"\nnumber = "800"\ngreeting = "greeting"\n'
+        'timeout = 30.0\nfallback = "hangup"\n'
+    )
+    for args in (
+        ("prompt", "add", "greeting", str(tmp_path / "g.wav")),
+        ("ivr", "import", str(menu)),
+    ):
+        done = await loop.run_in_executor(None, lambda a=args: pbx_cli(data_dir, *a))
+        assert done.returncode == 0, done.stderr
+    server = PbxProcess(data_dir, free_port())
+    await loop.run_in_executor(None, server.start)
+    try:
+        async with SipClient(server.port) as ua:
+            _, ok = await dial(ua, _Switch(server.port), "800", rtp_port=tap.port, events=True)  # type: ignore[arg-type]
+            assert ok.status == 200
+            await tap.wait_for("greeting")
+            for _ in range(100):  # bounded: until the answer time is stored
+                rows = await loop.run_in_executor(None, _cdr_rows, data_dir)
+                if rows and rows[0]["answer"]:
+                    break
+                await asyncio.sleep(0.1)
+            await loop.run_in_executor(None, server.stop, signal.SIGKILL)
+        await loop.run_in_executor(None, server.start)
+        [row] = await loop.run_in_executor(None, _cdr_rows, data_dir)
+    finally:
+        await loop.run_in_executor(None, server.stop)
+    assert row["disposition"] == "ANSWERED"
+    assert "interrupted" in str(row["hangup_cause"])
+    assert row["answer"] is not None and row["end"] is not None
+    assert float(row["end"]) >= float(row["answer"])  # type: ignore[arg-type]
