@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivr.prompts import PromptStore
+from ivr.prompts import DEFAULT_PROMPTS, PromptStore
 from ivr.runner import IvrApplication
+from ivr.voicemail import VoicemailApplication
 from media.g711 import ulaw_decode
 from media.telephone_event import event_packets
 from media.wav import write_wav
@@ -36,7 +37,7 @@ from pbx.server import PbxServer
 from sip.headers import NameAddr
 from sip.message import Request, Response, make_response, parse_message
 from sip.uri import SipUri
-from tests.interop.ear import Ear, rtp_socket
+from tests.interop.ear import Ear, rtp_socket, sine
 from tests.interop.peers import PbxProcess, add_users, free_port, pbx_cli
 from tests.interop.phones import PASSWORDS, closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
@@ -391,3 +392,76 @@ async def test_an_ivr_call_cut_by_kill_9_stays_answered(tmp_path: Path, tap: Tap
     assert "interrupted" in str(row["hangup_cause"])
     assert row["answer"] is not None and row["end"] is not None
     assert float(row["end"]) >= float(row["answer"])  # type: ignore[arg-type]
+
+
+VM_TONES = {"vm-box": 1100, "vm-pin": 1300, "vm-main-menu": 1700, "ivr-goodbye": 3200}
+
+
+@pytest.fixture
+async def mailboxes(tmp_path: Path) -> AsyncIterator[PbxServer]:
+    """A switch with voicemail (*97, *98): 1002's box has PIN 4711; the prompts that
+    matter are tones, the rest short silence; a key is waited for 10 s."""
+    prompts = PromptStore(tmp_path / "prompts")
+    quiet = tmp_path / "quiet.wav"
+    write_wav(quiet, np.zeros(400, np.int16), 8000)
+    for name in DEFAULT_PROMPTS:
+        if name in VM_TONES:
+            wav = tmp_path / f"{name}.wav"
+            write_wav(wav, sine(VM_TONES[name], 0.4), 8000)
+            prompts.add(name, wav)
+        else:
+            prompts.add(name, quiet)
+    async with running_server(tmp_path) as pbx:
+        assert pbx._store is not None and pbx.b2bua is not None
+        boxes = VoicemailApplication(tmp_path, key_timeout=10.0)
+        pbx.b2bua.applications.append(boxes)
+        pbx.b2bua.voicemail = boxes
+        await pbx._store.voicemail.set_pin("1002", "4711")
+        yield pbx
+
+
+async def test_a_third_partys_digits_do_not_open_a_box(
+    mailboxes: PbxServer, attacker: socket.socket
+) -> None:
+    """1001's `*98` session: a third party keys 1002's box number and PIN at the
+    session's RTP port; none of it is taken (1001's own "#" then ends the box number
+    empty and the switch says goodbye), and none of the session's audio reaches it."""
+    async with SipClient(mailboxes.sip_port) as ua:
+        ear = Tap(rtp_socket())
+        ear.tone_map = VM_TONES
+        try:
+            _, ok = await dial(ua, mailboxes, "*98", rtp_port=ear.port, events=True)
+            assert ok.status == 200
+            target = media_address(ok.body)
+            await ear.wait_for("vm-box")
+            seq = 0
+            for key in "1002#4711#":
+                seq = press_from(attacker, target, key, seq)
+            ear.remote = target
+            ear.press("#")  # 1001's own key is taken: no box number, goodbye (not in 10 s)
+            await asyncio.wait_for(_serve_requests(ua, "BYE", ear.port, []), 8)
+        finally:
+            await ear.stop()
+            ear.sock.close()
+    assert "vm-pin" not in ear.tones()
+    assert received(attacker) == 0
+    [cdr] = await closed_cdrs(mailboxes)
+    assert cdr.hangup_cause == "voicemail: no mailbox number entered"
+
+
+async def test_hanging_up_in_the_star97_menu_ends_at_once(mailboxes: PbxServer, tap: Tap) -> None:
+    tap.tone_map = VM_TONES
+    async with SipClient(mailboxes.sip_port) as ua:
+        invite, ok = await dial(ua, mailboxes, "*97", caller="1002", rtp_port=tap.port, events=True)
+        assert ok.status == 200
+        tap.remote = media_address(ok.body)
+        await tap.wait_for("vm-pin")
+        tap.press("4711#")
+        await tap.wait_for("vm-main-menu")
+        await asyncio.sleep(1.0)  # 1 s into the 10 s wait for a key
+        hung_up = time.time()
+        bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+        assert bye.status == 200
+    [cdr] = await closed_cdrs(mailboxes)
+    assert cdr.hangup_cause == "voicemail 1002: menu"
+    assert cdr.end is not None and cdr.end - hung_up < 1.0
