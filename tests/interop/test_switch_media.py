@@ -23,6 +23,7 @@ import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -465,3 +466,38 @@ async def test_hanging_up_in_the_star97_menu_ends_at_once(mailboxes: PbxServer, 
     [cdr] = await closed_cdrs(mailboxes)
     assert cdr.hangup_cause == "voicemail 1002: menu"
     assert cdr.end is not None and cdr.end - hung_up < 1.0
+
+
+class NattedClient(SipClient):
+    """A phone behind NAT: its SDP names a private address (127.0.0.2 here) that its
+    packets do not come from."""
+
+    def invite(self, *args: Any, **kwargs: Any) -> bytes:
+        return super().invite(*args, **kwargs).replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 127.0.0.2")
+
+
+async def test_a_phone_behind_nat_is_latched_and_nothing_goes_to_its_sdp_address(
+    server: PbxServer, tap: Tap, attacker: socket.socket
+) -> None:
+    private = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    private.bind(("127.0.0.2", 0))
+    private.setblocking(False)
+    try:
+        async with NattedClient(server.sip_port) as ua:
+            port = private.getsockname()[1]
+            invite, ok = await dial(ua, server, "800", rtp_port=port, events=True)
+            assert ok.status == 200
+            tap.remote = media_address(ok.body)
+            await tap.talk(np.zeros(800, np.int16))  # 5 packets, one SSRC: latched
+            await tap.wait_for("timeout", "greeting")
+            for seq in range(10):  # too late: the phone holds the latch
+                rtp = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0xBAD) + bytes(160)
+                attacker.sendto(rtp, tap.remote)
+            tap.press("1")
+            await tap.wait_for("second")
+            bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+            assert bye.status == 200
+        assert received(private) == 0  # the SDP address never sent us anything
+        assert received(attacker) == 0
+    finally:
+        private.close()
