@@ -405,7 +405,7 @@ class InboundCall(Call):
             return await self._answer_media_late(ports, host)
         try:
             offer = SessionDescription.parse(self.remote_sdp or b"")
-            reply = sdp_answer(offer, host, 0, preferences=("PCMU", "PCMA", "telephone-event"))
+            sdp_answer(offer, host, 0, preferences=("PCMU", "PCMA", "telephone-event"))
         except MediaError:
             await self.reject(488, "Not Acceptable Here")
             raise
@@ -414,17 +414,16 @@ class InboundCall(Call):
         except MediaError:
             await self.reject(503, "Out Of Media Ports")
             raise
-        reply = sdp_answer(offer, host, media.port, preferences=("PCMU", "PCMA", "telephone-event"))
-        chosen, offered = audio_stream(reply), audio_stream(offer)
-        media.set_remote(
-            dataclasses.replace(
-                chosen, host=offered.host, port=offered.port, rtcp_port=offered.rtcp_port
-            ),
-            signalling_host=self.peer.host,
-        )
+        try:
+            reply = _terminate(offer, media, host, self.peer.host)
+        except MediaError:  # a codec the endpoint cannot terminate
+            media.close()
+            await self.reject(488, "Not Acceptable Here")
+            raise
         self.media = media
         self.on_info = _info_digits
-        await self.answer(bytes(reply))
+        self.on_offer = _media_offer(host)
+        await self.answer(reply)
         return media
 
     async def _answer_media_late(self, ports: PortAllocator, host: str) -> MediaEndpoint:
@@ -435,6 +434,7 @@ class InboundCall(Call):
             raise
         self.media = media
         self.on_info = _info_digits
+        self.on_offer = _media_offer(host)
         if not await self.answer(g711_offer(host, media.port)):
             raise MediaError("no ACK for the offer in our 200")
         try:
@@ -621,6 +621,40 @@ class OutboundCall(Call):
 IncomingHook = Callable[[InboundCall], Awaitable[None]]
 #: Authenticates an INVITE: returns the caller's user name, or the response to send.
 AuthHook = Callable[[Request, Peer], "str | Response | None"]
+
+
+def _terminate(offer: SessionDescription, media: MediaEndpoint, host: str, peer_host: str) -> bytes:
+    """Answer `offer` with the switch's own media at `host` and point `media` at it.
+
+    Raises: MediaError (SdpError) when the offer has neither G.711 law.
+    """
+    reply = sdp_answer(offer, host, media.port, preferences=("PCMU", "PCMA", "telephone-event"))
+    chosen, offered = audio_stream(reply), audio_stream(offer)
+    media.set_remote(
+        dataclasses.replace(
+            chosen, host=offered.host, port=offered.port, rtcp_port=offered.rtcp_port
+        ),
+        signalling_host=peer_host,
+    )
+    return bytes(reply)
+
+
+def _media_offer(host: str) -> OfferHook:
+    """The offer hook of a call whose media the switch terminates: a re-INVITE or UPDATE
+    (a new port or codec, hold) is answered from the same endpoint, which re-latches
+    only when the offered address changed."""
+
+    async def hook(call: Call, sdp: bytes) -> tuple[int, bytes | None]:
+        media = call.media
+        if media is None or media.closed:
+            return 488, None
+        try:
+            return 200, _terminate(SessionDescription.parse(sdp), media, host, call.peer.host)
+        except MediaError as exc:
+            log.info("call %s: offer refused: %s", call.id, exc)
+            return 488, None
+
+    return hook
 
 
 def _info_digits(call: Call, request: Request) -> None:

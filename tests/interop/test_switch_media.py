@@ -501,3 +501,36 @@ async def test_a_phone_behind_nat_is_latched_and_nothing_goes_to_its_sdp_address
         assert received(attacker) == 0
     finally:
         private.close()
+
+
+async def test_a_reinvite_in_the_ivr_moves_the_prompts(
+    server: PbxServer, tap: Tap, attacker: socket.socket
+) -> None:
+    """A phone in a menu re-INVITEs to a new RTP port (PCMU only, no telephone-event):
+    the switch answers from the same endpoint and the prompts follow the offer; the
+    answer changed (no telephone-event), so its o= version is one up; the same offer
+    again gets the same answer and version; a hold offer gets recvonly and one more."""
+    async with SipClient(server.sip_port) as ua:
+        invite, ok = await dial(ua, server, "800", rtp_port=tap.port, events=True)
+        assert ok.status == 200
+        await tap.wait_for("greeting")
+        session, version, address = _origin(ok.body)
+        moved = Tap(attacker)  # the phone's new port (the fixture closes the socket)
+        try:
+            versions = []
+            for cseq, direction in ((3, "sendrecv"), (4, "sendrecv"), (5, "sendonly")):
+                offer = ua.reinvite_for(invite, ok, cseq, direction, moved.port)
+                answer = await ua.exchange(offer, timeout=10)
+                assert answer.status == 200
+                ua.send(ua.ack_2xx(offer, answer))
+                assert media_address(answer.body) == media_address(ok.body)
+                assert _origin(answer.body)[::2] == (session, address)
+                versions.append(_origin(answer.body)[1])
+                if cseq == 3:
+                    await moved.wait_for("timeout", "greeting")
+            assert b"a=recvonly" in answer.body
+            assert versions == [version + 1, version + 1, version + 2]
+        finally:
+            await moved.stop()
+        bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 6), timeout=10)
+        assert bye.status == 200
