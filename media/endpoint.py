@@ -139,8 +139,6 @@ class SourceLatch:
         self.strict = False  # latched to the SDP address: nobody else, ever
         self._candidate: tuple[Address, int] | None = None
         self._run = 0
-        #: Sources refused so far (for one log line each, bounded).
-        self.refused: set[Address] = set()
 
     @property
     def destination(self) -> Address | None:
@@ -157,7 +155,6 @@ class SourceLatch:
             self.latched, self.strict = source, True
             return True
         if self.strict or self.trusted or self.latched is not None:
-            self._refuse(source)
             return False
         # A phone behind NAT: the first source with a consistent SSRC, until the SDP
         # address speaks.
@@ -170,10 +167,6 @@ class SourceLatch:
             self._candidate = None
             return True
         return False
-
-    def _refuse(self, source: Address) -> None:
-        if len(self.refused) < 16:
-            self.refused.add(source)
 
 
 class _Playback:

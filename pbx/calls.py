@@ -167,7 +167,8 @@ class Call:
         raise NotImplementedError
 
     async def play(self, samples: npt.ArrayLike, *, stop_on_digit: bool = False) -> bool:
-        """Play 8 kHz audio to the phone (see `MediaEndpoint.play`).
+        """Play 8 kHz audio to the phone (see `MediaEndpoint.play`); returns False at
+        once when the call ends (BYE, CANCEL) meanwhile.
 
         Raises: PbxError when the call has no terminated media (answer_media first).
         """
@@ -181,7 +182,8 @@ class Call:
         inter_digit_timeout: float | None = None,
         terminator: str | None = "#",
     ) -> str:
-        """Digits the phone sends (RFC 4733, SIP INFO or in-band), as `MediaEndpoint` collects.
+        """Digits the phone sends (RFC 4733, SIP INFO or in-band), as `MediaEndpoint` collects;
+        what was collected so far, at once, when the call ends meanwhile.
 
         Raises: PbxError when the call has no terminated media.
         """
