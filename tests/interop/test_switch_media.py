@@ -15,11 +15,14 @@ client and RTP sockets:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import os
 import signal
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,6 +38,7 @@ from media.g711 import ulaw_decode
 from media.telephone_event import event_packets
 from media.wav import write_wav
 from pbx.server import PbxServer
+from pbx.store import Cdr
 from sip.headers import NameAddr
 from sip.message import Request, Response, make_response, parse_message
 from sip.uri import SipUri
@@ -42,6 +46,7 @@ from tests.interop.ear import Ear, rtp_socket, sine
 from tests.interop.peers import PbxProcess, add_users, free_port, pbx_cli
 from tests.interop.phones import PASSWORDS, closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
+from tests.tools import need
 
 TONES = {"greeting": 500, "second": 1100, "timeout": 1300, "invalid": 900, "ivr-goodbye": 1700}
 LONG_GREETING = 6.0  # seconds of the "long" prompt: far longer than any call here
@@ -534,3 +539,109 @@ async def test_a_reinvite_in_the_ivr_moves_the_prompts(
             await moved.stop()
         bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 6), timeout=10)
         assert bye.status == 200
+
+
+LINPHONE_CONFIG = """[sip]
+sip_port={sip_port}
+sip_tcp_port=0
+sip_tls_port=0
+default_proxy=0
+register_only_when_network_is_up=0
+guess_hostname=0
+use_rfc2833=1
+use_info=0
+[rtp]
+bind_address=127.0.0.1
+audio_rtp_port={rtp_port}
+nortp_timeout={nortp}
+[video]
+enabled=0
+[proxy_0]
+reg_proxy=<sip:127.0.0.1:{server};transport=udp>
+reg_identity=sip:1001@127.0.0.1:{server}
+reg_expires=600
+reg_sendregister=1
+[auth_info_0]
+username=1001
+passwd={password}
+realm=aiopbx
+"""
+NORTP = 4  # Linphone's no-RTP timeout in this test (its default is 30 s)
+
+
+async def test_linphone_stays_in_a_quiet_menu_past_its_no_rtp_timeout(
+    server: PbxServer, tmp_path: Path
+) -> None:
+    """Linphone (with a 4 s no-RTP timeout) calls a menu that says its 0.4 s greeting
+    and then waits 10 s for a key: it stays until the switch hangs up (the menu's
+    fallback), instead of dropping the quiet call after 4 s."""
+    linphonec = need("linphonec")
+    home = tmp_path / "linphone-home"
+    (home / ".local" / "share" / "linphone").mkdir(parents=True)
+    config = tmp_path / "linphonerc"
+    config.write_text(
+        LINPHONE_CONFIG.format(
+            sip_port=free_port(),
+            rtp_port=free_port(2),
+            nortp=NORTP,
+            server=server.sip_port,
+            password=PASSWORDS["1001"],
+        )
+    )
+    assert server._store is not None
+    await server._store.ivr.put(
+        MENUS.replace("timeout = 4.0\nretries = 1", "timeout = 10.0\nretries = 0")
+    )
+    output = (tmp_path / "linphone.log").open("wb")
+    proc = subprocess.Popen(
+        [linphonec, "-c", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HOME": str(home)},
+    )
+    assert proc.stdin is not None
+
+    def command(line: str) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(line.encode() + b"\n")
+        proc.stdin.flush()
+
+    try:
+        assert server.registrar is not None
+        location = server.registrar.location
+        for _ in range(300):  # bounded: its account is set up once it has registered
+            if location.get("1001"):
+                break
+            await asyncio.sleep(0.1)
+        assert location.get("1001"), "Linphone did not register"
+        command("soundcard use files")
+        command(f"call sip:803@127.0.0.1:{server.sip_port}")
+        [cdr] = await _closed_within(server, 40.0)
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            command("quit")
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        output.close()
+    log = (tmp_path / "linphone.log").read_text(errors="replace")
+    assert cdr.disposition == "ANSWERED", log[-2000:]
+    assert cdr.hangup_cause == "IVR hangup", log[-2000:]  # not Linphone giving up
+    assert "ended (IO error)" not in log  # what Linphone says when it times out
+    assert cdr.duration is not None and cdr.duration > NORTP + 2
+
+
+async def _closed_within(server: PbxServer, seconds: float) -> list[Cdr]:
+    """The CDRs once one exists and all are closed, waiting up to `seconds`."""
+    assert server._store is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        rows = await server._store.cdrs.list()
+        if rows and all(r.end is not None for r in rows):
+            return rows
+        await asyncio.sleep(0.1)
+    return await server._store.cdrs.list()
