@@ -43,7 +43,7 @@ from sip.headers import NameAddr
 from sip.message import Request, Response, make_response, parse_message
 from sip.uri import SipUri
 from tests.interop.ear import Ear, rtp_socket, sine
-from tests.interop.peers import PbxProcess, add_users, free_port, pbx_cli
+from tests.interop.peers import PbxProcess, add_users, free_port, pbx_cli, running_pbx
 from tests.interop.phones import PASSWORDS, closed_cdrs, dial, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 from tests.tools import need
@@ -357,26 +357,60 @@ def _cdr_rows(data_dir: Path) -> list[dict[str, object]]:
     return rows
 
 
-async def test_an_ivr_call_cut_by_kill_9_stays_answered(tmp_path: Path, tap: Tap) -> None:
-    """`pbx serve` killed -9 while a caller sits in a menu: after the restart the call's
-    CDR is ANSWERED and interrupted, closed at the last heartbeat (not FAILED 0)."""
+async def _ivr_data_dir(tmp_path: Path, *, greeting_seconds: float, timeout: float) -> Path:
+    """A data directory for `pbx serve`, made with the CLI: users 1001-1003, the default
+    prompts, menu 800 whose greeting is a 500 Hz tone of `greeting_seconds`, waiting
+    `timeout` for a key, then hanging up."""
     data_dir = tmp_path / "pbx"
     data_dir.mkdir()
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, add_users, data_dir, PASSWORDS)
-    t = np.arange(int(8000 * 0.4)) / 8000
+    t = np.arange(int(8000 * greeting_seconds)) / 8000
     write_wav(tmp_path / "g.wav", (8000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16), 8000)
     menu = tmp_path / "menu.toml"
     menu.write_text(
         '[[menu]]\nname = "main"\nnumber = "800"\ngreeting = "greeting"\n'
-        'timeout = 30.0\nfallback = "hangup"\n'
+        f'timeout = {timeout}\nfallback = "hangup"\n'
     )
     for args in (
+        ("prompt", "defaults"),
         ("prompt", "add", "greeting", str(tmp_path / "g.wav")),
         ("ivr", "import", str(menu)),
     ):
-        done = await loop.run_in_executor(None, lambda a=args: pbx_cli(data_dir, *a))
+        done = await loop.run_in_executor(None, lambda a=args: pbx_cli(data_dir, *a, timeout=120))
         assert done.returncode == 0, done.stderr
+    return data_dir
+
+
+async def test_pbx_serve_cdr_of_a_caller_gone_1_s_into_the_greeting(
+    tmp_path: Path, tap: Tap
+) -> None:
+    """Issue 9's acceptance on `pbx serve`: a caller who hangs up 1 s into a 6 s greeting
+    leaves a CDR (`pbx cdr list --format json`) of at most 2 s."""
+    loop = asyncio.get_running_loop()
+    data_dir = await _ivr_data_dir(tmp_path, greeting_seconds=LONG_GREETING, timeout=10.0)
+    with running_pbx(data_dir) as server:
+        async with SipClient(server.port) as ua:
+            invite, ok = await dial(ua, _Switch(server.port), "800", rtp_port=tap.port, events=True)  # type: ignore[arg-type]
+            assert ok.status == 200
+            await tap.wait_for("greeting")
+            await asyncio.sleep(1.0)  # the caller listens for a second, then hangs up
+            bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+            assert bye.status == 200
+        for _ in range(100):  # bounded: until the row is closed
+            [row] = await loop.run_in_executor(None, _cdr_rows, data_dir)
+            if row["end"]:
+                break
+            await asyncio.sleep(0.1)
+    assert (row["disposition"], row["hangup_cause"]) == ("ANSWERED", "caller hung up in the IVR")
+    assert float(row["duration"]) <= 2.0  # type: ignore[arg-type]
+
+
+async def test_an_ivr_call_cut_by_kill_9_stays_answered(tmp_path: Path, tap: Tap) -> None:
+    """`pbx serve` killed -9 while a caller sits in a menu: after the restart the call's
+    CDR is ANSWERED and interrupted, closed at the last heartbeat (not FAILED 0)."""
+    loop = asyncio.get_running_loop()
+    data_dir = await _ivr_data_dir(tmp_path, greeting_seconds=0.4, timeout=30.0)
     server = PbxProcess(data_dir, free_port())
     await loop.run_in_executor(None, server.start)
     try:
