@@ -114,6 +114,9 @@ class _Capture:
 #: cannot be trusted (rtpengine and Asterisk latch on a few consistent packets too).
 LATCH_PACKETS = 3
 
+#: Samples of a prompt encoded at once (1 s).
+ENCODE_CHUNK = RATE
+
 #: How late (seconds) the sender may fall behind the clock before it skips ahead
 #: instead of catching up with a burst of packets.
 MAX_LAG = 0.2
@@ -177,6 +180,23 @@ class _Playback:
         self.index = 0
         self.stop_on_digit = stop_on_digit
         self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # Encoded a second at a time (one numpy call per 50 frames, none over a whole
+        # long message at once); again from the current frame if the codec changes.
+        self._encoder: Encoder | None = None
+        self._encoded = b""
+        self._encoded_from = 0
+
+    def next_payload(self, encode: Encoder) -> bytes:
+        """The next frame, encoded with `encode` (G.711: one byte a sample)."""
+        start = self.index
+        self.index += FRAME
+        end = self._encoded_from + len(self._encoded)
+        if encode is not self._encoder or not self._encoded_from <= start < end:
+            self._encoder = encode
+            self._encoded_from = start
+            self._encoded = encode(self.audio[start : start + ENCODE_CHUNK]).tobytes()
+        offset = start - self._encoded_from
+        return self._encoded[offset : offset + FRAME]
 
     def finish(self, played: bool) -> None:
         if not self.done.done():
@@ -337,10 +357,8 @@ class MediaEndpoint:
             self._playing = None
             playing.finish(True)
             return None, False
-        start = playing.index
-        playing.index += FRAME
-        samples = playing.audio[start : start + FRAME]
-        return self._encode(samples).tobytes(), start == 0
+        first = playing.index == 0
+        return playing.next_payload(self._encode), first
 
     def _send(self, payload: bytes | None, marker: bool) -> None:
         stream, remote = self.stream, self.latch.destination
