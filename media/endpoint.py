@@ -217,6 +217,8 @@ class MediaEndpoint:
         self._rtp: socket.socket = self._pair.rtp
         self._rtcp: socket.socket = self._pair.rtcp
         self.stream: AudioStream | None = None
+        #: Whether the stream goes out (False while the phone holds the call).
+        self.sending = True
         self.latch = SourceLatch(None, None)
         self.digits: asyncio.Queue[str] = asyncio.Queue()
         self._events = TelephoneEventReceiver(RATE)
@@ -253,10 +255,13 @@ class MediaEndpoint:
         """Where the switch's RTP goes now (None: nowhere yet, see `SourceLatch`)."""
         return self.latch.destination
 
-    def set_remote(self, stream: AudioStream, *, signalling_host: str | None = None) -> None:
+    def set_remote(
+        self, stream: AudioStream, *, signalling_host: str | None = None, send: bool = True
+    ) -> None:
         """Where the phone listens and which codec the call agreed on; `signalling_host`
         is where the phone's SIP comes from (the SDP address is trusted before it has
-        sent anything only when it is that host).
+        sent anything only when it is that host). `send` False: the phone holds the
+        call (our side is recvonly or inactive), so nothing is sent until it resumes.
 
         Raises: MediaError for a codec other than PCMU or PCMA.
         """
@@ -266,6 +271,7 @@ class MediaEndpoint:
         self._encode, self._decode = codec
         self._silence = self._encode(np.zeros(FRAME, np.int16)).tobytes()
         self.stream = stream
+        self.sending = send
         expected = (stream.host, stream.port) if stream.port else None
         if expected != self.latch.expected:
             self.latch = SourceLatch(expected, signalling_host)
@@ -364,7 +370,7 @@ class MediaEndpoint:
         stream, remote = self.stream, self.latch.destination
         ts = self._ts
         self._ts = (self._ts + FRAME) & 0xFFFFFFFF  # time goes on whether sent or not
-        if stream is None or remote is None:
+        if stream is None or remote is None or not self.sending:
             return
         header = RtpHeader(stream.codec.payload_type, self._seq, ts, self._ssrc, marker)
         self._seq = (self._seq + 1) & 0xFFFF

@@ -440,9 +440,11 @@ class InboundCall(Call):
         if not await self.answer(g711_offer(host, media.port)):
             raise MediaError("no ACK for the offer in our 200")
         try:
+            theirs = audio_stream(SessionDescription.parse(self.ack_sdp or b""))
             media.set_remote(
-                audio_stream(SessionDescription.parse(self.ack_sdp or b"")),
+                theirs,
                 signalling_host=self.peer.host,
+                send=theirs.direction in ("sendrecv", "recvonly"),  # the phone's direction
             )
         except MediaError as exc:
             await self.hangup(0, "no usable answer in the ACK")
@@ -637,6 +639,7 @@ def _terminate(offer: SessionDescription, media: MediaEndpoint, host: str, peer_
             chosen, host=offered.host, port=offered.port, rtcp_port=offered.rtcp_port
         ),
         signalling_host=peer_host,
+        send=chosen.direction in ("sendrecv", "sendonly"),  # our answer's direction
     )
     return bytes(reply)
 

@@ -548,7 +548,8 @@ async def test_a_reinvite_in_the_ivr_moves_the_prompts(
     """A phone in a menu re-INVITEs to a new RTP port (PCMU only, no telephone-event):
     the switch answers from the same endpoint and the prompts follow the offer; the
     answer changed (no telephone-event), so its o= version is one up; the same offer
-    again gets the same answer and version; a hold offer gets recvonly and one more."""
+    again gets the same answer and version; a hold offer gets recvonly and one more,
+    and the stream stops (RFC 3264: a recvonly side sends nothing) until the resume."""
     async with SipClient(server.sip_port) as ua:
         invite, ok = await dial(ua, server, "800", rtp_port=tap.port, events=True)
         assert ok.status == 200
@@ -557,7 +558,8 @@ async def test_a_reinvite_in_the_ivr_moves_the_prompts(
         moved = Tap(attacker)  # the phone's new port (the fixture closes the socket)
         try:
             versions = []
-            for cseq, direction in ((3, "sendrecv"), (4, "sendrecv"), (5, "sendonly")):
+            offers = ((3, "sendrecv"), (4, "sendrecv"), (5, "sendonly"), (6, "sendrecv"))
+            for cseq, direction in offers:
                 offer = ua.reinvite_for(invite, ok, cseq, direction, moved.port)
                 answer = await ua.exchange(offer, timeout=10)
                 assert answer.status == 200
@@ -567,11 +569,18 @@ async def test_a_reinvite_in_the_ivr_moves_the_prompts(
                 versions.append(_origin(answer.body)[1])
                 if cseq == 3:
                     await moved.wait_for("timeout", "greeting")
-            assert b"a=recvonly" in answer.body
-            assert versions == [version + 1, version + 1, version + 2]
+                if direction == "sendonly":
+                    assert b"a=recvonly" in answer.body
+                    await asyncio.sleep(0.2)  # what was on the way before the 200 lands
+                    held = len(moved.packets)
+                    await asyncio.sleep(0.5)
+                    assert len(moved.packets) == held  # nothing while held
+            moved.audio.clear()
+            await moved.wait_for("greeting")  # resumed: the menu goes on
+            assert versions == [version + 1, version + 1, version + 2, version + 3]
         finally:
             await moved.stop()
-        bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 6), timeout=10)
+        bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 7), timeout=10)
         assert bye.status == 200
 
 
