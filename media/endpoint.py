@@ -24,6 +24,10 @@ Whom it listens to and talks to (`SourceLatch`, the relay's rules, issue 10 §5)
 - Nothing is sent to an address that has not sent us media first, except the SDP
   address when it is the phone's signalling address too.
 
+The price: a phone whose SDP names its signalling address but whose RTP comes from
+another port (asymmetric RTP, or STUN behind a symmetric NAT) is heard by nobody
+here; it still hears the prompts, and SIP INFO digits still work.
+
 What it sends: one RTP stream for the endpoint's life (one SSRC; sequence numbers +1
 and timestamps +160 a packet), every 20 ms by the loop's clock, whatever plays —
 a prompt, music, or G.711 silence when nothing does (issue 9 §8: a phone hangs up
