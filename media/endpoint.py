@@ -10,6 +10,28 @@ digits (application/dtmf-relay) are handed in by the signalling side through
 
 The socket is a plain non-blocking one watched with `loop.add_reader`; nothing on
 the receive path awaits.
+
+Whom it listens to and talks to (`SourceLatch`, the relay's rules, issue 10 §5):
+
+- The address the phone's SDP names is trusted at once, and for good ("strict"), as
+  soon as it sends a packet.
+- Until then, and only when the SDP address cannot be the phone's (it differs from
+  the address its SIP comes from: a phone behind NAT), the first source that sends
+  `LATCH_PACKETS` packets in a row with one SSRC is latched, until the SDP address
+  speaks.
+- Packets of any other source are dropped before they are read: no digits, no
+  audio, no recording from them (one log line per endpoint, not one per packet).
+- Nothing is sent to an address that has not sent us media first, except the SDP
+  address when it is the phone's signalling address too.
+
+The price: a phone whose SDP names its signalling address but whose RTP comes from
+another port (asymmetric RTP, or STUN behind a symmetric NAT) is heard by nobody
+here; it still hears the prompts, and SIP INFO digits still work.
+
+What it sends: one RTP stream for the endpoint's life (one SSRC; sequence numbers +1
+and timestamps +160 a packet), every 20 ms by the loop's clock, whatever plays —
+a prompt, music, or G.711 silence when nothing does (issue 9 §8: a phone hangs up
+on a call that sends no RTP, Linphone after 30 s).
 """
 
 from __future__ import annotations
@@ -92,6 +114,99 @@ class _Capture:
             self.sound += 1
 
 
+#: Packets in a row, from one source with one SSRC, that latch it when the SDP address
+#: cannot be trusted (rtpengine and Asterisk latch on a few consistent packets too).
+LATCH_PACKETS = 3
+
+#: Samples of a prompt encoded at once (1 s).
+ENCODE_CHUNK = RATE
+
+#: How late (seconds) the sender may fall behind the clock before it skips ahead
+#: instead of catching up with a burst of packets.
+MAX_LAG = 0.2
+
+Address = tuple[str, int]
+
+
+class SourceLatch:
+    """Which source's RTP an endpoint takes, and where it may send (pure; see the
+    module docstring for the rules).
+
+    `expected` is the address the SDP names (None: none usable); `signalling_host` the
+    address the phone's SIP comes from (None: unknown, the SDP address is trusted).
+    """
+
+    def __init__(self, expected: Address | None, signalling_host: str | None) -> None:
+        self.expected = expected
+        #: Whether the SDP address may be sent to before it has sent anything.
+        self.trusted = expected is not None and (
+            signalling_host is None or expected[0] == signalling_host
+        )
+        self.latched: Address | None = None
+        self.strict = False  # latched to the SDP address: nobody else, ever
+        self._candidate: tuple[Address, int] | None = None
+        self._run = 0
+
+    @property
+    def destination(self) -> Address | None:
+        """Where our RTP goes now: the latched source, else the trusted SDP address."""
+        if self.latched is not None:
+            return self.latched
+        return self.expected if self.trusted else None
+
+    def admit(self, source: Address, ssrc: int) -> bool:
+        """Whether a packet from `source` with `ssrc` is the phone's (and may latch it)."""
+        if source == self.latched:
+            return True
+        if source == self.expected:
+            self.latched, self.strict = source, True
+            return True
+        if self.strict or self.trusted or self.latched is not None:
+            return False
+        # A phone behind NAT: the first source with a consistent SSRC, until the SDP
+        # address speaks.
+        if self._candidate == (source, ssrc):
+            self._run += 1
+        else:
+            self._candidate, self._run = (source, ssrc), 1
+        if self._run >= LATCH_PACKETS:
+            self.latched = source
+            self._candidate = None
+            return True
+        return False
+
+
+class _Playback:
+    """Audio being played: the frames left, and the future `play` waits on."""
+
+    def __init__(self, audio: npt.NDArray[np.int16], stop_on_digit: bool) -> None:
+        self.audio = audio
+        self.index = 0
+        self.stop_on_digit = stop_on_digit
+        self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # Encoded a second at a time (one numpy call per 50 frames, none over a whole
+        # long message at once); again from the current frame if the codec changes.
+        self._encoder: Encoder | None = None
+        self._encoded = b""
+        self._encoded_from = 0
+
+    def next_payload(self, encode: Encoder) -> bytes:
+        """The next frame, encoded with `encode` (G.711: one byte a sample)."""
+        start = self.index
+        self.index += FRAME
+        end = self._encoded_from + len(self._encoded)
+        if encode is not self._encoder or not self._encoded_from <= start < end:
+            self._encoder = encode
+            self._encoded_from = start
+            self._encoded = encode(self.audio[start : start + ENCODE_CHUNK]).tobytes()
+        offset = start - self._encoded_from
+        return self._encoded[offset : offset + FRAME]
+
+    def finish(self, played: bool) -> None:
+        if not self.done.done():
+            self.done.set_result(played)
+
+
 class MediaEndpoint:
     """One RTP stream between a phone and the switch.
 
@@ -105,8 +220,10 @@ class MediaEndpoint:
         self._loop = asyncio.get_running_loop()
         self._rtp: socket.socket = self._pair.rtp
         self._rtcp: socket.socket = self._pair.rtcp
-        self.remote: tuple[str, int] | None = None
         self.stream: AudioStream | None = None
+        #: Whether the stream goes out (False while the phone holds the call).
+        self.sending = True
+        self.latch = SourceLatch(None, None)
         self.digits: asyncio.Queue[str] = asyncio.Queue()
         self._events = TelephoneEventReceiver(RATE)
         self._inband: DtmfDetector | None = None
@@ -116,11 +233,18 @@ class MediaEndpoint:
         self._seq = secrets.randbits(16)
         self._ts = secrets.randbits(32)
         self.received_packets = 0
+        self.refused_packets = 0
+        self.sent_packets = 0
         self.closed = False
         self._capture: _Capture | None = None
+        self._playing: _Playback | None = None
+        self._silence: bytes = b""
         self._closed_event = asyncio.Event()
         self._loop.add_reader(self._rtp.fileno(), self._readable)
         self._loop.add_reader(self._rtcp.fileno(), self._drain_rtcp)
+        # The sender: one frame every 20 ms for the endpoint's life (close cancels it).
+        self._next_frame = self._loop.time() + FRAME_SECONDS
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self._next_frame, self._tick)
 
     @property
     def host(self) -> str:
@@ -130,8 +254,18 @@ class MediaEndpoint:
     def port(self) -> int:
         return self._pair.rtp_port
 
-    def set_remote(self, stream: AudioStream) -> None:
-        """Where the phone listens and which codec the call agreed on.
+    @property
+    def remote(self) -> Address | None:
+        """Where the switch's RTP goes now (None: nowhere yet, see `SourceLatch`)."""
+        return self.latch.destination
+
+    def set_remote(
+        self, stream: AudioStream, *, signalling_host: str | None = None, send: bool = True
+    ) -> None:
+        """Where the phone listens and which codec the call agreed on; `signalling_host`
+        is where the phone's SIP comes from (the SDP address is trusted before it has
+        sent anything only when it is that host). `send` False: the phone holds the
+        call (our side is recvonly or inactive), so nothing is sent until it resumes.
 
         Raises: MediaError for a codec other than PCMU or PCMA.
         """
@@ -139,8 +273,12 @@ class MediaEndpoint:
         if codec is None:
             raise MediaError(f"cannot terminate {stream.codec.name} media (PCMU/PCMA only)")
         self._encode, self._decode = codec
+        self._silence = self._encode(np.zeros(FRAME, np.int16)).tobytes()
         self.stream = stream
-        self.remote = (stream.host, stream.port) if stream.port else None
+        self.sending = send
+        expected = (stream.host, stream.port) if stream.port else None
+        if expected != self.latch.expected:
+            self.latch = SourceLatch(expected, signalling_host)
         # RFC 4733 when negotiated, else listen for tones in the audio itself.
         self._inband = None if stream.telephone_event is not None else DtmfDetector()
 
@@ -161,14 +299,19 @@ class MediaEndpoint:
         stream = self.stream
         if stream is None:
             return
-        if self.remote is None or self.received_packets == 0:
-            self.remote = (str(source[0]), int(source[1]))  # symmetric RTP: answer where it sends
-        self.received_packets += 1
         try:
             header = RtpHeader.parse(data)
             body = data[payload_offset(data) :]
         except MediaError:
             return
+        address = (str(source[0]), int(source[1]))
+        latched = self.latch.latched
+        if not self.latch.admit(address, header.ssrc):
+            self._refused(address)
+            return
+        if self.latch.latched != latched:
+            log.info("%s: RTP latched to %s:%s", self.name, *address)
+        self.received_packets += 1
         if stream.telephone_event is not None and header.payload_type == stream.telephone_event:
             try:
                 for got in self._events.feed(body, header.timestamp, header.marker):
@@ -185,42 +328,100 @@ class MediaEndpoint:
                 for found in self._inband.feed(audio):
                     self.digits.put_nowait(found.digit)
 
+    def _refused(self, address: Address) -> None:
+        self.refused_packets += 1
+        if self.refused_packets == 1:
+            log.warning(
+                "%s: RTP from %s:%s refused (not the phone's media source; logged once)",
+                self.name,
+                *address,
+            )
+
     def _drain_rtcp(self) -> None:
         with contextlib.suppress(OSError):
             self._rtcp.recvfrom(2048)
 
     # -- sending -------------------------------------------------------------------
 
-    def _send_frame(self, samples: npt.NDArray[np.int16], marker: bool = False) -> None:
-        if self.remote is None or self.stream is None:
+    def _tick(self) -> None:
+        """Send this 20 ms slot's frame (the playback's, else silence); schedule the next."""
+        if self.closed:
             return
-        header = RtpHeader(self.stream.codec.payload_type, self._seq, self._ts, self._ssrc, marker)
+        now = self._loop.time()
+        if now - self._next_frame > MAX_LAG:  # the loop stalled: skip, do not burst
+            self._next_frame = now
+        self._send(*self._frame())
+        self._next_frame += FRAME_SECONDS
+        self._timer = self._loop.call_at(self._next_frame, self._tick)
+
+    def _frame(self) -> tuple[bytes | None, bool]:
+        """The payload of the next frame (None: silence) and its marker bit."""
+        playing = self._playing
+        if playing is None:
+            return None, False
+        if playing.stop_on_digit and not self.digits.empty():
+            self._playing = None
+            playing.finish(False)
+            return None, False
+        if playing.index >= len(playing.audio):  # its last frame has had its 20 ms
+            self._playing = None
+            playing.finish(True)
+            return None, False
+        first = playing.index == 0
+        return playing.next_payload(self._encode), first
+
+    def _send(self, payload: bytes | None, marker: bool) -> None:
+        stream, remote = self.stream, self.latch.destination
+        ts = self._ts
+        self._ts = (self._ts + FRAME) & 0xFFFFFFFF  # time goes on whether sent or not
+        if stream is None or remote is None or not self.sending:
+            return
+        header = RtpHeader(stream.codec.payload_type, self._seq, ts, self._ssrc, marker)
         self._seq = (self._seq + 1) & 0xFFFF
-        self._ts = (self._ts + FRAME) & 0xFFFFFFFF
         try:
-            self._rtp.sendto(bytes(header) + self._encode(samples).tobytes(), self.remote)
+            self._rtp.sendto(bytes(header) + (payload or self._silence), remote)
+            self.sent_packets += 1
         except OSError as exc:
             log.debug("%s: RTP send error %s", self.name, exc)
 
     async def play(self, samples: npt.ArrayLike, *, stop_on_digit: bool = False) -> bool:
-        """Send 8 kHz int16 audio in real time, 20 ms a packet.
+        """Send 8 kHz int16 audio in real time, 20 ms a packet, in the endpoint's one
+        stream (silence goes on around it).
 
         Returns True when it played to the end, False when a digit arrived first
-        (with `stop_on_digit`: a caller pressing a key during a prompt) or the
-        endpoint closed. The digit stays queued for `collect_digits`.
+        (with `stop_on_digit`: a caller pressing a key during a prompt), another
+        `play` took over, or the endpoint closed (the call ended: at once, not at the
+        end of the audio). The digit stays queued for `collect_digits`.
         """
+        if self.closed:
+            return False
         audio = np.asarray(samples, dtype=np.int16)
         if len(audio) % FRAME:
             audio = np.concatenate([audio, np.zeros(FRAME - len(audio) % FRAME, np.int16)])
-        start = self._loop.time()
-        for index in range(len(audio) // FRAME):
-            if self.closed or (stop_on_digit and not self.digits.empty()):
-                return False
-            self._send_frame(audio[index * FRAME : (index + 1) * FRAME], marker=index == 0)
-            delay = start + (index + 1) * FRAME_SECONDS - self._loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        return not self.closed
+        if self._playing is not None:
+            self._playing.finish(False)
+        playback = self._playing = _Playback(audio, stop_on_digit)
+        try:
+            return await playback.done
+        finally:
+            if self._playing is playback:
+                self._playing = None
+
+    async def _next_digit(self, timeout: float) -> str | None:
+        """The next digit within `timeout`; None on timeout or when the endpoint closes."""
+        if self.closed:
+            return None
+        key = asyncio.ensure_future(self.digits.get())
+        closed = asyncio.ensure_future(self._closed_event.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {key, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            closed.cancel()
+            if not key.done():
+                key.cancel()
+        return key.result() if key in done else None
 
     async def collect_digits(
         self,
@@ -230,15 +431,14 @@ class MediaEndpoint:
         inter_digit_timeout: float | None = None,
         terminator: str | None = "#",
     ) -> str:
-        """Digits until `max_digits`, the terminator (not included), or a timeout:
-        `timeout` for the first digit, `inter_digit_timeout` (default the same) after."""
+        """Digits until `max_digits`, the terminator (not included), a timeout, or the
+        endpoint closing (the call ended): `timeout` for the first digit,
+        `inter_digit_timeout` (default the same) after."""
         got = ""
         wait = timeout
         while len(got) < max_digits:
-            try:
-                async with asyncio.timeout(wait):
-                    digit = await self.digits.get()
-            except TimeoutError:
+            digit = await self._next_digit(wait)
+            if digit is None:
                 break
             if terminator is not None and digit == terminator:
                 break
@@ -306,6 +506,12 @@ class MediaEndpoint:
             return
         self.closed = True
         self._closed_event.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._playing is not None:
+            self._playing.finish(False)
+            self._playing = None
         for sock in (self._rtp, self._rtcp):
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_reader(sock.fileno())

@@ -177,6 +177,14 @@ class B2bua:
         )
         self._cdrs[inbound.id] = cdr
         self._outbound[inbound.id] = []
+        # Stored the moment the caller is answered (by an extension or an application
+        # such as the IVR): a crash then leaves an ANSWERED row, not FAILED 0.
+        inbound.on_answer.append(
+            lambda call: self.manager.spawn(
+                self.store.cdrs.answered(cdr, call.answered_at or self._clock()),
+                f"answer time of {call.id}",
+            )
+        )
         disposition, cause = Disposition.FAILED, "failed"
         try:
             disposition, cause = await self._connect(inbound, cdr)

@@ -43,6 +43,7 @@ from media.sdp import answer as sdp_answer
 from media.telephone_event import parse_dtmf_relay
 from media.wav import write_wav_durably
 from pbx.errors import PbxError
+from pbx.media_bridge import SdpOrigin
 from pbx.tasks import spawn
 from sip.dialog import Dialog, DialogState, new_branch, new_tag
 from sip.endpoint import Endpoint
@@ -106,7 +107,10 @@ class Call:
         #: The media the switch terminates for this call (IVR, prompts), if any.
         self.media: MediaEndpoint | None = None
         self.on_end: list[Callable[[Call], None]] = []
+        #: Called once when the call is answered (e.g. the CDR's answer time).
+        self.on_answer: list[Callable[[Call], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._origin: SdpOrigin | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.caller}->{self.callee} {self.state.value}>"
@@ -114,6 +118,24 @@ class Call:
     @property
     def call_id(self) -> str:
         return self.dialog.call_id if self.dialog else ""
+
+    def _sdp(self, body: bytes) -> bytes:
+        """`body` as this leg sends it: one o= line for the dialog, its version raised
+        whenever the description changes (RFC 3264 §8)."""
+        if not body:
+            return body
+        if self._origin is None:
+            self._origin = SdpOrigin(self.manager.local_host(self.peer))
+        return self._origin.stamp(body)
+
+    def _answered_now(self) -> None:
+        self.answered_at = self.manager.clock()
+        self.answered.set()
+        for callback in self.on_answer:
+            try:
+                callback(self)
+            except Exception:
+                log.exception("call %s: answer callback failed", self.id)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         """Run a task the call owns; it is cancelled when the call ends."""
@@ -145,7 +167,8 @@ class Call:
         raise NotImplementedError
 
     async def play(self, samples: npt.ArrayLike, *, stop_on_digit: bool = False) -> bool:
-        """Play 8 kHz audio to the phone (see `MediaEndpoint.play`).
+        """Play 8 kHz audio to the phone (see `MediaEndpoint.play`); returns False at
+        once when the call ends (BYE, CANCEL) meanwhile.
 
         Raises: PbxError when the call has no terminated media (answer_media first).
         """
@@ -159,7 +182,8 @@ class Call:
         inter_digit_timeout: float | None = None,
         terminator: str | None = "#",
     ) -> str:
-        """Digits the phone sends (RFC 4733, SIP INFO or in-band), as `MediaEndpoint` collects.
+        """Digits the phone sends (RFC 4733, SIP INFO or in-band), as `MediaEndpoint` collects;
+        what was collected so far, at once, when the call ends meanwhile.
 
         Raises: PbxError when the call has no terminated media.
         """
@@ -250,9 +274,9 @@ class Call:
         invite = self.dialog.create_request(
             "INVITE",
             via=self.manager.via(self.peer),
-            contact=self.manager.contact(self.callee if self.outbound else self.caller, self.peer),
+            contact=self.manager.contact(self._local_user(), self.peer),
             headers=[("Content-Type", SDP), ("Allow", ALLOW)],
-            body=sdp,
+            body=self._sdp(sdp),
         )
         response = await self.manager.endpoint.request(invite, self.peer)
         if 200 <= response.status < 300:
@@ -283,7 +307,7 @@ class Call:
             headers = [("Contact", self.manager.contact(self._local_user(), self.peer))]
             if body:
                 headers.append(("Content-Type", SDP))
-            return make_response(request, status, headers=headers, body=body)
+            return make_response(request, status, headers=headers, body=self._sdp(body))
         return make_response(request, status)
 
     def _local_user(self) -> str:
@@ -321,7 +345,7 @@ class InboundCall(Call):
         if body:
             headers.append(("Content-Type", SDP))
         return make_response(
-            self.request, status, reason, to_tag=self.to_tag, headers=headers, body=body
+            self.request, status, reason, to_tag=self.to_tag, headers=headers, body=self._sdp(body)
         )
 
     async def ring(self, sdp: bytes | None = None) -> None:
@@ -350,8 +374,7 @@ class InboundCall(Call):
         self.state = CallState.UP
         assert self.dialog is not None
         self.dialog.state = DialogState.CONFIRMED
-        self.answered_at = self.manager.clock()
-        self.answered.set()
+        self._answered_now()
         timers = self.manager.endpoint.layer.timers
         interval = timers.t1
         loop = asyncio.get_running_loop()
@@ -384,7 +407,7 @@ class InboundCall(Call):
             return await self._answer_media_late(ports, host)
         try:
             offer = SessionDescription.parse(self.remote_sdp or b"")
-            reply = sdp_answer(offer, host, 0, preferences=("PCMU", "PCMA", "telephone-event"))
+            sdp_answer(offer, host, 0, preferences=("PCMU", "PCMA", "telephone-event"))
         except MediaError:
             await self.reject(488, "Not Acceptable Here")
             raise
@@ -393,16 +416,16 @@ class InboundCall(Call):
         except MediaError:
             await self.reject(503, "Out Of Media Ports")
             raise
-        reply = sdp_answer(offer, host, media.port, preferences=("PCMU", "PCMA", "telephone-event"))
-        chosen, offered = audio_stream(reply), audio_stream(offer)
-        media.set_remote(
-            dataclasses.replace(
-                chosen, host=offered.host, port=offered.port, rtcp_port=offered.rtcp_port
-            )
-        )
+        try:
+            reply = _terminate(offer, media, host, self.peer.host)
+        except MediaError:  # a codec the endpoint cannot terminate
+            media.close()
+            await self.reject(488, "Not Acceptable Here")
+            raise
         self.media = media
         self.on_info = _info_digits
-        await self.answer(bytes(reply))
+        self.on_offer = _media_offer(host)
+        await self.answer(reply)
         return media
 
     async def _answer_media_late(self, ports: PortAllocator, host: str) -> MediaEndpoint:
@@ -413,10 +436,16 @@ class InboundCall(Call):
             raise
         self.media = media
         self.on_info = _info_digits
+        self.on_offer = _media_offer(host)
         if not await self.answer(g711_offer(host, media.port)):
             raise MediaError("no ACK for the offer in our 200")
         try:
-            media.set_remote(audio_stream(SessionDescription.parse(self.ack_sdp or b"")))
+            theirs = audio_stream(SessionDescription.parse(self.ack_sdp or b""))
+            media.set_remote(
+                theirs,
+                signalling_host=self.peer.host,
+                send=theirs.direction in ("sendrecv", "recvonly"),  # the phone's direction
+            )
         except MediaError as exc:
             await self.hangup(0, "no usable answer in the ACK")
             raise MediaError(f"late offer: the ACK's answer is unusable ({exc})") from None
@@ -495,7 +524,7 @@ class OutboundCall(Call):
         ]
         if sdp:
             fields.append(("Content-Type", SDP))
-        self._invite = Request("INVITE", self.target, Headers(fields), sdp or b"")
+        self._invite = Request("INVITE", self.target, Headers(fields), self._sdp(sdp or b""))
         self.manager._outbound_started(self)
         self._spawn(self._run(), "invite")
 
@@ -543,8 +572,7 @@ class OutboundCall(Call):
         self.dialog.confirm(response)
         self.remote_sdp = response.body or self.remote_sdp
         self.state = CallState.UP
-        self.answered_at = self.manager.clock()
-        self.answered.set()
+        self._answered_now()
         self._send_ack()
 
     def _send_ack(self) -> None:
@@ -597,6 +625,41 @@ class OutboundCall(Call):
 IncomingHook = Callable[[InboundCall], Awaitable[None]]
 #: Authenticates an INVITE: returns the caller's user name, or the response to send.
 AuthHook = Callable[[Request, Peer], "str | Response | None"]
+
+
+def _terminate(offer: SessionDescription, media: MediaEndpoint, host: str, peer_host: str) -> bytes:
+    """Answer `offer` with the switch's own media at `host` and point `media` at it.
+
+    Raises: MediaError (SdpError) when the offer has neither G.711 law.
+    """
+    reply = sdp_answer(offer, host, media.port, preferences=("PCMU", "PCMA", "telephone-event"))
+    chosen, offered = audio_stream(reply), audio_stream(offer)
+    media.set_remote(
+        dataclasses.replace(
+            chosen, host=offered.host, port=offered.port, rtcp_port=offered.rtcp_port
+        ),
+        signalling_host=peer_host,
+        send=chosen.direction in ("sendrecv", "sendonly"),  # our answer's direction
+    )
+    return bytes(reply)
+
+
+def _media_offer(host: str) -> OfferHook:
+    """The offer hook of a call whose media the switch terminates: a re-INVITE or UPDATE
+    (a new port or codec, hold) is answered from the same endpoint, which re-latches
+    only when the offered address changed."""
+
+    async def hook(call: Call, sdp: bytes) -> tuple[int, bytes | None]:
+        media = call.media
+        if media is None or media.closed:
+            return 488, None
+        try:
+            return 200, _terminate(SessionDescription.parse(sdp), media, host, call.peer.host)
+        except MediaError as exc:
+            log.info("call %s: offer refused: %s", call.id, exc)
+            return 488, None
+
+    return hook
 
 
 def _info_digits(call: Call, request: Request) -> None:

@@ -80,8 +80,11 @@ class CdrRepo:
         return row_id
 
     async def answered(self, row_id: int, at: float) -> None:
+        """Record when the call was answered (the first time only)."""
         async with self._db.transaction() as conn:
-            await conn.execute("UPDATE cdrs SET answer = ? WHERE id = ?", (at, row_id))
+            await conn.execute(
+                "UPDATE cdrs SET answer = ? WHERE id = ? AND answer IS NULL", (at, row_id)
+            )
 
     async def close(self, row_id: int, end: float, disposition: Disposition, cause: str) -> None:
         """Close a call's row (a closed row is never changed again)."""

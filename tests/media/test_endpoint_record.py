@@ -25,11 +25,11 @@ PCMU = Codec(0, "PCMU", 8000)
 
 
 class Phone:
-    """A socket sending 20 ms PCMU frames (no pacing needed: the endpoint keeps arrival order)."""
+    """A socket sending 20 ms PCMU frames (no pacing needed: the endpoint keeps arrival
+    order), from the address its SDP named (`PHONES`)."""
 
     def __init__(self, endpoint: MediaEndpoint) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = PHONES[endpoint]
         self.target = (endpoint.host, endpoint.port)
         self.seq = 0
         self.ts = 0
@@ -50,15 +50,21 @@ class Phone:
         self.ts += 800
 
 
+#: The phone socket of each endpoint under test: the address its SDP names.
+PHONES: dict[MediaEndpoint, socket.socket] = {}
+
+
 @pytest.fixture
 async def endpoint() -> AsyncIterator[MediaEndpoint]:
     ep = MediaEndpoint(PortAllocator("127.0.0.1", 31000, 31100))
     phone_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone_sock.bind(("127.0.0.1", 0))
     ep.set_remote(AudioStream("127.0.0.1", phone_sock.getsockname()[1], 0, PCMU, 101, "sendrecv"))
-    phone_sock.close()
+    PHONES[ep] = phone_sock
     yield ep
     ep.close()
+    del PHONES[ep]
+    phone_sock.close()
 
 
 def _peak_hz(samples: npt.NDArray[np.int16]) -> float:
