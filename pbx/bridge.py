@@ -188,6 +188,13 @@ class Bridge:
             if self.legs.get(leg) is not call:
                 return 491, None
             try:
+                here = self.media.answer_hold(leg, sdp)
+            except (SdpError, MediaError):
+                return 488, None
+            if here is not None:
+                await self.update_moh()
+                return 200, here
+            try:
                 across = self.media.offer_from(leg, sdp)
             except (SdpError, MediaError):
                 return 488, None

@@ -66,6 +66,8 @@ class AnchoredMedia:
         self._offers: dict[LegName, SessionDescription] = {}
         #: Whether each leg's phone holds the other (its last offer was not sendrecv).
         self.holding: dict[LegName, bool] = {"a": False, "b": False}
+        #: Whether each leg's hold was answered by the switch (not passed across).
+        self._held_here: dict[LegName, bool] = {"a": False, "b": False}
 
     def close(self) -> None:
         self.relay.close()
@@ -119,6 +121,55 @@ class AnchoredMedia:
         )
         return bytes(reply)
 
+    def answer_hold(self, leg: LegName, sdp: bytes) -> bytes | None:
+        """Answer here an offer from `leg`'s phone that only holds or resumes the call.
+
+        The switch plays music on hold to the other phone itself, so (as Asterisk and
+        FreeSWITCH do) the hold is not passed on: the other phone keeps one stream and is
+        never re-INVITEd to recvonly (baresip 1.0 decodes nothing more after that). An
+        offer is taken here when it holds (sendonly, inactive, c=0.0.0.0) and still names
+        the codec `leg` sends now, or when it resumes a hold taken here; anything else
+        (a new codec, a resume of a hold that crossed) returns None and crosses as before.
+
+        Raises: SdpError (a bad offer: 488).
+        """
+        offer = SessionDescription.parse(sdp)
+        offered = audio_stream(offer)
+        current = self.relay.leg(leg).stream
+        if current is None:
+            return None
+        held = _held(offered)
+        if not held and not self._held_here[leg]:
+            return None
+        if not any(
+            c.key == current.codec.key and c.clock_rate == current.codec.clock_rate
+            for c in offer.audio().codecs
+        ):
+            return None
+        preferences = [current.codec.name, *(c for c in DEFAULT_CODECS if c != current.codec.name)]
+        reply = answer(offer, self.host, self.relay.leg(leg).port, preferences=preferences)
+        ours = audio_stream(reply)
+        self.relay.set_remote(
+            leg,
+            dataclasses.replace(
+                ours,
+                host=offered.host,
+                port=offered.port,
+                rtcp_port=offered.rtcp_port,
+                direction=offered.direction,
+            ),
+        )
+        self.relay.hold(leg, held)
+        self.holding[leg] = held
+        self._held_here[leg] = held
+        log.debug(
+            "%s: %s %s, answered by the switch",
+            self.relay.name,
+            leg,
+            "holds" if held else "resumes",
+        )
+        return bytes(reply)
+
     def offer_for_new(self, leg: LegName) -> bytes:
         """An offer for a new party on `leg` (a transfer target, RFC 3515), at the relay.
 
@@ -145,6 +196,7 @@ class AnchoredMedia:
         relay) is what the phone must be re-INVITEd with."""
         self.relay.set_remote(leg, stream)
         self.holding[leg] = False
+        self._held_here[leg] = False
         return _offer(self.host, self.relay.leg(leg).port, stream)
 
     def connect_new(self, leg: LegName, sdp: bytes) -> None:
@@ -156,6 +208,7 @@ class AnchoredMedia:
         self.relay.set_remote(leg, theirs)
         self.relay.hold(leg, _held(theirs))
         self.holding[leg] = False  # a new party answering our offer holds nobody
+        self._held_here[leg] = False
 
 
 class SdpOrigin:
