@@ -45,7 +45,7 @@ from media.wav import write_wav_durably
 from pbx.errors import PbxError
 from pbx.tasks import spawn
 from sip.dialog import Dialog, DialogState, new_branch, new_tag
-from sip.endpoint import Endpoint
+from sip.endpoint import DROP, Drop, Endpoint, Stateless
 from sip.errors import SipParseError
 from sip.headers import Headers
 from sip.message import Request, Response, make_response
@@ -717,7 +717,9 @@ class CallManager:
 
     # -- handlers ------------------------------------------------------------------
 
-    def _invite(self, request: Request, peer: Peer) -> Response | Awaitable[Response | None] | None:
+    def _invite(
+        self, request: Request, peer: Peer
+    ) -> Response | Stateless | Drop | Awaitable[Response | None] | None:
         if request.to.tag:
             call = self._find(request)
             if call is None or call.state is CallState.ENDED:
@@ -728,11 +730,20 @@ class CallManager:
             return call._handle_offer(request)
         who = self._authenticate(request, peer)
         if isinstance(who, Response):
-            return who
+            # A challenge (or refusal) to an INVITE anyone could have spoofed is sent
+            # once and forgotten, as Kamailio and OpenSIPS do: the nonce authenticates
+            # itself (HMAC), so no state is needed to check the answer, and a spoofed
+            # INVITE cannot make us retransmit (Timer G) at a victim.
+            return Stateless(who)
         if who is None:
-            return None  # dropped (banned source)
+            return DROP  # banned source: no answer, no transaction
         if (request.call_id, request.from_.tag or "") in self._invites:
-            return None  # a second INVITE of a call in progress: ignore (merged, §8.2.2.2)
+            # §8.2.2.2: "If the request has no tag in the To header field, the UAS core
+            # MUST check the request against ongoing transactions. If the From tag,
+            # Call-ID, and CSeq exactly match those associated with an ongoing
+            # transaction, but the request does not match that transaction (based on the
+            # matching rules in Section 17.2.3), the UAS core SHOULD generate a 482".
+            return make_response(request, 482, "Loop Detected")
         try:
             call = InboundCall(self, request, peer, who)
         except SipParseError as exc:

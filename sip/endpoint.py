@@ -10,21 +10,40 @@ requests get a 400 with the parse error as reason where a response can be
 addressed at all.
 
 A handler gets `(request, peer)` and returns a `Response`, `None` (it will
-answer later with `respond`), or an awaitable of either; awaitables run as
-tasks the endpoint owns and cancels on close.
+answer later with `respond`), `DROP` (no answer at all: the request's transaction
+is forgotten at once), a `Stateless` response (sent once, outside any transaction:
+a challenge to a request anyone could have spoofed), or an awaitable of one of
+these; awaitables run as tasks the endpoint owns and cancels on close.
+
+An INVITE a handler takes on (None or an awaitable) gets its 100 (Trying) at once
+(RFC 3261 §17.2.1); one answered at once, dropped or answered statelessly gets none.
+
+Hostile input costs little: limits are checked before parsing (`parse_message`),
+and unparseable messages are logged at a bounded rate (`RateLimitedLog`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
+import os
 import re
+import time
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from dataclasses import dataclass
+from typing import Final, TypeAlias
 
 from sip.errors import SipParseError, TransportError
-from sip.message import Message, Request, Response, make_response, parse_message
+from sip.message import (
+    MAX_HEADER_LINES,
+    Message,
+    Request,
+    Response,
+    make_response,
+    parse_message,
+)
 from sip.peer import Peer
 from sip.transaction import (
     Action,
@@ -36,13 +55,37 @@ from sip.transaction import (
     Timers,
     TransactionLayer,
     TransportFailed,
+    make_trying,
 )
 from sip.transport import TcpTransport, UdpTransport
 from sip.validate import check_request
 
 log = logging.getLogger(__name__)
 
-HandlerResult: TypeAlias = Response | None
+
+class Drop(enum.Enum):
+    """The type of `DROP`."""
+
+    DROP = "drop"
+
+
+#: A handler's result meaning "no answer, and keep nothing" (a banned source).
+DROP: Final = Drop.DROP
+
+
+@dataclass(frozen=True, slots=True)
+class Stateless:
+    """A handler's answer sent once, without a transaction (RFC 3261 §8.2.7 stateless UAS).
+
+    For a challenge to a request anyone could have sent: no retransmissions (a spoofed
+    INVITE costs one response, not Timer G's eleven) and nothing kept. A retransmitted
+    request meets the handler again and gets the same kind of answer.
+    """
+
+    response: Response
+
+
+HandlerResult: TypeAlias = Response | Stateless | Drop | None
 Handler: TypeAlias = Callable[[Request, Peer], HandlerResult | Awaitable[HandlerResult]]
 
 #: Methods this library knows (RFC 3261 and the usual extensions); others get 501.
@@ -60,6 +103,49 @@ DEFAULT_ACCEPT = frozenset(
 )
 
 _HEADER_LINE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:", re.IGNORECASE)
+_TO_LINE = re.compile(rb"^(?:to|t)[ \t]*:", re.IGNORECASE)
+_TAG_PARAM = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
+
+
+class RateLimitedLog:
+    """At most `burst` lines per `interval` seconds; the rest are counted and the count
+    reported with the next line let through. For what a peer can make us log per packet.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        level: int,
+        *,
+        burst: int = 10,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._level = level
+        self._burst = burst
+        self._interval = interval
+        self._clock = clock
+        self._window = -interval
+        self._count = 0
+        self.suppressed = 0
+
+    def __call__(self, msg: str, *args: object) -> bool:
+        """Log `msg % args` unless over the rate; returns whether it was logged."""
+        now = self._clock()
+        if now - self._window >= self._interval:
+            self._window = now
+            self._count = 0
+        if self._count >= self._burst:
+            self.suppressed += 1
+            return False
+        self._count += 1
+        if self.suppressed:
+            msg += " (%d similar lines suppressed)"
+            args = (*args, self.suppressed)
+            self.suppressed = 0
+        self._logger.log(self._level, msg, *args)
+        return True
 
 
 class Endpoint:
@@ -97,6 +183,10 @@ class Endpoint:
         #: Event packages this endpoint is a notifier for (RFC 6665 §4.4.4): named in an
         #: Allow-Events header of the OPTIONS answer when not empty.
         self.allow_events: frozenset[str] = frozenset()
+        self._log_unparseable = RateLimitedLog(log, logging.INFO)
+        #: Largest message taken from any transport (a datagram's limit; the TCP framer
+        #: cuts a stream message at `TcpLimits.max_message` before this sees it).
+        self.max_message_size = 65_535
 
     # -- set-up ---------------------------------------------------------------
 
@@ -174,7 +264,7 @@ class Endpoint:
 
     def _received(self, data: bytes, peer: Peer) -> None:
         try:
-            message = parse_message(data)
+            message = parse_message(data, max_size=self.max_message_size)
         except SipParseError as exc:
             self._reject_unparseable(data, peer, exc)
             return
@@ -192,13 +282,22 @@ class Endpoint:
         The response echoes the raw Via/From/To/Call-ID/CSeq lines so the
         sender can match it; without a Via there is nobody to answer.
         """
-        log.info("unparseable message from %s: %s", peer, exc.reason)
+        self._log_unparseable("unparseable message from %s: %s", peer, exc.reason)
         if data.startswith(b"SIP/"):
             return
-        head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-        echoed = [line for line in head[1:] if _HEADER_LINE.match(line)]
+        # Bounded: a message of thousands of lines is answered only if its Via comes
+        # among the first MAX_HEADER_LINES.
+        head = data[: data.find(b"\r\n\r\n")].split(b"\r\n", MAX_HEADER_LINES)
+        echoed = [line for line in head[1:MAX_HEADER_LINES] if _HEADER_LINE.match(line)]
         if not any(line[:1].lower() == b"v" for line in echoed):
             return
+        # §8.2.6.2: a To tag in every response but 100.
+        echoed = [
+            line + b";tag=" + os.urandom(8).hex().encode()
+            if _TO_LINE.match(line) and not _TAG_PARAM.search(line)
+            else line
+            for line in echoed
+        ]
         reason = exc.reason.replace("\r", " ").replace("\n", " ")[:100]
         out = [f"SIP/2.0 {exc.status} {reason}".encode("utf-8", "replace"), *echoed]
         out.append(b"Content-Length: 0")
@@ -244,13 +343,17 @@ class Endpoint:
         handler = self._handlers.get(method)
         if method == "ACK":
             if handler is not None:
-                self._call(handler, request, peer)
+                self._call(handler, request, peer, None)
             return
         if handler is None:
             self.respond(self._default_answer(request))
             return
         rejection = check_request(
-            request, methods=self._methods, extensions=self.extensions, accept=self.accept
+            request,
+            methods=self._methods,
+            extensions=self.extensions,
+            accept=self.accept,
+            secure=peer.transport == "TLS",
         )
         if rejection is not None:
             self.respond(
@@ -259,7 +362,7 @@ class Endpoint:
                 )
             )
             return
-        self._call(handler, request, peer)
+        self._call(handler, request, peer, txn)
 
     def _default_answer(self, request: Request) -> Response:
         method = request.method
@@ -275,21 +378,55 @@ class Endpoint:
             return make_response(request, 405, headers=[("Allow", self.allow)])
         return make_response(request, 501)
 
-    def _call(self, handler: Handler, request: Request, peer: Peer) -> None:
+    def _call(
+        self,
+        handler: Handler,
+        request: Request,
+        peer: Peer,
+        txn: ServerTransaction | ClientTransaction | None,
+    ) -> None:
         try:
             result = handler(request, peer)
         except Exception:
             # A handler bug must not take the server down; the caller still gets an answer.
             log.exception("handler for %s failed (Call-ID %s)", request.method, request.call_id)
             result = make_response(request, 500) if request.method != "ACK" else None
+        if result is None or inspect.isawaitable(result):
+            if request.method == "INVITE" and isinstance(txn, ServerTransaction):
+                # §17.2.1: the TU will take a while (it rings, routes, answers later):
+                # quench the client's Timer A retransmissions now.
+                self._run(self.layer.send_response(make_trying(request), self._now()))
+            if result is not None:
+                task = asyncio.get_running_loop().create_task(
+                    self._await(result, request, peer, txn)
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            return
+        self._answer(result, request, peer, txn)
+
+    def _answer(
+        self,
+        result: Response | Stateless | Drop,
+        request: Request,
+        peer: Peer,
+        txn: ServerTransaction | ClientTransaction | None,
+    ) -> None:
         if isinstance(result, Response):
             self.respond(result)
-        elif result is not None and inspect.isawaitable(result):
-            task = asyncio.get_running_loop().create_task(self._await(result, request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            return
+        if isinstance(txn, ServerTransaction):
+            self.layer.discard(txn)
+        if isinstance(result, Stateless):
+            self._transmit(bytes(result.response), peer)
 
-    async def _await(self, pending: Awaitable[HandlerResult], request: Request) -> None:
+    async def _await(
+        self,
+        pending: Awaitable[HandlerResult],
+        request: Request,
+        peer: Peer,
+        txn: ServerTransaction | ClientTransaction | None,
+    ) -> None:
         try:
             result = await pending
         except asyncio.CancelledError:
@@ -298,7 +435,7 @@ class Endpoint:
             log.exception("handler for %s failed (Call-ID %s)", request.method, request.call_id)
             result = make_response(request, 500) if request.method != "ACK" else None
         if result is not None:
-            self.respond(result)
+            self._answer(result, request, peer, txn)
 
     def _fail(self, txn: ClientTransaction | ServerTransaction, status: int, reason: str) -> None:
         if isinstance(txn, ClientTransaction):
@@ -380,4 +517,4 @@ def _stamp_via(request: Request, peer: Peer) -> Request:
     return request.with_top_via(stamped)
 
 
-__all__ = ["KNOWN_METHODS", "Endpoint", "Handler"]
+__all__ = ["DROP", "KNOWN_METHODS", "Drop", "Endpoint", "Handler", "RateLimitedLog", "Stateless"]

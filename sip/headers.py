@@ -84,11 +84,15 @@ class Headers:
         """The index by lower-case name, built once."""
         index = self._index
         if index is None:
-            index = {}
+            lists: dict[str, list[str]] = {}
             for name, value in self._fields:
                 key = name.lower()
-                bucket = index.get(key)
-                index[key] = (value,) if bucket is None else (*bucket, value)
+                bucket = lists.get(key)
+                if bucket is None:
+                    lists[key] = [value]
+                else:
+                    bucket.append(value)  # not a tuple copy: linear in the field count
+            index = {key: tuple(values) for key, values in lists.items()}
             self._index = index
         return index
 

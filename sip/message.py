@@ -15,9 +15,12 @@ survive a parse/serialize round trip unchanged.
 
 from __future__ import annotations
 
+import enum
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from sip.errors import SipParseError
 from sip.grammar import TOKEN_RE, is_token, parse_int
@@ -42,6 +45,14 @@ _DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 
 #: Largest Content-Length accepted at all (a datagram or framed message is far smaller).
 _MAX_CONTENT_LENGTH = 2**31 - 1
+
+#: Most header lines (after unfolding) a message may have. Real requests carry 10-30; a
+#: REGISTER or INVITE with 200 is already odd. Checked on the raw octets before any
+#: decoding or splitting, so a datagram of 15,000 tiny lines costs one `bytes.count`.
+MAX_HEADER_LINES = 256
+#: Largest message `parse_message` takes: a UDP datagram's limit; the TCP framer has
+#: its own (`StreamFramer.max_size`).
+MAX_MESSAGE_SIZE = 65_535
 
 REASONS: dict[int, str] = {
     100: "Trying",
@@ -308,8 +319,13 @@ def _check_version(version: str) -> None:
         raise SipParseError("malformed SIP-Version")
 
 
-def parse_message(data: bytes) -> Message:
-    """Parse one datagram or one framed stream message.
+def parse_message(
+    data: bytes, *, max_lines: int = MAX_HEADER_LINES, max_size: int = MAX_MESSAGE_SIZE
+) -> Message:
+    """Parse one datagram or one framed stream message, in time linear in its size.
+
+    Limits are checked before the work they bound: more than `max_size` octets is a
+    513, more than `max_lines` header lines (folded continuation lines count) a 400.
 
     Content-Length (RFC 3261 §18.3): a value smaller than what follows the blank
     line means only that many octets are the body (RFC 4475 §3.1.1.8 dblreq); a
@@ -317,8 +333,11 @@ def parse_message(data: bytes) -> Message:
 
     Raises:
         SipParseError: anything malformed; `status` is 505 for another SIP version,
-            400 otherwise (a response that fails is to be dropped, not answered).
+            513 for a message over `max_size`, 400 otherwise (a response that fails is
+            to be dropped, not answered).
     """
+    if len(data) > max_size:
+        raise SipParseError("message too large", 513)
     start = 0
     # RFC 3261 §7.5: CRLFs before the start-line are ignored.
     while data.startswith(b"\r\n", start):
@@ -326,6 +345,8 @@ def parse_message(data: bytes) -> Message:
     end = data.find(b"\r\n\r\n", start)
     if end < 0:
         raise SipParseError("no empty line after the header fields")
+    if data.count(b"\n", start, end) > max_lines:
+        raise SipParseError("too many header lines")
     head = data[start:end].decode("utf-8", "surrogateescape")
     if "\r\n " in head or "\r\n\t" in head:
         head = _FOLD_RE.sub(" ", head)
@@ -368,7 +389,9 @@ def parse_message(data: bytes) -> Message:
             raise SipParseError("header line without a colon")
 
     fields: list[tuple[str, str]] = []
-    index: dict[str, tuple[str, ...]] = {}
+    # Lists while filling (appending to a tuple would copy it: quadratic in the number
+    # of fields of one name), tuples once done (see `Headers._index`).
+    lists: dict[str, list[str]] = {}
     content_lengths: list[str] = []
     names = _NAMES
     for raw, value in pairs:
@@ -386,8 +409,11 @@ def parse_message(data: bytes) -> Message:
             content_lengths.append(value)
             continue
         fields.append((name, value))
-        bucket = index.get(key)
-        index[key] = (value,) if bucket is None else (*bucket, value)
+        bucket = lists.get(key)
+        if bucket is None:
+            lists[key] = [value]
+        else:
+            bucket.append(value)
 
     body_start = end + 4
     if content_lengths:
@@ -400,10 +426,23 @@ def parse_message(data: bytes) -> Message:
     else:
         body = bytes(data[body_start:])
 
+    index = {key: tuple(values) for key, values in lists.items()}
     headers = Headers._trusted(tuple(fields), index)
     if uri is None:
         return Response(status, reason, headers, body)
     return Request(method, uri, headers, body)
+
+
+class _NewTag(enum.Enum):
+    NEW_TAG = "new"
+
+
+#: `make_response`'s default for `to_tag`: a fresh random tag when the request has none.
+NEW_TAG: Final = _NewTag.NEW_TAG
+
+
+def _new_tag() -> str:
+    return os.urandom(8).hex()  # 64 random bits (RFC 3261 §19.3 asks for at least 32)
 
 
 def make_response(
@@ -411,16 +450,19 @@ def make_response(
     status: int,
     reason: str | None = None,
     *,
-    to_tag: str | None = None,
+    to_tag: str | _NewTag | None = NEW_TAG,
     headers: Iterable[tuple[str, str]] = (),
     body: bytes = b"",
 ) -> Response:
     """Build a response to `request` (RFC 3261 §8.2.6).
 
     Copies every Via in order, From, To (adding `to_tag` when To has none), Call-ID
-    and CSeq, then `headers`. Record-Route is copied too for 101..299 responses to
-    a dialog-creating request (§12.1.1: the UAS "MUST copy all Record-Route header
-    field values from the request into the response").
+    and CSeq, then `headers`. RFC 3261 §8.2.6.2: "the UAS MUST add a tag to the To
+    header field in the response (with the exception of the 100 (Trying) response, in
+    which a tag MAY be present)": by default (`NEW_TAG`) a To without a tag gets a fresh
+    one, except in a 100; `to_tag=None` leaves To as it is. Record-Route is copied
+    too for 101..299 responses to a dialog-creating request (§12.1.1: the UAS "MUST
+    copy all Record-Route header field values from the request into the response").
 
     Raises:
         ValueError: a bad status, a `to_tag` that is not a token, or a bad header.
@@ -433,6 +475,8 @@ def make_response(
     fields: list[tuple[str, str]] = [("Via", v) for v in index["via"]]
     to_value = index["to"][0]
     to = request.to
+    if to_tag is NEW_TAG:
+        to_tag = _new_tag() if status != 100 and to.tag is None else None
     if to_tag is not None and to.tag is None:
         if not is_token(to_tag):
             raise ValueError(f"bad To tag {to_tag!r}")
@@ -531,6 +575,9 @@ class StreamFramer:
 __all__ = [
     "KEEPALIVE_PING",
     "KEEPALIVE_PONG",
+    "MAX_HEADER_LINES",
+    "MAX_MESSAGE_SIZE",
+    "NEW_TAG",
     "REASONS",
     "Message",
     "Request",

@@ -166,8 +166,7 @@ class TransactionLayer:
         else:
             self._legacy.setdefault(key, []).append(tx)
         self._add_peer(tx)
-        if tx.retransmit_at is not None:
-            self._schedule(tx)
+        self._schedule(tx)
         return [Deliver(request, peer, tx)]
 
     def _receive_response(self, response: Response, peer: Peer, now: float) -> list[Action]:
@@ -244,6 +243,17 @@ class TransactionLayer:
         actions = tx.on_response(response, now)
         self._settle(tx)
         return actions
+
+    def discard(self, tx: ServerTransaction) -> None:
+        """Forget a server transaction the TU will not answer (nothing is sent).
+
+        A request not worth an answer (from a banned source), or one answered
+        statelessly, leaves no state behind: its retransmissions create a transaction
+        again and meet the same fate.
+        """
+        if tx.state is not _TERMINATED:
+            tx._terminate()
+            self._settle(tx)
 
     def find_invite_for_cancel(self, cancel: Request) -> ServerTransaction | None:
         """The INVITE server transaction a CANCEL refers to, if it is still alive (§9.2).
