@@ -30,7 +30,6 @@ import inspect
 import logging
 import os
 import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -45,6 +44,7 @@ from sip.message import (
     parse_message,
 )
 from sip.peer import Peer
+from sip.ratelimit import RateLimitedLog
 from sip.transaction import (
     Action,
     ClientTransaction,
@@ -57,7 +57,7 @@ from sip.transaction import (
     TransportFailed,
     make_trying,
 )
-from sip.transport import TcpTransport, UdpTransport
+from sip.transport import TcpLimits, TcpTransport, UdpTransport
 from sip.validate import check_request
 
 log = logging.getLogger(__name__)
@@ -107,47 +107,6 @@ _TO_LINE = re.compile(rb"^(?:to|t)[ \t]*:", re.IGNORECASE)
 _TAG_PARAM = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
 
 
-class RateLimitedLog:
-    """At most `burst` lines per `interval` seconds; the rest are counted and the count
-    reported with the next line let through. For what a peer can make us log per packet.
-    """
-
-    def __init__(
-        self,
-        logger: logging.Logger,
-        level: int,
-        *,
-        burst: int = 10,
-        interval: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._logger = logger
-        self._level = level
-        self._burst = burst
-        self._interval = interval
-        self._clock = clock
-        self._window = -interval
-        self._count = 0
-        self.suppressed = 0
-
-    def __call__(self, msg: str, *args: object) -> bool:
-        """Log `msg % args` unless over the rate; returns whether it was logged."""
-        now = self._clock()
-        if now - self._window >= self._interval:
-            self._window = now
-            self._count = 0
-        if self._count >= self._burst:
-            self.suppressed += 1
-            return False
-        self._count += 1
-        if self.suppressed:
-            msg += " (%d similar lines suppressed)"
-            args = (*args, self.suppressed)
-            self.suppressed = 0
-        self._logger.log(self._level, msg, *args)
-        return True
-
-
 class Endpoint:
     """One SIP element's transports, transaction layer and request routing."""
 
@@ -158,7 +117,9 @@ class Endpoint:
         server_header: str = "aiopbx",
         extensions: frozenset[str] = frozenset(),
         accept: frozenset[str] = DEFAULT_ACCEPT,
+        tcp_limits: TcpLimits | None = None,
     ) -> None:
+        self.tcp_limits = tcp_limits or TcpLimits()
         self.layer = TransactionLayer(timers or Timers())
         # Timers fire up to this late so that one loop timer serves every transaction
         # whose deadline falls in the window: at thousands of transactions a second
@@ -210,7 +171,9 @@ class Endpoint:
             self._udp = await UdpTransport.bind(host, port, self._received, self._send_failed)
             port = self._udp.local[1]
         if tcp:
-            self._tcp = await TcpTransport.listen(host, port, self._received, self._send_failed)
+            self._tcp = await TcpTransport.listen(
+                host, port, self._received, self._send_failed, self.tcp_limits
+            )
             port = self._tcp.local[1]
         return port
 

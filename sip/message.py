@@ -525,6 +525,11 @@ class StreamFramer:
         self.max_size = max_size
         self._buffer = bytearray()
 
+    @property
+    def buffered(self) -> int:
+        """Octets held of a message not yet complete."""
+        return len(self._buffer)
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add received octets; return the messages and keep-alives now complete.
 
