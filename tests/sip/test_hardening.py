@@ -308,7 +308,7 @@ async def test_invite_taken_on_gets_100_trying_at_once(endpoint: tuple[Endpoint,
 async def test_hostile_datagrams_get_400_and_bounded_logging(
     endpoint: tuple[Endpoint, int], caplog: pytest.LogCaptureFixture
 ) -> None:
-    ep, port = endpoint
+    _, port = endpoint
     transport, proto, local = await _client()
     try:
         hostile = _hostile().replace(b"192.0.2.1:5060", f"127.0.0.1:{local}".encode())
