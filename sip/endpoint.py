@@ -354,6 +354,9 @@ class Endpoint:
             # A handler bug must not take the server down; the caller still gets an answer.
             log.exception("handler for %s failed (Call-ID %s)", request.method, request.call_id)
             result = make_response(request, 500) if request.method != "ACK" else None
+        if isinstance(result, Response):
+            self.respond(result)
+            return
         if result is None or inspect.isawaitable(result):
             if request.method == "INVITE" and isinstance(txn, ServerTransaction):
                 # §17.2.1: the TU will take a while (it rings, routes, answers later):

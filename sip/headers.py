@@ -84,15 +84,23 @@ class Headers:
         """The index by lower-case name, built once."""
         index = self._index
         if index is None:
-            lists: dict[str, list[str]] = {}
+            index = {}
+            # A name seen again collects its values in a list (not a tuple copy per
+            # value: linear in the number of fields), made a tuple at the end.
+            repeated: dict[str, list[str]] = {}
             for name, value in self._fields:
                 key = name.lower()
-                bucket = lists.get(key)
+                bucket = index.get(key)
                 if bucket is None:
-                    lists[key] = [value]
+                    index[key] = (value,)
                 else:
-                    bucket.append(value)  # not a tuple copy: linear in the field count
-            index = {key: tuple(values) for key, values in lists.items()}
+                    more = repeated.get(key)
+                    if more is None:
+                        repeated[key] = [*bucket, value]
+                    else:
+                        more.append(value)
+            for key, values in repeated.items():
+                index[key] = tuple(values)
             self._index = index
         return index
 

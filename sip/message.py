@@ -389,9 +389,10 @@ def parse_message(
             raise SipParseError("header line without a colon")
 
     fields: list[tuple[str, str]] = []
-    # Lists while filling (appending to a tuple would copy it: quadratic in the number
-    # of fields of one name), tuples once done (see `Headers._index`).
-    lists: dict[str, list[str]] = {}
+    index: dict[str, tuple[str, ...]] = {}
+    # A name seen again collects its values in a list (growing a tuple would copy it
+    # each time: quadratic in the number of fields of one name), made a tuple at the end.
+    repeated: dict[str, list[str]] = {}
     content_lengths: list[str] = []
     names = _NAMES
     for raw, value in pairs:
@@ -409,11 +410,15 @@ def parse_message(
             content_lengths.append(value)
             continue
         fields.append((name, value))
-        bucket = lists.get(key)
+        bucket = index.get(key)
         if bucket is None:
-            lists[key] = [value]
+            index[key] = (value,)
         else:
-            bucket.append(value)
+            more = repeated.get(key)
+            if more is None:
+                repeated[key] = [*bucket, value]
+            else:
+                more.append(value)
 
     body_start = end + 4
     if content_lengths:
@@ -426,7 +431,8 @@ def parse_message(
     else:
         body = bytes(data[body_start:])
 
-    index = {key: tuple(values) for key, values in lists.items()}
+    for key, values in repeated.items():
+        index[key] = tuple(values)
     headers = Headers._trusted(tuple(fields), index)
     if uri is None:
         return Response(status, reason, headers, body)
@@ -481,7 +487,8 @@ def make_response(
         if not is_token(to_tag):
             raise ValueError(f"bad To tag {to_tag!r}")
         to_value = f"{to_value};tag={to_tag}"
-        to = to.with_param("tag", to_tag)
+        # No tag param yet: append it (what `with_param` does, without its scan).
+        to = NameAddr(to.uri, to.display_name, (*to.params, ("tag", to_tag)))
     fields.append(("From", index["from"][0]))
     fields.append(("To", to_value))
     fields.append(("Call-ID", request.call_id))
