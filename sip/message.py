@@ -447,8 +447,33 @@ class _NewTag(enum.Enum):
 NEW_TAG: Final = _NewTag.NEW_TAG
 
 
-def _new_tag() -> str:
-    return os.urandom(8).hex()  # 64 random bits (RFC 3261 §19.3 asks for at least 32)
+class _TagPool:
+    """64-bit random tags (RFC 3261 §19.3: "cryptographically random with at least 32
+    bits of randomness"), cut from one `os.urandom` call per 512 tags: every response
+    needs one, and a system call each was a measurable part of a registration."""
+
+    __slots__ = ("_hex", "_next")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._next = 0
+
+    def __call__(self) -> str:
+        start = self._next
+        if start >= len(self._hex):
+            self._hex = os.urandom(4096).hex()
+            start = 0
+        self._next = start + 16
+        return self._hex[start : start + 16]
+
+    def reset(self) -> None:
+        """Forget the pool (a forked child must not hand out its parent's tags)."""
+        self._hex = ""
+        self._next = 0
+
+
+_new_tag = _TagPool()
+os.register_at_fork(after_in_child=_new_tag.reset)
 
 
 def make_response(
