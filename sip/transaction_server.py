@@ -25,12 +25,12 @@ non-INVITE server transaction (RFC 3261 Figure 8)::
     Completed --request--> Completed           (resend final); other finals discarded
     Completed --Timer J--> Terminated
     Proceeding/Completed --transport error--> Terminated (TransportFailed)
-    Trying/Proceeding --64*T1, no final from TU--> Terminated   (nothing sent)
+    Trying/Proceeding --64..128*T1, no final from TU--> Terminated   (layer's sweep)
 
 The two "no final from TU" ends are this library's, not the RFC's: every state ends
 (a TU that never answers, or a request that is not worth answering, must not hold
 memory for ever). After 64*T1 the client's Timer F has given up on a non-INVITE
-request; an INVITE gets Timer C.
+request (the layer's sweep ends it between 64*T1 and 128*T1); an INVITE gets Timer C.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ class ServerTransaction(Transaction):
             # within 200 ms".  We give the TU that long, then send it ourselves.
             self.retransmit_at = now + timers.trying
             self.expire_at = now + timers.c
-        else:
-            self.expire_at = now + timers.f
+        # A non-INVITE transaction waiting for its answer has no timer of its own: the
+        # layer's unanswered-transaction sweep ends it (`TransactionLayer`).
 
     def on_request(self, request: Request, peer: Peer, now: float) -> list[Action]:
         """Feed a retransmission of the request, or an ACK, matched to this transaction."""

@@ -163,9 +163,29 @@ def test_unanswered_transactions_end_on_their_own() -> None:
     assert len(layer) == 1000
     layer.on_timer(timers.trying)  # INVITEs send their 100 Trying, nothing ends
     assert len(layer) == 1000
-    assert layer.on_timer(64 * timers.t1) == []  # non-INVITE: 64*T1, nothing sent
+    # Non-INVITE: swept between 64*T1 and 128*T1, nothing sent.
+    assert layer.next_deadline() == 64 * timers.t1
+    assert layer.on_timer(64 * timers.t1) == []
+    assert len(layer) == 1000  # the first sweep only starts a new generation
+    late = parse_message(_request(n=5000))
+    assert isinstance(late, Request)
+    layer.receive(late, UDP, 40.0)  # joins the generation after
+    assert layer.next_deadline() == 128 * timers.t1
+    assert layer.on_timer(128 * timers.t1) == []
+    assert len(layer) == 501  # 500 INVITEs and the late REGISTER
+    assert layer.on_timer(192 * timers.t1) == []
     assert len(layer) == 500
     assert layer.on_timer(timers.c) == []  # INVITE in Proceeding: Timer C
+    assert len(layer) == 0 and layer.next_deadline() is None
+
+
+def test_answered_transactions_leave_the_sweep() -> None:
+    layer = TransactionLayer(Timers(t1=0.5))
+    for n in range(100):
+        request = parse_message(_request(n=n))
+        assert isinstance(request, Request)
+        layer.receive(request, Peer("TCP", "192.0.2.1", 5060), 0.0)
+        layer.send_response(make_response(request, 200), 0.0)
     assert len(layer) == 0 and layer.next_deadline() is None
 
 
