@@ -291,6 +291,16 @@ class Registrar:
                 self.location.apply(binding.aor, (binding,), ())
                 count += 1
         await self.store.bindings.purge_expired(now)
+        # Bindings stored before the limit held (or under a lower one) beyond it: the
+        # ones closest to expiring go, so no INVITE forks to more than the limit.
+        for aor, table in self.location.by_aor.items():
+            extra = len(table) - self.policy.max_contacts
+            for binding in sorted(table.values(), key=lambda b: b.expires_at)[: max(0, extra)]:
+                del table[binding.contact_uri]
+                self._dirty[(aor, binding.contact_uri)] = None
+                count -= 1
+        if self._dirty:
+            self._wakeup.set()
         return count
 
     def handle(self, request: Request, peer: Peer) -> Response | Drop:

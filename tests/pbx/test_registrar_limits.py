@@ -15,6 +15,7 @@ from pbx.config import Settings
 from pbx.registrar import targets_for
 from pbx.server import PbxServer
 from pbx.store import Store
+from pbx.store.bindings import Binding
 from sip.message import Response
 from tests.interop.peers import free_port
 from tests.interop.sipclient import SipClient
@@ -118,3 +119,41 @@ async def test_sips_request_uri_over_udp_is_416(server: PbxServer) -> None:
         request = ua.register("1001").replace(b"REGISTER sip:", b"REGISTER sips:", 1)
         answer = await ua.exchange(request)
     assert answer.status == 416 and answer.to.tag is not None
+
+
+async def test_stored_bindings_over_the_limit_are_trimmed_at_start(
+    tmp_path: Path, clock: Clock
+) -> None:
+    store = await Store.open(tmp_path / "pbx.sqlite3")
+    await store.settings.set_default("realm", "aiopbx")
+    await store.users.add("1001", PASSWORD, "aiopbx")
+    stored = [
+        Binding(
+            aor="1001",
+            contact=f"<sip:1001@127.0.0.1:{20000 + n}>",
+            expires_at=clock.now + 100 + n,
+            call_id="old",
+            cseq=1,
+            user_agent=None,
+            source=f"UDP 127.0.0.1:{20000 + n}",
+            contact_uri=f"uri:sip:1001@127.0.0.1:{20000 + n}",
+        )
+        for n in range(1000)
+    ]
+    await store.bindings.save(stored)
+    await store.close()
+    pbx = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port()), clock=clock)
+    await pbx.start()
+    try:
+        assert pbx.registrar is not None
+        kept = pbx.registrar.location.get("1001").values()
+        assert sorted(b.expires_at for b in kept) == [clock.now + 100 + n for n in range(990, 1000)]
+        assert len(targets_for(pbx.registrar.location, "1001", clock.now)) == 10
+        await pbx.registrar.flush()  # what the write-behind task does within 50 ms
+    finally:
+        await pbx.stop()
+    store = await Store.open(tmp_path / "pbx.sqlite3")
+    try:
+        assert len(await store.bindings.all()) == 10  # the trim was written back
+    finally:
+        await store.close()
