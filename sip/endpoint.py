@@ -37,6 +37,7 @@ from typing import Final, TypeAlias
 from sip.errors import SipParseError, TransportError
 from sip.message import (
     MAX_HEADER_LINES,
+    MAX_MESSAGE_SIZE,
     Message,
     Request,
     Response,
@@ -145,9 +146,6 @@ class Endpoint:
         #: Allow-Events header of the OPTIONS answer when not empty.
         self.allow_events: frozenset[str] = frozenset()
         self._log_unparseable = RateLimitedLog(log, logging.INFO)
-        #: Largest message taken from any transport (a datagram's limit; the TCP framer
-        #: cuts a stream message at `TcpLimits.max_message` before this sees it).
-        self.max_message_size = 65_535
 
     # -- set-up ---------------------------------------------------------------
 
@@ -227,7 +225,10 @@ class Endpoint:
 
     def _received(self, data: bytes, peer: Peer) -> None:
         try:
-            message = parse_message(data, max_size=self.max_message_size)
+            # Size limit per transport: a datagram's, or the TCP framer's (which has
+            # cut the stream message at that size already).
+            limit = MAX_MESSAGE_SIZE if peer.transport == "UDP" else self.tcp_limits.max_message
+            message = parse_message(data, max_size=limit)
         except SipParseError as exc:
             self._reject_unparseable(data, peer, exc)
             return

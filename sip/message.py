@@ -345,7 +345,9 @@ def parse_message(
     end = data.find(b"\r\n\r\n", start)
     if end < 0:
         raise SipParseError("no empty line after the header fields")
-    if data.count(b"\n", start, end) > max_lines:
+    # A header line takes at least 3 octets (a continuation " x" and CRLF), so only a
+    # head longer than that many lines can hold too many.
+    if end - start > 3 * max_lines and data.count(b"\n", start, end) > max_lines:
         raise SipParseError("too many header lines")
     head = data[start:end].decode("utf-8", "surrogateescape")
     if "\r\n " in head or "\r\n\t" in head:
@@ -506,14 +508,17 @@ def make_response(
     fields: list[tuple[str, str]] = [("Via", v) for v in index["via"]]
     to_value = index["to"][0]
     to = request.to
-    if to_tag is NEW_TAG:
-        to_tag = _new_tag() if status != 100 and to.tag is None else None
     if to_tag is not None and to.tag is None:
-        if not is_token(to_tag):
+        if to_tag is NEW_TAG:
+            tag = _new_tag() if status != 100 else None
+        elif is_token(to_tag):
+            tag = to_tag
+        else:
             raise ValueError(f"bad To tag {to_tag!r}")
-        to_value = f"{to_value};tag={to_tag}"
-        # No tag param yet: append it (what `with_param` does, without its scan).
-        to = NameAddr(to.uri, to.display_name, (*to.params, ("tag", to_tag)))
+        if tag is not None:
+            to_value = f"{to_value};tag={tag}"
+            # No tag param yet: append it (what `with_param` does, without its scan).
+            to = NameAddr(to.uri, to.display_name, (*to.params, ("tag", tag)))
     fields.append(("From", index["from"][0]))
     fields.append(("To", to_value))
     fields.append(("Call-ID", request.call_id))
