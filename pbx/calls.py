@@ -789,8 +789,10 @@ class CallManager:
         call = self._invites.get((request.call_id, request.from_.tag or ""))
         if call is None or call.state is CallState.ENDED:
             return make_response(request, 481, "Call/Transaction Does Not Exist")
-        # §9.2: answer the CANCEL 200, then the INVITE 487 if it is still pending.
-        self.endpoint.respond(make_response(request, 200))
+        # §9.2: answer the CANCEL 200, then the INVITE 487 if it is still pending. "The
+        # To tag of the response to the CANCEL and the To tag in the response to the
+        # original request SHOULD be the same."
+        self.endpoint.respond(make_response(request, 200, to_tag=call.to_tag))
         call._cancelled(request)
         return None
 
