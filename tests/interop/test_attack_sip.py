@@ -358,3 +358,38 @@ def test_tcp_register_served_with_1100_idle_connections_under_ulimit_1024(
         log = pbx.log()
     assert "Too many open files" not in log
     assert "Traceback" not in log
+
+
+# -- issue 9 §8: 100 Trying at once for an INVITE the switch takes on ------------------------------
+
+
+async def _invite_with_credentials(port: int) -> list[Response]:
+    async with SipClient(port) as ua:
+        first = await ua.exchange(ua.invite("1001", "1002", cseq=1), timeout=10)
+        assert first.status in (401, 407) and first.to.tag is not None
+        ua.send(ua.ack_for(ua.invite("1001", "1002", cseq=1), first))
+        header = "Authorization" if first.status == 401 else "Proxy-Authorization"
+        creds = make_credentials(
+            _challenge(first), "1001", PASSWORD, "INVITE", f"sip:1002@127.0.0.1:{port}"
+        )
+        invite = ua.invite("1001", "1002", cseq=2).replace(
+            b"Content-Length:", f"{header}: {creds}\r\nContent-Length:".encode(), 1
+        )
+        ua.send(invite)
+        got: list[Response] = []
+        while not got or got[-1].status < 200:
+            raw = await ua.receive(10)
+            assert raw is not None, f"no final response after {[r.status for r in got]}"
+            message = parse_message(raw)
+            if isinstance(message, Response) and message.cseq.seq == 2:
+                got.append(message)
+        return got
+
+
+def test_authenticated_invite_gets_100_trying_first(tmp_path: Path) -> None:
+    add_users(tmp_path, {"1001": PASSWORD, "1002": PASSWORD + "2"})
+    with running_pbx(tmp_path) as pbx:
+        got = asyncio.run(_invite_with_credentials(pbx.port))
+    # 1002 is not registered: the switch works on it, then refuses it.
+    assert got[0].status == 100 and got[0].to.tag is None
+    assert got[-1].status >= 400 and got[-1].to.tag is not None
