@@ -211,7 +211,22 @@ def stages(server: PbxServer, number: int) -> list[tuple[str, float]]:
             "make_response 200 + bytes",
             per_call(lambda: bytes(make_response(second, 200, headers=ok_headers)), number),
         ),
+        (
+            "hostile 60 KB datagram, 15,000 lines",
+            per_call(lambda: endpoint._received(HOSTILE, HOSTILE_PEER), max(1, number // 10)),
+        ),
     ]
+
+
+#: Issue 10's one-datagram CPU attack: a 60 KB datagram of 15,000 tiny header lines
+#: (before the limits, ~0.25-0.5 s of the loop each; now cut on a byte count).
+HOSTILE = (
+    b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKh\r\n"
+    b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: h\r\nCSeq: 1 OPTIONS\r\n"
+    + b"a:\r\n" * 15_000
+    + b"\r\n"
+)
+HOSTILE_PEER = Peer("UDP", "127.0.0.9", 5060)
 
 
 async def make_store(data_dir: Path, users: int) -> None:

@@ -46,7 +46,7 @@ from pbx.errors import PbxError
 from pbx.media_bridge import SdpOrigin
 from pbx.tasks import spawn
 from sip.dialog import Dialog, DialogState, new_branch, new_tag
-from sip.endpoint import Endpoint
+from sip.endpoint import DROP, Drop, Endpoint, Stateless
 from sip.errors import SipParseError
 from sip.headers import Headers
 from sip.message import Request, Response, make_response
@@ -780,7 +780,9 @@ class CallManager:
 
     # -- handlers ------------------------------------------------------------------
 
-    def _invite(self, request: Request, peer: Peer) -> Response | Awaitable[Response | None] | None:
+    def _invite(
+        self, request: Request, peer: Peer
+    ) -> Response | Stateless | Drop | Awaitable[Response | None] | None:
         if request.to.tag:
             call = self._find(request)
             if call is None or call.state is CallState.ENDED:
@@ -791,11 +793,20 @@ class CallManager:
             return call._handle_offer(request)
         who = self._authenticate(request, peer)
         if isinstance(who, Response):
-            return who
+            # A challenge (or refusal) to an INVITE anyone could have spoofed is sent
+            # once and forgotten, as Kamailio and OpenSIPS do: the nonce authenticates
+            # itself (HMAC), so no state is needed to check the answer, and a spoofed
+            # INVITE cannot make us retransmit (Timer G) at a victim.
+            return Stateless(who)
         if who is None:
-            return None  # dropped (banned source)
+            return DROP  # banned source: no answer, no transaction
         if (request.call_id, request.from_.tag or "") in self._invites:
-            return None  # a second INVITE of a call in progress: ignore (merged, §8.2.2.2)
+            # §8.2.2.2: "If the request has no tag in the To header field, the UAS core
+            # MUST check the request against ongoing transactions. If the From tag,
+            # Call-ID, and CSeq exactly match those associated with an ongoing
+            # transaction, but the request does not match that transaction (based on the
+            # matching rules in Section 17.2.3), the UAS core SHOULD generate a 482".
+            return make_response(request, 482, "Loop Detected")
         try:
             call = InboundCall(self, request, peer, who)
         except SipParseError as exc:
@@ -841,8 +852,10 @@ class CallManager:
         call = self._invites.get((request.call_id, request.from_.tag or ""))
         if call is None or call.state is CallState.ENDED:
             return make_response(request, 481, "Call/Transaction Does Not Exist")
-        # §9.2: answer the CANCEL 200, then the INVITE 487 if it is still pending.
-        self.endpoint.respond(make_response(request, 200))
+        # §9.2: answer the CANCEL 200, then the INVITE 487 if it is still pending. "The
+        # To tag of the response to the CANCEL and the To tag in the response to the
+        # original request SHOULD be the same."
+        self.endpoint.respond(make_response(request, 200, to_tag=call.to_tag))
         call._cancelled(request)
         return None
 

@@ -52,7 +52,7 @@ from pbx.config import Settings
 from pbx.registrar import Location, Target, targets_for
 from pbx.tasks import spawn
 from sip.dialog import Dialog, new_tag
-from sip.endpoint import Endpoint
+from sip.endpoint import DROP, Drop, Endpoint
 from sip.errors import SipParseError
 from sip.headers import Headers
 from sip.message import Request, Response, make_response
@@ -332,15 +332,18 @@ class MwiService:
 
     # -- SUBSCRIBE ---------------------------------------------------------------------
 
-    def handle(self, request: Request, peer: Peer) -> Response | None:
-        """The endpoint's SUBSCRIBE handler; answers at once, NOTIFYs follow."""
+    def handle(self, request: Request, peer: Peer) -> Response | Drop | None:
+        """The endpoint's SUBSCRIBE handler; answers at once, NOTIFYs follow (None: answered
+        already through the endpoint; DROP: a banned source, no answer and no state)."""
         if request.to.tag:
             return self._refresh(request, peer)
         package = event_package(request.headers.get("Event"))
         if package != EVENT:
             return self._bad_event(request)
         who = self._authenticate(request, peer)
-        if who is None or isinstance(who, Response):
+        if who is None:
+            return DROP
+        if isinstance(who, Response):
             return who
         uri = request.uri
         box = unquote(uri.user) if isinstance(uri, SipUri) and uri.user else ""

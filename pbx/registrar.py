@@ -28,6 +28,7 @@ from pbx.auth import Authenticator, AuthResult
 from pbx.config import Settings
 from pbx.store import Store
 from pbx.store.bindings import Binding
+from sip.endpoint import DROP, Drop
 from sip.errors import SipParseError
 from sip.headers import NameAddr
 from sip.message import Request, Response, make_response
@@ -100,12 +101,16 @@ def _parse_contact(text: str) -> tuple[NameAddr, str, str]:
 
 
 def _parse_expires(text: str | None) -> int | None:
-    """An Expires value, or None when absent. Raises: SipParseError for a non-number."""
+    """An Expires value, or None when absent.
+
+    Raises: SipParseError for anything but 1*DIGIT in ASCII (a Unicode digit such as
+    "²" is not one) or more than ten significant digits (2**32-1 has ten).
+    """
     if text is None:
         return None
     text = text.strip()
-    if not text.isdigit():
-        raise SipParseError(f"bad Expires value {text!r}")
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 10:
+        raise SipParseError(f"bad Expires value {text[:20]!r}")
     return min(int(text), _EXPIRES_CAP)
 
 
@@ -177,9 +182,16 @@ def apply_register(
         )
         removed.pop(key, None)
 
+    # One request asking for more bindings than an AOR may have is refused whole
+    # (RFC 3261 §21.4.4 403: "understood the request, but is refusing to fulfil it";
+    # repeating it cannot help, so not Kamailio's 503, which invites a retry).
+    if len(saved) > policy.max_contacts:
+        return RegisterResult(403, "Too Many Contacts")
     final = {k: b for k, b in current.items() if k not in removed}
     final.update(saved)
-    # More contacts than allowed: the ones closest to expiring give way.
+    # More contacts than allowed: the existing ones closest to expiring give way to the
+    # request's own (as Asterisk's max_contacts with remove_existing), so a phone that
+    # changed address is never locked out by its stale bindings.
     if len(final) > policy.max_contacts:
         for key, binding in sorted(final.items(), key=lambda kv: kv[1].expires_at):
             if len(final) <= policy.max_contacts:
@@ -279,14 +291,26 @@ class Registrar:
                 self.location.apply(binding.aor, (binding,), ())
                 count += 1
         await self.store.bindings.purge_expired(now)
+        # Bindings stored before the limit held (or under a lower one) beyond it: the
+        # ones closest to expiring go, so no INVITE forks to more than the limit.
+        for aor, table in self.location.by_aor.items():
+            extra = len(table) - self.policy.max_contacts
+            for binding in sorted(table.values(), key=lambda b: b.expires_at)[: max(0, extra)]:
+                del table[binding.contact_uri]
+                self._dirty[(aor, binding.contact_uri)] = None
+                count -= 1
+        if self._dirty:
+            self._wakeup.set()
         return count
 
-    def handle(self, request: Request, peer: Peer) -> Response | None:
+    def handle(self, request: Request, peer: Peer) -> Response | Drop:
         """The endpoint's REGISTER handler: answers at once, never awaits."""
         now = self._clock()
         outcome = self.auth.authenticate(request, peer.host, now)
         if outcome.result is AuthResult.BANNED:
-            return None  # silently dropped: a banned source gets nothing to work with
+            # Silently dropped, and no transaction kept: a banned source gets nothing to
+            # work with, and its flood costs no memory.
+            return DROP
         if outcome.result is not AuthResult.OK:
             return make_response(
                 request, outcome.status or 403, outcome.reason, headers=outcome.headers

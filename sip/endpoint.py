@@ -10,22 +10,42 @@ requests get a 400 with the parse error as reason where a response can be
 addressed at all.
 
 A handler gets `(request, peer)` and returns a `Response`, `None` (it will
-answer later with `respond`), or an awaitable of either; awaitables run as
-tasks the endpoint owns and cancels on close.
+answer later with `respond`), `DROP` (no answer at all: the request's transaction
+is forgotten at once), a `Stateless` response (sent once, outside any transaction:
+a challenge to a request anyone could have spoofed), or an awaitable of one of
+these; awaitables run as tasks the endpoint owns and cancels on close.
+
+An INVITE a handler takes on (None or an awaitable) gets its 100 (Trying) at once
+(RFC 3261 §17.2.1); one answered at once, dropped or answered statelessly gets none.
+
+Hostile input costs little: limits are checked before parsing (`parse_message`),
+and unparseable messages are logged at a bounded rate (`RateLimitedLog`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from dataclasses import dataclass
+from typing import Final, TypeAlias
 
 from sip.errors import SipParseError, TransportError
-from sip.message import Message, Request, Response, make_response, parse_message
+from sip.message import (
+    MAX_HEADER_LINES,
+    MAX_MESSAGE_SIZE,
+    Message,
+    Request,
+    Response,
+    make_response,
+    parse_message,
+)
 from sip.peer import Peer
+from sip.ratelimit import RateLimitedLog
 from sip.transaction import (
     Action,
     ClientTransaction,
@@ -36,13 +56,37 @@ from sip.transaction import (
     Timers,
     TransactionLayer,
     TransportFailed,
+    make_trying,
 )
-from sip.transport import TcpTransport, UdpTransport
+from sip.transport import TcpLimits, TcpTransport, UdpTransport
 from sip.validate import check_request
 
 log = logging.getLogger(__name__)
 
-HandlerResult: TypeAlias = Response | None
+
+class Drop(enum.Enum):
+    """The type of `DROP`."""
+
+    DROP = "drop"
+
+
+#: A handler's result meaning "no answer, and keep nothing" (a banned source).
+DROP: Final = Drop.DROP
+
+
+@dataclass(frozen=True, slots=True)
+class Stateless:
+    """A handler's answer sent once, without a transaction (RFC 3261 §8.2.7 stateless UAS).
+
+    For a challenge to a request anyone could have sent: no retransmissions (a spoofed
+    INVITE costs one response, not Timer G's eleven) and nothing kept. A retransmitted
+    request meets the handler again and gets the same kind of answer.
+    """
+
+    response: Response
+
+
+HandlerResult: TypeAlias = Response | Stateless | Drop | None
 Handler: TypeAlias = Callable[[Request, Peer], HandlerResult | Awaitable[HandlerResult]]
 
 #: Methods this library knows (RFC 3261 and the usual extensions); others get 501.
@@ -60,6 +104,8 @@ DEFAULT_ACCEPT = frozenset(
 )
 
 _HEADER_LINE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:", re.IGNORECASE)
+_TO_LINE = re.compile(rb"^(?:to|t)[ \t]*:", re.IGNORECASE)
+_TAG_PARAM = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
 
 
 class Endpoint:
@@ -72,7 +118,9 @@ class Endpoint:
         server_header: str = "aiopbx",
         extensions: frozenset[str] = frozenset(),
         accept: frozenset[str] = DEFAULT_ACCEPT,
+        tcp_limits: TcpLimits | None = None,
     ) -> None:
+        self.tcp_limits = tcp_limits or TcpLimits()
         self.layer = TransactionLayer(timers or Timers())
         # Timers fire up to this late so that one loop timer serves every transaction
         # whose deadline falls in the window: at thousands of transactions a second
@@ -100,6 +148,7 @@ class Endpoint:
         #: Optional trace hook (`pbx serve --sip-trace`): called with "in"/"out", the raw
         #: message bytes and the peer, for every message received or sent.
         self.on_trace: Callable[[str, bytes, Peer], None] | None = None
+        self._log_unparseable = RateLimitedLog(log, logging.INFO)
 
     # -- set-up ---------------------------------------------------------------
 
@@ -123,7 +172,9 @@ class Endpoint:
             self._udp = await UdpTransport.bind(host, port, self._received, self._send_failed)
             port = self._udp.local[1]
         if tcp:
-            self._tcp = await TcpTransport.listen(host, port, self._received, self._send_failed)
+            self._tcp = await TcpTransport.listen(
+                host, port, self._received, self._send_failed, self.tcp_limits
+            )
             port = self._tcp.local[1]
         return port
 
@@ -179,7 +230,10 @@ class Endpoint:
         if self.on_trace is not None:
             self.on_trace("in", data, peer)
         try:
-            message = parse_message(data)
+            # Size limit per transport: a datagram's, or the TCP framer's (which has
+            # cut the stream message at that size already).
+            limit = MAX_MESSAGE_SIZE if peer.transport == "UDP" else self.tcp_limits.max_message
+            message = parse_message(data, max_size=limit)
         except SipParseError as exc:
             self._reject_unparseable(data, peer, exc)
             return
@@ -197,13 +251,22 @@ class Endpoint:
         The response echoes the raw Via/From/To/Call-ID/CSeq lines so the
         sender can match it; without a Via there is nobody to answer.
         """
-        log.info("unparseable message from %s: %s", peer, exc.reason)
+        self._log_unparseable("unparseable message from %s: %s", peer, exc.reason)
         if data.startswith(b"SIP/"):
             return
-        head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-        echoed = [line for line in head[1:] if _HEADER_LINE.match(line)]
+        # Bounded: a message of thousands of lines is answered only if its Via comes
+        # among the first MAX_HEADER_LINES.
+        head = data[: data.find(b"\r\n\r\n")].split(b"\r\n", MAX_HEADER_LINES)
+        echoed = [line for line in head[1:MAX_HEADER_LINES] if _HEADER_LINE.match(line)]
         if not any(line[:1].lower() == b"v" for line in echoed):
             return
+        # §8.2.6.2: a To tag in every response but 100.
+        echoed = [
+            line + b";tag=" + os.urandom(8).hex().encode()
+            if _TO_LINE.match(line) and not _TAG_PARAM.search(line)
+            else line
+            for line in echoed
+        ]
         reason = exc.reason.replace("\r", " ").replace("\n", " ")[:100]
         out = [f"SIP/2.0 {exc.status} {reason}".encode("utf-8", "replace"), *echoed]
         out.append(b"Content-Length: 0")
@@ -249,13 +312,17 @@ class Endpoint:
         handler = self._handlers.get(method)
         if method == "ACK":
             if handler is not None:
-                self._call(handler, request, peer)
+                self._call(handler, request, peer, None)
             return
         if handler is None:
             self.respond(self._default_answer(request))
             return
         rejection = check_request(
-            request, methods=self._methods, extensions=self.extensions, accept=self.accept
+            request,
+            methods=self._methods,
+            extensions=self.extensions,
+            accept=self.accept,
+            secure=peer.transport == "TLS",
         )
         if rejection is not None:
             self.respond(
@@ -264,7 +331,7 @@ class Endpoint:
                 )
             )
             return
-        self._call(handler, request, peer)
+        self._call(handler, request, peer, txn)
 
     def _default_answer(self, request: Request) -> Response:
         method = request.method
@@ -280,7 +347,13 @@ class Endpoint:
             return make_response(request, 405, headers=[("Allow", self.allow)])
         return make_response(request, 501)
 
-    def _call(self, handler: Handler, request: Request, peer: Peer) -> None:
+    def _call(
+        self,
+        handler: Handler,
+        request: Request,
+        peer: Peer,
+        txn: ServerTransaction | ClientTransaction | None,
+    ) -> None:
         try:
             result = handler(request, peer)
         except Exception:
@@ -289,12 +362,43 @@ class Endpoint:
             result = make_response(request, 500) if request.method != "ACK" else None
         if isinstance(result, Response):
             self.respond(result)
-        elif result is not None and inspect.isawaitable(result):
-            task = asyncio.get_running_loop().create_task(self._await(result, request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            return
+        if result is None or inspect.isawaitable(result):
+            if request.method == "INVITE" and isinstance(txn, ServerTransaction):
+                # §17.2.1: the TU will take a while (it rings, routes, answers later):
+                # quench the client's Timer A retransmissions now.
+                self._run(self.layer.send_response(make_trying(request), self._now()))
+            if result is not None:
+                task = asyncio.get_running_loop().create_task(
+                    self._await(result, request, peer, txn)
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            return
+        self._answer(result, request, peer, txn)
 
-    async def _await(self, pending: Awaitable[HandlerResult], request: Request) -> None:
+    def _answer(
+        self,
+        result: Response | Stateless | Drop,
+        request: Request,
+        peer: Peer,
+        txn: ServerTransaction | ClientTransaction | None,
+    ) -> None:
+        if isinstance(result, Response):
+            self.respond(result)
+            return
+        if isinstance(txn, ServerTransaction):
+            self.layer.discard(txn)
+        if isinstance(result, Stateless):
+            self._transmit(bytes(result.response), peer)
+
+    async def _await(
+        self,
+        pending: Awaitable[HandlerResult],
+        request: Request,
+        peer: Peer,
+        txn: ServerTransaction | ClientTransaction | None,
+    ) -> None:
         try:
             result = await pending
         except asyncio.CancelledError:
@@ -303,7 +407,7 @@ class Endpoint:
             log.exception("handler for %s failed (Call-ID %s)", request.method, request.call_id)
             result = make_response(request, 500) if request.method != "ACK" else None
         if result is not None:
-            self.respond(result)
+            self._answer(result, request, peer, txn)
 
     def _fail(self, txn: ClientTransaction | ServerTransaction, status: int, reason: str) -> None:
         if isinstance(txn, ClientTransaction):
@@ -387,4 +491,4 @@ def _stamp_via(request: Request, peer: Peer) -> Request:
     return request.with_top_via(stamped)
 
 
-__all__ = ["KNOWN_METHODS", "Endpoint", "Handler"]
+__all__ = ["DROP", "KNOWN_METHODS", "Drop", "Endpoint", "Handler", "RateLimitedLog", "Stateless"]

@@ -85,10 +85,22 @@ class Headers:
         index = self._index
         if index is None:
             index = {}
+            # A name seen again collects its values in a list (not a tuple copy per
+            # value: linear in the number of fields), made a tuple at the end.
+            repeated: dict[str, list[str]] = {}
             for name, value in self._fields:
                 key = name.lower()
                 bucket = index.get(key)
-                index[key] = (value,) if bucket is None else (*bucket, value)
+                if bucket is None:
+                    index[key] = (value,)
+                else:
+                    more = repeated.get(key)
+                    if more is None:
+                        repeated[key] = [*bucket, value]
+                    else:
+                        more.append(value)
+            for key, values in repeated.items():
+                index[key] = tuple(values)
             self._index = index
         return index
 

@@ -15,9 +15,12 @@ survive a parse/serialize round trip unchanged.
 
 from __future__ import annotations
 
+import enum
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from sip.errors import SipParseError
 from sip.grammar import TOKEN_RE, is_token, parse_int
@@ -42,6 +45,14 @@ _DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 
 #: Largest Content-Length accepted at all (a datagram or framed message is far smaller).
 _MAX_CONTENT_LENGTH = 2**31 - 1
+
+#: Most header lines (after unfolding) a message may have. Real requests carry 10-30; a
+#: REGISTER or INVITE with 200 is already odd. Checked on the raw octets before any
+#: decoding or splitting, so a datagram of 15,000 tiny lines costs one `bytes.count`.
+MAX_HEADER_LINES = 256
+#: Largest message `parse_message` takes: a UDP datagram's limit; the TCP framer has
+#: its own (`StreamFramer.max_size`).
+MAX_MESSAGE_SIZE = 65_535
 
 REASONS: dict[int, str] = {
     100: "Trying",
@@ -308,8 +319,13 @@ def _check_version(version: str) -> None:
         raise SipParseError("malformed SIP-Version")
 
 
-def parse_message(data: bytes) -> Message:
-    """Parse one datagram or one framed stream message.
+def parse_message(
+    data: bytes, *, max_lines: int = MAX_HEADER_LINES, max_size: int = MAX_MESSAGE_SIZE
+) -> Message:
+    """Parse one datagram or one framed stream message, in time linear in its size.
+
+    Limits are checked before the work they bound: more than `max_size` octets is a
+    513, more than `max_lines` header lines (folded continuation lines count) a 400.
 
     Content-Length (RFC 3261 §18.3): a value smaller than what follows the blank
     line means only that many octets are the body (RFC 4475 §3.1.1.8 dblreq); a
@@ -317,8 +333,11 @@ def parse_message(data: bytes) -> Message:
 
     Raises:
         SipParseError: anything malformed; `status` is 505 for another SIP version,
-            400 otherwise (a response that fails is to be dropped, not answered).
+            513 for a message over `max_size`, 400 otherwise (a response that fails is
+            to be dropped, not answered).
     """
+    if len(data) > max_size:
+        raise SipParseError("message too large", 513)
     start = 0
     # RFC 3261 §7.5: CRLFs before the start-line are ignored.
     while data.startswith(b"\r\n", start):
@@ -326,6 +345,10 @@ def parse_message(data: bytes) -> Message:
     end = data.find(b"\r\n\r\n", start)
     if end < 0:
         raise SipParseError("no empty line after the header fields")
+    # A header line takes at least 3 octets (a continuation " x" and CRLF), so only a
+    # head longer than that many lines can hold too many.
+    if end - start > 3 * max_lines and data.count(b"\n", start, end) > max_lines:
+        raise SipParseError("too many header lines")
     head = data[start:end].decode("utf-8", "surrogateescape")
     if "\r\n " in head or "\r\n\t" in head:
         head = _FOLD_RE.sub(" ", head)
@@ -369,6 +392,9 @@ def parse_message(data: bytes) -> Message:
 
     fields: list[tuple[str, str]] = []
     index: dict[str, tuple[str, ...]] = {}
+    # A name seen again collects its values in a list (growing a tuple would copy it
+    # each time: quadratic in the number of fields of one name), made a tuple at the end.
+    repeated: dict[str, list[str]] = {}
     content_lengths: list[str] = []
     names = _NAMES
     for raw, value in pairs:
@@ -387,7 +413,14 @@ def parse_message(data: bytes) -> Message:
             continue
         fields.append((name, value))
         bucket = index.get(key)
-        index[key] = (value,) if bucket is None else (*bucket, value)
+        if bucket is None:
+            index[key] = (value,)
+        else:
+            more = repeated.get(key)
+            if more is None:
+                repeated[key] = [*bucket, value]
+            else:
+                more.append(value)
 
     body_start = end + 4
     if content_lengths:
@@ -400,10 +433,49 @@ def parse_message(data: bytes) -> Message:
     else:
         body = bytes(data[body_start:])
 
+    for key, values in repeated.items():
+        index[key] = tuple(values)
     headers = Headers._trusted(tuple(fields), index)
     if uri is None:
         return Response(status, reason, headers, body)
     return Request(method, uri, headers, body)
+
+
+class _NewTag(enum.Enum):
+    NEW_TAG = "new"
+
+
+#: `make_response`'s default for `to_tag`: a fresh random tag when the request has none.
+NEW_TAG: Final = _NewTag.NEW_TAG
+
+
+class _TagPool:
+    """64-bit random tags (RFC 3261 §19.3: "cryptographically random with at least 32
+    bits of randomness"), cut from one `os.urandom` call per 512 tags: every response
+    needs one, and a system call each was a measurable part of a registration."""
+
+    __slots__ = ("_hex", "_next")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._next = 0
+
+    def __call__(self) -> str:
+        start = self._next
+        if start >= len(self._hex):
+            self._hex = os.urandom(4096).hex()
+            start = 0
+        self._next = start + 16
+        return self._hex[start : start + 16]
+
+    def reset(self) -> None:
+        """Forget the pool (a forked child must not hand out its parent's tags)."""
+        self._hex = ""
+        self._next = 0
+
+
+_new_tag = _TagPool()
+os.register_at_fork(after_in_child=_new_tag.reset)
 
 
 def make_response(
@@ -411,16 +483,19 @@ def make_response(
     status: int,
     reason: str | None = None,
     *,
-    to_tag: str | None = None,
+    to_tag: str | _NewTag | None = NEW_TAG,
     headers: Iterable[tuple[str, str]] = (),
     body: bytes = b"",
 ) -> Response:
     """Build a response to `request` (RFC 3261 §8.2.6).
 
     Copies every Via in order, From, To (adding `to_tag` when To has none), Call-ID
-    and CSeq, then `headers`. Record-Route is copied too for 101..299 responses to
-    a dialog-creating request (§12.1.1: the UAS "MUST copy all Record-Route header
-    field values from the request into the response").
+    and CSeq, then `headers`. RFC 3261 §8.2.6.2: "the UAS MUST add a tag to the To
+    header field in the response (with the exception of the 100 (Trying) response, in
+    which a tag MAY be present)": by default (`NEW_TAG`) a To without a tag gets a fresh
+    one, except in a 100; `to_tag=None` leaves To as it is. Record-Route is copied
+    too for 101..299 responses to a dialog-creating request (§12.1.1: the UAS "MUST
+    copy all Record-Route header field values from the request into the response").
 
     Raises:
         ValueError: a bad status, a `to_tag` that is not a token, or a bad header.
@@ -434,10 +509,16 @@ def make_response(
     to_value = index["to"][0]
     to = request.to
     if to_tag is not None and to.tag is None:
-        if not is_token(to_tag):
+        if to_tag is NEW_TAG:
+            tag = _new_tag() if status != 100 else None
+        elif is_token(to_tag):
+            tag = to_tag
+        else:
             raise ValueError(f"bad To tag {to_tag!r}")
-        to_value = f"{to_value};tag={to_tag}"
-        to = to.with_param("tag", to_tag)
+        if tag is not None:
+            to_value = f"{to_value};tag={tag}"
+            # No tag param yet: append it (what `with_param` does, without its scan).
+            to = NameAddr(to.uri, to.display_name, (*to.params, ("tag", tag)))
     fields.append(("From", index["from"][0]))
     fields.append(("To", to_value))
     fields.append(("Call-ID", request.call_id))
@@ -480,6 +561,11 @@ class StreamFramer:
     def __init__(self, max_size: int = 65536) -> None:
         self.max_size = max_size
         self._buffer = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Octets held of a message not yet complete."""
+        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received octets; return the messages and keep-alives now complete.
@@ -531,6 +617,9 @@ class StreamFramer:
 __all__ = [
     "KEEPALIVE_PING",
     "KEEPALIVE_PONG",
+    "MAX_HEADER_LINES",
+    "MAX_MESSAGE_SIZE",
+    "NEW_TAG",
     "REASONS",
     "Message",
     "Request",

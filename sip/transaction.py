@@ -22,6 +22,13 @@ Matching (the rules the layer's two dictionaries encode):
 - A request matching nothing creates a server transaction and is delivered with it; an
   ACK matching nothing is delivered with transaction None (it acknowledges a 2xx).
 
+Every transaction ends. A non-INVITE server transaction the TU never answers (Trying or
+Proceeding) is swept: new ones join the current generation, a final response takes them
+out, and every 64*T1 the previous generation's leftovers are terminated and the current
+one becomes the previous; so each ends between 64*T1 and 128*T1, without a heap entry per
+request (REGISTER and OPTIONS are most of the traffic, and nearly all are answered at
+once). An INVITE server transaction has Timer C (`Timers.c`) in the heap.
+
 Timers live in one heap with lazy deletion: each transaction has at most one live entry
 (at its earliest timer); superseded entries are skipped when popped and the heap is
 compacted when they come to outnumber the live ones.
@@ -70,6 +77,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _TERMINATED = State.TERMINATED
+_TRYING = State.TRYING
+_PROCEEDING = State.PROCEEDING
 #: Compact the timer heap once this many stale entries have piled up (and they are half).
 _COMPACT_MIN = 1024
 
@@ -137,6 +146,11 @@ class TransactionLayer:
         self._heap: list[tuple[float, int, Transaction]] = []
         self._seq = 0
         self._stale = 0
+        # Unanswered non-INVITE server transactions, current and previous generation,
+        # and when the previous one is swept.
+        self._waiting: dict[Transaction, None] = {}
+        self._waited: dict[Transaction, None] = {}
+        self._sweep_at: float | None = None
 
     def __len__(self) -> int:
         """The number of live (not yet terminated) transactions."""
@@ -166,8 +180,12 @@ class TransactionLayer:
         else:
             self._legacy.setdefault(key, []).append(tx)
         self._add_peer(tx)
-        if tx.retransmit_at is not None:
+        if tx.request.method == "INVITE":
             self._schedule(tx)
+        else:
+            self._waiting[tx] = None
+            if self._sweep_at is None:
+                self._sweep_at = now + 64 * self.timers.t1
         return [Deliver(request, peer, tx)]
 
     def _receive_response(self, response: Response, peer: Peer, now: float) -> list[Action]:
@@ -245,6 +263,17 @@ class TransactionLayer:
         self._settle(tx)
         return actions
 
+    def discard(self, tx: ServerTransaction) -> None:
+        """Forget a server transaction the TU will not answer (nothing is sent).
+
+        A request not worth an answer (from a banned source), or one answered
+        statelessly, leaves no state behind: its retransmissions create a transaction
+        again and meet the same fate.
+        """
+        if tx.state is not _TERMINATED:
+            tx._terminate()
+            self._settle(tx)
+
     def find_invite_for_cancel(self, cancel: Request) -> ServerTransaction | None:
         """The INVITE server transaction a CANCEL refers to, if it is still alive (§9.2).
 
@@ -281,10 +310,30 @@ class TransactionLayer:
         while heap and heap[0][1] != heap[0][2]._seq:
             heapq.heappop(heap)
             self._stale -= 1
-        return heap[0][0] if heap else None
+        sweep = self._sweep_at
+        if sweep is not None and not self._waiting and not self._waited:
+            sweep = self._sweep_at = None  # everything was answered
+        if not heap:
+            return sweep
+        return heap[0][0] if sweep is None or heap[0][0] < sweep else sweep
+
+    def _sweep(self, now: float) -> None:
+        """End the previous generation's unanswered transactions; start a new one."""
+        for tx in list(self._waited):
+            log.debug(
+                "%s server transaction ends unanswered (Call-ID %s)",
+                tx.request.method,
+                tx.request.call_id,
+            )
+            tx._terminate()
+            self._settle(tx)
+        self._waited, self._waiting = self._waiting, {}
+        self._sweep_at = now + 64 * self.timers.t1 if self._waited else None
 
     def on_timer(self, now: float) -> list[Action]:
         """Fire every timer due at `now`."""
+        if self._sweep_at is not None and now >= self._sweep_at:
+            self._sweep(now)
         actions: list[Action] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -300,7 +349,16 @@ class TransactionLayer:
 
     def _settle(self, tx: Transaction) -> None:
         """Forget a terminated transaction, or (re)arm its heap entry."""
-        if tx.state is _TERMINATED:
+        state = tx.state
+        # Answered (or ended): no longer the sweep's business. (The value stored is
+        # None, so pop answers 0 only when the transaction was not in that generation.)
+        if (
+            state is not _TRYING
+            and state is not _PROCEEDING
+            and self._waiting.pop(tx, 0) is not None
+        ):
+            self._waited.pop(tx, None)
+        if state is _TERMINATED:
             # "Once the transaction is in the "Terminated" state, it MUST be destroyed
             # immediately."
             peers = self._by_peer.get(tx.peer)

@@ -11,6 +11,9 @@ output is an *action* for the caller to carry out. The four actions are:
 Timer values (RFC 3261 Table 4; L and M from RFC 6026):
 
     A  T1, doubling     INVITE request retransmit, unreliable only
+    C  > 3 min          INVITE server transaction without a final response (restarted
+                        by each provisional; every server transaction ends, see
+                        `sip.transaction_server`)
     B  64*T1            INVITE transaction timeout
     D  >= 32 s / 0      wait for response retransmits (unreliable / reliable)
     E  T1, doubling     non-INVITE request retransmit, capped at T2, unreliable only
@@ -48,7 +51,11 @@ class Timers:
 
     `d` is its own value because RFC 3261 only asks for "at least 32 seconds";
     `trying` is the §17.2.1 delay after which an INVITE server transaction sends
-    100 (Trying) itself. Tests pass small values to run the machines fast.
+    100 (Trying) itself; `c` bounds how long an INVITE server transaction waits in
+    Proceeding for the TU's final response (restarted by each provisional, as proxies
+    run Timer C, RFC 3261 §16.6: "greater than 3 minutes"). A non-INVITE server
+    transaction waits at most 64*T1 for its answer, when the client's Timer F has given
+    up. Tests pass small values to run the machines fast.
 
     Raises:
         ValueError: a value is not positive, or T2 is below T1.
@@ -59,9 +66,10 @@ class Timers:
     t4: float = 5.0
     d: float = 32.0
     trying: float = 0.2
+    c: float = 185.0
 
     def __post_init__(self) -> None:
-        if min(self.t1, self.t2, self.t4, self.trying) <= 0 or self.d < 0:
+        if min(self.t1, self.t2, self.t4, self.trying, self.c) <= 0 or self.d < 0:
             raise ValueError(f"timer values must be positive: {self}")
         if self.t2 < self.t1:
             raise ValueError(f"T2 ({self.t2}) must not be below T1 ({self.t1})")

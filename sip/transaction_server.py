@@ -14,6 +14,7 @@ INVITE server transaction (RFC 3261 Figure 7, RFC 6026 Figure 7)::
     Accepted --INVITE--> Accepted (absorb);  Accepted --ACK--> Accepted (pass to TU)
     Accepted --2xx from TU--> Accepted (send);  Accepted --Timer L--> Terminated
     Proceeding/Completed/Accepted --transport error--> same state (TransportFailed)
+    Proceeding --Timer C, no final from TU--> Terminated   (nothing sent)
 
 non-INVITE server transaction (RFC 3261 Figure 8)::
 
@@ -24,6 +25,12 @@ non-INVITE server transaction (RFC 3261 Figure 8)::
     Completed --request--> Completed           (resend final); other finals discarded
     Completed --Timer J--> Terminated
     Proceeding/Completed --transport error--> Terminated (TransportFailed)
+    Trying/Proceeding --64..128*T1, no final from TU--> Terminated   (layer's sweep)
+
+The two "no final from TU" ends are this library's, not the RFC's: every state ends
+(a TU that never answers, or a request that is not worth answering, must not hold
+memory for ever). After 64*T1 the client's Timer F has given up on a non-INVITE
+request (the layer's sweep ends it between 64*T1 and 128*T1); an INVITE gets Timer C.
 """
 
 from __future__ import annotations
@@ -83,6 +90,9 @@ class ServerTransaction(Transaction):
             # unless it knows that the TU will generate a provisional or final response
             # within 200 ms".  We give the TU that long, then send it ourselves.
             self.retransmit_at = now + timers.trying
+            self.expire_at = now + timers.c
+        # A non-INVITE transaction waiting for its answer has no timer of its own: the
+        # layer's unanswered-transaction sweep ends it (`TransactionLayer`).
 
     def on_request(self, request: Request, peer: Peer, now: float) -> list[Action]:
         """Feed a retransmission of the request, or an ACK, matched to this transaction."""
@@ -160,7 +170,9 @@ class ServerTransaction(Transaction):
                         self.interval = self.timers.t1
                         self.retransmit_at = now + self.interval
                     self.expire_at = now + self.timers.h
-                elif status >= 200:
+                elif status < 200:
+                    self.expire_at = now + self.timers.c  # Timer C restarts
+                else:
                     # RFC 6026: the 2xx "is not retransmitted by the server transaction;
                     # retransmissions of 2xx responses are handled by the TU. The server
                     # transaction MUST then transition to the "Accepted" state", and
@@ -209,7 +221,13 @@ class ServerTransaction(Transaction):
                 # occurred."
                 log.info("no ACK for %s (Call-ID %s)", self.last_response, self.request.call_id)
                 return [TimedOut(self)]
-            return []  # Timers I, J, L
+            if state is _TRYING or state is _PROCEEDING:
+                log.debug(
+                    "%s server transaction ends unanswered (Call-ID %s)",
+                    self.request.method,
+                    self.request.call_id,
+                )
+            return []  # Timers I, J, L, and C or 64*T1 without a final response
         if self.retransmit_at is None or now < self.retransmit_at:
             return []
         if state is _PROCEEDING:

@@ -12,7 +12,8 @@ decides, in the order the RFC gives, whether a UAS may process it:
    scheme as meaningful in a Request-URI, it is appropriate to treat it as unknown
    and return a 416"). tel: is refused too: this softswitch routes SIP URIs only,
    so after `check_request` passes `req.uri` is always a `SipUri`. A REGISTER whose
-   To (the address of record) is not sip/sips is a 416 as well (§3.3.4 unksm2);
+   To (the address of record) is not sip/sips is a 416 as well (§3.3.4 unksm2), and
+   so is a sips: Request-URI that did not come over TLS (§26.2.2);
 4. §16.3 step 3 Max-Forwards: 0 is 483, except for OPTIONS, which "the element
    MAY act as the final recipient" for (RFC 4475 §3.3.11 zeromf: an endpoint
    processes it as if Max-Forwards were positive);
@@ -114,12 +115,14 @@ def check_request(
     methods: frozenset[str],
     extensions: frozenset[str] = frozenset(),
     accept: frozenset[str] = frozenset({"application/sdp"}),
+    secure: bool = False,
 ) -> Rejection | None:
     """Return the rejection RFC 3261 §8.2 asks for, or None when the request may proceed.
 
     `methods` are the methods this element processes (the Allow list), `extensions`
     the option-tags it supports, `accept` the body types it understands
-    (lower-case `type/subtype`). See the module docstring for the order of checks.
+    (lower-case `type/subtype`), `secure` whether the request came over TLS. See the
+    module docstring for the order of checks.
     """
     method = req.method
     if method == "ACK":
@@ -136,6 +139,11 @@ def check_request(
     # RFC 3261 §8.2.2.1: "If the Request-URI uses a scheme not supported by the UAS,
     # it SHOULD reject the request with a 416 (Unsupported URI Scheme) response."
     if not isinstance(req.uri, SipUri):
+        return Rejection(416, "Unsupported URI Scheme")
+    # RFC 3261 §26.2.2: a sips: URI asks for TLS on every hop; over UDP or TCP this
+    # element cannot honour it, so the scheme is not supported here (as Kamailio and
+    # Asterisk refuse it off TLS).
+    if req.uri.scheme.lower() == "sips" and not secure:
         return Rejection(416, "Unsupported URI Scheme")
     if method == "REGISTER" and not isinstance(req.to.uri, SipUri):
         return Rejection(416, "Unsupported URI Scheme")

@@ -146,8 +146,9 @@ async def test_wrong_password_and_unknown_user_look_the_same(server: PbxServer) 
 
 
 def _masked(raw: bytes, user: str) -> bytes:
-    """A challenge with the nonce and the user name blanked out."""
+    """A challenge with the nonce, the To tag and the user name blanked out."""
     raw = re.sub(rb'nonce="[^"]*"', b'nonce="-"', raw)
+    raw = re.sub(rb";tag=[0-9a-f]+\r\n", b";tag=-\r\n", raw)
     return raw.replace(user.encode(), b"USER")
 
 

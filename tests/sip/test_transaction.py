@@ -298,7 +298,7 @@ def test_invite_server_no_100_when_tu_answers_in_time() -> None:
     layer.receive(invite, UDP, 0.0)
     ringing = answer(invite, 180)
     assert layer.send_response(ringing, 0.1) == [Send(ringing, UDP)]
-    assert layer.next_deadline() is None
+    assert layer.next_deadline() == 0.1 + Timers().c  # no 100; only Timer C runs
     assert layer.receive(request(), UDP, 0.5) == [Send(ringing, UDP)]
 
 
@@ -308,7 +308,8 @@ def test_invite_server_retransmission_before_any_response_sends_100_at_once() ->
     [send] = layer.receive(request(), UDP, 0.1)
     assert isinstance(send, Send) and isinstance(send.message, Response)
     assert send.message.status == 100
-    assert layer.next_deadline() is None  # the delayed 100 is no longer needed
+    # The delayed 100 is no longer needed; only Timer C runs.
+    assert layer.next_deadline() == Timers().c
 
 
 def test_invite_server_non_2xx_timer_g_and_timer_h() -> None:
@@ -386,7 +387,7 @@ def test_non_invite_server_trying_proceeding_completed_timer_j() -> None:
     register = request("REGISTER", uri="sip:registrar.biloxi.example")
     tx = serve(layer, register)
     assert isinstance(tx, ServerTransaction) and tx.state is State.TRYING
-    assert layer.next_deadline() is None  # no 100 Trying for non-INVITE
+    assert layer.next_deadline() == 32.0  # no 100 Trying; 64*T1 until it must be answered
     again = request("REGISTER", uri="sip:registrar.biloxi.example")
     assert layer.receive(again, UDP, 0.5) == []  # Trying absorbs
     trying = answer(register, 100)
