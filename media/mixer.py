@@ -16,9 +16,10 @@ hears for this 20 ms slot, encoded in that party's law (PCMU or PCMA). In one ro
 - a party with no frame this tick is silent for this tick: nothing waits for it.
 
 Received octets queue per party (a small jitter allowance): each tick takes one whole
-frame from the queue, a short queue is a missing frame (its octets wait for the next
-tick), and more than `MAX_QUEUE_FRAMES` frames left after the tick drops the oldest, so a
-phone whose clock runs fast costs at most that much delay, never an unbounded one.
+frame from the queue, and a short queue is a missing frame (its octets wait for the next
+tick). A queue never holds more than `MAX_QUEUE_FRAMES` + 1 frames (the oldest octets go,
+counted in `dropped_octets`), so at most `MAX_QUEUE_FRAMES` are left after a tick: a phone
+whose clock runs fast, or a burst after a network stall, costs at most that much delay.
 
 One `Mixer` holds every room of the switch, so one tick mixes them all in a few numpy
 operations whatever their number: one table lookup decodes every frame received (both
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 FRAME = 160
 """Samples (and G.711 octets) in one 20 ms frame at 8 kHz."""
 MAX_QUEUE_FRAMES = 3
-"""Whole frames a party may hold queued after a tick; older ones are dropped."""
+"""Whole frames a party may have queued after a tick (60 ms); older octets are dropped."""
 
 Party = Hashable
 Room = Hashable
@@ -118,13 +119,12 @@ class _Party:
     queue: bytearray = field(default_factory=bytearray)
 
     def take(self) -> bytes | None:
-        """This tick's frame (None: missing), the queue trimmed to its bound."""
+        """This tick's frame (None: missing)."""
         queue = self.queue
         if len(queue) < FRAME:
             return None
         frame = bytes(queue[:FRAME])
-        excess = len(queue) - FRAME - MAX_QUEUE_FRAMES * FRAME
-        del queue[: FRAME + max(excess, 0)]
+        del queue[:FRAME]
         return frame
 
 
