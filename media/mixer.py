@@ -293,7 +293,8 @@ class Mixer:
             b"".join(_FILLER if f is None else f for f in frames), dtype=np.uint8
         ).reshape(rows, FRAME)
         heard = _DECODE[codes + layout.decode_offset]  # (rows, FRAME) float32
-        heard[~present] = 0.0
+        if not present.all():
+            heard[~present] = 0.0
 
         contrib = heard * layout.talk[:, None]
         out = np.add.reduceat(contrib, layout.starts, axis=0)[layout.room_of]

@@ -15,6 +15,10 @@ good; it is a timer handle, not a task, so nothing outlives the clock's owner.
 
 A `send` that raises is a bug in that party's owner: the party is taken out of its room
 and the error logged once; the other parties and rooms go on.
+
+A party joined on `clock.mixer` directly, with no `send`, is mixed and sent nothing: a
+source such as a room's join/leave tones or its music, fed pre-encoded frames by its
+owner (it does not keep the clock running on its own).
 """
 
 from __future__ import annotations

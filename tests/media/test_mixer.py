@@ -500,3 +500,29 @@ def test_the_mixer_is_pure() -> None:
     }
     allowed = {"__future__", "enum", "logging", "math", "collections.abc", "dataclasses"}
     assert imported - allowed <= {"numpy", "numpy.typing", "media.errors", "media.g711"}
+
+
+def test_a_whisper_whose_target_left_reaches_nobody_until_it_is_back() -> None:
+    mixer = Mixer()
+    mixer.join("r", "a", Law.PCMU)
+    mixer.join("r", "b", Law.PCMU)
+    mixer.join("r", "w", Law.PCMU, Role.WHISPER, whisper_to="a")
+    whisper: Feeds = {"w": list(tone(1100, Law.PCMU))}
+    mixer.leave("a")
+    out = run(mixer, whisper)
+    assert_hears(levels(mixer, out["b"], "b"), set())
+    mixer.join("r", "a", Law.PCMA)
+    out = run(mixer, whisper)
+    assert_hears(levels(mixer, out["a"], "a"), {1100})
+    assert_hears(levels(mixer, out["b"], "b"), set())
+
+
+def test_a_source_party_fed_by_its_owner_reaches_the_whole_room() -> None:
+    """Join tones or music into a room: a speaking party nobody sends to."""
+    mixer = Mixer()
+    mixer.join("r", "a", Law.PCMU)
+    mixer.join("r", "b", Law.PCMA)
+    mixer.join("r", "tones", Law.PCMU)
+    out = run(mixer, {"tones": list(tone(2300, Law.PCMU))})
+    assert_hears(levels(mixer, out["a"], "a"), {2300})
+    assert_hears(levels(mixer, out["b"], "b"), {2300})
