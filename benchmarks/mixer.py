@@ -238,7 +238,8 @@ async def empty_ticks(seconds: float) -> float:
         nonlocal ticks, slot
         ticks += 1
         slot += TICK
-        loop.call_at(slot, tick) if not done.is_set() else None
+        if not done.is_set():
+            loop.call_at(slot, tick)
 
     loop.call_at(slot, tick)
     loop.call_later(seconds, done.set)
