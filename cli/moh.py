@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import DataDirOption, data_dir_of
+from cli.common import DataDirOption, data_dir_of, require_database
 from ivr.prompts import RATE, PromptError, PromptStore, check_name
 from media.moh import MOH_DIR
 from pbx.errors import ConfigError, NotFoundError
@@ -32,9 +32,14 @@ NameArgument = Annotated[
 ]
 
 
-def moh_store(data_dir: Path | None) -> PromptStore:
-    """The music files of a data directory (the default one when None)."""
-    return PromptStore(data_dir_of(data_dir) / MOH_DIR)
+def moh_store(data_dir: Path | None, *, write: bool = False) -> PromptStore:
+    """The music files of a data directory (the default one when None).
+
+    Raises: ConfigError when `write` is set and the directory has no database (a typo
+    would otherwise create a new directory that no server reads).
+    """
+    directory = data_dir_of(data_dir)
+    return PromptStore((require_database(directory) if write else directory) / MOH_DIR)
 
 
 def _checked(name: str) -> str:
@@ -74,7 +79,7 @@ def add_command(
     data_dir: DataDirOption = None,
 ) -> None:
     """Import a WAV file as music on hold, converted to 8 kHz mono (replaces one)."""
-    store = moh_store(data_dir)
+    store = moh_store(data_dir, write=True)
     store.add(_checked(name), file)
     typer.echo(f"saved music on hold {name} ({len(store.load(name)) / RATE:.2f} s)")
 
@@ -82,7 +87,7 @@ def add_command(
 @moh_app.command("del")
 def del_command(name: NameArgument, data_dir: DataDirOption = None) -> None:
     """Delete a music on hold file."""
-    store = moh_store(data_dir)
+    store = moh_store(data_dir, write=True)
     if not store.exists(_checked(name)):
         raise NotFoundError(f"no music on hold {name!r} in {store.root}")
     store.delete(name)

@@ -183,6 +183,10 @@ def test_pbx_moh_list_add_del(tmp_path: Path) -> None:
     music = tmp_path / "music.wav"
     left = tone(MOH_HZ, 1.0)
     write_wav(music, np.stack([left, left], axis=1), 8000)  # stereo: stored mono
+    refused = pbx_cli(tmp_path, "moh", "add", "lounge", str(music))  # no database: a typo?
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("pbx: error: no database in "), refused.stderr
+    assert pbx_cli(tmp_path, "init").returncode == 0
     empty = pbx_cli(tmp_path, "moh", "list")
     assert (empty.returncode, empty.stdout.strip()) == (
         0,
@@ -207,6 +211,7 @@ def test_pbx_moh_list_add_del(tmp_path: Path) -> None:
     ],
 )
 def test_pbx_moh_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    assert pbx_cli(tmp_path, "init").returncode == 0
     done = pbx_cli(tmp_path, "moh", *args)
     assert done.returncode == 1
     assert done.stderr.startswith(message), done.stderr
