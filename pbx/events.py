@@ -196,6 +196,7 @@ class Subscription:
         self._items: deque[Event] = deque()
         self._closed = False
         self._waiter: asyncio.Future[None] | None = None
+        self._ended = asyncio.Event()
 
     @property
     def closed(self) -> bool:
@@ -222,6 +223,12 @@ class Subscription:
         self.dropped = dropped
         self._items.clear()
         self._wake()
+        self._ended.set()
+
+    async def wait_ended(self) -> None:
+        """Return once the subscription is closed or dropped (e.g. to abort a blocked
+        write to a slow network client)."""
+        await self._ended.wait()
 
     def close(self) -> None:
         """Stop listening: the bus forgets us and the iterator ends."""
