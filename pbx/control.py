@@ -85,7 +85,8 @@ class ControlServer:
         self._head_timeout = head_timeout
         self._routes = routes
         self._events = events
-        self._ws_queue = ws_queue
+        #: Events each WebSocket client may have waiting (read as it connects).
+        self.ws_queue = ws_queue
         self._token = secrets.token_urlsafe(32)
         self._runner: web.AppRunner | None = None
         self._streams: set[Subscription] = set()
@@ -184,7 +185,7 @@ class ControlServer:
         assert self._events is not None
         ws = web.WebSocketResponse(heartbeat=30.0, timeout=WS_CLOSE_TIMEOUT, max_msg_size=4096)
         await ws.prepare(request)
-        sub = self._events.subscribe(self._ws_queue, name=f"websocket {request.remote}")
+        sub = self._events.subscribe(self.ws_queue, name=f"websocket {request.remote}")
         self._streams.add(sub)
         log.info("control: %s listens to events", sub.name)
 

@@ -143,7 +143,8 @@ class RegistrationUp(Event):
 
 @dataclass(frozen=True, slots=True)
 class RegistrationDown(Event):
-    """A contact of `aor` went away: "unregistered" (expires 0), "expired", "replaced"."""
+    """A contact of `aor` went away: `why` is "removed" (by a REGISTER: expires 0, a new
+    contact of the same instance, or over the binding limit), "expired" or "user deleted"."""
 
     kind: ClassVar[str] = "registration.down"
     aor: str

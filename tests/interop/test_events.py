@@ -1,0 +1,173 @@
+"""Issue 11, acceptance 5: the event stream on GET /events during a real call.
+
+Two sipp phones (1001 calls 1002 through the switch); an aiohttp WebSocket client
+receives, in order, created, ringing, answered, bridged and ended (with its cause and
+CDR) for the caller's leg, each with its call id; a wrong token gets 401 before any
+upgrade; a WebSocket client that stops reading is dropped (one log line) while the
+call goes on to its normal end and the reading client misses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import aiohttp
+import pytest
+
+from pbx.events import Event
+from pbx.server import PbxServer
+from tests.interop.peers import run_sipp
+from tests.interop.phones import SCENARIOS, closed_cdrs, in_thread, phone, running_server, sipp_auth
+
+
+@dataclass(frozen=True, slots=True)
+class Padding(Event):
+    """Bulk published by the test to fill a silent client's socket."""
+
+    kind: ClassVar[str] = "test.padding"
+    text: str
+
+
+async def _silent_websocket(port: int, token: str) -> asyncio.StreamWriter:
+    """A WebSocket client with a tiny receive buffer that upgrades, then never reads."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    key = base64.b64encode(secrets.token_bytes(16)).decode()
+    writer.write(
+        (
+            f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ).encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return writer
+
+
+async def _until(condition: Any, what: str, timeout: float = 30) -> None:
+    """Wait (bounded) for a condition of the in-process server."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+async def test_call_events_over_the_websocket(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pbx")
+    async with running_server(tmp_path, ring_timeout=10.0) as server:
+        await _scenario(server, tmp_path)
+    drops = [m for m in caplog.messages if m.startswith("events: websocket") and "dropped" in m]
+    assert len(drops) == 1, caplog.messages
+
+
+async def _scenario(server: PbxServer, tmp_path: Path) -> None:
+    token = json.loads(server.settings.control_file.read_text())["token"]
+    url = f"http://127.0.0.1:{server.control_port}/events"
+    bus = server.events
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url, headers={"Authorization": "Bearer not-the-token"})
+        assert refused.value.status == 401
+        assert bus.subscribers == 0
+
+        ws = await session.ws_connect(url, headers={"Authorization": f"Bearer {token}"})
+        await _until(lambda: bus.subscribers == 1, "the reading client's subscription")
+        assert server._control is not None
+        server._control.ws_queue = 4  # the silent client gets a small queue
+        silent = await _silent_websocket(server.control_port, token)
+        await _until(lambda: bus.subscribers == 2, "the silent client's subscription")
+
+        received: list[dict[str, Any]] = []
+        bridged = asyncio.Event()
+
+        async def read() -> None:
+            async for msg in ws:
+                assert msg.type is aiohttp.WSMsgType.TEXT, msg
+                event = json.loads(msg.data)
+                received.append(event)
+                if event["kind"] == "call.bridged":
+                    bridged.set()
+                if event["kind"] == "call.unbridged":
+                    return  # both legs have ended before their bridge says so
+
+        reader = asyncio.ensure_future(read())
+        try:
+            with await phone(server, "1002", "uas_answer.xml", tmp_path / "callee") as callee:
+                caller = asyncio.ensure_future(
+                    in_thread(
+                        run_sipp,
+                        SCENARIOS / "uac_call.xml",
+                        server.sip_port,
+                        workdir=tmp_path,
+                        inf=[("1001", sipp_auth("1001"), "1002")],
+                        timeout=60,
+                        extra=("-d", "3000", "-auth_uri", f"1002@127.0.0.1:{server.sip_port}"),
+                    )
+                )
+                async with asyncio.timeout(60):
+                    await bridged.wait()
+                # The call is up: the silent client now falls behind and is dropped.
+                published = 0
+                while bus.subscribers == 2 and published < 20_000:
+                    bus.publish(Padding("", text="x" * 2000))
+                    published += 1
+                    await asyncio.sleep(0)
+                assert bus.subscribers == 1, "the silent client was not dropped"
+                result = await caller
+                assert (result.returncode, result.successful) == (0, 1), result.output
+                assert await in_thread(callee.finish) == 0
+            async with asyncio.timeout(60):
+                await reader
+        finally:
+            reader.cancel()
+            silent.close()
+            await ws.close()
+
+    calls = [e for e in received if e["kind"].startswith("call.")]
+    [inbound] = [
+        e["call_id"] for e in calls if e["kind"] == "call.created" and e["direction"] == "in"
+    ]
+    [outbound] = [
+        e["call_id"] for e in calls if e["kind"] == "call.created" and e["direction"] == "out"
+    ]
+    mine = [e for e in calls if e["call_id"] == inbound]
+    assert [e["kind"] for e in mine] == [
+        "call.created",
+        "call.ringing",
+        "call.answered",
+        "call.bridged",
+        "call.ended",
+        "call.unbridged",
+    ]
+    created, ringing, _answered, bridged_event, ended, _ = mine
+    assert (created["caller"], created["callee"]) == ("1001", "1002")
+    assert ringing["status"] == 180
+    assert bridged_event["other_call_id"] == outbound
+    [cdr] = await closed_cdrs(server)
+    assert (ended["status"], ended["reason"], ended["by_remote"]) == (0, "remote hangup", True)
+    assert ended["cdr_id"] == cdr.id
+    assert [e["kind"] for e in calls if e["call_id"] == outbound] == [
+        "call.created",
+        "call.ringing",
+        "call.answered",
+        "call.ended",
+    ]
+    # The reading client got every padding event too: nothing was lost on its side.
+    assert sum(e["kind"] == "test.padding" for e in received) == published
+    assert cdr.disposition == "ANSWERED" and cdr.hangup_cause == "caller hung up"
