@@ -206,6 +206,12 @@ class Subscription:
     def __len__(self) -> int:
         return len(self._items)
 
+    def take(self) -> list[Event]:
+        """Every event queued now, without waiting (for synchronous readers and tests)."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
     def _offer(self, event: Event) -> bool:
         """Queue `event`; False when the queue is full (the bus then drops us)."""
         if len(self._items) >= self.maxsize:

@@ -22,10 +22,31 @@ from typing import Any, ClassVar
 import aiohttp
 import pytest
 
-from pbx.events import Event
+from pbx.events import (
+    CallAnswered,
+    CallBridged,
+    CallCreated,
+    CallDtmf,
+    CallEnded,
+    CallHeld,
+    CallResumed,
+    CallRinging,
+    CallUnbridged,
+    Event,
+    RegistrationUp,
+)
 from pbx.server import PbxServer
 from tests.interop.peers import run_sipp
-from tests.interop.phones import SCENARIOS, closed_cdrs, in_thread, phone, running_server, sipp_auth
+from tests.interop.phones import (
+    SCENARIOS,
+    closed_cdrs,
+    dial,
+    in_thread,
+    phone,
+    running_server,
+    sipp_auth,
+)
+from tests.interop.sipclient import SipClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,3 +192,69 @@ async def _scenario(server: PbxServer, tmp_path: Path) -> None:
     # The reading client got every padding event too: nothing was lost on its side.
     assert sum(e["kind"] == "test.padding" for e in received) == published
     assert cdr.disposition == "ANSWERED" and cdr.hangup_cause == "caller hung up"
+
+
+async def test_registration_hold_resume_and_dtmf_events(tmp_path: Path) -> None:
+    async with running_server(tmp_path, ring_timeout=10.0) as server:
+        sub = server.events.subscribe(maxsize=10_000, name="test")
+        # Hold and resume with a phone that answers re-INVITEs.
+        with await phone(server, "1002", "uas_hold.xml", tmp_path / "hold") as callee:
+            async with SipClient(server.sip_port) as ua:
+                invite, ok = await dial(ua, server, "1002")
+                assert ok.status == 200
+                for cseq, direction in ((3, "sendonly"), (4, "sendrecv")):
+                    reinvite = ua.reinvite_for(invite, ok, cseq, direction)
+                    answer = await ua.exchange(reinvite, timeout=10)
+                    assert answer.status == 200
+                    ua.send(ua.ack_2xx(reinvite, answer))
+                bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 5), timeout=10)
+                assert bye.status == 200
+            assert await in_thread(callee.finish) == 0
+        await closed_cdrs(server)
+        first = sub.take()
+        [up] = [e for e in first if isinstance(e, RegistrationUp)]
+        assert up.aor == "1002" and "127.0.0.1" in up.contact
+        [caller] = [e.call_id for e in first if isinstance(e, CallCreated) and e.direction == "in"]
+        assert [type(e) for e in first if e.call_id == caller] == [
+            CallCreated,
+            CallRinging,
+            CallAnswered,
+            CallBridged,
+            CallHeld,
+            CallResumed,
+            CallEnded,
+            CallUnbridged,
+        ]
+
+        # DTMF as SIP INFO from the caller, passed on to a phone that takes INFO.
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtp.bind(("127.0.0.1", 0))
+        inf = tmp_path / "media.csv"
+        inf.write_text(f"SEQUENTIAL\n{rtp.getsockname()[1]};0;PCMU\n")
+        try:
+            with await phone(
+                server, "1002", "uas_answer_media.xml", tmp_path / "dtmf", "-inf", str(inf)
+            ) as callee:
+                async with SipClient(server.sip_port) as ua:
+                    invite, ok = await dial(ua, server, "1002")
+                    assert ok.status == 200
+                    for cseq, digit in ((3, "4"), (4, "2")):
+                        body = f"Signal={digit}\r\nDuration=160\r\n"
+                        info = ua.in_dialog(
+                            invite, ok, "INFO", cseq, ("Content-Type: application/dtmf-relay",)
+                        ).replace(
+                            b"Content-Length: 0\r\n\r\n",
+                            f"Content-Length: {len(body)}\r\n\r\n{body}".encode(),
+                        )
+                        assert (await ua.exchange(info, timeout=10)).status == 200
+                    bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 5), timeout=10)
+                    assert bye.status == 200
+                assert await in_thread(callee.finish) == 0
+        finally:
+            rtp.close()
+        await closed_cdrs(server, 2)
+        second = sub.take()
+        [caller] = [e.call_id for e in second if isinstance(e, CallCreated) and e.direction == "in"]
+        digits = [e.digit for e in second if isinstance(e, CallDtmf) and e.call_id == caller]
+        assert digits == ["4", "2"]
+        sub.close()

@@ -91,6 +91,8 @@ def test_publish_without_a_loop_or_subscribers() -> None:
     sub = bus.subscribe(maxsize=2)
     bus.publish(created(2))  # no running loop needed to publish
     assert len(sub) == 1
+    assert sub.take() == [created(2)] and len(sub) == 0
+    bus.publish(created(3))
     sub.close()
     assert len(sub) == 0
 
