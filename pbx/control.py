@@ -43,14 +43,15 @@ import secrets
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-from aiohttp import WSCloseCode, WSMsgType, web
+from typing import TYPE_CHECKING, Any
 
 from pbx.config import Settings
 from pbx.errors import ControlError
 from pbx.events import EventBus, Subscription, to_json
 from pbx.instance import pid_alive
+
+if TYPE_CHECKING:  # aiohttp is imported where used: the CLI's one-shot commands never load it
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ _MAX_BODY = 65_536
 
 
 def _json(status: int, payload: dict[str, Any]) -> web.Response:
+    from aiohttp import web
+
     return web.json_response(payload, status=status)
 
 
@@ -93,7 +96,16 @@ class ControlServer:
         self.port = 0
 
     def _app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard], client_max_size=_MAX_BODY)
+        from aiohttp import web
+
+        @web.middleware
+        async def guard(
+            request: web.Request,
+            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        ) -> web.StreamResponse:
+            return await self._guard(request, handler)
+
+        app = web.Application(middlewares=[guard], client_max_size=_MAX_BODY)
         for key, route in self._routes.items():
             method, _, path = key.partition(" ")
             app.router.add_route(method, path, self._handler(route))
@@ -103,6 +115,8 @@ class ControlServer:
 
     async def start(self) -> None:
         """Listen and publish control.json. Raises: OSError if the port is taken."""
+        from aiohttp import web
+
         runner = web.AppRunner(
             self._app(),
             access_log=None,
@@ -148,12 +162,13 @@ class ControlServer:
             token = ""
         return hmac.compare_digest(token.strip().encode(), self._token.encode())
 
-    @web.middleware
     async def _guard(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         """The token first (401 before anything else, before a WebSocket upgrade), then
         every error as a JSON object."""
+        from aiohttp import web
+
         if not self._authorised(request):
             return _json(401, {"error": "missing or wrong control token"})
         try:
@@ -182,6 +197,8 @@ class ControlServer:
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """GET /events: the bus as WebSocket text messages until either side ends."""
+        from aiohttp import WSCloseCode, WSMsgType, web
+
         assert self._events is not None
         ws = web.WebSocketResponse(heartbeat=30.0, timeout=WS_CLOSE_TIMEOUT, max_msg_size=4096)
         await ws.prepare(request)
@@ -321,7 +338,8 @@ async def stream_events(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     Raises: ControlError when the server is not running, refuses the token, or drops
     this listener for not keeping up.
     """
-    import aiohttp  # the client side only: the CLI's other commands never load it
+    import aiohttp
+    from aiohttp import WSCloseCode
 
     info = _read_info(settings.control_file)
     host = str(info["host"])

@@ -13,8 +13,10 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import secrets
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,7 +38,7 @@ from pbx.events import (
     RegistrationUp,
 )
 from pbx.server import PbxServer
-from tests.interop.peers import run_sipp
+from tests.interop.peers import ROOT, run_sipp
 from tests.interop.phones import (
     SCENARIOS,
     closed_cdrs,
@@ -258,3 +260,39 @@ async def test_registration_hold_resume_and_dtmf_events(tmp_path: Path) -> None:
         digits = [e.digit for e in second if isinstance(e, CallDtmf) and e.call_id == caller]
         assert digits == ["4", "2"]
         sub.close()
+
+
+async def test_pbx_events_prints_live_events(tmp_path: Path) -> None:
+    """`pbx events --json` and the plain form, against the running server."""
+    async with running_server(tmp_path) as server:
+        for as_json in (True, False):
+            args = [sys.executable, "-m", "cli", "events", "--count", "1"]
+            args += ["--data-dir", str(tmp_path), *(["--json"] if as_json else [])]
+            proc = await asyncio.create_subprocess_exec(
+                *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+            try:
+                await _until(lambda: server.events.subscribers == 1, "pbx events to listen", 60)
+                with await phone(server, "1003", "uas_answer.xml", tmp_path / f"p{as_json}"):
+                    out, err = await asyncio.wait_for(proc.communicate(), 60)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            assert proc.returncode == 0, err
+            [line] = out.decode().splitlines()
+            if as_json:
+                event = json.loads(line)
+                assert (event["kind"], event["aor"], event["call_id"]) == (
+                    "registration.up",
+                    "1003",
+                    "",
+                )
+                assert "127.0.0.1" in event["contact"]
+            else:
+                assert re.fullmatch(
+                    r"\d\d:\d\d:\d\d\.\d{3}  registration\.up\s+1003\s+contact=.*127\.0\.0\.1.*",
+                    line,
+                ), line
+            # (the next round's phone registers from a new port: a new contact, a new event)
+            await _until(lambda: server.events.subscribers == 0, "pbx events to end", 60)
