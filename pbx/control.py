@@ -18,8 +18,10 @@ A route raises `ControlError` for a request it cannot serve (answered 404 with
 the message), e.g. an unknown call id. Every answer is a JSON object; errors are
 `{"error": "..."}` with 400/401/404/405/500.
 
-`GET /events` is a WebSocket (RFC 6455) streaming the event bus (pbx.events): one
-text message per event, a flat JSON object (`pbx.events.to_json`). The token is
+`GET /events` is a WebSocket (RFC 6455) streaming the event bus (pbx.events) as JSON
+lines: each text message holds one or more events, one flat JSON object a line
+(`pbx.events.to_json`); events that queued up while the previous message was being
+written go out together, and each event is encoded once for every client. The token is
 checked before the upgrade (a wrong one gets 401, no WebSocket). Each client is a
 bus subscriber with a bounded queue: a client that does not read fast enough is
 dropped by the bus (its WebSocket closed with 1013 "try again later"); calls never
@@ -47,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from pbx.config import Settings
 from pbx.errors import ControlError
-from pbx.events import EventBus, Subscription, to_json
+from pbx.events import Event, EventBus, Subscription, to_json
 from pbx.instance import pid_alive
 
 if TYPE_CHECKING:  # aiohttp is imported where used: the CLI's one-shot commands never load it
@@ -64,6 +66,8 @@ WS_QUEUE = 1000
 #: How long closing a dropped client's WebSocket may take before its socket is aborted.
 WS_CLOSE_TIMEOUT = 2.0
 _MAX_BODY = 65_536
+#: Recent events kept encoded (clients a little behind the others reuse the text).
+_ENCODED = 4096
 
 
 def _json(status: int, payload: dict[str, Any]) -> web.Response:
@@ -93,7 +97,17 @@ class ControlServer:
         self._token = secrets.token_urlsafe(32)
         self._runner: web.AppRunner | None = None
         self._streams: set[Subscription] = set()
+        self._lines: dict[Event, str] = {}
         self.port = 0
+
+    def _encoded(self, event: Event) -> str:
+        """`event` as a JSON line, encoded once for all the clients that send it."""
+        text = self._lines.get(event)
+        if text is None:
+            text = self._lines[event] = json.dumps(to_json(event))
+            if len(self._lines) > _ENCODED:
+                del self._lines[next(iter(self._lines))]  # the oldest
+        return text
 
     def _app(self) -> web.Application:
         from aiohttp import web
@@ -208,7 +222,9 @@ class ControlServer:
 
         async def send() -> None:
             async for event in sub:
-                await ws.send_str(json.dumps(to_json(event)))
+                lines = [self._encoded(event)]
+                lines.extend(self._encoded(e) for e in sub.take())
+                await ws.send_str("\n".join(lines))
 
         async def receive() -> None:
             async for msg in ws:  # ends with the client's close (or a broken socket)
@@ -359,11 +375,12 @@ async def stream_events(settings: Settings) -> AsyncIterator[dict[str, Any]]:
             async for msg in ws:
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     break
-                try:
-                    data = json.loads(msg.data)
-                except ValueError:
-                    continue
-                if isinstance(data, dict):
-                    yield data
+                for line in str(msg.data).splitlines():
+                    try:
+                        data = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(data, dict):
+                        yield data
         if ws.close_code == WSCloseCode.TRY_AGAIN_LATER:
             raise ControlError("the server dropped this listener: it did not read fast enough")

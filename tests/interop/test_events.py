@@ -122,12 +122,13 @@ async def _scenario(server: PbxServer, tmp_path: Path) -> None:
         async def read() -> None:
             async for msg in ws:
                 assert msg.type is aiohttp.WSMsgType.TEXT, msg
-                event = json.loads(msg.data)
-                received.append(event)
-                if event["kind"] == "call.bridged":
-                    bridged.set()
-                if event["kind"] == "call.unbridged":
-                    return  # both legs have ended before their bridge says so
+                for line in msg.data.splitlines():  # JSON lines: one event a line
+                    event = json.loads(line)
+                    received.append(event)
+                    if event["kind"] == "call.bridged":
+                        bridged.set()
+                    if event["kind"] == "call.unbridged":
+                        return  # both legs have ended before their bridge says so
 
         reader = asyncio.ensure_future(read())
         try:
