@@ -70,6 +70,24 @@ _MAX_BODY = 65_536
 _ENCODED = 4096
 
 
+class _HttpLog(logging.Logger):
+    """aiohttp's own log of a connection: a malformed request from a local client (a port
+    scan, a bad script) is answered 400 and logged as one DEBUG line, not as an ERROR with
+    a traceback; anything else that reaches aiohttp keeps its traceback."""
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            log.debug("control: bad request: %s", str(exc).replace("\n", " "))
+        else:
+            log.error(msg, *args, **{"exc_info": True, **kwargs})
+
+
+_HTTP_LOG = _HttpLog("pbx.control.http")
+
+
 def _json(status: int, payload: dict[str, Any]) -> web.Response:
     from aiohttp import web
 
@@ -137,6 +155,7 @@ class ControlServer:
             handle_signals=False,
             keepalive_timeout=self._head_timeout,
             shutdown_timeout=WS_CLOSE_TIMEOUT,
+            logger=_HTTP_LOG,
         )
         await runner.setup()
         site = web.TCPSite(runner, self._settings.control_host, self._settings.control_port)

@@ -205,3 +205,27 @@ def test_control_file_of_a_dead_process(tmp_path: Path) -> None:
     with pytest.raises(ControlError) as info:
         fetch_status(Settings(data_dir=tmp_path))
     assert "cannot reach the server" in str(info.value)
+
+
+async def test_malformed_requests_get_400_and_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(data_dir=tmp_path)
+    server = ControlServer(settings, {"GET /status": lambda _: {"ok": True}})
+    await server.start()
+    caplog.set_level(logging.DEBUG)
+    try:
+        for data in (
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS to the HTTP port
+            b"GET /status HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20_000 + b"\r\n\r\n",
+            b"GET /status HTTP/1.1\r\n\r\n",  # no Host
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(data)
+            answer = await asyncio.wait_for(reader.read(), 30)
+            assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0]
+            writer.close()
+    finally:
+        await server.close()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert not any(r.exc_info for r in caplog.records if r.name.startswith("pbx"))
