@@ -260,9 +260,11 @@ class ControlServer:
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                    await task
+            # The tasks' CancelledErrors come back as results; our own cancellation
+            # (the server stopping) still propagates.
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, Exception) and not isinstance(result, ConnectionError):
+                    log.error("control: %s failed", sub.name, exc_info=result)
             self._streams.discard(sub)
             dropped = sub.dropped
             sub.close()
