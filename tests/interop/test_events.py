@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import aiohttp
 import pytest
 
+from pbx.config import Settings
 from pbx.events import (
     CallAnswered,
     CallBridged,
@@ -35,11 +36,14 @@ from pbx.events import (
     CallRinging,
     CallUnbridged,
     Event,
+    RegistrationDown,
     RegistrationUp,
 )
 from pbx.server import PbxServer
-from tests.interop.peers import ROOT, run_sipp
+from pbx.store import Store
+from tests.interop.peers import ROOT, free_port, run_sipp
 from tests.interop.phones import (
+    PASSWORDS,
     SCENARIOS,
     closed_cdrs,
     dial,
@@ -297,3 +301,49 @@ async def test_pbx_events_prints_live_events(tmp_path: Path) -> None:
                 ), line
             # (the next round's phone registers from a new port: a new contact, a new event)
             await _until(lambda: server.events.subscribers == 0, "pbx events to end", 60)
+
+
+async def test_registration_up_and_down(tmp_path: Path) -> None:
+    """A new contact is "up" (a refresh is not an event); expires 0 and expiry are "down"."""
+    now = [1_800_000_000.0]
+    store = await Store.open(tmp_path / "pbx.sqlite3")
+    await store.settings.set_default("realm", "aiopbx")
+    await store.users.add("1001", PASSWORDS["1001"], "aiopbx")
+    await store.close()
+    server = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port()), clock=lambda: now[0])
+    await server.start()
+    sub = server.events.subscribe(maxsize=100)
+    try:
+        async with SipClient(server.sip_port) as ua:
+            challenge = ua.challenge(await ua.exchange(ua.register("1001")), "MD5")
+            nc = iter(range(1, 100))
+
+            def auth() -> str:
+                return str(ua.answer(challenge, "1001", PASSWORDS["1001"], nc=next(nc)))
+
+            for contact, expires in (
+                ("<sip:1001@127.0.0.1:7001>", 300),
+                ("<sip:1001@127.0.0.1:7001>", 300),  # a refresh
+                ("<sip:1001@127.0.0.1:7002>", 60),
+                ("<sip:1001@127.0.0.1:7001>", 0),
+            ):
+                answer = await ua.exchange(
+                    ua.register("1001", contact=contact, expires=expires, authorization=auth())
+                )
+                assert answer.status == 200
+        now[0] += 61
+        assert server.registrar is not None
+        assert await server.registrar.purge() == 1
+    finally:
+        await server.stop()
+    got = [
+        (e.kind, e.aor, e.contact, e.why if isinstance(e, RegistrationDown) else "")
+        for e in sub.take()
+        if isinstance(e, RegistrationUp | RegistrationDown)
+    ]
+    assert got == [
+        ("registration.up", "1001", "<sip:1001@127.0.0.1:7001>", ""),
+        ("registration.up", "1001", "<sip:1001@127.0.0.1:7002>", ""),
+        ("registration.down", "1001", "<sip:1001@127.0.0.1:7001>", "removed"),
+        ("registration.down", "1001", "<sip:1001@127.0.0.1:7002>", "expired"),
+    ]
