@@ -43,7 +43,7 @@ import logging
 import os
 import secrets
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -369,7 +369,7 @@ def lift_ban(settings: Settings, address: str, user: str | None = None) -> dict[
     return request(settings, "/bans/lift?" + urllib.parse.urlencode(query), method="POST")
 
 
-async def stream_events(settings: Settings) -> AsyncIterator[dict[str, Any]]:
+async def stream_events(settings: Settings) -> AsyncGenerator[dict[str, Any], None]:
     """The running server's events as JSON objects, live, until the server stops.
 
     Raises: ControlError when the server is not running, refuses the token, or drops

@@ -73,8 +73,8 @@ async def test_routes_answer_json_and_errors_are_json(
             async with session.get(url, headers=headers) as response:
                 assert response.status == 401
                 assert await response.json() == {"error": "missing or wrong control token"}
-        auth = {"Authorization": f"Bearer {_token(settings)}"}
-        async with session.post(url, headers=auth) as response:
+        good = {"Authorization": f"Bearer {_token(settings)}"}
+        async with session.post(url, headers=good) as response:
             assert response.status == 405
             assert await response.json() == {"error": "no route POST /status"}
 
