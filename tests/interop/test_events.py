@@ -34,6 +34,7 @@ from pbx.events import (
     CallHeld,
     CallResumed,
     CallRinging,
+    CallTransferred,
     CallUnbridged,
     Event,
     RegistrationDown,
@@ -347,3 +348,43 @@ async def test_registration_up_and_down(tmp_path: Path) -> None:
         ("registration.down", "1001", "<sip:1001@127.0.0.1:7001>", "removed"),
         ("registration.down", "1001", "<sip:1001@127.0.0.1:7002>", "expired"),
     ]
+
+
+async def test_blind_transfer_event(tmp_path: Path) -> None:
+    """1001 calls 1002, whose phone REFERs the call to 1003: the caller's leg is
+    "transferred" to 1003's new leg, by 1002's leg, and its CDR follows every leg."""
+    async with running_server(tmp_path, ring_timeout=10.0) as server:
+        sub = server.events.subscribe(maxsize=10_000)
+        inf = tmp_path / "refer.csv"
+        inf.write_text(f"SEQUENTIAL\n1003@127.0.0.1:{server.sip_port}\n")
+        transferor = await phone(server, "1002", "uas_refer.xml", tmp_path / "b", "-inf", str(inf))
+        target = await phone(server, "1003", "uas_answer.xml", tmp_path / "c")
+        with transferor, target:
+            caller = await in_thread(
+                run_sipp,
+                SCENARIOS / "uac_call.xml",
+                server.sip_port,
+                workdir=tmp_path / "a",
+                inf=[("1001", sipp_auth("1001"), "1002")],
+                timeout=30,
+                extra=("-d", "3000", "-auth_uri", f"1002@127.0.0.1:{server.sip_port}"),
+            )
+            assert (caller.returncode, caller.successful) == (0, 1), caller.output
+            assert await in_thread(transferor.finish) == 0
+            assert await in_thread(target.finish) == 0
+        [cdr] = await closed_cdrs(server)
+        events = sub.take()
+    legs = {
+        e.callee if e.direction == "out" else "in": e.call_id
+        for e in events
+        if isinstance(e, CallCreated)
+    }
+    [moved] = [e for e in events if isinstance(e, CallTransferred)]
+    assert (moved.call_id, moved.target, moved.new_call_id, moved.by_call_id) == (
+        legs["in"],
+        "1003",
+        legs["1003"],
+        legs["1002"],
+    )
+    ended = {e.call_id: e.cdr_id for e in events if isinstance(e, CallEnded)}
+    assert ended == {legs["in"]: cdr.id, legs["1002"]: cdr.id, legs["1003"]: cdr.id}
