@@ -39,6 +39,7 @@ from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
 from cli.common import run as _run
 from cli.dtmf import dtmf_app
+from cli.events import events as events_command
 from cli.ivr import ivr_app
 from cli.ivr import references as ivr_references
 from cli.moh import moh_app
@@ -129,6 +130,7 @@ user_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(user_app)
+app.command("events")(events_command)
 
 
 def _installed_version() -> str:

@@ -176,6 +176,7 @@ class B2bua:
             inbound.request.call_id, inbound.caller, inbound.callee, start
         )
         self._cdrs[inbound.id] = cdr
+        inbound.cdr_id = cdr
         self._outbound[inbound.id] = []
         # Stored the moment the caller is answered (by an extension or an application
         # such as the IVR): a crash then leaves an ANSWERED row, not FAILED 0.
@@ -467,6 +468,7 @@ class B2bua:
                 caller_name=display,
             )
             out.on_ringing = on_ringing
+            out.cdr_id = caller.cdr_id
             out.start(offer)
             forks.append(out)
         legs = self._outbound.get(caller.id)

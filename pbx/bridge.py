@@ -41,6 +41,7 @@ from media.recorder import CallRecorder
 from media.relay import LegName, Tap, other_leg
 from media.telephone_event import parse_dtmf_relay
 from pbx.calls import Call, CallState, OfferHook
+from pbx.events import CallBridged, CallDtmf, CallHeld, CallResumed, CallTransferred, CallUnbridged
 from pbx.media_bridge import AnchoredMedia
 from sip.errors import SipParseError
 from sip.headers import NameAddr
@@ -146,6 +147,7 @@ class Bridge:
 
     async def run(self) -> str:
         """Wait until a leg hangs up (following swaps), hang up the other; the cause."""
+        self.b2bua.manager.events.publish(CallBridged(self.legs["a"].id, self.legs["b"].id))
         try:
             while True:
                 waits = [
@@ -167,6 +169,7 @@ class Bridge:
                     return "transferred (attended)"
                 return await self._ended()
         finally:
+            self.b2bua.manager.events.publish(CallUnbridged(self.legs["a"].id, self.legs["b"].id))
             self.close()
 
     async def _ended(self) -> str:
@@ -187,6 +190,7 @@ class Bridge:
         async def offer(call: Call, sdp: bytes) -> tuple[int, bytes | None]:
             if self.legs.get(leg) is not call:
                 return 491, None
+            was_holding = self.media.holding[leg]
             try:
                 here = self.media.answer_hold(leg, sdp)
             except (SdpError, MediaError):
@@ -206,6 +210,10 @@ class Bridge:
             except (SdpError, MediaError):
                 return 488, None
             await self.update_moh()
+            if self.media.holding[leg] != was_holding:
+                self.b2bua.manager.events.publish(
+                    (CallResumed if was_holding else CallHeld)(call.id)
+                )
             return status, reply
 
         return offer
@@ -224,12 +232,13 @@ class Bridge:
             if content_type.split(";")[0].strip().lower() not in DTMF_INFO_TYPES:
                 return
             hear = self._info_digits.get(leg)
-            if hear is not None:
-                try:
-                    pressed, _duration = parse_dtmf_relay(request.body)
-                except MediaError as exc:
-                    log.info("call %s: unreadable DTMF INFO: %s", call.id, exc)
-                else:
+            try:
+                pressed, _duration = parse_dtmf_relay(request.body)
+            except MediaError as exc:
+                log.info("call %s: unreadable DTMF INFO: %s", call.id, exc)
+            else:
+                self.b2bua.manager.events.publish(CallDtmf(call.id, pressed))
+                if hear is not None:
                     hear(pressed)
             other = self.legs[other_leg(leg)]
 
@@ -407,6 +416,8 @@ class Bridge:
         if self.b2bua.bridges.get(old.id) is self:
             del self.b2bua.bridges[old.id]
         self._unwatch(leg)
+        transferee = self.legs[other_leg(leg)]
+        self.b2bua.manager.events.publish(CallTransferred(transferee.id, label, call.id, old.id))
         old.on_offer = None
         old.on_refer = None
         self._attach(leg, call)

@@ -43,6 +43,7 @@ from media.sdp import answer as sdp_answer
 from media.telephone_event import parse_dtmf_relay
 from media.wav import write_wav_durably
 from pbx.errors import PbxError
+from pbx.events import CallAnswered, CallCreated, CallDtmf, CallEnded, CallRinging, EventBus
 from pbx.media_bridge import SdpOrigin
 from pbx.tasks import spawn
 from sip.dialog import Dialog, DialogState, new_branch, new_tag
@@ -111,6 +112,8 @@ class Call:
         self.on_answer: list[Callable[[Call], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._origin: SdpOrigin | None = None
+        #: The CDR row this leg is part of, when the B2BUA opened one (for the end event).
+        self.cdr_id: int | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.caller}->{self.callee} {self.state.value}>"
@@ -131,6 +134,7 @@ class Call:
     def _answered_now(self) -> None:
         self.answered_at = self.manager.clock()
         self.answered.set()
+        self.manager.events.publish(CallAnswered(self.id))
         for callback in self.on_answer:
             try:
                 callback(self)
@@ -152,6 +156,9 @@ class Call:
         if self.media is not None:
             self.media.close()
         self.ended.set()
+        self.manager.events.publish(
+            CallEnded(self.id, cause.status, cause.reason, cause.by_remote, self.cdr_id)
+        )
         for callback in self.on_end:
             try:
                 callback(self)
@@ -356,6 +363,8 @@ class InboundCall(Call):
         """`ring` for synchronous callers (a fork's progress relayed at once)."""
         if self.state not in (CallState.CALLING, CallState.RINGING):
             return
+        if self.state is CallState.CALLING:
+            self.manager.events.publish(CallRinging(self.id, 183 if sdp else 180))
         self.state = CallState.RINGING
         if sdp:
             self.manager.endpoint.respond(self._response(183, body=sdp))
@@ -559,6 +568,7 @@ class OutboundCall(Call):
             self.remote_sdp = response.body
         if self.state is CallState.CALLING:
             self.state = CallState.RINGING
+            self.manager.events.publish(CallRinging(self.id, response.status))
         if self.on_ringing is not None:
             self.on_ringing(self, response)
 
@@ -673,6 +683,7 @@ def _info_digits(call: Call, request: Request) -> None:
         log.info("call %s: unreadable DTMF INFO: %s", call.id, exc)
         return
     call.media.push_digit(digit)
+    call.manager.events.publish(CallDtmf(call.id, digit))
 
 
 async def _unavailable(call: InboundCall) -> None:
@@ -690,9 +701,12 @@ class CallManager:
         sip_host: str,
         sip_port: int,
         clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.clock = clock
+        #: Where the call legs' events go (pbx.events); the server passes its bus.
+        self.events = events if events is not None else EventBus()
         self._authenticate = authenticate
         #: The application that takes new inbound calls (the B2BUA's dialplan).
         self.on_incoming: IncomingHook = _unavailable
@@ -753,6 +767,9 @@ class CallManager:
     def _outbound_started(self, call: OutboundCall) -> None:
         self.calls[call.id] = call
         assert call._invite is not None
+        self.events.publish(
+            CallCreated(call.id, "out", call.caller, call.callee, call._invite.call_id)
+        )
         self._outbound[call._invite.call_id] = call
 
     def _forget(self, call: Call) -> None:
@@ -813,6 +830,7 @@ class CallManager:
             return make_response(request, 400, exc.reason)
         self._register(call)
         self._invites[(request.call_id, request.from_.tag or "")] = call
+        self.events.publish(CallCreated(call.id, "in", call.caller, call.callee, request.call_id))
         log.info(
             "call %s: INVITE from %s to %s (Call-ID %s)", call.id, who, call.callee, request.call_id
         )

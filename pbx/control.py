@@ -1,4 +1,4 @@
-"""The local control API: loopback HTTP/JSON between `pbx` commands and the running server.
+"""The local control API: loopback HTTP/JSON (aiohttp) between `pbx` commands and the server.
 
 The server listens on the control host (127.0.0.1 unless told) and writes
 `control.json` (mode 0600) into the data directory with its address, its PID
@@ -15,7 +15,21 @@ process: the server sends the box's phones a message-summary NOTIFY and answers
 seconds left, and the trusted networks in effect), `POST /bans/lift?address=IP`
 (`&user=NAME` to lift one user's refusal only; answers how many were lifted).
 A route raises `ControlError` for a request it cannot serve (answered 404 with
-the message), e.g. an unknown call id.
+the message), e.g. an unknown call id. Every answer is a JSON object; errors are
+`{"error": "..."}` with 400/401/404/405/500.
+
+`GET /events` is a WebSocket (RFC 6455) streaming the event bus (pbx.events) as JSON
+lines: each text message holds one or more events, one flat JSON object a line
+(`pbx.events.to_json`); events that queued up while the previous message was being
+written go out together, and each event is encoded once for every client. The token is
+checked before the upgrade (a wrong one gets 401, no WebSocket). Each client is a
+bus subscriber with a bounded queue: a client that does not read fast enough is
+dropped by the bus (its WebSocket closed with 1013 "try again later"); calls never
+wait for it. Messages from the client are read and ignored.
+
+The server is an aiohttp application: the web console will grow on it. It keeps
+the old server's guards: a connection that sends no complete request within
+`head_timeout` is closed, request heads and bodies are bounded.
 """
 
 from __future__ import annotations
@@ -29,43 +43,129 @@ import logging
 import os
 import secrets
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pbx.config import Settings
 from pbx.errors import ControlError
+from pbx.events import Event, EventBus, Subscription, to_json
 from pbx.instance import pid_alive
+
+if TYPE_CHECKING:  # aiohttp is imported where used: the CLI's one-shot commands never load it
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
 Route = Callable[[dict[str, str]], Awaitable[dict[str, Any]] | dict[str, Any]]
 
-_MAX_HEAD = 16_384
-#: A connection that has not sent its request head by then is closed (quietly).
+#: A connection that has sent no complete request by then is closed (quietly).
 HEAD_TIMEOUT = 10.0
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
+#: Events a WebSocket client may have waiting before it is dropped.
+WS_QUEUE = 1000
+#: How long closing a dropped client's WebSocket may take before its socket is aborted.
+WS_CLOSE_TIMEOUT = 2.0
+_MAX_BODY = 65_536
+#: Recent events kept encoded (clients a little behind the others reuse the text).
+_ENCODED = 4096
+
+
+class _HttpLog(logging.Logger):
+    """aiohttp's own log of a connection: a malformed request from a local client (a port
+    scan, a bad script) is answered 400 and logged as one DEBUG line, not as an ERROR with
+    a traceback; anything else that reaches aiohttp keeps its traceback."""
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            log.debug("control: bad request: %s", str(exc).replace("\n", " "))
+        else:
+            log.error(msg, *args, **{"exc_info": True, **kwargs})
+
+
+_HTTP_LOG = _HttpLog("pbx.control.http")
+
+
+def _json(status: int, payload: dict[str, Any]) -> web.Response:
+    from aiohttp import web
+
+    return web.json_response(payload, status=status)
 
 
 class ControlServer:
-    """A tiny HTTP/1.1 server for JSON GET routes, one request per connection."""
+    """The control API's aiohttp application on the loopback address."""
 
     def __init__(
-        self, settings: Settings, routes: dict[str, Route], head_timeout: float = HEAD_TIMEOUT
+        self,
+        settings: Settings,
+        routes: dict[str, Route],
+        head_timeout: float = HEAD_TIMEOUT,
+        *,
+        events: EventBus | None = None,
+        ws_queue: int = WS_QUEUE,
     ) -> None:
         self._settings = settings
         self._head_timeout = head_timeout
         self._routes = routes
+        self._events = events
+        #: Events each WebSocket client may have waiting (read as it connects).
+        self.ws_queue = ws_queue
         self._token = secrets.token_urlsafe(32)
-        self._server: asyncio.Server | None = None
+        self._runner: web.AppRunner | None = None
+        self._streams: set[Subscription] = set()
+        self._lines: dict[Event, str] = {}
         self.port = 0
+
+    def _encoded(self, event: Event) -> str:
+        """`event` as a JSON line, encoded once for all the clients that send it."""
+        text = self._lines.get(event)
+        if text is None:
+            text = self._lines[event] = json.dumps(to_json(event))
+            if len(self._lines) > _ENCODED:
+                del self._lines[next(iter(self._lines))]  # the oldest
+        return text
+
+    def _app(self) -> web.Application:
+        from aiohttp import web
+
+        @web.middleware
+        async def guard(
+            request: web.Request,
+            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        ) -> web.StreamResponse:
+            return await self._guard(request, handler)
+
+        app = web.Application(middlewares=[guard], client_max_size=_MAX_BODY)
+        for key, route in self._routes.items():
+            method, _, path = key.partition(" ")
+            app.router.add_route(method, path, self._handler(route))
+        if self._events is not None:
+            app.router.add_get("/events", self._stream)
+        return app
 
     async def start(self) -> None:
         """Listen and publish control.json. Raises: OSError if the port is taken."""
-        self._server = await asyncio.start_server(
-            self._serve, self._settings.control_host, self._settings.control_port
+        from aiohttp import web
+
+        runner = web.AppRunner(
+            self._app(),
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self._head_timeout,
+            shutdown_timeout=WS_CLOSE_TIMEOUT,
+            logger=_HTTP_LOG,
         )
-        self.port = self._server.sockets[0].getsockname()[1]
+        await runner.setup()
+        site = web.TCPSite(runner, self._settings.control_host, self._settings.control_port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
         info = {
             "host": self._settings.control_host,
             "port": self.port,
@@ -80,62 +180,107 @@ class ControlServer:
         os.replace(tmp, path)
 
     async def close(self) -> None:
-        """Stop listening and remove control.json."""
+        """Stop listening, end the event streams and remove control.json."""
         with contextlib.suppress(FileNotFoundError):
             self._settings.control_file.unlink()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        for sub in list(self._streams):
+            sub.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _authorised(self, request: web.BaseRequest) -> bool:
+        scheme, _, token = (request.headers.get("Authorization") or "").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            token = ""
+        return hmac.compare_digest(token.strip().encode(), self._token.encode())
+
+    async def _guard(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """The token first (401 before anything else, before a WebSocket upgrade), then
+        every error as a JSON object."""
+        from aiohttp import web
+
+        if not self._authorised(request):
+            return _json(401, {"error": "missing or wrong control token"})
         try:
-            status, payload = await self._answer(reader)
-            body = json.dumps(payload).encode()
-            head = (
-                f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-                "Content-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            log.debug("control: connection dropped: %s", exc)
-        except TimeoutError:
-            # An idle client (a port scan, a stuck script) is not an error of the server.
-            log.debug("control: no request within %g s; connection closed", self._head_timeout)
+            return await handler(request)
+        except web.HTTPNotFound:
+            return _json(404, {"error": f"no route {request.method} {request.path}"})
+        except web.HTTPMethodNotAllowed:
+            return _json(405, {"error": f"no route {request.method} {request.path}"})
+        except web.HTTPException as exc:
+            return _json(exc.status, {"error": exc.reason})
+
+    def _handler(self, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                result = route(dict(request.query))
+                if not isinstance(result, dict):
+                    result = await result
+            except ControlError as exc:
+                return _json(404, {"error": str(exc)})
+            except Exception as exc:
+                log.exception("control: %s %s failed", request.method, request.path)
+                return _json(500, {"error": f"internal error: {type(exc).__name__}"})
+            return _json(200, result)
+
+        return handle
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        """GET /events: the bus as WebSocket text messages until either side ends."""
+        from aiohttp import WSCloseCode, WSMsgType, web
+
+        assert self._events is not None
+        ws = web.WebSocketResponse(heartbeat=30.0, timeout=WS_CLOSE_TIMEOUT, max_msg_size=4096)
+        await ws.prepare(request)
+        sub = self._events.subscribe(self.ws_queue, name=f"websocket {request.remote}")
+        self._streams.add(sub)
+        log.info("control: %s listens to events", sub.name)
+
+        async def send() -> None:
+            async for event in sub:
+                lines = [self._encoded(event)]
+                lines.extend(self._encoded(e) for e in sub.take())
+                await ws.send_str("\n".join(lines))
+
+        async def receive() -> None:
+            async for msg in ws:  # ends with the client's close (or a broken socket)
+                if msg.type is WSMsgType.ERROR:
+                    break
+
+        tasks = [
+            asyncio.ensure_future(send()),
+            asyncio.ensure_future(receive()),
+            asyncio.ensure_future(sub.wait_ended()),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            writer.close()
-
-    async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._head_timeout)
-        if len(head) > _MAX_HEAD:
-            return 400, {"error": "request head too large"}
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3:
-            return 400, {"error": "bad request line"}
-        method, target, _ = parts
-        path, _, query = target.partition("?")
-        params = dict(urllib.parse.parse_qsl(query))
-        token = ""
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "authorization":
-                scheme, _, token = value.strip().partition(" ")
-                if scheme.lower() != "bearer":
-                    token = ""
-        if not hmac.compare_digest(token.strip().encode(), self._token.encode()):
-            return 401, {"error": "missing or wrong control token"}
-        route = self._routes.get(f"{method} {path}")
-        if route is None:
-            return 404, {"error": f"no route {method} {path}"}
-        try:
-            result = route(params)
-            if not isinstance(result, dict):
-                result = await result
-        except ControlError as exc:
-            return 404, {"error": str(exc)}
-        return 200, result
+            for task in tasks:
+                task.cancel()
+            # The tasks' CancelledErrors come back as results; our own cancellation
+            # (the server stopping) still propagates.
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, Exception) and not isinstance(result, ConnectionError):
+                    log.error("control: %s failed", sub.name, exc_info=result)
+            self._streams.discard(sub)
+            dropped = sub.dropped
+            sub.close()
+        if dropped:
+            # Its socket buffer may be full: a close frame may never get out.
+            try:
+                async with asyncio.timeout(WS_CLOSE_TIMEOUT):
+                    await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+            except (TimeoutError, ConnectionError):
+                if request.transport is not None:
+                    request.transport.abort()
+        elif not ws.closed:
+            with contextlib.suppress(ConnectionError):
+                await ws.close(code=WSCloseCode.GOING_AWAY)
+        log.info("control: %s stopped listening%s", sub.name, " (dropped)" if dropped else "")
+        return ws
 
 
 def _read_info(path: Path) -> dict[str, Any]:
@@ -222,3 +367,41 @@ def lift_ban(settings: Settings, address: str, user: str | None = None) -> dict[
     """
     query = {"address": address, **({"user": user} if user else {})}
     return request(settings, "/bans/lift?" + urllib.parse.urlencode(query), method="POST")
+
+
+async def stream_events(settings: Settings) -> AsyncGenerator[dict[str, Any], None]:
+    """The running server's events as JSON objects, live, until the server stops.
+
+    Raises: ControlError when the server is not running, refuses the token, or drops
+    this listener for not keeping up.
+    """
+    import aiohttp
+    from aiohttp import WSCloseCode
+
+    info = _read_info(settings.control_file)
+    host = str(info["host"])
+    url = f"http://{f'[{host}]' if ':' in host else host}:{int(info['port'])}/events"
+    async with aiohttp.ClientSession() as session:
+        try:
+            ws = await session.ws_connect(
+                url, headers={"Authorization": f"Bearer {info['token']}"}, heartbeat=30.0
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise ControlError(f"server refused /events: {exc.status} {exc.message}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ControlError(
+                f"cannot reach the server at {host}:{info['port']} ({exc}); is 'pbx serve' running?"
+            ) from None
+        async with ws:
+            async for msg in ws:
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    break
+                for line in str(msg.data).splitlines():
+                    try:
+                        data = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(data, dict):
+                        yield data
+        if ws.close_code == WSCloseCode.TRY_AGAIN_LATER:
+            raise ControlError("the server dropped this listener: it did not read fast enough")

@@ -26,6 +26,7 @@ from functools import lru_cache
 
 from pbx.auth import Authenticator, AuthResult
 from pbx.config import Settings
+from pbx.events import EventBus, RegistrationDown, RegistrationUp
 from pbx.store import Store
 from pbx.store.bindings import Binding
 from sip.endpoint import DROP, Drop
@@ -270,8 +271,11 @@ class Registrar:
         clock: Callable[[], float],
         flush_interval: float = 0.05,
         purge_interval: float = 10.0,
+        events: EventBus | None = None,
     ) -> None:
         self.auth = authenticator
+        #: Where registration up/down events go (pbx.events); the server passes its bus.
+        self.events = events if events is not None else EventBus()
         self.store = store
         self.policy = policy
         self.location = Location()
@@ -331,8 +335,11 @@ class Registrar:
             for b in result.saved:  # (a refresh only at DEBUG: thousands a second under load)
                 level = logging.DEBUG if b.contact_uri in known else logging.INFO
                 log.log(level, "register %s: %s for %d s", aor, b.contact, b.expires_at - now)
+                if b.contact_uri not in known:
+                    self.events.publish(RegistrationUp("", aor=aor, contact=b.contact))
             for b in result.removed:
                 log.info("unregister %s: %s", aor, b.contact)
+                self.events.publish(RegistrationDown("", aor=aor, contact=b.contact, why="removed"))
             self.location.apply(aor, result.saved, result.removed)
             for binding in result.removed:
                 self._dirty[(aor, binding.contact_uri)] = None
@@ -395,6 +402,9 @@ class Registrar:
         gone = self.location.expire(now)
         for binding in gone:
             self._dirty.pop((binding.aor, binding.contact_uri), None)
+            self.events.publish(
+                RegistrationDown("", aor=binding.aor, contact=binding.contact, why="expired")
+            )
         await self.store.bindings.purge_expired(now)
         if gone:
             log.info("registrar: %d bindings expired", len(gone))
@@ -405,6 +415,9 @@ class Registrar:
         for aor in [a for a in self.location.by_aor if a not in keep]:
             for binding in self.location.by_aor.pop(aor).values():
                 self._dirty[(aor, binding.contact_uri)] = None
+                self.events.publish(
+                    RegistrationDown("", aor=aor, contact=binding.contact, why="user deleted")
+                )
             self._wakeup.set()
 
     def snapshot(self) -> list[dict[str, object]]:

@@ -27,6 +27,7 @@ from pbx.calls import CallManager
 from pbx.config import Settings
 from pbx.control import ControlServer
 from pbx.errors import ConfigError, ControlError
+from pbx.events import EventBus
 from pbx.instance import DataDirLock
 from pbx.mwi import EVENT as MWI_EVENT
 from pbx.mwi import MwiPolicy, MwiService
@@ -108,6 +109,8 @@ class PbxServer:
         self.bans = BanList(settings.ban_policy, settings.trusted_networks)
         self._lock = DataDirLock(settings.data_dir)
         self._listening: list[str] = []
+        #: Everything that happens to calls and registrations (pbx.events; GET /events).
+        self.events = EventBus()
         self._up = False  # start() completed: stop() then says "stopped"
 
     async def start(self) -> None:
@@ -131,7 +134,9 @@ class PbxServer:
             self.bans,
             algorithms=s.digest_algorithms,
         )
-        self.registrar = Registrar(auth, store, RegistrarPolicy.from_settings(s), clock=self._clock)
+        self.registrar = Registrar(
+            auth, store, RegistrarPolicy.from_settings(s), clock=self._clock, events=self.events
+        )
         loaded = await self.registrar.load()
         endpoint = self._endpoint = Endpoint(
             timers=Timers(t1=s.t1, t2=s.t2, t4=s.t4), server_header=SERVER_NAME
@@ -157,6 +162,7 @@ class PbxServer:
             sip_host=s.sip_host,
             sip_port=self.sip_port,
             clock=self._clock,
+            events=self.events,
         )
         self.b2bua = B2bua(
             self.calls,
@@ -198,6 +204,7 @@ class PbxServer:
                 "GET /bans": lambda _: self.ban_list(),
                 "POST /bans/lift": self._lift_ban,
             },
+            events=self.events,
         )
         await _listening(
             self._control.start(),
