@@ -135,7 +135,9 @@ def start_aiopbx(work: Path, users: dict[str, str]) -> tuple[Popen, int]:
     asyncio.run(make_users(data, users))
     port = free_port()
     args = [sys.executable, "-m", "cli", "serve", "--data-dir", str(data)]
-    args += ["--port", str(port), "--no-tcp"]
+    # Capacity, not policy: the load comes from a few users, so the per-user call limit
+    # (default 4, issue 10 §6) would turn most calls into 486s.
+    args += ["--port", str(port), "--no-tcp", "--max-calls-per-user", "0"]
     log = work / "aiopbx.log"
     proc = spawn(args, log, cwd=ROOT)
     try:

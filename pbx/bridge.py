@@ -197,6 +197,7 @@ class Bridge:
                 return 488, None
             if here is not None:
                 await self.update_moh()
+                self._publish_hold(call, leg, was_holding)
                 return 200, here
             try:
                 across = self.media.offer_from(leg, sdp)
@@ -210,13 +211,14 @@ class Bridge:
             except (SdpError, MediaError):
                 return 488, None
             await self.update_moh()
-            if self.media.holding[leg] != was_holding:
-                self.b2bua.manager.events.publish(
-                    (CallResumed if was_holding else CallHeld)(call.id)
-                )
+            self._publish_hold(call, leg, was_holding)
             return status, reply
 
         return offer
+
+    def _publish_hold(self, call: Call, leg: LegName, was_holding: bool) -> None:
+        if self.media.holding[leg] != was_holding:
+            self.b2bua.manager.events.publish((CallResumed if was_holding else CallHeld)(call.id))
 
     # -- DTMF sent as SIP INFO -------------------------------------------------------
 

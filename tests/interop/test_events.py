@@ -205,8 +205,8 @@ async def _scenario(server: PbxServer, tmp_path: Path) -> None:
 async def test_registration_hold_resume_and_dtmf_events(tmp_path: Path) -> None:
     async with running_server(tmp_path, ring_timeout=10.0) as server:
         sub = server.events.subscribe(maxsize=10_000, name="test")
-        # Hold and resume with a phone that answers re-INVITEs.
-        with await phone(server, "1002", "uas_hold.xml", tmp_path / "hold") as callee:
+        # Hold and resume, answered by the switch (the callee is not re-INVITEd).
+        with await phone(server, "1002", "uas_answer.xml", tmp_path / "hold") as callee:
             async with SipClient(server.sip_port) as ua:
                 invite, ok = await dial(ua, server, "1002")
                 assert ok.status == 200
