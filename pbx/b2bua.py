@@ -52,24 +52,18 @@ MAX_FORWARDS = 5  # hops of call forwarding before a call is refused as a loop (
 VOICEMAIL = "voicemail"
 
 
-class Application(Protocol):
-    """Something above the switch that answers some numbers itself (IVR, voicemail)."""
+class Frontend(Protocol):
+    """The API module's side of routing (`pbx.api.Switch`): it runs the applications
+    (IVR, voicemail) on its own `Call` objects, so this module never imports them."""
 
-    async def handles(self, number: str, switch: B2bua) -> bool:
-        """Whether calls to `number` are this application's."""
+    async def serve(self, inbound: InboundCall) -> str | None:
+        """Run the first application that owns `inbound.callee`; its CDR hangup cause,
+        or None when no application owns the number."""
         ...
 
-    async def run(self, call: InboundCall, switch: B2bua) -> str:
-        """Serve one call (answering it, or not); returns the CDR's hangup cause."""
-        ...
-
-
-class VoicemailService(Protocol):
-    """Takes messages for calls forwarded to an extension's mailbox."""
-
-    async def deposit(self, call: InboundCall, box: str, reason: str, switch: B2bua) -> str:
-        """Answer `call`, play `box`'s greeting for `reason` ("busy" or "unavailable")
-        and record a message; returns the CDR's hangup cause."""
+    async def deposit(self, inbound: InboundCall, box: str, reason: str) -> str | None:
+        """Take a message for `box` ("busy" or "unavailable" greeting); the CDR's hangup
+        cause, or None when there is no voicemail service."""
         ...
 
 
@@ -146,11 +140,15 @@ class B2bua:
         self._clock = clock
         #: The bridge each live bridged call belongs to (for transfers).
         self.bridges: dict[str, Bridge] = {}
-        #: Applications that own some numbers (IVR menus ...), asked before extensions.
-        self.applications: list[Application] = []
+        #: Applications that own some numbers (IVR menus ...), asked before extensions:
+        #: `pbx.api.Application` objects, run by `frontend`.
+        self.applications: list[object] = []
         self._cdrs: dict[str, int] = {}  # the CDR row of each inbound call being routed
-        #: Where calls forwarded to VOICEMAIL go (None: such forwarding is refused 480).
-        self.voicemail: VoicemailService | None = None
+        #: Where calls forwarded to VOICEMAIL go (a `pbx.api.VoicemailService`; None:
+        #: such forwarding is refused 480).
+        self.voicemail: object | None = None
+        #: Runs `applications` and `voicemail` on the API's calls (set by `pbx.api.Switch`).
+        self.frontend: Frontend | None = None
         #: Called after a mailbox's message counts changed (MWI notifies its phones).
         self.on_mailbox_change: Callable[[str], Awaitable[None]] | None = None
 
@@ -222,9 +220,10 @@ class B2bua:
             await inbound.hangup(500, "Server Error")
 
     async def _connect(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
-        for app in self.applications:
-            if await app.handles(inbound.callee, self):
-                return await self._served(inbound, cdr, await app.run(inbound, self))
+        if self.frontend is not None:
+            served = await self.frontend.serve(inbound)
+            if served is not None:
+                return await self._served(inbound, cdr, served)
         if not await self._exists(inbound.callee):
             await inbound.reject(404, "Not Found")
             return Disposition.FAILED, "404 unknown number"
@@ -274,7 +273,7 @@ class B2bua:
     async def _exists(self, number: str) -> bool:
         return number in self._users() or await self.store.dialplan.ring_group(number) is not None
 
-    async def _plan(self, number: str) -> tuple[list[Attempt], Forwarding] | None:
+    async def plan(self, number: str) -> tuple[list[Attempt], Forwarding] | None:
         """What dialling `number` rings, in order, and the forwarding that applies."""
         now = self._clock()
         if number in self._users():
@@ -304,7 +303,7 @@ class B2bua:
             return Disposition.FAILED, f"488 bad offer: {exc}"
         number, visited, via = inbound.callee, [inbound.callee], ""
         while True:
-            plan = await self._plan(number)
+            plan = await self.plan(number)
             if plan is None:
                 await inbound.reject(404, "Not Found")
                 return Disposition.FAILED, f"404 unknown number{via}"
@@ -340,12 +339,14 @@ class B2bua:
         self, inbound: InboundCall, box: str, why: str, cdr: int, via: str
     ) -> tuple[Disposition, str]:
         """Hand a forwarded call to `box`'s mailbox (the busy greeting when busy)."""
-        if self.voicemail is None:
+        reason = "busy" if why == "busy" else "unavailable"
+        cause = None
+        if self.frontend is not None:
+            log.info("call %s: %s forwards (%s) to voicemail", inbound.id, box, why)
+            cause = await self.frontend.deposit(inbound, box, reason)
+        if cause is None:
             await inbound.reject(480, "Temporarily Unavailable")
             return Disposition.FAILED, f"480 no voicemail for {box}{via}"
-        log.info("call %s: %s forwards (%s) to voicemail", inbound.id, box, why)
-        reason = "busy" if why == "busy" else "unavailable"
-        cause = await self.voicemail.deposit(inbound, box, reason, self)
         return await self._served(inbound, cdr, cause + via)
 
     async def mailbox_changed(self, box: str) -> None:
@@ -441,7 +442,7 @@ class B2bua:
 
     async def ring_targets(
         self,
-        caller: Call,
+        caller: Call | None,
         targets: list[Target],
         offer: bytes,
         seconds: float,
@@ -450,8 +451,10 @@ class B2bua:
         callee: str,
         display: str | None = None,
         on_ringing: Callable[[OutboundCall, Response], None] | None = None,
+        headers: list[tuple[str, str]] | None = None,
     ) -> tuple[OutboundCall | None, list[int] | None]:
-        """Fork to `targets` with `offer` on behalf of `caller`, for `seconds` at most.
+        """Fork to `targets` with `offer` on behalf of `caller` (None: a call the switch
+        places itself), for `seconds` at most; `headers` go into each INVITE.
 
         Returns the first to answer (the others are cancelled), or None with the
         final statuses; None statuses: the time ran out or `caller` hung up.
@@ -467,16 +470,21 @@ class B2bua:
                 caller_name=display,
             )
             out.on_ringing = on_ringing
+            out.headers = list(headers or [])
             out.start(offer)
             forks.append(out)
-        legs = self._outbound.get(caller.id)
+        legs = self._outbound.get(caller.id) if caller is not None else None
         if legs is not None:  # a routed call: these legs end with it whatever happens
             legs.extend(forks)
         by_final = {f.final: f for f in forks}
         pending: set[asyncio.Future[Response]] = set(by_final)
-        caller_gone = asyncio.ensure_future(caller.ended.wait())
-        winner: OutboundCall | None = None
         loop = asyncio.get_running_loop()
+        caller_gone: asyncio.Future[Any] = (
+            asyncio.ensure_future(caller.ended.wait())
+            if caller is not None
+            else loop.create_future()
+        )
+        winner: OutboundCall | None = None
         deadline = loop.time() + seconds
         try:
             while pending and winner is None:
@@ -577,7 +585,7 @@ class B2bua:
         own = call.media
         if own is None or own.stream is None:
             return False, "no media to hand over"
-        plan = await self._plan(number)
+        plan = await self.plan(number)
         if plan is None:
             return False, f"404 unknown number {number}"
         attempts, _ = plan
@@ -646,7 +654,7 @@ class B2bua:
     ) -> tuple[OutboundCall | None, int]:
         """Ring what `number` names (an extension's contacts, a ring group) for a transfer;
         returns the answered call, or None and the status to report."""
-        plan = await self._plan(number)
+        plan = await self.plan(number)
         if plan is None:
             return None, 404
         attempts, _ = plan

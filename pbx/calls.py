@@ -216,6 +216,13 @@ class Call:
             await asyncio.to_thread(write_wav_durably, path, heard.samples, 8000)
         return heard
 
+    def terminate_here(self, media: MediaEndpoint, host: str) -> None:
+        """Make `media` (the switch's own, at `host`) this call's: it answers the phone's
+        re-INVITEs and UPDATEs and takes its SIP INFO digits; it closes with the call."""
+        self.media = media
+        self.on_info = _info_digits
+        self.on_offer = _media_offer(host)
+
     def _own_media(self) -> MediaEndpoint:
         if self.media is None:
             raise PbxError(f"call {self.id} has no media of the switch's own")
@@ -422,9 +429,7 @@ class InboundCall(Call):
             media.close()
             await self.reject(488, "Not Acceptable Here")
             raise
-        self.media = media
-        self.on_info = _info_digits
-        self.on_offer = _media_offer(host)
+        self.terminate_here(media, host)
         await self.answer(reply)
         return media
 
@@ -434,9 +439,7 @@ class InboundCall(Call):
         except MediaError:
             await self.reject(503, "Out Of Media Ports")
             raise
-        self.media = media
-        self.on_info = _info_digits
-        self.on_offer = _media_offer(host)
+        self.terminate_here(media, host)
         if not await self.answer(g711_offer(host, media.port)):
             raise MediaError("no ACK for the offer in our 200")
         try:
@@ -502,6 +505,8 @@ class OutboundCall(Call):
         self.caller_name = caller_name
         self.final: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self.on_ringing: Callable[[OutboundCall, Response], None] | None = None
+        #: Extra header fields for the INVITE (an application's own, e.g. Call-Info).
+        self.headers: list[tuple[str, str]] = []
         self._invite: Request | None = None
         self._provisional = asyncio.Event()
         self._cancel_requested = False
@@ -522,6 +527,7 @@ class OutboundCall(Call):
             ("Allow", ALLOW),
             ("User-Agent", self.manager.endpoint.server_header),
         ]
+        fields.extend(self.headers)
         if sdp:
             fields.append(("Content-Type", SDP))
         self._invite = Request("INVITE", self.target, Headers(fields), self._sdp(sdp or b""))
