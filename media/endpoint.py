@@ -51,7 +51,7 @@ import numpy.typing as npt
 from media.dtmf import DtmfDetector
 from media.errors import MediaError
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from media.ports import PortAllocator
+from media.ports import PortAllocator, PortPair
 from media.rtp import RtpHeader, payload_offset
 from media.sdp import AudioStream
 from media.telephone_event import TelephoneEventReceiver
@@ -593,6 +593,23 @@ class MediaEndpoint:
         """Stop receiving and give the ports back."""
         if self.closed:
             return
+        self._stop()
+        self._allocator.release(self._pair)
+
+    def detach(self) -> tuple[PortPair, tuple[int, int, int]]:
+        """Stop, keeping the ports open for a new owner (a relay leg: the call's one media
+        anchor goes on); returns them with the stream the phone heard so far (SSRC, last
+        sequence number, last timestamp) so that it can go on. The endpoint is closed.
+
+        Raises: MediaError when the endpoint is closed already.
+        """
+        if self.closed:
+            raise MediaError(f"{self.name}: closed, nothing to hand over")
+        self._stop()
+        last = ((self._seq - 1) & 0xFFFF, (self._ts - FRAME) & 0xFFFFFFFF)
+        return self._pair, (self._ssrc, *last)
+
+    def _stop(self) -> None:
         self.closed = True
         self.unjoin()
         self._closed_event.set()
@@ -605,7 +622,6 @@ class MediaEndpoint:
         for sock in (self._rtp, self._rtcp):
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_reader(sock.fileno())
-        self._allocator.release(self._pair)
 
 
 def tone(frequency: float, seconds: float, level: float = 8000.0) -> npt.NDArray[np.int16]:

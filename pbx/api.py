@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -34,7 +33,7 @@ from media.errors import MediaError
 from media.moh import MohError
 from media.sdp import SessionDescription, audio_stream, g711_offer
 from pbx import calls
-from pbx.b2bua import VOICEMAIL, Attempt, B2bua, pick_failure
+from pbx.b2bua import Attempt, B2bua, Reached
 from pbx.errors import ConfigError, NotFoundError, PbxError
 from pbx.registrar import Target
 from pbx.store import Disposition
@@ -65,8 +64,6 @@ __all__ = [
     "VoicemailService",
 ]
 
-#: How many hops of forwarding `Switch.dial` follows before it gives up (482).
-MAX_FORWARDS = 5
 #: Header fields an application may not set on a call the switch places.
 _RESERVED_HEADERS = frozenset(
     {
@@ -329,6 +326,8 @@ class Call:
         joined, why = await self._switch._b2bua.connect_to(leg, target)
         if joined:
             return Outcome(Cause.NORMAL, 200, why)
+        if self.ended:
+            return Outcome(Cause.CANCELLED, 487, why)
         status = int(why.split()[0]) if why[:3].isdigit() else 0
         if status == 0 and why.startswith("no answer"):
             status = 408
@@ -592,42 +591,17 @@ class Switch:
         """
         extra = _checked_headers(headers)
         b2bua = self._b2bua
-        number, visited = target, [target]
         store = b2bua.store
         started = b2bua._clock()
+        cdr = await store.cdrs.open(f"dial-{started:.6f}-{target}", caller_id, target, started)
         leg: calls.OutboundCall | None = None
         outcome = Outcome(Cause.FAILED, 500, "not dialled")
-        cdr = await store.cdrs.open(f"dial-{started:.6f}-{target}", caller_id, target, started)
         try:
-            while True:
-                attempts, forward = await self._attempts(number, timeout)
-                if not attempts and forward is None:
-                    outcome = Outcome(Cause.NOT_FOUND, 404, f"unknown number {number}")
-                    break
-                if forward is not None and forward[1] == "always":
-                    next_number = forward[0]
-                else:
-                    leg, outcome = await self._ring(attempts, caller_id, number, extra, cause)
-                    if leg is not None or forward is None:
-                        break
-                    if outcome.cause is Cause.CANCELLED:
-                        break
-                    forwarded = _forward_target(forward, outcome)
-                    if forwarded is None:
-                        break
-                    next_number = forwarded
-                if next_number == VOICEMAIL:
-                    break
-                if next_number in visited or len(visited) > MAX_FORWARDS:
-                    outcome = Outcome(Cause.LOOP, 482, "forwarding loop")
-                    break
-                visited.append(next_number)
-                number = next_number
+            leg, outcome = await self._ring(target, caller_id, timeout, extra, cause)
         finally:
             if leg is None:
-                await store.cdrs.close(
-                    cdr, b2bua._clock(), _disposition(outcome), _cdr_cause(outcome, cause)
-                )
+                end = b2bua._clock()
+                await store.cdrs.close(cdr, end, _disposition(outcome), _cdr_cause(outcome, cause))
         if leg is None:
             raise DialError(outcome)
         call = Call(leg, self)
@@ -641,78 +615,80 @@ class Switch:
             cdr, self._b2bua._clock(), Disposition.ANSWERED, _cdr_cause(outcome, cause)
         )
 
-    async def _attempts(
-        self, number: str, timeout: float | None
-    ) -> tuple[list[Attempt], tuple[str, str] | tuple[str, str, str] | None]:
-        """What to ring for `number` and its forwarding: (always) or (busy, no answer)."""
-        if number.startswith(("sip:", "sips:")):
-            return [Attempt([_uri_target(number)], timeout or self._b2bua.ring_timeout)], None
+    async def _peer_of(self, number: str) -> Peer:
+        """A phone `number` rings (the SDP address is chosen for it), or the loopback."""
         plan = await self._b2bua.plan(number)
-        if plan is None:
-            return [], None
-        attempts, fwd = plan
-        if timeout is not None:
-            attempts = [dataclasses.replace(a, seconds=min(a.seconds, timeout)) for a in attempts]
-        if fwd.always:
-            return attempts, (fwd.always, "always")
-        return attempts, ("", fwd.busy or "", fwd.no_answer or "")
+        for attempt in plan[0] if plan is not None else []:
+            for target in attempt.targets:
+                return target.peer
+        return Peer("UDP", "127.0.0.1", 5060)
 
     async def _ring(
         self,
-        attempts: list[Attempt],
+        target: str,
         caller_id: str,
-        number: str,
+        timeout: float | None,
         headers: list[tuple[str, str]],
         cause: Call | None,
     ) -> tuple[calls.OutboundCall | None, Outcome]:
+        """Ring `target` through the switch's one ringing routine (`B2bua.reach`, or a
+        URI's single contact) with an offer at a new endpoint of the switch's own."""
         b2bua = self._b2bua
-        targets = [t for a in attempts for t in a.targets]
-        if not targets:
-            return None, Outcome(Cause.UNAVAILABLE, 480, f"{number} not registered")
-        host = b2bua.media_host(targets[0].peer)
+        uri = _uri_target(target) if target.startswith(("sip:", "sips:")) else None
         try:
-            media = MediaEndpoint(b2bua.ports, name=f"dial {number}")
+            media = MediaEndpoint(b2bua.ports, name=f"dial {target}")
         except MediaError as exc:
             return None, Outcome(Cause.FAILED, 503, f"no media ports: {exc}")
+        host = b2bua.media_host(uri.peer if uri is not None else await self._peer_of(target))
         offer = g711_offer(host, media.port)
-        statuses: list[int] = []
-        timed_out = kept = False
+        leg_of_cause = cause._leg if cause is not None else None
+        kept = False
         try:
-            for attempt in attempts:
-                if not attempt.targets:
-                    continue
-                winner, result = await b2bua.ring_targets(
-                    cause._leg if cause is not None else None,
-                    attempt.targets,
+            if uri is not None:
+                seconds = timeout or b2bua.ring_timeout
+                rung = await b2bua.ring_plan(
+                    leg_of_cause,
+                    [Attempt([uri], seconds)],
                     offer,
-                    attempt.seconds,
                     caller_id=caller_id,
-                    callee=number,
+                    callee=target,
                     headers=headers,
                 )
-                if winner is not None:
-                    try:
-                        theirs = audio_stream(SessionDescription.parse(winner.remote_sdp or b""))
-                        media.set_remote(theirs, signalling_host=winner.peer.host)
-                    except MediaError as exc:
-                        await winner.hangup(0, "unusable SDP answer")
-                        return None, Outcome(Cause.FAILED, 488, f"unusable answer: {exc}")
-                    winner.terminate_here(media, host)
-                    kept = True
-                    return winner, Outcome(Cause.NORMAL, 200, "answered")
-                if cause is not None and cause.ended:
+                reached = Reached(
+                    winner=rung.winner,
+                    cancelled=rung.cancelled,
+                    status=200 if rung.winner else rung.status,
+                    disposition=rung.disposition,
+                    cause=f"{rung.status} from {target}",
+                )
+            else:
+                reached = await b2bua.reach(
+                    leg_of_cause,
+                    target,
+                    offer,
+                    caller_id=caller_id,
+                    headers=headers,
+                    timeout=timeout,
+                )
+            winner = reached.winner
+            if winner is None:
+                if reached.cancelled:
                     return None, Outcome(Cause.CANCELLED, 487, "the causing call ended")
-                if result is None:
-                    timed_out = True
-                else:
-                    statuses.extend(result)
+                if reached.voicemail is not None:
+                    return None, Outcome(Cause.UNAVAILABLE, 480, "forwarded to voicemail")
+                return None, Outcome.of_status(reached.status, reached.cause + reached.via)
+            try:
+                theirs = audio_stream(SessionDescription.parse(winner.remote_sdp or b""))
+                media.set_remote(theirs, signalling_host=winner.peer.host)
+            except MediaError as exc:
+                await winner.hangup(0, "unusable SDP answer")
+                return None, Outcome(Cause.FAILED, 488, f"unusable answer: {exc}")
+            winner.terminate_here(media, host)
+            kept = True
+            return winner, Outcome(Cause.NORMAL, 200, "answered" + reached.via)
         finally:
             if not kept:
                 media.close()
-        if timed_out and not any(s in (486, 600, 603) for s in statuses):
-            return None, Outcome(Cause.NO_ANSWER, 408, f"no answer from {number}")
-        status, _ = pick_failure(statuses)
-        return None, Outcome.of_status(status, f"{status} from {number}")
 
     def bridge(self, a: Call, b: Call) -> Bridge:
         """Join two calls that have the switch's media: each hears the other at once,
@@ -745,16 +721,6 @@ def _uri_target(uri: str) -> Target:
     except SipParseError as exc:
         raise PbxError(f"bad SIP URI {uri!r}: {exc}") from None
     return Target(parsed, Peer("UDP", parsed.host, parsed.port or 5060))
-
-
-def _forward_target(
-    forward: tuple[str, str] | tuple[str, str, str], outcome: Outcome
-) -> str | None:
-    if len(forward) != 3:
-        return None
-    _, busy, no_answer = forward
-    target = busy if outcome.cause is Cause.BUSY else no_answer
-    return target or None
 
 
 def _disposition(outcome: Outcome) -> Disposition:

@@ -20,6 +20,7 @@ a credential or permission problem. Whatever fails inside a call's task ends bot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,17 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from media.endpoint import MediaEndpoint
 from media.errors import MediaError, SdpError
-from media.g711 import ulaw_decode
 from media.moh import MohError, MohSource
-from media.ports import PortAllocator
+from media.ports import PortAllocator, PortPair
 from media.recorder import CallRecorder
 from pbx.bridge import Bridge
 from pbx.calls import Call, CallManager, CallState, InboundCall, OutboundCall
-from pbx.media_bridge import AnchoredMedia
+from pbx.media_bridge import AnchoredMedia, offer_at
 from pbx.registrar import Location, Target, targets_for
 from pbx.store import Disposition, Forwarding, Store
 from sip.message import Response
@@ -83,6 +81,24 @@ class Rung:
     cancelled: bool = False
     status: int = 480
     disposition: Disposition = Disposition.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Reached:
+    """Where dialling a number (its forwarding followed) ended: a `winner`, the caller's
+    CANCEL, a mailbox (`voicemail`, forwarded there for `why`), or a failure with the
+    status and reason to refuse the caller with and the CDR's cause."""
+
+    winner: OutboundCall | None = None
+    cancelled: bool = False
+    voicemail: str | None = None
+    why: str = ""
+    status: int = 480
+    reason: str | None = None
+    disposition: Disposition = Disposition.FAILED
+    cause: str = "480 not registered"
+    #: " (forwarded 1001 -> 1002)" when forwarding was followed, else "".
+    via: str = ""
 
 
 def pick_failure(statuses: list[int]) -> tuple[int, Disposition]:
@@ -238,7 +254,9 @@ class B2bua:
         finally:
             media.close()
 
-    def _anchored(self, call: InboundCall) -> AnchoredMedia:
+    def _anchored(
+        self, call: InboundCall, pairs: tuple[PortPair, PortPair] | None = None
+    ) -> AnchoredMedia:
         """A relay for `call`'s media; a media timeout hangs the call up.
 
         Raises: PortsExhaustedError (MediaError) when no ports are left.
@@ -252,6 +270,7 @@ class B2bua:
             on_timeout=lambda leg: self.manager.spawn(
                 call.hangup(0, "media timeout"), f"media timeout {call.id}"
             ),
+            pairs=pairs,
         )
         media.relay.set_signalling("a", call.peer.host)
         return media
@@ -301,36 +320,106 @@ class B2bua:
         except (SdpError, MediaError) as exc:
             await inbound.reject(488, "Not Acceptable Here")
             return Disposition.FAILED, f"488 bad offer: {exc}"
-        number, visited, via = inbound.callee, [inbound.callee], ""
+
+        def ringing(call: OutboundCall, response: Response) -> None:
+            early = None
+            if response.status == 183 and response.body and not inbound.late_offer:
+                media.relay.set_signalling("b", call.peer.host)
+                try:
+                    early = media.answer_from("b", response.body)
+                except (SdpError, MediaError) as exc:
+                    log.info("call %s: early media unusable: %s", inbound.id, exc)
+            inbound.ring_now(early)
+
+        reached = await self.reach(
+            inbound,
+            inbound.callee,
+            offer,
+            caller_id=inbound.caller,
+            callee=inbound.callee,
+            display=inbound.request.from_.display_name,
+            on_ringing=ringing,
+        )
+        via = reached.via
+        if reached.winner is not None:
+            return await self._answered(inbound, reached.winner, media, cdr, via)
+        if reached.cancelled:
+            return Disposition.CANCELLED, f"487 cancelled by caller{via}"
+        if reached.voicemail is not None:
+            return await self._to_voicemail(inbound, reached.voicemail, reached.why, cdr, via)
+        await inbound.reject(reached.status, reached.reason)
+        return reached.disposition, reached.cause + via
+
+    async def reach(
+        self,
+        caller: Call | None,
+        number: str,
+        offer: bytes,
+        *,
+        caller_id: str,
+        callee: str | None = None,
+        display: str | None = None,
+        on_ringing: Callable[[OutboundCall, Response], None] | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        timeout: float | None = None,
+    ) -> Reached:
+        """Ring what `number` names (an extension's every contact, a ring group in its
+        order), following its forwarding (always, busy, no answer) up to MAX_FORWARDS
+        hops, with `offer`, on behalf of `caller` (None: the switch's own call). The one
+        ringing routine of the switch: routed calls, IVR transfers, REFER and
+        `pbx.api.Switch.dial` all come here. `callee` names the To user (default: the
+        number rung); `timeout` caps each ringing."""
+        visited, via = [number], ""
         while True:
             plan = await self.plan(number)
             if plan is None:
-                await inbound.reject(404, "Not Found")
-                return Disposition.FAILED, f"404 unknown number{via}"
+                return Reached(status=404, reason="Not Found", cause="404 unknown number", via=via)
             attempts, forwarding = plan
+            if timeout is not None:
+                attempts = [Attempt(a.targets, min(a.seconds, timeout)) for a in attempts]
             if forwarding.always:
                 next_number, why = forwarding.always, "always"
             else:
-                rung = await self._ring(inbound, attempts, offer, media)
+                rung = await self.ring_plan(
+                    caller,
+                    attempts,
+                    offer,
+                    caller_id=caller_id,
+                    callee=callee or number,
+                    display=display,
+                    on_ringing=on_ringing,
+                    headers=headers,
+                )
                 if rung.winner is not None:
-                    return await self._answered(inbound, rung.winner, media, cdr, via)
+                    return Reached(winner=rung.winner, status=200, via=via)
                 if rung.cancelled:
-                    return Disposition.CANCELLED, f"487 cancelled by caller{via}"
+                    return Reached(cancelled=True, status=487, via=via)
                 busy = rung.disposition is Disposition.BUSY
                 target = forwarding.busy if busy else forwarding.no_answer
                 if target is None:
-                    await inbound.reject(rung.status)
                     cause = {408: "408 no answer", 480: "480 not registered"}.get(
                         rung.status, f"{rung.status} from callee"
                     )
-                    return rung.disposition, cause + via
+                    return Reached(
+                        status=rung.status, disposition=rung.disposition, cause=cause, via=via
+                    )
                 next_number, why = target, ("busy" if busy else "no answer")
             if next_number == VOICEMAIL:
-                return await self._to_voicemail(inbound, number, why, cdr, via)
+                return Reached(voicemail=number, why=why, via=via)
             if next_number in visited or len(visited) > MAX_FORWARDS:
-                await inbound.reject(482, "Loop Detected")
-                return Disposition.FAILED, f"482 forwarding loop {' -> '.join(visited)}"
-            log.info("call %s: %s forwards (%s) to %s", inbound.id, number, why, next_number)
+                return Reached(
+                    status=482,
+                    reason="Loop Detected",
+                    cause=f"482 forwarding loop {' -> '.join(visited)}",
+                    via="",
+                )
+            log.info(
+                "call %s: %s forwards (%s) to %s",
+                caller.id if caller is not None else "-",
+                number,
+                why,
+                next_number,
+            )
             visited.append(next_number)
             via = f" (forwarded {' -> '.join(visited)})"
             number = next_number
@@ -357,8 +446,17 @@ class B2bua:
             except Exception:
                 log.exception("mailbox change of %s not announced", box)
 
-    async def _ring(
-        self, inbound: InboundCall, attempts: list[Attempt], offer: bytes, media: AnchoredMedia
+    async def ring_plan(
+        self,
+        caller: Call | None,
+        attempts: list[Attempt],
+        offer: bytes,
+        *,
+        caller_id: str,
+        callee: str,
+        display: str | None = None,
+        on_ringing: Callable[[OutboundCall, Response], None] | None = None,
+        headers: list[tuple[str, str]] | None = None,
     ) -> Rung:
         """Ring the attempts in turn until one answers, the caller gives up, or all fail."""
         statuses: list[int] = []
@@ -367,12 +465,20 @@ class B2bua:
             if not attempt.targets:
                 continue
             rang = True
-            winner, result = await self._fork(
-                inbound, attempt.targets, offer, media, attempt.seconds
+            winner, result = await self.ring_targets(
+                caller,
+                attempt.targets,
+                offer,
+                attempt.seconds,
+                caller_id=caller_id,
+                callee=callee,
+                display=display,
+                on_ringing=on_ringing,
+                headers=headers,
             )
             if winner is not None:
                 return Rung(winner=winner)
-            if inbound.state is CallState.ENDED:
+            if caller is not None and caller.state is CallState.ENDED:
                 return Rung(cancelled=True)
             if result is None:
                 timed_out = True
@@ -407,38 +513,6 @@ class B2bua:
         await self.store.cdrs.answered(cdr, self._clock())
         cause = await self._bridge(inbound, winner, reply, media, cdr)
         return Disposition.ANSWERED, cause + via
-
-    async def _fork(
-        self,
-        inbound: InboundCall,
-        targets: list[Target],
-        offer: bytes,
-        media: AnchoredMedia,
-        seconds: float,
-    ) -> tuple[OutboundCall | None, list[int] | None]:
-        """Ring every target for `seconds`; returns the winner, or None with the final
-        statuses (None statuses: the time ran out, or the caller hung up)."""
-
-        def ringing(call: OutboundCall, response: Response) -> None:
-            early = None
-            if response.status == 183 and response.body and not inbound.late_offer:
-                media.relay.set_signalling("b", call.peer.host)
-                try:
-                    early = media.answer_from("b", response.body)
-                except (SdpError, MediaError) as exc:
-                    log.info("call %s: early media unusable: %s", inbound.id, exc)
-            inbound.ring_now(early)
-
-        return await self.ring_targets(
-            inbound,
-            targets,
-            offer,
-            seconds,
-            caller_id=inbound.caller,
-            callee=inbound.callee,
-            display=inbound.request.from_.display_name,
-            on_ringing=ringing,
-        )
 
     async def ring_targets(
         self,
@@ -576,103 +650,97 @@ class B2bua:
 
     async def connect_to(self, call: InboundCall, number: str) -> tuple[bool, str]:
         """Join an answered call whose media the switch terminates (an IVR caller) to
-        what `number` names. The caller is re-INVITEd onto a relay, the number rung;
-        on answer the two are bridged until one hangs up.
+        what `number` names, its forwarding followed (on to another number, or into a
+        mailbox). One media anchor: while it rings the caller hears music from its own
+        endpoint; when it answers, the caller's port pair becomes leg "a" of a relay (the
+        caller's stream goes on: no re-INVITE, no new SSRC) and the callee hears the
+        caller from its 200 on. Bridged until one hangs up.
 
-        Returns (True, cause) after a bridged call ended, (False, why) when nobody
-        answered; the caller's own media is back in place then.
+        Returns (True, cause) after a bridged (or voicemail) call ended, (False, why)
+        when nobody answered; the caller's own media is in place then.
         """
         own = call.media
-        if own is None or own.stream is None:
+        if own is None or own.closed or own.stream is None:
             return False, "no media to hand over"
-        plan = await self.plan(number)
-        if plan is None:
-            return False, f"404 unknown number {number}"
-        attempts, _ = plan
-        targets = [t for attempt in attempts for t in attempt.targets]
-        if not targets:
-            return False, f"480 {number} not registered"
-        media = self._anchored(call)
         try:
-            reoffer = media.adopt("a", own.stream)
-            offer_b = media.offer_for_new("b")
-            winner: OutboundCall | None = None
-            music = asyncio.ensure_future(self._music_while_waiting(own))
-            try:
-                for attempt in attempts:
-                    if not attempt.targets:
-                        continue
-                    winner, _ = await self.ring_targets(
-                        call,
-                        attempt.targets,
-                        offer_b,
-                        attempt.seconds,
-                        caller_id=call.caller,
-                        callee=number,
-                    )
-                    if winner is not None or call.state is CallState.ENDED:
-                        break
-            finally:
-                music.cancel()
-            if winner is None:
-                return False, f"no answer from {number}"
-            status, answer = await call.send_offer(reoffer)
-            if not 200 <= status < 300 or not answer:
-                await winner.hangup(0, "caller refused the re-INVITE")
-                return False, f"{status} re-INVITE of the caller"
-            media.connect_new("a", answer)
+            pair_b = self.ports.allocate()
+        except MediaError as exc:
+            return False, f"503 no RTP ports: {exc}"
+        host = self.media_host(call.peer)
+        offer_b = offer_at(host, pair_b.rtp_port, own.stream)
+        music = asyncio.ensure_future(self._music_while_waiting(own))
+        try:
+            reached = await self.reach(call, number, offer_b, caller_id=call.caller)
+        except BaseException:
+            self.ports.release(pair_b)
+            raise
+        finally:
+            music.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await music
+        winner = reached.winner
+        if winner is None:
+            self.ports.release(pair_b)
+            if reached.voicemail is not None and self.frontend is not None:
+                reason = "busy" if reached.why == "busy" else "unavailable"
+                cause = await self.frontend.deposit(call, reached.voicemail, reason)
+                if cause is not None:
+                    return True, cause + reached.via
+            if reached.cancelled or call.state is CallState.ENDED:
+                return False, "caller hung up while the IVR dialled"
+            if reached.status == 408:
+                return False, f"no answer from {number}{reached.via}"
+            return False, f"{reached.status} {number}: {reached.cause}{reached.via}"
+        if own.closed:  # the caller hung up as the callee answered
+            self.ports.release(pair_b)
+            await winner.hangup(0, "caller gone")
+            return False, "caller hung up while the IVR dialled"
+        stream = own.stream
+        pair_a, (ssrc, seq, ts) = own.detach()
+        call.media = None
+        media = self._anchored(call, pairs=(pair_a, pair_b))
+        try:
+            media.adopt("a", stream)
+            media.relay.leg("a").continue_stream(ssrc, seq, ts)
+            media.relay.set_signalling("b", winner.peer.host)
             media.connect_new("b", winner.remote_sdp or b"")
-            own.close()
-            call.media = None
             bridge = Bridge(self, media, call, winner)
             recorder = await self._recorder(bridge, call, number, self._cdrs.get(call.id))
             try:
-                return True, await bridge.run() + f" (via {number})"
+                return True, await bridge.run() + f" (via {number}{reached.via})"
             finally:
                 if recorder is not None:
                     await recorder.close()
         except (SdpError, MediaError) as exc:
             log.info("call %s: cannot connect to %s: %s", call.id, number, exc)
-            return False, f"488 {exc}"
+            await winner.hangup(0, "unusable SDP answer")
+            await call.hangup(0, "media failed")
+            return True, f"488 {exc}"
         finally:
             media.close()
 
     async def _music_while_waiting(self, own: MediaEndpoint) -> None:
-        """Music on hold, looped, to a caller whose media the switch terminates while the
-        number it asked for rings (cancelled when ringing ends)."""
+        """Music on hold, looped from its pre-encoded frames, to a caller whose media the
+        switch terminates while the number it asked for rings (cancelled when ringing
+        ends)."""
         try:
             music = await self.moh.music()
         except MohError as exc:
             log.info("no music while waiting: %s", exc)
             return
-        samples = ulaw_decode(np.frombuffer(music.pcmu, np.uint8))
-        while await own.play(samples):
-            pass
+        await own.loop_encoded(music.encoded)
 
     async def dial_number(
         self, number: str, transferee: Call, offer: bytes
     ) -> tuple[OutboundCall | None, int]:
-        """Ring what `number` names (an extension's contacts, a ring group) for a transfer;
-        returns the answered call, or None and the status to report."""
-        plan = await self.plan(number)
-        if plan is None:
-            return None, 404
-        attempts, _ = plan
-        statuses: list[int] = []
-        for attempt in attempts:
-            if not attempt.targets:
-                continue
-            winner, result = await self.ring_targets(
-                transferee,
-                attempt.targets,
-                offer,
-                attempt.seconds,
-                caller_id=transferee.callee if transferee.outbound else transferee.caller,
-                callee=number,
-            )
-            if winner is not None:
-                return winner, 200
-            statuses.extend(result or [408])
-        if not statuses:
-            return None, 480
-        return None, pick_failure(statuses)[0]
+        """Ring what `number` names (its forwarding followed) for a transfer; returns the
+        answered call, or None and the status to report."""
+        reached = await self.reach(
+            transferee,
+            number,
+            offer,
+            caller_id=transferee.callee if transferee.outbound else transferee.caller,
+        )
+        if reached.winner is not None:
+            return reached.winner, 200
+        return None, 480 if reached.voicemail is not None else reached.status
