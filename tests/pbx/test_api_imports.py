@@ -30,4 +30,4 @@ def test_bridge_does_not_import_the_b2bua() -> None:
 def test_the_switch_below_the_api_never_imports_it() -> None:
     for name in ("b2bua.py", "bridge.py", "calls.py", "media_bridge.py"):
         assert "pbx.api" not in _imports(name), name
-    assert "pbx.b2bua" in _imports("api.py")
+    assert "pbx.b2bua" in _imports("api/switch.py")
