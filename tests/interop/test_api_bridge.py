@@ -184,3 +184,26 @@ async def test_dial_reports_a_structured_outcome(server: PbxServer) -> None:
     assert (nobody.value.outcome.cause, nobody.value.outcome.status) == (Cause.UNAVAILABLE, 480)
     rows = await closed_cdrs(server, 2)
     assert sorted(r.disposition for r in rows) == ["FAILED", "FAILED"]
+
+
+async def test_audio_frames_music_and_dtmf_on_a_dialled_call(server: PbxServer) -> None:
+    switch = _switch(server)
+    async with Phone(server, "1002", 600) as p2:
+        call = await switch.dial("1002", caller_id="app", timeout=10)
+        peaks: list[float] = []
+        async for frame in call.audio():  # what the phone says, decoded, 20 ms a frame
+            assert frame.shape == (160,)
+            peaks.append(peak_hz(frame))
+            if len(peaks) >= 10:
+                break
+        assert all(abs(hz - 600) < 40 for hz in peaks[-5:])
+        music = asyncio.ensure_future(call.music())
+        await _until(lambda: len(p2.heard) > 50 and p2.heard[-1] > 0, "music reaches the phone")
+        music.cancel()
+        await asyncio.gather(music, return_exceptions=True)
+        assert await call.send_dtmf("5#")  # SIP INFO, each answered 200
+        await call.hangup()
+        outcome = await asyncio.wait_for(call.wait_ended(), 10)
+        assert outcome.cause is Cause.NORMAL
+        assert not await call.play(sine(500, 1.0))  # at once: the call has ended
+        assert await call.collect_digits(4, timeout=30) == ""
