@@ -400,18 +400,24 @@ class InboundCall(Call):
                 interval = min(interval * 2, timers.t2)
         return True
 
-    async def answer_media(self, ports: PortAllocator, host: str) -> MediaEndpoint:
+    async def answer_media(
+        self,
+        ports: PortAllocator,
+        host: str,
+        *,
+        prepare: Callable[[MediaEndpoint], None] | None = None,
+    ) -> MediaEndpoint:
         """Answer with the switch's own media (for prompts, menus, voicemail).
 
         The answer names PCMU or PCMA and telephone-event from the caller's offer.
         A late-offer INVITE gets our offer (PCMU, PCMA, telephone-event) in the 200,
         and the phone's answer comes in its ACK; an ACK without a usable answer ends
-        the call (MediaError).
+        the call (MediaError). `prepare` gets the endpoint before the 200 goes out.
         Raises: MediaError (the call is refused with 488) when the offer has neither
         G.711 law, PortsExhaustedError (refused with 503).
         """
         if self.late_offer:
-            return await self._answer_media_late(ports, host)
+            return await self._answer_media_late(ports, host, prepare)
         try:
             offer = SessionDescription.parse(self.remote_sdp or b"")
             sdp_answer(offer, host, 0, preferences=("PCMU", "PCMA", "telephone-event"))
@@ -423,6 +429,8 @@ class InboundCall(Call):
         except MediaError:
             await self.reject(503, "Out Of Media Ports")
             raise
+        if prepare is not None:  # before the phone can send anything (digit listeners ...)
+            prepare(media)
         try:
             reply = _terminate(offer, media, host, self.peer.host)
         except MediaError:  # a codec the endpoint cannot terminate
@@ -433,12 +441,19 @@ class InboundCall(Call):
         await self.answer(reply)
         return media
 
-    async def _answer_media_late(self, ports: PortAllocator, host: str) -> MediaEndpoint:
+    async def _answer_media_late(
+        self,
+        ports: PortAllocator,
+        host: str,
+        prepare: Callable[[MediaEndpoint], None] | None,
+    ) -> MediaEndpoint:
         try:
             media = MediaEndpoint(ports, name=self.request.call_id)
         except MediaError:
             await self.reject(503, "Out Of Media Ports")
             raise
+        if prepare is not None:  # before the phone can send anything (digit listeners ...)
+            prepare(media)
         self.terminate_here(media, host)
         if not await self.answer(g711_offer(host, media.port)):
             raise MediaError("no ACK for the offer in our 200")

@@ -133,11 +133,12 @@ class Call:
             return False
         b2bua = self._b2bua
         try:
-            media = await leg.answer_media(b2bua.ports, b2bua.media_host(leg.peer))
+            await leg.answer_media(
+                b2bua.ports, b2bua.media_host(leg.peer), prepare=self._hook_digits
+            )
         except MediaError as exc:
             log.info("call %s: cannot answer with media: %s", leg.id, exc)
             return False
-        self._hook_digits(media)
         return self.up
 
     async def hangup(self, status: int = 0, reason: str = "Normal Clearing") -> None:

@@ -16,6 +16,7 @@ from ivr.prompts import PromptStore
 from ivr.runner import IvrApplication
 from media.g711 import ulaw_decode
 from media.wav import write_wav
+from pbx.api import Call, CallEvent, Cause, EventKind, Switch
 from pbx.server import PbxServer
 from pbx.store import Forwarding
 from sip.message import Request, make_response, parse_message
@@ -175,3 +176,48 @@ async def test_busy_extension_forwarding_is_honoured_from_the_ivr(
     [cdr] = await closed_cdrs(server)
     assert cdr.disposition == "ANSWERED"
     assert cdr.hangup_cause == "caller hung up (via 1002 (forwarded 1002 -> 1003))"
+
+
+class _Listener:
+    """An application that answers 850 and reports the call's events by subscription."""
+
+    def __init__(self) -> None:
+        self.events: list[CallEvent] = []
+        self.digits = ""
+
+    async def handles(self, number: str, switch: Switch) -> bool:
+        return number == "850"
+
+    async def run(self, call: Call, switch: Switch) -> str:
+        events = call.subscribe()
+        assert await call.answer()
+        self.digits = await call.collect_digits(3, timeout=15)
+        await call.hangup()
+        self.events = [event async for event in events]
+        return "listened"
+
+
+async def test_a_calls_events_come_by_subscription(server: PbxServer) -> None:
+    listener = _Listener()
+    assert server.b2bua is not None
+    server.b2bua.applications.insert(0, listener)
+    async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+        _, ok = await dial(ua, server, "850", rtp_port=ear.port, events=True)
+        assert ok.status == 200
+        ear.remote = media_address(ok.body)
+        ear.press("42#")
+        bye = await _next_request(ua, "BYE")
+        ua.send(bytes(make_response(bye, 200)))
+    [cdr] = await closed_cdrs(server)
+    assert cdr.hangup_cause == "listened"
+    assert listener.digits == "42"
+    kinds = [(e.kind, e.digit) for e in listener.events]
+    assert kinds == [
+        (EventKind.ANSWERED, ""),
+        (EventKind.DTMF, "4"),
+        (EventKind.DTMF, "2"),
+        (EventKind.DTMF, "#"),
+        (EventKind.ENDED, ""),
+    ]
+    ended = listener.events[-1].outcome
+    assert ended is not None and ended.cause is Cause.NORMAL
