@@ -147,8 +147,9 @@ class AnchoredMedia:
 
     def adopt(self, leg: LegName, stream: AudioStream) -> bytes:
         """Take over a phone whose media the switch terminated so far (an IVR caller):
-        `leg` is pointed at `stream`, and the returned offer (its own codec, at the
-        relay) is what the phone must be re-INVITEd with."""
+        `leg` is pointed at `stream`. When the relay took over that call's own ports
+        (`pairs`, one media anchor) nothing more is needed; otherwise the returned offer
+        (its codec, at the relay) is what the phone must be re-INVITEd with."""
         self.relay.set_remote(leg, stream)
         self.holding[leg] = False
         return _offer(self.host, self.relay.leg(leg).port, stream)
