@@ -648,7 +648,7 @@ class B2bua:
             bridge.record_on_demand("b", recorder)
         return recorder
 
-    async def connect_to(self, call: InboundCall, number: str) -> tuple[bool, str]:
+    async def connect_to(self, call: InboundCall, number: str) -> tuple[int, str]:
         """Join an answered call whose media the switch terminates (an IVR caller) to
         what `number` names, its forwarding followed (on to another number, or into a
         mailbox). One media anchor: while it rings the caller hears music from its own
@@ -656,16 +656,17 @@ class B2bua:
         caller's stream goes on: no re-INVITE, no new SSRC) and the callee hears the
         caller from its 200 on. Bridged until one hangs up.
 
-        Returns (True, cause) after a bridged (or voicemail) call ended, (False, why)
-        when nobody answered; the caller's own media is in place then.
+        Returns (200, cause) after a bridged (or voicemail) call ended; else the final
+        status that ended the attempt (0: the caller hung up or nothing was tried) and
+        why; the caller's own media is in place then.
         """
         own = call.media
         if own is None or own.closed or own.stream is None:
-            return False, "no media to hand over"
+            return 0, "no media to hand over"
         try:
             pair_b = self.ports.allocate()
         except MediaError as exc:
-            return False, f"503 no RTP ports: {exc}"
+            return 503, f"no RTP ports: {exc}"
         host = self.media_host(call.peer)
         offer_b = offer_at(host, pair_b.rtp_port, own.stream)
         music = asyncio.ensure_future(self._music_while_waiting(own))
@@ -685,16 +686,16 @@ class B2bua:
                 reason = "busy" if reached.why == "busy" else "unavailable"
                 cause = await self.frontend.deposit(call, reached.voicemail, reason)
                 if cause is not None:
-                    return True, cause + reached.via
+                    return 200, cause + reached.via
             if reached.cancelled or call.state is CallState.ENDED:
-                return False, "caller hung up while the IVR dialled"
+                return 0, "caller hung up while the IVR dialled"
             if reached.status == 408:
-                return False, f"no answer from {number}{reached.via}"
-            return False, f"{reached.status} {number}: {reached.cause}{reached.via}"
+                return 408, f"no answer from {number}{reached.via}"
+            return reached.status, f"{number}: {reached.cause}{reached.via}"
         if own.closed:  # the caller hung up as the callee answered
             self.ports.release(pair_b)
             await winner.hangup(0, "caller gone")
-            return False, "caller hung up while the IVR dialled"
+            return 0, "caller hung up while the IVR dialled"
         stream = own.stream
         pair_a, (ssrc, seq, ts) = own.detach()
         call.media = None
@@ -707,7 +708,7 @@ class B2bua:
             bridge = Bridge(self, media, call, winner)
             recorder = await self._recorder(bridge, call, number, self._cdrs.get(call.id))
             try:
-                return True, await bridge.run() + f" (via {number}{reached.via})"
+                return 200, await bridge.run() + f" (via {number}{reached.via})"
             finally:
                 if recorder is not None:
                     await recorder.close()
@@ -715,7 +716,7 @@ class B2bua:
             log.info("call %s: cannot connect to %s: %s", call.id, number, exc)
             await winner.hangup(0, "unusable SDP answer")
             await call.hangup(0, "media failed")
-            return True, f"488 {exc}"
+            return 200, f"488 {exc}"
         finally:
             media.close()
 

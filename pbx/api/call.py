@@ -153,14 +153,11 @@ class Call:
         leg = self._leg
         if not isinstance(leg, calls.InboundCall):
             return Outcome(Cause.FAILED, 0, "only inbound calls are transferred")
-        joined, why = await self._b2bua.connect_to(leg, target)
-        if joined:
+        status, why = await self._b2bua.connect_to(leg, target)
+        if status == 200:
             return Outcome(Cause.NORMAL, 200, why)
         if self.ended:
             return Outcome(Cause.CANCELLED, 487, why)
-        status = int(why.split()[0]) if why[:3].isdigit() else 0
-        if status == 0 and why.startswith("no answer"):
-            status = 408
         return Outcome.of_status(status, why)
 
     async def send_dtmf(self, digits: str, *, duration_ms: int = 160) -> bool:
