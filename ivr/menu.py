@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from pbx.errors import ConfigError
+from pbx.api import ConfigError
 
 DTMF_KEYS = "0123456789*#"
 KINDS_WITH_TARGET = ("extension", "menu", "voicemail")

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from ivr.prompts import PromptError, PromptStore
 from media.endpoint import tone
 from media.wav import WavError, load_mono
-from pbx.calls import Call, CallState
+from pbx.api import Call
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,11 @@ class PromptPlayer:
         """Play prompts one after another; False when a key (with `stop_on_digit`) or the
         end of the call cut them short."""
         for name in names:
-            if call.state is not CallState.UP or call.media is None:
+            if not call.up or not call.has_media:
                 return False
             if not await call.play(await self.audio(name), stop_on_digit=stop_on_digit):
                 return False
-        return call.state is CallState.UP
+        return call.up
 
     async def play_file(self, call: Call, path: Path, *, stop_on_digit: bool = False) -> bool:
         """Play a WAV file that is not a prompt (a message, a greeting); a file that cannot
@@ -83,6 +83,6 @@ class PromptPlayer:
         except (OSError, WavError) as exc:
             log.warning("cannot play %s: %s", path, exc)
             audio = tone(480, 0.3)
-        if call.state is not CallState.UP or call.media is None:
+        if not call.up or not call.has_media:
             return False
         return await call.play(audio, stop_on_digit=stop_on_digit)

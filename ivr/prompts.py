@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media.wav import WavError, load_mono, write_wav
-from pbx.errors import PbxError
+from pbx.api import PbxError
 
 __all__ = [
     "BEEP",

@@ -1,6 +1,6 @@
 """The IVR runner: menus (`ivr.menu`) played on calls through the Call API.
 
-`IvrApplication` is an application of the switch (`pbx.b2bua.Application`): it owns
+`IvrApplication` is an application of the switch (`pbx.api.Application`): it owns
 the numbers of the stored menus and time conditions. For a call to one of them it
 answers with the switch's own media, plays the menu's greeting (a key cuts it short),
 collects a key and carries out its action: dial an extension or ring group (the
@@ -21,9 +21,7 @@ from pathlib import Path
 from ivr.menu import Action, Menu, menu_for_number, parse_toml
 from ivr.player import PromptPlayer
 from ivr.prompts import PromptStore
-from media.errors import MediaError
-from pbx.b2bua import B2bua
-from pbx.calls import CallState, InboundCall
+from pbx.api import Call, Cause, Switch
 
 log = logging.getLogger(__name__)
 
@@ -44,36 +42,32 @@ class IvrApplication:
         self.player = player or PromptPlayer(PromptStore(data_dir / "prompts"))
         self._clock = clock
 
-    async def _lookup(self, switch: B2bua, number: str) -> tuple[dict[str, Menu], Menu | None]:
+    async def _lookup(self, switch: Switch, number: str) -> tuple[dict[str, Menu], Menu | None]:
         """The stored menus and the one for `number` — read per call, so that
         `pbx ivr import` applies to the next call."""
-        text = await switch.store.ivr.get()
+        text = await switch.ivr_menus()
         if not text:
             return {}, None
         menus, schedules = parse_toml(text)
         return {m.name: m for m in menus}, menu_for_number(number, menus, schedules, self._clock())
 
-    async def handles(self, number: str, switch: B2bua) -> bool:
+    async def handles(self, number: str, switch: Switch) -> bool:
         _, menu = await self._lookup(switch, number)
         return menu is not None
 
-    async def run(self, call: InboundCall, switch: B2bua) -> str:
+    async def run(self, call: Call, switch: Switch) -> str:
         menus, menu = await self._lookup(switch, call.callee)
         if menu is None:
-            await call.reject(404, "Not Found")
+            await call.hangup(404, "Not Found")
             return "404 no menu"
         await self.player.ensure_defaults()
-        try:
-            await call.answer_media(switch.ports, switch.media_host(call.peer))
-        except MediaError as exc:
-            return f"488 IVR media: {exc}"
+        if not await call.answer():
+            return "488 IVR media: the call could not be answered with the switch's media"
         return await self._serve(call, switch, menus, menu)
 
-    async def _serve(
-        self, call: InboundCall, switch: B2bua, menus: dict[str, Menu], menu: Menu
-    ) -> str:
+    async def _serve(self, call: Call, switch: Switch, menus: dict[str, Menu], menu: Menu) -> str:
         misses = 0
-        while call.state is CallState.UP:
+        while call.up:
             await self._play(call, menu.greeting, stop_on_digit=True)
             action, heard = await self._choice(call, menu)
             if action is None:
@@ -95,7 +89,7 @@ class IvrApplication:
                 return await self._finish(call, menus, switch, menu.fallback)
         return "caller hung up in the IVR"
 
-    async def _choice(self, call: InboundCall, menu: Menu) -> tuple[Action | None, bool]:
+    async def _choice(self, call: Call, menu: Menu) -> tuple[Action | None, bool]:
         """The action the caller picked, and whether any key was heard at all."""
         key = await call.collect_digits(1, timeout=menu.timeout, terminator=None)
         if not key:
@@ -115,8 +109,8 @@ class IvrApplication:
 
     async def _act(
         self,
-        call: InboundCall,
-        switch: B2bua,
+        call: Call,
+        switch: Switch,
         menus: dict[str, Menu],
         menu: Menu,
         action: Action,
@@ -127,18 +121,18 @@ class IvrApplication:
         if action.kind == "menu" and action.target in menus:
             return menus[action.target]
         if action.kind == "extension" and action.target:
-            joined, cause = await switch.connect_to(call, action.target)
-            if joined:
-                return cause
-            log.info("call %s: IVR could not reach %s: %s", call.id, action.target, cause)
-            if call.state is not CallState.UP:
+            outcome = await call.transfer(action.target)
+            if outcome.cause is Cause.NORMAL:
+                return outcome.reason
+            log.info("call %s: IVR could not reach %s: %s", call.id, action.target, outcome)
+            if not call.up:
                 return "caller hung up while the IVR dialled"
             await self._play(call, menu.invalid_prompt)
             return None
         return await self._finish(call, menus, switch, action)
 
     async def _finish(
-        self, call: InboundCall, menus: dict[str, Menu], switch: B2bua, action: Action
+        self, call: Call, menus: dict[str, Menu], switch: Switch, action: Action
     ) -> str:
         """Leave the menu for good: into a mailbox (`voicemail`), or hang up."""
         if action.kind == "voicemail" and action.target and switch.voicemail is not None:
@@ -147,5 +141,5 @@ class IvrApplication:
         await call.hangup(0, "IVR hangup")
         return f"IVR {action.kind}"
 
-    async def _play(self, call: InboundCall, name: str, *, stop_on_digit: bool = False) -> bool:
+    async def _play(self, call: Call, name: str, *, stop_on_digit: bool = False) -> bool:
         return await self.player.play(call, name, stop_on_digit=stop_on_digit)

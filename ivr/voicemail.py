@@ -6,7 +6,7 @@ IVR `voicemail:BOX` action. The caller hears the box's own greeting (busy or
 unavailable, recorded from the phone) or the system one, then the beep; what the
 caller says until `#`, silence, the time limit or hanging up is kept as an 8 kHz
 WAV under `data_dir/voicemail/BOX/` with a database row, and the message lights
-are told (`B2bua.mailbox_changed`, which MWI turns into NOTIFYs).
+are told (`Switch.mailbox_changed`, which MWI turns into NOTIFYs).
 
 `*97` from a phone opens that phone's own mailbox after its PIN, `*98` any
 mailbox after its number and PIN (Asterisk's VoiceMailMain keys): 1 listen,
@@ -28,11 +28,7 @@ from pathlib import Path
 
 from ivr.player import PromptPlayer
 from ivr.prompts import BEEP, PromptStore
-from media.errors import MediaError
-from pbx.b2bua import B2bua
-from pbx.calls import CallState, InboundCall
-from pbx.errors import NotFoundError
-from pbx.store.voicemail import PIN_DIGITS, Voicemail
+from pbx.api import PIN_DIGITS, Call, Switch, Voicemail
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +107,10 @@ class VoicemailApplication:
 
     # -- the switch's hooks --------------------------------------------------------
 
-    async def handles(self, number: str, switch: B2bua) -> bool:
+    async def handles(self, number: str, switch: Switch) -> bool:
         return number in (FEATURE_CODE, ANY_BOX_CODE)
 
-    async def run(self, call: InboundCall, switch: B2bua) -> str:
+    async def run(self, call: Call, switch: Switch) -> str:
         """`*97`: the calling phone's own mailbox; `*98`: the one whose number it enters."""
         if not await self._answer(call, switch):
             return "488 voicemail media"
@@ -131,34 +127,34 @@ class VoicemailApplication:
                 await self._goodbye(call, "ivr-goodbye")
                 return f"voicemail {box}: no such mailbox"
         own_box = call.callee == FEATURE_CODE
-        if own_box and not await switch.store.voicemail.has_pin(box):
+        if own_box and not await switch.voicemail_store.has_pin(box):
             await self.player.play(call, "vm-no-pin")
             await call.hangup(0, "mailbox has no PIN")
             return f"voicemail {box}: no PIN set"
         if not await self._login(call, switch, box):
-            if call.state is CallState.UP:
+            if call.up:
                 await self.player.play(call, "ivr-goodbye")
                 await call.hangup(0, "voicemail login failed")
             return f"voicemail {box}: login failed"
         await self._announce_counts(call, switch, box)
         await self._main_menu(call, switch, box)
-        if call.state is CallState.UP:
+        if call.up:
             await self.player.play(call, "ivr-goodbye")
             await call.hangup(0, "voicemail menu done")
         return f"voicemail {box}: menu"
 
-    async def deposit(self, call: InboundCall, box: str, reason: str, switch: B2bua) -> str:
+    async def deposit(self, call: Call, box: str, reason: str, switch: Switch) -> str:
         """Take a message for `box` (the switch's VoicemailService)."""
         if not await self._box_exists(switch, box):
             log.warning("call %s: no mailbox %r", call.id, box)
-            if call.state is CallState.UP:
+            if call.up:
                 await self._goodbye(call, "ivr-goodbye")
             else:
-                await call.reject(404, "Not Found")
+                await call.hangup(404, "Not Found")
             return f"404 no mailbox {box}"
         if not await self._answer(call, switch):
             return "488 voicemail media"
-        new, old = await switch.store.voicemail.counts(box)
+        new, old = await switch.voicemail_store.counts(box)
         if new + old >= self.max_messages:
             log.warning("voicemail %s: full (%d messages); message refused", box, new + old)
             await self._goodbye(call, "vm-full")
@@ -187,7 +183,7 @@ class VoicemailApplication:
         if heard.sound_seconds == 0:
             await self._goodbye(call, "ivr-goodbye")
             return f"voicemail {box}: nothing said"
-        await switch.store.voicemail.add(box, call.caller, created, heard.seconds, str(path))
+        await switch.voicemail_store.add(box, call.caller, created, heard.seconds, str(path))
         log.info("voicemail %s: %.1f s message from %s", box, heard.seconds, call.caller)
         await switch.mailbox_changed(box)
         await self._goodbye(call, "vm-saved")
@@ -195,36 +191,30 @@ class VoicemailApplication:
 
     # -- steps ---------------------------------------------------------------------
 
-    async def _answer(self, call: InboundCall, switch: B2bua) -> bool:
+    async def _answer(self, call: Call, switch: Switch) -> bool:
         """Answer with the switch's own media unless the call has it already (an IVR)."""
         await self.player.ensure_defaults()
-        if call.media is not None:
-            return call.state is CallState.UP
-        try:
-            await call.answer_media(switch.ports, switch.media_host(call.peer))
-        except MediaError as exc:
-            log.info("call %s: voicemail cannot answer: %s", call.id, exc)
+        if call.has_media:
+            return call.up
+        if not await call.answer():
+            log.info("call %s: voicemail cannot answer", call.id)
             return False
-        return call.state is CallState.UP
+        return call.up
 
-    async def _box_exists(self, switch: B2bua, box: str) -> bool:
-        try:
-            await switch.store.users.get(box)
-        except NotFoundError:
-            return False
-        return True
+    async def _box_exists(self, switch: Switch, box: str) -> bool:
+        return await switch.user_exists(box)
 
-    async def _goodbye(self, call: InboundCall, prompt: str) -> None:
-        if call.state is CallState.UP:
+    async def _goodbye(self, call: Call, prompt: str) -> None:
+        if call.up:
             await self.player.play(call, prompt)
             await call.hangup(0, "voicemail done")
 
-    async def _key(self, call: InboundCall) -> str:
+    async def _key(self, call: Call) -> str:
         return await call.collect_digits(1, timeout=self.key_timeout, terminator=None)
 
-    async def _login(self, call: InboundCall, switch: B2bua, box: str) -> bool:
+    async def _login(self, call: Call, switch: Switch, box: str) -> bool:
         for _ in range(3):
-            if call.state is not CallState.UP:
+            if not call.up:
                 return False
             await self.player.play(call, "vm-pin", stop_on_digit=True)
             pin = await call.collect_digits(
@@ -232,16 +222,16 @@ class VoicemailApplication:
             )
             if not pin:
                 continue
-            if not self.guard.blocked(box) and await switch.store.voicemail.check_pin(box, pin):
+            if not self.guard.blocked(box) and await switch.voicemail_store.check_pin(box, pin):
                 self.guard.succeeded(box)
                 return True
             self.guard.failed(box)
-            log.warning("voicemail %s: wrong PIN from %s (%s)", box, call.caller, call.peer)
+            log.warning("voicemail %s: wrong PIN from %s (%s)", box, call.caller, call.peer_host)
             await self.player.play(call, "vm-incorrect")
         return False
 
-    async def _announce_counts(self, call: InboundCall, switch: B2bua, box: str) -> None:
-        new, old = await switch.store.voicemail.counts(box)
+    async def _announce_counts(self, call: Call, switch: Switch, box: str) -> None:
+        new, old = await switch.voicemail_store.counts(box)
         await self.player.play(
             call,
             "vm-you-have",
@@ -254,9 +244,9 @@ class VoicemailApplication:
             stop_on_digit=True,
         )
 
-    async def _main_menu(self, call: InboundCall, switch: B2bua, box: str) -> None:
+    async def _main_menu(self, call: Call, switch: Switch, box: str) -> None:
         misses = 0
-        while call.state is CallState.UP and misses < 3:
+        while call.up and misses < 3:
             await self.player.play(call, "vm-main-menu", stop_on_digit=True)
             key = await self._key(call)
             if key == "1":
@@ -272,11 +262,11 @@ class VoicemailApplication:
                 continue
             misses = 0
 
-    async def _listen(self, call: InboundCall, switch: B2bua, box: str) -> None:
-        store = switch.store.voicemail
+    async def _listen(self, call: Call, switch: Switch, box: str) -> None:
+        store = switch.voicemail_store
         messages = await store.messages(box)
         index = 0
-        while call.state is CallState.UP and index < len(messages):
+        while call.up and index < len(messages):
             message = messages[index]
             await self._play_message(call, switch, message, index)
             if message.folder == "new":
@@ -287,23 +277,23 @@ class VoicemailApplication:
             if step is None:
                 return
             index = step
-        if call.state is CallState.UP:
+        if call.up:
             await self.player.play(call, "vm-no-more")
 
     async def _play_message(
-        self, call: InboundCall, switch: B2bua, message: Voicemail, index: int
+        self, call: Call, switch: Switch, message: Voicemail, index: int
     ) -> None:
         if await self.player.play(call, "vm-message", *_number(index + 1), stop_on_digit=True):
             await self.player.play_file(call, Path(message.path), stop_on_digit=True)
 
     async def _after_message(
-        self, call: InboundCall, switch: B2bua, messages: list[Voicemail], index: int
+        self, call: Call, switch: Switch, messages: list[Voicemail], index: int
     ) -> int | None:
         """The next message index to play (the same one to repeat), or None: main menu."""
         misses = 0
-        while call.state is CallState.UP and misses < 3:
+        while call.up and misses < 3:
             key = ""
-            if call.media is not None and not call.media.digits.empty():
+            if call.digits_waiting():
                 key = await self._key(call)  # pressed during the message
             if not key:
                 await self.player.play(call, "vm-message-menu", stop_on_digit=True)
@@ -328,14 +318,14 @@ class VoicemailApplication:
                 await self.player.play(call, "ivr-invalid")
         return None
 
-    async def _delete(self, switch: B2bua, message: Voicemail) -> None:
-        gone = await switch.store.voicemail.delete(message.id)
+    async def _delete(self, switch: Switch, message: Voicemail) -> None:
+        gone = await switch.voicemail_store.delete(message.id)
         if gone is not None:
             await asyncio.to_thread(Path(gone.path).unlink, missing_ok=True)
             await switch.mailbox_changed(message.box)
 
-    async def _options(self, call: InboundCall, box: str) -> None:
-        while call.state is CallState.UP:
+    async def _options(self, call: Call, box: str) -> None:
+        while call.up:
             await self.player.play(call, "vm-options", stop_on_digit=True)
             key = await self._key(call)
             if key in ("1", "2"):
@@ -345,7 +335,7 @@ class VoicemailApplication:
             else:
                 await self.player.play(call, "ivr-invalid")
 
-    async def _record_greeting(self, call: InboundCall, box: str, kind: str) -> None:
+    async def _record_greeting(self, call: Call, box: str, kind: str) -> None:
         await self.player.play(call, "vm-record-greeting", stop_on_digit=True)
         if not await self.player.play(call, BEEP):
             return

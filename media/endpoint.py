@@ -37,6 +37,7 @@ on a call that sends no RTP, Linphone after 30 s).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import secrets
@@ -50,7 +51,7 @@ import numpy.typing as npt
 from media.dtmf import DtmfDetector
 from media.errors import MediaError
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from media.ports import PortAllocator
+from media.ports import PortAllocator, PortPair
 from media.rtp import RtpHeader, payload_offset
 from media.sdp import AudioStream
 from media.telephone_event import TelephoneEventReceiver
@@ -60,6 +61,9 @@ log = logging.getLogger(__name__)
 RATE = 8000
 FRAME = 160  # samples per 20 ms packet
 FRAME_SECONDS = FRAME / RATE
+#: Frames from a joined endpoint waiting for this one's next 20 ms slot (older ones are
+#: dropped: the two phones' clocks drift, latency must not grow).
+RELAY_DEPTH = 3
 
 #: RMS level (int16 scale) under which a 20 ms frame counts as silence when recording:
 #: about -48 dBFS, under any voice yet over the idle noise of a phone line.
@@ -71,6 +75,7 @@ _CODECS: dict[str, tuple[Encoder, Decoder]] = {
     "pcmu": (ulaw_encode, ulaw_decode),
     "pcma": (alaw_encode, alaw_decode),
 }
+_LAWS: dict[Encoder, str] = {ulaw_encode: "pcmu", alaw_encode: "pcma"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +212,24 @@ class _Playback:
             self.done.set_result(played)
 
 
+class _EncodedLoop(_Playback):
+    """A loop of pre-encoded frames in each law (it never ends by itself)."""
+
+    def __init__(self, frames: Callable[[str], bytes]) -> None:
+        super().__init__(np.zeros(0, np.int16), False)
+        self._frames = frames
+        self._offset = 0
+        self.index = -1  # never "played to the end"
+
+    def next_payload(self, encode: Encoder) -> bytes:
+        loop = self._frames(_LAWS.get(encode, "pcmu"))
+        if self._offset + FRAME > len(loop):
+            self._offset = 0
+        payload = loop[self._offset : self._offset + FRAME]
+        self._offset += FRAME
+        return payload
+
+
 class MediaEndpoint:
     """One RTP stream between a phone and the switch.
 
@@ -240,6 +263,14 @@ class MediaEndpoint:
         self._playing: _Playback | None = None
         self._silence: bytes = b""
         self._closed_event = asyncio.Event()
+        #: Called with every digit heard (RFC 4733, SIP INFO, in band), besides `digits`.
+        self.digit_listeners: list[Callable[[str], None]] = []
+        #: Called with every decoded 20 ms frame the phone sends (analysers, `audio()`).
+        self.frame_listeners: list[Callable[[npt.NDArray[np.int16]], None]] = []
+        #: The endpoint whose phone hears this one's (`join`); None: not joined.
+        self.joined: MediaEndpoint | None = None
+        self._relayed: collections.deque[bytes] = collections.deque(maxlen=RELAY_DEPTH)
+        self._codec_key = "pcmu"
         self._loop.add_reader(self._rtp.fileno(), self._readable)
         self._loop.add_reader(self._rtcp.fileno(), self._drain_rtcp)
         # The sender: one frame every 20 ms for the endpoint's life (close cancels it).
@@ -273,6 +304,7 @@ class MediaEndpoint:
         if codec is None:
             raise MediaError(f"cannot terminate {stream.codec.name} media (PCMU/PCMA only)")
         self._encode, self._decode = codec
+        self._codec_key = stream.codec.key
         self._silence = self._encode(np.zeros(FRAME, np.int16)).tobytes()
         self.stream = stream
         self.sending = send
@@ -284,7 +316,15 @@ class MediaEndpoint:
 
     def push_digit(self, digit: str) -> None:
         """A digit that arrived outside RTP (SIP INFO)."""
+        self._digit(digit)
+
+    def _digit(self, digit: str) -> None:
         self.digits.put_nowait(digit)
+        for listener in list(self.digit_listeners):
+            try:
+                listener(digit)
+            except Exception:
+                log.exception("%s: digit listener failed", self.name)
 
     # -- receiving ---------------------------------------------------------------
 
@@ -315,18 +355,23 @@ class MediaEndpoint:
         if stream.telephone_event is not None and header.payload_type == stream.telephone_event:
             try:
                 for got in self._events.feed(body, header.timestamp, header.marker):
-                    self.digits.put_nowait(got.digit)
+                    self._digit(got.digit)
             except MediaError as exc:
                 log.debug("%s: bad telephone-event: %s", self.name, exc)
         elif header.payload_type == stream.codec.payload_type:
-            if self._inband is None and self._capture is None:
+            joined = self.joined
+            if joined is not None:
+                joined.relay_payload(body, self._codec_key, self._decode)
+            if self._inband is None and self._capture is None and not self.frame_listeners:
                 return
             audio = self._decode(body)
             if self._capture is not None:
                 self._capture.feed(audio)
+            for listener in list(self.frame_listeners):
+                listener(audio)
             if self._inband is not None:
                 for found in self._inband.feed(audio):
-                    self.digits.put_nowait(found.digit)
+                    self._digit(found.digit)
 
     def _refused(self, address: Address) -> None:
         self.refused_packets += 1
@@ -358,6 +403,8 @@ class MediaEndpoint:
         """The payload of the next frame (None: silence) and its marker bit."""
         playing = self._playing
         if playing is None:
+            if self._relayed:
+                return self._relayed.popleft(), False
             return None, False
         if playing.stop_on_digit and not self.digits.empty():
             self._playing = None
@@ -383,6 +430,48 @@ class MediaEndpoint:
             self.sent_packets += 1
         except OSError as exc:
             log.debug("%s: RTP send error %s", self.name, exc)
+
+    # -- joined to another endpoint (two calls of the switch talking) ---------------
+
+    def join(self, other: MediaEndpoint) -> None:
+        """Let each phone hear the other: what one sends goes out in the other's own stream
+        (its SSRC, sequence and clock), transcoded only when the two G.711 laws differ. A
+        prompt played to either side takes over that side while it plays."""
+        if self.joined is not None or other.joined is not None:
+            raise MediaError(f"{self.name}: already joined")
+        self.joined, other.joined = other, self
+
+    def unjoin(self) -> None:
+        """Undo `join` (both sides): each phone hears the switch's own stream again."""
+        other = self.joined
+        self.joined = None
+        self._relayed.clear()
+        if other is not None and other.joined is self:
+            other.joined = None
+            other._relayed.clear()
+
+    def relay_payload(self, body: bytes, key: str, decode: Decoder) -> None:
+        """A frame the joined endpoint received (codec `key`): send it in the next slot."""
+        if self.closed:
+            return
+        if key != self._codec_key:
+            body = self._encode(decode(body)).tobytes()
+        self._relayed.append(body)
+
+    async def loop_encoded(self, frames: Callable[[str], bytes]) -> None:
+        """Play pre-encoded audio (e.g. music on hold, `frames(codec_key)` gives the whole
+        loop in that law) round and round, no encoding per frame; returns when another
+        `play` takes over or the endpoint closes, and stops when cancelled."""
+        if self.closed:
+            return
+        if self._playing is not None:
+            self._playing.finish(False)
+        playback = self._playing = _EncodedLoop(frames)
+        try:
+            await playback.done
+        finally:
+            if self._playing is playback:
+                self._playing = None
 
     async def play(self, samples: npt.ArrayLike, *, stop_on_digit: bool = False) -> bool:
         """Send 8 kHz int16 audio in real time, 20 ms a packet, in the endpoint's one
@@ -504,7 +593,25 @@ class MediaEndpoint:
         """Stop receiving and give the ports back."""
         if self.closed:
             return
+        self._stop()
+        self._allocator.release(self._pair)
+
+    def detach(self) -> tuple[PortPair, tuple[int, int, int]]:
+        """Stop, keeping the ports open for a new owner (a relay leg: the call's one media
+        anchor goes on); returns them with the stream the phone heard so far (SSRC, last
+        sequence number, last timestamp) so that it can go on. The endpoint is closed.
+
+        Raises: MediaError when the endpoint is closed already.
+        """
+        if self.closed:
+            raise MediaError(f"{self.name}: closed, nothing to hand over")
+        self._stop()
+        last = ((self._seq - 1) & 0xFFFF, (self._ts - FRAME) & 0xFFFFFFFF)
+        return self._pair, (self._ssrc, *last)
+
+    def _stop(self) -> None:
         self.closed = True
+        self.unjoin()
         self._closed_event.set()
         if self._timer is not None:
             self._timer.cancel()
@@ -515,7 +622,6 @@ class MediaEndpoint:
         for sock in (self._rtp, self._rtcp):
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_reader(sock.fileno())
-        self._allocator.release(self._pair)
 
 
 def tone(frequency: float, seconds: float, level: float = 8000.0) -> npt.NDArray[np.int16]:

@@ -406,6 +406,14 @@ class Leg:
             self.session._continuous(feeder)
         return self.send(self.continuity.own(payload_type, now, samples) + payload)
 
+    def continue_stream(self, ssrc: int, seq: int, ts: int) -> None:
+        """This leg's phone heard the switch's own stream on these ports until now (an IVR
+        caller, its ports taken over): the other phone's packets go on in that stream
+        (`seq`, `ts`: the last sent), as after music on hold."""
+        rate = self.stream.codec.clock_rate if self.stream is not None else 8000
+        self.continuity = StreamContinuity(ssrc, seq, ts, _monotonic(), rate)
+        self.session._continuous(self.session.leg(other_leg(self.name)).rtp)
+
     @property
     def host(self) -> str:
         """The relay address this leg's phone must send to (for c=)."""
@@ -452,6 +460,7 @@ class RelaySession:
         on_timeout: Callable[[LegName], None] | None = None,
         latch_window: float = DEFAULT_LATCH_WINDOW,
         hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
+        pairs: tuple[PortPair, PortPair] | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.name = name  # e.g. the Call-ID, for log lines
@@ -465,12 +474,15 @@ class RelaySession:
         self._fired = False
         self._recording: dict[LegName, Tap] | None = None
         self.closed = False
-        first = allocator.allocate()
-        try:
-            second = allocator.allocate()
-        except MediaError:
-            allocator.release(first)
-            raise
+        if pairs is not None:  # taken over (a call's own ports, one anchor per call)
+            first, second = pairs
+        else:
+            first = allocator.allocate()
+            try:
+                second = allocator.allocate()
+            except MediaError:
+                allocator.release(first)
+                raise
         self.a = Leg(self, "a", first)
         self.b = Leg(self, "b", second)
         self.a.rtp.out, self.b.rtp.out = self.b.rtp, self.a.rtp

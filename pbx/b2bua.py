@@ -20,6 +20,7 @@ a credential or permission problem. Whatever fails inside a call's task ends bot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,17 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from media.endpoint import MediaEndpoint
 from media.errors import MediaError, SdpError
-from media.g711 import ulaw_decode
 from media.moh import MohError, MohSource
-from media.ports import PortAllocator
+from media.ports import PortAllocator, PortPair
 from media.recorder import CallRecorder
 from pbx.bridge import Bridge
 from pbx.calls import Call, CallManager, CallState, InboundCall, OutboundCall
-from pbx.media_bridge import AnchoredMedia
+from pbx.media_bridge import AnchoredMedia, offer_at
 from pbx.registrar import Location, Target, targets_for
 from pbx.store import Disposition, Forwarding, Store
 from sip.message import Response
@@ -52,24 +50,18 @@ MAX_FORWARDS = 5  # hops of call forwarding before a call is refused as a loop (
 VOICEMAIL = "voicemail"
 
 
-class Application(Protocol):
-    """Something above the switch that answers some numbers itself (IVR, voicemail)."""
+class Frontend(Protocol):
+    """The API module's side of routing (`pbx.api.Switch`): it runs the applications
+    (IVR, voicemail) on its own `Call` objects, so this module never imports them."""
 
-    async def handles(self, number: str, switch: B2bua) -> bool:
-        """Whether calls to `number` are this application's."""
+    async def serve(self, inbound: InboundCall) -> str | None:
+        """Run the first application that owns `inbound.callee`; its CDR hangup cause,
+        or None when no application owns the number."""
         ...
 
-    async def run(self, call: InboundCall, switch: B2bua) -> str:
-        """Serve one call (answering it, or not); returns the CDR's hangup cause."""
-        ...
-
-
-class VoicemailService(Protocol):
-    """Takes messages for calls forwarded to an extension's mailbox."""
-
-    async def deposit(self, call: InboundCall, box: str, reason: str, switch: B2bua) -> str:
-        """Answer `call`, play `box`'s greeting for `reason` ("busy" or "unavailable")
-        and record a message; returns the CDR's hangup cause."""
+    async def deposit(self, inbound: InboundCall, box: str, reason: str) -> str | None:
+        """Take a message for `box` ("busy" or "unavailable" greeting); the CDR's hangup
+        cause, or None when there is no voicemail service."""
         ...
 
 
@@ -89,6 +81,24 @@ class Rung:
     cancelled: bool = False
     status: int = 480
     disposition: Disposition = Disposition.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Reached:
+    """Where dialling a number (its forwarding followed) ended: a `winner`, the caller's
+    CANCEL, a mailbox (`voicemail`, forwarded there for `why`), or a failure with the
+    status and reason to refuse the caller with and the CDR's cause."""
+
+    winner: OutboundCall | None = None
+    cancelled: bool = False
+    voicemail: str | None = None
+    why: str = ""
+    status: int = 480
+    reason: str | None = None
+    disposition: Disposition = Disposition.FAILED
+    cause: str = "480 not registered"
+    #: " (forwarded 1001 -> 1002)" when forwarding was followed, else "".
+    via: str = ""
 
 
 def pick_failure(statuses: list[int]) -> tuple[int, Disposition]:
@@ -146,11 +156,15 @@ class B2bua:
         self._clock = clock
         #: The bridge each live bridged call belongs to (for transfers).
         self.bridges: dict[str, Bridge] = {}
-        #: Applications that own some numbers (IVR menus ...), asked before extensions.
-        self.applications: list[Application] = []
+        #: Applications that own some numbers (IVR menus ...), asked before extensions:
+        #: `pbx.api.Application` objects, run by `frontend`.
+        self.applications: list[object] = []
         self._cdrs: dict[str, int] = {}  # the CDR row of each inbound call being routed
-        #: Where calls forwarded to VOICEMAIL go (None: such forwarding is refused 480).
-        self.voicemail: VoicemailService | None = None
+        #: Where calls forwarded to VOICEMAIL go (a `pbx.api.VoicemailService`; None:
+        #: such forwarding is refused 480).
+        self.voicemail: object | None = None
+        #: Runs `applications` and `voicemail` on the API's calls (set by `pbx.api.Switch`).
+        self.frontend: Frontend | None = None
         #: Called after a mailbox's message counts changed (MWI notifies its phones).
         self.on_mailbox_change: Callable[[str], Awaitable[None]] | None = None
 
@@ -223,9 +237,10 @@ class B2bua:
             await inbound.hangup(500, "Server Error")
 
     async def _connect(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
-        for app in self.applications:
-            if await app.handles(inbound.callee, self):
-                return await self._served(inbound, cdr, await app.run(inbound, self))
+        if self.frontend is not None:
+            served = await self.frontend.serve(inbound)
+            if served is not None:
+                return await self._served(inbound, cdr, served)
         if not await self._exists(inbound.callee):
             await inbound.reject(404, "Not Found")
             return Disposition.FAILED, "404 unknown number"
@@ -240,7 +255,9 @@ class B2bua:
         finally:
             media.close()
 
-    def _anchored(self, call: InboundCall) -> AnchoredMedia:
+    def _anchored(
+        self, call: InboundCall, pairs: tuple[PortPair, PortPair] | None = None
+    ) -> AnchoredMedia:
         """A relay for `call`'s media; a media timeout hangs the call up.
 
         Raises: PortsExhaustedError (MediaError) when no ports are left.
@@ -254,6 +271,7 @@ class B2bua:
             on_timeout=lambda leg: self.manager.spawn(
                 call.hangup(0, "media timeout"), f"media timeout {call.id}"
             ),
+            pairs=pairs,
         )
         media.relay.set_signalling("a", call.peer.host)
         return media
@@ -275,7 +293,7 @@ class B2bua:
     async def _exists(self, number: str) -> bool:
         return number in self._users() or await self.store.dialplan.ring_group(number) is not None
 
-    async def _plan(self, number: str) -> tuple[list[Attempt], Forwarding] | None:
+    async def plan(self, number: str) -> tuple[list[Attempt], Forwarding] | None:
         """What dialling `number` rings, in order, and the forwarding that applies."""
         now = self._clock()
         if number in self._users():
@@ -303,36 +321,106 @@ class B2bua:
         except (SdpError, MediaError) as exc:
             await inbound.reject(488, "Not Acceptable Here")
             return Disposition.FAILED, f"488 bad offer: {exc}"
-        number, visited, via = inbound.callee, [inbound.callee], ""
+
+        def ringing(call: OutboundCall, response: Response) -> None:
+            early = None
+            if response.status == 183 and response.body and not inbound.late_offer:
+                media.relay.set_signalling("b", call.peer.host)
+                try:
+                    early = media.answer_from("b", response.body)
+                except (SdpError, MediaError) as exc:
+                    log.info("call %s: early media unusable: %s", inbound.id, exc)
+            inbound.ring_now(early)
+
+        reached = await self.reach(
+            inbound,
+            inbound.callee,
+            offer,
+            caller_id=inbound.caller,
+            callee=inbound.callee,
+            display=inbound.request.from_.display_name,
+            on_ringing=ringing,
+        )
+        via = reached.via
+        if reached.winner is not None:
+            return await self._answered(inbound, reached.winner, media, cdr, via)
+        if reached.cancelled:
+            return Disposition.CANCELLED, f"487 cancelled by caller{via}"
+        if reached.voicemail is not None:
+            return await self._to_voicemail(inbound, reached.voicemail, reached.why, cdr, via)
+        await inbound.reject(reached.status, reached.reason)
+        return reached.disposition, reached.cause + via
+
+    async def reach(
+        self,
+        caller: Call | None,
+        number: str,
+        offer: bytes,
+        *,
+        caller_id: str,
+        callee: str | None = None,
+        display: str | None = None,
+        on_ringing: Callable[[OutboundCall, Response], None] | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        timeout: float | None = None,
+    ) -> Reached:
+        """Ring what `number` names (an extension's every contact, a ring group in its
+        order), following its forwarding (always, busy, no answer) up to MAX_FORWARDS
+        hops, with `offer`, on behalf of `caller` (None: the switch's own call). The one
+        ringing routine of the switch: routed calls, IVR transfers, REFER and
+        `pbx.api.Switch.dial` all come here. `callee` names the To user (default: the
+        number rung); `timeout` caps each ringing."""
+        visited, via = [number], ""
         while True:
-            plan = await self._plan(number)
+            plan = await self.plan(number)
             if plan is None:
-                await inbound.reject(404, "Not Found")
-                return Disposition.FAILED, f"404 unknown number{via}"
+                return Reached(status=404, reason="Not Found", cause="404 unknown number", via=via)
             attempts, forwarding = plan
+            if timeout is not None:
+                attempts = [Attempt(a.targets, min(a.seconds, timeout)) for a in attempts]
             if forwarding.always:
                 next_number, why = forwarding.always, "always"
             else:
-                rung = await self._ring(inbound, attempts, offer, media)
+                rung = await self.ring_plan(
+                    caller,
+                    attempts,
+                    offer,
+                    caller_id=caller_id,
+                    callee=callee or number,
+                    display=display,
+                    on_ringing=on_ringing,
+                    headers=headers,
+                )
                 if rung.winner is not None:
-                    return await self._answered(inbound, rung.winner, media, cdr, via)
+                    return Reached(winner=rung.winner, status=200, via=via)
                 if rung.cancelled:
-                    return Disposition.CANCELLED, f"487 cancelled by caller{via}"
+                    return Reached(cancelled=True, status=487, via=via)
                 busy = rung.disposition is Disposition.BUSY
                 target = forwarding.busy if busy else forwarding.no_answer
                 if target is None:
-                    await inbound.reject(rung.status)
                     cause = {408: "408 no answer", 480: "480 not registered"}.get(
                         rung.status, f"{rung.status} from callee"
                     )
-                    return rung.disposition, cause + via
+                    return Reached(
+                        status=rung.status, disposition=rung.disposition, cause=cause, via=via
+                    )
                 next_number, why = target, ("busy" if busy else "no answer")
             if next_number == VOICEMAIL:
-                return await self._to_voicemail(inbound, number, why, cdr, via)
+                return Reached(voicemail=number, why=why, via=via)
             if next_number in visited or len(visited) > MAX_FORWARDS:
-                await inbound.reject(482, "Loop Detected")
-                return Disposition.FAILED, f"482 forwarding loop {' -> '.join(visited)}"
-            log.info("call %s: %s forwards (%s) to %s", inbound.id, number, why, next_number)
+                return Reached(
+                    status=482,
+                    reason="Loop Detected",
+                    cause=f"482 forwarding loop {' -> '.join(visited)}",
+                    via="",
+                )
+            log.info(
+                "call %s: %s forwards (%s) to %s",
+                caller.id if caller is not None else "-",
+                number,
+                why,
+                next_number,
+            )
             visited.append(next_number)
             via = f" (forwarded {' -> '.join(visited)})"
             number = next_number
@@ -341,12 +429,14 @@ class B2bua:
         self, inbound: InboundCall, box: str, why: str, cdr: int, via: str
     ) -> tuple[Disposition, str]:
         """Hand a forwarded call to `box`'s mailbox (the busy greeting when busy)."""
-        if self.voicemail is None:
+        reason = "busy" if why == "busy" else "unavailable"
+        cause = None
+        if self.frontend is not None:
+            log.info("call %s: %s forwards (%s) to voicemail", inbound.id, box, why)
+            cause = await self.frontend.deposit(inbound, box, reason)
+        if cause is None:
             await inbound.reject(480, "Temporarily Unavailable")
             return Disposition.FAILED, f"480 no voicemail for {box}{via}"
-        log.info("call %s: %s forwards (%s) to voicemail", inbound.id, box, why)
-        reason = "busy" if why == "busy" else "unavailable"
-        cause = await self.voicemail.deposit(inbound, box, reason, self)
         return await self._served(inbound, cdr, cause + via)
 
     async def mailbox_changed(self, box: str) -> None:
@@ -357,8 +447,17 @@ class B2bua:
             except Exception:
                 log.exception("mailbox change of %s not announced", box)
 
-    async def _ring(
-        self, inbound: InboundCall, attempts: list[Attempt], offer: bytes, media: AnchoredMedia
+    async def ring_plan(
+        self,
+        caller: Call | None,
+        attempts: list[Attempt],
+        offer: bytes,
+        *,
+        caller_id: str,
+        callee: str,
+        display: str | None = None,
+        on_ringing: Callable[[OutboundCall, Response], None] | None = None,
+        headers: list[tuple[str, str]] | None = None,
     ) -> Rung:
         """Ring the attempts in turn until one answers, the caller gives up, or all fail."""
         statuses: list[int] = []
@@ -367,12 +466,20 @@ class B2bua:
             if not attempt.targets:
                 continue
             rang = True
-            winner, result = await self._fork(
-                inbound, attempt.targets, offer, media, attempt.seconds
+            winner, result = await self.ring_targets(
+                caller,
+                attempt.targets,
+                offer,
+                attempt.seconds,
+                caller_id=caller_id,
+                callee=callee,
+                display=display,
+                on_ringing=on_ringing,
+                headers=headers,
             )
             if winner is not None:
                 return Rung(winner=winner)
-            if inbound.state is CallState.ENDED:
+            if caller is not None and caller.state is CallState.ENDED:
                 return Rung(cancelled=True)
             if result is None:
                 timed_out = True
@@ -408,41 +515,9 @@ class B2bua:
         cause = await self._bridge(inbound, winner, reply, media, cdr)
         return Disposition.ANSWERED, cause + via
 
-    async def _fork(
-        self,
-        inbound: InboundCall,
-        targets: list[Target],
-        offer: bytes,
-        media: AnchoredMedia,
-        seconds: float,
-    ) -> tuple[OutboundCall | None, list[int] | None]:
-        """Ring every target for `seconds`; returns the winner, or None with the final
-        statuses (None statuses: the time ran out, or the caller hung up)."""
-
-        def ringing(call: OutboundCall, response: Response) -> None:
-            early = None
-            if response.status == 183 and response.body and not inbound.late_offer:
-                media.relay.set_signalling("b", call.peer.host)
-                try:
-                    early = media.answer_from("b", response.body)
-                except (SdpError, MediaError) as exc:
-                    log.info("call %s: early media unusable: %s", inbound.id, exc)
-            inbound.ring_now(early)
-
-        return await self.ring_targets(
-            inbound,
-            targets,
-            offer,
-            seconds,
-            caller_id=inbound.caller,
-            callee=inbound.callee,
-            display=inbound.request.from_.display_name,
-            on_ringing=ringing,
-        )
-
     async def ring_targets(
         self,
-        caller: Call,
+        caller: Call | None,
         targets: list[Target],
         offer: bytes,
         seconds: float,
@@ -451,8 +526,10 @@ class B2bua:
         callee: str,
         display: str | None = None,
         on_ringing: Callable[[OutboundCall, Response], None] | None = None,
+        headers: list[tuple[str, str]] | None = None,
     ) -> tuple[OutboundCall | None, list[int] | None]:
-        """Fork to `targets` with `offer` on behalf of `caller`, for `seconds` at most.
+        """Fork to `targets` with `offer` on behalf of `caller` (None: a call the switch
+        places itself), for `seconds` at most; `headers` go into each INVITE.
 
         Returns the first to answer (the others are cancelled), or None with the
         final statuses; None statuses: the time ran out or `caller` hung up.
@@ -468,17 +545,22 @@ class B2bua:
                 caller_name=display,
             )
             out.on_ringing = on_ringing
-            out.cdr_id = caller.cdr_id
+            out.cdr_id = caller.cdr_id if caller is not None else None
+            out.headers = list(headers or [])
             out.start(offer)
             forks.append(out)
-        legs = self._outbound.get(caller.id)
+        legs = self._outbound.get(caller.id) if caller is not None else None
         if legs is not None:  # a routed call: these legs end with it whatever happens
             legs.extend(forks)
         by_final = {f.final: f for f in forks}
         pending: set[asyncio.Future[Response]] = set(by_final)
-        caller_gone = asyncio.ensure_future(caller.ended.wait())
-        winner: OutboundCall | None = None
         loop = asyncio.get_running_loop()
+        caller_gone: asyncio.Future[Any] = (
+            asyncio.ensure_future(caller.ended.wait())
+            if caller is not None
+            else loop.create_future()
+        )
+        winner: OutboundCall | None = None
         deadline = loop.time() + seconds
         try:
             while pending and winner is None:
@@ -568,105 +650,100 @@ class B2bua:
             bridge.record_on_demand("b", recorder)
         return recorder
 
-    async def connect_to(self, call: InboundCall, number: str) -> tuple[bool, str]:
+    async def connect_to(self, call: InboundCall, number: str) -> tuple[int, str]:
         """Join an answered call whose media the switch terminates (an IVR caller) to
-        what `number` names. The caller is re-INVITEd onto a relay, the number rung;
-        on answer the two are bridged until one hangs up.
+        what `number` names, its forwarding followed (on to another number, or into a
+        mailbox). One media anchor: while it rings the caller hears music from its own
+        endpoint; when it answers, the caller's port pair becomes leg "a" of a relay (the
+        caller's stream goes on: no re-INVITE, no new SSRC) and the callee hears the
+        caller from its 200 on. Bridged until one hangs up.
 
-        Returns (True, cause) after a bridged call ended, (False, why) when nobody
-        answered; the caller's own media is back in place then.
+        Returns (200, cause) after a bridged (or voicemail) call ended; else the final
+        status that ended the attempt (0: the caller hung up or nothing was tried) and
+        why; the caller's own media is in place then.
         """
         own = call.media
-        if own is None or own.stream is None:
-            return False, "no media to hand over"
-        plan = await self._plan(number)
-        if plan is None:
-            return False, f"404 unknown number {number}"
-        attempts, _ = plan
-        targets = [t for attempt in attempts for t in attempt.targets]
-        if not targets:
-            return False, f"480 {number} not registered"
-        media = self._anchored(call)
+        if own is None or own.closed or own.stream is None:
+            return 0, "no media to hand over"
         try:
-            reoffer = media.adopt("a", own.stream)
-            offer_b = media.offer_for_new("b")
-            winner: OutboundCall | None = None
-            music = asyncio.ensure_future(self._music_while_waiting(own))
-            try:
-                for attempt in attempts:
-                    if not attempt.targets:
-                        continue
-                    winner, _ = await self.ring_targets(
-                        call,
-                        attempt.targets,
-                        offer_b,
-                        attempt.seconds,
-                        caller_id=call.caller,
-                        callee=number,
-                    )
-                    if winner is not None or call.state is CallState.ENDED:
-                        break
-            finally:
-                music.cancel()
-            if winner is None:
-                return False, f"no answer from {number}"
-            status, answer = await call.send_offer(reoffer)
-            if not 200 <= status < 300 or not answer:
-                await winner.hangup(0, "caller refused the re-INVITE")
-                return False, f"{status} re-INVITE of the caller"
-            media.connect_new("a", answer)
+            pair_b = self.ports.allocate()
+        except MediaError as exc:
+            return 503, f"no RTP ports: {exc}"
+        host = self.media_host(call.peer)
+        offer_b = offer_at(host, pair_b.rtp_port, own.stream)
+        music = asyncio.ensure_future(self._music_while_waiting(own))
+        try:
+            reached = await self.reach(call, number, offer_b, caller_id=call.caller)
+        except BaseException:
+            self.ports.release(pair_b)
+            raise
+        finally:
+            music.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await music
+        winner = reached.winner
+        if winner is None:
+            self.ports.release(pair_b)
+            if reached.voicemail is not None and self.frontend is not None:
+                reason = "busy" if reached.why == "busy" else "unavailable"
+                cause = await self.frontend.deposit(call, reached.voicemail, reason)
+                if cause is not None:
+                    return 200, cause + reached.via
+            if reached.cancelled or call.state is CallState.ENDED:
+                return 0, "caller hung up while the IVR dialled"
+            if reached.status == 408:
+                return 408, f"no answer from {number}{reached.via}"
+            return reached.status, f"{number}: {reached.cause}{reached.via}"
+        if own.closed:  # the caller hung up as the callee answered
+            self.ports.release(pair_b)
+            await winner.hangup(0, "caller gone")
+            return 0, "caller hung up while the IVR dialled"
+        stream = own.stream
+        pair_a, (ssrc, seq, ts) = own.detach()
+        call.media = None
+        media = self._anchored(call, pairs=(pair_a, pair_b))
+        try:
+            media.adopt("a", stream)
+            media.relay.leg("a").continue_stream(ssrc, seq, ts)
+            media.relay.set_signalling("b", winner.peer.host)
             media.connect_new("b", winner.remote_sdp or b"")
-            own.close()
-            call.media = None
             bridge = Bridge(self, media, call, winner)
             recorder = await self._recorder(bridge, call, number, self._cdrs.get(call.id))
             try:
-                return True, await bridge.run() + f" (via {number})"
+                return 200, await bridge.run() + f" (via {number}{reached.via})"
             finally:
                 if recorder is not None:
                     await recorder.close()
         except (SdpError, MediaError) as exc:
             log.info("call %s: cannot connect to %s: %s", call.id, number, exc)
-            return False, f"488 {exc}"
+            await winner.hangup(0, "unusable SDP answer")
+            await call.hangup(0, "media failed")
+            return 200, f"488 {exc}"
         finally:
             media.close()
 
     async def _music_while_waiting(self, own: MediaEndpoint) -> None:
-        """Music on hold, looped, to a caller whose media the switch terminates while the
-        number it asked for rings (cancelled when ringing ends)."""
+        """Music on hold, looped from its pre-encoded frames, to a caller whose media the
+        switch terminates while the number it asked for rings (cancelled when ringing
+        ends)."""
         try:
             music = await self.moh.music()
         except MohError as exc:
             log.info("no music while waiting: %s", exc)
             return
-        samples = ulaw_decode(np.frombuffer(music.pcmu, np.uint8))
-        while await own.play(samples):
-            pass
+        await own.loop_encoded(music.encoded)
 
     async def dial_number(
         self, number: str, transferee: Call, offer: bytes
     ) -> tuple[OutboundCall | None, int]:
-        """Ring what `number` names (an extension's contacts, a ring group) for a transfer;
-        returns the answered call, or None and the status to report."""
-        plan = await self._plan(number)
-        if plan is None:
-            return None, 404
-        attempts, _ = plan
-        statuses: list[int] = []
-        for attempt in attempts:
-            if not attempt.targets:
-                continue
-            winner, result = await self.ring_targets(
-                transferee,
-                attempt.targets,
-                offer,
-                attempt.seconds,
-                caller_id=transferee.callee if transferee.outbound else transferee.caller,
-                callee=number,
-            )
-            if winner is not None:
-                return winner, 200
-            statuses.extend(result or [408])
-        if not statuses:
-            return None, 480
-        return None, pick_failure(statuses)[0]
+        """Ring what `number` names (its forwarding followed) for a transfer; returns the
+        answered call, or None and the status to report."""
+        reached = await self.reach(
+            transferee,
+            number,
+            offer,
+            caller_id=transferee.callee if transferee.outbound else transferee.caller,
+        )
+        if reached.winner is not None:
+            return reached.winner, 200
+        return None, 480 if reached.voicemail is not None else reached.status

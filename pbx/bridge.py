@@ -33,23 +33,20 @@ import asyncio
 import logging
 import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from media.errors import MediaError, SdpError
 from media.moh import MohError, MohMusic, MohPlayer, MohSource
 from media.recorder import CallRecorder
 from media.relay import LegName, Tap, other_leg
 from media.telephone_event import parse_dtmf_relay
-from pbx.calls import Call, CallState, OfferHook
+from pbx.calls import Call, CallManager, CallState, OfferHook, OutboundCall
 from pbx.events import CallBridged, CallDtmf, CallHeld, CallResumed, CallTransferred, CallUnbridged
 from pbx.media_bridge import AnchoredMedia
 from sip.errors import SipParseError
 from sip.headers import NameAddr
 from sip.message import REASONS, Request, Response, make_response
 from sip.uri import SipUri
-
-if TYPE_CHECKING:
-    from pbx.b2bua import B2bua
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +94,26 @@ def parse_replaces(value: str) -> tuple[str, str, str] | None:
     return call_id.strip(), tags["to-tag"], tags["from-tag"]
 
 
+class BridgeHost(Protocol):
+    """What a bridge needs of the switch (`pbx.b2bua.B2bua` is one): music on hold, the
+    registry of live bridges (for attended transfers), the call manager, and ringing a
+    number for a blind transfer. A protocol, so that this module imports no B2BUA."""
+
+    moh: MohSource
+    bridges: dict[str, Bridge]
+    manager: CallManager
+
+    async def dial_number(
+        self, number: str, transferee: Call, offer: bytes
+    ) -> tuple[OutboundCall | None, int]:
+        """Ring `number` for a transfer: the answered call, or None and the status."""
+        ...
+
+
 class Bridge:
     """Two live calls joined through `media` until one hangs up."""
 
-    def __init__(self, b2bua: B2bua, media: AnchoredMedia, a: Call, b: Call) -> None:
+    def __init__(self, b2bua: BridgeHost, media: AnchoredMedia, a: Call, b: Call) -> None:
         self.b2bua = b2bua
         self.media = media
         #: Where the music on hold comes from (the switch's `moh/` directory).

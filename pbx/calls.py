@@ -223,6 +223,13 @@ class Call:
             await asyncio.to_thread(write_wav_durably, path, heard.samples, 8000)
         return heard
 
+    def terminate_here(self, media: MediaEndpoint, host: str) -> None:
+        """Make `media` (the switch's own, at `host`) this call's: it answers the phone's
+        re-INVITEs and UPDATEs and takes its SIP INFO digits; it closes with the call."""
+        self.media = media
+        self.on_info = _info_digits
+        self.on_offer = _media_offer(host)
+
     def _own_media(self) -> MediaEndpoint:
         if self.media is None:
             raise PbxError(f"call {self.id} has no media of the switch's own")
@@ -402,18 +409,24 @@ class InboundCall(Call):
                 interval = min(interval * 2, timers.t2)
         return True
 
-    async def answer_media(self, ports: PortAllocator, host: str) -> MediaEndpoint:
+    async def answer_media(
+        self,
+        ports: PortAllocator,
+        host: str,
+        *,
+        prepare: Callable[[MediaEndpoint], None] | None = None,
+    ) -> MediaEndpoint:
         """Answer with the switch's own media (for prompts, menus, voicemail).
 
         The answer names PCMU or PCMA and telephone-event from the caller's offer.
         A late-offer INVITE gets our offer (PCMU, PCMA, telephone-event) in the 200,
         and the phone's answer comes in its ACK; an ACK without a usable answer ends
-        the call (MediaError).
+        the call (MediaError). `prepare` gets the endpoint before the 200 goes out.
         Raises: MediaError (the call is refused with 488) when the offer has neither
         G.711 law, PortsExhaustedError (refused with 503).
         """
         if self.late_offer:
-            return await self._answer_media_late(ports, host)
+            return await self._answer_media_late(ports, host, prepare)
         try:
             offer = SessionDescription.parse(self.remote_sdp or b"")
             sdp_answer(offer, host, 0, preferences=("PCMU", "PCMA", "telephone-event"))
@@ -425,27 +438,32 @@ class InboundCall(Call):
         except MediaError:
             await self.reject(503, "Out Of Media Ports")
             raise
+        if prepare is not None:  # before the phone can send anything (digit listeners ...)
+            prepare(media)
         try:
             reply = _terminate(offer, media, host, self.peer.host)
         except MediaError:  # a codec the endpoint cannot terminate
             media.close()
             await self.reject(488, "Not Acceptable Here")
             raise
-        self.media = media
-        self.on_info = _info_digits
-        self.on_offer = _media_offer(host)
+        self.terminate_here(media, host)
         await self.answer(reply)
         return media
 
-    async def _answer_media_late(self, ports: PortAllocator, host: str) -> MediaEndpoint:
+    async def _answer_media_late(
+        self,
+        ports: PortAllocator,
+        host: str,
+        prepare: Callable[[MediaEndpoint], None] | None,
+    ) -> MediaEndpoint:
         try:
             media = MediaEndpoint(ports, name=self.request.call_id)
         except MediaError:
             await self.reject(503, "Out Of Media Ports")
             raise
-        self.media = media
-        self.on_info = _info_digits
-        self.on_offer = _media_offer(host)
+        if prepare is not None:  # before the phone can send anything (digit listeners ...)
+            prepare(media)
+        self.terminate_here(media, host)
         if not await self.answer(g711_offer(host, media.port)):
             raise MediaError("no ACK for the offer in our 200")
         try:
@@ -511,6 +529,8 @@ class OutboundCall(Call):
         self.caller_name = caller_name
         self.final: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self.on_ringing: Callable[[OutboundCall, Response], None] | None = None
+        #: Extra header fields for the INVITE (an application's own, e.g. Call-Info).
+        self.headers: list[tuple[str, str]] = []
         self._invite: Request | None = None
         self._provisional = asyncio.Event()
         self._cancel_requested = False
@@ -531,6 +551,7 @@ class OutboundCall(Call):
             ("Allow", ALLOW),
             ("User-Agent", self.manager.endpoint.server_header),
         ]
+        fields.extend(self.headers)
         if sdp:
             fields.append(("Content-Type", SDP))
         self._invite = Request("INVITE", self.target, Headers(fields), self._sdp(sdp or b""))

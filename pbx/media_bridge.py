@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Callable
 
 from media.errors import MediaError
-from media.ports import PortAllocator
+from media.ports import PortAllocator, PortPair
 from media.relay import DEFAULT_HOLD_TIMEOUT, LegName, RelaySession, other_leg
 from media.sdp import (
     DEFAULT_CODECS,
@@ -58,10 +58,16 @@ class AnchoredMedia:
         timeout: float | None,
         on_timeout: Callable[[LegName], None] | None,
         hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
+        pairs: tuple[PortPair, PortPair] | None = None,
     ) -> None:
         self.host = host
         self.relay = RelaySession(
-            allocator, name=name, timeout=timeout, on_timeout=on_timeout, hold_timeout=hold_timeout
+            allocator,
+            name=name,
+            timeout=timeout,
+            on_timeout=on_timeout,
+            hold_timeout=hold_timeout,
+            pairs=pairs,
         )
         self._offers: dict[LegName, SessionDescription] = {}
         #: Whether each leg's phone holds the other (its last offer was not sendrecv).
@@ -192,8 +198,9 @@ class AnchoredMedia:
 
     def adopt(self, leg: LegName, stream: AudioStream) -> bytes:
         """Take over a phone whose media the switch terminated so far (an IVR caller):
-        `leg` is pointed at `stream`, and the returned offer (its own codec, at the
-        relay) is what the phone must be re-INVITEd with."""
+        `leg` is pointed at `stream`. When the relay took over that call's own ports
+        (`pairs`, one media anchor) nothing more is needed; otherwise the returned offer
+        (its codec, at the relay) is what the phone must be re-INVITEd with."""
         self.relay.set_remote(leg, stream)
         self.holding[leg] = False
         self._held_here[leg] = False
@@ -244,6 +251,12 @@ class SdpOrigin:
         ending = b"\r" if lines[at].endswith(b"\r") else b""
         lines[at] = self.line + ending
         return b"\n".join(lines)
+
+
+def offer_at(host: str, port: int, stream: AudioStream) -> bytes:
+    """An offer at `host`:`port` for a new party that will hear a phone sending `stream`
+    (a relay leg not made yet: the IVR caller's ports are taken over on answer)."""
+    return _offer(host, port, stream)
 
 
 def _offer(host: str, port: int, stream: AudioStream) -> bytes:

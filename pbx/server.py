@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 from media.moh import MOH_DIR, MohSource
 from media.ports import PortAllocator
+from pbx.api import Application, Switch, VoicemailService
 from pbx.auth import Authenticator, AuthResult, NonceManager
-from pbx.b2bua import Application, B2bua, VoicemailService
+from pbx.b2bua import B2bua
 from pbx.bans import BanList
 from pbx.calls import CallManager
 from pbx.config import Settings
@@ -178,8 +179,9 @@ class PbxServer:
             max_calls_per_user=s.max_calls_per_user or None,
             clock=self._clock,
         )
-        self.b2bua.applications = self._applications
+        self.b2bua.applications[:] = self._applications
         self.b2bua.voicemail = self._voicemail
+        Switch(self.b2bua)  # the API the applications see: the router runs them through it
         self.calls.on_incoming = self.b2bua.route
         self.mwi = MwiService(
             endpoint,

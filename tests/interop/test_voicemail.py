@@ -318,3 +318,34 @@ async def test_ivr_key_leaves_a_message(server: PbxServer, tmp_path: Path) -> No
     assert (cdr.callee, cdr.hangup_cause) == ("800", "voicemail left for 1002")
     [message] = await server._store.voicemail.messages("1002")
     assert message.caller == "1001" and 0.5 <= message.duration <= 1.05
+
+
+async def test_ivr_to_a_busy_extension_follows_its_forwarding_into_voicemail(
+    server: PbxServer, tmp_path: Path
+) -> None:
+    """Issue 11: an IVR option to an extension honours its forwarding, here busy to its
+    mailbox: the busy greeting, the beep, the message, on the caller's own media."""
+    assert server._store is not None and server.b2bua is not None
+    await server._store.dialplan.set_forwarding(Forwarding("1002", busy="voicemail"))
+    await server._store.ivr.put(
+        '[[menu]]\nname = "main"\nnumber = "800"\ngreeting = "vm-main-menu"\n'
+        'timeout = 5.0\n[menu.options]\n"1" = "extension:1002"\n'
+    )
+    server.b2bua.applications.insert(0, IvrApplication(tmp_path))
+    busy = await phone(server, "1002", "uas_busy.xml", tmp_path / "1002")
+    with busy:
+        async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+            invite, ok = await dial(ua, server, "800", rtp_port=ear.port, events=True)
+            assert ok.status == 200
+            ear.remote = media_address(ok.body)
+            await ear.wait_for("vm-main-menu")
+            ear.press("1")
+            await ear.wait_for("vm-main-menu", "vm-busy", "vm-beep")
+            await ear.talk(sine(TONES["message"], 1.0))
+            bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+            assert bye.status == 200
+        assert await asyncio.get_running_loop().run_in_executor(None, busy.finish) == 0
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.callee, cdr.hangup_cause) == ("800", "voicemail left for 1002")
+    [message] = await server._store.voicemail.messages("1002")
+    assert message.caller == "1001" and 0.5 <= message.duration <= 1.05

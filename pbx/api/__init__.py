@@ -1,0 +1,42 @@
+"""The Call API: the one module applications (IVR, voicemail, later queues and the
+dialer) import from pbx (DESIGN.md "The Call API").
+
+An application sees a `Call` (one leg anchored in the switch: answer, play, collect
+digits, record, listen, transfer, hang up; its events by subscription) and a narrow
+`Switch` (dial a call of its own, bridge two calls and split them again, its own
+repository). Outcomes are structured (`Outcome`: a `Cause` and the SIP status), not
+strings. Nothing here hands out ports, hosts, SIP dialogs or the B2BUA.
+
+Media of an API call is the switch's own (`media.endpoint.MediaEndpoint`), from the
+answer to the end: prompts, digits and recording on it; a `Bridge` of two such calls
+joins the two endpoints (each phone hears the other in its own RTP stream, no
+re-INVITE); `split` gives both back. Every media verb returns at once when the call
+ends.
+"""
+
+from media.endpoint import Recording
+from pbx.api.call import Call
+from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
+from pbx.api.switch import Application, Bridge, Switch, VoicemailService
+from pbx.errors import ConfigError, PbxError
+from pbx.store.voicemail import PIN_DIGITS, Voicemail, VoicemailRepo
+
+__all__ = [
+    "PIN_DIGITS",
+    "Application",
+    "Bridge",
+    "Call",
+    "CallEvent",
+    "Cause",
+    "ConfigError",
+    "DialError",
+    "EventKind",
+    "Outcome",
+    "PbxError",
+    "Recording",
+    "Subscription",
+    "Switch",
+    "Voicemail",
+    "VoicemailRepo",
+    "VoicemailService",
+]

@@ -1,0 +1,326 @@
+"""`Switch` and `Bridge`: what an application may use of the switch (`pbx.api`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from media.endpoint import MediaEndpoint
+from media.errors import MediaError
+from media.sdp import SessionDescription, audio_stream, g711_offer
+from pbx import calls
+from pbx.api.call import Call
+from pbx.api.outcome import Cause, DialError, Outcome
+from pbx.b2bua import Attempt, B2bua, Reached
+from pbx.errors import NotFoundError, PbxError
+from pbx.registrar import Target
+from pbx.store import Disposition
+from pbx.store.voicemail import VoicemailRepo
+from sip.errors import SipParseError
+from sip.peer import Peer
+from sip.uri import SipUri
+
+log = logging.getLogger(__name__)
+
+_RESERVED_HEADERS = frozenset(
+    {
+        "via",
+        "from",
+        "to",
+        "call-id",
+        "cseq",
+        "contact",
+        "content-type",
+        "content-length",
+        "max-forwards",
+        "route",
+        "record-route",
+    }
+)
+
+
+class Bridge:
+    """Two calls of the switch hearing each other (their media endpoints joined)."""
+
+    def __init__(self, a: Call, b: Call) -> None:
+        self.a, self.b = a, b
+        self._split = asyncio.Event()
+
+    @property
+    def active(self) -> bool:
+        return not self._split.is_set() and not (self.a.ended or self.b.ended)
+
+    async def wait(self) -> Outcome:
+        """Until one call ends (the other is hung up too) or `split`; the first's outcome
+        (NORMAL "split" after a split)."""
+        waits = {
+            asyncio.ensure_future(self.a._leg.ended.wait()),
+            asyncio.ensure_future(self.b._leg.ended.wait()),
+            asyncio.ensure_future(self._split.wait()),
+        }
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if self._split.is_set():
+            return Outcome(Cause.NORMAL, 0, "split")
+        first, other = (self.a, self.b) if self.a.ended else (self.b, self.a)
+        self._unjoin()
+        if not other.ended:
+            await other.hangup(0, "other party hung up")
+        outcome = first.outcome
+        assert outcome is not None
+        return outcome
+
+    def split(self) -> None:
+        """Part the two calls; both stay up with the application."""
+        self._unjoin()
+        self._split.set()
+
+    def _unjoin(self) -> None:
+        media = self.a._leg.media
+        if media is not None:
+            media.unjoin()
+
+
+class Application(Protocol):
+    """Something above the switch that answers some numbers itself (IVR, voicemail)."""
+
+    async def handles(self, number: str, switch: Switch) -> bool:
+        """Whether calls to `number` are this application's."""
+        ...
+
+    async def run(self, call: Call, switch: Switch) -> str:
+        """Serve one call (answering it, or not); returns the CDR's hangup cause."""
+        ...
+
+
+class VoicemailService(Protocol):
+    """Takes messages for calls forwarded to an extension's mailbox."""
+
+    async def deposit(self, call: Call, box: str, reason: str, switch: Switch) -> str:
+        """Answer `call`, play `box`'s greeting for `reason` ("busy" or "unavailable")
+        and record a message; returns the CDR's hangup cause."""
+        ...
+
+
+class Switch:
+    """What an application may use of the switch. Constructing it makes it the B2BUA's
+    frontend: inbound calls to applications' numbers reach them through it."""
+
+    def __init__(self, b2bua: B2bua) -> None:
+        self._b2bua = b2bua
+        b2bua.frontend = self
+
+    # -- the router's side (pbx.b2bua.Frontend) ------------------------------------
+
+    async def serve(self, inbound: calls.InboundCall) -> str | None:
+        for app in self._b2bua.applications:
+            application = cast(Application, app)
+            if await application.handles(inbound.callee, self):
+                return await application.run(Call(inbound, self._b2bua), self)
+        return None
+
+    async def deposit(self, inbound: calls.InboundCall, box: str, reason: str) -> str | None:
+        service = cast("VoicemailService | None", self._b2bua.voicemail)
+        if service is None:
+            return None
+        return await service.deposit(Call(inbound, self._b2bua), box, reason, self)
+
+    # -- the application's repository -----------------------------------------------
+
+    @property
+    def voicemail_store(self) -> VoicemailRepo:
+        """Mailboxes' messages and PINs (voicemail's own repository)."""
+        return self._b2bua.store.voicemail
+
+    async def ivr_menus(self) -> str:
+        """The stored IVR menus (TOML text; "" when none)."""
+        return await self._b2bua.store.ivr.get() or ""
+
+    async def user_exists(self, name: str) -> bool:
+        try:
+            await self._b2bua.store.users.get(name)
+        except NotFoundError:
+            return False
+        return True
+
+    @property
+    def voicemail(self) -> VoicemailService | None:
+        """The switch's voicemail (an IVR `voicemail:BOX` action), if any."""
+        return cast("VoicemailService | None", self._b2bua.voicemail)
+
+    async def mailbox_changed(self, box: str) -> None:
+        """Tell whoever watches mailboxes (MWI) that `box`'s message counts changed."""
+        await self._b2bua.mailbox_changed(box)
+
+    # -- calls of the switch's own ---------------------------------------------------
+
+    async def dial(
+        self,
+        target: str,
+        *,
+        caller_id: str,
+        timeout: float | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        cause: Call | None = None,
+    ) -> Call:
+        """Place a call answered with the switch's own media: `target` is an extension
+        (every live contact, its forwarding followed), a ring group, or a SIP URI
+        (`sip:user@host[:port]`). `timeout` caps each ringing; `cause` is the call that
+        made the application dial (named in the CDR; ringing stops if it ends).
+
+        Raises: DialError with the outcome when nobody answered; PbxError for a header
+        the application may not set.
+        """
+        extra = _checked_headers(headers)
+        b2bua = self._b2bua
+        store = b2bua.store
+        started = b2bua._clock()
+        cdr = await store.cdrs.open(f"dial-{started:.6f}-{target}", caller_id, target, started)
+        leg: calls.OutboundCall | None = None
+        outcome = Outcome(Cause.FAILED, 500, "not dialled")
+        try:
+            leg, outcome = await self._ring(target, caller_id, timeout, extra, cause)
+        finally:
+            if leg is None:
+                end = b2bua._clock()
+                await store.cdrs.close(cdr, end, _disposition(outcome), _cdr_cause(outcome, cause))
+        if leg is None:
+            raise DialError(outcome)
+        call = Call(leg, self._b2bua)
+        await store.cdrs.answered(cdr, b2bua._clock())
+        b2bua.manager.spawn(self._close_cdr(cdr, call, cause), f"CDR of dialled {leg.id}")
+        return call
+
+    async def _close_cdr(self, cdr: int, call: Call, cause: Call | None) -> None:
+        outcome = await call.wait_ended()
+        await self._b2bua.store.cdrs.close(
+            cdr, self._b2bua._clock(), Disposition.ANSWERED, _cdr_cause(outcome, cause)
+        )
+
+    async def _peer_of(self, number: str) -> Peer:
+        """A phone `number` rings (the SDP address is chosen for it), or the loopback."""
+        plan = await self._b2bua.plan(number)
+        for attempt in plan[0] if plan is not None else []:
+            for target in attempt.targets:
+                return target.peer
+        return Peer("UDP", "127.0.0.1", 5060)
+
+    async def _ring(
+        self,
+        target: str,
+        caller_id: str,
+        timeout: float | None,
+        headers: list[tuple[str, str]],
+        cause: Call | None,
+    ) -> tuple[calls.OutboundCall | None, Outcome]:
+        """Ring `target` through the switch's one ringing routine (`B2bua.reach`, or a
+        URI's single contact) with an offer at a new endpoint of the switch's own."""
+        b2bua = self._b2bua
+        uri = _uri_target(target) if target.startswith(("sip:", "sips:")) else None
+        try:
+            media = MediaEndpoint(b2bua.ports, name=f"dial {target}")
+        except MediaError as exc:
+            return None, Outcome(Cause.FAILED, 503, f"no media ports: {exc}")
+        host = b2bua.media_host(uri.peer if uri is not None else await self._peer_of(target))
+        offer = g711_offer(host, media.port)
+        leg_of_cause = cause._leg if cause is not None else None
+        kept = False
+        try:
+            if uri is not None:
+                seconds = timeout or b2bua.ring_timeout
+                rung = await b2bua.ring_plan(
+                    leg_of_cause,
+                    [Attempt([uri], seconds)],
+                    offer,
+                    caller_id=caller_id,
+                    callee=target,
+                    headers=headers,
+                )
+                reached = Reached(
+                    winner=rung.winner,
+                    cancelled=rung.cancelled,
+                    status=200 if rung.winner else rung.status,
+                    disposition=rung.disposition,
+                    cause=f"{rung.status} from {target}",
+                )
+            else:
+                reached = await b2bua.reach(
+                    leg_of_cause,
+                    target,
+                    offer,
+                    caller_id=caller_id,
+                    headers=headers,
+                    timeout=timeout,
+                )
+            winner = reached.winner
+            if winner is None:
+                if reached.cancelled:
+                    return None, Outcome(Cause.CANCELLED, 487, "the causing call ended")
+                if reached.voicemail is not None:
+                    return None, Outcome(Cause.UNAVAILABLE, 480, "forwarded to voicemail")
+                return None, Outcome.of_status(reached.status, reached.cause + reached.via)
+            try:
+                theirs = audio_stream(SessionDescription.parse(winner.remote_sdp or b""))
+                media.set_remote(theirs, signalling_host=winner.peer.host)
+            except MediaError as exc:
+                await winner.hangup(0, "unusable SDP answer")
+                return None, Outcome(Cause.FAILED, 488, f"unusable answer: {exc}")
+            winner.terminate_here(media, host)
+            kept = True
+            return winner, Outcome(Cause.NORMAL, 200, "answered" + reached.via)
+        finally:
+            if not kept:
+                media.close()
+
+    def bridge(self, a: Call, b: Call) -> Bridge:
+        """Join two calls that have the switch's media: each hears the other at once,
+        no re-INVITE. Raises: PbxError when either has no media or is bridged already."""
+        media_a, media_b = a._media(), b._media()
+        if media_a is None or media_b is None:
+            raise PbxError("both calls must be up with the switch's media to be bridged")
+        try:
+            media_a.join(media_b)
+        except MediaError as exc:
+            raise PbxError(f"cannot bridge {a.id} and {b.id}: {exc}") from None
+        return Bridge(a, b)
+
+
+def _checked_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name, value in headers:
+        if name.lower() in _RESERVED_HEADERS:
+            raise PbxError(f"header {name} is the switch's to set")
+        if not name.replace("-", "").isalnum() or any(c in value for c in "\r\n\0"):
+            raise PbxError(f"bad header {name!r}")
+        out.append((name, value))
+    return out
+
+
+def _uri_target(uri: str) -> Target:
+    """A SIP URI rung directly (UDP to its host and port)."""
+    try:
+        parsed = SipUri.parse(uri)
+    except SipParseError as exc:
+        raise PbxError(f"bad SIP URI {uri!r}: {exc}") from None
+    return Target(parsed, Peer("UDP", parsed.host, parsed.port or 5060))
+
+
+def _disposition(outcome: Outcome) -> Disposition:
+    return {
+        Cause.NORMAL: Disposition.ANSWERED,
+        Cause.BUSY: Disposition.BUSY,
+        Cause.NO_ANSWER: Disposition.NO_ANSWER,
+        Cause.CANCELLED: Disposition.CANCELLED,
+    }.get(outcome.cause, Disposition.FAILED)
+
+
+def _cdr_cause(outcome: Outcome, cause: Call | None) -> str:
+    placed = (
+        f"placed by the switch for call {cause.id}" if cause is not None else "placed by the switch"
+    )
+    return f"{outcome} ({placed})"
