@@ -67,6 +67,7 @@ class _Runner:
     resolve_failure: str | None = None
     resolve_failures: int = 0
     retry_at: float | None = None
+    logged_state: RegistrationState | None = None
 
 
 def _same(a: Trunk, b: Trunk) -> bool:
@@ -190,16 +191,21 @@ class TrunkService:
             while request is not None:
                 response = await self.endpoint.request(request, peer)
                 request = client.on_response(response, loop.time())
-            self._log_outcome(trunk, client, loop.time())
+            self._log_outcome(trunk, client, loop.time(), runner)
             deadline = client.next_deadline()
             if deadline is None:
                 return
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             request = client.on_timer(loop.time())
 
-    def _log_outcome(self, trunk: Trunk, client: RegistrationClient, now: float) -> None:
+    def _log_outcome(
+        self, trunk: Trunk, client: RegistrationClient, now: float, runner: _Runner
+    ) -> None:
+        """A line when the state changes (each refresh only at DEBUG level)."""
+        changed = client.state is not runner.logged_state
+        runner.logged_state = client.state
         if client.state is RegistrationState.REGISTERED and client.registered_until is not None:
-            log.info(
+            (log.info if changed else log.debug)(
                 "trunk %s: registered at %s for %.0f s",
                 trunk.name,
                 trunk.hostport,
