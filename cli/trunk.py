@@ -10,6 +10,7 @@ Errors end in one `pbx: error: …` line with exit status 1.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,7 +21,8 @@ from pbx import control
 from pbx.config import Settings
 from pbx.errors import ConfigError, ControlError
 from pbx.store import Trunk
-from pbx.store.trunks import parse_host_port
+from pbx.store.trunks import check_trunk, parse_host_port
+from pbx.trunks import ResolveError, resolve
 
 trunk_app = typer.Typer(
     name="trunk",
@@ -68,6 +70,24 @@ InboundContactOption = Annotated[
         help="Recognise inbound calls by the contact the switch registered.",
     ),
 ]
+
+
+SkipResolveOption = Annotated[
+    bool,
+    typer.Option("--skip-resolve", help="Store a host name even if it does not resolve now."),
+]
+
+
+async def _check_resolves(trunk: Trunk, skip: bool) -> None:
+    """Refuse a host name that does not resolve (unless told). Raises: ConfigError."""
+    if skip:
+        return
+    try:
+        await resolve(trunk)
+    except ResolveError as exc:
+        raise ConfigError(
+            f"host {trunk.host!r} does not resolve: {exc} (--skip-resolve stores it anyway)"
+        ) from None
 
 
 def _list(text: str) -> tuple[str, ...]:
@@ -132,6 +152,7 @@ def trunk_add(
     caller_id: CallerIdOption = None,
     inbound: InboundOption = None,
     inbound_contact: InboundContactOption = None,
+    skip_resolve: SkipResolveOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Add a trunk (--host is required)."""
@@ -144,7 +165,9 @@ def trunk_add(
 
     async def go() -> Trunk:
         async with await open_existing(data_dir_of(data_dir)) as store:
-            return await store.trunks.add(Trunk(name=name, **changes))
+            trunk = check_trunk(Trunk(name=name, **changes))
+            await _check_resolves(trunk, skip_resolve)
+            return await store.trunks.add(trunk)
 
     trunk = run(go())
     what = "registers" if trunk.register else "does not register"
@@ -168,6 +191,7 @@ def trunk_set(
     caller_id: CallerIdOption = None,
     inbound: InboundOption = None,
     inbound_contact: InboundContactOption = None,
+    skip_resolve: SkipResolveOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Change some fields of a trunk."""
@@ -180,6 +204,9 @@ def trunk_set(
 
     async def go() -> Trunk:
         async with await open_existing(data_dir_of(data_dir)) as store:
+            if "host" in changes:
+                current = await store.trunks.get(name)
+                await _check_resolves(replace(current, host=changes["host"]), skip_resolve)
             return await store.trunks.update(name, **changes)
 
     trunk = run(go())

@@ -25,13 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from pbx.errors import PbxError
 from pbx.store.trunks import Trunk
 from sip.message import Request, Response
 from sip.peer import Peer
 from sip.registration import RegistrationClient, RegistrationConfig, RegistrationState
 from sip.uri import SipUri
 
-__all__ = ["ResolveError", "TrunkService"]
+__all__ = ["ResolveError", "TrunkService", "resolve"]
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,36 @@ log = logging.getLogger(__name__)
 UNREGISTER_TIMEOUT = 5.0
 
 
-class ResolveError(Exception):
-    """A trunk's host name did not resolve (in time)."""
+class ResolveError(PbxError):
+    """A trunk's host name did not resolve (in time); the message is the reason."""
+
+
+async def resolve(trunk: Trunk, timeout: float = 5.0) -> Peer:
+    """Where to send to reach `trunk`: its address, or its host name resolved off the loop
+    (`loop.getaddrinfo`, in the resolver's thread), IPv4 first.
+
+    Raises: ResolveError with the reason (no such name, no answer within `timeout` s).
+    """
+    transport = trunk.transport.upper()
+    try:
+        ipaddress.ip_address(trunk.host)
+        return Peer(transport, trunk.host, trunk.port)
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    kind = socket.SOCK_DGRAM if transport == "UDP" else socket.SOCK_STREAM
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(trunk.host, trunk.port, type=kind)
+    except TimeoutError:
+        raise ResolveError(f"no answer within {timeout:.0f} s") from None
+    except OSError as exc:
+        raise ResolveError(exc.strerror or str(exc)) from None
+    # Prefer IPv4 (the usual listening address), else whatever came first.
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    for info in infos:
+        return Peer(transport, str(info[4][0]), trunk.port)
+    raise ResolveError("no address")
 
 
 class Sender(Protocol):
@@ -164,11 +193,32 @@ class TrunkService:
     # -- one trunk ---------------------------------------------------------------------------
 
     async def _run(self, runner: _Runner) -> None:
+        """Keep the trunk registered; a bug met on the way is logged (with the trunk's
+        name) and the registration starts over after the back-off, never in a loop."""
+        errors = 0
+        while True:
+            try:
+                await self._register(runner)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                errors += 1
+                delay = self._backoff(errors)
+                log.exception(
+                    "trunk %s: registration failed; again in %.0f s", runner.trunk.name, delay
+                )
+                runner.resolve_failure = f"internal error: {type(exc).__name__}"
+                runner.retry_at = asyncio.get_running_loop().time() + delay
+                runner.peer = runner.client = None
+                await asyncio.sleep(delay)
+
+    async def _register(self, runner: _Runner) -> None:
         trunk = runner.trunk
         loop = asyncio.get_running_loop()
         while runner.peer is None:
             try:
-                runner.peer = await self._resolve(trunk)
+                runner.peer = await resolve(trunk, self.resolve_timeout)
             except ResolveError as exc:
                 runner.resolve_failures += 1
                 delay = self._backoff(runner.resolve_failures)
@@ -226,29 +276,6 @@ class TrunkService:
     def _backoff(self, failures: int) -> float:
         delay = min(self.retry_max, self.retry_min * 2.0 ** (failures - 1))
         return delay + self._rng.uniform(0.0, 0.2 * delay)
-
-    async def _resolve(self, trunk: Trunk) -> Peer:
-        transport = trunk.transport.upper()
-        try:
-            ipaddress.ip_address(trunk.host)
-            return Peer(transport, trunk.host, trunk.port)
-        except ValueError:
-            pass
-        loop = asyncio.get_running_loop()
-        kind = socket.SOCK_DGRAM if transport == "UDP" else socket.SOCK_STREAM
-        try:
-            async with asyncio.timeout(self.resolve_timeout):
-                infos = await loop.getaddrinfo(trunk.host, trunk.port, type=kind)
-        except TimeoutError:
-            raise ResolveError(f"no answer within {self.resolve_timeout:.0f} s") from None
-        except OSError as exc:
-            raise ResolveError(exc.strerror or str(exc)) from None
-        # Prefer IPv4 (the usual listening address), else whatever came first.
-        infos.sort(key=lambda info: info[0] != socket.AF_INET)
-        for info in infos:
-            host = str(info[4][0])
-            return Peer(transport, host, trunk.port)
-        raise ResolveError("no address")
 
     def _config(self, trunk: Trunk, peer: Peer) -> RegistrationConfig:
         local = self.addresses.local_host(peer)

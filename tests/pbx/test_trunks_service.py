@@ -146,3 +146,25 @@ async def test_host_name_resolved_off_the_loop() -> None:
     _, peer = registrar.sent[0]
     assert peer.host in ("127.0.0.1", "::1") and peer.port == 5070
     await service.close()
+
+
+async def test_an_error_in_a_runner_is_logged_and_retried_after_the_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = 0
+
+    def answer(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        return make_response(request, 200, headers=[("Expires", "600")])
+
+    registrar = Registrar(answer)
+    service = TrunkService(registrar, Addresses(), retry_min=0.05, retry_max=0.05)
+    caplog.set_level(logging.ERROR, logger="pbx.trunks")
+    await service.reload([trunk()])
+    await settle(lambda: service.status()[0]["state"] == "registered")
+    assert calls == 2
+    assert any(r.getMessage().startswith("trunk prov: registration failed") for r in caplog.records)
+    await service.close()
