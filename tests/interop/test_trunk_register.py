@@ -132,3 +132,22 @@ def test_wrong_password_shows_403_and_retries_at_the_backoff(tmp_path: Path) -> 
     assert len(gaps) >= 2
     for n, gap in enumerate(gaps[:2]):
         assert gap >= backoff * 2**n - 0.05, gaps
+
+
+def test_trunk_added_and_deleted_while_running(tmp_path: Path) -> None:
+    """No restart: `pbx trunk add` starts the registration, `del` un-registers."""
+    data_dir, workdir = tmp_path / "data", tmp_path / "sipp"
+    assert pbx_cli(data_dir, "init").returncode == 0
+    with SippUas(SCENARIO, workdir) as sipp, running_pbx(data_dir):
+        assert trunk_status(data_dir) == "no trunks\n"
+        result = pbx_cli(
+            data_dir, "trunk", "add", "prov", "--host", f"127.0.0.1:{sipp.port}",
+            "--username", "trunk1", "--password", "s3cret-pw", "--register",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: "registered until" in trunk_status(data_dir), 30, "the registration")
+        assert pbx_cli(data_dir, "trunk", "del", "prov").returncode == 0
+        wait_for(
+            lambda: "Expires: 0" in registers(workdir)[-1].text, 30, "the un-REGISTER after del"
+        )
+        wait_for(lambda: trunk_status(data_dir) == "no trunks\n", 30, "the trunk to go")
