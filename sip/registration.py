@@ -63,11 +63,11 @@ _ANSWERED_MAX = 256
 
 
 def _bump(request: Request, headers: Headers) -> Request:
-    """`request` with `headers`, a fresh top Via branch and CSeq + 1 (§8.1.3.5)."""
-    top = request.via[0].with_param("branch", new_branch())
-    headers = headers.set("Via", str(top)) if len(request.via) == 1 else headers
+    """`request` with `headers`, CSeq + 1 and a fresh top Via branch: a new transaction
+    (RFC 3261 §8.1.3.5, §22.2)."""
     cseq = CSeq(request.cseq.seq + 1, request.method)
-    return Request(request.method, request.uri, headers.set("CSeq", str(cseq)), request.body)
+    retry = Request(request.method, request.uri, headers.set("CSeq", str(cseq)), request.body)
+    return retry.with_top_via(retry.via[0].with_param("branch", new_branch()))
 
 
 @dataclass
@@ -250,6 +250,10 @@ class RegistrationClient:
             return None
         if 200 <= response.status < 300:
             granted = self._granted(response)
+            if granted < 1:
+                # A 2xx that binds nothing: refreshing it would spin; treat as a failure.
+                self._fail(response.status, "registrar granted no time", now)
+                return None
             self._failures = 0
             self.last_failure = None
             self.service_route = tuple(
@@ -290,7 +294,7 @@ class RegistrationClient:
 
     def _fail(self, status: int, reason: str, now: float) -> None:
         self._failures += 1
-        delay = min(self.config.retry_max, self.config.retry_min * 2 ** (self._failures - 1))
+        delay = min(self.config.retry_max, self.config.retry_min * 2.0 ** (self._failures - 1))
         delay += self._rng.uniform(0.0, self.config.jitter * delay)
         self.state = RegistrationState.FAILED
         self.last_failure = (status, reason)

@@ -279,3 +279,23 @@ def test_pick_challenge_skips_garbage_and_unknown_algorithms() -> None:
     picked = pick_challenge(['Digest realm="r"', 'Digest realm="r", nonce="n", qop="auth-int"'])
     assert picked is not None and picked.qop == ("auth-int",)
     assert pick_challenge(['Digest realm="r", nonce="n", qop="foo"']) is None
+
+
+def test_a_2xx_granting_nothing_is_a_failure_not_a_spin() -> None:
+    client = RegistrationClient(config(), rng=random.Random(0))
+    req = client.start(0.0)
+    client.on_response(ok(req, 0), 0.0)
+    assert client.state is RegistrationState.FAILED
+    assert client.last_failure == (200, "registrar granted no time")
+    assert (client.next_deadline() or 0.0) >= 30.0
+
+
+def test_retry_of_a_request_with_two_vias_changes_only_the_top_branch() -> None:
+    auth = ClientAuthenticator({"": (USER, PASSWORD)})
+    request = invite()
+    headers = request.headers.add("Via", "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKlower")
+    request = Request(request.method, request.uri, headers, request.body)
+    retry = auth.authorize(request, challenge(request))
+    assert retry is not None and len(retry.via) == 2
+    assert retry.via[0].branch != "z9hG4bKabc" and retry.via[1].branch == "z9hG4bKlower"
+    assert retry.headers.get_all("Via")[1] == "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKlower"
