@@ -330,5 +330,6 @@ class TrunkService:
                     row["failure"] = {"status": status, "reason": reason}
                 if client.next_retry is not None:
                     row["next_retry"] = wall + client.next_retry - now
+                row["service_route"] = list(client.service_route)
             rows.append(row)
         return rows

@@ -11,7 +11,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from pbx import control
+from pbx.config import Settings
 from tests.interop.peers import DATA, SippUas, pbx_cli, running_pbx, wait_for
 
 SCENARIO = DATA / "sipp" / "registrar_401.xml"
@@ -60,6 +63,13 @@ def answers(workdir: Path, status: int) -> list[Seen]:
     ]
 
 
+def read_json_status(data_dir: Path) -> list[dict[str, Any]]:
+    """The server's GET /trunks rows, as `pbx trunk status` reads them."""
+    rows = control.request(Settings(data_dir=data_dir), "/trunks")["trunks"]
+    assert isinstance(rows, list)
+    return rows
+
+
 def trunk_status(data_dir: Path) -> str:
     result = pbx_cli(data_dir, "trunk", "status")
     assert result.returncode == 0, result.stderr
@@ -86,6 +96,9 @@ def test_registers_with_digest_refreshes_and_unregisters(tmp_path: Path) -> None
             wait_for(lambda: len(answers(workdir, 200)) >= 4, 60, "three refreshes")
             status = trunk_status(data_dir)
             assert "prov" in status and "registered until" in status, status
+            [row] = read_json_status(server.data_dir)
+            assert row["service_route"] == ["<sip:edge.sipp.test;lr>"]
+            assert row["state"] == "registered" and row["failure"] is None
             assert "s3cret-pw" not in server.log()
         assert "s3cret-pw" not in server.log()
         wait_for(lambda: "Expires: 0" in registers(workdir)[-1].text, 20, "the un-REGISTER")
