@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 
 from pbx import control
 from pbx.config import Settings
-from tests.interop.peers import DATA, SippUas, pbx_cli, running_pbx, wait_for
+from tests.interop.peers import DATA, SippUas, free_port, pbx_cli, running_pbx, wait_for
+from tests.tools import need
 
 SCENARIO = DATA / "sipp" / "registrar_401.xml"
 GRANTED = 4  # seconds, as the scenario's 200 says
@@ -164,3 +166,36 @@ def test_trunk_added_and_deleted_while_running(tmp_path: Path) -> None:
             lambda: "Expires: 0" in registers(workdir)[-1].text, 30, "the un-REGISTER after del"
         )
         wait_for(lambda: trunk_status(data_dir) == "no trunks\n", 30, "the trunk to go")
+
+
+def tcp_listening(port: int) -> bool:
+    """Whether something listens on TCP 127.0.0.1:`port` (from /proc/net/tcp)."""
+    want = f"0100007F:{port:04X}"
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return any(line.split()[1] == want and line.split()[3] == "0A" for line in lines)
+
+
+def test_registers_over_tcp(tmp_path: Path) -> None:
+    data_dir, workdir = tmp_path / "data", tmp_path / "sipp"
+    workdir.mkdir(parents=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            need("sipp"), "-sf", str(SCENARIO), "-i", "127.0.0.1", "-p", str(port), "-t", "t1",
+            "-m", "1", "-nostdin", "-trace_msg", "-timeout", "60s",
+        ],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: tcp_listening(port), 10, "sipp to listen on TCP")
+        add_trunk(data_dir, port, "s3cret-pw")
+        assert pbx_cli(data_dir, "trunk", "set", "prov", "--transport", "tcp").returncode == 0
+        with running_pbx(data_dir):
+            wait_for(lambda: "registered until" in trunk_status(data_dir), 30, "the registration")
+        wait_for(lambda: "Expires: 0" in registers(workdir)[-1].text, 20, "the un-REGISTER")
+    finally:
+        proc.kill()
+        proc.wait(5)
+    seen = registers(workdir)
+    assert all("transport=tcp SIP/2.0" in s.text.split("\n", 1)[0] for s in seen)
+    assert "Via: SIP/2.0/TCP " in seen[0].text and "Authorization: Digest" in seen[-1].text
