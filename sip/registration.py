@@ -147,11 +147,13 @@ class ClientAuthenticator:
 
     def preauthorize(self, request: Request) -> Request:
         """`request` with credentials for every cached realm (nc + 1), or as it is."""
-        headers = request.headers
-        for realm in self._realms.values():
-            headers = self._with_credentials(request, headers.remove(realm.header), realm)
-        if headers is request.headers:
+        if not self._realms:
             return request
+        headers = request.headers
+        for name in {realm.header for realm in self._realms.values()}:
+            headers = headers.remove(name)
+        for realm in self._realms.values():
+            headers = self._with_credentials(request, headers, realm)
         return Request(request.method, request.uri, headers, request.body)
 
 

@@ -299,3 +299,20 @@ def test_retry_of_a_request_with_two_vias_changes_only_the_top_branch() -> None:
     assert retry is not None and len(retry.via) == 2
     assert retry.via[0].branch != "z9hG4bKabc" and retry.via[1].branch == "z9hG4bKlower"
     assert retry.headers.get_all("Via")[1] == "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKlower"
+
+
+def test_preauthorize_answers_every_cached_realm() -> None:
+    auth = ClientAuthenticator({"": (USER, PASSWORD)})
+    for realm in ("a.example", "b.example"):
+        request = invite()
+        response = make_response(
+            request, 407, headers=[("Proxy-Authenticate", str(Challenge(realm, "n-" + realm)))]
+        )
+        assert auth.authorize(request, response) is not None
+    later = auth.preauthorize(invite())
+    realms = sorted(
+        Credentials.parse(v).realm for v in later.headers.get_all("Proxy-Authorization")
+    )
+    assert realms == ["a.example", "b.example"]
+    auth.forget()
+    assert auth.preauthorize(invite()).headers.get("Proxy-Authorization") is None
