@@ -44,6 +44,7 @@ from cli.ivr import ivr_app
 from cli.ivr import references as ivr_references
 from cli.moh import moh_app
 from cli.prompt import prompt_app
+from cli.trunk import trunk_app
 from cli.vm import vm_app
 from pbx.config import Settings
 from pbx.errors import ConfigError, ControlError, PbxError
@@ -167,6 +168,7 @@ app.add_typer(dtmf_app, name="dtmf")
 app.add_typer(ivr_app, name="ivr")
 app.add_typer(moh_app, name="moh")
 app.add_typer(prompt_app, name="prompt")
+app.add_typer(trunk_app, name="trunk")
 app.add_typer(vm_app, name="vm")
 
 PasswordOption = Annotated[
@@ -306,6 +308,9 @@ def serve(
     max_calls_per_user: Annotated[
         int, typer.Option(help="Calls one user may have up at once (0: no limit).")
     ] = 4,
+    trunk_retry: Annotated[
+        float, typer.Option(help="First retry of a failed trunk registration (s; doubles).")
+    ] = 30.0,
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
     level = _log_level(log_level)
@@ -324,6 +329,7 @@ def serve(
         sip_trace=sip_trace,
         hold_timeout=hold_timeout,
         max_calls_per_user=max_calls_per_user,
+        trunk_retry_min=trunk_retry,
     )
     # One server per data directory: say so now, before touching anything in it.
     _import("pbx.instance").DataDirLock(settings.data_dir).probe()

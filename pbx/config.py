@@ -80,6 +80,10 @@ class Settings:
     # have this many calls up at once (0: no limit), the next gets 486 (issue 10 §6).
     hold_timeout: float = 3600.0
     max_calls_per_user: int = 4
+    # Trunk registrations: a failed one is retried after `trunk_retry_min` s, doubling up
+    # to `trunk_retry_max` (plus up to 20 % jitter, never less).
+    trunk_retry_min: float = 30.0
+    trunk_retry_max: float = 1800.0
     # SIP timers (RFC 3261 §17.1.1.1).
     t1: float = 0.5
     t2: float = 4.0
@@ -141,5 +145,7 @@ class Settings:
         self.ban_policy.check()
         for network in self.trusted_networks:
             parse_network(network)
+        if not 1.0 <= self.trunk_retry_min <= self.trunk_retry_max:
+            raise ConfigError("trunk retry back-off must satisfy 1 <= min <= max (seconds)")
         if self.hold_timeout < 0 or self.max_calls_per_user < 0:
             raise ConfigError("hold_timeout and max_calls_per_user must be >= 0 (0 disables)")

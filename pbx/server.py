@@ -35,6 +35,7 @@ from pbx.mwi import MwiPolicy, MwiService
 from pbx.registrar import Registrar, RegistrarPolicy
 from pbx.store import Store
 from pbx.trace import SipTracer
+from pbx.trunks import TrunkService
 from sip.endpoint import Endpoint
 from sip.message import Request, Response, make_response
 from sip.peer import Peer
@@ -107,6 +108,7 @@ class PbxServer:
         self.calls: CallManager | None = None
         self.b2bua: B2bua | None = None
         self.mwi: MwiService | None = None
+        self.trunks: TrunkService | None = None
         self.bans = BanList(settings.ban_policy, settings.trusted_networks)
         self._lock = DataDirLock(settings.data_dir)
         self._listening: list[str] = []
@@ -196,6 +198,14 @@ class PbxServer:
         endpoint.route("SUBSCRIBE", self.mwi.handle)
         endpoint.allow_events = frozenset({MWI_EVENT})
         self.b2bua.on_mailbox_change = self.mwi.changed
+        self.trunks = TrunkService(
+            endpoint,
+            self.calls,
+            retry_min=s.trunk_retry_min,
+            retry_max=s.trunk_retry_max,
+            clock=self._clock,
+        )
+        await self.trunks.reload(await store.trunks.all())
         self._control = ControlServer(
             s,
             {
@@ -205,6 +215,7 @@ class PbxServer:
                 "POST /mwi": self._mwi,
                 "GET /bans": lambda _: self.ban_list(),
                 "POST /bans/lift": self._lift_ban,
+                "GET /trunks": lambda _: self.trunk_status(),
             },
             events=self.events,
         )
@@ -235,6 +246,8 @@ class PbxServer:
         """Stop listening, flush the registrar, close the store."""
         if self._control is not None:
             await self._control.close()
+        if self.trunks is not None:
+            await self.trunks.close()  # un-REGISTER while the endpoint still runs
         if self.calls is not None:
             await self.calls.close()
         if self.mwi is not None:
@@ -317,6 +330,10 @@ class PbxServer:
             "trusted": [str(n) for n in self.bans.trusted],
         }
 
+    def trunk_status(self) -> dict[str, Any]:
+        """The control API's /trunks: each trunk's registration state (`pbx trunk status`)."""
+        return {"trunks": self.trunks.status() if self.trunks is not None else []}
+
     def _lift_ban(self, params: dict[str, str]) -> dict[str, Any]:
         """The control API's POST /bans/lift?address=…[&user=…]: lift a ban or refusals."""
         address = params.get("address", "").strip()
@@ -396,6 +413,8 @@ class PbxServer:
                 await self._reload_users()
                 await self._reload_trust()
                 log.debug("users reloaded: %d", len(self._users))
+                if self.trunks is not None:
+                    await self.trunks.reload(await self._store.trunks.all())
 
 
 # -- admin: start-up errors as one line -------------------------------------------

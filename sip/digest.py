@@ -41,6 +41,7 @@ __all__ = [
     "canonical_algorithm",
     "ha1",
     "make_credentials",
+    "pick_challenge",
     "response_digest",
     "verify",
 ]
@@ -389,3 +390,28 @@ def make_credentials(
         cnonce=cnonce,
         opaque=challenge.opaque,
     )
+
+
+#: UAC preference among offered algorithms (RFC 8760 §2.4: the strongest one it supports).
+_PREFERENCE = ("SHA-256", "SHA-256-sess", "MD5", "MD5-sess")
+
+
+def pick_challenge(values: list[str]) -> Challenge | None:
+    """The challenge a UAC should answer among header values (one realm's offers, e.g.
+    SHA-256 and MD5): the first of the strongest supported algorithm whose qop we can
+    meet; None when none parses or none is usable. Never raises on peer input."""
+    best: tuple[int, Challenge] | None = None
+    for value in values:
+        try:
+            challenge = Challenge.parse(value)
+        except SipParseError:
+            continue
+        name = canonical_algorithm(challenge.algorithm)
+        if name is None:
+            continue
+        if challenge.qop and not {q.lower() for q in challenge.qop} & {"auth", "auth-int"}:
+            continue
+        rank = _PREFERENCE.index(name)
+        if best is None or rank < best[0]:
+            best = (rank, challenge)
+    return best[1] if best is not None else None

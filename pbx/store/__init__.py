@@ -20,6 +20,7 @@ from pbx.store.ivr import IvrRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.numbering import NumberingPlan, Owner
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
+from pbx.store.trunks import Trunk, TrunkRepo
 from pbx.store.trust import TrustRepo
 from pbx.store.users import DeletedUser, User, UserRepo
 from pbx.store.voicemail import Voicemail, VoicemailRepo
@@ -42,6 +43,8 @@ __all__ = [
     "RingGroup",
     "SettingsRepo",
     "Store",
+    "Trunk",
+    "TrunkRepo",
     "TrustRepo",
     "User",
     "UserRepo",
@@ -61,6 +64,7 @@ class Store:
     ivr: IvrRepo
     voicemail: VoicemailRepo
     trusted: TrustRepo
+    trunks: TrunkRepo
     numbering: NumberingPlan
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
@@ -73,6 +77,7 @@ class Store:
         self.ivr = IvrRepo(db, clock)
         self.voicemail = VoicemailRepo(db)
         self.trusted = TrustRepo(db, clock)
+        self.trunks = TrunkRepo(db, clock)
         self.numbering = NumberingPlan(db)
 
     @classmethod

@@ -180,6 +180,34 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    (
+        8,
+        """
+        -- SIP trunks (`pbx trunk add`): providers and other sites the switch registers
+        -- to and calls through. The password is kept as it is (the switch answers digest
+        -- challenges with it): the file is mode 0600, and nothing logs or lists it.
+        -- codecs and inbound_networks are comma-separated lists (normalized CIDRs).
+        CREATE TABLE trunks (
+            name             TEXT PRIMARY KEY,
+            host             TEXT NOT NULL,
+            port             INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+            transport        TEXT NOT NULL CHECK (transport IN ('udp', 'tcp')),
+            username         TEXT NOT NULL,
+            auth_user        TEXT NOT NULL,
+            password         TEXT NOT NULL,
+            from_user        TEXT NOT NULL,
+            from_domain      TEXT NOT NULL,
+            register         INTEGER NOT NULL CHECK (register IN (0, 1)),
+            expires          INTEGER NOT NULL,
+            codecs           TEXT NOT NULL,
+            max_channels     INTEGER NOT NULL CHECK (max_channels >= 0),
+            caller_id        TEXT NOT NULL,
+            inbound_networks TEXT NOT NULL,
+            inbound_contact  INTEGER NOT NULL CHECK (inbound_contact IN (0, 1)),
+            created          REAL NOT NULL
+        ) STRICT;
+        """,
+    ),
 )
 
 
