@@ -19,6 +19,7 @@ from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
 from pbx.store.ivr import IvrRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.numbering import NumberingPlan, Owner
+from pbx.store.routes import Route, RouteRepo
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
 from pbx.store.trust import TrustRepo
 from pbx.store.users import DeletedUser, User, UserRepo
@@ -40,6 +41,8 @@ __all__ = [
     "NumberingPlan",
     "Owner",
     "RingGroup",
+    "Route",
+    "RouteRepo",
     "SettingsRepo",
     "Store",
     "TrustRepo",
@@ -62,6 +65,7 @@ class Store:
     voicemail: VoicemailRepo
     trusted: TrustRepo
     numbering: NumberingPlan
+    routes: RouteRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -74,6 +78,7 @@ class Store:
         self.voicemail = VoicemailRepo(db)
         self.trusted = TrustRepo(db, clock)
         self.numbering = NumberingPlan(db)
+        self.routes = RouteRepo(db, clock)
 
     @classmethod
     async def open(
