@@ -45,6 +45,7 @@ from cli.ivr import references as ivr_references
 from cli.moh import moh_app
 from cli.prompt import prompt_app
 from cli.route import route_app
+from cli.sim import sim_app
 from cli.vm import vm_app
 from pbx.config import Settings
 from pbx.errors import ConfigError, ControlError, PbxError
@@ -169,6 +170,7 @@ app.add_typer(ivr_app, name="ivr")
 app.add_typer(moh_app, name="moh")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(route_app, name="route")
+app.add_typer(sim_app, name="sim")
 app.add_typer(vm_app, name="vm")
 
 PasswordOption = Annotated[
