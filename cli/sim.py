@@ -22,6 +22,7 @@ import typer
 from pbx.errors import ConfigError
 from pbx.sim.script import load_script
 from pbx.sim.server import PstnSimulator
+from pbx.sim.voice import Voice
 
 sim_app = typer.Typer(
     name="sim",
@@ -61,6 +62,9 @@ def sim_pstn(
     out: Annotated[
         Path, typer.Option(help="Directory for the call WAVs and attempts.jsonl.")
     ] = Path("pstn-sim"),
+    tones: Annotated[
+        bool, typer.Option("--tones", help="Greet with tone patterns, not espeak-ng speech.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every attempt.")] = False,
 ) -> None:
     """Run a simulated SIP provider (registrar + called numbers) until interrupted."""
@@ -71,5 +75,5 @@ def sim_pstn(
         raise ConfigError(f"--host {host!r} is not an IP address") from None
     parsed = load_script(script)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
-    simulator = PstnSimulator(parsed, out, host=host, port=port)
+    simulator = PstnSimulator(parsed, out, host=host, port=port, voice=Voice(use_espeak=not tones))
     asyncio.run(_serve(simulator))
