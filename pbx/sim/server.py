@@ -53,6 +53,8 @@ from sip.uri import SipUri
 log = logging.getLogger(__name__)
 
 MAX_BINDINGS = 1000
+#: Distinct called numbers whose call count is kept (for the seeded choices).
+MAX_TRACKED_NUMBERS = 100_000
 MAX_EXPIRES = 3600
 DEFAULT_EXPIRES = 600
 #: A 2xx is retransmitted until the ACK comes, T1 doubling to T2, for at most 64*T1.
@@ -208,6 +210,8 @@ class PstnSimulator:
         if len(self._calls) >= self.max_calls:
             self._note(request, number, account, None, 503, 0.0, None)
             return make_response(request, 503, "Simulator Full")
+        if number not in self._counts and len(self._counts) >= MAX_TRACKED_NUMBERS:
+            self._counts.clear()  # bounded memory; the seeded choices restart at n = 0
         index = self._counts.get(number, 0)
         self._counts[number] = index + 1
         behaviour, rule = self.script.choose(number, index)
@@ -345,6 +349,11 @@ class PstnSimulator:
                 waited += interval
                 self.endpoint.send_stateless(ok, call.peer)
                 interval = min(interval * 2, T2)
+        if not call.acked.is_set() and not call.hung_up.is_set() and call.media is not None:
+            # §13.3.1.4: no ACK within 64*T1: "the UAS core SHOULD ... terminate the dialog
+            # ... by sending a BYE". Closing the media ends the call; _talk sends the BYE.
+            log.info("Call-ID %s: no ACK for our 200; hanging up", call.request.call_id)
+            call.media.close()
 
     async def _speak(self, call: _Call) -> None:
         assert call.media is not None

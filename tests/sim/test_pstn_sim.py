@@ -14,11 +14,11 @@ import pytest
 
 from media.ports import PortAllocator
 from media.wav import load_mono
-from pbx.sim.script import load_script
+from pbx.sim.script import load_script, parse_script
 from pbx.sim.server import PstnSimulator
 from pbx.sim.voice import Voice
 from sip.digest import Challenge, make_credentials
-from sip.message import Response
+from sip.message import Request, Response, make_response, parse_message
 from tests.interop.ear import listening, peak_hz, sine
 from tests.interop.sipclient import SipClient, media_address
 
@@ -119,3 +119,47 @@ async def test_live_person_answers_speaks_and_records_what_it_hears(sim: PstnSim
     loud = heard[np.abs(heard) > 1000]
     assert len(loud) > 4000  # most of the 1.5 s tone
     assert abs(peak_hz(heard) - 1200) < 20
+
+
+async def test_answering_machine_greets_beeps_and_records(tmp_path: Path) -> None:
+    script = parse_script(
+        '[accounts]\ntrunk1 = "s3cret-trunk"\n'
+        '[[numbers]]\npattern = "_07."\nbehaviour = "machine"\nring_seconds = 0.2\n'
+        "listen_seconds = 6.0\n"
+    )
+    simulator = PstnSimulator(
+        script,
+        tmp_path / "out",
+        voice=Voice(use_espeak=False),
+        ports=PortAllocator("127.0.0.1", 46200, 46300),
+    )
+    await simulator.start()
+    try:
+        tones = {**GREETING, "beep": 1000}
+        async with SipClient(simulator.port) as client, listening(tones) as ear:
+            invite, ok = await authed_invite(client, "0712345678", rtp_port=ear.port)
+            assert ok.status == 200
+            client.send(client.ack_2xx(invite, ok))
+            ear.remote = media_address(ok.body)
+            await ear.wait_for("g1", "g2", "beep")  # greeting (tones), then the beep
+            await ear.talk(sine(700, 1.0))
+            # listen_seconds passes: the machine hangs up with a BYE of its own.
+            raw = await client.receive(timeout=20)
+            while raw is not None and not raw.startswith(b"BYE "):
+                raw = await client.receive(timeout=20)
+            assert raw is not None, "no BYE from the simulator"
+            bye = parse_message(raw)
+            assert isinstance(bye, Request)
+            client.send(bytes(make_response(bye, 200)))
+        for _ in range(200):
+            if simulator.attempts_log.exists() and attempts(simulator):
+                break
+            await asyncio.sleep(0.05)
+        [entry] = attempts(simulator)
+        assert (entry["behaviour"], entry["status"], entry["ended_by"]) == (
+            "machine", 200, "simulator",
+        )  # fmt: skip
+        heard = load_mono(str(entry["wav"]))
+        assert abs(peak_hz(heard) - 700) < 20
+    finally:
+        await simulator.close()

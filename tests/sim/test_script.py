@@ -6,7 +6,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from cli.app import app
 from pbx.errors import ConfigError
 from pbx.sim.script import Behaviour, load_script, parse_script
 
@@ -89,3 +91,26 @@ def test_bad_scripts_are_one_line_errors(text: str, message: str) -> None:
 def test_unreadable_script(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"cannot read .*nope\.toml: No such file"):
         load_script(tmp_path / "nope.toml")
+
+
+def _one_error(args: list[str]) -> str:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    return line
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[numbers]]\npattern = '_0['\n")
+    assert _one_error(["sim", "pstn", "--script", str(bad)]) == (
+        "pbx: error: dial pattern '_0[': '[' without ']'"
+    )
+    script = str(DATA / "basic.toml")
+    assert _one_error(["sim", "pstn", "--script", script, "--host", "192.0.2.1"]) == (
+        "pbx: error: --host 192.0.2.1: the simulator listens on loopback only"
+    )
+    assert _one_error(["sim", "pstn", "--script", script, "--host", "example.org"]) == (
+        "pbx: error: --host 'example.org' is not an IP address"
+    )
