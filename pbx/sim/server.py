@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from media.ports import PortAllocator
 from media.sdp import SessionDescription, answer, audio_stream
 from media.wav import write_wav
 from pbx.sim.auth import DigestGuard, Verdict
+from pbx.sim.names import safe_name
 from pbx.sim.script import Behaviour, NumberRule, SimScript
 from pbx.sim.voice import Voice, beep
 from sip.dialog import Dialog, new_branch, new_tag
@@ -121,8 +122,10 @@ class PstnSimulator:
         self._calls: dict[tuple[str, str], _Call] = {}  # (Call-ID, caller's tag)
         self._dialogs: dict[tuple[str, str], _Call] = {}  # (Call-ID, our tag)
         self._counts: dict[str, int] = {}
-        self._serial = itertools.count(1)
+        self.serial = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Calls the simulator placed (pbx.sim.caller): (Call-ID, our tag) -> BYE came.
+        self._placed: dict[tuple[str, str], asyncio.Event] = {}
         self._log_lock = asyncio.Lock()
 
     async def start(self) -> int:
@@ -223,7 +226,7 @@ class PstnSimulator:
         if immediate is not None:
             self._note(request, number, account, behaviour, immediate, 0.0, None)
             return make_response(request, immediate)
-        call = _Call(request, peer, number, account, behaviour, rule, next(self._serial))
+        call = _Call(request, peer, number, account, behaviour, rule, next(self.serial))
         key = (request.call_id, request.from_.tag or "")
         if key in self._calls:
             return make_response(request, 482)  # same INVITE through another branch
@@ -332,7 +335,7 @@ class PstnSimulator:
             self._calls.pop(key, None)
             self._dialogs.pop((call.request.call_id, call.to_tag), None)
         audio = heard[0] if heard else np.zeros(0, np.int16)
-        wav = self.out_dir / f"{call.index:04d}-{_safe(call.number)}.wav"
+        wav = self.out_dir / f"{call.index:04d}-{safe_name(call.number)}.wav"
         await asyncio.to_thread(write_wav, wav, audio, RATE)
         up = self._clock() - answered
         self._note_call(call, 200, up, wav, ended_by=ended_by)
@@ -386,8 +389,22 @@ class PstnSimulator:
             call.acked.set()
         return None
 
+    def expect_bye(self, call_id: str, local_tag: str) -> asyncio.Event:
+        """An event set when the far end of a call we placed sends BYE (`forget_bye` after)."""
+        event = self._placed[(call_id, local_tag)] = asyncio.Event()
+        return event
+
+    def forget_bye(self, call_id: str, local_tag: str) -> None:
+        """The placed call ended: a later BYE for it gets 481."""
+        self._placed.pop((call_id, local_tag), None)
+
     def _bye(self, request: Request, peer: Peer) -> HandlerResult:
-        call = self._dialogs.get((request.call_id, request.to.tag or ""))
+        key = (request.call_id, request.to.tag or "")
+        placed = self._placed.get(key)
+        if placed is not None:
+            placed.set()
+            return make_response(request, 200)
+        call = self._dialogs.get(key)
         if call is None:
             return make_response(request, 481)
         call.acked.set()
@@ -423,7 +440,7 @@ class PstnSimulator:
     ) -> None:
         """Append one JSON line (small, so written on the loop; the file is ours)."""
         entry = {
-            "time": round(self._clock(), 3),
+            "direction": "in",
             "call_id": request.call_id,
             "number": number,
             "account": account,
@@ -433,12 +450,14 @@ class PstnSimulator:
             "wav": None if wav is None else str(wav),
             "ended_by": ended_by or None,
         }
-        log.info("attempt %s -> %s (%s)", number, status, entry["behaviour"])
+        self.note_line(entry)
+
+    def note_line(self, entry: Mapping[str, object]) -> None:
+        """Append one attempt to attempts.jsonl, stamped with the time (a short line, so
+        written on the loop; the file is the simulator's own)."""
+        line = {"time": round(self._clock(), 3), **entry}
+        log.info(
+            "attempt %s %s -> %s", entry.get("direction"), entry.get("number"), entry.get("status")
+        )
         with open(self.attempts_log, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-
-
-def _safe(number: str) -> str:
-    """A number as a file-name part."""
-    cleaned = re.sub(r"[^0-9A-Za-z+*#_-]", "_", number)[:40]
-    return cleaned or "unknown"
+            f.write(json.dumps(line) + "\n")

@@ -99,3 +99,17 @@ def test_live_person_answers_and_the_caller_hangs_up(sim: Sim, tmp_path: Path) -
     # sipp echoed our greeting (two tones, pbx.sim.voice.FALLBACK_HZ): we recorded it.
     heard = load_mono(str(entry["wav"]))
     assert tones_in(heard, {"g1": 440, "g2": 550})[:2] == ["g1", "g2"]
+
+
+def test_the_simulator_places_calls_to_another_one(sim: Sim, tmp_path: Path) -> None:
+    """`pbx sim pstn --call`: the second simulator dials the first at a rate (the way it
+    will dial a switch's DIDs), answers its 407 and reports each outcome."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "sim", "pstn", "--port", "0", "--script", str(SCRIPT),
+         "--out", str(tmp_path / "caller"), "--tones", "--call", f"127.0.0.1:{sim.port}",
+         "--number", "0800123456,0100123456", "--calls", "2", "--rate", "5", "--talk", "1",
+         "--call-user", "trunk1", "--call-password", "s3cret-trunk"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == ["0800123456: 486", "0100123456: 200 simulator"]

@@ -114,3 +114,17 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert _one_error(["sim", "pstn", "--script", script, "--host", "example.org"]) == (
         "pbx: error: --host 'example.org' is not an IP address"
     )
+
+
+def test_cli_call_errors_are_one_line() -> None:
+    script = str(DATA / "basic.toml")
+    base = ["sim", "pstn", "--script", script]
+    assert _one_error([*base, "--number", "1"]) == "pbx: error: --number needs --call HOST:PORT"
+    assert _one_error([*base, "--call", "127.0.0.1:5060"]) == (
+        "pbx: error: --call needs at least one --number"
+    )
+    assert _one_error([*base, "--call", "127.0.0.1", "--number", "1"]) == (
+        "pbx: error: --call '127.0.0.1': give HOST:PORT"
+    )
+    line = _one_error([*base, "--call", "no-such-host.invalid:5060", "--number", "1"])
+    assert line.startswith("pbx: error: --call no-such-host.invalid:5060: cannot resolve")
