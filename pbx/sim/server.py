@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media.endpoint import RATE, MediaEndpoint
-from media.errors import MediaError, SdpError
+from media.errors import MediaError, PortsExhaustedError, SdpError
 from media.ports import PortAllocator
 from media.sdp import SessionDescription, answer, audio_stream
 from media.wav import write_wav
@@ -255,6 +255,10 @@ class PstnSimulator:
                 return make_response(request, status, to_tag=call.to_tag)
             try:
                 ok = self._answer(call)
+            except PortsExhaustedError as exc:
+                log.warning("Call-ID %s: no RTP port: %s", request.call_id, exc)
+                self._note_call(call, 503, 0.0, None)
+                return make_response(request, 503, "Out Of Media Ports", to_tag=call.to_tag)
             except (SdpError, MediaError, SipParseError) as exc:
                 log.info("Call-ID %s: cannot answer: %s", request.call_id, exc)
                 self._note_call(call, 488, 0.0, None)

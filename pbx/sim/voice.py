@@ -92,6 +92,10 @@ class Voice:
                 await proc.wait()
                 log.warning("espeak-ng took over %s s; using tones", SPEAK_TIMEOUT)
                 return None
+            except asyncio.CancelledError:
+                proc.kill()  # the call (or the simulator) ended: leave no process behind
+                await asyncio.shield(proc.wait())
+                raise
             if code != 0:
                 log.warning("espeak-ng failed (exit %s); using tones", code)
                 return None

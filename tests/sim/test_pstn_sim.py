@@ -163,3 +163,59 @@ async def test_answering_machine_greets_beeps_and_records(tmp_path: Path) -> Non
         assert abs(peak_hz(heard) - 700) < 20
     finally:
         await simulator.close()
+
+
+async def test_cancel_while_ringing_and_an_invite_without_offer(tmp_path: Path) -> None:
+    script = parse_script(
+        '[accounts]\ntrunk1 = "s3cret-trunk"\n'
+        '[[numbers]]\npattern = "_06."\nbehaviour = "no_answer"\nno_answer_seconds = 30.0\n'
+        '[[numbers]]\npattern = "_01."\nbehaviour = "live"\nring_seconds = 0.1\n'
+    )
+    simulator = PstnSimulator(
+        script, tmp_path / "out", voice=Voice(use_espeak=False),
+        ports=PortAllocator("127.0.0.1", 46800, 46900),
+    )  # fmt: skip
+    await simulator.start()
+    try:
+        async with SipClient(simulator.port) as client:
+            first = client.invite(USER, "0612345678")
+            challenged = await client.exchange(first)
+            client.send(client.ack_for(first, challenged))
+            challenge = Challenge.parse(challenged.headers.get("Proxy-Authenticate") or "")
+            uri = f"sip:0612345678@127.0.0.1:{simulator.port}"
+            creds = make_credentials(challenge, USER, PASSWORD, "INVITE", uri)
+            invite = client.invite(USER, "0612345678", cseq=2).replace(
+                b"Content-Length:", f"Proxy-Authorization: {creds}\r\nContent-Length:".encode(), 1
+            )
+            client.send(invite)
+            ringing = parse_message(await client.receive() or b"")
+            while isinstance(ringing, Response) and ringing.status != 180:
+                ringing = parse_message(await client.receive() or b"")
+            client.send(client.cancel_for(invite))
+            statuses = set()
+            for _ in range(4):
+                raw = await client.receive()
+                if raw is None:
+                    break
+                message = parse_message(raw)
+                if isinstance(message, Response) and message.status >= 200:
+                    statuses.add((message.cseq.method, message.status))
+                if {("CANCEL", 200), ("INVITE", 487)} <= statuses:
+                    break
+            assert {("CANCEL", 200), ("INVITE", 487)} <= statuses
+        async with SipClient(simulator.port) as client:
+            first = client.invite(USER, "0112345678", offer=False)
+            challenged = await client.exchange(first)
+            client.send(client.ack_for(first, challenged))
+            challenge = Challenge.parse(challenged.headers.get("Proxy-Authenticate") or "")
+            uri = f"sip:0112345678@127.0.0.1:{simulator.port}"
+            creds = make_credentials(challenge, USER, PASSWORD, "INVITE", uri)
+            invite = client.invite(USER, "0112345678", cseq=2, offer=False).replace(
+                b"Content-Length:", f"Proxy-Authorization: {creds}\r\nContent-Length:".encode(), 1
+            )
+            assert (await client.exchange(invite)).status == 488
+        assert [(e["number"], e["status"]) for e in attempts(simulator)] == [
+            ("0612345678", 487), ("0112345678", 488),
+        ]  # fmt: skip
+    finally:
+        await simulator.close()
