@@ -44,6 +44,8 @@ from cli.ivr import ivr_app
 from cli.ivr import references as ivr_references
 from cli.moh import moh_app
 from cli.prompt import prompt_app
+from cli.route import route_app
+from cli.sim import sim_app
 from cli.trunk import trunk_app
 from cli.vm import vm_app
 from pbx.config import Settings
@@ -169,6 +171,8 @@ app.add_typer(ivr_app, name="ivr")
 app.add_typer(moh_app, name="moh")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(trunk_app, name="trunk")
+app.add_typer(route_app, name="route")
+app.add_typer(sim_app, name="sim")
 app.add_typer(vm_app, name="vm")
 
 PasswordOption = Annotated[

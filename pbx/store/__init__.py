@@ -19,6 +19,7 @@ from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
 from pbx.store.ivr import IvrRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.numbering import NumberingPlan, Owner
+from pbx.store.routes import Route, RouteRepo
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
 from pbx.store.trunks import Trunk, TrunkRepo
 from pbx.store.trust import TrustRepo
@@ -41,6 +42,8 @@ __all__ = [
     "NumberingPlan",
     "Owner",
     "RingGroup",
+    "Route",
+    "RouteRepo",
     "SettingsRepo",
     "Store",
     "Trunk",
@@ -66,6 +69,7 @@ class Store:
     trusted: TrustRepo
     trunks: TrunkRepo
     numbering: NumberingPlan
+    routes: RouteRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -79,6 +83,7 @@ class Store:
         self.trusted = TrustRepo(db, clock)
         self.trunks = TrunkRepo(db, clock)
         self.numbering = NumberingPlan(db)
+        self.routes = RouteRepo(db, clock)
 
     @classmethod
     async def open(

@@ -208,6 +208,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    (
+        9,
+        """
+        -- Outbound routes (issue 12): dial patterns (JSON list of pattern texts, see
+        -- pbx.dialpattern), digits to strip and to prepend, a caller-ID rewrite, the
+        -- trunk names to try in order (JSON list), emergency routes first.
+        CREATE TABLE outbound_routes (
+            name      TEXT PRIMARY KEY,
+            patterns  TEXT NOT NULL,
+            strip     INTEGER NOT NULL DEFAULT 0 CHECK (strip >= 0),
+            prepend   TEXT NOT NULL DEFAULT '',
+            caller_id TEXT,
+            trunks    TEXT NOT NULL,
+            emergency INTEGER NOT NULL DEFAULT 0,
+            position  INTEGER NOT NULL,
+            created   REAL NOT NULL
+        ) STRICT;
+        """,
+    ),
 )
 
 

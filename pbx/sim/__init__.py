@@ -1,0 +1,1 @@
+"""The PSTN simulator (issue 12): a SIP provider on loopback for tests and users."""
