@@ -15,7 +15,9 @@ ends.
 """
 
 from media.endpoint import Recording
+from media.mixer import Role
 from pbx.api.call import Call
+from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
 from pbx.api.switch import Application, Bridge, Switch, VoicemailService
 from pbx.errors import ConfigError, PbxError
@@ -28,12 +30,15 @@ __all__ = [
     "Call",
     "CallEvent",
     "Cause",
+    "Conference",
     "ConfigError",
     "DialError",
     "EventKind",
+    "Member",
     "Outcome",
     "PbxError",
     "Recording",
+    "Role",
     "Subscription",
     "Switch",
     "Voicemail",

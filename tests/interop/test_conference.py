@@ -1,0 +1,216 @@
+"""Issue 11, acceptance 3: a conference on the switch-wide mixer with real SIP and RTP.
+
+Four phones (the test's own UAS: SIP over UDP, PCMU RTP each sending its own tone every
+20 ms) are called by the switch (`Switch.dial`) and put in one room through the API.
+What each phone receives is checked by frequency analysis: each speaker hears the other
+two and not itself; a listen-only party hears all three and nobody hears it; turned into
+a whisperer, it is heard by its one named party only. Each phone's received stream stays
+one RTP stream (one SSRC, sequence numbers +1) from before the room to after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import struct
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from media.g711 import ulaw_decode
+from pbx.api import Call, Role, Switch
+from pbx.errors import PbxError
+from pbx.server import PbxServer
+from tests.interop.phones import running_server
+from tests.interop.test_api_bridge import Phone
+
+WINDOW = 25  # packets analysed (500 ms)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[PbxServer]:
+    async with running_server(tmp_path) as pbx:
+        yield pbx
+
+
+def _switch(server: PbxServer) -> Switch:
+    assert server.b2bua is not None and isinstance(server.b2bua.frontend, Switch)
+    return server.b2bua.frontend
+
+
+def level(samples: npt.NDArray[np.int16], hz: float) -> float:
+    """The amplitude of `hz` in `samples` (a windowed DFT at that frequency)."""
+    x = samples.astype(np.float64) * np.hanning(len(samples))
+    t = np.arange(len(samples)) / 8000
+    return float(2 * abs(np.sum(x * np.exp(-2j * np.pi * hz * t))) / np.sum(np.hanning(len(x))))
+
+
+class Party(Phone):
+    """A `Phone` that keeps the audio it receives and the RTP headers it came with; with
+    `register` False it is reached by its URI (the store has three users)."""
+
+    def __init__(self, server: PbxServer, user: str, hz: int, *, register: bool = True) -> None:
+        super().__init__(server, user, hz)
+        self.register = register
+        self.frames: list[npt.NDArray[np.int16]] = []
+        self.headers: list[tuple[int, int]] = []  # (SSRC, sequence number)
+
+    async def __aenter__(self) -> Party:
+        if self.register:
+            await super().__aenter__()
+            return self
+        await self.ua.__aenter__()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._sip()), loop.create_task(self._listen())]
+        return self
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{self.user}@127.0.0.1:{self.ua.port}"
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.sock_recv(self.rtp, 2048)
+            if len(data) > 12 and data[1] & 0x7F == 0:
+                _, _, seq, _, ssrc = struct.unpack("!BBHII", data[:12])
+                self.headers.append((ssrc, seq))
+                self.frames.append(ulaw_decode(data[12:]))
+
+    def hears(self, hz: float) -> bool:
+        """Whether `hz` is loud in the last `WINDOW` packets."""
+        return self.level(hz) > 1000
+
+    def level(self, hz: float) -> float:
+        if len(self.frames) < WINDOW:
+            return 0.0
+        return level(np.concatenate(self.frames[-WINDOW:]), hz)
+
+    def hears_only(self, tones: set[int], every: set[int]) -> bool:
+        return all(self.hears(hz) for hz in tones) and all(
+            self.level(hz) < 100 for hz in every - tones
+        )
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"never: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def _settled(condition: Callable[[], bool], what: str) -> None:
+    """`condition` holds, and still holds a full analysis window later."""
+    await _until(condition, what)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + WINDOW * 0.02
+    while loop.time() < end:
+        await asyncio.sleep(0.05)
+    assert condition(), f"not stable: {what}"
+
+
+TONES = {"1001": 500, "1002": 900, "1003": 1300, "1004": 1700}
+
+
+async def test_three_speakers_a_listener_and_a_whisperer(server: PbxServer) -> None:
+    switch = _switch(server)
+    every = set(TONES.values())
+    async with (
+        Party(server, "1001", TONES["1001"]) as p1,
+        Party(server, "1002", TONES["1002"]) as p2,
+        Party(server, "1003", TONES["1003"]) as p3,
+        Party(server, "1004", TONES["1004"], register=False) as p4,
+    ):
+        calls: list[Call] = []
+        for target in ("1001", "1002", "1003", p4.uri):
+            calls.append(await switch.dial(target, caller_id="conf", timeout=10))
+        c1, c2, c3, c4 = calls
+        room = switch.conference("8000")
+        for call in (c1, c2, c3):
+            room.add(call)
+        room.add(c4, Role.LISTEN)
+        assert [(m.call, m.role) for m in room.members()] == [
+            (c1, Role.SPEAK),
+            (c2, Role.SPEAK),
+            (c3, Role.SPEAK),
+            (c4, Role.LISTEN),
+        ]
+        # Each speaker hears the other two, not itself and not the listener.
+        await _settled(
+            lambda: (
+                p1.hears_only({900, 1300}, every)
+                and p2.hears_only({500, 1300}, every)
+                and p3.hears_only({500, 900}, every)
+                and p4.hears_only({500, 900, 1300}, every)
+            ),
+            "speakers hear the other two, the listener hears the three",
+        )
+        # The listener becomes a whisperer to 1001: only 1001 hears it.
+        room.set_role(c4, Role.WHISPER, whisper_to=c1)
+        await _settled(
+            lambda: (
+                p1.hears_only({900, 1300, 1700}, every)
+                and p2.hears_only({500, 1300}, every)
+                and p3.hears_only({500, 900}, every)
+                and p4.hears_only({500, 900, 1300}, every)
+            ),
+            "the whisper reaches 1001 only",
+        )
+        assert room.members()[3].whisper_to is c1
+        # A party that hangs up leaves the room; the others go on.
+        await p3.hang_up()
+        await asyncio.wait_for(c3.wait_ended(), 15)
+        await _settled(
+            lambda: p1.hears_only({900, 1700}, every) and p2.hears_only({500}, every),
+            "1003 gone",
+        )
+        assert [m.call for m in room.members()] == [c1, c2, c4]
+        # Taken out of the room, a call hears the switch's own stream (silence) again.
+        assert room.remove(c2)
+        await _settled(lambda: p2.hears_only(set(), every), "1002 out of the room")
+        assert c2.up
+        # Each phone received one RTP stream all along: one SSRC, no sequence gap.
+        for party in (p1, p2, p4):
+            ssrcs = {ssrc for ssrc, _ in party.headers}
+            assert len(ssrcs) == 1, party.user
+            seqs = [seq for _, seq in party.headers]
+            assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
+        for call in (c1, c2, c4):
+            await call.hangup()
+
+
+async def test_a_bridge_becomes_a_room_when_a_third_call_is_added(server: PbxServer) -> None:
+    switch = _switch(server)
+    every = {500, 900, 1300}
+    async with (
+        Party(server, "1001", 500) as p1,
+        Party(server, "1002", 900) as p2,
+        Party(server, "1003", 1300) as p3,
+    ):
+        c1 = await switch.dial("1001", caller_id="app", timeout=10)
+        c2 = await switch.dial("1002", caller_id="app", timeout=10)
+        c3 = await switch.dial("1003", caller_id="app", timeout=10)
+        bridge = switch.bridge(c1, c2)
+        await _until(lambda: p1.hears(900) and p2.hears(500), "1:1 bridge")
+        with pytest.raises(PbxError):
+            switch.conference("x").add(c1)  # bridged: not mixable as well
+        bridge.add(c3, Role.WHISPER, whisper_to=c1)  # a coach whispering to c1
+        await _settled(
+            lambda: (
+                p1.hears_only({900, 1300}, every)
+                and p2.hears_only({500}, every)
+                and p3.hears_only({500, 900}, every)
+            ),
+            "the coach is heard by c1 only, and hears both",
+        )
+        bridge.split()
+        await _settled(
+            lambda: all(p.hears_only(set(), every) for p in (p1, p2, p3)), "split: all apart"
+        )
+        assert c1.up and c2.up and c3.up
+        for call in (c1, c2, c3):
+            await call.hangup()
