@@ -14,6 +14,7 @@ from types import TracebackType
 
 from pbx.store.bindings import Binding, BindingRepo
 from pbx.store.cdrs import Cdr, CdrRepo, Disposition
+from pbx.store.conferences import ConferenceRepo, ConferenceRoom
 from pbx.store.database import Database
 from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
 from pbx.store.ivr import IvrRepo
@@ -32,6 +33,8 @@ __all__ = [
     "BindingRepo",
     "Cdr",
     "CdrRepo",
+    "ConferenceRepo",
+    "ConferenceRoom",
     "DeletedUser",
     "DialplanRepo",
     "Disposition",
@@ -62,6 +65,7 @@ class Store:
     voicemail: VoicemailRepo
     trusted: TrustRepo
     numbering: NumberingPlan
+    conferences: ConferenceRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -74,6 +78,7 @@ class Store:
         self.voicemail = VoicemailRepo(db)
         self.trusted = TrustRepo(db, clock)
         self.numbering = NumberingPlan(db)
+        self.conferences = ConferenceRepo(db)
 
     @classmethod
     async def open(
