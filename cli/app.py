@@ -337,6 +337,7 @@ def serve(
     server = _import("pbx.server")
     runner = _import("ivr.runner")
     voicemail = _import("ivr.voicemail")
+    rooms = _import("ivr.conference")
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(level)
@@ -355,7 +356,11 @@ def serve(
 
     server.run(
         settings,
-        applications=[runner.IvrApplication(settings.data_dir, player=player), mailboxes],
+        applications=[
+            runner.IvrApplication(settings.data_dir, player=player),
+            mailboxes,
+            rooms.ConferenceApplication(player),
+        ],
         voicemail=mailboxes,
         on_started=prepare_prompts,
     )

@@ -21,6 +21,7 @@ from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
 from pbx.api.switch import Application, Bridge, Switch, VoicemailService
 from pbx.errors import ConfigError, PbxError
+from pbx.store.conferences import ConferenceRepo, ConferenceRoom
 from pbx.store.voicemail import PIN_DIGITS, Voicemail, VoicemailRepo
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "CallEvent",
     "Cause",
     "Conference",
+    "ConferenceRepo",
+    "ConferenceRoom",
     "ConfigError",
     "DialError",
     "EventKind",

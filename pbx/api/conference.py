@@ -9,12 +9,17 @@ one tick (`media.mixer_clock`). A member whose call ends leaves by itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from media.endpoint import MediaEndpoint
 from media.errors import MediaError
-from media.mixer import Role
+from media.g711 import ulaw_encode
+from media.mixer import FRAME, Law, Role
 from media.mixer_clock import MixerClock
 from pbx.api.call import Call
 from pbx.errors import PbxError
@@ -108,6 +113,46 @@ class Conference:
                 del self._calls[media]
         return out
 
+    def find(self, party: str) -> Call | None:
+        """The member whose call id, or else caller number, is `party` (None: no such)."""
+        members = self.members()
+        for member in members:
+            if member.call.id == party:
+                return member.call
+        for member in members:
+            if member.call.caller == party:
+                return member.call
+        return None
+
+    async def announce(self, samples: npt.ArrayLike) -> None:
+        """Play 8 kHz int16 audio into the room (join and leave tones): every member
+        hears it mixed with the others, nobody loses the room meanwhile. Paced at one
+        frame per 20 ms on the loop's clock, two frames ahead (the mixer's jitter
+        allowance absorbs a late wake-up); returns when it is out, or at once when the
+        room is empty."""
+        audio = np.asarray(samples, dtype=np.int16)
+        if not len(self) or not len(audio):
+            return
+        if len(audio) % FRAME:
+            audio = np.concatenate([audio, np.zeros(FRAME - len(audio) % FRAME, np.int16)])
+        encoded = ulaw_encode(audio).tobytes()
+        source = _Source(self.name)
+        mixer = self._clock.mixer
+        mixer.join(self._room, source, Law.PCMU)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            frames = len(encoded) // FRAME
+            for index in range(frames):
+                mixer.feed(source, encoded[index * FRAME : (index + 1) * FRAME])
+                # Two frames ahead of the clock, never more (the queue's bound).
+                delay = start + (index - 1) * FRAME / 8000 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await asyncio.sleep(3 * FRAME / 8000)  # the last frames are mixed
+        finally:
+            mixer.leave(source)
+
     def _member(self, call: Call) -> MediaEndpoint:
         for media, member in self._calls.items():
             if member is call and media.mixer is self._clock:
@@ -120,3 +165,13 @@ class Conference:
         if media is None:
             raise PbxError(f"{call.id} has no media of the switch's (answer it first)")
         return media
+
+
+class _Source:
+    """A room's own sound source (`announce`): a party of the mixer that is no call."""
+
+    def __init__(self, room: str) -> None:
+        self.room = room
+
+    def __repr__(self) -> str:
+        return f"<announcement in {self.room}>"

@@ -20,6 +20,7 @@ from pbx.b2bua import Attempt, B2bua, Reached
 from pbx.errors import NotFoundError, PbxError
 from pbx.registrar import Target
 from pbx.store import Disposition
+from pbx.store.conferences import ConferenceRepo
 from pbx.store.voicemail import VoicemailRepo
 from sip.errors import SipParseError
 from sip.peer import Peer
@@ -166,6 +167,11 @@ class Switch:
     def voicemail_store(self) -> VoicemailRepo:
         """Mailboxes' messages and PINs (voicemail's own repository)."""
         return self._b2bua.store.voicemail
+
+    @property
+    def conference_store(self) -> ConferenceRepo:
+        """Conference rooms: numbers, PINs, member limits (conferences' own repository)."""
+        return self._b2bua.store.conferences
 
     async def ivr_menus(self) -> str:
         """The stored IVR menus (TOML text; "" when none)."""

@@ -11,6 +11,7 @@ one RTP stream (one SSRC, sequence numbers +1) from before the room to after it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -20,11 +21,18 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from ivr.conference import ConferenceApplication
+from ivr.player import PromptPlayer
+from ivr.prompts import PromptStore
 from media.g711 import ulaw_decode
+from media.wav import write_wav
 from pbx.api import Call, Role, Switch
 from pbx.errors import PbxError
 from pbx.server import PbxServer
-from tests.interop.phones import running_server
+from sip.message import Request, Response, make_response, parse_message
+from tests.interop.ear import Ear, listening, sine
+from tests.interop.phones import closed_cdrs, dial, running_server
+from tests.interop.sipclient import SipClient, media_address
 from tests.interop.test_api_bridge import Phone
 
 WINDOW = 25  # packets analysed (500 ms)
@@ -214,3 +222,136 @@ async def test_a_bridge_becomes_a_room_when_a_third_call_is_added(server: PbxSer
         assert c1.up and c2.up and c3.up
         for call in (c1, c2, c3):
             await call.hangup()
+
+
+# -- the conference application: callers dial the room's number ------------------------
+
+PROMPTS = {"vm-pin": 350, "vm-incorrect": 450, "ivr-goodbye": 300}
+
+
+@pytest.fixture
+async def rooms(tmp_path: Path) -> AsyncIterator[tuple[PbxServer, ConferenceApplication]]:
+    prompts = PromptStore(tmp_path / "prompts")
+    for name, hz in PROMPTS.items():
+        wav = tmp_path / f"{name}.wav"
+        write_wav(wav, sine(hz, 0.3), 8000)
+        prompts.add(name, wav)
+    player = PromptPlayer(prompts)
+    player._defaults_ready = True  # the three prompts above are all the room plays
+    app = ConferenceApplication(player)
+    async with running_server(tmp_path) as pbx:
+        assert pbx._store is not None and pbx.b2bua is not None
+        await pbx._store.conferences.add("8000", pin="4321", max_members=3)
+        pbx.b2bua.applications.append(app)
+        yield pbx, app
+
+
+def _recent(ear: Ear, hz: float) -> float:
+    if len(ear.audio) < WINDOW:
+        return 0.0
+    return level(np.concatenate(ear.audio[-WINDOW:]), hz)
+
+
+def _hears_only(ear: Ear, tones: set[int], every: set[int]) -> bool:
+    return all(_recent(ear, hz) > 1000 for hz in tones) and all(
+        _recent(ear, hz) < 100 for hz in every - tones
+    )
+
+
+async def test_callers_dial_the_room_with_its_pin_hear_each_other_and_are_kicked(
+    rooms: tuple[PbxServer, ConferenceApplication],
+) -> None:
+    server, _ = rooms
+    switch = _switch(server)
+    talk = {"1001": 1200, "1002": 1500, "1003": 1800}
+    every = set(talk.values())
+    tone_names = {**PROMPTS, "join-low": 660, "join-high": 990}
+    loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as stack:
+        ears: dict[str, Ear] = {}
+        dialogs: dict[str, tuple[SipClient, bytes, Response]] = {}
+        talking: list[asyncio.Task[None]] = []
+        for user in talk:
+            ear = ears[user] = await stack.enter_async_context(listening(tone_names))
+            ua = await stack.enter_async_context(SipClient(server.sip_port))
+            invite, ok = await dial(ua, server, "8000", caller=user, rtp_port=ear.port, events=True)
+            assert ok.status == 200
+            dialogs[user] = (ua, invite, ok)
+            ear.remote = media_address(ok.body)
+            await ear.wait_for("vm-pin")
+            if user == "1001":  # a wrong PIN first: told so, asked again
+                ear.press("1111#")
+                await ear.wait_for("vm-pin", "vm-incorrect", "vm-pin")
+            joined_at = len(ear.audio)
+            ear.press("4321#")
+            # The joiner hears the join tone rising (over the others' voices).
+            await _until(lambda e=ear, j=joined_at: _rising(e, j, 660, 990), "the join tone")
+            task = loop.create_task(ear.talk(sine(talk[user], 120.0)))
+            stack.callback(task.cancel)
+            talking.append(task)
+        room = switch.conference("8000")
+        assert [m.call.caller for m in room.members()] == ["1001", "1002", "1003"]
+        await _settled(
+            lambda: (
+                _hears_only(ears["1001"], {1500, 1800}, every)
+                and _hears_only(ears["1002"], {1200, 1800}, every)
+                and _hears_only(ears["1003"], {1200, 1500}, every)
+            ),
+            "each caller hears the other two and not itself",
+        )
+        # A fourth caller finds the room full (3 members): goodbye and BYE.
+        async with listening(tone_names) as ear4, SipClient(server.sip_port) as ua4:
+            _, ok4 = await dial(ua4, server, "8000", caller="1001", rtp_port=ear4.port, events=True)
+            assert ok4.status == 200
+            ear4.remote = media_address(ok4.body)
+            await ear4.wait_for("vm-pin")
+            ear4.press("4321#")
+            await ear4.wait_for("ivr-goodbye")
+            assert await _bye_from_switch(ua4)
+        # The room's owner kicks 1003 (by its number): it gets a BYE, the others hear the
+        # leave tone (falling) and no longer hear 1003.
+        kicked = room.find("1003")
+        assert kicked is not None and room.find(kicked.id) is kicked
+        left_at = len(ears["1001"].audio)
+        await kicked.hangup()
+        assert await _bye_from_switch(dialogs["1003"][0])
+        await _settled(
+            lambda: (
+                _hears_only(ears["1001"], {1500}, every)
+                and _hears_only(ears["1002"], {1200}, every)
+            ),
+            "1003 gone",
+        )
+        assert _rising(ears["1001"], left_at, 990, 660)  # the leave tone, falling
+        assert [m.call.caller for m in room.members()] == ["1001", "1002"]
+        for user in ("1001", "1002"):
+            ua, invite, ok = dialogs[user]
+            bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+            assert bye.status == 200
+        await _until(lambda: not room.members(), "the room empties")
+    rows = await closed_cdrs(server, 4)
+    assert sorted(r.callee for r in rows) == ["8000"] * 4
+
+
+def _rising(ear: Ear, start: int, first: float, then: float) -> bool:
+    """Whether, from packet `start` on, `first` was loud in some 60 ms and `then` later."""
+    frames = ear.audio[start:]
+    loud = [
+        {hz for hz in (first, then) if level(np.concatenate(frames[i : i + 3]), hz) > 1500}
+        for i in range(len(frames) - 2)
+    ]
+    at_first = next((i for i, hz in enumerate(loud) if first in hz), None)
+    return at_first is not None and any(then in hz for hz in loud[at_first + 1 :])
+
+
+async def _bye_from_switch(ua: SipClient) -> bool:
+    """Wait (bounded) for the switch's BYE on `ua`, answering it 200."""
+    for _ in range(50):
+        raw = await ua.receive(timeout=0.5)
+        if raw is None:
+            continue
+        message = parse_message(raw)
+        if isinstance(message, Request) and message.method == "BYE":
+            ua.send(bytes(make_response(message, 200)))
+            return True
+    return False
