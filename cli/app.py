@@ -38,6 +38,7 @@ from cli.common import DataDirOption, format_table, set_global_data_dir
 from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
 from cli.common import run as _run
+from cli.conf import conf_app
 from cli.dtmf import dtmf_app
 from cli.events import events as events_command
 from cli.ivr import ivr_app
@@ -168,6 +169,7 @@ app.add_typer(ivr_app, name="ivr")
 app.add_typer(moh_app, name="moh")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(vm_app, name="vm")
+app.add_typer(conf_app, name="conf")
 
 PasswordOption = Annotated[
     str | None,

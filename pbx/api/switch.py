@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from media.endpoint import MediaEndpoint
 from media.errors import MediaError
@@ -17,7 +17,7 @@ from pbx.api.call import Call
 from pbx.api.conference import Conference
 from pbx.api.outcome import Cause, DialError, Outcome
 from pbx.b2bua import Attempt, B2bua, Reached
-from pbx.errors import NotFoundError, PbxError
+from pbx.errors import ControlError, NotFoundError, PbxError
 from pbx.registrar import Target
 from pbx.store import Disposition
 from pbx.store.conferences import ConferenceRepo
@@ -336,6 +336,41 @@ class Switch:
                 self._mixer = MixerClock()
             room = self._conferences[name] = Conference(name, self._mixer)
         return room
+
+    def live_conferences(self) -> dict[str, Any]:
+        """The rooms with members and who is in each (the control API's
+        `GET /conferences`, `pbx conf list --live`)."""
+        return {
+            "conferences": [
+                {
+                    "room": name,
+                    "members": [
+                        {
+                            "id": m.call.id,
+                            "caller": m.call.caller,
+                            "role": m.role.value,
+                            "whisper_to": m.whisper_to.id if m.whisper_to is not None else None,
+                        }
+                        for m in room.members()
+                    ],
+                }
+                for name, room in self.conferences().items()
+            ]
+        }
+
+    async def kick(self, query: dict[str, str]) -> dict[str, Any]:
+        """Hang up the member `party` (call id or caller number) of room `room` (the
+        control API's `POST /conferences/kick?room=R&party=P`).
+
+        Raises: ControlError when there is no such member.
+        """
+        name, party = query.get("room", ""), query.get("party", "")
+        room = self._conferences.get(name)
+        call = room.find(party) if room is not None else None
+        if call is None:
+            raise ControlError(f"no party {party!r} in conference {name!r}")
+        await call.hangup(0, "kicked from the conference")
+        return {"room": name, "kicked": call.id}
 
     def conferences(self) -> dict[str, Conference]:
         """The rooms with at least one member, by name."""

@@ -31,6 +31,7 @@ from pbx.errors import PbxError
 from pbx.server import PbxServer
 from sip.message import Request, Response, make_response, parse_message
 from tests.interop.ear import Ear, listening, sine
+from tests.interop.peers import pbx_cli
 from tests.interop.phones import closed_cdrs, dial, running_server
 from tests.interop.sipclient import SipClient, media_address
 from tests.interop.test_api_bridge import Phone
@@ -355,3 +356,32 @@ async def _bye_from_switch(ua: SipClient) -> bool:
             ua.send(bytes(make_response(message, 200)))
             return True
     return False
+
+
+async def test_cli_lists_a_live_room_and_kicks_a_member(server: PbxServer) -> None:
+    switch = _switch(server)
+    data_dir = server.settings.data_dir
+    async with Party(server, "1002", 900), Party(server, "1003", 1300) as p3:
+        c2 = await switch.dial("1002", caller_id="1002", timeout=10)
+        c3 = await switch.dial("1003", caller_id="1003", timeout=10)
+        room = switch.conference("8000")
+        room.add(c2)
+        room.add(c3, Role.LISTEN)
+        await _until(lambda: p3.hears(900), "the listener hears 1002")
+        live = await asyncio.to_thread(pbx_cli, data_dir, "conf", "list", "--live")
+        assert live.returncode == 0, live.stderr
+        lines = live.stdout.splitlines()
+        assert lines[0].split() == ["ROOM", "ID", "CALLER", "ROLE", "WHISPERS", "TO"]
+        assert [line.split()[:4] for line in lines[1:]] == [
+            ["8000", c2.id, "1002", "speak"],
+            ["8000", c3.id, "1003", "listen"],
+        ]
+        kicked = await asyncio.to_thread(pbx_cli, data_dir, "conf", "kick", "8000", "1002")
+        assert kicked.returncode == 0, kicked.stderr
+        assert kicked.stdout.strip() == f"kicked {c2.id} from conference 8000"
+        await asyncio.wait_for(c2.wait_ended(), 15)
+        assert [m.call for m in room.members()] == [c3]
+        again = await asyncio.to_thread(pbx_cli, data_dir, "conf", "kick", "8000", "1002")
+        assert again.returncode == 1
+        assert "no party '1002' in conference '8000'" in again.stderr
+        await c3.hangup()

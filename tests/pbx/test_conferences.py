@@ -9,6 +9,7 @@ import pytest
 from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError
 from pbx.store import ConferenceRoom, RingGroup, Store
 from pbx.store.numbering import Owner
+from tests.interop.peers import pbx_cli
 
 
 async def test_add_list_get_remove(tmp_path: Path) -> None:
@@ -72,3 +73,20 @@ async def test_one_numbering_plan_with_users_ring_groups_and_codes(tmp_path: Pat
             await store.users.add("8000", "Secret-Password-2", "aiopbx")
         with pytest.raises(AlreadyExistsError, match="taken by conference room 8000"):
             await store.dialplan.add_ring_group(RingGroup("8000", ("1001",)))
+
+
+def test_cli_add_list_del(tmp_path: Path) -> None:
+    assert pbx_cli(tmp_path, "init").returncode == 0
+    assert pbx_cli(tmp_path, "user", "add", "1001", "--password", "Xk3-secret-pass").returncode == 0
+    added = pbx_cli(tmp_path, "conf", "add", "8000", "--pin", "4321", "--max", "5")
+    assert (added.returncode, added.stdout) == (0, "conference room 8000 added (with PIN)\n")
+    assert pbx_cli(tmp_path, "conf", "add", "8001").returncode == 0
+    clash = pbx_cli(tmp_path, "conf", "add", "1001")
+    assert clash.returncode == 1
+    assert clash.stderr == "pbx: error: number 1001 is already taken by user 1001\n"
+    listed = pbx_cli(tmp_path, "conf", "list")
+    assert listed.stdout.splitlines() == ["NUMBER  PIN  MAX", "8000    yes  5", "8001    no   10"]
+    assert pbx_cli(tmp_path, "conf", "del", "8001").returncode == 0
+    gone = pbx_cli(tmp_path, "conf", "del", "8001")
+    assert (gone.returncode, gone.stderr) == (1, "pbx: error: no conference room 8001\n")
+    assert pbx_cli(tmp_path, "conf", "list").stdout.splitlines()[1:] == ["8000    yes  5"]
