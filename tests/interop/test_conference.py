@@ -314,8 +314,9 @@ async def test_callers_dial_the_room_with_its_pin_hear_each_other_and_are_kicked
         kicked = room.find("1003")
         assert kicked is not None and room.find(kicked.id) is kicked
         left_at = len(ears["1001"].audio)
-        await kicked.hangup()
+        hanging_up = asyncio.ensure_future(kicked.hangup())  # done when 1003 answers the BYE
         assert await _bye_from_switch(dialogs["1003"][0])
+        await asyncio.wait_for(hanging_up, 15)
         await _settled(
             lambda: (
                 _hears_only(ears["1001"], {1500}, every)
