@@ -10,8 +10,10 @@ strings. Nothing here hands out ports, hosts, SIP dialogs or the B2BUA.
 Media of an API call is the switch's own (`media.endpoint.MediaEndpoint`), from the
 answer to the end: prompts, digits and recording on it; a `Bridge` of two such calls
 joins the two endpoints (each phone hears the other in its own RTP stream, no
-re-INVITE); `split` gives both back. Every media verb returns at once when the call
-ends.
+re-INVITE); `split` gives both back. `Switch.conference(name)` is a room of the
+switch-wide mixer: its members (speakers, listeners, whisperers) hear the room in their
+own RTP stream, again without a re-INVITE; `Bridge.add` turns a bridge into one. Every
+media verb returns at once when the call ends.
 """
 
 from media.endpoint import Recording

@@ -58,7 +58,9 @@ class Bridge:
     def add(self, call: Call, role: Role = Role.SPEAK, *, whisper_to: Call | None = None) -> None:
         """A third call: the bridge becomes a mixed room (the two calls keep their media
         anchors; no re-INVITE), `call` joins it with `role` (a supervisor listening, a
-        coach whispering to `whisper_to`). `wait` and `split` go on covering `a` and `b`.
+        coach whispering to `whisper_to`). `wait` and `split` go on covering `a` and `b`;
+        when they end the bridge, every member leaves the room (the added calls stay up,
+        with the application).
 
         Raises: PbxError when the bridge is over or a call cannot be mixed.
         """
