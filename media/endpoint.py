@@ -309,7 +309,10 @@ class MediaEndpoint:
         if codec is None:
             raise MediaError(f"cannot terminate {stream.codec.name} media (PCMU/PCMA only)")
         self._encode, self._decode = codec
+        changed = stream.codec.key != self._codec_key
         self._codec_key = stream.codec.key
+        if changed and self.mixer is not None:
+            self._rejoin_mixer()
         self._silence = self._encode(np.zeros(FRAME, np.int16)).tobytes()
         self.stream = stream
         self.sending = send
@@ -498,6 +501,27 @@ class MediaEndpoint:
         if self.mixer is None:
             raise MediaError(f"{self.name}: not in a room")
         self.mixer.mixer.set_role(self, role, whisper_to)
+
+    def _rejoin_mixer(self) -> None:
+        """The call changed law (a re-INVITE): the mixer encodes and decodes it in the new
+        one from the next tick, role and gains kept (whisperers to it still reach it)."""
+        clock = self.mixer
+        info = clock.mixer.party(self) if clock is not None else None
+        self.unmix()
+        if clock is None or info is None:
+            return
+        law = Law.PCMA if self._codec_key == "pcma" else Law.PCMU
+        clock.join(
+            info.room,
+            self,
+            law,
+            self._mixed.append,
+            info.role,
+            whisper_to=info.whisper_to,
+            talk_gain=info.talk_gain,
+            listen_gain=info.listen_gain,
+        )
+        self.mixer = clock
 
     def unmix(self) -> None:
         """Leave the room (idempotent): the phone hears the switch's own stream again."""

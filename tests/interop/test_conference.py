@@ -24,14 +24,19 @@ import pytest
 from ivr.conference import ConferenceApplication
 from ivr.player import PromptPlayer
 from ivr.prompts import PromptStore
+from media.endpoint import MediaEndpoint
 from media.g711 import ulaw_decode
+from media.mixer import Law
+from media.mixer_clock import MixerClock
+from media.ports import PortAllocator
+from media.sdp import AudioStream, Codec
 from media.wav import write_wav
 from pbx.api import Call, Role, Switch
 from pbx.errors import PbxError
 from pbx.server import PbxServer
 from sip.message import Request, Response, make_response, parse_message
 from tests.interop.ear import Ear, listening, sine
-from tests.interop.peers import pbx_cli
+from tests.interop.peers import free_port, pbx_cli
 from tests.interop.phones import closed_cdrs, dial, running_server
 from tests.interop.sipclient import SipClient, media_address
 from tests.interop.test_api_bridge import Phone
@@ -386,3 +391,30 @@ async def test_cli_lists_a_live_room_and_kicks_a_member(server: PbxServer) -> No
         assert again.returncode == 1
         assert "no party '1002' in conference '8000'" in again.stderr
         await c3.hangup()
+
+
+async def test_a_member_that_changes_law_is_mixed_in_the_new_one() -> None:
+    base = free_port(8)
+    ports = PortAllocator("127.0.0.1", base, base + 7)
+    clock = MixerClock()
+    a, b = MediaEndpoint(ports, name="a"), MediaEndpoint(ports, name="b")
+    try:
+        pcmu, pcma = Codec(0, "PCMU", 8000, 1), Codec(8, "PCMA", 8000, 1)
+        a.set_remote(AudioStream("127.0.0.1", 9, 10, pcmu, None, "sendrecv"))
+        b.set_remote(AudioStream("127.0.0.1", 11, 12, pcmu, None, "sendrecv"))
+        a.mix(clock, "room")
+        b.mix(clock, "room", Role.WHISPER, whisper_to=a)
+        clock.mixer.set_gain(a, talk=0.5)
+        a.set_remote(AudioStream("127.0.0.1", 9, 10, pcma, None, "sendrecv"))  # re-INVITE
+        info = clock.mixer.party(a)
+        assert info is not None
+        assert (info.law, info.role, info.talk_gain) == (Law.PCMA, Role.SPEAK, 0.5)
+        whisperer = clock.mixer.party(b)
+        assert whisperer is not None and whisperer.whisper_to is a
+        assert a.mixer is clock and len(clock.mixer) == 2
+        a.close()  # an ended call leaves its room
+        assert a.mixer is None and clock.mixer.parties("room") == [b]
+    finally:
+        a.close()
+        b.close()
+        clock.close()
