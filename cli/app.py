@@ -38,6 +38,7 @@ from cli.common import DataDirOption, format_table, set_global_data_dir
 from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
 from cli.common import run as _run
+from cli.conf import conf_app
 from cli.dtmf import dtmf_app
 from cli.events import events as events_command
 from cli.ivr import ivr_app
@@ -174,6 +175,7 @@ app.add_typer(trunk_app, name="trunk")
 app.add_typer(route_app, name="route")
 app.add_typer(sim_app, name="sim")
 app.add_typer(vm_app, name="vm")
+app.add_typer(conf_app, name="conf")
 
 PasswordOption = Annotated[
     str | None,
@@ -347,6 +349,7 @@ def serve(
     server = _import("pbx.server")
     runner = _import("ivr.runner")
     voicemail = _import("ivr.voicemail")
+    rooms = _import("ivr.conference")
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(level)
@@ -365,7 +368,11 @@ def serve(
 
     server.run(
         settings,
-        applications=[runner.IvrApplication(settings.data_dir, player=player), mailboxes],
+        applications=[
+            runner.IvrApplication(settings.data_dir, player=player),
+            mailboxes,
+            rooms.ConferenceApplication(player),
+        ],
         voicemail=mailboxes,
         on_started=prepare_prompts,
     )

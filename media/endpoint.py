@@ -51,6 +51,8 @@ import numpy.typing as npt
 from media.dtmf import DtmfDetector
 from media.errors import MediaError
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from media.mixer import Law, Role
+from media.mixer_clock import MixerClock
 from media.ports import PortAllocator, PortPair
 from media.rtp import RtpHeader, payload_offset
 from media.sdp import AudioStream
@@ -270,6 +272,9 @@ class MediaEndpoint:
         #: The endpoint whose phone hears this one's (`join`); None: not joined.
         self.joined: MediaEndpoint | None = None
         self._relayed: collections.deque[bytes] = collections.deque(maxlen=RELAY_DEPTH)
+        #: The mixer clock whose room this endpoint is in (`mix`); None: not mixed.
+        self.mixer: MixerClock | None = None
+        self._mixed: collections.deque[bytes] = collections.deque(maxlen=RELAY_DEPTH)
         self._codec_key = "pcmu"
         self._loop.add_reader(self._rtp.fileno(), self._readable)
         self._loop.add_reader(self._rtcp.fileno(), self._drain_rtcp)
@@ -304,7 +309,10 @@ class MediaEndpoint:
         if codec is None:
             raise MediaError(f"cannot terminate {stream.codec.name} media (PCMU/PCMA only)")
         self._encode, self._decode = codec
+        changed = stream.codec.key != self._codec_key
         self._codec_key = stream.codec.key
+        if changed and self.mixer is not None:
+            self._rejoin_mixer()
         self._silence = self._encode(np.zeros(FRAME, np.int16)).tobytes()
         self.stream = stream
         self.sending = send
@@ -362,6 +370,8 @@ class MediaEndpoint:
             joined = self.joined
             if joined is not None:
                 joined.relay_payload(body, self._codec_key, self._decode)
+            elif self.mixer is not None:
+                self.mixer.feed(self, body)
             if self._inband is None and self._capture is None and not self.frame_listeners:
                 return
             audio = self._decode(body)
@@ -405,6 +415,8 @@ class MediaEndpoint:
         if playing is None:
             if self._relayed:
                 return self._relayed.popleft(), False
+            if self._mixed:
+                return self._mixed.popleft(), False
             return None, False
         if playing.stop_on_digit and not self.digits.empty():
             self._playing = None
@@ -457,6 +469,66 @@ class MediaEndpoint:
         if key != self._codec_key:
             body = self._encode(decode(body)).tobytes()
         self._relayed.append(body)
+
+    # -- mixed (a conference room of the switch-wide mixer) ---------------------------
+
+    def mix(
+        self,
+        clock: MixerClock,
+        room: object,
+        role: Role = Role.SPEAK,
+        *,
+        whisper_to: MediaEndpoint | None = None,
+    ) -> None:
+        """Put this call in `room` of `clock`: what the phone sends (G.711 audio only; its
+        telephone-events stay digits) is fed to the mixer, and the room's mix for it goes
+        out in this endpoint's own stream (its SSRC, sequence and clock), so the phone
+        sees no change and no re-INVITE. A prompt played takes over while it plays.
+
+        Raises: MediaError when joined to another endpoint or mixed already, or when
+            the mixer refuses (a whisper without a target...).
+        """
+        if self.closed:
+            raise MediaError(f"{self.name}: closed")
+        if self.joined is not None or self.mixer is not None:
+            raise MediaError(f"{self.name}: already joined or mixed")
+        law = Law.PCMA if self._codec_key == "pcma" else Law.PCMU
+        clock.join(room, self, law, self._mixed.append, role, whisper_to=whisper_to)
+        self.mixer = clock
+
+    def set_mix_role(self, role: Role, whisper_to: MediaEndpoint | None = None) -> None:
+        """Change this endpoint's role in its room. Raises: MediaError when not mixed."""
+        if self.mixer is None:
+            raise MediaError(f"{self.name}: not in a room")
+        self.mixer.mixer.set_role(self, role, whisper_to)
+
+    def _rejoin_mixer(self) -> None:
+        """The call changed law (a re-INVITE): the mixer encodes and decodes it in the new
+        one from the next tick, role and gains kept (whisperers to it still reach it)."""
+        clock = self.mixer
+        info = clock.mixer.party(self) if clock is not None else None
+        self.unmix()
+        if clock is None or info is None:
+            return
+        law = Law.PCMA if self._codec_key == "pcma" else Law.PCMU
+        clock.join(
+            info.room,
+            self,
+            law,
+            self._mixed.append,
+            info.role,
+            whisper_to=info.whisper_to,
+            talk_gain=info.talk_gain,
+            listen_gain=info.listen_gain,
+        )
+        self.mixer = clock
+
+    def unmix(self) -> None:
+        """Leave the room (idempotent): the phone hears the switch's own stream again."""
+        clock, self.mixer = self.mixer, None
+        self._mixed.clear()
+        if clock is not None:
+            clock.leave(self)
 
     async def loop_encoded(self, frames: Callable[[str], bytes]) -> None:
         """Play pre-encoded audio (e.g. music on hold, `frames(codec_key)` gives the whole
@@ -612,6 +684,7 @@ class MediaEndpoint:
     def _stop(self) -> None:
         self.closed = True
         self.unjoin()
+        self.unmix()
         self._closed_event.set()
         if self._timer is not None:
             self._timer.cancel()

@@ -13,7 +13,9 @@ process: the server sends the box's phones a message-summary NOTIFY and answers
 `{"box": BOX, "notified": N}`, N being how many phones get one),
 `GET /bans` (addresses banned and users refused for failed logins, with the
 seconds left, and the trusted networks in effect), `POST /bans/lift?address=IP`
-(`&user=NAME` to lift one user's refusal only; answers how many were lifted).
+(`&user=NAME` to lift one user's refusal only; answers how many were lifted),
+`GET /conferences` (rooms with members) and `POST /conferences/kick?room=R&party=P`
+(hang up a member, by call id or caller number).
 A route raises `ControlError` for a request it cannot serve (answered 404 with
 the message), e.g. an unknown call id. Every answer is a JSON object; errors are
 `{"error": "..."}` with 400/401/404/405/500.
@@ -367,6 +369,20 @@ def lift_ban(settings: Settings, address: str, user: str | None = None) -> dict[
     """
     query = {"address": address, **({"user": user} if user else {})}
     return request(settings, "/bans/lift?" + urllib.parse.urlencode(query), method="POST")
+
+
+def fetch_conferences(settings: Settings) -> dict[str, Any]:
+    """The running server's conference rooms with members. Raises: ControlError."""
+    return request(settings, "/conferences")
+
+
+def kick(settings: Settings, room: str, party: str) -> dict[str, Any]:
+    """Hang up `party` (call id or caller number) in conference `room`.
+
+    Raises: ControlError (server not running, or no such member).
+    """
+    query = urllib.parse.urlencode({"room": room, "party": party})
+    return request(settings, "/conferences/kick?" + query, method="POST")
 
 
 async def stream_events(settings: Settings) -> AsyncGenerator[dict[str, Any], None]:

@@ -183,7 +183,7 @@ class PbxServer:
         )
         self.b2bua.applications[:] = self._applications
         self.b2bua.voicemail = self._voicemail
-        Switch(self.b2bua)  # the API the applications see: the router runs them through it
+        switch = Switch(self.b2bua)  # the API the applications see: the router runs them through it
         self.calls.on_incoming = self.b2bua.route
         self.mwi = MwiService(
             endpoint,
@@ -216,6 +216,8 @@ class PbxServer:
                 "GET /bans": lambda _: self.ban_list(),
                 "POST /bans/lift": self._lift_ban,
                 "GET /trunks": lambda _: self.trunk_status(),
+                "GET /conferences": lambda _: switch.live_conferences(),
+                "POST /conferences/kick": switch.kick,
             },
             events=self.events,
         )

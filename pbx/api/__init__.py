@@ -10,15 +10,20 @@ strings. Nothing here hands out ports, hosts, SIP dialogs or the B2BUA.
 Media of an API call is the switch's own (`media.endpoint.MediaEndpoint`), from the
 answer to the end: prompts, digits and recording on it; a `Bridge` of two such calls
 joins the two endpoints (each phone hears the other in its own RTP stream, no
-re-INVITE); `split` gives both back. Every media verb returns at once when the call
-ends.
+re-INVITE); `split` gives both back. `Switch.conference(name)` is a room of the
+switch-wide mixer: its members (speakers, listeners, whisperers) hear the room in their
+own RTP stream, again without a re-INVITE; `Bridge.add` turns a bridge into one. Every
+media verb returns at once when the call ends.
 """
 
 from media.endpoint import Recording
+from media.mixer import Role
 from pbx.api.call import Call
+from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
 from pbx.api.switch import Application, Bridge, Switch, VoicemailService
 from pbx.errors import ConfigError, PbxError
+from pbx.store.conferences import ConferenceRepo, ConferenceRoom
 from pbx.store.voicemail import PIN_DIGITS, Voicemail, VoicemailRepo
 
 __all__ = [
@@ -28,12 +33,17 @@ __all__ = [
     "Call",
     "CallEvent",
     "Cause",
+    "Conference",
+    "ConferenceRepo",
+    "ConferenceRoom",
     "ConfigError",
     "DialError",
     "EventKind",
+    "Member",
     "Outcome",
     "PbxError",
     "Recording",
+    "Role",
     "Subscription",
     "Switch",
     "Voicemail",

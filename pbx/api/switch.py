@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from media.endpoint import MediaEndpoint
 from media.errors import MediaError
+from media.mixer import Role
+from media.mixer_clock import MixerClock
 from media.sdp import SessionDescription, audio_stream, g711_offer
 from pbx import calls
 from pbx.api.call import Call
+from pbx.api.conference import Conference
 from pbx.api.outcome import Cause, DialError, Outcome
 from pbx.b2bua import Attempt, B2bua, Reached
-from pbx.errors import NotFoundError, PbxError
+from pbx.errors import ControlError, NotFoundError, PbxError
 from pbx.registrar import Target
 from pbx.store import Disposition
+from pbx.store.conferences import ConferenceRepo
 from pbx.store.voicemail import VoicemailRepo
 from sip.errors import SipParseError
 from sip.peer import Peer
@@ -44,9 +48,31 @@ _RESERVED_HEADERS = frozenset(
 class Bridge:
     """Two calls of the switch hearing each other (their media endpoints joined)."""
 
-    def __init__(self, a: Call, b: Call) -> None:
+    def __init__(self, a: Call, b: Call, switch: Switch | None = None) -> None:
         self.a, self.b = a, b
         self._split = asyncio.Event()
+        self._switch = switch
+        #: The room the bridge became by `add` (None: still 1:1, endpoints joined).
+        self.conference: Conference | None = None
+
+    def add(self, call: Call, role: Role = Role.SPEAK, *, whisper_to: Call | None = None) -> None:
+        """A third call: the bridge becomes a mixed room (the two calls keep their media
+        anchors; no re-INVITE), `call` joins it with `role` (a supervisor listening, a
+        coach whispering to `whisper_to`). `wait` and `split` go on covering `a` and `b`;
+        when they end the bridge, every member leaves the room (the added calls stay up,
+        with the application).
+
+        Raises: PbxError when the bridge is over or a call cannot be mixed.
+        """
+        if not self.active or self._switch is None:
+            raise PbxError("the bridge is over")
+        if self.conference is None:
+            room = self._switch.conference(f"bridge {self.a.id} {self.b.id}")
+            self._unjoin()
+            room.add(self.a)
+            room.add(self.b)
+            self.conference = room
+        self.conference.add(call, role, whisper_to=whisper_to)
 
     @property
     def active(self) -> bool:
@@ -81,6 +107,11 @@ class Bridge:
         self._split.set()
 
     def _unjoin(self) -> None:
+        if self.conference is not None:
+            for member in self.conference.members():
+                self.conference.remove(member.call)
+            self.conference = None
+            return
         media = self.a._leg.media
         if media is not None:
             media.unjoin()
@@ -114,6 +145,8 @@ class Switch:
     def __init__(self, b2bua: B2bua) -> None:
         self._b2bua = b2bua
         b2bua.frontend = self
+        self._mixer: MixerClock | None = None
+        self._conferences: dict[str, Conference] = {}
 
     # -- the router's side (pbx.b2bua.Frontend) ------------------------------------
 
@@ -136,6 +169,11 @@ class Switch:
     def voicemail_store(self) -> VoicemailRepo:
         """Mailboxes' messages and PINs (voicemail's own repository)."""
         return self._b2bua.store.voicemail
+
+    @property
+    def conference_store(self) -> ConferenceRepo:
+        """Conference rooms: numbers, PINs, member limits (conferences' own repository)."""
+        return self._b2bua.store.conferences
 
     async def ivr_menus(self) -> str:
         """The stored IVR menus (TOML text; "" when none)."""
@@ -287,7 +325,61 @@ class Switch:
             media_a.join(media_b)
         except MediaError as exc:
             raise PbxError(f"cannot bridge {a.id} and {b.id}: {exc}") from None
-        return Bridge(a, b)
+        return Bridge(a, b, self)
+
+    # -- conferences (the switch-wide mixer) -----------------------------------------
+
+    def conference(self, name: str) -> Conference:
+        """The room `name` of the switch's mixer (made on first use; every room of the
+        switch is mixed by one 20 ms clock)."""
+        room = self._conferences.get(name)
+        if room is None:
+            if self._mixer is None:
+                self._mixer = MixerClock()
+            room = self._conferences[name] = Conference(name, self._mixer)
+        return room
+
+    def live_conferences(self) -> dict[str, Any]:
+        """The rooms with members and who is in each (the control API's
+        `GET /conferences`, `pbx conf list --live`)."""
+        return {
+            "conferences": [
+                {
+                    "room": name,
+                    "members": [
+                        {
+                            "id": m.call.id,
+                            "caller": m.call.caller,
+                            "role": m.role.value,
+                            "whisper_to": m.whisper_to.id if m.whisper_to is not None else None,
+                        }
+                        for m in room.members()
+                    ],
+                }
+                for name, room in self.conferences().items()
+            ]
+        }
+
+    async def kick(self, query: dict[str, str]) -> dict[str, Any]:
+        """Hang up the member `party` (call id or caller number) of room `room` (the
+        control API's `POST /conferences/kick?room=R&party=P`).
+
+        Raises: ControlError when there is no such member.
+        """
+        name, party = query.get("room", ""), query.get("party", "")
+        room = self._conferences.get(name)
+        call = room.find(party) if room is not None else None
+        if call is None:
+            raise ControlError(f"no party {party!r} in conference {name!r}")
+        await call.hangup(0, "kicked from the conference")
+        return {"room": name, "kicked": call.id}
+
+    def conferences(self) -> dict[str, Conference]:
+        """The rooms with at least one member, by name."""
+        for name, room in list(self._conferences.items()):
+            if not len(room):
+                del self._conferences[name]
+        return dict(self._conferences)
 
 
 def _checked_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

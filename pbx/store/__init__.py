@@ -14,6 +14,7 @@ from types import TracebackType
 
 from pbx.store.bindings import Binding, BindingRepo
 from pbx.store.cdrs import Cdr, CdrRepo, Disposition
+from pbx.store.conferences import ConferenceRepo, ConferenceRoom
 from pbx.store.database import Database
 from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
 from pbx.store.ivr import IvrRepo
@@ -34,6 +35,8 @@ __all__ = [
     "BindingRepo",
     "Cdr",
     "CdrRepo",
+    "ConferenceRepo",
+    "ConferenceRoom",
     "DeletedUser",
     "DialplanRepo",
     "Disposition",
@@ -70,6 +73,7 @@ class Store:
     trunks: TrunkRepo
     numbering: NumberingPlan
     routes: RouteRepo
+    conferences: ConferenceRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -84,6 +88,7 @@ class Store:
         self.trunks = TrunkRepo(db, clock)
         self.numbering = NumberingPlan(db)
         self.routes = RouteRepo(db, clock)
+        self.conferences = ConferenceRepo(db)
 
     @classmethod
     async def open(

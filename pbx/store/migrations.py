@@ -227,6 +227,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    (
+        10,
+        """
+        -- Conference rooms (`pbx conf add`): a number of the numbering plan, the PIN's
+        -- salted scrypt hash (NULL: no PIN), the most members at once.
+        CREATE TABLE conferences (
+            number      TEXT PRIMARY KEY,
+            pin_hash    TEXT,
+            max_members INTEGER NOT NULL CHECK (max_members >= 2)
+        ) STRICT;
+        """,
+    ),
 )
 
 

@@ -1,11 +1,11 @@
 """One numbering plan: who owns number N, across every table that hands out numbers.
 
 A caller dials one number; the switch must find one meaning for it. Users
-(extensions and their mailboxes), ring groups, IVR menus and schedules (the
-numbers in the stored IVR document) and the feature codes built into the switch
-(`*97`/`*98` mailbox access, `*1` record on demand) share one namespace; later
-conference rooms, queues and DIDs join by adding a row to `_TABLES` (or a
-source like `_ivr_owners`). Adding or importing a number checks here first and
+(extensions and their mailboxes), ring groups, conference rooms, IVR menus and
+schedules (the numbers in the stored IVR document) and the feature codes built into
+the switch (`*97`/`*98` mailbox access, `*1` record on demand) share one namespace;
+later queues and DIDs join by adding a row to `_TABLES` (or a source like
+`_ivr_owners`). Adding or importing a number checks here first and
 is refused with one line naming the owner.
 
 The IVR document is TOML that only `ivr/` interprets; this module reads just
@@ -28,6 +28,7 @@ RING_GROUP = "ring group"
 IVR_MENU = "IVR menu"
 IVR_SCHEDULE = "IVR schedule"
 FEATURE = "feature code"
+CONFERENCE = "conference room"
 IVR_KINDS = frozenset({IVR_MENU, IVR_SCHEDULE})
 
 #: Numbers the switch answers itself (ivr/voicemail.py, pbx/bridge.py): what each does.
@@ -41,6 +42,7 @@ FEATURE_CODES: dict[str, str] = {
 _TABLES: tuple[tuple[str, str, str], ...] = (
     ("users", "username", USER),
     ("ring_groups", "number", RING_GROUP),
+    ("conferences", "number", CONFERENCE),
 )
 
 
