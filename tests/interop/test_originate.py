@@ -27,6 +27,7 @@ from pbx.events import CallAnswered, CallCreated
 from pbx.server import PbxServer
 from sip.headers import NameAddr
 from sip.message import Request, make_response, parse_message
+from sip.uri import SipUri
 from tests.interop.ear import peak_hz, rtp_socket, sine
 from tests.interop.peers import ROOT
 from tests.interop.phones import PASSWORDS, closed_cdrs, running_server
@@ -106,7 +107,9 @@ class Phone:
     def shown_caller(self) -> str:
         """The user part of the From of the INVITE this phone got (its caller ID)."""
         assert self.invite is not None
-        return NameAddr.parse(self.invite.headers.get("From") or "").uri.user or ""
+        uri = NameAddr.parse(self.invite.headers.get("From") or "").uri
+        assert isinstance(uri, SipUri)
+        return uri.user or ""
 
     def hears(self, *hz: float) -> bool:
         """Whether each of the last 10 packets carried one of `hz`."""
