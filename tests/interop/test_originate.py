@@ -84,6 +84,7 @@ class Phone:
         self.invite: Request | None = None
         self.answer = asyncio.Event()
         self.got_bye = asyncio.Event()
+        self.methods: list[str] = []  # the requests received, in order
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Phone:
@@ -135,7 +136,10 @@ class Phone:
             if raw is None:
                 continue
             message = parse_message(raw)
-            if not isinstance(message, Request) or message.method == "ACK":
+            if not isinstance(message, Request):
+                continue
+            self.methods.append(message.method)
+            if message.method == "ACK":
                 continue
             if message.method == "INVITE":
                 if self.invite is not None:  # a retransmission: our 180 is on its way
@@ -264,3 +268,14 @@ async def test_post_calls_refuses_unknown_a_and_bad_json(server: PbxServer, tmp_
         async with session.post(url, json={"from": "1001", "to": "1002"}) as response:
             assert response.status == 401
     assert server.calls is not None and not server.calls.calls  # nothing was dialled
+
+
+async def test_stopping_the_server_cancels_a_ringing_originate(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as server, Phone(server, "1001", 600) as a:
+        code, _, err = await _pbx(tmp_path, "call", "originate", "1001", "1002")
+        assert code == 0, err
+        await _until(lambda: a.invite is not None, "1001 rings")
+        assert server.calls is not None and len(server.calls.calls) == 1
+        await server.stop()  # the originate task is cancelled: 1001 stops ringing
+        await _until(lambda: "CANCEL" in a.methods, "1001 gets a CANCEL")
+        assert not server._originations
