@@ -81,6 +81,27 @@ async def _ringback(call: Call) -> None:
         pass
 
 
+async def _dial(
+    switch: Switch,
+    target: str,
+    *,
+    caller_id: str,
+    timeout: float | None,
+    placed_for: str,
+    cause: Call | None = None,
+) -> Call | Outcome:
+    """`Switch.dial`, or why nobody answered (a target it refuses outright, e.g. a
+    malformed SIP URI, is a FAILED outcome too)."""
+    try:
+        return await switch.dial(
+            target, caller_id=caller_id, timeout=timeout, cause=cause, placed_for=placed_for
+        )
+    except DialError as exc:
+        return exc.outcome
+    except PbxError as exc:
+        return Outcome(Cause.FAILED, 0, str(exc))
+
+
 async def originate(
     switch: Switch,
     a: str,
@@ -94,9 +115,7 @@ async def originate(
     them): ring `a` showing `b`; once `a` answers, ring `b` showing `caller_id`
     (default `a`); bridge them and wait until the call ends. `timeout` caps each
     ringing (default: the switch's ring timeout). Never raises for a call that did not
-    happen: the result says why.
-
-    Raises: PbxError only for arguments `Switch.dial` refuses outright.
+    happen (an unknown or malformed number included): the result says why.
     """
     oid = id or new_id()
     tag = f"originate {oid}"
@@ -108,28 +127,25 @@ async def originate(
 
     placed: list[Call] = []
     try:
-        try:
-            call_a = await switch.dial(a, caller_id=b, timeout=timeout, placed_for=tag)
-        except DialError as exc:
-            return done(Stage.A_UNREACHED, exc.outcome)
+        call_a = await _dial(switch, a, caller_id=b, timeout=timeout, placed_for=tag)
+        if isinstance(call_a, Outcome):
+            return done(Stage.A_UNREACHED, call_a)
         placed.append(call_a)
         log.info("%s: %s answered, ringing %s (call %s)", tag, a, b, call_a.id)
         ringback = asyncio.ensure_future(_ringback(call_a))
         try:
-            call_b = await switch.dial(
-                b, caller_id=caller_id or a, timeout=timeout, cause=call_a, placed_for=tag
+            call_b = await _dial(
+                switch, b, caller_id=caller_id or a, timeout=timeout, cause=call_a, placed_for=tag
             )
-        except DialError as exc:
-            if call_a.ended:
-                return done(Stage.A_LEFT, exc.outcome)
-            ringback.cancel()
-            await asyncio.gather(ringback, return_exceptions=True)
-            await call_a.play(BUSY)
-            await call_a.hangup(0, f"{b}: {exc.outcome}")
-            return done(Stage.B_UNREACHED, exc.outcome)
         finally:
             ringback.cancel()
             await asyncio.gather(ringback, return_exceptions=True)
+        if isinstance(call_b, Outcome):
+            if call_a.ended:
+                return done(Stage.A_LEFT, call_b)
+            await call_a.play(BUSY)
+            await call_a.hangup(0, f"{b}: {call_b}")
+            return done(Stage.B_UNREACHED, call_b)
         placed.append(call_b)
         if call_a.ended:
             await call_b.hangup(0, f"{a} hung up")
@@ -138,7 +154,9 @@ async def originate(
             bridge = switch.bridge(call_a, call_b)
         except PbxError as exc:  # one of them ended in between
             log.info("%s: not bridged: %s", tag, exc)
-            return done(Stage.A_LEFT, call_a.outcome or Outcome(Cause.FAILED, 0, str(exc)))
+            gone = call_a if call_a.ended else call_b
+            stage = Stage.A_LEFT if gone is call_a else Stage.B_UNREACHED
+            return done(stage, gone.outcome or Outcome(Cause.FAILED, 0, str(exc)))
         log.info("%s: bridged %s (%s) with %s (%s)", tag, call_a.id, a, call_b.id, b)
         return done(Stage.TALKED, await bridge.wait())
     except asyncio.CancelledError:

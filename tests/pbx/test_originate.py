@@ -9,7 +9,7 @@ from typing import Any, cast
 import numpy.typing as npt
 import pytest
 
-from pbx.api import Cause, DialError, Outcome, Switch
+from pbx.api import Cause, DialError, Outcome, PbxError, Switch
 from pbx.originate import BUSY, RINGBACK, Stage, new_id, originate
 
 
@@ -90,6 +90,8 @@ class FakeSwitch:
             raise DialError(Outcome(Cause.CANCELLED, 487, "the causing call ended"))
         if target in self.refuse:
             raise DialError(self.refuse[target])
+        if target.startswith("sip:") and "@" not in target:
+            raise PbxError(f"bad SIP URI {target!r}")
         leg = self.legs[target] = Leg(target)
         return leg
 
@@ -123,6 +125,16 @@ async def test_b_busy_plays_busy_to_a_and_hangs_up_a() -> None:
     assert (second["target"], second["caller_id"]) == ("1002", "5551234")
     assert second["cause"] is a and second["placed_for"] == "originate o-2"
     assert not fake.bridges
+
+
+async def test_a_malformed_b_is_a_failed_outcome_not_an_exception() -> None:
+    fake = FakeSwitch()
+    result = await originate(_switch(fake), "1001", "sip:nobody")
+    assert (result.stage, result.outcome) == (
+        Stage.B_UNREACHED,
+        Outcome(Cause.FAILED, 0, "bad SIP URI 'sip:nobody'"),
+    )
+    assert fake.legs["1001"].played[-1] == "busy" and fake.legs["1001"].ended
 
 
 async def test_a_hanging_up_while_b_rings_stops_the_originate() -> None:
