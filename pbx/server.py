@@ -70,6 +70,9 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+#: Click-to-calls (POST /calls) in progress at once; each ends by its ring timeouts.
+MAX_ORIGINATIONS = 100
+
 HEARTBEAT_KEY = "heartbeat"
 HEARTBEAT_SECONDS = 5.0
 
@@ -116,8 +119,10 @@ class PbxServer:
         self.events = EventBus()
         self._up = False  # start() completed: stop() then says "stopped"
         self.switch: Switch | None = None
-        #: Click-to-calls in progress (POST /calls), cancelled by stop().
+        #: Click-to-calls in progress (POST /calls), cancelled by stop(), and how many
+        #: may be at once (more are refused 503).
         self._originations: set[asyncio.Task[None]] = set()
+        self.max_originations = MAX_ORIGINATIONS
 
     async def start(self) -> None:
         """Open everything and start listening.
@@ -330,6 +335,8 @@ class PbxServer:
             raise ControlError(f"no extension {a!r}")
         if self.switch is None:
             return 503, {"error": "the server is not running"}
+        if len(self._originations) >= self.max_originations:
+            return 503, {"error": f"{len(self._originations)} click-to-calls in progress already"}
         oid = new_id()
 
         async def run(switch: Switch) -> None:

@@ -267,6 +267,9 @@ async def test_post_calls_refuses_unknown_a_and_bad_json(server: PbxServer, tmp_
             assert (r.status, await r.json()) == (404, {"error": "no extension '4711'"})
         async with session.post(url, json={"from": "1001", "to": "1002"}) as response:
             assert response.status == 401
+        server.max_originations = 0
+        async with session.post(url, json={"from": "1001", "to": "1002"}, headers=auth) as r:
+            assert r.status == 503
     assert server.calls is not None and not server.calls.calls  # nothing was dialled
 
 
