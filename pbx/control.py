@@ -16,10 +16,10 @@ seconds left, and the trusted networks in effect), `POST /bans/lift?address=IP`
 (`&user=NAME` to lift one user's refusal only; answers how many were lifted),
 `POST /calls` with a JSON body `{"from": A, "to": B, "caller_id"?: X}` (click-to-call,
 pbx.originate: answered 202 `{"id": ...}` at once; 400 for a bad body, 404 for an
-unknown A).
+unknown A, 503 when too many are in progress).
 A route raises `ControlError` for a request it cannot serve (answered 404 with
 the message), e.g. an unknown call id. Every answer is a JSON object; errors are
-`{"error": "..."}` with 400/401/404/405/500.
+`{"error": "..."}` with 400/401/404/405/500/503.
 
 `GET /events` is a WebSocket (RFC 6455) streaming the event bus (pbx.events) as JSON
 lines: each text message holds one or more events, one flat JSON object a line
