@@ -34,6 +34,7 @@ from typer.exceptions import TyperException
 
 from cli.amd import amd_app
 from cli.ban import ban_app, trust_app
+from cli.call import call_app
 from cli.common import DataDirOption, format_table, set_global_data_dir
 from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
@@ -167,6 +168,7 @@ def _global_options(
 app.add_typer(amd_app, name="amd")
 app.add_typer(ban_app, name="ban")
 app.add_typer(trust_app, name="trust")
+app.add_typer(call_app, name="call")
 app.add_typer(dtmf_app, name="dtmf")
 app.add_typer(ivr_app, name="ivr")
 app.add_typer(moh_app, name="moh")

@@ -16,9 +16,12 @@ seconds left, and the trusted networks in effect), `POST /bans/lift?address=IP`
 (`&user=NAME` to lift one user's refusal only; answers how many were lifted),
 `GET /conferences` (rooms with members) and `POST /conferences/kick?room=R&party=P`
 (hang up a member, by call id or caller number).
+`POST /calls` with a JSON body `{"from": A, "to": B, "caller_id"?: X}` (click-to-call,
+pbx.originate: answered 202 `{"id": ...}` at once; 400 for a bad body, 404 for an
+unknown A, 503 when too many are in progress).
 A route raises `ControlError` for a request it cannot serve (answered 404 with
 the message), e.g. an unknown call id. Every answer is a JSON object; errors are
-`{"error": "..."}` with 400/401/404/405/500.
+`{"error": "..."}` with 400/401/404/405/500/503.
 
 `GET /events` is a WebSocket (RFC 6455) streaming the event bus (pbx.events) as JSON
 lines: each text message holds one or more events, one flat JSON object a line
@@ -60,6 +63,8 @@ if TYPE_CHECKING:  # aiohttp is imported where used: the CLI's one-shot commands
 log = logging.getLogger(__name__)
 
 Route = Callable[[dict[str, str]], Awaitable[dict[str, Any]] | dict[str, Any]]
+#: A route that takes a JSON object as its body and answers (HTTP status, JSON object).
+BodyRoute = Callable[[dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
 
 #: A connection that has sent no complete request by then is closed (quietly).
 HEAD_TIMEOUT = 10.0
@@ -107,10 +112,12 @@ class ControlServer:
         *,
         events: EventBus | None = None,
         ws_queue: int = WS_QUEUE,
+        body_routes: dict[str, BodyRoute] | None = None,
     ) -> None:
         self._settings = settings
         self._head_timeout = head_timeout
         self._routes = routes
+        self._body_routes = body_routes or {}
         self._events = events
         #: Events each WebSocket client may have waiting (read as it connects).
         self.ws_queue = ws_queue
@@ -143,6 +150,9 @@ class ControlServer:
         for key, route in self._routes.items():
             method, _, path = key.partition(" ")
             app.router.add_route(method, path, self._handler(route))
+        for key, body_route in self._body_routes.items():
+            method, _, path = key.partition(" ")
+            app.router.add_route(method, path, self._body_handler(body_route))
         if self._events is not None:
             app.router.add_get("/events", self._stream)
         return app
@@ -230,6 +240,28 @@ class ControlServer:
 
         return handle
 
+    def _body_handler(self, route: BodyRoute) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A JSON-body route: 400 for a body that is not a JSON object, 404 for its
+        ControlError, else its own status and object."""
+
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                body = json.loads(await request.read() or b"{}")
+            except ValueError:
+                return _json(400, {"error": "the body is not JSON"})
+            if not isinstance(body, dict):
+                return _json(400, {"error": "the body is not a JSON object"})
+            try:
+                status, result = await route(body)
+            except ControlError as exc:
+                return _json(404, {"error": str(exc)})
+            except Exception as exc:
+                log.exception("control: %s %s failed", request.method, request.path)
+                return _json(500, {"error": f"internal error: {type(exc).__name__}"})
+            return _json(status, result)
+
+        return handle
+
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """GET /events: the bus as WebSocket text messages until either side ends."""
         from aiohttp import WSCloseCode, WSMsgType, web
@@ -308,16 +340,25 @@ def _read_info(path: Path) -> dict[str, Any]:
 
 
 def request(
-    settings: Settings, target: str, timeout: float = 5.0, method: str = "GET"
+    settings: Settings,
+    target: str,
+    timeout: float = 5.0,
+    method: str = "GET",
+    body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Ask the running server for `target` (blocking; for the CLI).
+    """Ask the running server for `target` (blocking; for the CLI), with `body` as JSON.
 
     Raises: ControlError when the server is not running or answers an error.
     """
     info = _read_info(settings.control_file)
     conn = http.client.HTTPConnection(str(info["host"]), int(info["port"]), timeout=timeout)
+    headers = {"Authorization": f"Bearer {info['token']}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     try:
-        conn.request(method, target, headers={"Authorization": f"Bearer {info['token']}"})
+        conn.request(
+            method, target, body=None if body is None else json.dumps(body), headers=headers
+        )
         response = conn.getresponse()
         data = json.loads(response.read() or b"{}")
     except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -327,7 +368,7 @@ def request(
         ) from None
     finally:
         conn.close()
-    if response.status != 200:
+    if not 200 <= response.status < 300:
         raise ControlError(f"server refused {target}: {data.get('error', response.status)}")
     if not isinstance(data, dict):
         raise ControlError(f"server answered {target} with something that is not an object")
@@ -355,6 +396,13 @@ def mailbox_changed(settings: Settings, box: str) -> dict[str, Any]:
     Raises: ControlError (server not running, or no such mailbox).
     """
     return request(settings, "/mwi?" + urllib.parse.urlencode({"box": box}), method="POST")
+
+
+def originate(settings: Settings, a: str, b: str, caller_id: str | None = None) -> dict[str, Any]:
+    """Ask the running server to connect `a` and `b` (click-to-call: ring `a`, then `b`);
+    answers at once with the originate's id. Raises: ControlError (e.g. unknown `a`)."""
+    body = {"from": a, "to": b, **({"caller_id": caller_id} if caller_id else {})}
+    return request(settings, "/calls", method="POST", body=body)
 
 
 def fetch_bans(settings: Settings) -> dict[str, Any]:

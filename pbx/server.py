@@ -32,8 +32,10 @@ from pbx.events import EventBus
 from pbx.instance import DataDirLock
 from pbx.mwi import EVENT as MWI_EVENT
 from pbx.mwi import MwiPolicy, MwiService
+from pbx.originate import new_id, originate
 from pbx.registrar import Registrar, RegistrarPolicy
 from pbx.store import Store
+from pbx.tasks import spawn
 from pbx.trace import SipTracer
 from pbx.trunks import TrunkService
 from sip.endpoint import Endpoint
@@ -68,6 +70,9 @@ def tune_gc() -> None:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 
+
+#: Click-to-calls (POST /calls) in progress at once; each ends by its ring timeouts.
+MAX_ORIGINATIONS = 100
 
 HEARTBEAT_KEY = "heartbeat"
 HEARTBEAT_SECONDS = 5.0
@@ -115,6 +120,11 @@ class PbxServer:
         #: Everything that happens to calls and registrations (pbx.events; GET /events).
         self.events = EventBus()
         self._up = False  # start() completed: stop() then says "stopped"
+        self.switch: Switch | None = None
+        #: Click-to-calls in progress (POST /calls), cancelled by stop(), and how many
+        #: may be at once (more are refused 503).
+        self._originations: set[asyncio.Task[None]] = set()
+        self.max_originations = MAX_ORIGINATIONS
 
     async def start(self) -> None:
         """Open everything and start listening.
@@ -183,7 +193,8 @@ class PbxServer:
         )
         self.b2bua.applications[:] = self._applications
         self.b2bua.voicemail = self._voicemail
-        switch = Switch(self.b2bua)  # the API the applications see: the router runs them through it
+        # The API the applications see: the router runs them through it.
+        self.switch = switch = Switch(self.b2bua)
         self.calls.on_incoming = self.b2bua.route
         self.mwi = MwiService(
             endpoint,
@@ -220,6 +231,7 @@ class PbxServer:
                 "POST /conferences/kick": switch.kick,
             },
             events=self.events,
+            body_routes={"POST /calls": self._originate},
         )
         await _listening(
             self._control.start(),
@@ -248,6 +260,10 @@ class PbxServer:
         """Stop listening, flush the registrar, close the store."""
         if self._control is not None:
             await self._control.close()
+        for task in list(self._originations):  # each hangs up what it placed
+            task.cancel()
+        if self._originations:
+            await asyncio.gather(*self._originations, return_exceptions=True)
         if self.trunks is not None:
             await self.trunks.close()  # un-REGISTER while the endpoint still runs
         if self.calls is not None:
@@ -315,6 +331,35 @@ class PbxServer:
         if self.mwi is None or box not in self._users:
             raise ControlError(f"no mailbox {box!r}")
         return {"box": box, "notified": self.mwi.announce(box)}
+
+    # -- click-to-call: POST /calls ---------------------------------------------------
+
+    async def _originate(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The control API's POST /calls {"from": A, "to": B, "caller_id"?: X}: ring A
+        (an extension), then B, and bridge them (pbx.originate), in a task this server
+        owns; answers 202 with the originate's id at once."""
+        fields = {k: body.get(k) for k in ("from", "to", "caller_id")}
+        a, b, caller_id = fields["from"], fields["to"], fields["caller_id"]
+        if not isinstance(a, str) or not a or not isinstance(b, str) or not b:
+            return 400, {"error": '"from" and "to" must be non-empty strings'}
+        if caller_id is not None and (not isinstance(caller_id, str) or not caller_id):
+            return 400, {"error": '"caller_id" must be a non-empty string'}
+        if any(c in v for v in (a, b, caller_id or "") for c in '\r\n\0<>" '):
+            return 400, {"error": "a number may not hold spaces, quotes or angle brackets"}
+        if a not in self._users:
+            raise ControlError(f"no extension {a!r}")
+        if self.switch is None:
+            return 503, {"error": "the server is not running"}
+        if len(self._originations) >= self.max_originations:
+            return 503, {"error": f"{len(self._originations)} click-to-calls in progress already"}
+        oid = new_id()
+
+        async def run(switch: Switch) -> None:
+            await originate(switch, a, b, caller_id=caller_id, id=oid)
+
+        spawn(self._originations, run(self.switch), f"originate {oid}")
+        log.info("control: originate %s: %s -> %s", oid, a, b)
+        return 202, {"id": oid, "from": a, "to": b}
 
     def ban_list(self) -> dict[str, Any]:
         """The control API's /bans: addresses banned and users refused, with time left."""

@@ -205,11 +205,14 @@ class Switch:
         timeout: float | None = None,
         headers: Sequence[tuple[str, str]] = (),
         cause: Call | None = None,
+        placed_for: str = "",
     ) -> Call:
         """Place a call answered with the switch's own media: `target` is an extension
         (every live contact, its forwarding followed), a ring group, or a SIP URI
         (`sip:user@host[:port]`). `timeout` caps each ringing; `cause` is the call that
-        made the application dial (named in the CDR; ringing stops if it ends).
+        made the application dial (named in the CDR; ringing stops if it ends);
+        `placed_for` names in the CDR what the call was placed for instead (e.g.
+        "originate o-1a2b3c4d", linking the CDRs of one click-to-call).
 
         Raises: DialError with the outcome when nobody answered; PbxError for a header
         the application may not set.
@@ -226,18 +229,25 @@ class Switch:
         finally:
             if leg is None:
                 end = b2bua._clock()
-                await store.cdrs.close(cdr, end, _disposition(outcome), _cdr_cause(outcome, cause))
+                await store.cdrs.close(
+                    cdr, end, _disposition(outcome), _cdr_cause(outcome, cause, placed_for)
+                )
         if leg is None:
             raise DialError(outcome)
         call = Call(leg, self._b2bua)
         await store.cdrs.answered(cdr, b2bua._clock())
-        b2bua.manager.spawn(self._close_cdr(cdr, call, cause), f"CDR of dialled {leg.id}")
+        b2bua.manager.spawn(
+            self._close_cdr(cdr, call, cause, placed_for), f"CDR of dialled {leg.id}"
+        )
         return call
 
-    async def _close_cdr(self, cdr: int, call: Call, cause: Call | None) -> None:
+    async def _close_cdr(self, cdr: int, call: Call, cause: Call | None, placed_for: str) -> None:
         outcome = await call.wait_ended()
         await self._b2bua.store.cdrs.close(
-            cdr, self._b2bua._clock(), Disposition.ANSWERED, _cdr_cause(outcome, cause)
+            cdr,
+            self._b2bua._clock(),
+            Disposition.ANSWERED,
+            _cdr_cause(outcome, cause, placed_for),
         )
 
     async def _peer_of(self, number: str) -> Peer:
@@ -411,8 +421,11 @@ def _disposition(outcome: Outcome) -> Disposition:
     }.get(outcome.cause, Disposition.FAILED)
 
 
-def _cdr_cause(outcome: Outcome, cause: Call | None) -> str:
-    placed = (
-        f"placed by the switch for call {cause.id}" if cause is not None else "placed by the switch"
-    )
+def _cdr_cause(outcome: Outcome, cause: Call | None, placed_for: str = "") -> str:
+    if placed_for:
+        placed = f"placed by the switch for {placed_for}"
+    elif cause is not None:
+        placed = f"placed by the switch for call {cause.id}"
+    else:
+        placed = "placed by the switch"
     return f"{outcome} ({placed})"
