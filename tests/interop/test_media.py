@@ -19,7 +19,7 @@ from media.wav import read_wav
 from pbx.server import PbxServer
 from sip.message import Request, make_response, parse_message
 from tests.interop.peers import SippUas, free_port
-from tests.interop.phones import closed_cdrs, dial, phone, running_server
+from tests.interop.phones import closed_cdrs, dial, in_thread, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
 PACKETS = 50
@@ -105,7 +105,7 @@ async def test_rtp_both_ways_through_the_relay(
 
             bye = await ua.exchange(ua.bye_for(invite, ok), timeout=10)
             assert bye.status == 200
-        assert uas.finish() == 0
+        assert await in_thread(uas.finish) == 0
     finally:
         uas.kill()
         caller_rtp.close()
@@ -125,7 +125,7 @@ async def test_silent_call_is_hung_up_on_media_timeout(tmp_path: Path) -> None:
                 bye = parse_message(raw)
                 assert isinstance(bye, Request)
                 ua.send(bytes(make_response(bye, 200)))
-            assert uas.finish() == 0
+            assert await in_thread(uas.finish) == 0
         finally:
             uas.kill()
         [cdr] = await closed_cdrs(server)
@@ -155,7 +155,7 @@ async def test_recorded_call_has_one_side_per_channel(server: PbxServer, tmp_pat
                 await asyncio.sleep(max(0.0, start + (seq + 1) * 0.02 - loop.time()))
             bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=5)
             assert bye.status == 200
-        assert uas.finish() == 0
+        assert await in_thread(uas.finish) == 0
     finally:
         uas.kill()
         caller_rtp.close()

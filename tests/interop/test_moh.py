@@ -18,7 +18,7 @@ from media.g711 import alaw_decode, ulaw_decode
 from media.wav import write_wav
 from pbx.server import PbxServer
 from tests.interop.peers import SippUas, free_port, pbx_cli
-from tests.interop.phones import closed_cdrs, dial, phone, running_server
+from tests.interop.phones import closed_cdrs, dial, in_thread, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
 MOH_HZ = 700.0
@@ -142,7 +142,7 @@ async def test_held_party_hears_music_until_resume(
 
             bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 5), timeout=10)
             assert bye.status == 200
-        assert uas.finish() == 0
+        assert await in_thread(uas.finish) == 0
     finally:
         uas.kill()
         caller_rtp.close()

@@ -25,7 +25,7 @@ from media.wav import read_wav
 from pbx.bridge import Bridge, FeatureCode
 from pbx.server import PbxServer
 from tests.interop.peers import SippUas, free_port
-from tests.interop.phones import closed_cdrs, dial, phone, running_server
+from tests.interop.phones import closed_cdrs, dial, in_thread, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
 WAIT = 5.0  # bound on every wait; never reached when things work
@@ -163,7 +163,7 @@ class Call:
     async def hang_up(self) -> None:
         bye = await self.ua.exchange(self.ua.in_dialog(self.invite, self.ok, "BYE", 9), WAIT)
         assert bye.status == 200
-        assert self.uas is not None and self.uas.finish() == 0
+        assert self.uas is not None and await in_thread(self.uas.finish) == 0
 
     async def __aexit__(self, *exc: object) -> None:
         await self.ua.__aexit__(*exc)

@@ -44,7 +44,7 @@ from sip.message import Request, Response, make_response, parse_message
 from sip.uri import SipUri
 from tests.interop.ear import Ear, rtp_socket, sine
 from tests.interop.peers import PbxProcess, add_users, free_port, pbx_cli, running_pbx
-from tests.interop.phones import PASSWORDS, closed_cdrs, dial, phone, running_server
+from tests.interop.phones import PASSWORDS, closed_cdrs, dial, in_thread, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 from tests.tools import need
 
@@ -333,7 +333,7 @@ async def test_origin_and_contact_through_ivr_extension_hold_resume(
                 bodies.append(answer.body)
             bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 5), timeout=10)
             assert bye.status == 200
-        uas.finish()
+        await in_thread(uas.finish)
     finally:
         uas.kill()
         callee_rtp.close()

@@ -21,6 +21,7 @@ from sip.message import Request, parse_message
 from sip.peer import Peer
 from sip.transaction import Timers
 from tests.interop.peers import DATA, SippUas, free_port, need
+from tests.interop.phones import in_thread
 
 SCENARIOS = DATA / "sipp"
 
@@ -72,7 +73,7 @@ async def test_client_retransmits_until_answered(
         request = _options(port, uas.port, "slow1")
         response = await ep.request(request, Peer("UDP", "127.0.0.1", uas.port))
         assert response.status == 200
-        assert uas.finish() == 0
+        assert await in_thread(uas.finish) == 0
     finally:
         uas.kill()
     received = [e for e in _trace(tmp_path) if e[1] == "received"]
