@@ -1,0 +1,299 @@
+"""Issue 12, acceptance 3: calls from a provider. The trunk "prov" vouches for INVITEs
+from 127.0.0.2 (its inbound network 127.0.0.2/32); the provider is sipp (or the test's
+own UAC) bound to that address. An INVITE from it to a DID reaches the DID's extension
+(a registered sipp phone answers; audio both ways) or IVR menu (the caller hears the
+greeting); the same INVITE from 127.0.0.3 is challenged; an unknown DID, a feature code,
+an extension number and an external number that an outbound route would send to the
+trunk are all refused 404 — and the trunk's far side (a sipp UAS at the trunk's address)
+receives nothing. Trunk calls never count as failed logins."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ivr.prompts import PromptStore
+from ivr.runner import IvrApplication
+from media.wav import write_wav
+from pbx.server import PbxServer
+from pbx.store import Route, Trunk
+from tests.interop.ear import Ear
+from tests.interop.peers import SippUas, run_sipp
+from tests.interop.phones import SCENARIOS, closed_cdrs, in_thread, phone, running_server
+from tests.interop.sipclient import SipClient, media_address
+
+PROVIDER = "127.0.0.2"  # the trunk's inbound network: 127.0.0.2/32
+STRANGER = "127.0.0.3"
+CALLER = "+33612345678"
+DID_EXT = "+33100000001"  # -> ext:1002
+DID_IVR = "+33100000002"  # -> ivr:main (number 800)
+EXTERNAL = "0123456789"  # what the outbound route "out" would send to prov
+
+MENU = """
+[[menu]]
+name = "main"
+number = "800"
+greeting = "greeting"
+timeout = 5.0
+retries = 0
+fallback = "hangup"
+"""
+GREETING_HZ = 700
+
+
+def _bindable(host: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(
+    not (_bindable(PROVIDER) and _bindable(STRANGER)), reason="needs 127.0.0.2 and 127.0.0.3"
+)
+
+
+@pytest.fixture
+async def far_side(tmp_path: Path) -> AsyncIterator[SippUas]:
+    """What the trunk points at (the provider's side of outbound calls): a sipp UAS that
+    logs every message it gets."""
+    uas = SippUas(SCENARIOS / "uas_answer.xml", tmp_path / "far")
+    try:
+        yield uas
+    finally:
+        uas.kill()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, far_side: SippUas) -> AsyncIterator[PbxServer]:
+    prompts = PromptStore(tmp_path / "prompts")
+    t = np.arange(int(8000 * 0.6)) / 8000
+    wav = tmp_path / "greeting.wav"
+    write_wav(wav, (8000 * np.sin(2 * np.pi * GREETING_HZ * t)).astype(np.int16), 8000)
+    prompts.add("greeting", wav)
+    async with running_server(tmp_path) as pbx:
+        store = pbx._store
+        assert store is not None and pbx.b2bua is not None
+        await store.trunks.add(
+            Trunk("prov", "127.0.0.1", port=far_side.port, inbound_networks=(f"{PROVIDER}/32",))
+        )
+        await store.routes.add(Route("out", ("_0X.",), ("prov",)))
+        await store.ivr.put(MENU, ["800"])
+        await store.dids.add(DID_EXT, "ext:1002")
+        await store.dids.add(DID_IVR, "ivr:main")
+        await pbx._reload_trunks()  # as the server does when `pbx trunk add` changes them
+        pbx.b2bua.applications.append(IvrApplication(tmp_path))
+        yield pbx
+
+
+def far_side_messages(uas: SippUas) -> list[str]:
+    """The first lines of the messages the far side received (its -trace_msg log)."""
+    texts = []
+    for log in uas.workdir.glob("*_messages.log"):
+        for block in log.read_text(errors="replace").split("message received")[1:]:
+            lines = [line for line in block.splitlines()[1:] if line.strip()]
+            if lines:
+                texts.append(lines[0])
+    return texts
+
+
+def statuses(workdir: Path) -> list[int]:
+    """The final statuses sipp received (its -trace_msg log)."""
+    found = []
+    for log in workdir.glob("*_messages.log"):
+        for block in log.read_text(errors="replace").split("message received")[1:]:
+            m = re.search(r"^SIP/2\.0 (\d{3}) ", block, re.MULTILINE)
+            if m is not None and int(m.group(1)) >= 200:
+                found.append(int(m.group(1)))
+    return found
+
+
+async def trunk_sipp(
+    server: PbxServer, scenario: str, source: str, did: str, workdir: Path, **kwargs: object
+) -> tuple[int, int, str]:
+    """Run a trunk scenario from `source` (-i) to `did`; (return code, successful calls,
+    output)."""
+    result = await in_thread(
+        run_sipp,
+        SCENARIOS / scenario,
+        server.sip_port,
+        workdir=workdir,
+        inf=[(CALLER, did)],
+        extra=("-i", source),
+        timeout=30,
+        **kwargs,
+    )
+    return result.returncode, result.successful, result.output
+
+
+async def test_did_reaches_the_extension(
+    server: PbxServer, tmp_path: Path, far_side: SippUas
+) -> None:
+    with await phone(server, "1002", "uas_answer.xml", tmp_path / "1002") as callee:
+        rc, ok, output = await trunk_sipp(
+            server, "trunk_call.xml", PROVIDER, DID_EXT, tmp_path / "prov"
+        )
+        assert (rc, ok) == (0, 1), output
+        assert await in_thread(callee.finish) == 0
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.caller, cdr.callee, cdr.disposition) == (CALLER, DID_EXT, "ANSWERED")
+    assert cdr.hangup_cause is not None and cdr.hangup_cause.endswith(
+        f"(DID {DID_EXT} -> ext:1002)"
+    ), cdr.hangup_cause
+    assert far_side_messages(far_side) == []
+
+
+async def test_did_audio_both_ways(server: PbxServer, tmp_path: Path) -> None:
+    """A provider's caller (the test's UAC bound to 127.0.0.2) and extension 1002 (sipp
+    naming our RTP socket) hear each other through the relay."""
+    caller_rtp, callee_rtp = _udp(), _udp()
+    inf = tmp_path / "media.csv"
+    inf.write_text(f"SEQUENTIAL\n{callee_rtp.getsockname()[1]};0;PCMU\n")
+    uas = await phone(server, "1002", "uas_answer_media.xml", tmp_path / "1002", "-inf", str(inf))
+    try:
+        async with SipClient(server.sip_port, host=PROVIDER) as provider:
+            invite = provider.invite(CALLER, DID_EXT, rtp_port=caller_rtp.getsockname()[1])
+            ok = await provider.exchange(invite, timeout=20)
+            assert ok.status == 200, ok
+            provider.send(provider.ack_2xx(invite, ok))
+            relay_a = media_address(ok.body)
+            [log] = (tmp_path / "1002").glob("*_messages.log")
+            relay_b = media_address(log.read_bytes().split(b"INVITE sip:", 1)[1])
+            there, back = bytes(range(160)), bytes(range(255, 95, -1))
+            for seq in range(5):
+                caller_rtp.sendto(_rtp(seq, there, 0x1111), relay_a)
+            assert {p[12:] for p in await _receive(callee_rtp, 5)} == {there}
+            for seq in range(5):
+                callee_rtp.sendto(_rtp(seq, back, 0x2222), relay_b)
+            assert {p[12:] for p in await _receive(caller_rtp, 5)} == {back}
+            bye = await provider.exchange(provider.bye_for(invite, ok), timeout=10)
+            assert bye.status == 200
+        assert await in_thread(uas.finish) == 0
+    finally:
+        uas.kill()
+        caller_rtp.close()
+        callee_rtp.close()
+
+
+async def test_did_reaches_the_ivr_menu(server: PbxServer, tmp_path: Path) -> None:
+    """The provider's media comes from its own address too (127.0.0.2: the SDP address
+    and the signalling address agree, so the switch sends the greeting at once)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((PROVIDER, 0))
+    sock.setblocking(False)
+    ear = Ear(sock, {"greeting": GREETING_HZ})
+    try:
+        async with SipClient(server.sip_port, host=PROVIDER) as provider:
+            await _hear_the_greeting(provider, ear)
+    finally:
+        await ear.stop()
+        sock.close()
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.caller, cdr.callee, cdr.disposition) == (CALLER, DID_IVR, "ANSWERED")
+    assert cdr.hangup_cause is not None and cdr.hangup_cause.endswith(
+        f"(DID {DID_IVR} -> ivr:main)"
+    ), cdr.hangup_cause
+
+
+async def _hear_the_greeting(provider: SipClient, ear: Ear) -> None:
+    invite = provider.invite(CALLER, DID_IVR, rtp_port=ear.port, events=True)
+    for ours in (b"IN IP4 127.0.0.1", f"@127.0.0.1:{provider.port}>".encode()):
+        invite = invite.replace(ours, ours.replace(b"127.0.0.1", PROVIDER.encode()))
+    ok = await provider.exchange(invite, timeout=20)
+    assert ok.status == 200, ok
+    provider.send(provider.ack_2xx(invite, ok))
+    ear.remote = media_address(ok.body)
+    await ear.wait_for("greeting", timeout=20)
+    bye = await provider.exchange(provider.bye_for(invite, ok), timeout=10)
+    assert bye.status == 200
+
+
+async def test_did_ivr_by_sipp_answers(server: PbxServer, tmp_path: Path) -> None:
+    rc, ok, output = await trunk_sipp(server, "trunk_call.xml", PROVIDER, DID_IVR, tmp_path)
+    assert (rc, ok) == (0, 1), output
+
+
+REFUSED = [
+    (STRANGER, DID_EXT, 401),  # not the trunk's address: digest as for anyone
+    (PROVIDER, "+33199999999", 404),  # no such DID
+    (PROVIDER, EXTERNAL, 404),  # an outbound route's number: never planned for a trunk
+    (PROVIDER, "*97", 404),  # feature codes are not DIDs
+    (PROVIDER, "1002", 404),  # nor are extension numbers
+    (PROVIDER, "800", 404),  # nor IVR numbers
+]
+
+
+@pytest.mark.parametrize(("source", "number", "status"), REFUSED)
+async def test_refused(
+    server: PbxServer,
+    tmp_path: Path,
+    far_side: SippUas,
+    source: str,
+    number: str,
+    status: int,
+) -> None:
+    workdir = tmp_path / "prov"
+    rc, ok, output = await trunk_sipp(server, "trunk_refused.xml", source, number, workdir)
+    assert (rc, ok) == (0, 1), output
+    assert statuses(workdir) == [status]
+    if status == 404:
+        [cdr] = await closed_cdrs(server)
+        assert (cdr.caller, cdr.callee, cdr.disposition) == (CALLER, number, "FAILED")
+        assert cdr.hangup_cause == f"404 unknown DID {number}"
+    # The trunk's far side received nothing at all: no INVITE left for it.
+    await asyncio.sleep(0)
+    assert far_side_messages(far_side) == []
+    assert not server.bans.entries(server._clock())
+
+
+async def test_unknown_dids_never_ban_the_trunk(server: PbxServer, tmp_path: Path) -> None:
+    """Many refused trunk calls in a row: no failed login is counted for the trunk's
+    address (a scanner's INVITEs from elsewhere still are: see test_bans)."""
+    rc, ok, output = await trunk_sipp(
+        server, "trunk_refused.xml", PROVIDER, "+33199999999", tmp_path, calls=30, rate=30
+    )
+    assert (rc, ok) == (0, 30), output
+    assert statuses(tmp_path) == [404] * 30
+    assert not server.bans.entries(server._clock())
+    assert server.bans.is_banned(PROVIDER, server._clock()) is False
+
+
+def _udp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return sock
+
+
+def _rtp(seq: int, payload: bytes, ssrc: int) -> bytes:
+    return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, ssrc) + payload
+
+
+async def _receive(sock: socket.socket, count: int, timeout: float = 10.0) -> list[bytes]:
+    loop = asyncio.get_running_loop()
+    got: list[bytes] = []
+    deadline = loop.time() + timeout
+    while len(got) < count and loop.time() < deadline:
+        try:
+            got.append(await asyncio.wait_for(loop.sock_recv(sock, 2048), deadline - loop.time()))
+        except TimeoutError:
+            break
+    return got
+
+
+async def test_the_far_side_count_sees_what_reaches_it(far_side: SippUas) -> None:
+    """The control for "the far side received nothing": an INVITE that does reach it is
+    in its count."""
+    async with SipClient(far_side.port) as ua:
+        response = await ua.exchange(ua.invite(CALLER, EXTERNAL), timeout=10)
+        assert response.status in (180, 200)
+    assert any(line.startswith(f"INVITE sip:{EXTERNAL}@") for line in far_side_messages(far_side))
