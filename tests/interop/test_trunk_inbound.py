@@ -10,6 +10,7 @@ receives nothing. Trunk calls never count as failed logins."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import struct
@@ -19,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivr.prompts import PromptStore
+from ivr.prompts import BEEP, DEFAULT_PROMPTS, PromptStore
 from ivr.runner import IvrApplication
+from ivr.voicemail import VoicemailApplication
 from media.wav import write_wav
 from pbx.server import PbxServer
-from pbx.store import Route, Trunk
-from tests.interop.ear import Ear
+from pbx.store import RingGroup, Route, Trunk
+from sip.message import Response
+from tests.interop.ear import Ear, sine
 from tests.interop.peers import SippUas, run_sipp
 from tests.interop.phones import SCENARIOS, closed_cdrs, in_thread, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
@@ -34,6 +37,8 @@ STRANGER = "127.0.0.3"
 CALLER = "+33612345678"
 DID_EXT = "+33100000001"  # -> ext:1002
 DID_IVR = "+33100000002"  # -> ivr:main (number 800)
+DID_GROUP = "+33100000003"  # -> group:600 (member 1002)
+DID_VM = "+33100000004"  # -> vm:1002
 EXTERNAL = "0123456789"  # what the outbound route "out" would send to prov
 
 MENU = """
@@ -46,6 +51,8 @@ retries = 0
 fallback = "hangup"
 """
 GREETING_HZ = 700
+BEEP_HZ = 1000
+MESSAGE_HZ = 2300
 
 
 def _bindable(host: str) -> bool:
@@ -76,10 +83,14 @@ async def far_side(tmp_path: Path) -> AsyncIterator[SippUas]:
 @pytest.fixture
 async def server(tmp_path: Path, far_side: SippUas) -> AsyncIterator[PbxServer]:
     prompts = PromptStore(tmp_path / "prompts")
-    t = np.arange(int(8000 * 0.6)) / 8000
-    wav = tmp_path / "greeting.wav"
-    write_wav(wav, (8000 * np.sin(2 * np.pi * GREETING_HZ * t)).astype(np.int16), 8000)
-    prompts.add("greeting", wav)
+    quiet = tmp_path / "quiet.wav"
+    write_wav(quiet, np.zeros(400, np.int16), 8000)
+    for name in DEFAULT_PROMPTS:
+        prompts.add(name, quiet)
+    for name, hz in (("greeting", GREETING_HZ), (BEEP, BEEP_HZ)):
+        wav = tmp_path / f"{name}.wav"
+        write_wav(wav, sine(hz, 0.6), 8000)
+        prompts.add(name, wav)
     async with running_server(tmp_path) as pbx:
         store = pbx._store
         assert store is not None and pbx.b2bua is not None
@@ -90,8 +101,15 @@ async def server(tmp_path: Path, far_side: SippUas) -> AsyncIterator[PbxServer]:
         await store.ivr.put(MENU, ["800"])
         await store.dids.add(DID_EXT, "ext:1002")
         await store.dids.add(DID_IVR, "ivr:main")
+        await store.dialplan.add_ring_group(RingGroup("600", ("1002",)))
+        await store.dids.add(DID_GROUP, "group:600")
+        await store.dids.add(DID_VM, "vm:1002")
+        await store.voicemail.set_pin("1002", "4711")
         await pbx._reload_trunks()  # as the server does when `pbx trunk add` changes them
-        pbx.b2bua.applications.append(IvrApplication(tmp_path))
+        # Voicemail is installed as for `pbx serve`: it owns *97/*98 for local phones.
+        mailboxes = VoicemailApplication(tmp_path, silence_seconds=3.0, key_timeout=5.0)
+        pbx.b2bua.applications[:] = [IvrApplication(tmp_path), mailboxes]
+        pbx.b2bua.voicemail = mailboxes
         yield pbx
 
 
@@ -135,20 +153,21 @@ async def trunk_sipp(
     return result.returncode, result.successful, result.output
 
 
+@pytest.mark.parametrize(("did", "target"), [(DID_EXT, "ext:1002"), (DID_GROUP, "group:600")])
 async def test_did_reaches_the_extension(
-    server: PbxServer, tmp_path: Path, far_side: SippUas
+    server: PbxServer, tmp_path: Path, far_side: SippUas, did: str, target: str
 ) -> None:
     with await phone(server, "1002", "uas_answer.xml", tmp_path / "1002") as callee:
         rc, ok, output = await trunk_sipp(
-            server, "trunk_call.xml", PROVIDER, DID_EXT, tmp_path / "prov"
+            server, "trunk_call.xml", PROVIDER, did, tmp_path / "prov"
         )
         assert (rc, ok) == (0, 1), output
         assert await in_thread(callee.finish) == 0
     [cdr] = await closed_cdrs(server)
-    assert (cdr.caller, cdr.callee, cdr.disposition) == (CALLER, DID_EXT, "ANSWERED")
-    assert cdr.hangup_cause is not None and cdr.hangup_cause.endswith(
-        f"(DID {DID_EXT} -> ext:1002)"
-    ), cdr.hangup_cause
+    assert (cdr.caller, cdr.callee, cdr.disposition) == (CALLER, did, "ANSWERED")
+    assert cdr.hangup_cause is not None and cdr.hangup_cause.endswith(f"(DID {did} -> {target})"), (
+        cdr.hangup_cause
+    )
     assert far_side_messages(far_side) == []
 
 
@@ -184,19 +203,42 @@ async def test_did_audio_both_ways(server: PbxServer, tmp_path: Path) -> None:
         callee_rtp.close()
 
 
-async def test_did_reaches_the_ivr_menu(server: PbxServer, tmp_path: Path) -> None:
-    """The provider's media comes from its own address too (127.0.0.2: the SDP address
-    and the signalling address agree, so the switch sends the greeting at once)."""
+@contextlib.asynccontextmanager
+async def provider_ear(tones: dict[str, int]) -> AsyncIterator[Ear]:
+    """An `Ear` whose RTP socket is on the provider's address: the SDP address and the
+    signalling address agree, so the switch sends to it at once."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((PROVIDER, 0))
     sock.setblocking(False)
-    ear = Ear(sock, {"greeting": GREETING_HZ})
+    ear = Ear(sock, tones)
     try:
-        async with SipClient(server.sip_port, host=PROVIDER) as provider:
-            await _hear_the_greeting(provider, ear)
+        yield ear
     finally:
         await ear.stop()
         sock.close()
+
+
+async def provider_call(provider: SipClient, ear: Ear, did: str) -> tuple[bytes, Response]:
+    """INVITE `did` from the provider (no credentials, media at `ear`), ACK the 200."""
+    invite = provider.invite(CALLER, did, rtp_port=ear.port, events=True)
+    for ours in (b"IN IP4 127.0.0.1", f"@127.0.0.1:{provider.port}>".encode()):
+        invite = invite.replace(ours, ours.replace(b"127.0.0.1", PROVIDER.encode()))
+    ok = await provider.exchange(invite, timeout=20)
+    assert ok.status == 200, ok
+    provider.send(provider.ack_2xx(invite, ok))
+    ear.remote = media_address(ok.body)
+    return invite, ok
+
+
+async def test_did_reaches_the_ivr_menu(server: PbxServer) -> None:
+    async with (
+        provider_ear({"greeting": GREETING_HZ}) as ear,
+        SipClient(server.sip_port, host=PROVIDER) as provider,
+    ):
+        invite, ok = await provider_call(provider, ear, DID_IVR)
+        await ear.wait_for("greeting", timeout=20)
+        bye = await provider.exchange(provider.bye_for(invite, ok), timeout=10)
+        assert bye.status == 200
     [cdr] = await closed_cdrs(server)
     assert (cdr.caller, cdr.callee, cdr.disposition) == (CALLER, DID_IVR, "ANSWERED")
     assert cdr.hangup_cause is not None and cdr.hangup_cause.endswith(
@@ -204,17 +246,22 @@ async def test_did_reaches_the_ivr_menu(server: PbxServer, tmp_path: Path) -> No
     ), cdr.hangup_cause
 
 
-async def _hear_the_greeting(provider: SipClient, ear: Ear) -> None:
-    invite = provider.invite(CALLER, DID_IVR, rtp_port=ear.port, events=True)
-    for ours in (b"IN IP4 127.0.0.1", f"@127.0.0.1:{provider.port}>".encode()):
-        invite = invite.replace(ours, ours.replace(b"127.0.0.1", PROVIDER.encode()))
-    ok = await provider.exchange(invite, timeout=20)
-    assert ok.status == 200, ok
-    provider.send(provider.ack_2xx(invite, ok))
-    ear.remote = media_address(ok.body)
-    await ear.wait_for("greeting", timeout=20)
-    bye = await provider.exchange(provider.bye_for(invite, ok), timeout=10)
-    assert bye.status == 200
+async def test_did_goes_straight_into_the_mailbox(server: PbxServer) -> None:
+    assert server._store is not None
+    async with (
+        provider_ear({"vm-beep": BEEP_HZ}) as ear,
+        SipClient(server.sip_port, host=PROVIDER) as provider,
+    ):
+        invite, ok = await provider_call(provider, ear, DID_VM)
+        await ear.wait_for("vm-beep", timeout=20)
+        await ear.talk(sine(MESSAGE_HZ, 1.5))
+        bye = await provider.exchange(provider.bye_for(invite, ok), timeout=10)
+        assert bye.status == 200
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.caller, cdr.callee, cdr.disposition) == (CALLER, DID_VM, "ANSWERED")
+    assert cdr.hangup_cause == f"voicemail left for 1002 (DID {DID_VM} -> vm:1002)"
+    [message] = await server._store.voicemail.messages("1002")
+    assert (message.caller, message.folder) == (CALLER, "new")
 
 
 async def test_did_ivr_by_sipp_answers(server: PbxServer, tmp_path: Path) -> None:
@@ -297,3 +344,25 @@ async def test_the_far_side_count_sees_what_reaches_it(far_side: SippUas) -> Non
         response = await ua.exchange(ua.invite(CALLER, EXTERNAL), timeout=10)
         assert response.status in (180, 200)
     assert any(line.startswith(f"INVITE sip:{EXTERNAL}@") for line in far_side_messages(far_side))
+
+
+async def test_only_invites_are_trusted_by_address(server: PbxServer) -> None:
+    """A SUBSCRIBE for a mailbox (MWI) from the trunk's address still needs digest: the
+    address vouches for a provider's calls, nothing else."""
+    async with SipClient(server.sip_port, host=PROVIDER) as provider:
+        host = f"127.0.0.1:{server.sip_port}"
+        subscribe = (
+            f"SUBSCRIBE sip:1002@{host} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {PROVIDER}:{provider.port};rport;branch=z9hG4bKsub1\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:1002@{host}>;tag=s1\r\n"
+            f"To: <sip:1002@{host}>\r\n"
+            "Call-ID: mwi-from-trunk\r\n"
+            "CSeq: 1 SUBSCRIBE\r\n"
+            f"Contact: <sip:1002@{PROVIDER}:{provider.port}>\r\n"
+            "Event: message-summary\r\n"
+            "Expires: 60\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        response = await provider.exchange(subscribe, timeout=10)
+        assert response.status == 401
