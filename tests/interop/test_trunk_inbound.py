@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import socket
 import struct
@@ -28,7 +29,7 @@ from pbx.server import PbxServer
 from pbx.store import RingGroup, Route, Trunk
 from sip.message import Response
 from tests.interop.ear import Ear, sine
-from tests.interop.peers import SippUas, run_sipp
+from tests.interop.peers import PbxProcess, SippUas, pbx_cli, run_sipp, running_pbx, wait_for
 from tests.interop.phones import SCENARIOS, closed_cdrs, in_thread, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
@@ -184,6 +185,9 @@ async def test_did_audio_both_ways(server: PbxServer, tmp_path: Path) -> None:
             ok = await provider.exchange(invite, timeout=20)
             assert ok.status == 200, ok
             provider.send(provider.ack_2xx(invite, ok))
+            assert server.calls is not None
+            [leg] = [c for c in server.calls.calls.values() if not c.outbound]
+            assert (leg.trunk, leg.caller, type(leg.caller)) == ("prov", CALLER, str)
             relay_a = media_address(ok.body)
             [log] = (tmp_path / "1002").glob("*_messages.log")
             relay_b = media_address(log.read_bytes().split(b"INVITE sip:", 1)[1])
@@ -366,3 +370,37 @@ async def test_only_invites_are_trusted_by_address(server: PbxServer) -> None:
         ).encode()
         response = await provider.exchange(subscribe, timeout=10)
         assert response.status == 401
+
+
+def test_trunk_added_with_the_cli_takes_effect_without_a_restart(tmp_path: Path) -> None:
+    """`pbx trunk add --inbound` in another process: the running server trusts the
+    address within a second or so (the INVITE from it is no longer challenged but
+    routed: 404, an unknown DID); `pbx trunk del` takes the trust away again."""
+    data_dir = tmp_path / "data"
+    assert pbx_cli(data_dir, "init").returncode == 0
+
+    def refused_with(server: PbxProcess, n: int) -> int:
+        workdir = tmp_path / f"sipp{n}"
+        result = run_sipp(
+            SCENARIOS / "trunk_refused.xml",
+            server.port,
+            workdir=workdir,
+            inf=[(CALLER, DID_EXT)],
+            extra=("-i", PROVIDER),
+            timeout=10,
+        )
+        assert result.successful == 1, result.output
+        [status] = statuses(workdir)
+        return status
+
+    attempts = itertools.count()
+    with running_pbx(data_dir) as server:
+        assert refused_with(server, next(attempts)) == 401
+        added = pbx_cli(
+            data_dir, "trunk", "add", "prov", "--host", "127.0.0.1", "--inbound", f"{PROVIDER}/32"
+        )
+        assert added.returncode == 0, added.stderr
+        wait_for(lambda: refused_with(server, next(attempts)) == 404, 20, "the trunk's trust")
+        assert "unknown DID" in server.log()
+        assert pbx_cli(data_dir, "trunk", "del", "prov").returncode == 0
+        wait_for(lambda: refused_with(server, next(attempts)) == 401, 20, "the trust to go")
