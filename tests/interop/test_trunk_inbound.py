@@ -15,7 +15,7 @@ import itertools
 import re
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,8 @@ from ivr.runner import IvrApplication
 from ivr.voicemail import VoicemailApplication
 from media.wav import write_wav
 from pbx.server import PbxServer
-from pbx.store import RingGroup, Route, Trunk
-from sip.message import Response
+from pbx.store import Forwarding, RingGroup, Route, Trunk
+from sip.message import Request, Response, make_response, parse_message
 from tests.interop.ear import Ear, sine
 from tests.interop.peers import PbxProcess, SippUas, pbx_cli, run_sipp, running_pbx, wait_for
 from tests.interop.phones import SCENARIOS, closed_cdrs, in_thread, phone, running_server
@@ -40,6 +40,7 @@ DID_EXT = "+33100000001"  # -> ext:1002
 DID_IVR = "+33100000002"  # -> ivr:main (number 800)
 DID_GROUP = "+33100000003"  # -> group:600 (member 1002)
 DID_VM = "+33100000004"  # -> vm:1002
+DID_FWD = "+33100000005"  # -> ext:1003, which forwards (always) to EXTERNAL
 EXTERNAL = "0123456789"  # what the outbound route "out" would send to prov
 
 MENU = """
@@ -50,6 +51,8 @@ greeting = "greeting"
 timeout = 5.0
 retries = 0
 fallback = "hangup"
+[menu.options]
+"1" = "extension:0123456789"    # EXTERNAL: an outbound route's number
 """
 GREETING_HZ = 700
 BEEP_HZ = 1000
@@ -106,6 +109,8 @@ async def server(tmp_path: Path, far_side: SippUas) -> AsyncIterator[PbxServer]:
         await store.dids.add(DID_GROUP, "group:600")
         await store.dids.add(DID_VM, "vm:1002")
         await store.voicemail.set_pin("1002", "4711")
+        await store.dids.add(DID_FWD, "ext:1003")
+        await store.dialplan.set_forwarding(Forwarding("1003", always=EXTERNAL))
         await pbx._reload_trunks()  # as the server does when `pbx trunk add` changes them
         # Voicemail is installed as for `pbx serve`: it owns *97/*98 for local phones.
         mailboxes = VoicemailApplication(tmp_path, silence_seconds=3.0, key_timeout=5.0)
@@ -404,3 +409,81 @@ def test_trunk_added_with_the_cli_takes_effect_without_a_restart(tmp_path: Path)
         assert "unknown DID" in server.log()
         assert pbx_cli(data_dir, "trunk", "del", "prov").returncode == 0
         wait_for(lambda: refused_with(server, next(attempts)) == 401, 20, "the trust to go")
+
+
+async def test_forwarding_to_an_external_number_is_not_followed_for_a_trunk_call(
+    server: PbxServer, tmp_path: Path, far_side: SippUas
+) -> None:
+    """The DID's extension forwards to a number an outbound route sends to the trunk: a
+    provider's call must not be sent back out (toll fraud); nothing reaches the far side."""
+    workdir = tmp_path / "prov"
+    rc, ok, output = await trunk_sipp(server, "trunk_refused.xml", PROVIDER, DID_FWD, workdir)
+    assert (rc, ok) == (0, 1), output
+    [status] = statuses(workdir)
+    assert status in (403, 404, 480), status
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.callee, cdr.disposition) == (DID_FWD, "FAILED")
+    assert far_side_messages(far_side) == []
+
+
+async def test_ivr_transfer_to_an_external_number_is_refused_for_a_trunk_call(
+    server: PbxServer, far_side: SippUas
+) -> None:
+    """The menu's key 1 dials a number an outbound route sends to the trunk: pressed by a
+    provider's caller it reaches nothing (the IVR says goodbye); the far side gets
+    nothing."""
+    async with (
+        provider_ear({"greeting": GREETING_HZ}) as ear,
+        SipClient(server.sip_port, host=PROVIDER) as provider,
+    ):
+        await provider_call(provider, ear, DID_IVR)
+        await ear.wait_for("greeting", timeout=20)
+        ear.press("1")
+        await _until_bye(provider)  # the menu's fallback hangs up
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.callee, cdr.disposition) == (DID_IVR, "ANSWERED")
+    assert cdr.hangup_cause is not None and cdr.hangup_cause.startswith("IVR hangup")
+    assert far_side_messages(far_side) == []
+
+
+async def test_refer_from_the_provider_is_refused(server: PbxServer, tmp_path: Path) -> None:
+    """A provider may not send its caller on (blind transfer to an external number):
+    REFER from the trunk's leg gets 403; the call stays up."""
+    with await phone(server, "1002", "uas_answer.xml", tmp_path / "1002") as callee:
+        async with (
+            provider_ear({}) as ear,
+            SipClient(server.sip_port, host=PROVIDER) as provider,
+        ):
+            invite, ok = await provider_call(provider, ear, DID_EXT)
+            assert server.b2bua is not None
+            await _until(lambda: bool(server.b2bua and server.b2bua.bridges))
+            refer = provider.in_dialog(
+                invite, ok, "REFER", 2, (f"Refer-To: <sip:{EXTERNAL}@127.0.0.1>",)
+            )
+            response = await provider.exchange(refer, timeout=10)
+            assert response.status == 403
+            bye = await provider.exchange(provider.in_dialog(invite, ok, "BYE", 3), timeout=10)
+            assert bye.status == 200
+        assert await in_thread(callee.finish) == 0
+    [cdr] = await closed_cdrs(server)
+    assert cdr.hangup_cause is not None and "transfer" not in cdr.hangup_cause
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def _until_bye(ua: SipClient) -> None:
+    """Answer what the switch sends in the dialog (200) until its BYE."""
+    while True:
+        raw = await ua.receive(timeout=20)
+        assert raw is not None, "no BYE from the switch"
+        message = parse_message(raw)
+        if isinstance(message, Request) and message.method != "ACK":
+            ua.send(bytes(make_response(message, 200, to_tag=None)))
+            if message.method == "BYE":
+                return
