@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ivr.conference import ConferenceApplication
+from ivr.player import PromptPlayer
 from ivr.prompts import BEEP, DEFAULT_PROMPTS, PromptStore
 from ivr.runner import IvrApplication
 from ivr.voicemail import VoicemailApplication
@@ -41,6 +43,7 @@ DID_IVR = "+33100000002"  # -> ivr:main (number 800)
 DID_GROUP = "+33100000003"  # -> group:600 (member 1002)
 DID_VM = "+33100000004"  # -> vm:1002
 DID_FWD = "+33100000005"  # -> ext:1003, which forwards (always) to EXTERNAL
+DID_CONF = "+33100000006"  # -> conf:8000
 EXTERNAL = "0123456789"  # what the outbound route "out" would send to prov
 
 MENU = """
@@ -111,10 +114,13 @@ async def server(tmp_path: Path, far_side: SippUas) -> AsyncIterator[PbxServer]:
         await store.voicemail.set_pin("1002", "4711")
         await store.dids.add(DID_FWD, "ext:1003")
         await store.dialplan.set_forwarding(Forwarding("1003", always=EXTERNAL))
+        await store.conferences.add("8000")
+        await store.dids.add(DID_CONF, "conf:8000")
         await pbx._reload_trunks()  # as the server does when `pbx trunk add` changes them
         # Voicemail is installed as for `pbx serve`: it owns *97/*98 for local phones.
         mailboxes = VoicemailApplication(tmp_path, silence_seconds=3.0, key_timeout=5.0)
-        pbx.b2bua.applications[:] = [IvrApplication(tmp_path), mailboxes]
+        rooms = ConferenceApplication(PromptPlayer(PromptStore(tmp_path / "prompts")))
+        pbx.b2bua.applications[:] = [IvrApplication(tmp_path), mailboxes, rooms]
         pbx.b2bua.voicemail = mailboxes
         yield pbx
 
@@ -487,3 +493,45 @@ async def _until_bye(ua: SipClient) -> None:
             ua.send(bytes(make_response(message, 200, to_tag=None)))
             if message.method == "BYE":
                 return
+
+
+async def test_did_joins_the_conference_room(server: PbxServer) -> None:
+    async with (
+        provider_ear({}) as ear,
+        SipClient(server.sip_port, host=PROVIDER) as provider,
+    ):
+        invite, ok = await provider_call(provider, ear, DID_CONF)
+        switch = server.switch
+        assert switch is not None
+        await _until(lambda: bool(switch.conferences()))
+        [room] = switch.live_conferences()["conferences"]
+        assert room["room"] == "8000" and [m["caller"] for m in room["members"]] == [CALLER]
+        bye = await provider.exchange(provider.bye_for(invite, ok), timeout=10)
+        assert bye.status == 200
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.caller, cdr.callee, cdr.disposition) == (CALLER, DID_CONF, "ANSWERED")
+    assert cdr.hangup_cause is not None and cdr.hangup_cause.endswith(
+        f"(DID {DID_CONF} -> conf:8000)"
+    ), cdr.hangup_cause
+
+
+@pytest.mark.parametrize(("did", "target"), [(DID_EXT, "ext:1002"), (DID_IVR, "ivr:main")])
+async def test_a_did_whose_target_went_away_is_refused(
+    server: PbxServer, tmp_path: Path, did: str, target: str
+) -> None:
+    """The extension is deleted (or the menu's document cleared) after the DID was added:
+    the call is refused 404 with a log line and a CDR that say so, nothing crashes."""
+    assert server._store is not None
+    if target.startswith("ext:"):
+        await server._store.users.delete("1002")
+        await server._reload_users()  # as the server does when `pbx user del` runs
+        expected = f"404 {target} is gone (DID {did} -> {target})"
+    else:
+        await server._store.ivr.clear()
+        expected = f"404 DID {did}: {target} has no number"
+    workdir = tmp_path / "prov"
+    rc, ok, output = await trunk_sipp(server, "trunk_refused.xml", PROVIDER, did, workdir)
+    assert (rc, ok) == (0, 1), output
+    assert statuses(workdir) == [404]
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.callee, cdr.disposition, cdr.hangup_cause) == (did, "FAILED", expected)
