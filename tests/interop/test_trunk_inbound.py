@@ -27,6 +27,8 @@ from ivr.prompts import BEEP, DEFAULT_PROMPTS, PromptStore
 from ivr.runner import IvrApplication
 from ivr.voicemail import VoicemailApplication
 from media.wav import write_wav
+from pbx.b2bua import Reached
+from pbx.calls import Call
 from pbx.server import PbxServer
 from pbx.store import Forwarding, RingGroup, Route, Trunk
 from sip.message import Request, Response, make_response, parse_message
@@ -44,6 +46,7 @@ DID_GROUP = "+33100000003"  # -> group:600 (member 1002)
 DID_VM = "+33100000004"  # -> vm:1002
 DID_FWD = "+33100000005"  # -> ext:1003, which forwards (always) to EXTERNAL
 DID_CONF = "+33100000006"  # -> conf:8000
+DID_ONWARD = "+33100000007"  # -> trunk:prov/+4930123456 (passed on to another site)
 EXTERNAL = "0123456789"  # what the outbound route "out" would send to prov
 
 MENU = """
@@ -116,6 +119,7 @@ async def server(tmp_path: Path, far_side: SippUas) -> AsyncIterator[PbxServer]:
         await store.dialplan.set_forwarding(Forwarding("1003", always=EXTERNAL))
         await store.conferences.add("8000")
         await store.dids.add(DID_CONF, "conf:8000")
+        await store.dids.add(DID_ONWARD, "trunk:prov/+4930123456")
         await pbx._reload_trunks()  # as the server does when `pbx trunk add` changes them
         # Voicemail is installed as for `pbx serve`: it owns *97/*98 for local phones.
         mailboxes = VoicemailApplication(tmp_path, silence_seconds=3.0, key_timeout=5.0)
@@ -535,3 +539,29 @@ async def test_a_did_whose_target_went_away_is_refused(
     assert statuses(workdir) == [404]
     [cdr] = await closed_cdrs(server)
     assert (cdr.callee, cdr.disposition, cdr.hangup_cause) == (did, "FAILED", expected)
+
+
+async def test_a_trunk_target_is_handed_to_reach(
+    server: PbxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`trunk:NAME/NUMBER` is dialled by the switch's one ringing routine (`B2bua.reach`,
+    helper "outbound"): the DID's call hands it that target, on behalf of the trunk call.
+    (reach is stubbed here to answer 503, so the test holds with or without trunk dialling.)"""
+    assert server.b2bua is not None
+    seen: list[tuple[str | None, str]] = []
+
+    async def reach(caller: Call | None, number: str, offer: bytes, **kwargs: object) -> Reached:
+        seen.append((caller.trunk if caller is not None else None, number))
+        return Reached(status=503, reason="Service Unavailable", cause="503 stubbed")
+
+    monkeypatch.setattr(server.b2bua, "reach", reach)
+    workdir = tmp_path / "prov"
+    rc, ok, output = await trunk_sipp(server, "trunk_refused.xml", PROVIDER, DID_ONWARD, workdir)
+    assert (rc, ok) == (0, 1), output
+    assert statuses(workdir) == [503]
+    assert seen == [("prov", "trunk:prov/+4930123456")]
+    [cdr] = await closed_cdrs(server)
+    assert (cdr.callee, cdr.hangup_cause) == (
+        DID_ONWARD,
+        f"503 stubbed (DID {DID_ONWARD} -> trunk:prov/+4930123456)",
+    )
