@@ -33,7 +33,15 @@ from pbx.server import PbxServer
 from pbx.store import Forwarding, RingGroup, Route, Trunk
 from sip.message import Request, Response, make_response, parse_message
 from tests.interop.ear import Ear, sine
-from tests.interop.peers import PbxProcess, SippUas, pbx_cli, run_sipp, running_pbx, wait_for
+from tests.interop.peers import (
+    PbxProcess,
+    SippUas,
+    free_port,
+    pbx_cli,
+    run_sipp,
+    running_pbx,
+    wait_for,
+)
 from tests.interop.phones import SCENARIOS, closed_cdrs, in_thread, phone, running_server
 from tests.interop.sipclient import SipClient, media_address
 
@@ -75,7 +83,8 @@ def _bindable(host: str) -> bool:
 
 
 pytestmark = pytest.mark.skipif(
-    not (_bindable(PROVIDER) and _bindable(STRANGER)), reason="needs 127.0.0.2 and 127.0.0.3"
+    not all(map(_bindable, (PROVIDER, STRANGER, "127.0.0.4"))),
+    reason="needs 127.0.0.2, 127.0.0.3 and 127.0.0.4",
 )
 
 
@@ -565,3 +574,24 @@ async def test_a_trunk_target_is_handed_to_reach(
         DID_ONWARD,
         f"503 stubbed (DID {DID_ONWARD} -> trunk:prov/+4930123456)",
     )
+
+
+async def test_inbound_contact_trusts_the_registrar_address_only(
+    server: PbxServer, tmp_path: Path
+) -> None:
+    """A trunk recognised by its registered contact (`--inbound-contact`): INVITEs from the
+    address and port its registrations go to are the provider's; from the same host's
+    other ports they are challenged like anyone's."""
+    assert server._store is not None
+    registrar_port = free_port()
+    await server._store.trunks.add(
+        Trunk("site-b", "127.0.0.4", port=registrar_port, inbound_contact=True)
+    )
+    await server._reload_trunks()
+    for n, (port, status) in enumerate([(registrar_port, 404), (free_port(), 401)]):
+        workdir = tmp_path / f"sipp{n}"
+        rc, ok, output = await trunk_sipp(
+            server, "trunk_refused.xml", "127.0.0.4", "+339", workdir, local_port=port
+        )
+        assert (rc, ok) == (0, 1), output
+        assert statuses(workdir) == [status], port
