@@ -40,6 +40,7 @@ from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
 from cli.common import run as _run
 from cli.conf import conf_app
+from cli.did import did_app
 from cli.dtmf import dtmf_app
 from cli.events import events as events_command
 from cli.ivr import ivr_app
@@ -175,6 +176,7 @@ app.add_typer(moh_app, name="moh")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(trunk_app, name="trunk")
 app.add_typer(route_app, name="route")
+app.add_typer(did_app, name="did")
 app.add_typer(sim_app, name="sim")
 app.add_typer(vm_app, name="vm")
 app.add_typer(conf_app, name="conf")

@@ -35,6 +35,7 @@ from media.ports import PortAllocator, PortPair
 from media.recorder import CallRecorder
 from pbx.bridge import Bridge
 from pbx.calls import Call, CallManager, CallState, InboundCall, OutboundCall
+from pbx.inbound import DidAction, step_for
 from pbx.media_bridge import AnchoredMedia, offer_at
 from pbx.registrar import Location, Target, targets_for
 from pbx.store import Disposition, Forwarding, Store
@@ -171,6 +172,9 @@ class B2bua:
     async def route(self, inbound: InboundCall) -> None:
         """The CallManager's on_incoming hook: one caller's whole call."""
         user = inbound.caller
+        if inbound.trunk is not None:  # a provider's call: no local user's limit applies
+            await self._route(inbound)
+            return
         limit = self.max_calls_per_user
         if limit is not None and self._calls_of.get(user, 0) >= limit:
             log.warning("call %s: %s already has %d calls up: 486", inbound.id, user, limit)
@@ -237,6 +241,8 @@ class B2bua:
             await inbound.hangup(500, "Server Error")
 
     async def _connect(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
+        if inbound.trunk is not None:  # a provider's call: its DID's target, nothing else
+            return await self._connect_did(inbound, cdr)
         if self.frontend is not None:
             served = await self.frontend.serve(inbound)
             if served is not None:
@@ -244,6 +250,35 @@ class B2bua:
         if not await self._exists(inbound.callee):
             await inbound.reject(404, "Not Found")
             return Disposition.FAILED, "404 unknown number"
+        return await self._relayed(inbound, cdr)
+
+    async def _connect_did(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
+        """A trunk's call (toll-fraud rule, pbx.inbound): only its DID's target is served
+        (never outbound routes or feature codes); the CDR's cause names the target."""
+        step = await step_for(self.store.dids, inbound.callee)
+        log.info("call %s: DID %r -> %s", inbound.id, step.did, step.target or step.cause)
+        if step.action is DidAction.REFUSE:
+            await inbound.reject(404, "Not Found")
+            return Disposition.FAILED, step.cause
+        via = f" (DID {step.did} -> {step.target})"
+        if step.action is DidAction.MAILBOX:
+            return await self._to_voicemail(inbound, step.number, "unavailable", cdr, via)
+        inbound.callee = step.number
+        if step.action is DidAction.APPLICATION:
+            served = await self.frontend.serve(inbound) if self.frontend is not None else None
+            if served is None:
+                await inbound.reject(404, "Not Found")
+                return Disposition.FAILED, f"404 {step.target} not served{via}"
+            disposition, cause = await self._served(inbound, cdr, served)
+        elif step.action is DidAction.RING and not await self._exists(step.number):
+            await inbound.reject(404, "Not Found")
+            return Disposition.FAILED, f"404 {step.target} is gone{via}"
+        else:  # RING, or TRUNK: reach() dials trunk:NAME/NUMBER
+            disposition, cause = await self._relayed(inbound, cdr)
+        return disposition, cause + via
+
+    async def _relayed(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
+        """Ring `inbound.callee` for `inbound` with its media relayed by the switch."""
         try:
             media = self._anchored(inbound)
         except MediaError as exc:
@@ -628,7 +663,10 @@ class B2bua:
         is streamed to disk from the first start on, and linked from the CDR at once
         (a crash leaves the CDR pointing at everything recorded until then); on
         demand, a call whose code is never pressed leaves no file."""
-        mode_a = await self.store.dialplan.recording_mode(inbound.caller)
+        # A trunk's caller is a number, not a local user: no recording mode of its own.
+        mode_a = (
+            await self.store.dialplan.recording_mode(inbound.caller) if not inbound.trunk else ""
+        )
         mode_b = await self.store.dialplan.recording_mode(callee)
         if "on_demand" not in (mode_a, mode_b) and "always" not in (mode_a, mode_b):
             return None

@@ -349,6 +349,9 @@ class Bridge:
         leg = self.leg_of(call)
         if leg is None:
             return make_response(request, 481, "Call/Transaction Does Not Exist")
+        if call.trunk is not None:  # toll fraud: a provider may not send the call on
+            log.warning("call %s: REFER from trunk %s refused", call.id, call.trunk)
+            return make_response(request, 403, "Forbidden")
         try:
             target = NameAddr.parse(request.headers.get("Refer-To") or "").uri
         except SipParseError:

@@ -114,6 +114,8 @@ class Call:
         self._origin: SdpOrigin | None = None
         #: The CDR row this leg is part of, when the B2BUA opened one (for the end event).
         self.cdr_id: int | None = None
+        #: The trunk this call came in from (None: a local user's call or the switch's own).
+        self.trunk: str | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.caller}->{self.callee} {self.state.value}>"

@@ -24,11 +24,12 @@ from pbx.api import Application, Switch, VoicemailService
 from pbx.auth import Authenticator, AuthResult, NonceManager
 from pbx.b2bua import B2bua
 from pbx.bans import BanList
-from pbx.calls import CallManager
+from pbx.calls import CallManager, InboundCall
 from pbx.config import Settings
 from pbx.control import ControlServer
 from pbx.errors import ConfigError, ControlError
 from pbx.events import EventBus
+from pbx.inbound import InboundTrust, TrunkCaller, caller_number, did_candidates, pick_did
 from pbx.instance import DataDirLock
 from pbx.mwi import EVENT as MWI_EVENT
 from pbx.mwi import MwiPolicy, MwiService
@@ -114,6 +115,10 @@ class PbxServer:
         self.b2bua: B2bua | None = None
         self.mwi: MwiService | None = None
         self.trunks: TrunkService | None = None
+        #: Which INVITEs a trunk vouches for (pbx.inbound), kept up with the trunks.
+        self.inbound = InboundTrust(
+            lambda name: self.trunks.registrar_address(name) if self.trunks is not None else None
+        )
         self.bans = BanList(settings.ban_policy, settings.trusted_networks)
         self._lock = DataDirLock(settings.data_dir)
         self._listening: list[str] = []
@@ -171,7 +176,7 @@ class PbxServer:
         ]
         self.calls = CallManager(
             endpoint,
-            authenticate=self._authenticate_call,
+            authenticate=self._authenticate_invite,
             sip_host=s.sip_host,
             sip_port=self.sip_port,
             clock=self._clock,
@@ -195,7 +200,7 @@ class PbxServer:
         self.b2bua.voicemail = self._voicemail
         # The API the applications see: the router runs them through it.
         self.switch = switch = Switch(self.b2bua)
-        self.calls.on_incoming = self.b2bua.route
+        self.calls.on_incoming = self._incoming
         self.mwi = MwiService(
             endpoint,
             authenticate=self._authenticate_call,
@@ -216,7 +221,7 @@ class PbxServer:
             retry_max=s.trunk_retry_max,
             clock=self._clock,
         )
-        await self.trunks.reload(await store.trunks.all())
+        await self._reload_trunks()
         self._control = ControlServer(
             s,
             {
@@ -409,6 +414,45 @@ class PbxServer:
             request, outcome.status or 403, outcome.reason, headers=outcome.headers
         )
 
+    def _authenticate_invite(self, request: Request, peer: Peer) -> str | Response | None:
+        """A new INVITE: a trunk's (by its source address: no digest, no ban counting;
+        the caller is the number its From names, never a local user), else digest-checked
+        as `_authenticate_call`."""
+        trunk = self.inbound.trunk_for(peer.host, peer.port)
+        if trunk is not None:
+            return TrunkCaller(caller_number(request), trunk)
+        return self._authenticate_call(request, peer)
+
+    async def _incoming(self, inbound: InboundCall) -> None:
+        """The CallManager's on_incoming hook: a trunk's call is marked with the trunk
+        and addressed to its DID (the CDR's callee) before the B2BUA routes it."""
+        assert self.b2bua is not None and self._store is not None
+        if isinstance(inbound.caller, TrunkCaller):
+            inbound.trunk = inbound.caller.trunk
+            inbound.caller = str(inbound.caller)
+            try:
+                inbound.callee = await pick_did(self._store.dids, did_candidates(inbound.request))
+            except Exception:
+                log.exception("call %s from trunk %s: DID lookup failed", inbound.id, inbound.trunk)
+                await inbound.reject(500, "Server Error")
+                return
+            log.info(
+                "call %s: from trunk %s, caller %s, DID %r",
+                inbound.id,
+                inbound.trunk,
+                inbound.caller,
+                inbound.callee,
+            )
+        await self.b2bua.route(inbound)
+
+    async def _reload_trunks(self) -> None:
+        """Trunks changed (or the server starts): registrations and inbound trust."""
+        assert self._store is not None
+        trunks = await self._store.trunks.all()
+        self.inbound.update(trunks)
+        if self.trunks is not None:
+            await self.trunks.reload(trunks)
+
     async def _last_alive(self) -> float:
         """When the previous process was last known alive (its heartbeat), else now."""
         assert self._store is not None
@@ -460,8 +504,7 @@ class PbxServer:
                 await self._reload_users()
                 await self._reload_trust()
                 log.debug("users reloaded: %d", len(self._users))
-                if self.trunks is not None:
-                    await self.trunks.reload(await self._store.trunks.all())
+                await self._reload_trunks()
 
 
 # -- admin: start-up errors as one line -------------------------------------------

@@ -295,6 +295,12 @@ class TrunkService:
             retry_max=self.retry_max,
         )
 
+    def registrar_address(self, name: str) -> tuple[str, int] | None:
+        """Where trunk `name`'s registrations go (its host resolved), None until known."""
+        runner = self._runners.get(name)
+        peer = runner.peer if runner is not None else None
+        return (peer.host, peer.port) if peer is not None else None
+
     # -- status ------------------------------------------------------------------------------
 
     def status(self) -> list[dict[str, Any]]:

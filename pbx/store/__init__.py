@@ -17,6 +17,7 @@ from pbx.store.cdrs import Cdr, CdrRepo, Disposition
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
 from pbx.store.database import Database
 from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
+from pbx.store.dids import Did, DidRepo
 from pbx.store.ivr import IvrRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.numbering import NumberingPlan, Owner
@@ -39,6 +40,8 @@ __all__ = [
     "ConferenceRoom",
     "DeletedUser",
     "DialplanRepo",
+    "Did",
+    "DidRepo",
     "Disposition",
     "Forwarding",
     "IvrRepo",
@@ -74,6 +77,7 @@ class Store:
     numbering: NumberingPlan
     routes: RouteRepo
     conferences: ConferenceRepo
+    dids: DidRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -89,6 +93,7 @@ class Store:
         self.numbering = NumberingPlan(db)
         self.routes = RouteRepo(db, clock)
         self.conferences = ConferenceRepo(db)
+        self.dids = DidRepo(db, clock)
 
     @classmethod
     async def open(

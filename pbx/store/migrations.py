@@ -239,6 +239,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    (
+        11,
+        """
+        -- Inbound DIDs (`pbx did add`): a number a provider's INVITE is addressed to, and
+        -- what it reaches (ext:1001, group:600, ivr:MENU, conf:8000, vm:1001,
+        -- trunk:NAME/NUMBER), checked to exist when added.
+        CREATE TABLE dids (
+            number  TEXT PRIMARY KEY,
+            target  TEXT NOT NULL,
+            created REAL NOT NULL
+        ) STRICT;
+        """,
+    ),
 )
 
 
