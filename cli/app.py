@@ -476,11 +476,13 @@ def user_passwd(
 
 
 async def _delete_user(data_dir: Path, name: str) -> tuple[DeletedUser, list[str]]:
-    """Delete the user; also say what still points at its number (IVR, forwarding)."""
+    """Delete the user; also say what still points at its number (IVR, forwarding, DIDs)."""
     async with await _open_existing(data_dir) as store:
         gone = await store.users.delete(name)
         dangling = ivr_references(await store.ivr.get(), name)
         dangling += [f"forwarding of {u}" for u in await store.dialplan.forwarding_to(name)]
+        for kind in ("ext", "vm"):
+            dangling += [f"DID {d}" for d in await store.dids.pointing_at(kind, name)]
     return gone, dangling
 
 

@@ -190,6 +190,13 @@ class DidRepo:
         rows = await self._db.fetchall("SELECT number, target, created FROM dids ORDER BY number")
         return [_did(row) for row in rows]
 
+    async def pointing_at(self, kind: str, name: str) -> list[str]:
+        """The DIDs whose target is `kind:name` (e.g. the DIDs of extension 1001)."""
+        rows = await self._db.fetchall(
+            "SELECT number FROM dids WHERE target = ? ORDER BY number", (f"{kind}:{name}",)
+        )
+        return [str(r[0]) for r in rows]
+
     async def delete(self, number: str) -> None:
         """Raises: NotFoundError."""
         async with self._db.transaction() as conn:

@@ -4,9 +4,10 @@ A caller dials one number; the switch must find one meaning for it. Users
 (extensions and their mailboxes), ring groups, conference rooms, IVR menus and
 schedules (the numbers in the stored IVR document) and the feature codes built into
 the switch (`*97`/`*98` mailbox access, `*1` record on demand) share one namespace;
-later queues and DIDs join by adding a row to `_TABLES` (or a source like
-`_ivr_owners`). Adding or importing a number checks here first and
-is refused with one line naming the owner.
+later queues join by adding a row to `_TABLES` (or a source like `_ivr_owners`).
+DIDs are not in it: they are the provider's numbers, looked up only for calls from
+a trunk (pbx/store/dids.py), so DID 1001 may lead to extension 1001. Adding or
+importing a number checks here first and is refused with one line naming the owner.
 
 The IVR document is TOML that only `ivr/` interprets; this module reads just
 the `number` of each `[[menu]]` and `[[schedule]]` (tolerating anything else).

@@ -145,7 +145,11 @@ def test_user_del_names_what_still_sends_calls_to_it(data_dir: Path) -> None:
         '[menu.options]\n"1" = "extension:1001"\n"2" = "extension:1002"\n'
     )
     ok(data_dir, "ivr", "import", str(toml))
+    ok(data_dir, "did", "add", "+33100000001", "--to", "ext:1001")
+    ok(data_dir, "did", "add", "+33100000002", "--to", "vm:1001")
+    ok(data_dir, "did", "add", "+33100000003", "--to", "ext:1002")
     assert ok(data_dir, "user", "del", "1001").splitlines()[-1] == (
         "still sending calls to 1001 (now unknown): IVR menu 'main' key 1 (extension:1001);"
-        " IVR menu 'main' fallback (voicemail:1001); forwarding of 1002"
+        " IVR menu 'main' fallback (voicemail:1001); forwarding of 1002;"
+        " DID +33100000001; DID +33100000002"
     )
