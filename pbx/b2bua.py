@@ -391,6 +391,8 @@ class B2bua:
             display=inbound.request.from_.display_name,
             on_ringing=ringing,
         )
+        if reached.trunk:
+            await self.store.cdrs.set_trunk(cdr, reached.trunk, reached.trunk_number)
         via = reached.via
         if reached.winner is not None:
             return await self._answered(inbound, reached.winner, media, cdr, via)
@@ -803,6 +805,9 @@ class B2bua:
             music.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await music
+        cdr = self._cdrs.get(call.id)
+        if reached.trunk and cdr is not None:
+            await self.store.cdrs.set_trunk(cdr, reached.trunk, reached.trunk_number)
         winner = reached.winner
         if winner is None:
             self.ports.release(pair_b)
