@@ -255,3 +255,18 @@ async def test_unknown_trunk_and_unresolvable_host(
     assert "trunk nosuch: no such trunk" in caplog.text
     assert "trunk nowhere: cannot resolve 'no-such-host.invalid'" in caplog.text
     assert attempts(sim) == []
+
+
+@pytest.mark.parametrize("target", ["trunk:prov", "trunk:prov/12ab", "trunk:/0100123456"])
+async def test_malformed_trunk_target_fails_cleanly(
+    server: PbxServer, sim: PstnSimulator, caplog: pytest.LogCaptureFixture, target: str
+) -> None:
+    await add_trunk(server, sim)
+    assert server.switch is not None and server._store is not None
+    with pytest.raises(DialError) as failed:
+        await server.switch.dial(target, caller_id="1001", timeout=5)
+    assert failed.value.outcome.status == 404
+    assert "is not" in caplog.text and target in caplog.text
+    [cdr] = await server._store.cdrs.list()
+    assert cdr.disposition == "FAILED" and cdr.trunk is None
+    assert attempts(sim) == []
