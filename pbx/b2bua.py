@@ -198,6 +198,8 @@ class B2bua:
                 self._calls_of[user] = left
 
     async def _route(self, inbound: InboundCall) -> None:
+        if inbound.trunk is not None and not await self._trunk_channel(inbound):
+            return
         start = self._clock()
         cdr = await self.store.cdrs.open(
             inbound.request.call_id, inbound.caller, inbound.callee, start
@@ -235,6 +237,27 @@ class B2bua:
                 disposition,
                 cause,
             )
+
+    async def _trunk_channel(self, inbound: InboundCall) -> bool:
+        """Take a channel of the trunk `inbound` came in from, given back when the call
+        ends; when all its channels are in use the call is refused 503 (False)."""
+        name = inbound.trunk
+        assert name is not None
+        try:
+            limit = (await self.store.trunks.get(name)).max_channels
+        except NotFoundError:  # deleted since the call was let in: nothing to count against
+            limit = 0
+        if not self.trunk_channels.acquire(name, limit):
+            log.warning(
+                "call %s: trunk %s has all %d channels in use: 503", inbound.id, name, limit
+            )
+            await inbound.reject(503, "Service Unavailable")
+            return False
+        if inbound.state is CallState.ENDED:
+            self.trunk_channels.release(name)
+        else:
+            inbound.on_end.append(lambda _call: self.trunk_channels.release(name))
+        return True
 
     async def _end_all(self, inbound: InboundCall, legs: list[OutboundCall]) -> None:
         """Leave no leg of a routed call up: BYE (or CANCEL) every callee leg still

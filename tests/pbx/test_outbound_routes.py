@@ -294,3 +294,31 @@ async def test_a_dialled_trunk_target_is_not_taken(
         _, final = await dial(ua, server, "trunk%3Aprov-b%2F0123456789")
     assert final.status == 404
     assert wire.invites == []
+
+
+async def test_a_trunks_inbound_calls_take_its_channels(
+    server: PbxServer, sims: tuple[PstnSimulator, PstnSimulator]
+) -> None:
+    """Calls in from a trunk count against its max channels too: with its one channel
+    taken, the provider's next INVITE is refused 503 (it may try elsewhere); a call let
+    in gives its channel back when it ends."""
+    a, b = sims
+    await configure(server, a, b, a_channels=1)
+    assert server.calls is not None and server.b2bua is not None
+    route = server.calls.on_incoming
+
+    async def from_trunk(call: InboundCall) -> None:
+        call.trunk = "prov-a"  # what the DID code sets for the provider's INVITE
+        await route(call)
+
+    server.calls.on_incoming = from_trunk
+    channels = server.b2bua.trunk_channels
+    assert channels.acquire("prov-a", 1)  # a call out holds the only channel
+    async with SipClient(server.sip_port) as ua:
+        _, full = await dial(ua, server, "1002")
+        assert full.status == 503
+        channels.release("prov-a")
+        _, let_in = await dial(ua, server, "1002")
+        assert let_in.status in (404, 480)  # 1002 has no phone (or is no DID): not 503
+        await closed_cdrs(server)
+    assert channels.in_use("prov-a") == 0
