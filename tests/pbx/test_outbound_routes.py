@@ -247,10 +247,12 @@ async def test_a_call_from_a_trunk_never_reaches_a_route(
     server: PbxServer, sims: tuple[PstnSimulator, PstnSimulator]
 ) -> None:
     """The toll-fraud rule: an inbound call marked as a trunk's (what the DID code does)
-    dialling an external number gets 403; no provider sees an INVITE."""
+    dialling an external number is refused (403 here; 404 where the DID code answers
+    first); no provider sees an INVITE. Whatever reaches `B2bua.reach` on behalf of such
+    a call (forwarding, an IVR transfer) is refused 403 too."""
     a, b = sims
     wire = await configure(server, a, b)
-    assert server.calls is not None
+    assert server.calls is not None and server.b2bua is not None
     route = server.calls.on_incoming
 
     async def from_trunk(call: InboundCall) -> None:
@@ -260,11 +262,14 @@ async def test_a_call_from_a_trunk_never_reaches_a_route(
     server.calls.on_incoming = from_trunk
     async with SipClient(server.sip_port) as ua:
         _, final = await dial(ua, server, NUMBER)
-        [cdr] = await closed_cdrs(server)
-    assert final.status == 403
+        await closed_cdrs(server)
+    assert final.status in (403, 404)
+    caller = SimpleNamespace(id="t-1", trunk="prov-a", caller="0612345678")
+    reached = await server.b2bua.reach(caller, NUMBER, b"", caller_id="0612345678")  # type: ignore[arg-type]
+    assert (reached.status, reached.winner) == (403, None)
+    assert "trunk prov-a" in reached.cause
     assert wire.invites == []
     assert statuses(a) == [] and statuses(b) == []
-    assert cdr.hangup_cause is not None and "trunk prov-a" in cdr.hangup_cause
 
 
 async def test_route_refusal_table(server: PbxServer) -> None:
