@@ -64,6 +64,9 @@ TRUNK_PREFIX = "trunk:"
 #: A number sent to a trunk: dial characters, at most 32 (E.164 has 15 digits).
 _NUMBER = re.compile(r"\+?[0-9*#]{1,32}")
 _TRUNK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+#: A caller ID that may go into From and P-Asserted-Identity as it is (a number or a
+#: plain user name); anything else is replaced by the trunk's username.
+_CALLER_ID = re.compile(r"\+?[A-Za-z0-9_.*#-]{1,32}")
 #: Payload formats kept whatever the trunk's codecs (they carry no voice).
 _SIGNALLING_CODECS = frozenset({"telephone-event", "cn"})
 
@@ -241,7 +244,11 @@ class OutboundDialler:
             uri = SipUri.parse(f"sip:{_escaped(number)}@{host}:{trunk.port}{params}")
         except SipParseError as exc:
             raise ConfigError(f"number {number!r} does not fit a SIP URI: {exc}") from None
-        from_user = trunk.from_user or caller_id or trunk.username
+        if not _CALLER_ID.fullmatch(caller_id):
+            if caller_id:
+                log.info("trunk %s: caller ID %r not sent (not a number)", trunk.name, caller_id)
+            caller_id = ""
+        from_user = trunk.from_user or caller_id or trunk.username or "anonymous"
         from_host = trunk.from_domain or host
         extra: tuple[tuple[str, str], ...] = ()
         if caller_id and caller_id != from_user:

@@ -16,15 +16,18 @@ from media.ports import PortAllocator
 from media.sdp import SessionDescription, g711_offer
 from pbx.api.outcome import Cause, DialError
 from pbx.errors import ConfigError
-from pbx.outbound import fails_over, limit_codecs, parse_trunk_target
+from pbx.outbound import OutboundDialler, fails_over, limit_codecs, parse_trunk_target
 from pbx.server import PbxServer
 from pbx.sim.script import load_script
 from pbx.sim.server import PstnSimulator
 from pbx.sim.voice import Voice
 from pbx.store.trunks import Trunk
 from pbx.trunks import TrunkChannels
-from sip.message import Request, parse_message
+from sip.headers import Headers
+from sip.message import Request, make_response, parse_message
 from sip.peer import Peer
+from sip.registration import ClientAuthenticator
+from sip.uri import SipUri
 from tests.interop.phones import running_server
 
 DATA = Path(__file__).parent.parent / "data" / "sim"
@@ -87,6 +90,30 @@ def test_channels_are_counted_and_capped() -> None:
     for _ in range(60):
         channels.release("b")
     assert channels.in_use("b") == 0
+
+
+def test_target_particulars() -> None:
+    """Request-URI, From, caller ID and P-Asserted-Identity of a trunk INVITE; a caller
+    ID that is no number or user name never reaches a header."""
+    dialler = OutboundDialler(None, TrunkChannels())  # type: ignore[arg-type]
+    peer = Peer("UDP", "192.0.2.7", 5070)
+    trunk = Trunk("p", "sip.example.net", 5070, username="acct", password="pw")
+    plain = dialler.target(trunk, peer, "0123#", "+3312")
+    assert str(plain.uri) == "sip:0123%23@sip.example.net:5070"
+    assert (plain.from_user, plain.from_host, plain.caller_id) == (
+        "+3312",
+        "sip.example.net",
+        "+3312",
+    )
+    assert plain.extra_headers == () and plain.authenticator is not None
+    assert dialler.target(trunk, peer, "1", "+3312").authenticator is plain.authenticator
+    tcp = Trunk("t", "2001:db8::1", transport="tcp", from_user="acct", from_domain="ex.net")
+    other = dialler.target(tcp, peer, "1", "1001")
+    assert str(other.uri) == "sip:1@[2001:db8::1]:5060;transport=tcp"
+    assert other.extra_headers == (("P-Asserted-Identity", "<sip:1001@ex.net>"),)
+    assert other.authenticator is None  # no password
+    hostile = dialler.target(trunk, peer, "1", "1001>\r\nX-Evil: 1")
+    assert (hostile.from_user, hostile.caller_id, hostile.extra_headers) == ("acct", "acct", ())
 
 
 # -- against the simulator --------------------------------------------------------------
@@ -270,3 +297,23 @@ async def test_malformed_trunk_target_fails_cleanly(
     [cdr] = await server._store.cdrs.list()
     assert cdr.disposition == "FAILED" and cdr.trunk is None
     assert attempts(sim) == []
+
+
+def test_cached_challenges_stay_bounded() -> None:
+    """A server naming a new realm in every challenge cannot grow what an authenticator
+    keeps (and sends with each preauthorized request) without end."""
+    auth = ClientAuthenticator({"": ("acct", "pw")})
+    uri = "sip:1@192.0.2.1"
+    for n in range(50):
+        invite = Request(
+            "INVITE",
+            SipUri.parse(uri),
+            Headers([("Via", "SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK1"), ("From", "<sip:a@b>;tag=1"),
+                     ("To", f"<{uri}>"), ("Call-ID", f"c{n}"), ("CSeq", "1 INVITE")]),
+        )  # fmt: skip
+        challenge = make_response(
+            invite, 407, headers=[("Proxy-Authenticate", f'Digest realm="r{n}", nonce="n{n}"')]
+        )
+        assert auth.authorize(invite, challenge) is not None
+    again = auth.preauthorize(invite)
+    assert 1 <= len(again.headers.get_all("Proxy-Authorization")) <= 8
