@@ -145,8 +145,8 @@ def test_external_call_fails_over_answers_407_and_carries_audio(
     a, b = sims
     _registered_at_b(server, b)
     source = tmp_path / "tone.wav"
-    # 4 s of 1000 Hz after a short pause: baresip hangs up when the file ends.
-    write_wav(source, np.concatenate([np.zeros(2400, np.int16), sine(TONE_HZ, 4.0)]), 8000)
+    # 6 s of 1000 Hz after a short pause: baresip hangs up when the file ends.
+    write_wav(source, np.concatenate([np.zeros(2400, np.int16), sine(TONE_HZ, 6.0)]), 8000)
     with Baresip(
         tmp_path / "phone",
         user="1001",
@@ -158,6 +158,7 @@ def test_external_call_fails_over_answers_407_and_carries_audio(
         phone.wait_for_output(r"200 OK .*\[1 binding\]", 15)
         phone.command("dial", f"sip:{NUMBER}@127.0.0.1:{server.port}")
         phone.wait_for_output(r"Call established", 30)
+        during = _ok(server.data_dir, "trunk", "status")
         phone.wait_for_output(r"terminated", 30)
         heard_by_phone = phone.received_audio()
     wait_for(lambda: bool(b.attempts()), 20, "prov-b's line in attempts.jsonl")
@@ -166,6 +167,9 @@ def test_external_call_fails_over_answers_407_and_carries_audio(
     assert (at_a["number"], at_a["status"], at_a["account"]) == (NUMBER, 503, "acct-a")
     assert (at_b["number"], at_b["status"], at_b["account"]) == (NUMBER, 200, "acct-b")
     assert at_b["ended_by"] == "caller"
+    # While the call was up, prov-b carried it (channels in use / max: no limit).
+    channels = {line.split()[0]: line.split()[-1] for line in during.splitlines()[1:]}
+    assert channels == {"prov-a": "0/-", "prov-b": "1/-"}, during
     # The 407 of each provider was answered: the logs show both challenges' retries.
     log = server.log()
     assert log.count("challenged (407); retried with credentials") >= 2, log
