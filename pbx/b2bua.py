@@ -459,7 +459,7 @@ class B2bua:
                     headers=headers,
                     timeout=timeout,
                 )
-                return dataclasses.replace(reached, via=via)
+                return dataclasses.replace(reached, via=via + reached.via)
             plan = await self.plan(number)
             if plan is None:
                 return Reached(status=404, reason="Not Found", cause="404 unknown number", via=via)
@@ -557,8 +557,15 @@ class B2bua:
             on_ringing=on_ringing,
             headers=headers,
         )
+        after = f" (after {'; '.join(out.failed_over)})" if out.failed_over else ""
         if out.winner is not None:
-            return Reached(winner=out.winner, status=200, trunk=out.trunk, trunk_number=out.number)
+            return Reached(
+                winner=out.winner,
+                status=200,
+                via=after,
+                trunk=out.trunk,
+                trunk_number=out.number,
+            )
         if out.cancelled:
             return Reached(cancelled=True, status=487, trunk=out.trunk, trunk_number=out.number)
         return Reached(

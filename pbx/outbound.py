@@ -176,6 +176,8 @@ class DialOutcome:
     #: sent to it; "" when no trunk was tried.
     trunk: str = ""
     number: str = ""
+    #: The trunks tried before, each with why it failed ("prov-a: 503 from the trunk").
+    failed_over: tuple[str, ...] = ()
 
 
 class Ringer(Protocol):
@@ -302,7 +304,9 @@ class OutboundDialler:
                 headers=headers,
             )
             if not onwards:
-                return dataclasses.replace(outcome, cause=_tried(tried, outcome.cause))
+                return dataclasses.replace(
+                    outcome, cause=_tried(tried, outcome.cause), failed_over=tuple(tried)
+                )
             tried.append(f"{attempt.trunk}: {outcome.cause}")
             if outcome.trunk:
                 last = outcome
@@ -313,7 +317,7 @@ class OutboundDialler:
             return DialOutcome(status=404, reason="Not Found", cause="404 no trunk to dial")
         if last is None:  # no trunk could even be tried
             return DialOutcome(status=503, reason="Service Unavailable", cause="; ".join(tried))
-        return dataclasses.replace(last, cause="; ".join(tried))
+        return dataclasses.replace(last, cause="; ".join(tried), failed_over=tuple(tried[:-1]))
 
     async def _one(
         self,

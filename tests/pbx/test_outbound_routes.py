@@ -138,6 +138,7 @@ async def test_phone_call_fails_over_from_503_and_the_cdr_names_the_trunk(
     assert ports == [a.port, a.port, b.port, b.port]
     assert (cdr.trunk, cdr.trunk_number, cdr.disposition) == ("prov-b", NUMBER, "ANSWERED")
     assert cdr.callee == NUMBER and cdr.caller == "1001"
+    assert "(after prov-a: 503 from the trunk)" in (cdr.hangup_cause or ""), cdr.hangup_cause
 
 
 async def test_switch_dial_goes_through_the_routes(
