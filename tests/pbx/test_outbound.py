@@ -199,6 +199,11 @@ async def test_trunk_target_answers_the_407_then_preauthorizes(
     assert str(second.from_.uri) == "sip:+33100000000@pstn.test"
     assert second.headers.get("P-Asserted-Identity") is None
     assert b"s3cret-trunk" not in bytes(second)
+    # The 407's ACK is its transaction's (first INVITE's branch and CSeq number); the
+    # 200's is ours, with the retried INVITE's CSeq number.
+    ack_407, ack_200 = wire.of("ACK")
+    assert (ack_407.via[0].branch, ack_407.cseq.seq) == (first.via[0].branch, first.cseq.seq)
+    assert ack_200.cseq.seq == second.cseq.seq and ack_200.via[0].branch != first.via[0].branch
     assert server.b2bua is not None and server.b2bua.trunk_channels.in_use("prov") == 1
     await call.hangup()
     assert server.b2bua.trunk_channels.in_use("prov") == 0
@@ -317,3 +322,15 @@ def test_cached_challenges_stay_bounded() -> None:
         assert auth.authorize(invite, challenge) is not None
     again = auth.preauthorize(invite)
     assert 1 <= len(again.headers.get_all("Proxy-Authorization")) <= 8
+
+
+async def test_trunk_over_tcp(server: PbxServer, sim: PstnSimulator) -> None:
+    await add_trunk(server, sim, transport="tcp")
+    wire = traced(server)
+    assert server.switch is not None
+    call = await server.switch.dial(f"trunk:prov/{LIVE}", caller_id="1001", timeout=10)
+    await call.hangup()
+    invites = wire.of("INVITE")
+    assert len(invites) == 2
+    assert all(str(i.uri).endswith(";transport=tcp") for i in invites)
+    assert all(i.via[0].transport == "TCP" for i in invites)
