@@ -210,8 +210,9 @@ class Switch:
         """Place a call answered with the switch's own media: `target` is an extension
         (every live contact, its forwarding followed), a ring group, a SIP URI
         (`sip:user@host[:port]`), `trunk:NAME/NUMBER`, or an external number (through
-        the outbound routes; with `cause`, only when that call may use them). `timeout` caps each ringing; `cause` is the call that
-        made the application dial (named in the CDR; ringing stops if it ends);
+        the outbound routes; with `cause`, only when that call may use them). `timeout`
+        caps each ringing; `cause` is the call that made the application dial (named in
+        the CDR; ringing stops if it ends);
         `placed_for` names in the CDR what the call was placed for instead (e.g.
         "originate o-1a2b3c4d", linking the CDRs of one click-to-call).
 
