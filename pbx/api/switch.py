@@ -241,17 +241,22 @@ class Switch:
         call = Call(leg, self._b2bua)
         await store.cdrs.answered(cdr, b2bua._clock())
         b2bua.manager.spawn(
-            self._close_cdr(cdr, call, cause, placed_for), f"CDR of dialled {leg.id}"
+            self._close_cdr(cdr, call, cause, placed_for, outcome.reason.removeprefix("answered")),
+            f"CDR of dialled {leg.id}",
         )
         return call
 
-    async def _close_cdr(self, cdr: int, call: Call, cause: Call | None, placed_for: str) -> None:
+    async def _close_cdr(
+        self, cdr: int, call: Call, cause: Call | None, placed_for: str, via: str = ""
+    ) -> None:
+        """Close the dialled call's CDR when it ends; `via` says how it was reached
+        (forwarding followed, trunks failed over), as for routed calls."""
         outcome = await call.wait_ended()
         await self._b2bua.store.cdrs.close(
             cdr,
             self._b2bua._clock(),
             Disposition.ANSWERED,
-            _cdr_cause(outcome, cause, placed_for),
+            _cdr_cause(outcome, cause, placed_for) + via,
         )
 
     async def _peer_of(self, number: str) -> Peer:

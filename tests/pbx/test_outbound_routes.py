@@ -328,3 +328,25 @@ async def test_a_trunks_inbound_calls_take_its_channels(
         assert let_in.status in (404, 480)  # 1002 has no phone (or is no DID): not 503
         await closed_cdrs(server)
     assert channels.in_use("prov-a") == 0
+
+
+async def test_unresolvable_trunk_fails_over(
+    server: PbxServer, sims: tuple[PstnSimulator, PstnSimulator], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trunk whose host name does not resolve at call time: a log line with its name and
+    the reason, and the call leaves by the next trunk."""
+    _, b = sims
+    store = server._store
+    assert store is not None and server.switch is not None
+    await store.trunks.add(Trunk("nowhere", "no-such-host.invalid"))
+    await store.trunks.add(
+        Trunk("prov-b", "127.0.0.1", b.port, username="acct-b", password="b-secret")
+    )
+    await store.routes.add(Route("national", ("_0XXXXXXXXX",), ("nowhere", "prov-b")))
+    call = await server.switch.dial(NUMBER, caller_id="1001", timeout=10)
+    await call.hangup()
+    assert (await logged(b))[0] == (NUMBER, 200)
+    assert "trunk nowhere: cannot resolve 'no-such-host.invalid'" in caplog.text
+    [cdr] = await store.cdrs.list()
+    assert cdr.trunk == "prov-b"
+    assert "nowhere: host no-such-host.invalid unresolved" in (cdr.hangup_cause or "")
