@@ -174,6 +174,7 @@ def test_external_call_fails_over_answers_407_and_carries_audio(
     log = server.log()
     assert log.count("challenged (407); retried with credentials") >= 2, log
     assert "a-secret" not in log and "b-secret" not in log
+    assert f"trunk prov-a: calling {NUMBER}" in log and f"trunk prov-b: calling {NUMBER}" in log
     # Audio both ways.
     heard_by_provider = load_mono(str(at_b["wav"]))
     assert "t" in tones_in(heard_by_provider, {"t": TONE_HZ}), "the provider heard no tone"
