@@ -220,6 +220,7 @@ class PbxServer:
             retry_min=s.trunk_retry_min,
             retry_max=s.trunk_retry_max,
             clock=self._clock,
+            channels=self.b2bua.trunk_channels,
         )
         await self._reload_trunks()
         self._control = ControlServer(

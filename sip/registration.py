@@ -60,6 +60,8 @@ _AUTH_HEADERS = {
     407: ("Proxy-Authenticate", "Proxy-Authorization"),
 }
 _ANSWERED_MAX = 256
+#: Challenges kept (one per realm): a server naming a new realm each time stays bounded.
+_REALMS_MAX = 8
 
 
 def _bump(request: Request, headers: Headers) -> Request:
@@ -131,6 +133,9 @@ class ClientAuthenticator:
         key = (request.call_id, request.cseq.seq)
         if key in self._answered and not challenge.stale:
             return None  # our answer to a fresh challenge was refused: wrong password
+        self._realms.pop(challenge.realm, None)
+        while len(self._realms) >= _REALMS_MAX:
+            del self._realms[next(iter(self._realms))]
         realm = self._realms[challenge.realm] = _Realm(challenge, answer_header)
         headers = request.headers.remove(answer_header)
         try:

@@ -239,9 +239,10 @@ class Baresip:
         return True
 
     def _read_ctrl(self) -> None:
-        assert self._ctrl is not None
+        sock = self._ctrl  # stop() clears the attribute while this thread may still read
+        assert sock is not None
         buffer = b""
-        while chunk := _recv(self._ctrl):
+        while chunk := _recv(sock):
             buffer += chunk
             while (colon := buffer.find(b":")) > 0:
                 end = colon + 1 + int(buffer[:colon])
