@@ -38,6 +38,7 @@ from pbx.calls import Call, CallManager, CallState, InboundCall, OutboundCall
 from pbx.media_bridge import AnchoredMedia, offer_at
 from pbx.registrar import Location, Target, targets_for
 from pbx.store import Disposition, Forwarding, Store
+from pbx.store.targets import MAILBOX_PREFIX
 from sip.message import Response
 from sip.peer import Peer
 
@@ -308,7 +309,8 @@ class B2bua:
             attempts = [Attempt(t, group.ring_seconds) for t in members]
         else:
             attempts = [Attempt([t for ts in members for t in ts], group.ring_seconds)]
-        return attempts, Forwarding(number)
+        # The group's overflow is followed like forwarding when no member answers.
+        return attempts, Forwarding(number, busy=group.overflow, no_answer=group.overflow)
 
     async def _connect_with(
         self, inbound: InboundCall, media: AnchoredMedia, cdr: int
@@ -405,8 +407,9 @@ class B2bua:
                         status=rung.status, disposition=rung.disposition, cause=cause, via=via
                     )
                 next_number, why = target, ("busy" if busy else "no answer")
-            if next_number == VOICEMAIL:
-                return Reached(voicemail=number, why=why, via=via)
+            if next_number == VOICEMAIL or next_number.startswith(MAILBOX_PREFIX):
+                box = number if next_number == VOICEMAIL else next_number[len(MAILBOX_PREFIX) :]
+                return Reached(voicemail=box, why=why, via=via)
             if next_number in visited or len(visited) > MAX_FORWARDS:
                 return Reached(
                     status=482,
