@@ -868,7 +868,8 @@ def cdr_list(
             err=True,
         )
     fields = ("id", "call_id", "caller", "callee", "start", "answer", "end", "duration",
-              "billsec", "disposition", "hangup_cause", "recording")  # fmt: skip
+              "billsec", "disposition", "hangup_cause", "recording", "trunk",
+              "trunk_number")  # fmt: skip
     records = [{f: getattr(r, f) for f in fields} for r in rows]
     if output == "json":
         typer.echo(json.dumps(records, indent=1))
@@ -895,11 +896,12 @@ def cdr_list(
             str(r["disposition"] or "UP"),
             "" if r["duration"] is None else f"{r['duration']:.0f}",
             "" if r["billsec"] is None else f"{r['billsec']:.0f}",
+            f"{r['trunk']}/{r['trunk_number']}" if r["trunk"] else "",
             str(r["hangup_cause"] or ""),
         )
         for r in records
     ]
-    headers = ("START", "CALLER", "CALLEE", "DISPOSITION", "DURATION", "BILLSEC", "CAUSE")
+    headers = ("START", "CALLER", "CALLEE", "DISPOSITION", "DURATION", "BILLSEC", "TRUNK", "CAUSE")
     typer.echo(format_table(headers, table))
 
 

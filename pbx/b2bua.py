@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -35,10 +36,14 @@ from media.ports import PortAllocator, PortPair
 from media.recorder import CallRecorder
 from pbx.bridge import Bridge
 from pbx.calls import Call, CallManager, CallState, InboundCall, OutboundCall
+from pbx.errors import ConfigError, NotFoundError
 from pbx.media_bridge import AnchoredMedia, offer_at
+from pbx.outbound import OutboundDialler, TrunkTarget, is_trunk_target, parse_trunk_target
 from pbx.registrar import Location, Target, targets_for
 from pbx.store import Disposition, Forwarding, Store
+from pbx.store.routes import Attempt as RouteAttempt
 from pbx.store.targets import MAILBOX_PREFIX
+from pbx.trunks import ResolveError, TrunkChannels, resolve
 from sip.message import Response
 from sip.peer import Peer
 
@@ -100,6 +105,10 @@ class Reached:
     cause: str = "480 not registered"
     #: " (forwarded 1001 -> 1002)" when forwarding was followed, else "".
     via: str = ""
+    #: The trunk the call left by (answered there, or its last failure) and the number
+    #: sent to it; "" for calls that stayed inside.
+    trunk: str = ""
+    trunk_number: str = ""
 
 
 def pick_failure(statuses: list[int]) -> tuple[int, Disposition]:
@@ -168,6 +177,10 @@ class B2bua:
         self.frontend: Frontend | None = None
         #: Called after a mailbox's message counts changed (MWI notifies its phones).
         self.on_mailbox_change: Callable[[str], Awaitable[None]] | None = None
+        #: Live calls per trunk (in and out); the server shares it with the trunk service.
+        self.trunk_channels = TrunkChannels()
+        #: Places calls at trunks (`trunk:NAME/NUMBER` targets, outbound routes).
+        self.outbound = OutboundDialler(store, self.trunk_channels)
 
     async def route(self, inbound: InboundCall) -> None:
         """The CallManager's on_incoming hook: one caller's whole call."""
@@ -242,7 +255,7 @@ class B2bua:
             served = await self.frontend.serve(inbound)
             if served is not None:
                 return await self._served(inbound, cdr, served)
-        if not await self._exists(inbound.callee):
+        if not await self._dialable(inbound.callee):
             await inbound.reject(404, "Not Found")
             return Disposition.FAILED, "404 unknown number"
         try:
@@ -294,8 +307,32 @@ class B2bua:
     async def _exists(self, number: str) -> bool:
         return number in self._users() or await self.store.dialplan.ring_group(number) is not None
 
+    async def _dialable(self, number: str) -> bool:
+        """Whether a phone's dialled `number` goes anywhere: an extension, a ring group, or
+        an outbound route (who may use the route is checked when it is dialled). A
+        dialled number is never taken as a `trunk:` target: only configuration is."""
+        if is_trunk_target(number):
+            return False
+        return await self._exists(number) or bool(await self.store.routes.plan(number))
+
+    def route_refusal(self, caller: Call | None) -> str | None:
+        """Why `caller` may not use the outbound routes (the toll-fraud rule), or None
+        when it may: the switch's own calls (None) and calls of authenticated local users
+        may; a call that came in from a trunk, or from anyone else, may not."""
+        if caller is None:
+            return None
+        if caller.trunk is not None:
+            return f"the call came in from trunk {caller.trunk}"
+        if isinstance(caller, InboundCall) and caller.caller in self._users():
+            return None
+        return f"{caller.caller!r} is not an authenticated local user"
+
     async def plan(self, number: str) -> tuple[list[Attempt], Forwarding] | None:
-        """What dialling `number` rings, in order, and the forwarding that applies."""
+        """What dialling `number` rings, in order, and the forwarding that applies; a
+        `trunk:NAME/NUMBER` target is the number at that trunk (no targets when its host
+        does not resolve); None for an unknown number or trunk."""
+        if is_trunk_target(number):
+            return await self._trunk_plan(number)
         now = self._clock()
         if number in self._users():
             forwarding = await self.store.dialplan.forwarding(number)
@@ -311,6 +348,19 @@ class B2bua:
             attempts = [Attempt([t for ts in members for t in ts], group.ring_seconds)]
         # The group's overflow is followed like forwarding when no member answers.
         return attempts, Forwarding(number, busy=group.overflow, no_answer=group.overflow)
+
+    async def _trunk_plan(self, target: str) -> tuple[list[Attempt], Forwarding] | None:
+        try:
+            name, number = parse_trunk_target(target)
+            trunk = await self.store.trunks.get(name)
+        except (ConfigError, NotFoundError):
+            return None
+        try:
+            peer = await resolve(trunk, self.outbound.resolve_timeout)
+            targets: list[Target] = [self.outbound.target(trunk, peer, number, trunk.caller_id)]
+        except (ResolveError, ConfigError):
+            targets = []
+        return [Attempt(targets, self.ring_timeout)], Forwarding(target)
 
     async def _connect_with(
         self, inbound: InboundCall, media: AnchoredMedia, cdr: int
@@ -343,6 +393,8 @@ class B2bua:
             display=inbound.request.from_.display_name,
             on_ringing=ringing,
         )
+        if reached.trunk:
+            await self.store.cdrs.set_trunk(cdr, reached.trunk, reached.trunk_number)
         via = reached.via
         if reached.winner is not None:
             return await self._answered(inbound, reached.winner, media, cdr, via)
@@ -367,13 +419,26 @@ class B2bua:
         timeout: float | None = None,
     ) -> Reached:
         """Ring what `number` names (an extension's every contact, a ring group in its
-        order), following its forwarding (always, busy, no answer) up to MAX_FORWARDS
+        order, a `trunk:NAME/NUMBER` target, an external number through the outbound
+        routes), following its forwarding (always, busy, no answer) up to MAX_FORWARDS
         hops, with `offer`, on behalf of `caller` (None: the switch's own call). The one
         ringing routine of the switch: routed calls, IVR transfers, REFER and
         `pbx.api.Switch.dial` all come here. `callee` names the To user (default: the
         number rung); `timeout` caps each ringing."""
         visited, via = [number], ""
         while True:
+            if is_trunk_target(number) or not await self._exists(number):
+                reached = await self._dial_out(
+                    caller,
+                    number,
+                    offer,
+                    caller_id=caller_id,
+                    display=display,
+                    on_ringing=on_ringing,
+                    headers=headers,
+                    timeout=timeout,
+                )
+                return dataclasses.replace(reached, via=via)
             plan = await self.plan(number)
             if plan is None:
                 return Reached(status=404, reason="Not Found", cause="404 unknown number", via=via)
@@ -427,6 +492,63 @@ class B2bua:
             visited.append(next_number)
             via = f" (forwarded {' -> '.join(visited)})"
             number = next_number
+
+    async def _dial_out(
+        self,
+        caller: Call | None,
+        number: str,
+        offer: bytes,
+        *,
+        caller_id: str,
+        display: str | None,
+        on_ringing: Callable[[OutboundCall, Response], None] | None,
+        headers: list[tuple[str, str]] | None,
+        timeout: float | None,
+    ) -> Reached:
+        """`number` outside the switch: a `trunk:NAME/NUMBER` target (configuration's, so
+        anyone's call may take it) or an external number through the outbound routes
+        (only callers `route_refusal` lets through; no trunk sees the others' INVITE)."""
+        who = caller.id if caller is not None else "-"
+        attempts: list[RouteAttempt]
+        if is_trunk_target(number):
+            try:
+                name, dialled = parse_trunk_target(number)
+            except ConfigError as exc:
+                log.warning("call %s: %s", who, exc)
+                return Reached(status=404, reason="Not Found", cause=f"404 {exc}")
+            attempts = [RouteAttempt(name, dialled, None, "")]
+        else:
+            attempts = await self.store.routes.plan(number)
+            if not attempts:
+                return Reached(status=404, reason="Not Found", cause="404 unknown number")
+            refusal = self.route_refusal(caller)
+            if refusal is not None:
+                log.warning("call %s: %s may not be dialled out: %s", who, number, refusal)
+                return Reached(status=403, reason="Forbidden", cause=f"403 {refusal}")
+        seconds = self.ring_timeout if timeout is None else min(timeout, self.ring_timeout)
+        out = await self.outbound.dial(
+            self,
+            caller,
+            attempts,
+            offer,
+            seconds,
+            caller_id=caller_id,
+            display=display,
+            on_ringing=on_ringing,
+            headers=headers,
+        )
+        if out.winner is not None:
+            return Reached(winner=out.winner, status=200, trunk=out.trunk, trunk_number=out.number)
+        if out.cancelled:
+            return Reached(cancelled=True, status=487, trunk=out.trunk, trunk_number=out.number)
+        return Reached(
+            status=out.status,
+            reason=out.reason,
+            disposition=out.disposition,
+            cause=f"{out.status} {out.cause}",
+            trunk=out.trunk,
+            trunk_number=out.number,
+        )
 
     async def _to_voicemail(
         self, inbound: InboundCall, box: str, why: str, cdr: int, via: str
@@ -550,6 +672,8 @@ class B2bua:
             out.on_ringing = on_ringing
             out.cdr_id = caller.cdr_id if caller is not None else None
             out.headers = list(headers or [])
+            if isinstance(target, TrunkTarget):
+                target.prepare(out)
             out.start(offer)
             forks.append(out)
         legs = self._outbound.get(caller.id) if caller is not None else None
@@ -684,6 +808,9 @@ class B2bua:
             music.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await music
+        cdr = self._cdrs.get(call.id)
+        if reached.trunk and cdr is not None:
+            await self.store.cdrs.set_trunk(cdr, reached.trunk, reached.trunk_number)
         winner = reached.winner
         if winner is None:
             self.ports.release(pair_b)
@@ -740,7 +867,10 @@ class B2bua:
         self, number: str, transferee: Call, offer: bytes
     ) -> tuple[OutboundCall | None, int]:
         """Ring what `number` names (its forwarding followed) for a transfer; returns the
-        answered call, or None and the status to report."""
+        answered call, or None and the status to report. The number comes from a phone
+        (REFER): a `trunk:` target is refused."""
+        if is_trunk_target(number):
+            return None, 404
         reached = await self.reach(
             transferee,
             number,

@@ -52,6 +52,7 @@ from sip.errors import SipParseError
 from sip.headers import Headers
 from sip.message import Request, Response, make_response
 from sip.peer import Peer
+from sip.registration import ClientAuthenticator
 from sip.uri import SipUri, Uri
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ class Call:
         self._origin: SdpOrigin | None = None
         #: The CDR row this leg is part of, when the B2BUA opened one (for the end event).
         self.cdr_id: int | None = None
+        #: The trunk this call came in from (None: a local user's call or the switch's own).
+        self.trunk: str | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.caller}->{self.callee} {self.state.value}>"
@@ -531,6 +534,12 @@ class OutboundCall(Call):
         self.on_ringing: Callable[[OutboundCall, Response], None] | None = None
         #: Extra header fields for the INVITE (an application's own, e.g. Call-Info).
         self.headers: list[tuple[str, str]] = []
+        #: Answers a 401/407 to the INVITE once (CSeq + 1, credentials for the realm) and
+        #: preauthorizes with the challenges it cached (a trunk's; None: no credentials).
+        self.authenticator: ClientAuthenticator | None = None
+        #: The From URI's user and host (None: the caller and our own address).
+        self.from_user: str | None = None
+        self.from_host: str | None = None
         self._invite: Request | None = None
         self._provisional = asyncio.Event()
         self._cancel_requested = False
@@ -540,10 +549,12 @@ class OutboundCall(Call):
         """Send the INVITE; progress arrives through `on_ringing`, the end through `final`."""
         host = self.manager.local_host(self.peer)
         name = f'"{self.caller_name}" ' if self.caller_name else ""
+        from_user = self.from_user or self.caller
+        from_host = self.from_host or host
         fields = [
             ("Via", self.manager.via(self.peer)),
             ("Max-Forwards", "70"),
-            ("From", f"{name}<sip:{self.caller}@{host}>;tag={new_tag()}"),
+            ("From", f"{name}<sip:{from_user}@{from_host}>;tag={new_tag()}"),
             ("To", f"<{self.target}>"),
             ("Call-ID", f"{secrets.token_hex(12)}@{host}"),
             ("CSeq", f"{secrets.randbelow(2**16) + 1} INVITE"),
@@ -554,7 +565,10 @@ class OutboundCall(Call):
         fields.extend(self.headers)
         if sdp:
             fields.append(("Content-Type", SDP))
-        self._invite = Request("INVITE", self.target, Headers(fields), self._sdp(sdp or b""))
+        invite = Request("INVITE", self.target, Headers(fields), self._sdp(sdp or b""))
+        if self.authenticator is not None:
+            invite = self.authenticator.preauthorize(invite)
+        self._invite = invite
         self.manager._outbound_started(self)
         self._spawn(self._run(), "invite")
 
@@ -563,6 +577,16 @@ class OutboundCall(Call):
         response = await self.manager.endpoint.request(
             self._invite, self.peer, on_provisional=self._on_provisional
         )
+        retry = self._authorized(response)
+        if retry is not None:
+            # A new INVITE transaction (RFC 3261 §22.2: same Call-ID, From tag, CSeq + 1,
+            # new branch). The first one's ACK was its transaction's (§17.1.1.3); a CANCEL
+            # from now on names the retried INVITE, and waits for its own provisional.
+            self._invite = retry
+            self._provisional.clear()
+            response = await self.manager.endpoint.request(
+                retry, self.peer, on_provisional=self._on_provisional
+            )
         if 200 <= response.status < 300:
             self._on_2xx(response)
             if self._cancel_requested:
@@ -572,6 +596,32 @@ class OutboundCall(Call):
             self._end(Hangup(response.status, reason, by_remote=True))
         if not self.final.done():
             self.final.set_result(response)
+
+    def _authorized(self, response: Response) -> Request | None:
+        """The INVITE again with credentials when `response` is a 401/407 we can answer
+        (once: the retry is never retried), else None. Nothing is retried once the
+        caller gave up. The password never reaches the log."""
+        if response.status not in (401, 407) or self.authenticator is None:
+            return None
+        if self._cancel_requested or self._invite is None:
+            return None
+        retry = self.authenticator.authorize(self._invite, response)
+        if retry is None:
+            log.warning(
+                "call %s: INVITE to %s refused %d %s and no credentials answer it",
+                self.id,
+                self.target,
+                response.status,
+                response.reason,
+            )
+        else:
+            log.info(
+                "call %s: INVITE to %s challenged (%d); retried with credentials",
+                self.id,
+                self.target,
+                response.status,
+            )
+        return retry
 
     def _on_provisional(self, response: Response) -> None:
         first = not self._provisional.is_set()

@@ -215,6 +215,7 @@ class PbxServer:
             retry_min=s.trunk_retry_min,
             retry_max=s.trunk_retry_max,
             clock=self._clock,
+            channels=self.b2bua.trunk_channels,
         )
         await self.trunks.reload(await store.trunks.all())
         self._control = ControlServer(

@@ -32,7 +32,7 @@ from sip.peer import Peer
 from sip.registration import RegistrationClient, RegistrationConfig, RegistrationState
 from sip.uri import SipUri
 
-__all__ = ["ResolveError", "TrunkService", "resolve"]
+__all__ = ["ResolveError", "TrunkChannels", "TrunkService", "resolve"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,39 @@ async def resolve(trunk: Trunk, timeout: float = 5.0) -> Peer:
     for info in infos:
         return Peer(transport, str(info[4][0]), trunk.port)
     raise ResolveError("no address")
+
+
+class TrunkChannels:
+    """Live calls per trunk, inbound and outbound: a trunk with `max_channels` > 0
+    takes no call beyond that many (the provider's limit, or what the line carries).
+
+    Whoever takes a channel gives it back once, when its call ends: `acquire` before
+    the INVITE goes out (or is accepted), `release` at the call's end.
+    """
+
+    def __init__(self) -> None:
+        self._in_use: dict[str, int] = {}
+
+    def acquire(self, trunk: str, max_channels: int) -> bool:
+        """Take a channel of `trunk` for a call; False (nothing taken) when all
+        `max_channels` are in use (0: no limit)."""
+        used = self._in_use.get(trunk, 0)
+        if max_channels > 0 and used >= max_channels:
+            return False
+        self._in_use[trunk] = used + 1
+        return True
+
+    def release(self, trunk: str) -> None:
+        """Give back a channel `acquire` took."""
+        left = self._in_use.get(trunk, 0) - 1
+        if left > 0:
+            self._in_use[trunk] = left
+        else:
+            self._in_use.pop(trunk, None)
+
+    def in_use(self, trunk: str) -> int:
+        """How many calls `trunk` carries now."""
+        return self._in_use.get(trunk, 0)
 
 
 class Sender(Protocol):
@@ -116,8 +149,11 @@ class TrunkService:
         resolve_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        channels: TrunkChannels | None = None,
     ) -> None:
         self.endpoint = endpoint
+        #: Live calls per trunk (shared with the outbound dialler and inbound calls).
+        self.channels = channels if channels is not None else TrunkChannels()
         self.addresses = addresses
         self.retry_min = retry_min
         self.retry_max = retry_max
@@ -311,7 +347,7 @@ class TrunkService:
                 "registered_until": None,
                 "failure": None,
                 "next_retry": None,
-                "channels": 0,
+                "channels": self.channels.in_use(name),
                 "max_channels": trunk.max_channels,
             }
             runner = self._runners.get(name)

@@ -225,7 +225,9 @@ class Switch:
         leg: calls.OutboundCall | None = None
         outcome = Outcome(Cause.FAILED, 500, "not dialled")
         try:
-            leg, outcome = await self._ring(target, caller_id, timeout, extra, cause)
+            leg, outcome, trunk = await self._ring(target, caller_id, timeout, extra, cause)
+            if trunk is not None:
+                await store.cdrs.set_trunk(cdr, *trunk)
         finally:
             if leg is None:
                 end = b2bua._clock()
@@ -251,11 +253,17 @@ class Switch:
         )
 
     async def _peer_of(self, number: str) -> Peer:
-        """A phone `number` rings (the SDP address is chosen for it), or the loopback."""
+        """A phone or trunk `number` reaches (the SDP address is chosen for it: the first
+        trunk of its outbound route for an external number), or the loopback."""
         plan = await self._b2bua.plan(number)
         for attempt in plan[0] if plan is not None else []:
             for target in attempt.targets:
                 return target.peer
+        if plan is None:
+            for step in await self._b2bua.store.routes.plan(number):
+                peer = await self._b2bua.outbound.peer(step.trunk)
+                if peer is not None:
+                    return peer
         return Peer("UDP", "127.0.0.1", 5060)
 
     async def _ring(
@@ -265,15 +273,16 @@ class Switch:
         timeout: float | None,
         headers: list[tuple[str, str]],
         cause: Call | None,
-    ) -> tuple[calls.OutboundCall | None, Outcome]:
+    ) -> tuple[calls.OutboundCall | None, Outcome, tuple[str, str] | None]:
         """Ring `target` through the switch's one ringing routine (`B2bua.reach`, or a
-        URI's single contact) with an offer at a new endpoint of the switch's own."""
+        URI's single contact) with an offer at a new endpoint of the switch's own; the
+        trunk the call left by and the number sent to it, if it did."""
         b2bua = self._b2bua
         uri = _uri_target(target) if target.startswith(("sip:", "sips:")) else None
         try:
             media = MediaEndpoint(b2bua.ports, name=f"dial {target}")
         except MediaError as exc:
-            return None, Outcome(Cause.FAILED, 503, f"no media ports: {exc}")
+            return None, Outcome(Cause.FAILED, 503, f"no media ports: {exc}"), None
         host = b2bua.media_host(uri.peer if uri is not None else await self._peer_of(target))
         offer = g711_offer(host, media.port)
         leg_of_cause = cause._leg if cause is not None else None
@@ -306,21 +315,23 @@ class Switch:
                     timeout=timeout,
                 )
             winner = reached.winner
+            trunk = (reached.trunk, reached.trunk_number) if reached.trunk else None
             if winner is None:
                 if reached.cancelled:
-                    return None, Outcome(Cause.CANCELLED, 487, "the causing call ended")
+                    return None, Outcome(Cause.CANCELLED, 487, "the causing call ended"), trunk
                 if reached.voicemail is not None:
-                    return None, Outcome(Cause.UNAVAILABLE, 480, "forwarded to voicemail")
-                return None, Outcome.of_status(reached.status, reached.cause + reached.via)
+                    outcome = Outcome(Cause.UNAVAILABLE, 480, "forwarded to voicemail")
+                    return None, outcome, trunk
+                return None, Outcome.of_status(reached.status, reached.cause + reached.via), trunk
             try:
                 theirs = audio_stream(SessionDescription.parse(winner.remote_sdp or b""))
                 media.set_remote(theirs, signalling_host=winner.peer.host)
             except MediaError as exc:
                 await winner.hangup(0, "unusable SDP answer")
-                return None, Outcome(Cause.FAILED, 488, f"unusable answer: {exc}")
+                return None, Outcome(Cause.FAILED, 488, f"unusable answer: {exc}"), trunk
             winner.terminate_here(media, host)
             kept = True
-            return winner, Outcome(Cause.NORMAL, 200, "answered" + reached.via)
+            return winner, Outcome(Cause.NORMAL, 200, "answered" + reached.via), trunk
         finally:
             if not kept:
                 media.close()

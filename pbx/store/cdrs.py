@@ -41,6 +41,9 @@ class Cdr:
     disposition: str | None
     hangup_cause: str | None
     recording: str | None = None  # the WAV file, when the call was recorded
+    #: The trunk the call left by and the number sent to it (None: it stayed inside).
+    trunk: str | None = None
+    trunk_number: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -55,7 +58,10 @@ class Cdr:
         return 0.0 if self.answer is None else max(0.0, self.end - self.answer)
 
 
-_COLUMNS = "id, call_id, caller, callee, start, answer, end, disposition, hangup_cause, recording"
+_COLUMNS = (
+    "id, call_id, caller, callee, start, answer, end, disposition, hangup_cause, recording,"
+    " trunk, trunk_number"
+)
 
 
 def _cdr(row: sqlite3.Row) -> Cdr:
@@ -99,6 +105,13 @@ class CdrRepo:
         """Link the call's recording file to its row."""
         async with self._db.transaction() as conn:
             await conn.execute("UPDATE cdrs SET recording = ? WHERE id = ?", (path, row_id))
+
+    async def set_trunk(self, row_id: int, trunk: str, number: str) -> None:
+        """Name the trunk the call left by and the number dialled on it."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE cdrs SET trunk = ?, trunk_number = ? WHERE id = ?", (trunk, number, row_id)
+            )
 
     async def close_interrupted(self, end: float, cause: str = INTERRUPTED) -> int:
         """Close every row left open by a process that died; returns how many.

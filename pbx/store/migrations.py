@@ -248,6 +248,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE ring_groups ADD COLUMN overflow TEXT;
         """,
     ),
+    (
+        13,
+        """
+        -- A call that left through a trunk names it, and the number sent to it (after
+        -- a route's strip/prepend); NULL for calls that stayed inside.
+        ALTER TABLE cdrs ADD COLUMN trunk TEXT;
+        ALTER TABLE cdrs ADD COLUMN trunk_number TEXT;
+        """,
+    ),
 )
 
 

@@ -30,6 +30,7 @@ def data_dir(tmp_path: Path) -> Path:
             await store.cdrs.close(old, now - 3 * 86400 + 5, Disposition.BUSY, "486 from callee")
             new = await store.cdrs.open("new", "1002", "1001", now - 60)
             await store.cdrs.answered(new, now - 50)
+            await store.cdrs.set_trunk(new, "prov-b", "0123456789")
             await store.cdrs.close(new, now - 20, Disposition.ANSWERED, "caller hung up")
 
     asyncio.run(fill())
@@ -77,9 +78,11 @@ def test_table_and_since(data_dir: Path) -> None:
         "DISPOSITION",
         "DURATION",
         "BILLSEC",
+        "TRUNK",
         "CAUSE",
     ]
     assert len(lines) == 2 and "ANSWERED" in lines[1] and "caller hung up" in lines[1]
+    assert "prov-b/0123456789" in lines[1]
 
 
 def test_bad_arguments_are_one_line(data_dir: Path) -> None:

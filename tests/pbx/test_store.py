@@ -115,7 +115,7 @@ async def test_new_migration_applies_once_and_failed_one_rolls_back(db_path: Pat
     finally:
         raw.close()
     assert "half" not in tables
-    assert versions == [(n,) for n, _ in MIGRATIONS] + [(last + 1,)]
+    assert versions == [*((n,) for n, _ in MIGRATIONS), (last + 1,)]
 
 
 async def test_database_newer_than_code_is_refused(db_path: Path) -> None:
