@@ -73,7 +73,7 @@ _PROMPT_RE = re.compile(r"[a-z0-9_-]{1,64}")  # as ivr.prompts names its WAV fil
 _NUMBER_RE = re.compile(r"\+?[A-Za-z0-9_*#][A-Za-z0-9._*#-]{0,31}")
 #: `trunk:NAME/NUMBER` (pbx.store.targets): NUMBER dialled through trunk NAME directly.
 TRUNK_PREFIX = "trunk:"
-_TRUNK_TARGET_RE = re.compile(r"trunk:[A-Za-z0-9][A-Za-z0-9_.-]{0,31}/[0-9*#+]{1,32}")
+_TRUNK_TARGET_RE = re.compile(r"trunk:[A-Za-z0-9][A-Za-z0-9_.-]{0,31}/\+?[0-9*#]{1,32}")
 _MENU_FIELDS = frozenset(
     {
         "name",
@@ -139,7 +139,7 @@ class Action:
             if _TRUNK_TARGET_RE.fullmatch(self.target) is None:
                 raise IvrConfigError(
                     f"action {self.kind!r} has a bad target {self.target!r}"
-                    " (trunk:NAME/NUMBER, NUMBER of digits, '*', '#', '+')"
+                    " (trunk:NAME/NUMBER, NUMBER of digits, '*', '#', a leading '+')"
                 )
             return
         pattern = _NUMBER_RE if self.kind == "extension" else _NAME_RE

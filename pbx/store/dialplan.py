@@ -102,10 +102,12 @@ class DialplanRepo:
             )
 
     async def forwarding_to(self, number: str) -> list[str]:
-        """The extensions whose calls are forwarded (in any case) to `number`."""
+        """The extensions whose calls are forwarded (in any case) to `number` or its
+        mailbox (`vm:NUMBER`)."""
         rows = await self._db.fetchall(
-            "SELECT username FROM forwards WHERE ? IN (always, busy, no_answer) ORDER BY username",
-            (number,),
+            "SELECT username FROM forwards WHERE ? IN (always, busy, no_answer)"
+            " OR ? IN (always, busy, no_answer) ORDER BY username",
+            (number, f"vm:{number}"),
         )
         return [str(r[0]) for r in rows]
 

@@ -5,7 +5,7 @@ number of the numbering plan they may say:
 
 - `trunk:NAME/NUMBER`: dial NUMBER through trunk NAME directly, no outbound route (the
   switch dials it in `B2bua.plan()`); NAME must be a configured trunk and NUMBER
-  dialable (digits, `*`, `#`, `+`). Only configuration produces these: a number a
+  dialable (digits, `*`, `#`, a leading `+`). Only configuration produces these: a number a
   caller dials is never read as one (the toll-fraud rule of issue 12).
 - `vm:BOX`: leave a message in mailbox BOX (a user).
 
@@ -18,18 +18,21 @@ the option and fallback strings of each `[[menu]]` (tolerating anything else).
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 
 import aiosqlite
 
-from pbx.dialpattern import DIAL_CHARS
 from pbx.errors import ConfigError, NotFoundError
 
 TRUNK_PREFIX = "trunk:"
 MAILBOX_PREFIX = "vm:"
 #: The longest NUMBER a trunk target may send (a E.164 number has 15 digits).
 MAX_NUMBER = 32
+# The same rules as the dialling side (pbx/outbound.py) and pbx/store/trunks.py's names.
+_NUMBER = re.compile(rf"\+?[0-9*#]{{1,{MAX_NUMBER}}}")
+_TRUNK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +58,12 @@ def parse_trunk_target(text: str) -> TrunkTarget | None:
     name, slash, number = text[len(TRUNK_PREFIX) :].partition("/")
     if not slash or not name or not number:
         raise ConfigError(f"{text!r} is not trunk:NAME/NUMBER")
-    if len(number) > MAX_NUMBER or any(c not in DIAL_CHARS for c in number):
-        raise ConfigError(f"{text!r}: NUMBER must be 1 to {MAX_NUMBER} digits, '*', '#' or '+'")
+    if not _NUMBER.fullmatch(number):
+        raise ConfigError(
+            f"{text!r}: NUMBER must be 1 to {MAX_NUMBER} digits, '*' or '#' (a leading '+')"
+        )
+    if not _TRUNK_NAME.fullmatch(name):
+        raise ConfigError(f"{text!r}: {name!r} is not a trunk name")
     return TrunkTarget(name, number)
 
 
