@@ -1,5 +1,6 @@
 """Issue 12, acceptance 4: two `pbx serve` sites trunked to each other; a call to site
 A's ring group whose members are busy overflows to site B's extension, audio both ways.
+The same trunk target as a busy extension's forwarding and as an IVR key goes there too.
 
 Site B has a user `site-a` (the password site A's trunk `site-b` holds: B challenges A's
 INVITE and A answers it) and an extension 2001, a sipp phone answering with its media
@@ -40,6 +41,14 @@ SCENARIOS = DATA / "sipp"
 TRUNK_PASSWORD = "Trunk-between-sites9"
 CALLEE_PASSWORD = "Callee-phone-pass9"
 TONES = {"caller": 440, "callee": 1000}
+IVR = """\
+[[menu]]
+name = "front"
+number = "800"
+greeting = "front-greeting"
+[menu.options]
+"1" = "trunk:site-b/2001"
+"""
 
 
 @dataclass
@@ -90,6 +99,10 @@ def sites(tmp_path: Path) -> Iterator[Sites]:
     cli_ok(dir_a, "ringgroup", "add", "600", "-m", "1001,1002", "--ring-seconds", "10",
            "--overflow", "trunk:site-b/2001")  # fmt: skip
     assert "trunk:site-b/2001" in cli_ok(dir_a, "ringgroup", "list")
+    cli_ok(dir_a, "user", "forward", "1002", "--busy", "trunk:site-b/2001")
+    menu = tmp_path / "menu.toml"
+    menu.write_text(IVR)
+    cli_ok(dir_a, "ivr", "import", str(menu))
 
     callee_rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     callee_rtp.bind(("127.0.0.1", 0))
@@ -174,3 +187,74 @@ async def test_ring_group_overflows_to_the_other_site(sites: Sites) -> None:
     [at_b] = await asyncio.to_thread(closed_cdrs, sites.b)
     assert (at_b["caller"], at_b["callee"], at_b["disposition"]) == ("site-a", "2001", "ANSWERED")
     assert at_b["trunk"] is None
+
+
+async def callee_relay(sites: Sites) -> tuple[str, int]:
+    """Where site B told 2001 to send its audio, once sipp has received the INVITE."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        for log in sites.callee_dir.glob("*_messages.log"):
+            text = log.read_bytes()
+            if b"INVITE sip:" in text:
+                return media_address(text.split(b"INVITE sip:", 1)[1])
+        assert loop.time() < deadline, "2001 at site B never got the INVITE"
+        await asyncio.sleep(0.1)
+
+
+async def test_busy_extension_forwards_to_the_other_site(sites: Sites) -> None:
+    async with listening(TONES) as caller, SipClient(sites.a.port) as ua:
+        callee = Ear(sites.callee_rtp, TONES)
+        try:
+            server = SimpleNamespace(sip_port=sites.a.port)
+            invite, ok = await dial(ua, server, "1002", caller="1003", rtp_port=caller.port)  # type: ignore[arg-type]
+            assert ok.status == 200, ok
+            caller.remote = media_address(ok.body)
+            callee.remote = await callee_relay(sites)
+            await asyncio.gather(
+                caller.talk(sine(TONES["caller"], 2.0)), callee.talk(sine(TONES["callee"], 2.0))
+            )
+            await callee.wait_for("caller")
+            await caller.wait_for("callee")
+            bye = await ua.exchange(ua.bye_for(invite, ok), timeout=10)
+            assert bye.status == 200
+        finally:
+            await callee.stop()
+    assert await asyncio.to_thread(sites.busy[1].finish) == 0  # 1002 was rung: 486
+    [at_a] = await asyncio.to_thread(closed_cdrs, sites.a)
+    assert (at_a["callee"], at_a["disposition"]) == ("1002", "ANSWERED")
+    assert "forwarded 1002 -> trunk:site-b/2001" in at_a["hangup_cause"]
+    [at_b] = await asyncio.to_thread(closed_cdrs, sites.b)
+    assert (at_b["caller"], at_b["callee"], at_b["disposition"]) == ("site-a", "2001", "ANSWERED")
+
+
+async def test_ivr_key_transfers_to_the_other_site(sites: Sites) -> None:
+    async with listening(TONES) as caller, SipClient(sites.a.port) as ua:
+        callee = Ear(sites.callee_rtp, TONES)
+        try:
+            server = SimpleNamespace(sip_port=sites.a.port)
+            invite, ok = await dial(
+                ua, server, "800", caller="1003", rtp_port=caller.port, events=True
+            )  # type: ignore[arg-type]
+            assert ok.status == 200, ok  # the IVR answers
+            caller.remote = media_address(ok.body)
+            caller.press("1")
+            callee.remote = await callee_relay(sites)
+            # 2001 speaks until the caller hears it (the bridge is up), then the caller.
+            speaking = asyncio.create_task(callee.talk(sine(TONES["callee"], 6.0)))
+            try:
+                await caller.wait_for("callee", timeout=30)
+                await caller.talk(sine(TONES["caller"], 1.5))
+                await callee.wait_for("caller")
+            finally:
+                speaking.cancel()
+                await asyncio.gather(speaking, return_exceptions=True)
+            assert callee.tones() == ["caller"]
+            bye = await ua.exchange(ua.bye_for(invite, ok), timeout=10)
+            assert bye.status == 200
+        finally:
+            await callee.stop()
+    [at_a] = await asyncio.to_thread(closed_cdrs, sites.a)
+    assert (at_a["caller"], at_a["callee"], at_a["disposition"]) == ("1003", "800", "ANSWERED")
+    [at_b] = await asyncio.to_thread(closed_cdrs, sites.b)
+    assert (at_b["caller"], at_b["callee"], at_b["disposition"]) == ("site-a", "2001", "ANSWERED")
