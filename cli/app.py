@@ -682,7 +682,11 @@ async def _ringgroup(
             return await store.dialplan.update_ring_group(number, **(changes or {}))
         if action == "del":
             await store.dialplan.delete_ring_group(number)
-            return None
+            dangling = [
+                f"overflow of ring group {g}" for g in await store.dialplan.overflowing_to(number)
+            ]
+            dangling += [f"forwarding of {u}" for u in await store.dialplan.forwarding_to(number)]
+            return dangling + ivr_references(await store.ivr.get(), number)
         return await store.dialplan.ring_groups()
 
 
@@ -774,9 +778,11 @@ def ringgroup_del(
     number: Annotated[str, typer.Argument(help="The group's number.")],
     data_dir: DataDirOption = None,
 ) -> None:
-    """Delete a ring group."""
-    _run(_ringgroup(_data_dir(data_dir), "del", None, number))
+    """Delete a ring group; say what still sends calls to its number."""
+    dangling: list[str] = _run(_ringgroup(_data_dir(data_dir), "del", None, number))
     typer.echo(f"deleted ring group {number}")
+    if dangling:
+        typer.echo(f"still sending calls to {number} (now unknown): {'; '.join(dangling)}")
 
 
 @app.command()

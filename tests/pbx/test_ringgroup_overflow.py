@@ -288,6 +288,17 @@ def test_cli_ringgroup_overflow(data_dir: Path) -> None:
     assert (code, out.strip()) == (0, "ring group 600: 1002 (all, 20 s), overflow vm:1002")
     code, out, _ = _pbx(data_dir, "ringgroup", "set", "600", "--no-overflow", "--ring-seconds", "9")
     assert (code, out.strip()) == (0, "ring group 600: 1002 (all, 9 s), overflow -")
+    # a group deleted while another overflows to it is reported
+    _pbx(data_dir, "ringgroup", "add", "601", "-m", "1001", "--overflow", "600")
+    code, out, _ = _pbx(data_dir, "ringgroup", "del", "600")
+    assert (code, out.splitlines()) == (
+        0,
+        [
+            "deleted ring group 600",
+            "still sending calls to 600 (now unknown): overflow of ring group 601",
+        ],
+    )
+    _pbx(data_dir, "ringgroup", "add", "600", "-m", "1002")
     # a user deleted while a group overflows to its mailbox is reported
     _pbx(data_dir, "ringgroup", "set", "600", "--overflow", "vm:1001")
     code, out, _ = _pbx(data_dir, "user", "del", "1001")
