@@ -483,6 +483,9 @@ async def _delete_user(data_dir: Path, name: str) -> tuple[DeletedUser, list[str
         dangling += [f"forwarding of {u}" for u in await store.dialplan.forwarding_to(name)]
         for kind in ("ext", "vm"):
             dangling += [f"DID {d}" for d in await store.dids.pointing_at(kind, name)]
+        dangling += [
+            f"overflow of ring group {g}" for g in await store.dialplan.overflowing_to(name)
+        ]
     return gone, dangling
 
 
@@ -589,7 +592,12 @@ async def _forward(data_dir: Path, name: str, changes: dict[str, Any], clear: bo
 @user_app.command("forward")
 def user_forward(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Username (extension).")],
-    always: Annotated[str | None, typer.Option(help="Forward every call to this number.")] = None,
+    always: Annotated[
+        str | None,
+        typer.Option(
+            help="Forward every call to this number (also voicemail, vm:BOX, trunk:NAME/NUMBER)."
+        ),
+    ] = None,
     busy: Annotated[str | None, typer.Option(help="Forward when busy.")] = None,
     no_answer: Annotated[
         str | None, typer.Option("--no-answer", help="Forward when not answered.")
@@ -641,6 +649,14 @@ def user_record(
     typer.echo(f"{name} recording: {_run(_record(_data_dir(data_dir), name, mode))}")
 
 
+OverflowOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Where the call goes when no member answers: an extension or ring group,"
+        " vm:BOX or trunk:NAME/NUMBER."
+    ),
+]
+
 ringgroup_app = typer.Typer(
     name="ringgroup",
     help="Ring groups: one number ringing several extensions.",
@@ -650,7 +666,13 @@ ringgroup_app = typer.Typer(
 app.add_typer(ringgroup_app)
 
 
-async def _ringgroup(data_dir: Path, action: str, group: RingGroup | None, number: str) -> Any:
+async def _ringgroup(
+    data_dir: Path,
+    action: str,
+    group: RingGroup | None,
+    number: str,
+    changes: dict[str, Any] | None = None,
+) -> Any:
     async with await _open_existing(data_dir) as store:
         if action == "add":
             assert group is not None
@@ -658,9 +680,18 @@ async def _ringgroup(data_dir: Path, action: str, group: RingGroup | None, numbe
                 await store.users.get(member)  # NotFoundError for an unknown member
             await store.dialplan.add_ring_group(group)
             return None
+        if action == "set":
+            for member in (changes or {}).get("members", ()):
+                await store.users.get(member)  # NotFoundError for an unknown member
+            return await store.dialplan.update_ring_group(number, **(changes or {}))
         if action == "del":
             await store.dialplan.delete_ring_group(number)
-            return None
+            dangling = [
+                f"overflow of ring group {g}" for g in await store.dialplan.overflowing_to(number)
+            ]
+            dangling += [f"forwarding of {u}" for u in await store.dialplan.forwarding_to(number)]
+            dangling += [f"DID {d}" for d in await store.dids.pointing_at("group", number)]
+            return dangling + ivr_references(await store.ivr.get(), number)
         return await store.dialplan.ring_groups()
 
 
@@ -674,13 +705,55 @@ def ringgroup_add(
     strategy: Annotated[str, typer.Option(help="all (at once) or sequential.")] = "all",
     ring_seconds: Annotated[float, typer.Option(help="How long each round rings.")] = 20.0,
     name: Annotated[str | None, typer.Option(help="A label.")] = None,
+    overflow: OverflowOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Create a ring group."""
     check_username(number)
-    group = RingGroup(number, members_of(member), strategy, ring_seconds, name)
+    group = RingGroup(number, members_of(member), strategy, ring_seconds, name, overflow)
     _run(_ringgroup(_data_dir(data_dir), "add", group, number))
     typer.echo(f"added ring group {number}: {', '.join(group.members)} ({strategy})")
+    if overflow is not None:
+        typer.echo(f"overflow when no member answers: {overflow}")
+
+
+@ringgroup_app.command("set")
+def ringgroup_set(
+    number: Annotated[str, typer.Argument(help="The group's number.")],
+    member: Annotated[
+        list[str] | None,
+        typer.Option("--member", "-m", help="New member list, in order; repeat or 1001,1002."),
+    ] = None,
+    strategy: Annotated[str | None, typer.Option(help="all (at once) or sequential.")] = None,
+    ring_seconds: Annotated[float | None, typer.Option(help="How long each round rings.")] = None,
+    name: Annotated[str | None, typer.Option(help="A label.")] = None,
+    overflow: OverflowOption = None,
+    no_overflow: Annotated[
+        bool, typer.Option("--no-overflow", help="Remove the overflow.")
+    ] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Change a ring group (only the options given)."""
+    if overflow is not None and no_overflow:
+        raise ConfigError("give --overflow or --no-overflow, not both")
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("members", members_of(member) if member else None),
+            ("strategy", strategy),
+            ("ring_seconds", ring_seconds),
+            ("name", name),
+            ("overflow", overflow),
+        )
+        if v is not None
+    }
+    if no_overflow:
+        changes["overflow"] = None
+    group: RingGroup = _run(_ringgroup(_data_dir(data_dir), "set", None, number, changes))
+    typer.echo(
+        f"ring group {number}: {', '.join(group.members)} ({group.strategy},"
+        f" {group.ring_seconds:g} s), overflow {group.overflow or '-'}"
+    )
 
 
 @ringgroup_app.command("list")
@@ -691,10 +764,18 @@ def ringgroup_list(data_dir: DataDirOption = None) -> None:
         typer.echo("no ring groups")
         return
     rows = [
-        (g.number, g.name or "", g.strategy, f"{g.ring_seconds:g}", ",".join(g.members))
+        (
+            g.number,
+            g.name or "",
+            g.strategy,
+            f"{g.ring_seconds:g}",
+            ",".join(g.members),
+            g.overflow or "-",
+        )
         for g in groups
     ]
-    typer.echo(format_table(("NUMBER", "NAME", "STRATEGY", "RING (S)", "MEMBERS"), rows))
+    headers = ("NUMBER", "NAME", "STRATEGY", "RING (S)", "MEMBERS", "OVERFLOW")
+    typer.echo(format_table(headers, rows))
 
 
 @ringgroup_app.command("del")
@@ -702,9 +783,11 @@ def ringgroup_del(
     number: Annotated[str, typer.Argument(help="The group's number.")],
     data_dir: DataDirOption = None,
 ) -> None:
-    """Delete a ring group."""
-    _run(_ringgroup(_data_dir(data_dir), "del", None, number))
+    """Delete a ring group; say what still sends calls to its number."""
+    dangling: list[str] = _run(_ringgroup(_data_dir(data_dir), "del", None, number))
     typer.echo(f"deleted ring group {number}")
+    if dangling:
+        typer.echo(f"still sending calls to {number} (now unknown): {'; '.join(dangling)}")
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """`pbx route add|list|del`: outbound routes (dial patterns -> ordered trunks).
 
-They live in the database (`pbx.store.routes`). A trunk name is checked against the
-trunk store when the database has one. Errors end in one `pbx: error: …` line, exit 1.
+They live in the database (`pbx.store.routes`). Every trunk name must be a configured
+trunk (`pbx trunk add`). Errors end in one `pbx: error: …` line, exit 1.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ def _split(values: list[str]) -> tuple[str, ...]:
     return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
 
 
-async def _add(data_dir: Path, route: Route) -> tuple[Route, bool]:
+async def _add(data_dir: Path, route: Route) -> Route:
     async with await open_existing(data_dir) as store:
-        stored = await store.routes.add(route)
-        return stored, await store.routes.known_trunks() is not None
+        return await store.routes.add(route)
 
 
 async def _all(data_dir: Path) -> list[Route]:
@@ -78,12 +77,10 @@ def route_add(
         caller_id=caller_id,
         emergency=emergency,
     )
-    stored, checked = run(_add(data_dir_of(data_dir), route))
+    stored = run(_add(data_dir_of(data_dir), route))
     typer.echo(
         f"added route {stored.name}: {', '.join(stored.patterns)} -> {', '.join(stored.trunks)}"
     )
-    if not checked:
-        typer.echo("note: this database has no trunk store yet; trunk names were not checked")
 
 
 @route_app.command("list")

@@ -21,6 +21,7 @@ The TOML file (`pbx ivr import` / `pbx ivr export`)::
 
     [menu.options]                # key ("0"-"9", "*", "#") = action
     "1" = "extension:1001"        # dial an extension or ring group through the switch
+    "3" = "trunk:site-b/2001"     # dial 2001 through trunk site-b (no outbound route)
     "2" = "menu:sales"            # go to another menu
     "9" = "voicemail:1001"        # leave a message in that mailbox
     "*" = "repeat"                # play the greeting again
@@ -70,6 +71,9 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 _PROMPT_RE = re.compile(r"[a-z0-9_-]{1,64}")  # as ivr.prompts names its WAV files
 _NUMBER_RE = re.compile(r"\+?[A-Za-z0-9_*#][A-Za-z0-9._*#-]{0,31}")
+#: `trunk:NAME/NUMBER` (pbx.store.targets): NUMBER dialled through trunk NAME directly.
+TRUNK_PREFIX = "trunk:"
+_TRUNK_TARGET_RE = re.compile(r"trunk:[A-Za-z0-9][A-Za-z0-9_.-]{0,31}/\+?[0-9*#]{1,32}")
 _MENU_FIELDS = frozenset(
     {
         "name",
@@ -97,8 +101,9 @@ class IvrConfigError(ConfigError):
 class Action:
     """What a key press (or the fallback) does: `kind` and, for some kinds, a `target`.
 
-    extension: dial `target` (an extension or ring group) through the switch;
-    menu: go to the menu named `target`; voicemail: leave a message in mailbox
+    extension: dial `target` (an extension or ring group, or `trunk:NAME/NUMBER`: that
+    number through that trunk; "trunk:NAME/NUMBER" alone is short for it) through the
+    switch; menu: go to the menu named `target`; voicemail: leave a message in mailbox
     `target`; repeat: play the greeting again; hangup; dial_by_extension:
     collect an extension number and dial it.
     """
@@ -113,6 +118,8 @@ class Action:
         Raises:
             IvrConfigError: unknown kind, a missing or unexpected target, a bad target.
         """
+        if text.strip().startswith(TRUNK_PREFIX):
+            text = f"extension:{text.strip()}"
         kind, sep, target = text.partition(":")
         action = cls(kind.strip(), target.strip() if sep else None)
         action.check()
@@ -128,6 +135,13 @@ class Action:
             return
         if not self.target:
             raise IvrConfigError(f"action {self.kind!r} needs a target, like '{self.kind}:NAME'")
+        if self.kind == "extension" and self.target.startswith(TRUNK_PREFIX):
+            if _TRUNK_TARGET_RE.fullmatch(self.target) is None:
+                raise IvrConfigError(
+                    f"action {self.kind!r} has a bad target {self.target!r}"
+                    " (trunk:NAME/NUMBER, NUMBER of digits, '*', '#', a leading '+')"
+                )
+            return
         pattern = _NUMBER_RE if self.kind == "extension" else _NAME_RE
         if pattern.fullmatch(self.target) is None:
             raise IvrConfigError(f"action {self.kind!r} has a bad target {self.target!r}")

@@ -43,6 +43,7 @@ from pbx.outbound import OutboundDialler, TrunkTarget, is_trunk_target, parse_tr
 from pbx.registrar import Location, Target, targets_for
 from pbx.store import Disposition, Forwarding, Store
 from pbx.store.routes import Attempt as RouteAttempt
+from pbx.store.targets import MAILBOX_PREFIX
 from pbx.trunks import ResolveError, TrunkChannels, resolve
 from sip.message import Response
 from sip.peer import Peer
@@ -403,7 +404,8 @@ class B2bua:
             attempts = [Attempt(t, group.ring_seconds) for t in members]
         else:
             attempts = [Attempt([t for ts in members for t in ts], group.ring_seconds)]
-        return attempts, Forwarding(number)
+        # The group's overflow is followed like forwarding when no member answers.
+        return attempts, Forwarding(number, busy=group.overflow, no_answer=group.overflow)
 
     async def _trunk_plan(self, target: str) -> tuple[list[Attempt], Forwarding] | None:
         try:
@@ -528,8 +530,9 @@ class B2bua:
                         status=rung.status, disposition=rung.disposition, cause=cause, via=via
                     )
                 next_number, why = target, ("busy" if busy else "no answer")
-            if next_number == VOICEMAIL:
-                return Reached(voicemail=number, why=why, via=via)
+            if next_number == VOICEMAIL or next_number.startswith(MAILBOX_PREFIX):
+                box = number if next_number == VOICEMAIL else next_number[len(MAILBOX_PREFIX) :]
+                return Reached(voicemail=box, why=why, via=via)
             if next_number in visited or len(visited) > MAX_FORWARDS:
                 return Reached(
                     status=482,

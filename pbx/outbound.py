@@ -33,8 +33,10 @@ from media.errors import MediaError
 from media.sdp import SessionDescription
 from pbx.errors import ConfigError, NotFoundError
 from pbx.registrar import Target
+from pbx.store import targets
 from pbx.store.cdrs import Disposition
 from pbx.store.routes import Attempt as RouteAttempt
+from pbx.store.targets import TRUNK_PREFIX
 from pbx.store.trunks import Trunk
 from pbx.trunks import ResolveError, TrunkChannels, resolve
 from sip.errors import SipParseError
@@ -60,10 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TRUNK_PREFIX = "trunk:"
-#: A number sent to a trunk: dial characters, at most 32 (E.164 has 15 digits).
-_NUMBER = re.compile(r"\+?[0-9*#]{1,32}")
-_TRUNK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 #: A caller ID that may go into From and P-Asserted-Identity as it is (a number or a
 #: plain user name); anything else is replaced by the trunk's username.
 _CALLER_ID = re.compile(r"\+?[A-Za-z0-9_.*#-]{1,32}")
@@ -77,21 +75,16 @@ def is_trunk_target(target: str) -> bool:
 
 
 def parse_trunk_target(target: str) -> tuple[str, str]:
-    """`trunk:NAME/NUMBER` -> (NAME, NUMBER).
+    """`trunk:NAME/NUMBER` -> (NAME, NUMBER), by the rules configuration is checked with
+    (pbx.store.targets).
 
     Raises: ConfigError naming what is wrong (not a trunk target, no `/`, a bad trunk
     name or number).
     """
-    if not is_trunk_target(target):
+    parsed = targets.parse_trunk_target(target)
+    if parsed is None:
         raise ConfigError(f"{target!r} is not trunk:NAME/NUMBER")
-    name, slash, number = target[len(TRUNK_PREFIX) :].partition("/")
-    if not slash:
-        raise ConfigError(f"{target!r} is not trunk:NAME/NUMBER (no '/')")
-    if not _TRUNK_NAME.fullmatch(name):
-        raise ConfigError(f"{target!r}: {name!r} is not a trunk name")
-    if not _NUMBER.fullmatch(number):
-        raise ConfigError(f"{target!r}: {number!r} is not a number (digits, *, #, leading +)")
-    return name, number
+    return parsed.trunk, parsed.number
 
 
 def fails_over(status: int) -> bool:

@@ -2,16 +2,27 @@
 
 Read per call by the B2BUA, so `pbx user forward` and `pbx ringgroup …` take
 effect on the next call without a restart.
+
+A ring group's overflow (migration 12) is where its call goes when no member answers
+(all busy, no answer within the ring time, none registered): an extension or ring
+group, `vm:BOX`, or `trunk:NAME/NUMBER` (`pbx.store.targets`). The B2BUA follows it
+like the group's busy and no-answer forwarding. Forwarding targets may be
+`trunk:NAME/NUMBER` and `vm:BOX` too; both are checked when they are written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
 
 from pbx.errors import ConfigError, NotFoundError
 from pbx.store.database import Database
-from pbx.store.numbering import claim
+from pbx.store.numbering import RING_GROUP, USER, claim, owner_in
+from pbx.store.targets import check_trunk_target, mailbox_of, parse_trunk_target
 
 STRATEGIES = ("all", "sequential")
 RECORDING_MODES = ("always", "never", "on_demand")
@@ -37,6 +48,8 @@ class RingGroup:
     strategy: str = "all"
     ring_seconds: float = 20.0
     name: str | None = None
+    #: Where the call goes when no member answers (None: the caller hears the failure).
+    overflow: str | None = None
 
 
 class DialplanRepo:
@@ -70,6 +83,9 @@ class DialplanRepo:
             )
             if await cur.fetchone() is None:
                 raise NotFoundError(f"no user {forwarding.username!r}")
+            for target in (forwarding.always, forwarding.busy, forwarding.no_answer):
+                if target is not None:
+                    await _check_special_target(conn, target)
             await conn.execute(
                 "INSERT INTO forwards (username, always, busy, no_answer, no_answer_seconds)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (username) DO UPDATE SET"
@@ -86,10 +102,12 @@ class DialplanRepo:
             )
 
     async def forwarding_to(self, number: str) -> list[str]:
-        """The extensions whose calls are forwarded (in any case) to `number`."""
+        """The extensions whose calls are forwarded (in any case) to `number` or its
+        mailbox (`vm:NUMBER`)."""
         rows = await self._db.fetchall(
-            "SELECT username FROM forwards WHERE ? IN (always, busy, no_answer) ORDER BY username",
-            (number,),
+            "SELECT username FROM forwards WHERE ? IN (always, busy, no_answer)"
+            " OR ? IN (always, busy, no_answer) ORDER BY username",
+            (number, f"vm:{number}"),
         )
         return [str(r[0]) for r in rows]
 
@@ -118,30 +136,59 @@ class DialplanRepo:
         """Create a ring group.
 
         Raises: AlreadyExistsError (the number is taken: a user, group, IVR menu ...),
-        ConfigError (no members, bad strategy or time).
+        ConfigError (no members, bad strategy, time or overflow), NotFoundError (the
+        overflow names an unknown number, mailbox or trunk).
         """
-        if group.strategy not in STRATEGIES:
-            raise ConfigError(f"strategy {group.strategy!r}: choose {' or '.join(STRATEGIES)}")
-        if not group.members:
-            raise ConfigError("a ring group needs at least one member")
-        if group.ring_seconds <= 0:
-            raise ConfigError("the ring time must be more than 0 seconds")
+        _check_group(group)
         async with self._db.transaction() as conn:
             await claim(conn, group.number)  # one numbering plan: users, menus, codes ...
+            if group.overflow is not None:
+                await _check_overflow(conn, group.number, group.overflow)
             await conn.execute(
-                "INSERT INTO ring_groups (number, name, strategy, ring_seconds)"
-                " VALUES (?, ?, ?, ?)",
-                (group.number, group.name, group.strategy, group.ring_seconds),
+                "INSERT INTO ring_groups (number, name, strategy, ring_seconds, overflow)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (group.number, group.name, group.strategy, group.ring_seconds, group.overflow),
             )
             await conn.executemany(
                 "INSERT INTO ring_group_members (number, position, member) VALUES (?, ?, ?)",
                 [(group.number, i, m) for i, m in enumerate(group.members)],
             )
 
+    async def update_ring_group(self, number: str, **changes: object) -> RingGroup:
+        """Change some fields of a ring group (names as in `RingGroup`, not `number`;
+        `overflow=None` removes the overflow); returns the group as stored.
+
+        Raises: NotFoundError (no such group; an unknown overflow target), ConfigError
+        (an unknown field name, or a value `add_ring_group` would refuse).
+        """
+        fields = {f.name for f in dataclasses.fields(RingGroup)} - {"number"}
+        unknown = set(changes) - fields
+        if unknown:
+            raise ConfigError(f"unknown ring group field(s): {', '.join(sorted(unknown))}")
+        async with self._db.transaction() as conn:
+            current = await _ring_group_in(conn, number)
+            if current is None:
+                raise NotFoundError(f"no ring group {number!r}")
+            group = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
+            _check_group(group)
+            if group.overflow is not None and group.overflow != current.overflow:
+                await _check_overflow(conn, group.number, group.overflow)
+            await conn.execute(
+                "UPDATE ring_groups SET name = ?, strategy = ?, ring_seconds = ?, overflow = ?"
+                " WHERE number = ?",
+                (group.name, group.strategy, group.ring_seconds, group.overflow, number),
+            )
+            if group.members != current.members:
+                await conn.execute("DELETE FROM ring_group_members WHERE number = ?", (number,))
+                await conn.executemany(
+                    "INSERT INTO ring_group_members (number, position, member) VALUES (?, ?, ?)",
+                    [(number, i, m) for i, m in enumerate(group.members)],
+                )
+        return group
+
     async def ring_group(self, number: str) -> RingGroup | None:
         row = await self._db.fetchone(
-            "SELECT number, name, strategy, ring_seconds FROM ring_groups WHERE number = ?",
-            (number,),
+            f"SELECT {_GROUP} FROM ring_groups WHERE number = ?", (number,)
         )
         if row is None:
             return None
@@ -149,7 +196,15 @@ class DialplanRepo:
             "SELECT member FROM ring_group_members WHERE number = ? ORDER BY position",
             (number,),
         )
-        return RingGroup(row[0], tuple(m[0] for m in members), row[2], row[3], row[1])
+        return _group(row, members)
+
+    async def overflowing_to(self, number: str) -> list[str]:
+        """The ring groups whose overflow is `number` (or `vm:NUMBER`)."""
+        rows = await self._db.fetchall(
+            "SELECT number FROM ring_groups WHERE overflow IN (?, ?) ORDER BY number",
+            (number, f"vm:{number}"),
+        )
+        return [str(r[0]) for r in rows]
 
     async def ring_groups(self) -> list[RingGroup]:
         numbers = await self._db.fetchall("SELECT number FROM ring_groups ORDER BY number")
@@ -162,6 +217,77 @@ class DialplanRepo:
             cur = await conn.execute("DELETE FROM ring_groups WHERE number = ?", (number,))
             if cur.rowcount == 0:
                 raise NotFoundError(f"no ring group {number!r}")
+
+
+def _check_group(group: RingGroup) -> None:
+    """Raises: ConfigError for a bad strategy, no members or a bad ring time."""
+    if group.strategy not in STRATEGIES:
+        raise ConfigError(f"strategy {group.strategy!r}: choose {' or '.join(STRATEGIES)}")
+    if not group.members:
+        raise ConfigError("a ring group needs at least one member")
+    if group.ring_seconds <= 0:
+        raise ConfigError("the ring time must be more than 0 seconds")
+
+
+_GROUP = "number, name, strategy, ring_seconds, overflow"
+
+
+def _group(row: Sequence[Any], members: Iterable[Sequence[Any]]) -> RingGroup:
+    number, name, strategy, ring_seconds, overflow = row
+    return RingGroup(
+        number, tuple(str(m[0]) for m in members), strategy, ring_seconds, name, overflow
+    )
+
+
+async def _ring_group_in(conn: aiosqlite.Connection, number: str) -> RingGroup | None:
+    """`DialplanRepo.ring_group` inside a transaction."""
+    async with conn.execute(f"SELECT {_GROUP} FROM ring_groups WHERE number = ?", (number,)) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    async with conn.execute(
+        "SELECT member FROM ring_group_members WHERE number = ? ORDER BY position", (number,)
+    ) as cur:
+        return _group(tuple(row), await cur.fetchall())
+
+
+async def _check_special_target(conn: aiosqlite.Connection, target: str) -> bool:
+    """Inside a transaction: check a `trunk:NAME/NUMBER` or `vm:BOX` target; False when
+    `target` is neither (a plain number).
+
+    Raises: ConfigError (malformed), NotFoundError (no such trunk or mailbox).
+    """
+    trunk = parse_trunk_target(target)
+    if trunk is not None:
+        await check_trunk_target(conn, trunk)
+        return True
+    box = mailbox_of(target)
+    if box is not None:
+        async with conn.execute("SELECT 1 FROM users WHERE username = ?", (box,)) as cur:
+            if await cur.fetchone() is None:
+                raise NotFoundError(f"{target}: no mailbox {box!r} (no such user)")
+        return True
+    return False
+
+
+async def _check_overflow(conn: aiosqlite.Connection, group: str, target: str) -> None:
+    """Inside a transaction: the overflow of ring group `group` must be an extension or
+    another ring group, `vm:BOX` or `trunk:NAME/NUMBER` that exists.
+
+    Raises: ConfigError, NotFoundError (one line naming the target).
+    """
+    if await _check_special_target(conn, target):
+        return
+    if target == group:
+        raise ConfigError(f"ring group {group} cannot overflow to itself")
+    owner = await owner_in(conn, target)
+    if owner is None:
+        raise NotFoundError(f"overflow {target!r}: no extension or ring group {target}")
+    if owner.kind not in (USER, RING_GROUP):
+        raise ConfigError(
+            f"overflow {target!r} is {owner}: give an extension, a ring group,"
+            " vm:BOX or trunk:NAME/NUMBER"
+        )
 
 
 def members_of(text: Sequence[str]) -> tuple[str, ...]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from pbx.errors import NotFoundError
 from pbx.store.database import Database
 from pbx.store.numbering import IVR_KINDS, claim
+from pbx.store.targets import check_trunk_target, ivr_trunk_targets
 
 
 class IvrRepo:
@@ -37,13 +39,21 @@ class IvrRepo:
         `numbers` are the ones its menus and schedules answer: each must be free in the
         numbering plan (the IVR's own old numbers do not count: they are replaced).
 
+        Its `trunk:NAME/NUMBER` actions must name configured trunks.
+
         Raises:
             AlreadyExistsError: a number belongs to a user, ring group or feature code.
+            NotFoundError: an action names a trunk that does not exist.
             StoreError: the database could not be written.
         """
         async with self._db.transaction() as conn:
             for number in numbers:
                 await claim(conn, number, ignore=IVR_KINDS)
+            for where, target in ivr_trunk_targets(text):
+                try:
+                    await check_trunk_target(conn, target)
+                except NotFoundError as exc:
+                    raise NotFoundError(f"{where}: {exc}") from None
             await conn.execute(
                 "INSERT INTO ivr_config (id, body, updated) VALUES (1, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated = excluded.updated",

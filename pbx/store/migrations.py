@@ -253,6 +253,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     (
+        12,
+        """
+        -- Ring-group overflow (issue 12, multisite): where a group's call goes when no
+        -- member answers (all busy, no answer within the ring time, none registered):
+        -- a number of the numbering plan, 'vm:BOX' or 'trunk:NAME/NUMBER'; NULL: none.
+        ALTER TABLE ring_groups ADD COLUMN overflow TEXT;
+        """,
+    ),
+    (
         13,
         """
         -- A call that left through a trunk names it, and the number sent to it (after

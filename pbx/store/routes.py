@@ -138,14 +138,8 @@ class RouteRepo:
         self._db = db
         self._clock = clock
 
-    async def known_trunks(self) -> set[str] | None:
-        """Names of the configured trunks, or None when this database has no trunks
-        table yet (the trunk store is migration 8, from another branch)."""
-        row = await self._db.fetchone(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'trunks'"
-        )
-        if row is None:
-            return None
+    async def known_trunks(self) -> set[str]:
+        """Names of the configured trunks (table `trunks`, migration 8)."""
         return {str(r[0]) for r in await self._db.fetchall("SELECT name FROM trunks")}
 
     async def add(self, route: Route) -> Route:
@@ -153,16 +147,16 @@ class RouteRepo:
 
         Raises:
             ConfigError: the route is malformed (`check_route`).
-            NotFoundError: a trunk name is unknown (checked when the trunks table exists).
+            NotFoundError: a trunk name is unknown.
             AlreadyExistsError: a route with that name exists.
         """
         check_route(route)
-        known = await self.known_trunks()
-        if known is not None:
+        async with self._db.transaction() as conn:
+            async with conn.execute("SELECT name FROM trunks") as c:
+                known = {str(r[0]) for r in await c.fetchall()}
             unknown = [t for t in route.trunks if t not in known]
             if unknown:
                 raise NotFoundError(f"no trunk named {unknown[0]} (see pbx trunk list)")
-        async with self._db.transaction() as conn:
             async with conn.execute("SELECT coalesce(max(position), 0) FROM outbound_routes") as c:
                 top = await c.fetchone()
             position = (int(top[0]) if top is not None else 0) + 1

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pbx.bans import parse_network
 from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError
 from pbx.store.database import Database
+from pbx.store.targets import trunk_references
 
 __all__ = [
     "CODECS",
@@ -282,8 +283,17 @@ class TrunkRepo:
         return trunk
 
     async def delete(self, name: str) -> None:
-        """Raises: NotFoundError."""
+        """Delete a trunk that nothing names any more.
+
+        Raises: NotFoundError; ConfigError naming what still sends calls through it
+        (ring-group overflow, forwarding, IVR actions, outbound routes).
+        """
         async with self._db.transaction() as conn:
+            users = await trunk_references(conn, name)
+            if users:
+                raise ConfigError(
+                    f"trunk {name!r} is still used by {'; '.join(users)}: change those first"
+                )
             cur = await conn.execute("DELETE FROM trunks WHERE name = ?", (name,))
             if cur.rowcount == 0:
                 raise NotFoundError(f"no trunk {name!r}")

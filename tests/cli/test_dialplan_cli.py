@@ -52,7 +52,7 @@ def test_ring_groups(data_dir: Path) -> None:
     code, out, _ = _run(data_dir, "ringgroup", "add", "600", "-m", "1002,1001", "-m", "1002")
     assert (code, out.strip()) == (0, "added ring group 600: 1002, 1001 (all)")
     code, out, _ = _run(data_dir, "ringgroup", "list")
-    assert out.splitlines()[1].split() == ["600", "all", "20", "1002,1001"]
+    assert out.splitlines()[1].split() == ["600", "all", "20", "1002,1001", "-"]
     assert _run(data_dir, "ringgroup", "del", "600")[0] == 0
     assert _run(data_dir, "ringgroup", "list")[1].strip() == "no ring groups"
 

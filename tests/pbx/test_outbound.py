@@ -298,7 +298,7 @@ async def test_malformed_trunk_target_fails_cleanly(
     with pytest.raises(DialError) as failed:
         await server.switch.dial(target, caller_id="1001", timeout=5)
     assert failed.value.outcome.status == 404
-    assert "is not" in caplog.text and target in caplog.text
+    assert target in caplog.text  # the log line names the malformed target
     [cdr] = await server._store.cdrs.list()
     assert cdr.disposition == "FAILED" and cdr.trunk is None
     assert attempts(sim) == []

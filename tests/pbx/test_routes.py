@@ -9,7 +9,7 @@ from typer.testing import CliRunner, Result
 
 from cli.app import app
 from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError
-from pbx.store import MIGRATIONS, Route, Store, Trunk
+from pbx.store import Route, Store, Trunk
 from pbx.store.routes import Attempt, check_route, plan_outbound
 
 NATIONAL = Route("national", ("_0XXXXXXXXX",), ("prov-a", "prov-b"), strip=1, prepend="+33")
@@ -102,20 +102,16 @@ async def test_store_add_list_delete(tmp_path: Path) -> None:
         assert [r.name for r in await store.routes.all()] == ["emergency", "national"]
 
 
-async def test_store_checks_trunk_names_when_the_trunks_table_exists(tmp_path: Path) -> None:
-    # Without the trunk store (migration 8) trunk names cannot be checked: say nothing.
-    without_trunks = [m for m in MIGRATIONS if m[0] != 8]
-    async with await Store.open(tmp_path / "a.db", migrations=without_trunks) as store:
-        assert await store.routes.known_trunks() is None
-        await store.routes.add(NATIONAL)
-    # With a trunks table (keyed by name, as migration 8 is), unknown names are refused.
-    async with await Store.open(tmp_path / "b.db", migrations=without_trunks) as store:
-        async with store._db.transaction() as conn:
-            await conn.execute("CREATE TABLE trunks (name TEXT PRIMARY KEY)")
-            await conn.execute("INSERT INTO trunks (name) VALUES ('prov-a')")
+async def test_store_refuses_unknown_trunk_names(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "a.db") as store:
+        assert await store.routes.known_trunks() == set()
+        with pytest.raises(NotFoundError, match=r"no trunk named prov-a \(see pbx trunk list\)"):
+            await store.routes.add(NATIONAL)
+        await store.trunks.add(Trunk("prov-a", "127.0.0.1"))
         assert await store.routes.known_trunks() == {"prov-a"}
         with pytest.raises(NotFoundError, match=r"no trunk named prov-b \(see pbx trunk list\)"):
             await store.routes.add(NATIONAL)
+        assert await store.routes.all() == []
         await store.routes.add(Route("ok", ("_0X.",), ("prov-a",)))
 
 
