@@ -687,6 +687,8 @@ class OutboundCall(Call):
         fields = [
             ("Via", invite.headers.get_all("Via")[0]),
             ("Max-Forwards", "70"),
+            # §9.1: the CANCEL carries the INVITE's Route values (a trunk's Service-Route).
+            *(("Route", value) for value in invite.headers.get_all("Route")),
             ("From", invite.headers.get("From") or ""),
             ("To", invite.headers.get("To") or ""),
             ("Call-ID", invite.call_id),

@@ -210,6 +210,9 @@ class OutboundDialler:
         self.resolve_timeout = resolve_timeout
         # trunk name -> (what the credentials were made of, the authenticator)
         self._auth: dict[str, tuple[tuple[str, str, str], ClientAuthenticator]] = {}
+        #: The Service-Route a trunk's registration returned (pbx.trunks.TrunkService
+        #: sets it when the server starts): the preloaded Route set of its INVITEs.
+        self.service_route: Callable[[str], tuple[str, ...]] = lambda _name: ()
 
     def authenticator(self, trunk: Trunk) -> ClientAuthenticator | None:
         """The trunk's authenticator (kept across calls: its cached challenges
@@ -248,6 +251,9 @@ class OutboundDialler:
         extra: tuple[tuple[str, str], ...] = ()
         if caller_id and caller_id != from_user:
             extra = (("P-Asserted-Identity", f"<sip:{_escaped(caller_id)}@{from_host}>"),)
+        # RFC 3608 §6.1: the trunk's host is where the INVITE is sent (the outbound
+        # proxy), the Service-Route follows as Route headers, in the order received.
+        extra += tuple(("Route", route) for route in self.service_route(trunk.name))
         return TrunkTarget(
             uri,
             peer,

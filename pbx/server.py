@@ -222,6 +222,7 @@ class PbxServer:
             clock=self._clock,
             channels=self.b2bua.trunk_channels,
         )
+        self.b2bua.outbound.service_route = self.trunks.service_route
         await self._reload_trunks()
         self._control = ControlServer(
             s,

@@ -331,6 +331,18 @@ class TrunkService:
             retry_max=self.retry_max,
         )
 
+    def service_route(self, name: str) -> tuple[str, ...]:
+        """RFC 3608 §6: the Service-Route trunk `name`'s registrar returned with its last
+        2xx, while the registration holds; () otherwise. Requests the switch starts at
+        the trunk (INVITEs) carry it as their preloaded Route set."""
+        runner = self._runners.get(name)
+        client = runner.client if runner is not None else None
+        if client is None or client.registered_until is None:
+            return ()
+        if client.registered_until <= asyncio.get_running_loop().time():
+            return ()  # lapsed (a refresh keeps the route while the binding holds)
+        return client.service_route
+
     def registrar_address(self, name: str) -> tuple[str, int] | None:
         """Where trunk `name`'s registrations go (its host resolved), None until known."""
         runner = self._runners.get(name)

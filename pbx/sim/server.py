@@ -106,8 +106,12 @@ class PstnSimulator:
         voice: Voice | None = None,
         ports: PortAllocator | None = None,
         clock: Callable[[], float] = time.time,
+        service_route: str | None = None,
     ) -> None:
         self.script = script
+        #: Given, the Service-Route of each 2xx to a REGISTER that binds (RFC 3608),
+        #: as an IMS-style provider sends it.
+        self.service_route = service_route
         self.out_dir = Path(out_dir)
         self.host = host
         self.port = port
@@ -192,7 +196,10 @@ class PstnSimulator:
         bare = _EXPIRES_PARAM.sub("", contact)
         self.bindings[account] = Binding(account, bare, now + expires)
         log.info("registered %s at %s for %s s", account, bare, expires)
-        return make_response(request, 200, headers=[("Contact", f"{bare};expires={expires}")])
+        headers = [("Contact", f"{bare};expires={expires}")]
+        if self.service_route is not None:
+            headers.append(("Service-Route", self.service_route))
+        return make_response(request, 200, headers=headers)
 
     # -- INVITE ---------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from tests.interop.phones import running_server
 
 DATA = Path(__file__).parent.parent / "data" / "sim"
 LIVE, BUSY, RINGS = "0100123456", "0800123456", "0200123456"
+SLOW = "0400123456"  # rings for a minute
 
 
 # -- pure ---------------------------------------------------------------------------------
@@ -107,6 +108,15 @@ def test_target_particulars() -> None:
     )
     assert plain.extra_headers == () and plain.authenticator is not None
     assert dialler.target(trunk, peer, "1", "+3312").authenticator is plain.authenticator
+    # A registration's Service-Route (RFC 3608) becomes the INVITE's Route set, in order.
+    routes = {"p": ("<sip:p1.example;lr>", "<sip:s1.example;lr>")}
+    dialler.service_route = lambda name: routes.get(name, ())
+    routed = dialler.target(trunk, peer, "1", "+3312")
+    assert routed.extra_headers == (
+        ("Route", "<sip:p1.example;lr>"),
+        ("Route", "<sip:s1.example;lr>"),
+    )
+    dialler.service_route = lambda _name: ()
     tcp = Trunk("t", "2001:db8::1", transport="tcp", from_user="acct", from_domain="ex.net")
     other = dialler.target(tcp, peer, "1", "1001")
     assert str(other.uri) == "sip:1@[2001:db8::1]:5060;transport=tcp"
@@ -215,6 +225,30 @@ async def test_trunk_target_answers_the_407_then_preauthorizes(
     await again.hangup()
     outcomes = [(a["number"], a["status"], a["account"]) for a in attempts(sim)]
     assert outcomes[:1] == [(LIVE, 200, "trunk1")]
+
+
+async def test_registered_trunk_routes_invites_by_its_service_route(
+    server: PbxServer, sim: PstnSimulator
+) -> None:
+    """RFC 3608 §6.1: the INVITE (and its CANCEL) to a trunk carries the Service-Route
+    the trunk's registration returned, as Route headers in order; sent to the trunk."""
+    sim.service_route = f"<sip:127.0.0.1:{sim.port};lr>, <sip:core.pstn.test;lr>"
+    await add_trunk(server, sim, register=True)
+    assert server.switch is not None and server.trunks is not None
+    await server._reload_trunks()
+    async with asyncio.timeout(10):
+        while server.trunks.service_route("prov") == ():
+            await asyncio.sleep(0.02)
+    wire = traced(server)
+    call = await server.switch.dial(f"trunk:prov/{LIVE}", caller_id="1001", timeout=10)
+    routes = [i.headers.get_all("Route") for i in wire.of("INVITE")]
+    expected = [f"<sip:127.0.0.1:{sim.port};lr>", "<sip:core.pstn.test;lr>"]
+    assert routes and all(r == expected for r in routes)
+    await call.hangup()
+    with pytest.raises(DialError):  # it rings for a minute: the switch CANCELs after 1 s
+        await server.switch.dial(f"trunk:prov/{SLOW}", caller_id="1001", timeout=1)
+    [cancel] = wire.of("CANCEL")
+    assert cancel.headers.get_all("Route") == expected
 
 
 async def test_from_user_and_p_asserted_identity(server: PbxServer, sim: PstnSimulator) -> None:

@@ -168,3 +168,19 @@ async def test_an_error_in_a_runner_is_logged_and_retried_after_the_backoff(
     assert calls == 2
     assert any(r.getMessage().startswith("trunk prov: registration failed") for r in caplog.records)
     await service.close()
+
+
+async def test_service_route_is_offered_while_registered() -> None:
+    """RFC 3608: the Service-Route of the 2xx is what the trunk's INVITEs are routed by
+    (pbx.outbound), only while the binding holds."""
+    route = [("Expires", "600"), ("Service-Route", "<sip:p1.example;lr>, <sip:s1.example;lr>")]
+    registrar = Registrar(lambda r: make_response(r, 200, headers=route))
+    service = TrunkService(registrar, Addresses())
+    assert service.service_route("prov") == ()
+    await service.reload([trunk(), trunk("quiet", register=False)])
+    await settle(lambda: service.status()[0]["state"] == "registered")
+    assert service.service_route("prov") == ("<sip:p1.example;lr>", "<sip:s1.example;lr>")
+    assert service.service_route("quiet") == ()
+    await service.reload([trunk("quiet", register=False)])  # deleted: un-registered
+    assert service.service_route("prov") == ()
+    await service.close()
