@@ -156,7 +156,7 @@ class RouteRepo:
                 known = {str(r[0]) for r in await c.fetchall()}
             unknown = [t for t in route.trunks if t not in known]
             if unknown:
-                raise NotFoundError(f"no trunk named {unknown[0]} (see pbx trunk list)")
+                raise NotFoundError(f"no trunk {unknown[0]!r} (see pbx trunk list)")
             async with conn.execute("SELECT coalesce(max(position), 0) FROM outbound_routes") as c:
                 top = await c.fetchone()
             position = (int(top[0]) if top is not None else 0) + 1
@@ -193,7 +193,7 @@ class RouteRepo:
         async with self._db.transaction() as conn:
             cur = await conn.execute("DELETE FROM outbound_routes WHERE name = ?", (name,))
             if cur.rowcount == 0:
-                raise NotFoundError(f"no route named {name}")
+                raise NotFoundError(f"no route {name!r}")
 
     async def all(self) -> list[Route]:
         """Every route: emergency ones first, then in the order they were added."""

@@ -97,7 +97,7 @@ async def test_store_add_list_delete(tmp_path: Path) -> None:
             await store.routes.add(INTL)
         assert [a.trunk for a in await store.routes.plan("0123456789")] == ["prov-a", "prov-b"]
         await store.routes.delete("intl")
-        with pytest.raises(NotFoundError, match="no route named intl"):
+        with pytest.raises(NotFoundError, match="no route 'intl'"):
             await store.routes.delete("intl")
         assert [r.name for r in await store.routes.all()] == ["emergency", "national"]
 
@@ -105,11 +105,11 @@ async def test_store_add_list_delete(tmp_path: Path) -> None:
 async def test_store_refuses_unknown_trunk_names(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "a.db") as store:
         assert await store.routes.known_trunks() == set()
-        with pytest.raises(NotFoundError, match=r"no trunk named prov-a \(see pbx trunk list\)"):
+        with pytest.raises(NotFoundError, match=r"no trunk 'prov-a' \(see pbx trunk list\)"):
             await store.routes.add(NATIONAL)
         await store.trunks.add(Trunk("prov-a", "127.0.0.1"))
         assert await store.routes.known_trunks() == {"prov-a"}
-        with pytest.raises(NotFoundError, match=r"no trunk named prov-b \(see pbx trunk list\)"):
+        with pytest.raises(NotFoundError, match=r"no trunk 'prov-b' \(see pbx trunk list\)"):
             await store.routes.add(NATIONAL)
         assert await store.routes.all() == []
         await store.routes.add(Route("ok", ("_0X.",), ("prov-a",)))
@@ -155,7 +155,7 @@ def test_cli_route_add_list_del(data_dir: str) -> None:
     assert [line.split()[0] for line in listing] == ["NAME", "sos", "natl"]
     assert listing[2].split() == ["natl", "_0XXXXXXXXX", "1", "+33", "-", "a,b", "no"]
     assert pbx("route", "del", "natl", *d).stdout == "deleted route natl\n"
-    assert one_error(pbx("route", "del", "natl", *d)) == "pbx: error: no route named natl"
+    assert one_error(pbx("route", "del", "natl", *d)) == "pbx: error: no route 'natl'"
 
 
 BAD_CLI = [
