@@ -98,6 +98,8 @@ class Agent:
     last_call_end: Mapping[str, float] = field(default_factory=dict)  # queue -> time
     calls_taken: Mapping[str, int] = field(default_factory=dict)  # queue -> count
     talk_seconds: float = 0.0  # today's total (agent-with-least-talk-time)
+    # Defaulted additions (core):
+    registered: bool = True  # the agent's phone is reachable; False: never offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,9 @@ class Caller:
     skills: Mapping[str, int] = field(default_factory=dict)  # extra required skills
     callback: bool = False  # a caller who hung up and waits to be called
     entry_position: int = 0
+    # Defaulted additions (core):
+    relax_from: float | None = None  # skill rules count from here (None: joined)
+    notes: tuple[str, ...] = ()  # what earlier agents noted (escalation carries it)
 
 
 @dataclass(frozen=True, slots=True)
