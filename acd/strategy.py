@@ -336,37 +336,171 @@ def dispatch(
     at most one offer per agent across all queues, callers already offered are in
     `waiting` only if they need a new offer (the engine filters).
 
-    Callers are served greedily in that order; an agent promised to an earlier
-    caller is not offered to a later one, so a later caller of the same queue
-    never jumps the line for an agent the earlier one could take. A later caller
-    whose requirements are met by an agent the earlier one cannot use (skills)
-    gets that agent: there is no head-of-line blocking across skills. A caller of
-    an unknown queue is skipped (logged).
+    1. Greedy pass, callers in `caller_order`: each gets `rank`'s pick among its
+       eligible agents not promised to an earlier caller, so a later caller of the
+       same queue never jumps the line for an agent the earlier one could take,
+       while a later caller whose needs are met by an agent the earlier one cannot
+       use (skills, other queue) gets it: no head-of-line blocking.
+    2. Sparing pass, only when some free agent is still unpromised: a caller left
+       without an agent takes agent X from an earlier single-agent offer (not
+       ringall) when that earlier caller can be given another free agent Y
+       instead (its strategy's pick among the agents still free, whatever Y's
+       penalty). So a generalist call does not use up the only specialist a later
+       call needs; every earlier caller keeps an offer, so nobody loses its turn.
+       Each swap serves one more caller, so the pass is bounded.
+    Offers come back in caller order; `memory` records the final offers.
+    A caller of an unknown queue is skipped (logged); a duplicate call id counts once.
     """
     promised: set[str] = set(busy_offers)
-    offers: list[Offer] = []
+    order: list[Caller] = []
     seen: set[str] = set()
     for caller in sorted(waiting, key=lambda c: caller_order(queues, c)):
         if caller.call_id in seen:
             continue
         seen.add(caller.call_id)
-        queue = queues.get(caller.queue)
-        if queue is None:
+        if caller.queue not in queues:
             log.warning("call %s waits in unknown queue %s", caller.call_id, caller.queue)
+            continue
+        order.append(caller)
+
+    assigned: dict[str, tuple[str, ...]] = {}
+    holder: dict[str, Caller] = {}  # agent -> caller of a swappable (single) offer
+    free = _free_anywhere(now, agents, busy_offers)
+    unserved: set[tuple[str, frozenset[tuple[str, int]]]] = set()  # promised only grows
+    for caller in order:
+        if free <= promised:
+            break  # nobody left to offer: the remaining callers wait
+        queue = queues[caller.queue]
+        needs = (caller.queue, frozenset(requirements_at(queue, caller, now).items()))
+        if needs in unserved:
             continue
         queue_members = members.get(caller.queue, ())
         candidates = eligible(now, queue, queue_members, agents, caller, promised)
         picked = rank(now, queue, queue_members, candidates, caller, rng, memory)
         if not picked:
+            unserved.add(needs)
             continue
         names = tuple(agent.name for agent in picked)
         promised.update(names)
-        offers.append(Offer(caller=caller.call_id, queue=caller.queue, agents=names))
-        if queue.strategy in (Strategy.RRMEMORY, Strategy.RRORDERED):
-            memory.last_offered[queue.name] = names[0]
-        elif queue.strategy is Strategy.LINEAR:
-            memory.remember_linear(caller.call_id, names[0])
+        assigned[caller.call_id] = names
+        if queue.strategy is not Strategy.RINGALL:
+            holder[names[0]] = caller
+            _remember(memory, queue, caller, names[0])
+
+    if len(assigned) < len(order) and holder and not free <= promised:
+        _spare_specialists(
+            now,
+            queues,
+            members,
+            agents,
+            order,
+            busy_offers,
+            promised,
+            assigned,
+            holder,
+            rng,
+            memory,
+        )
+
+    offers = []
+    for caller in order:
+        names = assigned.get(caller.call_id, ())
+        if names:
+            offers.append(Offer(caller=caller.call_id, queue=caller.queue, agents=names))
+            if len(names) == 1:
+                _remember(memory, queues[caller.queue], caller, names[0])
     return offers
+
+
+def _remember(memory: Memory, queue: QueueConfig, caller: Caller, agent: str) -> None:
+    if queue.strategy in (Strategy.RRMEMORY, Strategy.RRORDERED):
+        memory.last_offered[queue.name] = agent
+    elif queue.strategy is Strategy.LINEAR:
+        memory.remember_linear(caller.call_id, agent)
+
+
+_ANY_QUEUE = QueueConfig(name="", number="", ring_in_use=True)
+
+
+def _free_anywhere(
+    now: float, agents: Mapping[str, Agent], busy_offers: Collection[str]
+) -> set[str]:
+    """The agents some queue could offer a call now (a superset of every eligible set)."""
+    return {
+        name for name, agent in agents.items() if agent_free(now, _ANY_QUEUE, agent, busy_offers)
+    }
+
+
+def _spare_specialists(
+    now: float,
+    queues: Mapping[str, QueueConfig],
+    members: Mapping[str, Sequence[Member]],
+    agents: Mapping[str, Agent],
+    order: Sequence[Caller],
+    busy_offers: Collection[str],
+    promised: set[str],
+    assigned: dict[str, tuple[str, ...]],
+    holder: dict[str, Caller],
+    rng: random.Random,
+    memory: Memory,
+) -> None:
+    """The sparing pass of `dispatch` (its doc): mutates promised/assigned/holder."""
+
+    cache: dict[str, Agent | None] = {}  # valid until the next swap
+
+    def alternative(other: Caller) -> Agent | None:
+        if other.call_id not in cache:
+            queue = queues[other.queue]
+            queue_members = members.get(other.queue, ())
+            candidates = eligible(now, queue, queue_members, agents, other, promised)
+            picked = rank(now, queue, queue_members, candidates, other, rng, memory)
+            cache[other.call_id] = picked[0] if picked else None
+        return cache[other.call_id]
+
+    hopeless: set[tuple[str, frozenset[tuple[str, int]]]] = set()  # until the next swap
+    for caller in order:
+        if caller.call_id in assigned:
+            continue
+        queue = queues[caller.queue]
+        needs = (caller.queue, frozenset(requirements_at(queue, caller, now).items()))
+        if needs in hopeless:
+            continue  # a caller with the same queue and needs found no swap
+        queue_members = members.get(caller.queue, ())
+        wanted = eligible(now, queue, queue_members, agents, caller, busy_offers)
+        swaps: dict[str, Agent] = {}
+        for _member, agent in wanted:
+            other = holder.get(agent.name)
+            if other is None or other.call_id in swaps:
+                continue
+            spare = alternative(other)
+            if spare is not None:
+                swaps[other.call_id] = spare
+        if not swaps:
+            hopeless.add(needs)
+            continue
+        swappable = [
+            (member, agent)
+            for member, agent in wanted
+            if agent.name in holder and holder[agent.name].call_id in swaps
+        ]
+        taken = rank(now, queue, queue_members, swappable, caller, rng, memory)[0]
+        other = holder.pop(taken.name)
+        spare = swaps[other.call_id]
+        assigned[other.call_id] = (spare.name,)
+        holder[spare.name] = other
+        promised.add(spare.name)
+        assigned[caller.call_id] = (taken.name,)
+        if queue.strategy is not Strategy.RINGALL:
+            holder[taken.name] = caller
+        cache.clear()
+        hopeless.clear()
+        log.debug(
+            "call %s: %s spared for it, call %s gets %s",
+            caller.call_id,
+            taken.name,
+            other.call_id,
+            spare.name,
+        )
 
 
 __all__ = [

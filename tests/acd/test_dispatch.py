@@ -1,0 +1,198 @@
+"""dispatch(): callers in order across queues, one offer per agent, weights,
+priorities, no line-jumping, no head-of-line blocking across skills."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from acd.model import Agent, AgentState, Caller, Member, Offer, QueueConfig, Strategy
+from acd.strategy import Memory, dispatch
+
+NOW = 1000.0
+
+
+def q(name: str, strategy: Strategy = Strategy.LINEAR, **kw: object) -> QueueConfig:
+    return QueueConfig(name=name, number="8" + name, strategy=strategy, **kw)  # type: ignore[arg-type]
+
+
+def free(name: str, **skills: int) -> Agent:
+    return Agent(name=name, state=AgentState.AVAILABLE, skills=skills)
+
+
+def c(call_id: str, queue: str, joined: float, **kw: object) -> Caller:
+    return Caller(call_id=call_id, queue=queue, number="555" + call_id, joined=joined, **kw)  # type: ignore[arg-type]
+
+
+def run(
+    queues: Sequence[QueueConfig],
+    members: Mapping[str, Sequence[Member]],
+    agents: Sequence[Agent],
+    waiting: Sequence[Caller],
+    busy: Sequence[str] = (),
+    memory: Memory | None = None,
+    seed: int = 0,
+) -> list[tuple[str, tuple[str, ...]]]:
+    offers = dispatch(
+        NOW,
+        {x.name: x for x in queues},
+        members,
+        {a.name: a for a in agents},
+        waiting,
+        busy,
+        random.Random(seed),
+        memory if memory is not None else Memory(),
+    )
+    agents_offered = [name for offer in offers for name in offer.agents]
+    assert len(agents_offered) == len(set(agents_offered)), "an agent in two offers"
+    assert not set(agents_offered) & set(busy), "an agent with an offer ringing"
+    assert all(isinstance(o, Offer) and o.agents for o in offers)
+    return [(o.caller, o.agents) for o in offers]
+
+
+def ordered(*names: str) -> list[Member]:
+    return [Member(n, position=i) for i, n in enumerate(names, 1)]
+
+
+def test_callers_served_in_joined_order_whatever_the_input_order() -> None:
+    members = {"a": ordered("ann", "bob")}
+    waiting = [c("late", "a", 30), c("first", "a", 10), c("second", "a", 20)]
+    got = run([q("a")], members, [free("ann"), free("bob")], waiting)
+    assert got == [("first", ("ann",)), ("second", ("bob",))]
+
+
+def test_priority_beats_joined_within_a_queue() -> None:
+    members = {"a": ordered("ann")}
+    waiting = [c("old", "a", 10), c("vip", "a", 50, priority=5)]
+    assert run([q("a")], members, [free("ann")], waiting) == [("vip", ("ann",))]
+
+
+def test_heavier_queue_gets_a_shared_agent_first() -> None:
+    queues = [q("sales", weight=0), q("support", weight=10)]
+    members = {"sales": ordered("ann"), "support": ordered("ann")}
+    waiting = [c("s1", "sales", 1), c("p1", "support", 500)]
+    assert run(queues, members, [free("ann")], waiting) == [("p1", ("ann",))]
+    # equal weights: the earlier caller, across queues
+    queues = [q("sales"), q("support")]
+    assert run(queues, members, [free("ann")], waiting) == [("s1", ("ann",))]
+
+
+def test_weight_before_priority_and_agents_not_shared_still_serve_the_light_queue() -> None:
+    queues = [q("sales", weight=1), q("support", weight=5)]
+    members = {"sales": ordered("ann", "bob"), "support": ordered("ann")}
+    waiting = [c("s1", "sales", 1, priority=9), c("p1", "support", 500)]
+    got = run(queues, members, [free("ann"), free("bob")], waiting)
+    assert got == [("p1", ("ann",)), ("s1", ("bob",))]
+
+
+def test_one_offer_per_agent_across_queues_and_busy_offers_respected() -> None:
+    queues = [q("a"), q("b")]
+    members = {"a": ordered("ann", "bob"), "b": ordered("bob", "ann", "cid")}
+    agents = [free("ann"), free("bob"), free("cid")]
+    waiting = [c("a1", "a", 1), c("b1", "b", 2), c("a2", "a", 3), c("b2", "b", 4)]
+    got = run(queues, members, agents, waiting)
+    assert got == [("a1", ("ann",)), ("b1", ("bob",)), ("b2", ("cid",))]
+    got = run(queues, members, agents, waiting, busy=["ann"])
+    assert got == [("a1", ("bob",)), ("b1", ("cid",))]
+
+
+def test_ringall_first_caller_takes_the_tier_the_next_gets_the_next_tier() -> None:
+    members = {"r": [Member("ann"), Member("bob"), Member("cid", penalty=2)]}
+    agents = [free("ann"), free("bob"), free("cid")]
+    waiting = [c("c2", "r", 20), c("c1", "r", 10), c("c3", "r", 30)]
+    got = run([q("r", Strategy.RINGALL)], members, agents, waiting)
+    assert got == [("c1", ("ann", "bob")), ("c2", ("cid",))]
+
+
+def test_no_line_jumping_within_a_queue_without_skills() -> None:
+    # the first caller gets nobody: no later caller of the same queue does either
+    members = {"a": ordered("ann", "bob")}
+    agents = [free("ann"), Agent(name="bob", state=AgentState.PAUSED)]
+    waiting = [c("c1", "a", 1), c("c2", "a", 2), c("c3", "a", 3)]
+    assert run([q("a")], members, agents, waiting) == [("c1", ("ann",))]
+    assert run([q("a")], members, agents, waiting, busy=["ann"]) == []
+
+
+def test_no_head_of_line_blocking_across_skills() -> None:
+    # the head caller needs German nobody free has; later callers needing French
+    # or nothing get the agents the head cannot use
+    members = {"a": ordered("fritz", "marie", "bob")}
+    agents = [
+        Agent(name="fritz", state=AgentState.ON_CALL, skills={"de": 9}),
+        free("marie", fr=8),
+        free("bob"),
+    ]
+    waiting = [
+        c("head", "a", 1, skills={"de": 5}),
+        c("french", "a", 2, skills={"fr": 5}),
+        c("plain", "a", 3),
+        c("more", "a", 4),
+    ]
+    got = run([q("a")], members, agents, waiting)
+    assert got == [("french", ("marie",)), ("plain", ("bob",))]
+
+
+def test_a_generalist_caller_does_not_take_the_only_specialist_a_later_caller_needs() -> None:
+    # linear would give marie (position 1) to the plain caller; the French caller
+    # behind it can only be served by marie, and bob can serve the plain caller
+    members = {"a": ordered("marie", "bob")}
+    agents = [free("marie", fr=8), free("bob")]
+    waiting = [c("plain", "a", 1), c("french", "a", 2, skills={"fr": 5})]
+    got = run([q("a")], members, agents, waiting)
+    assert got == [("plain", ("bob",)), ("french", ("marie",))]
+    # without a French caller waiting the plain caller gets marie as linear says
+    assert run([q("a")], members, agents, waiting[:1]) == [("plain", ("marie",))]
+    # bob not free: marie is the plain caller's only agent; first come, first served
+    got = run([q("a")], members, agents, waiting, busy=["bob"])
+    assert got == [("plain", ("marie",))]
+
+
+def test_specialist_spared_across_queues_too() -> None:
+    queues = [q("general", weight=5), q("french")]
+    members = {"general": ordered("marie", "bob"), "french": ordered("marie")}
+    agents = [free("marie", fr=8), free("bob")]
+    waiting = [c("g1", "general", 1), c("f1", "french", 0)]
+    got = run(queues, members, agents, waiting)
+    assert sorted(got) == [("f1", ("marie",)), ("g1", ("bob",))]
+
+
+def test_unknown_queue_and_duplicate_callers_are_skipped() -> None:
+    members = {"a": ordered("ann", "bob")}
+    waiting = [c("x", "nope", 0), c("c1", "a", 1), c("c1", "a", 1)]
+    assert run([q("a")], members, [free("ann"), free("bob")], waiting) == [("c1", ("ann",))]
+
+
+def test_member_without_agent_record_or_listed_twice_is_offered_once_or_never() -> None:
+    members = {"a": [Member("ghost"), Member("ann"), Member("ann", position=5)]}
+    waiting = [c("c1", "a", 1), c("c2", "a", 2)]
+    assert run([q("a", Strategy.RINGALL)], members, [free("ann")], waiting) == [("c1", ("ann",))]
+
+
+def test_rr_memory_updated_once_per_offer_in_one_pass() -> None:
+    memory = Memory()
+    members = {"rr": ordered("ann", "bob", "cid")}
+    agents = [free("ann"), free("bob"), free("cid")]
+    waiting = [c("c1", "rr", 1), c("c2", "rr", 2)]
+    got = run([q("rr", Strategy.RRMEMORY)], members, agents, waiting, memory=memory)
+    assert got == [("c1", ("ann",)), ("c2", ("bob",))]
+    assert memory.last_offered == {"rr": "bob"}
+    got = run([q("rr", Strategy.RRMEMORY)], members, agents, waiting, memory=memory)
+    assert got == [("c1", ("cid",)), ("c2", ("ann",))]
+
+
+def test_callbacks_queue_like_callers_by_their_original_joined_time() -> None:
+    members = {"a": ordered("ann")}
+    waiting = [c("live", "a", 100), c("cb", "a", 40, callback=True)]
+    assert run([q("a")], members, [free("ann")], waiting) == [("cb", ("ann",))]
+
+
+def test_wrap_up_and_in_use_across_queues() -> None:
+    queues = [q("a", ring_in_use=True), q("b")]
+    members = {"a": ordered("ann", "bob"), "b": ordered("ann", "bob")}
+    agents = [
+        Agent(name="ann", state=AgentState.AVAILABLE, in_use=True),
+        Agent(name="bob", state=AgentState.WRAP_UP, wrapup_until=NOW + 3),
+    ]
+    waiting = [c("b1", "b", 1), c("a1", "a", 2)]
+    # b does not ring agents on another call; a does; bob's wrap-up holds everywhere
+    assert run(queues, members, agents, waiting) == [("a1", ("ann",))]
