@@ -8,7 +8,8 @@ even before the engine records WRAPUPEND), `now >= wrapup_until`, it is not
 (`busy_offers`), and it qualifies for the caller's skills (`acd.skills`).
 
 Ranking (`rank`), Asterisk app_queue's `calc_metric` in spirit, lowest key first:
-1. the penalty tier: a member's penalty (FreeSWITCH tier level), ignored (0) when the
+1. the penalty tier (app_queue adds 1,000,000 per penalty step: a lower penalty
+   always wins): a member's penalty (FreeSWITCH tier level), ignored (0) when the
    queue has at most `penalty_members_limit` members; wrandom has no tier (its
    penalty widens the random range instead, and is 0 too under the limit);
 2. the skill match, best first (`acd.skills.match_score`; 0 for everyone when the
@@ -60,7 +61,6 @@ EMPTY_CONDITIONS = frozenset(
     {"paused", "penalty", "inuse", "ringing", "unavailable", "invalid", "unknown", "wrapup"}
 )
 LINEAR_MEMORY_LIMIT = 10_000  # per-caller linear positions kept (oldest dropped first)
-PENALTY_WEIGHT = 1_000_000  # app_queue: a penalty step outweighs any metric
 WRANDOM_RANGE = 1000
 
 
@@ -234,7 +234,7 @@ def rank(
         best = min(tier(member) for member, _ in ordered)
         return tuple(agent for member, agent in ordered if tier(member) == best)
 
-    metric = _metric(now, queue, members, ordered, caller, rng, memory, penalties)
+    metric = _metric(queue, members, ordered, caller, rng, memory, penalties)
     keyed = [
         (tier(member), -match_score(agent.skills, wanted), metric(member, agent), i)
         for i, (member, agent) in enumerate(ordered)
@@ -243,7 +243,6 @@ def rank(
 
 
 def _metric(
-    now: float,
     queue: QueueConfig,
     members: Sequence[Member],
     ordered: Sequence[tuple[Member, Agent]],

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from acd.model import Agent, AgentState, Caller, Member, Offer, QueueConfig, Strategy
-from acd.strategy import Memory, dispatch
+from acd.model import Agent, AgentState, Caller, Member, Offer, QueueConfig, SkillRule, Strategy
+from acd.strategy import Memory, caller_order, can_offer, dispatch
 
 NOW = 1000.0
 
@@ -196,3 +196,97 @@ def test_wrap_up_and_in_use_across_queues() -> None:
     waiting = [c("b1", "b", 1), c("a1", "a", 2)]
     # b does not ring agents on another call; a does; bob's wrap-up holds everywhere
     assert run(queues, members, agents, waiting) == [("a1", ("ann",))]
+
+
+def random_state(
+    rng: random.Random,
+) -> tuple[
+    dict[str, QueueConfig], dict[str, list[Member]], dict[str, Agent], list[Caller], set[str]
+]:
+    names = [f"ag{i}" for i in range(8)]
+    queues = {
+        f"q{i}": QueueConfig(
+            name=f"q{i}",
+            number=f"80{i}",
+            strategy=rng.choice(list(Strategy)),
+            weight=rng.choice([0, 0, 5]),
+            ring_in_use=rng.random() < 0.3,
+            penalty_members_limit=rng.choice([0, 0, 3]),
+            skills=rng.choice([{}, {}, {"fr": rng.randint(1, 6)}]),
+            skill_rules=rng.choice([(), (SkillRule(after=60, relax=2), SkillRule(120, drop=True))]),
+        )
+        for i in range(3)
+    }
+    members = {
+        name: [
+            Member(agent, penalty=rng.randint(0, 2), position=rng.randint(0, 9))
+            for agent in rng.sample(names, rng.randint(0, len(names)))
+        ]
+        for name in queues
+    }
+    agents = {
+        name: Agent(
+            name=name,
+            state=rng.choice(list(AgentState)),
+            state_since=rng.uniform(0, NOW),
+            wrapup_until=rng.choice([0.0, NOW - 1, NOW + 5]),
+            in_use=rng.random() < 0.2,
+            registered=rng.random() < 0.9,
+            skills={s: rng.randint(1, 10) for s in rng.sample(["fr", "de"], rng.randint(0, 2))},
+            last_call_end={q: rng.uniform(0, NOW) for q in queues if rng.random() < 0.5},
+            calls_taken={q: rng.randint(0, 9) for q in queues if rng.random() < 0.5},
+        )
+        for name in names
+        if rng.random() < 0.95  # now and then a member with no agent record
+    }
+    waiting = [
+        Caller(
+            call_id=f"c{i}",
+            queue=rng.choice([*queues, "gone"] if rng.random() < 0.05 else list(queues)),
+            number="555",
+            joined=rng.uniform(NOW - 300, NOW),
+            priority=rng.choice([0, 0, 0, 3]),
+            skills=rng.choice([{}, {}, {"de": rng.randint(1, 8)}]),
+        )
+        for i in range(rng.randint(0, 10))
+    ]
+    busy = {name for name in names if rng.random() < 0.15}
+    return queues, members, agents, waiting, busy
+
+
+def test_dispatch_invariants_on_random_states() -> None:
+    rng = random.Random(20261203)
+    memory = Memory()
+    served_total = 0
+    for _ in range(1500):
+        queues, members, agents, waiting, busy = random_state(rng)
+        offers = dispatch(NOW, queues, members, agents, waiting, busy, rng, memory)
+        by_id = {x.call_id: x for x in waiting}
+        offered = [name for offer in offers for name in offer.agents]
+        assert len(offered) == len(set(offered)) and not set(offered) & busy
+        assert len({o.caller for o in offers}) == len(offers)
+        served = {o.caller: o for o in offers}
+        served_total += len(served)
+        for offer in offers:
+            caller = by_id[offer.caller]
+            queue = queues[caller.queue]
+            assert offer.queue == caller.queue
+            assert offer.agents and (queue.strategy is Strategy.RINGALL or len(offer.agents) == 1)
+            for name in offer.agents:
+                assert can_offer(NOW, queue, members[caller.queue], agents[name], busy, caller)
+        order = sorted(
+            (x for x in by_id.values() if x.queue in queues),
+            key=lambda x: caller_order(queues, x),
+        )
+        for i, caller in enumerate(order):
+            if caller.call_id in served:
+                continue
+            queue, mem = queues[caller.queue], members[caller.queue]
+            usable = {a for a in agents if can_offer(NOW, queue, mem, agents[a], busy, caller)}
+            # maximal: an unserved caller has no usable agent left unpromised
+            assert usable <= set(offered)
+            # no line-jumping: no later caller holds an agent this one could use
+            for later in order[i + 1 :]:
+                if later.call_id in served:
+                    assert not usable & set(served[later.call_id].agents)
+    assert served_total > 1000  # the states are not all degenerate
