@@ -53,7 +53,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from acd.model import Agent, AgentState, Caller, Member, Offer, QueueConfig, Strategy
-from acd.skills import match_score, qualifies, required, requirements_at
+from acd.skills import match_score, next_relax_at, qualifies, required, requirements_at
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,28 @@ def _excluded(
         "wrapup": in_wrapup(agent, now),
     }
     return any(tests.get(condition, False) for condition in conditions)
+
+
+def next_dispatch_at(
+    now: float,
+    queues: Mapping[str, QueueConfig],
+    agents: Mapping[str, Agent],
+    waiting: Sequence[Caller],
+) -> float | None:
+    """The next time after `now` when a dispatch could give a different answer with
+    no event in between: a wrap-up ends or a waiting caller's skills relax. None
+    when no such time is pending. The engine arms one timer for it."""
+    times = [
+        agent.wrapup_until
+        for agent in agents.values()
+        if agent.wrapup_until > now and agent.state is not AgentState.LOGGED_OUT
+    ]
+    for caller in waiting:
+        queue = queues.get(caller.queue)
+        at = next_relax_at(caller, queue, now) if queue is not None else None
+        if at is not None:
+            times.append(at)
+    return min(times, default=None)
 
 
 # -- ranking ----------------------------------------------------------------------
@@ -513,6 +535,7 @@ __all__ = [
     "eligible",
     "in_wrapup",
     "is_member",
+    "next_dispatch_at",
     "queue_is_empty",
     "rank",
     "uses_penalty",

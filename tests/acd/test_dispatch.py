@@ -290,3 +290,57 @@ def test_dispatch_invariants_on_random_states() -> None:
                 if later.call_id in served:
                     assert not usable & set(served[later.call_id].agents)
     assert served_total > 1000  # the states are not all degenerate
+
+
+def test_next_dispatch_at_wrapup_end_or_skill_relaxation() -> None:
+    from acd.strategy import next_dispatch_at
+
+    queues = {
+        "a": q("a", skills={"fr": 6}, skill_rules=(SkillRule(after=45, relax=3),)),
+        "b": q("b"),
+    }
+    agents = {
+        "ann": Agent(name="ann", state=AgentState.WRAP_UP, wrapup_until=NOW + 20),
+        "bob": Agent(name="bob", state=AgentState.AVAILABLE, wrapup_until=NOW - 5),
+        "old": Agent(name="old", state=AgentState.LOGGED_OUT, wrapup_until=NOW + 1),
+    }
+    assert next_dispatch_at(NOW, queues, agents, []) == NOW + 20
+    relaxing = c("c1", "a", NOW - 40)  # relaxes at NOW + 5
+    assert next_dispatch_at(NOW, queues, agents, [relaxing]) == NOW + 5
+    assert next_dispatch_at(NOW, queues, agents, [c("c2", "b", NOW), c("x", "gone", 0)]) == (
+        NOW + 20
+    )
+    assert next_dispatch_at(NOW + 30, queues, agents, [c("c2", "b", NOW)]) is None
+
+
+def test_sparing_never_takes_from_a_ringall_offer() -> None:
+    queues = [q("all", Strategy.RINGALL), q("french")]
+    members = {"all": ordered("marie", "bob"), "french": ordered("marie")}
+    agents = [free("marie", fr=8), free("bob")]
+    waiting = [c("r1", "all", 1), c("f1", "french", 2)]
+    assert run(queues, members, agents, waiting) == [("r1", ("marie", "bob"))]
+
+
+def test_sparing_keeps_every_earlier_caller_served_and_memory_follows_final_offers() -> None:
+    memory = Memory()
+    queues = [q("rr", Strategy.RRORDERED, weight=1), q("fr")]
+    members = {"rr": ordered("marie", "bob", "cid"), "fr": ordered("marie")}
+    agents = [free("marie", fr=8), free("bob"), Agent(name="cid", state=AgentState.PAUSED)]
+    waiting = [c("g1", "rr", 1), c("f1", "fr", 0)]
+    got = run(queues, members, agents, waiting, memory=memory)
+    assert got == [("g1", ("bob",)), ("f1", ("marie",))]
+    assert memory.last_offered == {"rr": "bob"}
+
+
+def test_sparing_chain_serves_as_many_callers_as_agents_allow() -> None:
+    # two generalists take the two specialists first; two specialist callers behind
+    members = {"a": ordered("marie", "fritz", "bob", "bea")}
+    agents = [free("marie", fr=8), free("fritz", de=8), free("bob"), free("bea")]
+    waiting = [
+        c("g1", "a", 1),
+        c("g2", "a", 2),
+        c("fr", "a", 3, skills={"fr": 5}),
+        c("de", "a", 4, skills={"de": 5}),
+    ]
+    got = dict(run([q("a")], members, agents, waiting))
+    assert got == {"g1": ("bob",), "g2": ("bea",), "fr": ("marie",), "de": ("fritz",)}
