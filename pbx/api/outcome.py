@@ -56,7 +56,9 @@ class Outcome:
 
     def __str__(self) -> str:
         words = self.reason or self.cause.value
-        return f"{self.status} {words}" if self.status else words
+        if not self.status or words.startswith(f"{self.status} "):
+            return words  # a reason that names its status already ("486 from 1002")
+        return f"{self.status} {words}"
 
 
 class DialError(PbxError):

@@ -31,7 +31,8 @@ def test_outcome_of_status(status: int, cause: Cause) -> None:
 
 
 def test_outcome_reads_as_status_and_words() -> None:
-    assert str(Outcome(Cause.BUSY, 486, "486 from 1002")) == "486 486 from 1002"
+    assert str(Outcome(Cause.BUSY, 486, "486 from 1002")) == "486 from 1002"  # said once
+    assert str(Outcome(Cause.BUSY, 486, "Busy Here")) == "486 Busy Here"
     assert str(Outcome(Cause.NORMAL)) == "normal"
 
 
