@@ -112,7 +112,8 @@ def calls(events: Iterable[QueueEvent], since: float, until: float) -> list[Call
         ConfigError: since is not before until.
     """
     _check_period(since, until)
-    records: dict[tuple[str, str], CallRecord] = {}
+    records: dict[tuple[str, str], CallRecord] = {}  # the current visit per queue and call
+    visits: list[CallRecord] = []  # every visit (a caller may enter a queue twice)
     by_call: dict[str, CallRecord] = {}  # the call's latest queue visit
     last_completed: dict[str, CallRecord] = {}  # agent -> last call completed
     for event in sorted(events, key=lambda e: e.time):
@@ -130,6 +131,7 @@ def calls(events: Iterable[QueueEvent], since: float, until: float) -> list[Call
             )
             records[(event.queue, event.call_id)] = record
             by_call[event.call_id] = record
+            visits.append(record)
             continue
         if event.event == "WRAPUPEND":
             target = by_call.get(event.call_id) if event.call_id else None
@@ -144,7 +146,7 @@ def calls(events: Iterable[QueueEvent], since: float, until: float) -> list[Call
         if found is None:
             continue  # entered before the period, or an agent event
         _apply(found, event, last_completed)
-    return sorted(records.values(), key=lambda r: r.entered)
+    return visits  # in order of entry: the events were sorted
 
 
 def _apply(record: CallRecord, event: QueueEvent, last_completed: dict[str, CallRecord]) -> None:
@@ -328,12 +330,18 @@ def agent_stats(events: Iterable[QueueEvent], since: float, until: float) -> dic
                 a.pauses[a.pause_reason] = a.pauses.get(a.pause_reason, 0.0) + spent
             a.pause_at = None
 
+    answered_by: dict[str, str] = {}  # call id -> agent of its CONNECT
     for event in sorted(events, key=lambda e: e.time):
         if event.time >= until:
             break
-        if event.agent is None:
+        agent = event.agent
+        if event.event == "CONNECT" and agent is not None:
+            answered_by[event.call_id] = agent
+        elif agent is None and event.event in _COMPLETE:
+            agent = answered_by.get(event.call_id)  # a COMPLETECALLER naming no agent
+        if agent is None:
             continue
-        a = agents.setdefault(event.agent, _AgentTimes())
+        a = agents.setdefault(agent, _AgentTimes())
         t, name, inside = event.time, event.event, event.time >= since
         if name == "AGENTLOGIN":
             if a.login_at is None:

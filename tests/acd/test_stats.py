@@ -295,3 +295,21 @@ def test_staffing_by_hour_partial_hours_and_time_zone() -> None:
 def test_staffing_period_limit() -> None:
     with pytest.raises(ConfigError, match="longer than 400 days"):
         staffing_by_hour([], 0, 401 * DAY, 0.8, 20)
+
+
+def test_second_visit_and_completion_without_agent() -> None:
+    events = [
+        # x1 enters q, leaves with a key, comes back to q and is answered by b after 5 s
+        ev(10, "x1", "q", None, "ENTERQUEUE", caller="1", position=1),
+        ev(20, "x1", "q", None, "EXITWITHKEY", key="5", position=1, wait=10),
+        ev(30, "x1", "q", None, "ENTERQUEUE", caller="1", position=1),
+        ev(35, "x1", "q", "b", "CONNECT", hold=5, ring=1),
+        # the caller hangs up; the event names no agent: the talk is b's all the same
+        ev(95, "x1", "q", None, "COMPLETECALLER", hold=5, talk=60, position=1),
+    ]
+    q = queue_stats(events, 0, 100)["q"]
+    # two visits: one exit by key (10 s), one answered in 5 s with 60 s talk
+    assert (q.offered, q.exit_key, q.answered, q.completed) == (2, 1, 1, 1)
+    assert (q.asa, q.aht, q.longest_wait) == (5.0, 60.0, 10.0)
+    b = agent_stats(events, 0, 100)["b"]
+    assert (b.answered, b.completed, b.talk) == (1, 1, 60.0)
