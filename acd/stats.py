@@ -143,8 +143,10 @@ def calls(events: Iterable[QueueEvent], since: float, until: float) -> list[Call
         found = records.get((event.queue, event.call_id)) or (
             by_call.get(event.call_id) if not event.queue else None
         )
-        if found is None:
-            continue  # entered before the period, or an agent event
+        if found is None:  # entered before the period, or an agent event
+            if event.event in _COMPLETE and event.agent is not None:
+                last_completed.pop(event.agent, None)  # its wrap-up is not ours
+            continue
         _apply(found, event, last_completed)
     return visits  # in order of entry: the events were sorted
 

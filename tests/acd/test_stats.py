@@ -313,3 +313,18 @@ def test_second_visit_and_completion_without_agent() -> None:
     assert (q.asa, q.aht, q.longest_wait) == (5.0, 60.0, 10.0)
     b = agent_stats(events, 0, 100)["b"]
     assert (b.answered, b.completed, b.talk) == (1, 1, 60.0)
+
+
+def test_wrapup_without_call_id_of_an_earlier_call_is_not_misplaced() -> None:
+    events = [
+        ev(5, "old", "q", None, "ENTERQUEUE", caller="1", position=1),  # before the period
+        ev(20, "new", "q", None, "ENTERQUEUE", caller="2", position=2),
+        ev(21, "new", "q", "a", "CONNECT", hold=1, ring=1),
+        ev(30, "new", "q", "a", "COMPLETEAGENT", hold=1, talk=9, position=2),
+        ev(31, "new", "q", "a", "WRAPUPEND", wrapup=1),
+        ev(32, "old", "q", "a", "CONNECT", hold=27, ring=1),
+        ev(40, "old", "q", "a", "COMPLETEAGENT", hold=27, talk=8, position=1),
+        ev(50, "", "", "a", "WRAPUPEND", wrapup=10),  # old's wrap-up: not new's
+    ]
+    q = queue_stats(events, 10, 100)["q"]
+    assert (q.offered, q.completed, q.aht) == (1, 1, 10.0)  # new: 9 talk + 1 wrap-up
