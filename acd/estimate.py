@@ -115,7 +115,8 @@ class Estimator:
 
     def estimate(self, position: int, agents: Sequence[Agent], now: float) -> float | None:
         """Expected seconds until the caller at `position` (1: next) is answered, or None
-        when no agent is staffed (all logged out or paused).
+        when no agent is staffed (all logged out or paused). `agents`: the queue's
+        members as they are now (an agent on another queue's call counts as busy).
 
         Raises:
             ConfigError: position below 1.
