@@ -194,11 +194,13 @@ def app_queue_estimate(hold_average: float, elapsed: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class SimulationResult:
-    """Mean absolute errors (seconds) of the estimates made when a caller joins the queue
-    (callers answered at once hear no announcement and are not counted)."""
+    """Mean absolute errors (seconds) of the announced waits against the real remaining
+    waits, over every announcement: when a caller joins the queue, then every
+    `announce_every` seconds while it waits (callers answered at once hear none)."""
 
     calls: int  # callers who queued, measured (after the warm-up)
-    mean_wait: float  # the true mean wait
+    announcements: int
+    mean_wait: float  # the true mean wait of those callers
     mae_estimator: float  # Estimator
     mae_app_queue: float  # app_queue's announcement
     mae_erlang: float  # (p - free) * AHT / n with the weighted AHT: memoryless
@@ -214,13 +216,15 @@ def simulate(
     wrapup: float = 30.0,
     calls: int = 3000,
     warmup: int = 300,
+    announce_every: float = 0.0,
     seed: int = 1,
     draws: int = 128,
 ) -> SimulationResult:
     """A queue on a fake clock: Poisson arrivals at `occupancy * agents / aht` per second,
     handle time = talk (exponential or lognormal, sigma 0.6: `handle`) + a fixed wrap-up,
-    FIFO, nobody abandons. At every arrival each method estimates the caller's wait;
-    the errors against the true wait are averaged.
+    FIFO, nobody abandons. When a caller joins the queue (and every `announce_every`
+    seconds after, when > 0) each method announces the remaining wait; the errors
+    against the real remaining wait are averaged.
 
     Raises:
         ConfigError: an unknown handle-time distribution or a load not in (0, 1).
@@ -244,57 +248,71 @@ def simulate(
     hold_average = 0.0  # app_queue's: (3 * old + sample) / 4 over answered calls
     names = [f"a{i}" for i in range(agents)]
     state = {name: Agent(name, AgentState.AVAILABLE) for name in names}
-    # events: (time, order, kind, payload); kinds: arrive, talk-end, wrap-end
+    # events: (time, order, kind, payload); kinds: arrive, announce, talk-end, wrap-end
     events: list[tuple[float, int, str, str]] = [(rnd.expovariate(rate), 0, "arrive", "")]
     queue: deque[tuple[int, float]] = deque()  # (caller number, arrival)
     order = 1
     arrived = 0
     errors: dict[str, list[float]] = {"est": [], "app": [], "erl": [], "zero": []}
     waits: list[float] = []
-    pending: dict[int, tuple[float, float, float, float]] = {}  # caller -> estimates
+    # caller -> its announcements: (time, ours, app_queue, memoryless, zero)
+    pending: dict[int, list[tuple[float, float, float, float, float]]] = {}
+
+    def push(at: float, kind: str, payload: str) -> None:
+        nonlocal order
+        heapq.heappush(events, (at, order, kind, payload))
+        order += 1
+
+    def announce(caller: int, arrival: float, position: int, now: float) -> None:
+        est = estimator.estimate(position, list(state.values()), now)
+        pending.setdefault(caller, []).append(
+            (
+                now,
+                est if est is not None else math.inf,
+                app_queue_estimate(hold_average, now - arrival),
+                position * estimator.aht / agents,
+                0.0,
+            )
+        )
+        if announce_every > 0:
+            push(now + announce_every, "announce", str(caller))
 
     def start(name: str, caller: int, arrival: float, now: float) -> None:
-        nonlocal order, hold_average
+        nonlocal hold_average
         wait = now - arrival
         hold_average = (3 * hold_average + wait) / 4
         talk = talk_time()
         state[name] = Agent(name, AgentState.ON_CALL, state_since=now)
-        heapq.heappush(events, (now + talk, order, "talk-end", f"{name} {talk}"))
-        order += 1
+        push(now + talk, "talk-end", f"{name} {talk}")
         if caller in pending:
-            est, app, erl, zero = pending.pop(caller)
             waits.append(wait)
-            for key, guess in (("est", est), ("app", app), ("erl", erl), ("zero", zero)):
-                errors[key].append(abs(guess - wait))
+            for at, *guesses in pending.pop(caller):
+                for key, guess in zip(("est", "app", "erl", "zero"), guesses, strict=True):
+                    errors[key].append(abs(guess - (now - at)))
 
     while events:  # bounded: `calls` arrivals, then the queue drains
         now, _, kind, payload = heapq.heappop(events)
         if kind == "arrive":
             arrived += 1
             if arrived < calls:
-                heapq.heappush(events, (now + rnd.expovariate(rate), order, "arrive", ""))
-                order += 1
+                push(now + rnd.expovariate(rate), "arrive", "")
             free = [n for n in names if state[n].state is AgentState.AVAILABLE]
             if free and not queue:
                 start(free[0], arrived, now, now)  # answered at once: nothing announced
                 continue
             queue.append((arrived, now))
             if arrived > warmup:
-                position = len(queue)
-                est = estimator.estimate(position, list(state.values()), now)
-                erl = position * estimator.aht / agents
-                pending[arrived] = (
-                    est if est is not None else math.inf,
-                    app_queue_estimate(hold_average, 0.0),
-                    erl,
-                    0.0,
-                )
+                announce(arrived, now, len(queue), now)
+        elif kind == "announce":
+            caller = int(payload)
+            if caller in pending:  # still waiting (answered callers leave `pending`)
+                place = next(i for i, (c, _) in enumerate(queue) if c == caller)
+                announce(caller, queue[place][1], place + 1, now)
         elif kind == "talk-end":
             name, talk = payload.split()
             state[name] = Agent(name, AgentState.WRAP_UP, state_since=now,
                                 wrapup_until=now + wrapup)  # fmt: skip
-            heapq.heappush(events, (now + wrapup, order, "wrap-end", payload))
-            order += 1
+            push(now + wrapup, "wrap-end", payload)
         else:
             name, talk = payload.split()
             estimator.observe_completion(float(talk), wrapup, now)
@@ -302,12 +320,13 @@ def simulate(
             if queue:
                 caller, arrival = queue.popleft()
                 start(name, caller, arrival, now)
-    measured = len(waits)
+    measured, said = len(waits), len(errors["est"])
     return SimulationResult(
         calls=measured,
+        announcements=said,
         mean_wait=sum(waits) / measured,
-        mae_estimator=sum(errors["est"]) / measured,
-        mae_app_queue=sum(errors["app"]) / measured,
-        mae_erlang=sum(errors["erl"]) / measured,
-        mae_zero=sum(errors["zero"]) / measured,
+        mae_estimator=sum(errors["est"]) / said,
+        mae_app_queue=sum(errors["app"]) / said,
+        mae_erlang=sum(errors["erl"]) / said,
+        mae_zero=sum(errors["zero"]) / said,
     )

@@ -8,8 +8,10 @@ nobody abandons. When a caller has to queue, each method estimates its wait:
 - app_queue: |hold average + 30 - elapsed| in whole minutes, hold average
   (3 * old + sample) / 4 over answered calls;
 - memoryless: position * AHT / n (Erlang's conditional wait, exponential handle times).
-The table shows the mean absolute error in seconds against the true wait, and the
-cost of one estimate for a whole queue (all positions at once).
+The tables show the mean absolute error in seconds against the real remaining wait,
+over announcements made when callers join, then also every 60 s while they wait (where
+app_queue subtracts the elapsed time); and the cost of one estimate for a whole queue
+(all positions at once).
 
     python benchmarks/estimate.py                 # 20000 calls per row
     python benchmarks/estimate.py --calls 5000 --seed 7
@@ -31,9 +33,11 @@ from acd.estimate import Estimator, simulate  # noqa: E402
 from acd.model import Agent, AgentState  # noqa: E402
 
 
-def accuracy(calls: int, seed: int, draws: int) -> None:
+def accuracy(calls: int, seed: int, draws: int, every: float) -> None:
+    when = "when the caller joins" if every == 0 else f"at joining and every {every:g} s"
+    print(f"announced vs real remaining wait, {when}; MAE in seconds")
     header = (
-        f"{'agents':>6} {'load':>5} {'handle':>12} {'queued':>7} {'mean wait':>9} "
+        f"{'agents':>6} {'load':>5} {'handle':>12} {'queued':>7} {'said':>6} {'mean wait':>9} "
         f"{'MAE ours':>9} {'app_queue':>9} {'memoryless':>10} {'app/ours':>8}"
     )
     print(header)
@@ -41,16 +45,17 @@ def accuracy(calls: int, seed: int, draws: int) -> None:
         for load in (0.7, 0.9):
             for handle in ("exponential", "lognormal"):
                 r = simulate(agents, load, handle, calls=calls, warmup=calls // 10,
-                             seed=seed, draws=draws)  # fmt: skip
+                             announce_every=every, seed=seed, draws=draws)  # fmt: skip
                 print(
-                    f"{agents:>6} {load:>5.0%} {handle:>12} {r.calls:>7} {r.mean_wait:>8.1f}s "
-                    f"{r.mae_estimator:>8.1f}s {r.mae_app_queue:>8.1f}s {r.mae_erlang:>9.1f}s "
-                    f"{r.mae_app_queue / r.mae_estimator:>8.2f}"
+                    f"{agents:>6} {load:>5.0%} {handle:>12} {r.calls:>7} {r.announcements:>6} "
+                    f"{r.mean_wait:>8.1f}s {r.mae_estimator:>8.1f}s {r.mae_app_queue:>8.1f}s "
+                    f"{r.mae_erlang:>9.1f}s {r.mae_app_queue / r.mae_estimator:>8.2f}"
                 )
+    print()
 
 
 def cost(draws: int) -> None:
-    print(f"\ncost of estimate_all (K = {draws} draws), process time:")
+    print(f"cost of estimate_all (K = {draws} draws), process time:")
     for agents, positions in ((10, 10), (50, 50), (50, 200)):
         est = Estimator(draws=draws)
         for i in range(100):
@@ -72,8 +77,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--draws", type=int, default=256)
+    parser.add_argument("--announce-every", type=float, default=60.0)
     args = parser.parse_args()
-    accuracy(args.calls, args.seed, args.draws)
+    for every in (0.0, args.announce_every):
+        accuracy(args.calls, args.seed, args.draws, every)
     cost(args.draws)
 
 
