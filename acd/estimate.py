@@ -115,8 +115,9 @@ class Estimator:
 
     def estimate(self, position: int, agents: Sequence[Agent], now: float) -> float | None:
         """Expected seconds until the caller at `position` (1: next) is answered, or None
-        when no agent is staffed (all logged out or paused). `agents`: the queue's
-        members as they are now (an agent on another queue's call counts as busy).
+        when no agent is staffed (all logged out, paused, or with no phone registered).
+        `agents`: the queue's members as they are now (an agent on another queue's call
+        counts as busy).
 
         Raises:
             ConfigError: position below 1.
@@ -128,7 +129,7 @@ class Estimator:
         """Expected waits of positions 1..count (one computation for a whole queue)."""
         if count < 1:
             raise ConfigError(f"a queue position starts at 1, not {count}")
-        staffed = [a for a in agents if a.state not in _NOT_STAFFED]
+        staffed = [a for a in agents if a.state not in _NOT_STAFFED and a.registered]
         if not staffed:
             return None
         rng = np.random.default_rng(self.seed)  # the same draws for every call: monotone

@@ -35,6 +35,9 @@ def test_nobody_staffed_is_none() -> None:
     away = [Agent("a", AgentState.PAUSED, pause_reason="lunch"), Agent("b")]
     assert est.estimate(1, away, NOW) is None
     assert est.estimate(3, [], NOW) is None
+    gone = Agent("c", AgentState.AVAILABLE, registered=False)  # its phone is unreachable
+    assert est.estimate(1, [gone], NOW) is None
+    assert est.estimate(1, [gone, Agent("d", AgentState.AVAILABLE)], NOW) == 0.0
 
 
 def test_monotone_in_position() -> None:
