@@ -42,6 +42,7 @@ from cli.common import run as _run
 from cli.conf import conf_app
 from cli.did import did_app
 from cli.dtmf import dtmf_app
+from cli.erlang import erlang_command
 from cli.events import events as events_command
 from cli.ivr import ivr_app
 from cli.ivr import references as ivr_references
@@ -180,6 +181,7 @@ app.add_typer(did_app, name="did")
 app.add_typer(sim_app, name="sim")
 app.add_typer(vm_app, name="vm")
 app.add_typer(conf_app, name="conf")
+app.command("erlang")(erlang_command)
 
 PasswordOption = Annotated[
     str | None,
