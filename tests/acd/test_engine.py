@@ -1,0 +1,780 @@
+"""The ACD engine on a fake clock: each input and timer, then random sequences.
+
+The engine's `dispatch` is a stand-in written here (ringall and linear), so these
+tests need nothing of core's `acd.strategy`. `check` asserts the invariants after
+every step.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from acd.engine import AcdEngine, CallerState
+from acd.engine_actions import (
+    Action,
+    AgentChanged,
+    Announce,
+    Bridge,
+    CallbackDeleted,
+    CallbackSaved,
+    CancelRing,
+    DialCallback,
+    Emit,
+    Exit,
+    Overflow,
+    Play,
+    Requeue,
+    Ring,
+    RingCallback,
+    Voicemail,
+)
+from acd.model import Agent, AgentState, Caller, Member, Offer, QueueConfig, QueueEvent, SkillRule
+
+# ---- stand-in dispatch (core writes the real one) ------------------------------------
+
+
+def _free(agent: Agent, queue: QueueConfig, now: float) -> bool:
+    if agent.state is not AgentState.AVAILABLE or agent.wrapup_until > now:
+        return False
+    return queue.ring_in_use or not agent.in_use
+
+
+def _skilled(agent: Agent, queue: QueueConfig, caller: Caller) -> bool:
+    need = {**queue.skills, **caller.skills}
+    return all(agent.skills.get(s, 0) >= level for s, level in need.items())
+
+
+def _stand_in(linear: bool) -> Any:
+    def dispatch(
+        now: float,
+        queues: Mapping[str, QueueConfig],
+        members: Mapping[str, Sequence[Member]],
+        agents: Mapping[str, Agent],
+        waiting: Sequence[Caller],
+        busy_offers: Collection[str],
+        rng: random.Random,
+        memory: Any,
+    ) -> list[Offer]:
+        used = set(busy_offers)
+        offers = []
+        order = sorted(
+            waiting, key=lambda c: (-queues[c.queue].weight, -c.priority, c.joined, c.call_id)
+        )
+        for caller in order:
+            queue = queues[caller.queue]
+            picked = [
+                m.agent
+                for m in sorted(members.get(caller.queue, ()), key=lambda m: m.position)
+                if m.agent not in used
+                and _free(agents[m.agent], queue, now)
+                and _skilled(agents[m.agent], queue, caller)
+            ]
+            if linear:
+                picked = picked[:1]
+            if picked:
+                used.update(picked)
+                offers.append(Offer(caller.call_id, caller.queue, tuple(picked)))
+        return offers
+
+    return dispatch
+
+
+ringall = _stand_in(linear=False)
+linear = _stand_in(linear=True)
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+
+def build(
+    *queues: QueueConfig,
+    agents: Sequence[str | Agent] = ("a1", "a2", "a3"),
+    members: Mapping[str, Sequence[Member]] | None = None,
+    dispatch: Any = ringall,
+    login: bool = True,
+    **kw: Any,
+) -> AcdEngine:
+    if not queues:
+        queues = (QueueConfig("sales", "600"),)
+    objs = [a if isinstance(a, Agent) else Agent(a) for a in agents]
+    if members is None:
+        members = {q.name: [Member(a.name, 0, i) for i, a in enumerate(objs)] for q in queues}
+    engine = AcdEngine(
+        {q.name: q for q in queues},
+        members,
+        objs,
+        dispatch=dispatch,
+        rng=random.Random(1),
+        **kw,
+    )
+    if login:
+        for a in objs:
+            engine.agent_login(a.name, 0.0)
+    return engine
+
+
+def events(actions: Sequence[Action]) -> list[tuple[str, str | None]]:
+    return [(a.event.event, a.event.agent) for a in actions if isinstance(a, Emit)]
+
+
+def event(actions: Sequence[Action], name: str) -> QueueEvent:
+    found = [a.event for a in actions if isinstance(a, Emit) and a.event.event == name]
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
+def only(actions: Sequence[Action], kind: type) -> list[Any]:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def state(engine: AcdEngine, agent: str) -> AgentState:
+    found = engine.agent(agent)
+    assert found is not None
+    return found.state
+
+
+def check(engine: AcdEngine, now: float | None = None) -> None:
+    """The engine's invariants (round 6 brief): one offer or call per agent, one
+    caller per ON_CALL agent, one queue per caller, positions 1..n."""
+    offers = engine.offers()
+    calls = engine.calls()
+    ringing = [a for agents in offers.values() for a in agents]
+    assert len(ringing) == len(set(ringing)), "an agent in two offers"
+    assert not set(ringing) & set(calls), "an agent ringing and on a call"
+    assert len(set(calls.values())) == len(calls), "two agents on one caller"
+    for status in engine.agent_statuses(now or 0.0):
+        if status.state is AgentState.RINGING:
+            assert status.name in ringing, status
+        if status.state is AgentState.ON_CALL:
+            assert status.name in calls, status
+        assert status.name not in ringing or status.state is AgentState.RINGING, status
+        assert status.name not in calls or status.state is AgentState.ON_CALL, status
+    for agent, call_id in calls.items():
+        assert engine.caller_state(call_id) in (CallerState.CONNECTED, CallerState.DIALING)
+        del agent
+    for call_id in offers:
+        assert engine.caller_state(call_id) is CallerState.RINGING
+    rows = engine.waiting(now or 0.0)
+    assert len({r.call_id for r in rows}) == len(rows), "a caller in two queues"
+    for queue in {r.queue for r in rows}:
+        positions = [r.position for r in rows if r.queue == queue]
+        assert positions == list(range(1, len(positions) + 1))
+    if now is not None:
+        deadline = engine.next_deadline()
+        assert deadline is None or deadline > now, (deadline, now)
+
+
+SALES = QueueConfig("sales", "600")
+
+
+# ---- joining and offers -------------------------------------------------------------------
+
+
+def test_join_rings_every_free_agent_with_ringall() -> None:
+    engine = build()
+    actions = engine.caller_joined("c1", "sales", "+3312", 10.0)
+    enter = event(actions, "ENTERQUEUE")
+    assert enter == QueueEvent(
+        10.0, "c1", "sales", None, "ENTERQUEUE", {"caller": "+3312", "position": 1}
+    )
+    assert only(actions, Ring) == [Ring("c1", "sales", ("a1", "a2", "a3"), 15.0)]
+    assert [state(engine, a) for a in ("a1", "a2", "a3")] == [AgentState.RINGING] * 3
+    assert engine.next_deadline() == 25.0
+    check(engine, 10.0)
+
+
+def test_ringall_answer_connects_one_and_cancels_the_others() -> None:
+    engine = build()
+    engine.caller_joined("c1", "sales", "+3312", 10.0)
+    actions = engine.offer_answered("c1", "a2", 14.0)
+    connect = event(actions, "CONNECT")
+    assert (connect.agent, connect.data) == ("a2", {"hold": 4.0, "ring": 4.0})
+    assert only(actions, CancelRing) == [CancelRing("c1", ("a1", "a3"))]
+    assert only(actions, Bridge) == [Bridge("c1", "a2")]
+    assert state(engine, "a2") is AgentState.ON_CALL
+    assert state(engine, "a1") is state(engine, "a3") is AgentState.AVAILABLE
+    assert engine.calls() == {"a2": "c1"}
+    check(engine, 14.0)
+
+
+def test_one_offer_per_agent_across_queues() -> None:
+    support = QueueConfig("support", "601")
+    engine = build(SALES, support, agents=("a1",))
+    r1 = engine.caller_joined("c1", "sales", "1", 1.0)
+    r2 = engine.caller_joined("c2", "support", "2", 2.0)
+    assert only(r1, Ring) == [Ring("c1", "sales", ("a1",), 15.0)]
+    assert only(r2, Ring) == []
+    check(engine, 2.0)
+
+
+def test_a_dispatch_answer_that_breaks_the_rules_is_filtered() -> None:
+    def rogue(*args: Any) -> list[Offer]:
+        return [
+            Offer("ghost", "sales", ("a1",)),
+            Offer("c1", "sales", ("a1", "a1", "a2", "nobody")),
+            Offer("c2", "sales", ("a1",)),
+        ]
+
+    engine = build(dispatch=rogue, login=False)
+    engine.agent_login("a1", 0.0)
+    engine.agent_login("a2", 0.0)
+    engine.agent_pause("a2", 0.0, "lunch")
+    engine.caller_joined("c2", "sales", "2", 1.0)
+    actions = engine.caller_joined("c1", "sales", "1", 1.5)
+    assert engine.offers() == {"c2": ("a1",)}
+    assert only(actions, Ring) == []
+    check(engine, 1.5)
+
+
+def test_priority_callers_go_first_and_positions_have_no_gaps() -> None:
+    engine = build(login=False)
+    engine.caller_joined("c1", "sales", "1", 1.0)
+    engine.caller_joined("c2", "sales", "2", 2.0)
+    actions = engine.caller_joined("vip", "sales", "3", 3.0, priority=5)
+    assert event(actions, "ENTERQUEUE").data["position"] == 1
+    rows = engine.waiting(10.0, "sales")
+    assert [(r.call_id, r.position, r.wait) for r in rows] == [
+        ("vip", 1, 7.0),
+        ("c1", 2, 9.0),
+        ("c2", 3, 8.0),
+    ]
+    engine.caller_left("c1", 11.0)
+    assert [(r.call_id, r.position) for r in engine.waiting(11.0)] == [("vip", 1), ("c2", 2)]
+    assert engine.longest_wait(11.0) == 9.0
+    check(engine, 11.0)
+
+
+# ---- no answer, retry, auto-pause --------------------------------------------------------
+
+
+def test_ring_timeout_gives_ringnoanswer_then_retries_after_the_pause() -> None:
+    engine = build(dispatch=linear)
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    assert engine.offers() == {"c1": ("a1",)}
+    actions = engine.on_timer(15.0)
+    assert only(actions, CancelRing) == [CancelRing("c1", ("a1",))]
+    rna = event(actions, "RINGNOANSWER")
+    assert (rna.agent, rna.data) == ("a1", {"ring": 15.0})
+    assert only(actions, Ring) == []
+    assert engine.agent("a1").missed_offers == 1  # type: ignore[union-attr]
+    assert engine.next_deadline() == 20.0
+    check(engine, 15.0)
+    actions = engine.on_timer(20.0)
+    assert only(actions, Ring) == [Ring("c1", "sales", ("a1",), 15.0)]
+    check(engine, 20.0)
+
+
+def test_offer_failed_in_ringall_waits_for_the_others() -> None:
+    engine = build()
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    actions = engine.offer_failed("c1", "a1", 2.0, 486)
+    assert events(actions) == [("RINGNOANSWER", "a1")]
+    assert engine.offers() == {"c1": ("a2", "a3")}
+    engine.offer_failed("c1", "a2", 3.0, 603)
+    engine.offer_failed("c1", "a3", 4.0, 480)
+    assert engine.offers() == {}
+    assert engine.caller_state("c1") is CallerState.WAITING
+    assert engine.next_deadline() == 9.0  # retry_seconds 5
+    check(engine, 4.0)
+
+
+def test_n_missed_offers_auto_pause_the_agent() -> None:
+    queue = QueueConfig("sales", "600", autopause_after=2, retry_seconds=1.0)
+    engine = build(queue, agents=("a1",))
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    first = engine.on_timer(15.0)
+    assert ("PAUSE", "a1") not in events(first)
+    engine.on_timer(16.0)  # retry: rings again
+    assert engine.offers() == {"c1": ("a1",)}
+    second = engine.on_timer(31.0)
+    pause = event(second, "PAUSE")
+    assert (pause.agent, pause.queue, pause.data) == ("a1", "", {"reason": "auto-pause"})
+    agent = engine.agent("a1")
+    assert agent is not None
+    assert (agent.state, agent.pause_reason, agent.missed_offers) == (
+        AgentState.PAUSED,
+        "auto-pause",
+        2,
+    )
+    assert only(engine.on_timer(32.0), Ring) == []
+    check(engine, 32.0)
+
+
+def test_an_answer_resets_the_missed_offers() -> None:
+    engine = build(dispatch=linear, agents=("a1",))
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    engine.on_timer(15.0)
+    engine.on_timer(20.0)
+    engine.offer_answered("c1", "a1", 21.0)
+    assert engine.agent("a1").missed_offers == 0  # type: ignore[union-attr]
+
+
+# ---- calls end, wrap-up, pause ------------------------------------------------------------
+
+
+def test_wrap_up_is_honoured_then_wrapupend() -> None:
+    queue = QueueConfig("sales", "600", wrapup_seconds=30.0)
+    engine = build(queue, dispatch=linear, agents=("a1", "a2"))
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    engine.offer_answered("c1", "a1", 5.0)
+    actions = engine.call_completed("c1", 65.0, by_agent=True)
+    done = event(actions, "COMPLETEAGENT")
+    assert (done.agent, done.data) == ("a1", {"hold": 5.0, "talk": 60.0, "position": 1})
+    agent = engine.agent("a1")
+    assert agent is not None
+    assert agent.state is AgentState.WRAP_UP and agent.wrapup_until == 95.0
+    assert agent.calls_taken == {"sales": 1} and agent.last_call_end == {"sales": 65.0}
+    assert agent.talk_seconds == 60.0
+    # a2 takes the next caller; a third waits: a1 is in wrap-up.
+    engine.caller_joined("c2", "sales", "2", 70.0)
+    assert engine.offers() == {"c2": ("a2",)}
+    engine.offer_answered("c2", "a2", 71.0)
+    engine.caller_joined("c3", "sales", "3", 72.0)
+    assert engine.offers() == {}
+    assert engine.next_deadline() == 95.0
+    actions = engine.on_timer(95.0)
+    end = event(actions, "WRAPUPEND")
+    assert (end.agent, end.queue, end.data) == ("a1", "sales", {"wrapup": 30.0})
+    assert only(actions, Ring) == [Ring("c3", "sales", ("a1",), 15.0)]
+    check(engine, 95.0)
+
+
+def test_agent_wrapup_overrides_the_queue() -> None:
+    queue = QueueConfig("sales", "600", wrapup_seconds=30.0)
+    engine = build(queue, agents=(Agent("a1", wrapup_seconds=0.0),))
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    engine.offer_answered("c1", "a1", 1.0)
+    actions = engine.call_completed("c1", 2.0, by_agent=False)
+    assert events(actions)[0] == ("COMPLETECALLER", "a1")
+    assert state(engine, "a1") is AgentState.AVAILABLE
+
+
+def test_a_paused_agent_is_never_offered() -> None:
+    engine = build(dispatch=ringall)
+    actions = engine.agent_pause("a2", 1.0, "lunch")
+    assert event(actions, "PAUSE").data == {"reason": "lunch"}
+    rung: list[str] = []
+    for i in range(6):
+        now = 10.0 * (i + 1)
+        actions = engine.caller_joined(f"c{i}", "sales", str(i), now)
+        rung += [a for ring in only(actions, Ring) for a in ring.agents]
+        engine.offer_answered(f"c{i}", "a1" if i % 2 else "a3", now + 1)
+        actions = engine.call_completed(f"c{i}", now + 5, by_agent=True)
+        rung += [a for ring in only(actions, Ring) for a in ring.agents]
+        check(engine, now + 5)
+    assert rung and "a2" not in rung
+    actions = engine.agent_unpause("a2", 100.0)
+    assert event(actions, "UNPAUSE").data == {"paused": 99.0}
+    assert state(engine, "a2") is AgentState.AVAILABLE
+
+
+def test_pause_and_logout_asked_during_a_call_apply_when_it_ends() -> None:
+    queue = QueueConfig("sales", "600", wrapup_seconds=10.0)
+    engine = build(queue, agents=("a1", "a2"))
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    engine.offer_answered("c1", "a1", 1.0)
+    assert engine.agent_pause("a1", 2.0, "coffee") == []
+    assert state(engine, "a1") is AgentState.ON_CALL
+    actions = engine.call_completed("c1", 3.0, by_agent=False)
+    assert event(actions, "PAUSE").data == {"reason": "coffee"}
+    assert engine.agent("a1").pause_reason == "coffee"  # type: ignore[union-attr]
+    engine.caller_joined("c2", "sales", "2", 4.0)
+    engine.offer_answered("c2", "a2", 5.0)
+    assert engine.agent_logout("a2", 6.0) == []
+    actions = engine.call_completed("c2", 7.0, by_agent=True)
+    assert event(actions, "AGENTLOGOFF").data == {"logged": 7.0}
+    assert state(engine, "a2") is AgentState.LOGGED_OUT
+    check(engine, 7.0)
+
+
+def test_pause_while_ringing_cancels_that_ring() -> None:
+    engine = build()
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    actions = engine.agent_pause("a1", 1.0, "break")
+    assert only(actions, CancelRing) == [CancelRing("c1", ("a1",))]
+    assert ("RINGCANCELED", "a1") in events(actions)
+    assert engine.offers() == {"c1": ("a2", "a3")}
+    check(engine, 1.0)
+
+
+def test_an_agent_busy_on_another_call_is_offered_only_with_ring_in_use() -> None:
+    engine = build(agents=("a1",))
+    engine.agent_in_use("a1", True, 0.5)
+    assert only(engine.caller_joined("c1", "sales", "1", 1.0), Ring) == []
+    actions = engine.agent_in_use("a1", False, 2.0)
+    assert only(actions, Ring) == [Ring("c1", "sales", ("a1",), 15.0)]
+    eager = build(QueueConfig("sales", "600", ring_in_use=True), agents=("a1",))
+    eager.agent_in_use("a1", True, 0.5)
+    assert only(eager.caller_joined("c1", "sales", "1", 1.0), Ring) != []
+
+
+# ---- leaving ---------------------------------------------------------------------------------
+
+
+def test_caller_left_while_ringing_abandons_and_frees_the_agents() -> None:
+    engine = build(agents=("a1", "a2"))
+    engine.caller_joined("c0", "sales", "0", 0.0)
+    engine.offer_answered("c0", "a1", 1.0)
+    engine.caller_joined("c1", "sales", "1", 2.0)
+    actions = engine.caller_left("c1", 7.0)
+    abandon = event(actions, "ABANDON")
+    assert abandon.data == {"position": 1, "entry_position": 1, "wait": 5.0}
+    assert event(actions, "RINGCANCELED").data == {"ring": 5.0}
+    assert only(actions, CancelRing) == [CancelRing("c1", ("a2",))]
+    assert state(engine, "a2") is AgentState.AVAILABLE
+    # The agent's leg answers a moment too late: the shell is told to hang it up.
+    assert engine.offer_answered("c1", "a2", 7.1) == [CancelRing("c1", ("a2",))]
+    assert state(engine, "a2") is AgentState.AVAILABLE
+    check(engine, 7.1)
+
+
+def test_max_wait_overflows_to_the_target() -> None:
+    queue = QueueConfig("sales", "600", max_wait_seconds=60.0, overflow="vm:100")
+    engine = build(queue, agents=("a1",))
+    engine.caller_joined("c0", "sales", "0", 0.0)
+    engine.offer_answered("c0", "a1", 0.5)
+    engine.caller_joined("c1", "sales", "1", 10.0)
+    assert engine.next_deadline() == 70.0  # c0's max wait was disarmed on connect
+    actions = engine.on_timer(70.0)
+    assert event(actions, "EXITWITHTIMEOUT").data == {
+        "position": 1,
+        "entry_position": 1,
+        "wait": 60.0,
+    }
+    assert only(actions, Overflow) == [Overflow("c1", "vm:100")]
+    assert only(actions, Exit) == []
+    assert engine.caller_state("c1") is None
+    check(engine, 70.0)
+
+
+def test_max_wait_without_overflow_exits_and_cancels_the_ring() -> None:
+    queue = QueueConfig("sales", "600", max_wait_seconds=10.0, ring_seconds=30.0)
+    engine = build(queue, agents=("a1",))
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    actions = engine.on_timer(10.0)
+    assert events(actions) == [("RINGCANCELED", "a1"), ("EXITWITHTIMEOUT", None)]
+    assert only(actions, Exit) == [Exit("c1", "timeout")]
+    assert state(engine, "a1") is AgentState.AVAILABLE
+    check(engine, 10.0)
+
+
+def test_join_empty_and_max_callers_refuse_without_an_event() -> None:
+    queue = QueueConfig("sales", "600", join_empty=frozenset({"paused"}), max_callers=1)
+    engine = build(queue, agents=("a1",), login=False)
+    assert engine.caller_joined("c1", "sales", "1", 0.0) == [Exit("c1", "joinempty")]
+    engine.agent_login("a1", 1.0)
+    engine.agent_pause("a1", 1.0, "lunch")
+    assert engine.caller_joined("c1", "sales", "1", 2.0) == [Exit("c1", "joinempty")]
+    engine.agent_unpause("a1", 3.0)
+    engine.agent_in_use("a1", True, 3.0)  # not a join_empty condition here
+    assert event(engine.caller_joined("c1", "sales", "1", 4.0), "ENTERQUEUE")
+    assert engine.caller_joined("c2", "sales", "2", 5.0) == [Exit("c2", "full")]
+    assert engine.caller_joined("c1", "sales", "1", 5.0) == [Exit("c1", "duplicate")]
+    assert engine.caller_joined("c3", "nope", "3", 5.0) == [Exit("c3", "no-queue")]
+
+
+def test_leave_when_empty_when_the_last_agent_pauses_or_leaves() -> None:
+    queue = QueueConfig("sales", "600", leave_when_empty=frozenset({"paused"}), wrapup_seconds=60)
+    engine = build(queue, agents=("a1",))
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    engine.offer_answered("c1", "a1", 1.0)
+    engine.call_completed("c1", 2.0, by_agent=True)
+    engine.caller_joined("c2", "sales", "2", 3.0)  # a1 in wrap-up: not a condition
+    assert engine.caller_state("c2") is CallerState.WAITING
+    actions = engine.agent_pause("a1", 5.0, "lunch")
+    assert event(actions, "EXITEMPTY").data == {"position": 1, "entry_position": 1, "wait": 2.0}
+    assert only(actions, Exit) == [Exit("c2", "empty")]
+    engine.agent_unpause("a1", 6.0)
+    engine.caller_joined("c3", "sales", "3", 6.5)
+    actions = engine.agent_logout("a1", 7.0)
+    assert events(actions) == [("AGENTLOGOFF", "a1"), ("EXITEMPTY", None)]
+    assert engine.caller_state("c3") is None
+    check(engine, 7.0)
+
+
+def test_voicemail_key_exits_with_key() -> None:
+    queue = QueueConfig("sales", "600", voicemail_key="0")
+    engine = build(queue, login=False)
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    assert engine.key_pressed("c1", "7", 1.0) == []
+    actions = engine.key_pressed("c1", "0", 4.0)
+    assert event(actions, "EXITWITHKEY").data == {"key": "0", "position": 1, "wait": 4.0}
+    assert only(actions, Voicemail) == [Voicemail("c1", "sales")]
+    assert engine.caller_state("c1") is None
+
+
+# ---- agents lost -------------------------------------------------------------------------------
+
+
+def test_agent_lost_while_ringing_is_a_missed_offer() -> None:
+    engine = build(agents=("a1", "a2"))
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    actions = engine.agent_lost("a1", 3.0)
+    assert only(actions, CancelRing) == [CancelRing("c1", ("a1",))]
+    assert ("RINGNOANSWER", "a1") in events(actions)
+    assert state(engine, "a1") is AgentState.AVAILABLE
+    assert engine.offers() == {"c1": ("a2",)}
+    check(engine, 3.0)
+
+
+def test_agent_lost_on_call_ends_the_call_and_the_agent_is_not_stuck() -> None:
+    engine = build(agents=("a1",))
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    engine.offer_answered("c1", "a1", 2.0)
+    actions = engine.agent_lost("a1", 12.0)
+    assert event(actions, "COMPLETEAGENT").data == {"hold": 2.0, "talk": 10.0, "position": 1}
+    assert only(actions, Exit) == [Exit("c1", "agent-lost")]
+    assert state(engine, "a1") is AgentState.AVAILABLE
+    assert engine.calls() == {} and engine.caller_state("c1") is None
+    # Later reports about that call change nothing.
+    assert engine.call_completed("c1", 13.0, by_agent=False) == []
+    assert engine.caller_left("c1", 13.0) == []
+    check(engine, 13.0)
+
+
+def test_agent_lost_in_other_states_changes_nothing_but_in_use() -> None:
+    engine = build(agents=("a1",))
+    engine.agent_in_use("a1", True, 0.0)
+    actions = engine.agent_lost("a1", 1.0)
+    assert only(actions, AgentChanged)[0].agent.in_use is False
+    assert state(engine, "a1") is AgentState.AVAILABLE
+
+
+# ---- callbacks ------------------------------------------------------------------------------
+
+
+def test_a_callback_keeps_its_place_and_is_served_before_later_callers() -> None:
+    engine = build(dispatch=linear, agents=("a1",), login=False)
+    engine.caller_joined("c1", "sales", "+1", 0.0)
+    engine.caller_joined("c2", "sales", "+2", 10.0)
+    engine.caller_joined("c3", "sales", "+3", 20.0)
+    actions = engine.key_pressed("c2", "1", 30.0)
+    assert event(actions, "CALLBACKREQUEST").data == {"number": "+2", "position": 2, "wait": 20.0}
+    saved = only(actions, CallbackSaved)
+    assert len(saved) == 1 and saved[0].caller.callback and saved[0].caller.joined == 10.0
+    assert only(actions, Exit) == [Exit("c2", "callback")]
+    assert engine.caller_left("c2", 31.0) == []  # the caller hangs up: the place stays
+    assert [(r.call_id, r.position, r.callback) for r in engine.waiting(31.0)] == [
+        ("c1", 1, False),
+        ("c2", 2, True),
+        ("c3", 3, False),
+    ]
+    engine.agent_login("a1", 40.0)
+    assert engine.offers() == {"c1": ("a1",)}
+    engine.offer_answered("c1", "a1", 41.0)
+    actions = engine.call_completed("c1", 50.0, by_agent=False)
+    assert only(actions, RingCallback) == [RingCallback("c2", "sales", ("a1",), "+2", 15.0)]
+    actions = engine.offer_answered("c2", "a1", 52.0)
+    assert only(actions, DialCallback) == [DialCallback("c2", "a1", "+2", 1)]
+    assert only(actions, Bridge) == []
+    assert engine.caller_state("c2") is CallerState.DIALING
+    check(engine, 52.0)
+    actions = engine.callback_result("c2", 60.0, answered=True)
+    assert event(actions, "CALLBACKATTEMPT").data == {"attempt": 1, "status": "answered"}
+    assert event(actions, "CONNECT").data == {"hold": 50.0, "ring": 2.0}
+    assert only(actions, CallbackDeleted) == [CallbackDeleted("c2")]
+    assert only(actions, Bridge) == [Bridge("c2", "a1")]
+    assert engine.offers() == {}  # c3 waits for a1
+    check(engine, 60.0)
+
+
+def test_a_callback_retries_then_drops() -> None:
+    queue = QueueConfig("sales", "600", callback_attempts=2)
+    engine = build(queue, agents=("a1",), login=False, callback_retry_seconds=60.0)
+    engine.caller_joined("c1", "sales", "+1", 0.0)
+    engine.callback_requested("c1", 5.0)
+    engine.agent_login("a1", 10.0)
+    engine.offer_answered("c1", "a1", 11.0)
+    actions = engine.callback_result("c1", 40.0, answered=False)
+    assert event(actions, "CALLBACKATTEMPT").data == {"attempt": 1, "status": "no-answer"}
+    assert only(actions, CallbackSaved)[0].attempts == 1
+    assert state(engine, "a1") is AgentState.AVAILABLE
+    assert engine.offers() == {}
+    assert engine.next_deadline() == 100.0
+    check(engine, 40.0)
+    actions = engine.on_timer(100.0)
+    assert only(actions, RingCallback) == [RingCallback("c1", "sales", ("a1",), "+1", 15.0)]
+    actions = engine.offer_answered("c1", "a1", 101.0)
+    assert only(actions, DialCallback) == [DialCallback("c1", "a1", "+1", 2)]
+    actions = engine.caller_left("c1", 130.0)  # the customer's leg failed
+    assert event(actions, "CALLBACKATTEMPT").data == {"attempt": 2, "status": "no-answer"}
+    assert event(actions, "CALLBACKDROP").data == {"attempts": 2}
+    assert only(actions, CallbackDeleted) == [CallbackDeleted("c1")]
+    assert engine.caller_state("c1") is None and state(engine, "a1") is AgentState.AVAILABLE
+    check(engine, 130.0)
+
+
+def test_callback_cancel_and_agent_lost_while_dialling() -> None:
+    engine = build(agents=("a1",), login=False)
+    engine.caller_joined("c1", "sales", "+1", 0.0)
+    engine.caller_joined("c2", "sales", "+2", 0.0)
+    engine.callback_requested("c1", 1.0)
+    engine.callback_requested("c2", 1.0)
+    actions = engine.callback_cancel("c2", 2.0)
+    assert event(actions, "CALLBACKDROP").data == {"attempts": 0}
+    engine.agent_login("a1", 3.0)
+    engine.offer_answered("c1", "a1", 4.0)
+    actions = engine.agent_lost("a1", 5.0)
+    assert event(actions, "CALLBACKATTEMPT").data == {"attempt": 1, "status": "agent-lost"}
+    assert state(engine, "a1") is AgentState.AVAILABLE
+    assert engine.caller_state("c1") is CallerState.WAITING
+    check(engine, 5.0)
+
+
+# ---- timers: announcements, relaxation --------------------------------------------------------
+
+
+def test_position_and_periodic_announcements() -> None:
+    queue = QueueConfig(
+        "sales", "600", announce_frequency=30.0, periodic_announce="thanks", periodic_frequency=45.0
+    )
+    engine = build(queue, login=False, estimate=lambda pos, q, now: 60.0 * pos)
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    engine.caller_joined("c2", "sales", "2", 5.0)
+    assert engine.next_deadline() == 30.0
+    assert engine.on_timer(30.0) == [Announce("c1", 1, 60.0)]
+    assert engine.on_timer(35.0) == [Announce("c2", 2, 120.0)]
+    assert engine.on_timer(45.0) == [Play("c1", "thanks")]
+    actions = engine.on_timer(200.0)  # late timer: one of each, not a burst
+    assert only(actions, Announce) == [Announce("c1", 1, 60.0), Announce("c2", 2, 120.0)]
+    assert only(actions, Play) == [Play("c1", "thanks"), Play("c2", "thanks")]
+    check(engine, 200.0)
+
+
+def test_skill_relaxation_moments_redispatch() -> None:
+    calls: list[float] = []
+
+    def counting(now: float, *args: Any) -> list[Offer]:
+        calls.append(now)
+        return []
+
+    queue = QueueConfig(
+        "sales",
+        "600",
+        skills={"fr": 8},
+        skill_rules=(SkillRule(20.0, relax=3), SkillRule(50.0, drop=True)),
+    )
+    engine = build(queue, dispatch=counting)
+    engine.caller_joined("c1", "sales", "1", 5.0)
+    assert engine.next_deadline() == 25.0
+    engine.on_timer(25.0)
+    assert engine.next_deadline() == 55.0
+    engine.on_timer(55.0)
+    assert engine.next_deadline() is None
+    assert calls == [5.0, 25.0, 55.0]
+
+
+# ---- escalation, reload, restore --------------------------------------------------------------
+
+
+def test_escalating_a_connected_call_to_a_specialist_queue_keeps_the_wait() -> None:
+    support = QueueConfig("support", "601")
+    members = {"sales": [Member("a1")], "support": [Member("s1")]}
+    engine = build(SALES, support, agents=("a1", "s1"), members=members)
+    engine.caller_joined("c1", "sales", "+1", 0.0)
+    engine.offer_answered("c1", "a1", 10.0)
+    actions = engine.escalate("c1", 70.0, queue="support", note="refund, order 42")
+    transfer = event(actions, "TRANSFER")
+    assert (transfer.queue, transfer.agent, transfer.data) == (
+        "sales",
+        "a1",
+        {"target": "queue:support", "hold": 10.0, "talk": 60.0},
+    )
+    assert only(actions, Requeue) == [Requeue("c1", "support", "a1")]
+    assert event(actions, "ENTERQUEUE").queue == "support"
+    assert only(actions, Ring) == [Ring("c1", "support", ("s1",), 15.0, "refund, order 42")]
+    caller = engine.caller("c1")
+    assert caller is not None and caller.joined == 0.0 and caller.queue == "support"
+    assert engine.agent("a1").calls_taken == {"sales": 1}  # type: ignore[union-attr]
+    check(engine, 70.0)
+
+
+def test_escalating_a_waiting_call_to_a_skill() -> None:
+    agents = (Agent("a1"), Agent("a2", skills={"es": 7}))
+    engine = build(agents=agents, dispatch=linear, login=False)
+    engine.agent_login("a1", 0.0)
+    engine.caller_joined("c1", "sales", "1", 1.0)
+    assert engine.offers() == {"c1": ("a1",)}
+    engine.agent_login("a2", 2.0)
+    actions = engine.escalate("c1", 3.0, skill="es", level=5)
+    assert events(actions) == [("RINGCANCELED", "a1")]  # no TRANSFER: same queue
+    assert engine.offers() == {"c1": ("a2",)}
+    assert engine.caller("c1").skills == {"es": 5}  # type: ignore[union-attr]
+    check(engine, 3.0)
+
+
+def test_update_config_keeps_waiting_callers_and_exits_removed_queues() -> None:
+    support = QueueConfig("support", "601")
+    engine = build(SALES, support, login=False)
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    engine.caller_joined("c2", "support", "2", 1.0)
+    actions = engine.update_config(
+        {"sales": QueueConfig("sales", "600", announce_frequency=10.0)},
+        {"sales": [Member("a1")]},
+        5.0,
+    )
+    assert events(actions) == [("EXITEMPTY", None)]
+    assert only(actions, Exit) == [Exit("c2", "queue-removed")]
+    assert [r.call_id for r in engine.waiting(5.0)] == ["c1"]
+    assert engine.next_deadline() == 15.0
+    actions = engine.agent_login("a1", 6.0)
+    assert only(actions, Ring) == [Ring("c1", "sales", ("a1",), 15.0)]
+    check(engine, 6.0)
+
+
+def test_restore_after_a_crash() -> None:
+    agents = [
+        Agent("a1", AgentState.ON_CALL, 50.0),
+        Agent("a2", AgentState.PAUSED, 60.0, pause_reason="lunch"),
+        Agent("a3", AgentState.LOGGED_OUT),
+        Agent("a4", AgentState.RINGING, 70.0),
+        Agent("a5", AgentState.WRAP_UP, 80.0, wrapup_until=999.0),
+    ]
+    members = {"sales": [Member(a.name, 0, i) for i, a in enumerate(agents)]}
+    engine = AcdEngine({"sales": SALES}, members, dispatch=linear)
+    callbacks = [Caller("cb1", "sales", "+1", 100.0, callback=True, entry_position=2)]
+    actions = engine.restore(agents, callbacks, 500.0, attempts={"cb1": 1})
+    assert [(e.event.event, e.event.agent, dict(e.event.data)) for e in only(actions, Emit)] == [
+        ("AGENTRESTORED", "a1", {"state": "on-call", "since": 50.0}),
+        ("AGENTRESTORED", "a4", {"state": "ringing", "since": 70.0}),
+    ]
+    assert state(engine, "a2") is AgentState.PAUSED
+    assert engine.agent("a2").pause_reason == "lunch"  # type: ignore[union-attr]
+    assert state(engine, "a3") is AgentState.LOGGED_OUT
+    assert only(actions, RingCallback) == [RingCallback("cb1", "sales", ("a1",), "+1", 15.0)]
+    engine.caller_joined("c9", "sales", "+9", 501.0)
+    rows = engine.waiting(501.0)
+    assert [(r.call_id, r.position) for r in rows] == [("cb1", 1), ("c9", 2)]
+    engine.offer_answered("cb1", "a1", 502.0)
+    actions = engine.callback_result("cb1", 503.0, answered=False)
+    assert only(actions, CallbackSaved)[0].attempts == 2  # 1 stored + this one, of 3
+    assert engine.caller_state("cb1") is CallerState.WAITING
+    check(engine, 503.0)
+
+
+def test_agent_statuses_for_the_wallboard() -> None:
+    engine = build(agents=("a1", "a2"))
+    engine.agent_pause("a2", 5.0, "training")
+    engine.caller_joined("c1", "sales", "1", 6.0)
+    rows = engine.agent_statuses(10.0)
+    assert [(r.name, r.state, r.seconds, r.pause_reason, r.caller) for r in rows] == [
+        ("a1", AgentState.RINGING, 4.0, None, "c1"),
+        ("a2", AgentState.PAUSED, 5.0, "training", None),
+    ]
+    assert engine.logged_in_queues("a1") is None
+    engine.agent_login("a1", 11.0, queues=["support"])
+    assert engine.logged_in_queues("a1") == frozenset({"support"})
+
+
+def test_default_dispatch_is_cores_and_imported_only_when_used() -> None:
+    try:
+        import acd.strategy  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(ModuleNotFoundError):
+            AcdEngine({"sales": SALES}, {})
+    else:
+        assert AcdEngine({"sales": SALES}, {}).next_deadline() is None
