@@ -259,6 +259,10 @@ class AcdEngine(AgentInputs):
         """Agents ON_CALL (connected or dialling a callback) -> their caller."""
         return dict(self._agent_call)
 
+    def caller_states(self) -> dict[str, CallerState]:
+        """Every caller the engine holds (waiting, ringing, dialling, connected)."""
+        return {call_id: entry.state for call_id, entry in self._entries.items()}
+
     def caller_state(self, call_id: str) -> CallerState | None:
         entry = self._entries.get(call_id)
         return entry.state if entry is not None else None

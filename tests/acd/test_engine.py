@@ -12,6 +12,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from acd.engine import AcdEngine, CallerState
 from acd.engine_actions import (
@@ -153,11 +155,10 @@ def check(engine: AcdEngine, now: float | None = None) -> None:
             assert status.name in calls, status
         assert status.name not in ringing or status.state is AgentState.RINGING, status
         assert status.name not in calls or status.state is AgentState.ON_CALL, status
-    for agent, call_id in calls.items():
-        assert engine.caller_state(call_id) in (CallerState.CONNECTED, CallerState.DIALING)
-        del agent
-    for call_id in offers:
-        assert engine.caller_state(call_id) is CallerState.RINGING
+    callers = engine.caller_states()
+    talking = (CallerState.CONNECTED, CallerState.DIALING)
+    assert sorted(calls.values()) == sorted(c for c, s in callers.items() if s in talking)
+    assert sorted(offers) == sorted(c for c, s in callers.items() if s is CallerState.RINGING)
     rows = engine.waiting(now or 0.0)
     assert len({r.call_id for r in rows}) == len(rows), "a caller in two queues"
     for queue in {r.queue for r in rows}:
@@ -778,3 +779,159 @@ def test_default_dispatch_is_cores_and_imported_only_when_used() -> None:
             AcdEngine({"sales": SALES}, {})
     else:
         assert AcdEngine({"sales": SALES}, {}).next_deadline() is None
+
+
+# ---- random sequences (hypothesis) ------------------------------------------------------------
+
+AGENTS = ("a1", "a2", "a3")
+CALLERS = tuple(f"c{i}" for i in range(6))
+
+queue_configs = st.builds(
+    QueueConfig,
+    name=st.just("sales"),
+    number=st.just("600"),
+    ring_seconds=st.sampled_from([5.0, 15.0]),
+    retry_seconds=st.sampled_from([0.0, 5.0]),
+    wrapup_seconds=st.sampled_from([0.0, 10.0]),
+    max_callers=st.sampled_from([0, 3]),
+    max_wait_seconds=st.sampled_from([0.0, 40.0]),
+    overflow=st.sampled_from([None, "vm:100"]),
+    join_empty=st.sampled_from([frozenset(), frozenset({"paused", "inuse"})]),
+    leave_when_empty=st.sampled_from([frozenset(), frozenset({"paused"}), frozenset({"ringing"})]),
+    announce_frequency=st.sampled_from([0.0, 20.0]),
+    ring_in_use=st.booleans(),
+    autopause_after=st.sampled_from([0, 2]),
+    skills=st.sampled_from([{}, {"fr": 3}]),
+    skill_rules=st.sampled_from([(), (SkillRule(15.0, drop=True),)]),
+    callback_attempts=st.sampled_from([1, 2]),
+    voicemail_key=st.sampled_from([None, "0"]),
+)
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "join",
+                "join",
+                "join",
+                "left",
+                "answer",
+                "answer",
+                "answer",
+                "fail",
+                "complete",
+                "complete",
+                "complete",
+                "callback",
+                "result",
+                "key",
+                "login",
+                "logout",
+                "pause",
+                "unpause",
+                "in_use",
+                "lost",
+                "escalate",
+                "reload",
+                "stray",
+            ]
+        ),
+        st.integers(0, 5),
+        st.integers(0, 5),
+        st.booleans(),
+        st.sampled_from([0.0, 0.0, 1.0, 3.0, 7.0, 20.0]),
+    ),
+    min_size=5,
+    max_size=80,
+)
+
+
+def _advance(engine: AcdEngine, now: float) -> None:
+    """Like the shell: fire every deadline up to `now`, in order, a bounded number of times."""
+    for _ in range(200):
+        deadline = engine.next_deadline()
+        if deadline is None or deadline > now:
+            return
+        engine.on_timer(deadline)
+        check(engine)
+    raise AssertionError("timers never settle")
+
+
+@settings(max_examples=300, deadline=None)
+@given(sales=queue_configs, linear_dispatch=st.booleans(), steps=ops)
+def test_random_sequences_keep_the_invariants(
+    sales: QueueConfig, linear_dispatch: bool, steps: list[tuple[str, int, int, bool, float]]
+) -> None:
+    support = QueueConfig("support", "601", wrapup_seconds=5.0)
+    agents = (Agent("a1", skills={"fr": 5}), Agent("a2"), Agent("a3", skills={"fr": 2}))
+    members = {
+        "sales": [Member("a1", 0, 0), Member("a2", 1, 1), Member("a3", 0, 2)],
+        "support": [Member("a2"), Member("a3")],
+    }
+    engine = build(
+        sales,
+        support,
+        agents=agents,
+        members=members,
+        dispatch=linear if linear_dispatch else ringall,
+    )
+    now = 0.0
+    for kind, i, j, flag, dt in steps:
+        now += dt
+        _advance(engine, now)
+        caller, agent = CALLERS[i], AGENTS[j % 3]
+        offers = list(engine.offers().items())
+        calls = sorted(engine.calls().items())
+        if kind == "join":
+            engine.caller_joined(caller, "support" if i == 5 else "sales", f"+{i}", now, j % 2)
+        elif kind == "left":
+            engine.caller_left(caller, now)
+        elif kind == "answer" and offers:
+            call_id, ringing = offers[i % len(offers)]
+            engine.offer_answered(call_id, ringing[j % len(ringing)], now)
+        elif kind == "fail" and offers:
+            call_id, ringing = offers[i % len(offers)]
+            engine.offer_failed(call_id, ringing[j % len(ringing)], now, 486)
+        elif kind == "complete" and calls:
+            engine.call_completed(calls[i % len(calls)][1], now, flag)
+        elif kind == "callback":
+            engine.callback_requested(caller, now)
+        elif kind == "result" and calls:
+            engine.callback_result(calls[i % len(calls)][1], now, flag)
+        elif kind == "key":
+            engine.key_pressed(caller, "0" if flag else "1", now)
+        elif kind == "login":
+            engine.agent_login(agent, now, None if flag else ["sales"])
+        elif kind == "logout":
+            engine.agent_logout(agent, now)
+        elif kind == "pause":
+            engine.agent_pause(agent, now, "break")
+        elif kind == "unpause":
+            engine.agent_unpause(agent, now)
+        elif kind == "in_use":
+            engine.agent_in_use(agent, flag, now)
+        elif kind == "lost":
+            engine.agent_lost(agent, now)
+        elif kind == "escalate":
+            engine.escalate(caller, now, queue="support" if flag else None, skill="fr", level=j)
+        elif kind == "reload":
+            keep = {"sales": members["sales"][: 1 + j % 3], "support": members["support"]}
+            queues = {"sales": sales} if flag else {"sales": sales, "support": support}
+            engine.update_config(queues, keep, now)
+        elif kind == "stray":  # reports about legs the engine no longer knows
+            engine.offer_answered(caller, agent, now)
+            engine.offer_failed(caller, agent, now, 408)
+            engine.callback_result(caller, now, flag)
+        _advance(engine, now)
+        check(engine, now)
+    # Whatever happened, every agent can be brought back: lost phones end ringing and calls.
+    for agent in AGENTS:
+        engine.agent_lost(agent, now)
+    _advance(engine, now)
+    assert engine.offers() == {} or all(
+        state(engine, a) is AgentState.RINGING
+        for ringing in engine.offers().values()
+        for a in ringing
+    )
+    assert engine.calls() == {}
+    check(engine, now)
