@@ -99,7 +99,8 @@ class CallerInputs(EngineCore):
         if entry.caller.callback:
             return []
         caller = entry.caller
-        actions: list[Action] = [
+        actions = self._cancel_offer(entry, now)  # RINGCANCELED before the closing event
+        actions.append(
             self._emit(
                 now,
                 call_id,
@@ -110,8 +111,7 @@ class CallerInputs(EngineCore):
                 entry_position=caller.entry_position,
                 wait=now - caller.joined,
             )
-        ]
-        actions += self._cancel_offer(entry, now)
+        )
         self._remove(entry)
         return self._finish(now, actions)
 
@@ -311,7 +311,8 @@ class CallerInputs(EngineCore):
             return self.callback_requested(call_id, now)
         if cfg.voicemail_key is not None and key == cfg.voicemail_key:
             caller = entry.caller
-            actions: list[Action] = [
+            actions = self._cancel_offer(entry, now)
+            actions.append(
                 self._emit(
                     now,
                     call_id,
@@ -322,8 +323,7 @@ class CallerInputs(EngineCore):
                     position=self._position(entry),
                     wait=now - caller.joined,
                 )
-            ]
-            actions += self._cancel_offer(entry, now)
+            )
             self._remove(entry)
             actions.append(Voicemail(call_id, caller.queue))
             return self._finish(now, actions)

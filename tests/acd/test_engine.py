@@ -846,6 +846,71 @@ ops = st.lists(
 )
 
 
+CLOSING = {
+    "ABANDON",
+    "COMPLETEAGENT",
+    "COMPLETECALLER",
+    "EXITEMPTY",
+    "EXITWITHTIMEOUT",
+    "EXITWITHKEY",
+    "CALLBACKDROP",
+    "TRANSFER",
+}
+
+
+class Ledger:
+    """Reads the emitted events as the stats will: every stay in a queue opens with
+    ENTERQUEUE and closes with exactly one closing event; CONNECT once per stay;
+    per-call events only inside a stay; logins and logoffs alternate."""
+
+    def __init__(self, logged: Collection[str]) -> None:
+        self.open: dict[str, str] = {}
+        self.connected: set[str] = set()
+        self.logged = set(logged)
+
+    def feed(self, actions: Any) -> Any:
+        for action in actions if isinstance(actions, list) else ():
+            if not isinstance(action, Emit):
+                continue
+            e = action.event
+            if e.event == "ENTERQUEUE":
+                assert e.call_id not in self.open, e
+                self.open[e.call_id] = e.queue
+            elif e.event in CLOSING:
+                assert self.open.get(e.call_id) == e.queue, e
+                assert (e.event in ("COMPLETEAGENT", "COMPLETECALLER")) == (
+                    e.call_id in self.connected
+                ) or e.event == "TRANSFER", e
+                del self.open[e.call_id]
+                self.connected.discard(e.call_id)
+            elif e.event == "CONNECT":
+                assert self.open.get(e.call_id) == e.queue and e.call_id not in self.connected, e
+                self.connected.add(e.call_id)
+            elif e.event in ("RINGNOANSWER", "RINGCANCELED", "CALLBACKREQUEST", "CALLBACKATTEMPT"):
+                assert self.open.get(e.call_id) == e.queue, e
+            elif e.event == "AGENTLOGIN":
+                assert e.agent not in self.logged, e
+                self.logged.add(e.agent or "")
+            elif e.event == "AGENTLOGOFF":
+                assert e.agent in self.logged, e
+                self.logged.discard(e.agent or "")
+        return actions
+
+
+class Recorded:
+    """The engine with every returned action list fed to a ledger."""
+
+    def __init__(self, engine: AcdEngine, ledger: Ledger) -> None:
+        self._engine = engine
+        self._ledger = ledger
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._engine, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kw: self._ledger.feed(attr(*args, **kw))
+
+
 def _advance(engine: AcdEngine, now: float) -> None:
     """Like the shell: fire every deadline up to `now`, in order, a bounded number of times."""
     for _ in range(200):
@@ -868,12 +933,16 @@ def test_random_sequences_keep_the_invariants(
         "sales": [Member("a1", 0, 0), Member("a2", 1, 1), Member("a3", 0, 2)],
         "support": [Member("a2"), Member("a3")],
     }
-    engine = build(
-        sales,
-        support,
-        agents=agents,
-        members=members,
-        dispatch=linear if linear_dispatch else ringall,
+    ledger = Ledger(AGENTS)
+    engine: Any = Recorded(
+        build(
+            sales,
+            support,
+            agents=agents,
+            members=members,
+            dispatch=linear if linear_dispatch else ringall,
+        ),
+        ledger,
     )
     now = 0.0
     for kind, i, j, flag, dt in steps:
@@ -924,6 +993,7 @@ def test_random_sequences_keep_the_invariants(
             engine.callback_result(caller, now, flag)
         _advance(engine, now)
         check(engine, now)
+        assert set(ledger.open) == set(engine.caller_states())
     # Whatever happened, every agent can be brought back: lost phones end ringing and calls.
     for agent in AGENTS:
         engine.agent_lost(agent, now)
