@@ -122,7 +122,7 @@ class AcdEngine(AgentInputs):
         for offer in sorted(self._offers.values(), key=lambda o: (o.deadline, o.caller)):
             if offer.deadline <= now:
                 agents = tuple(sorted(offer.agents))
-                actions.append(CancelRing(offer.caller, agents))
+                actions.append(CancelRing(offer.caller, agents, offer.id))
                 for name in agents:
                     actions += self._ring_failed(offer, name, now)
         for name in sorted(self._agents):

@@ -14,6 +14,9 @@ that the same input changed.
 |                 | NUMBER" on answer; no caller leg exists yet                         |
 | CancelRing      | hangs up the ringing legs of `agents` (or an agent leg that         |
 |                 | answered an offer that no longer exists: a lost race)               |
+|                 | `offer_id` (Ring, RingCallback, CancelRing) names one offer: the    |
+|                 | shell passes it back so a late answer to an older offer of the same |
+|                 | caller and agent is never taken for the current one                 |
 | Bridge          | bridges the caller's leg with the agent's answered leg              |
 | DialCallback    | dials `number` for the callback, the agent's leg on hold/ringback;  |
 |                 | reports callback_result                                             |
@@ -41,7 +44,7 @@ leg vanished mid-call: the shell hangs the caller up).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from acd.model import Agent, Caller, QueueEvent
 
@@ -55,6 +58,7 @@ class Ring:
     agents: tuple[str, ...]
     seconds: float
     note: str | None = None  # what an escalating agent noted, shown to the specialist
+    offer_id: int = field(default=0, compare=False)  # echo it in offer_answered/_failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,7 @@ class RingCallback:
     number: str
     seconds: float
     note: str | None = None
+    offer_id: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,7 @@ class CancelRing:
 
     caller: str
     agents: tuple[str, ...]
+    offer_id: int = field(default=0, compare=False)  # the offer whose legs these are
 
 
 @dataclass(frozen=True, slots=True)

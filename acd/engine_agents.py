@@ -60,7 +60,7 @@ class AgentInputs(CallerInputs):
             self._emit(
                 now, offer.caller, offer.queue, agent, "RINGCANCELED", ring=now - offer.started
             ),
-            CancelRing(offer.caller, (agent,)),
+            CancelRing(offer.caller, (agent,), offer.id),
             self._agent_set(agent, now, state=AgentState.AVAILABLE),
         ]
         if not offer.agents:
@@ -143,7 +143,7 @@ class AgentInputs(CallerInputs):
             call_id = self._agent_offer.get(agent)
             offer = self._offers.get(call_id) if call_id is not None else None
             if offer is not None:
-                actions.append(CancelRing(offer.caller, (agent,)))
+                actions.append(CancelRing(offer.caller, (agent,), offer.id))
                 actions += self._ring_failed(offer, agent, now)
             else:
                 self._agent_offer.pop(agent, None)

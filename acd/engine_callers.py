@@ -115,14 +115,22 @@ class CallerInputs(EngineCore):
         self._remove(entry)
         return self._finish(now, actions)
 
-    def offer_answered(self, call_id: str, agent: str, now: float) -> list[Action]:
+    def offer_answered(
+        self, call_id: str, agent: str, now: float, offer_id: int | None = None
+    ) -> list[Action]:
         """An agent answered: CONNECT and Bridge (a callback: DialCallback first); the
-        other agents of a ringall offer are cancelled. A late answer is hung up."""
+        other agents of a ringall offer are cancelled. A late answer (an offer gone,
+        or `offer_id` not the current offer's) is hung up with a CancelRing."""
         offer = self._offers.get(call_id)
         entry = self._entries.get(call_id)
-        if offer is None or entry is None or agent not in offer.agents:
+        if (
+            offer is None
+            or entry is None
+            or agent not in offer.agents
+            or (offer_id is not None and offer_id != offer.id)
+        ):
             log.info("%s: %s answered an offer that is gone, hanging it up", call_id, agent)
-            return [CancelRing(call_id, (agent,))]
+            return [CancelRing(call_id, (agent,), offer_id or 0)]
         del self._offers[call_id]
         actions: list[Action] = []
         others = tuple(sorted(offer.agents - {agent}))
@@ -131,7 +139,7 @@ class CallerInputs(EngineCore):
         for name in others:
             actions.append(self._agent_set(name, now, state=AgentState.AVAILABLE))
         if others:
-            actions.append(CancelRing(call_id, others))
+            actions.append(CancelRing(call_id, others, offer.id))
         actions.append(self._agent_set(agent, now, state=AgentState.ON_CALL, missed_offers=0))
         self._agent_call[agent] = call_id
         self._disarm(entry)
@@ -165,10 +173,19 @@ class CallerInputs(EngineCore):
             Bridge(caller.call_id, entry.agent),
         ]
 
-    def offer_failed(self, call_id: str, agent: str, now: float, status: int = 0) -> list[Action]:
-        """An agent's ringing leg failed (no answer, busy, declined: SIP `status`)."""
+    def offer_failed(
+        self,
+        call_id: str,
+        agent: str,
+        now: float,
+        status: int = 0,
+        offer_id: int | None = None,
+    ) -> list[Action]:
+        """An agent's ringing leg failed (no answer, busy, declined: SIP `status`);
+        a report about an older offer (`offer_id`) changes nothing."""
         offer = self._offers.get(call_id)
-        if offer is None or agent not in offer.agents:
+        stale = offer_id is not None and offer is not None and offer_id != offer.id
+        if offer is None or agent not in offer.agents or stale:
             log.info("%s: failure of %s (%s) for an offer that is gone", call_id, agent, status)
             return []
         log.info("%s: offer to %s failed with %s", call_id, agent, status)

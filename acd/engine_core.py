@@ -106,6 +106,7 @@ class _Ringing:
     agents: set[str]
     started: float
     deadline: float
+    id: int = 0
 
 
 @dataclass(slots=True)
@@ -170,6 +171,7 @@ class EngineCore:
         self._agent_offer: dict[str, str] = {}  # ringing agent -> caller
         self._agent_call: dict[str, str] = {}  # ON_CALL agent -> caller
         self._seq = 0
+        self._offer_seq = 0
         for agent in agents:
             self._restore_agent(agent, agent.state_since, None)
 
@@ -322,7 +324,7 @@ class EngineCore:
             actions.append(self._agent_set(name, now, state=AgentState.AVAILABLE))
         entry.state = CallerState.WAITING
         if agents:
-            actions.append(CancelRing(offer.caller, agents))
+            actions.append(CancelRing(offer.caller, agents, offer.id))
         return actions
 
     def _ring_failed(self, offer: _Ringing, name: str, now: float) -> list[Action]:
@@ -411,7 +413,15 @@ class EngineCore:
                     agents.append(name)
             if not agents:
                 continue
-            ringing = _Ringing(offer.caller, offer.queue, set(agents), now, now + cfg.ring_seconds)
+            self._offer_seq += 1
+            ringing = _Ringing(
+                offer.caller,
+                offer.queue,
+                set(agents),
+                now,
+                now + cfg.ring_seconds,
+                self._offer_seq,
+            )
             self._offers[offer.caller] = ringing
             entry.state = CallerState.RINGING
             for name in agents:
@@ -427,11 +437,19 @@ class EngineCore:
                         caller.number,
                         cfg.ring_seconds,
                         entry.note,
+                        ringing.id,
                     )
                 )
             else:
                 actions.append(
-                    Ring(caller.call_id, caller.queue, tuple(agents), cfg.ring_seconds, entry.note)
+                    Ring(
+                        caller.call_id,
+                        caller.queue,
+                        tuple(agents),
+                        cfg.ring_seconds,
+                        entry.note,
+                        ringing.id,
+                    )
                 )
         return actions
 

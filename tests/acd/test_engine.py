@@ -433,6 +433,22 @@ def test_caller_left_while_ringing_abandons_and_frees_the_agents() -> None:
     check(engine, 7.1)
 
 
+def test_a_late_answer_to_an_older_offer_is_not_taken_for_the_new_one() -> None:
+    queue = QueueConfig("sales", "600", retry_seconds=0.0)
+    engine = build(queue, dispatch=linear, agents=("a1",))
+    first = only(engine.caller_joined("c1", "sales", "1", 0.0), Ring)[0]
+    second = only(engine.on_timer(15.0), Ring)[0]  # no retry pause: a1 rung again at once
+    assert second.offer_id != first.offer_id
+    # The first leg's answer arrives now: hung up, the second offer still rings.
+    late = engine.offer_answered("c1", "a1", 15.2, offer_id=first.offer_id)
+    assert late == [CancelRing("c1", ("a1",))] and late[0].offer_id == first.offer_id
+    assert engine.offer_failed("c1", "a1", 15.3, 408, offer_id=first.offer_id) == []
+    assert engine.offers() == {"c1": ("a1",)}
+    actions = engine.offer_answered("c1", "a1", 16.0, offer_id=second.offer_id)
+    assert only(actions, Bridge) == [Bridge("c1", "a1")]
+    check(engine, 16.0)
+
+
 def test_max_wait_overflows_to_the_target() -> None:
     queue = QueueConfig("sales", "600", max_wait_seconds=60.0, overflow="vm:100")
     engine = build(queue, agents=("a1",))
