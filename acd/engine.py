@@ -64,7 +64,7 @@ Choices made here (documented for the shell and the stats):
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from acd.engine_actions import (
@@ -86,7 +86,7 @@ from acd.engine_core import (
     _Wrap,
 )
 from acd.engine_rules import next_relax_moment
-from acd.model import Agent, AgentState, Caller
+from acd.model import Agent, AgentState, Caller, Member, QueueConfig
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,54 @@ class AcdEngine(AgentInputs):
     """Every queue's live state; see the module doc for the transitions."""
 
     # ---- timers -------------------------------------------------------------------------
+
+    def update_config(
+        self,
+        queues: Mapping[str, QueueConfig],
+        members: Mapping[str, Sequence[Member]],
+        now: float,
+        agents: Iterable[Agent] | None = None,
+    ) -> list[Action]:
+        """Reload queues and members (and agents' definitions), keeping live state.
+
+        Callers of a removed queue leave (EXITEMPTY + Exit "queue-removed";
+        callbacks: CALLBACKDROP); connected calls and ringing offers go on. With
+        `agents`: each one's skills and wrap-up override replace the live ones (its
+        state stays), new agents arrive logged out, and agents no longer listed are
+        logged out (after their call if on one).
+        """
+        self._set_config(queues, members)
+        actions: list[Action] = []
+        for entry in sorted(self._entries.values(), key=lambda e: e.seq):
+            if entry.state not in (CallerState.WAITING, CallerState.RINGING):
+                continue
+            if entry.caller.queue not in self._cfg.queues:
+                actions += self._cancel_offer(entry, now)
+                if entry.caller.callback:
+                    actions += self._drop_callback(entry, now)
+                else:
+                    actions += self._exit(entry, now, "EXITEMPTY", "queue-removed")
+            else:
+                self._arm(entry, now, keep=True)
+        if agents is not None:
+            listed = {agent.name: agent for agent in agents}
+            for name in sorted(set(self._agents) - set(listed)):
+                actions += self.agent_logout(name, now)
+            for name, agent in listed.items():
+                if name not in self._agents:
+                    self._agents[name] = replace(
+                        agent, state=AgentState.LOGGED_OUT, state_since=now, pause_reason=None
+                    )
+                else:
+                    actions.append(
+                        self._agent_set(
+                            name,
+                            now,
+                            skills=dict(agent.skills),
+                            wrapup_seconds=agent.wrapup_seconds,
+                        )
+                    )
+        return self._finish(now, actions)
 
     def next_deadline(self) -> float | None:
         """When `on_timer` must run next (None: nothing pending)."""

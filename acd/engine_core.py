@@ -187,32 +187,6 @@ class EngineCore:
         cfg = self._cfg.queues.get(name)
         return cfg if cfg is not None else QueueConfig(name=name, number="")
 
-    def update_config(
-        self,
-        queues: Mapping[str, QueueConfig],
-        members: Mapping[str, Sequence[Member]],
-        now: float,
-    ) -> list[Action]:
-        """Reload queues and members, keeping waiting callers where their queue stays.
-
-        Callers of a removed queue leave (EXITEMPTY + Exit "queue-removed";
-        callbacks: CALLBACKDROP); connected calls go on; offers ringing go on.
-        """
-        self._set_config(queues, members)
-        actions: list[Action] = []
-        for entry in sorted(self._entries.values(), key=lambda e: e.seq):
-            if entry.state not in (CallerState.WAITING, CallerState.RINGING):
-                continue
-            if entry.caller.queue not in self._cfg.queues:
-                actions += self._cancel_offer(entry, now)
-                if entry.caller.callback:
-                    actions += self._drop_callback(entry, now)
-                else:
-                    actions += self._exit(entry, now, "EXITEMPTY", "queue-removed")
-            else:
-                self._arm(entry, now, keep=True)
-        return self._finish(now, actions)
-
     # ---- helpers ----------------------------------------------------------------
 
     def _emit(

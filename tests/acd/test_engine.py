@@ -743,6 +743,24 @@ def test_update_config_keeps_waiting_callers_and_exits_removed_queues() -> None:
     check(engine, 6.0)
 
 
+def test_update_config_with_agents_changes_skills_and_logs_out_the_removed() -> None:
+    engine = build(agents=("a1", "a2"), login=False, dispatch=linear)
+    engine.agent_login("a1", 0.0)
+    engine.agent_login("a2", 0.0)
+    engine.caller_joined("c1", "sales", "1", 1.0)
+    engine.offer_answered("c1", "a1", 2.0)
+    members = {"sales": [Member("a1"), Member("a3")]}
+    agents = [Agent("a1", skills={"fr": 9}, wrapup_seconds=4.0), Agent("a3")]
+    actions = engine.update_config({"sales": SALES}, members, 3.0, agents=agents)
+    assert events(actions) == [("AGENTLOGOFF", "a2")]
+    a1 = engine.agent("a1")
+    assert a1 is not None and a1.state is AgentState.ON_CALL and a1.skills == {"fr": 9}
+    assert state(engine, "a3") is AgentState.LOGGED_OUT
+    engine.call_completed("c1", 5.0, by_agent=True)
+    assert engine.agent("a1").wrapup_until == 9.0  # type: ignore[union-attr]
+    check(engine, 5.0)
+
+
 def test_restore_after_a_crash() -> None:
     agents = [
         Agent("a1", AgentState.ON_CALL, 50.0),
@@ -1002,7 +1020,8 @@ def test_random_sequences_keep_the_invariants(
         elif kind == "reload":
             keep = {"sales": members["sales"][: 1 + j % 3], "support": members["support"]}
             queues = {"sales": sales} if flag else {"sales": sales, "support": support}
-            engine.update_config(queues, keep, now)
+            defs = agents[: 2 + j % 2] if i % 2 else None  # maybe a3 removed
+            engine.update_config(queues, keep, now, agents=defs)
         elif kind == "stray":  # reports about legs the engine no longer knows
             engine.offer_answered(caller, agent, now)
             engine.offer_failed(caller, agent, now, 408)
