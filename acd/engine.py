@@ -50,6 +50,17 @@ who asks for a callback stays in its place with `callback=True` (its leg is
 gone: `caller_left` for it is ignored; `callback_cancel` removes it).
 
 Choices made here (documented for the shell and the stats):
+- The constructor takes the agents' definitions (skills, wrap-up override) and
+  their stored states, normalised like `restore` but silently; call `restore`
+  instead to get the events of a restart.
+- Every offer has an id (`Ring.offer_id`); the shell passes it back to
+  `offer_answered` / `offer_failed` so that a late answer to an older offer of the
+  same caller and agent is hung up (CancelRing), never bridged.
+- `agent_lost` in ON_CALL closes the call (COMPLETEAGENT) and gives the caller an
+  Exit "agent-lost" (the shell hangs it up); in RINGING it counts as a missed offer.
+- Max wait, announcements and leave-when-empty do not apply to callbacks (their
+  caller is not on the line). An escalated caller keeps its `joined`: the target
+  queue's max wait counts from it.
 - A failed callback attempt waits `callback_retry_seconds` (constructor, 60 s
   default) before its next offer; it keeps its place meanwhile.
 - Skill relaxation: the engine re-dispatches at each `joined + rule.after` of the
@@ -103,7 +114,7 @@ __all__ = [
 class AcdEngine(AgentInputs):
     """Every queue's live state; see the module doc for the transitions."""
 
-    # ---- timers -------------------------------------------------------------------------
+    # ---- configuration reload -------------------------------------------------------------
 
     def update_config(
         self,
@@ -152,6 +163,8 @@ class AcdEngine(AgentInputs):
                         )
                     )
         return self._finish(now, actions)
+
+    # ---- timers -------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
         """When `on_timer` must run next (None: nothing pending)."""

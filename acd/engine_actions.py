@@ -35,11 +35,11 @@ that the same input changed.
 | CallbackSaved   | stores (or updates) the callback row: it survives a restart         |
 | CallbackDeleted | deletes the callback row (connected, dropped or cancelled)          |
 
-`Exit.reason` values: "no-queue" (unknown queue), "duplicate" (call id already
-queued), "full" (max_callers), "joinempty", "empty" (leave-when-empty),
-"timeout" (max wait, no overflow target), "callback" (callback requested),
-"queue-removed" (config reload removed the queue), "agent-lost" (the agent's
-leg vanished mid-call: the shell hangs the caller up).
+`Exit.reason` values: "no-queue" (unknown queue), "full" (max_callers),
+"joinempty", "empty" (leave-when-empty), "timeout" (max wait, no overflow
+target), "callback" (callback requested), "queue-removed" (config reload removed
+the queue), "agent-lost" (the agent's leg vanished mid-call: the shell hangs the
+caller up).
 """
 
 from __future__ import annotations

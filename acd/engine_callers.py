@@ -43,9 +43,9 @@ class CallerInputs(EngineCore):
         skills: Mapping[str, int] | None = None,
     ) -> list[Action]:
         """A call enters `queue`: ENTERQUEUE, or an Exit when it is refused."""
-        if call_id in self._entries:
+        if call_id in self._entries:  # a repeated input: the caller is queued already
             log.warning("%s: already queued in %s", call_id, self._entries[call_id].caller.queue)
-            return [Exit(call_id, "duplicate")]
+            return []
         cfg = self._cfg.queues.get(queue)
         if cfg is None:
             log.warning("%s: no queue %s", call_id, queue)

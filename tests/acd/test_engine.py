@@ -490,7 +490,7 @@ def test_join_empty_and_max_callers_refuse_without_an_event() -> None:
     engine.agent_in_use("a1", True, 3.0)  # not a join_empty condition here
     assert event(engine.caller_joined("c1", "sales", "1", 4.0), "ENTERQUEUE")
     assert engine.caller_joined("c2", "sales", "2", 5.0) == [Exit("c2", "full")]
-    assert engine.caller_joined("c1", "sales", "1", 5.0) == [Exit("c1", "duplicate")]
+    assert engine.caller_joined("c1", "sales", "1", 5.0) == []  # repeated: absorbed
     assert engine.caller_joined("c3", "nope", "3", 5.0) == [Exit("c3", "no-queue")]
 
 
