@@ -151,7 +151,11 @@ class AcdEngine(AgentInputs):
             for name, agent in listed.items():
                 if name not in self._agents:
                     self._agents[name] = replace(
-                        agent, state=AgentState.LOGGED_OUT, state_since=now, pause_reason=None
+                        agent,
+                        state=AgentState.LOGGED_OUT,
+                        state_since=now,
+                        pause_reason=None,
+                        wrapup_until=0.0,
                     )
                 else:
                     actions.append(

@@ -486,8 +486,11 @@ class EngineCore:
         self._pending.pop(name, None)
         self._login.pop(name, None)
         since = self._login_at.pop(name, now)
+        self._wrap.pop(name, None)  # logging out ends a wrap-up: none left at the next login
         return [
-            self._agent_set(name, now, state=AgentState.LOGGED_OUT, pause_reason=None),
+            self._agent_set(
+                name, now, state=AgentState.LOGGED_OUT, pause_reason=None, wrapup_until=0.0
+            ),
             self._emit(now, "", "", name, "AGENTLOGOFF", logged=now - since),
         ]
 

@@ -165,6 +165,15 @@ def check(engine: AcdEngine, now: float | None = None) -> None:
         positions = [r.position for r in rows if r.queue == queue]
         assert positions == list(range(1, len(positions) + 1))
     if now is not None:
+        # No agent waits for a moment nothing watches: AVAILABLE means offerable now,
+        # WRAP_UP has its timer ahead.
+        for name in {row.name for row in engine.agent_statuses(now)}:
+            agent = engine.agent(name)
+            assert agent is not None
+            if agent.state is AgentState.AVAILABLE:
+                assert agent.wrapup_until <= now, agent
+            if agent.state is AgentState.WRAP_UP:
+                assert agent.wrapup_until > now, agent
         deadline = engine.next_deadline()
         assert deadline is None or deadline > now, (deadline, now)
 
@@ -342,6 +351,20 @@ def test_wrap_up_is_honoured_then_wrapupend() -> None:
     assert (end.agent, end.queue, end.data) == ("a1", "sales", {"wrapup": 30.0})
     assert only(actions, Ring) == [Ring("c3", "sales", ("a1",), 15.0)]
     check(engine, 95.0)
+
+
+def test_logout_during_wrap_up_ends_it() -> None:
+    queue = QueueConfig("sales", "600", wrapup_seconds=30.0)
+    engine = build(queue, agents=("a1",))
+    engine.caller_joined("c1", "sales", "1", 0.0)
+    engine.offer_answered("c1", "a1", 1.0)
+    engine.call_completed("c1", 2.0, by_agent=True)
+    engine.agent_logout("a1", 3.0)
+    assert engine.next_deadline() is None
+    engine.caller_joined("c2", "sales", "2", 4.0)
+    actions = engine.agent_login("a1", 5.0)
+    assert only(actions, Ring) == [Ring("c2", "sales", ("a1",), 15.0)]
+    check(engine, 5.0)
 
 
 def test_agent_wrapup_overrides_the_queue() -> None:
@@ -956,7 +979,7 @@ def _advance(engine: AcdEngine, now: float) -> None:
     raise AssertionError("timers never settle")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(sales=queue_configs, linear_dispatch=st.booleans(), steps=ops)
 def test_random_sequences_keep_the_invariants(
     sales: QueueConfig, linear_dispatch: bool, steps: list[tuple[str, int, int, bool, float]]
