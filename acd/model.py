@@ -1,4 +1,9 @@
-"""The ACD's data model (round 6 seam: written by core; this copy is verbatim)."""
+"""The ACD's data model: what the pure decisions (strategy, skills) see.
+
+Plain frozen values shared by the engine (which owns the live state), the store
+(which persists it) and the statistics (which read queue events). Nothing here
+does I/O or knows about SIP.
+"""
 
 from __future__ import annotations
 
@@ -59,7 +64,7 @@ class QueueConfig:
     max_callers: int = 0  # 0: unlimited
     max_wait_seconds: float = 0.0  # 0: none; then -> overflow (or exit)
     overflow: str | None = None  # queue:NAME, vm:BOX, ivr:MENU, ext number, trunk:N/X
-    join_empty: frozenset[str] = frozenset()  # Asterisk condition names, see below
+    join_empty: frozenset[str] = frozenset()  # Asterisk condition names
     leave_when_empty: frozenset[str] = frozenset()
     service_level_seconds: float = 20.0
     announce_frequency: float = 0.0  # position/wait announcements, 0: off
@@ -93,6 +98,8 @@ class Agent:
     last_call_end: Mapping[str, float] = field(default_factory=dict)  # queue -> time
     calls_taken: Mapping[str, int] = field(default_factory=dict)  # queue -> count
     talk_seconds: float = 0.0  # today's total (agent-with-least-talk-time)
+    # Defaulted additions (core):
+    registered: bool = True  # the agent's phone is reachable; False: never offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,9 @@ class Caller:
     skills: Mapping[str, int] = field(default_factory=dict)  # extra required skills
     callback: bool = False  # a caller who hung up and waits to be called
     entry_position: int = 0
+    # Defaulted additions (core):
+    relax_from: float | None = None  # skill rules count from here (None: joined)
+    notes: tuple[str, ...] = ()  # what earlier agents noted (escalation carries it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +130,11 @@ class Offer:
 
 @dataclass(frozen=True, slots=True)
 class QueueEvent:
+    """One queue_log line (Asterisk names); `data` keys per event in round 6's list."""
+
     time: float
     call_id: str  # the caller's call id ("" for agent events)
     queue: str  # "" for events of an agent across all queues
     agent: str | None
-    event: str  # one of EVENTS below
+    event: str  # one of the event names
     data: Mapping[str, Any] = field(default_factory=dict)
