@@ -57,7 +57,7 @@ class Ring:
     queue: str
     agents: tuple[str, ...]
     seconds: float
-    note: str | None = None  # what an escalating agent noted, shown to the specialist
+    notes: tuple[str, ...] = ()  # what escalating agents noted, shown to the specialist
     offer_id: int = field(default=0, compare=False)  # echo it in offer_answered/_failed
 
 
@@ -70,7 +70,7 @@ class RingCallback:
     agents: tuple[str, ...]
     number: str
     seconds: float
-    note: str | None = None
+    notes: tuple[str, ...] = ()
     offer_id: int = field(default=0, compare=False)
 
 

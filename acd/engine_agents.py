@@ -129,6 +129,15 @@ class AgentInputs(CallerInputs):
             return []
         return self._finish(now, [self._agent_set(agent, now, in_use=in_use)])
 
+    def agent_registered(self, agent: str, registered: bool, now: float) -> list[Action]:
+        """The agent's phone registered or its registration ended (or expired): an
+        unregistered agent is never offered and counts as "unavailable" for the
+        join/leave-empty conditions. A ring in progress ends by its own failure."""
+        current = self._agents.get(agent)
+        if current is None or current.registered == registered:
+            return []
+        return self._finish(now, [self._agent_set(agent, now, registered=registered)])
+
     def agent_lost(self, agent: str, now: float) -> list[Action]:
         """The agent's phone or leg is gone (BYE lost, unreachable): never left RINGING
         or ON_CALL. A ring counts as a missed offer; a call ends with COMPLETEAGENT and

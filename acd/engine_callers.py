@@ -27,6 +27,8 @@ from acd.model import AgentState, Caller
 
 log = logging.getLogger(__name__)
 
+MAX_LEVEL = 10  # skill levels are 1..10
+
 
 class CallerInputs(EngineCore):
     """What happens to callers (see acd.engine for the transitions)."""
@@ -54,7 +56,8 @@ class CallerInputs(EngineCore):
             log.info("%s: queue %s full", call_id, queue)
             return [Exit(call_id, "full")]
         caller = Caller(call_id, queue, number, now, priority, dict(skills or {}))
-        if queue_empty(cfg, self._logged_members(queue), self._agents, cfg.join_empty, caller):
+        members = self._logged_members(queue)
+        if queue_empty(now, cfg, members, self._agents, cfg.join_empty, caller):
             log.info("%s: queue %s empty, join refused", call_id, queue)
             return [Exit(call_id, "joinempty")]
         return self._enter(caller, now, [])
@@ -64,11 +67,10 @@ class CallerInputs(EngineCore):
         caller: Caller,
         now: float,
         actions: list[Action],
-        note: str | None = None,
         attempts: int = 0,
     ) -> list[Action]:
         self._seq += 1
-        entry = _Entry(caller, self._seq, note=note, attempts=attempts)
+        entry = _Entry(caller, self._seq, attempts=attempts)
         self._entries[caller.call_id] = entry
         position = self._position(entry)
         entry.caller = replace(caller, entry_position=position)
@@ -359,8 +361,11 @@ class CallerInputs(EngineCore):
 
         A connected call: TRANSFER {target, hold, talk} closes the agent's part (the
         agent to wrap-up), Requeue puts the caller back on music. A queue move emits
-        TRANSFER in the old queue and ENTERQUEUE in the new one. `note` reaches the
-        specialist with the next Ring.
+        TRANSFER in the old queue and ENTERQUEUE in the new one. `note` is appended
+        to `Caller.notes`, which the specialist's Ring carries. The skill's level is
+        clamped to 1..10 and never lowers one the caller already requires; the skill
+        rules' clock restarts (`Caller.relax_from = now`) so the new requirement is
+        not relaxed away at once.
         """
         entry = self._entries.get(call_id)
         target = queue if queue is not None else entry.caller.queue if entry else ""
@@ -370,7 +375,8 @@ class CallerInputs(EngineCore):
         caller = entry.caller
         skills = dict(caller.skills)
         if skill is not None:
-            skills[skill] = level if level is not None else 1
+            wanted = min(MAX_LEVEL, max(1, level if level is not None else 1))
+            skills[skill] = max(wanted, skills.get(skill, wanted))
         moved = target != caller.queue
         connected = entry.state is CallerState.CONNECTED
         if not moved and not connected and skill is None:
@@ -416,14 +422,17 @@ class CallerInputs(EngineCore):
             self._remove(entry)
         # A connected callback's customer is on the line now: a live caller from here.
         new = replace(
-            caller, queue=target, skills=skills, callback=caller.callback and not connected
+            caller,
+            queue=target,
+            skills=skills,
+            callback=caller.callback and not connected,
+            relax_from=now,
+            notes=(*caller.notes, note) if note else caller.notes,
         )
-        if note is not None:
-            entry.note = note
         if new.callback:
             actions.append(CallbackSaved(new, entry.attempts))
         if moved:
-            return self._enter(new, now, actions, entry.note, entry.attempts)
+            return self._enter(new, now, actions, entry.attempts)
         entry.caller = new
         entry.state = CallerState.WAITING
         self._entries[call_id] = entry

@@ -88,7 +88,6 @@ class _Entry:
     hold: float = 0.0
     ring: float = 0.0
     attempts: int = 0  # callback attempts made
-    note: str | None = None
     retry_at: float | None = None
     max_wait_at: float | None = None
     announce_at: float | None = None
@@ -230,7 +229,7 @@ class EngineCore:
             return False
         if name in self._agent_offer or agent.wrapup_until > now:
             return False
-        if agent.in_use and not cfg.ring_in_use:
+        if (agent.in_use and not cfg.ring_in_use) or not agent.registered:
             return False
         return any(m.agent == name for m in self._logged_members(cfg.name))
 
@@ -410,7 +409,7 @@ class EngineCore:
                         tuple(agents),
                         caller.number,
                         cfg.ring_seconds,
-                        entry.note,
+                        caller.notes,
                         ringing.id,
                     )
                 )
@@ -421,7 +420,7 @@ class EngineCore:
                         caller.queue,
                         tuple(agents),
                         cfg.ring_seconds,
-                        entry.note,
+                        caller.notes,
                         ringing.id,
                     )
                 )
@@ -437,7 +436,8 @@ class EngineCore:
             for entry in self._order(name):
                 if entry.state is not CallerState.WAITING or entry.caller.callback:
                     continue
-                if queue_empty(cfg, members, self._agents, cfg.leave_when_empty, entry.caller):
+                conditions = cfg.leave_when_empty
+                if queue_empty(now, cfg, members, self._agents, conditions, entry.caller):
                     actions += self._exit(entry, now, "EXITEMPTY", "empty")
         return actions
 

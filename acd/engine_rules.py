@@ -7,17 +7,24 @@ counting as unusable when its state matches one of the listed conditions:
 | condition   | the member counts as unavailable when ...                          |
 |-------------|--------------------------------------------------------------------|
 | paused      | the agent is PAUSED                                                 |
-| penalty     | the agent lacks a skill level the caller needs (queue + caller      |
-|             | skills, before any relaxation): skills play the part of penalties   |
+| penalty     | the agent lacks a skill level the caller needs now (queue + caller  |
+|             | skills, relaxed by the rules): skills play the part of penalties    |
 | inuse       | the agent is ON_CALL or busy on a non-queue call                    |
 | ringing     | the agent is RINGING (an offer)                                     |
 | wrapup      | the agent is in WRAP_UP                                             |
-| unavailable | never: logged-out agents are not members here (see below)           |
-| invalid     | never (no device states in the engine)                              |
-| unknown     | never                                                               |
+| unavailable | the agent's phone is not registered (`Agent.registered`)            |
+| invalid     | the member has no agent record                                      |
+| unknown     | never (no aiopbx meaning)                                           |
 
-A queue with no logged-in member is empty for every non-empty condition list,
-as in Asterisk (QUEUE_NO_MEMBERS). An empty list means "always join / never leave".
+Only members logged into the queue count (in Asterisk a logged-out dynamic member
+is no member at all): a queue with none is empty for every non-empty condition
+list (QUEUE_NO_MEMBERS). An empty list means "always join / never leave". These
+are the semantics of core's `acd.strategy.queue_is_empty` (written in parallel);
+at merge the engine can call that one instead.
+
+Skill relaxation (`SkillRule`, counted from `Caller.relax_from`, else `joined`):
+of the rules in force, any `drop` removes every requirement, else the largest
+`relax` lowers every level, never below 1 (core's `acd.skills` semantics).
 """
 
 from __future__ import annotations
@@ -39,13 +46,33 @@ def required_skills(queue: QueueConfig, caller: Caller) -> dict[str, int]:
     return need
 
 
+def relax_start(caller: Caller) -> float:
+    """When the caller's skill rules started counting: an escalation, else joining."""
+    return caller.joined if caller.relax_from is None else caller.relax_from
+
+
+def skills_needed_at(queue: QueueConfig, caller: Caller, now: float) -> dict[str, int]:
+    """The required skills at `now`, after the queue's rules in force."""
+    need = required_skills(queue, caller)
+    waited = now - relax_start(caller)
+    in_force = [rule for rule in queue.skill_rules if waited >= rule.after]
+    if any(rule.drop for rule in in_force):
+        return {}
+    relax = max((rule.relax for rule in in_force), default=0)
+    return {skill: max(1, level - relax) for skill, level in need.items()}
+
+
 def has_skills(agent: Agent, need: Mapping[str, int]) -> bool:
     """True when the agent holds every skill at least at the needed level."""
     return all(agent.skills.get(skill, 0) >= level for skill, level in need.items())
 
 
 def member_unavailable(
-    agent: Agent, conditions: Collection[str], queue: QueueConfig, caller: Caller | None
+    now: float,
+    agent: Agent,
+    conditions: Collection[str],
+    queue: QueueConfig,
+    caller: Caller | None,
 ) -> bool:
     """Whether one logged-in member counts as unavailable under `conditions`."""
     state = agent.state
@@ -59,14 +86,17 @@ def member_unavailable(
         return True
     if "inuse" in conditions and (state is AgentState.ON_CALL or agent.in_use):
         return True
+    if "unavailable" in conditions and not agent.registered:
+        return True
     return (
         "penalty" in conditions
         and caller is not None
-        and not has_skills(agent, required_skills(queue, caller))
+        and not has_skills(agent, skills_needed_at(queue, caller, now))
     )
 
 
 def queue_empty(
+    now: float,
     queue: QueueConfig,
     members: Iterable[Member],
     agents: Mapping[str, Agent],
@@ -81,7 +111,11 @@ def queue_empty(
         return False
     for member in members:
         agent = agents.get(member.agent)
-        if agent is not None and not member_unavailable(agent, conditions, queue, caller):
+        if agent is None:
+            if "invalid" in conditions:
+                continue
+            return False
+        if not member_unavailable(now, agent, conditions, queue, caller):
             return False
     return True
 
@@ -94,6 +128,6 @@ def next_relax_moment(queue: QueueConfig, caller: Caller, now: float) -> float |
     """
     if not queue.skills and not caller.skills:
         return None
-    ahead = [caller.joined + rule.after for rule in queue.skill_rules]
+    ahead = [relax_start(caller) + rule.after for rule in queue.skill_rules]
     ahead = [moment for moment in ahead if moment > now]
     return min(ahead) if ahead else None

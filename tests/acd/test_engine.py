@@ -42,6 +42,8 @@ from acd.model import Agent, AgentState, Caller, Member, Offer, QueueConfig, Que
 def _free(agent: Agent, queue: QueueConfig, now: float) -> bool:
     if agent.state is not AgentState.AVAILABLE or agent.wrapup_until > now:
         return False
+    if not agent.registered:
+        return False
     return queue.ring_in_use or not agent.in_use
 
 
@@ -436,6 +438,22 @@ def test_an_agent_busy_on_another_call_is_offered_only_with_ring_in_use() -> Non
     assert only(eager.caller_joined("c1", "sales", "1", 1.0), Ring) != []
 
 
+def test_an_unregistered_phone_is_not_offered_and_counts_unavailable() -> None:
+    queue = QueueConfig("sales", "600", leave_when_empty=frozenset({"unavailable"}))
+    engine = build(queue, agents=("a1", "a2"), login=False)
+    engine.agent_login("a1", 0.0)
+    engine.agent_login("a2", 0.0)
+    engine.agent_registered("a1", False, 0.5)
+    actions = engine.caller_joined("c1", "sales", "1", 1.0)
+    assert only(actions, Ring) == [Ring("c1", "sales", ("a2",), 15.0)]
+    engine.caller_joined("c2", "sales", "2", 2.0)
+    actions = engine.agent_registered("a2", False, 3.0)  # a2 rings c1: c2 has no one left
+    assert only(actions, Exit) == [Exit("c2", "empty")]
+    actions = engine.agent_registered("a1", True, 4.0)
+    assert engine.agent("a1").registered  # type: ignore[union-attr]
+    check(engine, 4.0)
+
+
 # ---- leaving ---------------------------------------------------------------------------------
 
 
@@ -706,6 +724,10 @@ def test_skill_relaxation_moments_redispatch() -> None:
     engine.on_timer(55.0)
     assert engine.next_deadline() is None
     assert calls == [5.0, 25.0, 55.0]
+    # An escalation restarts the rules' clock: the new requirement relaxes from then.
+    engine.escalate("c1", 60.0, skill="de", level=6)
+    assert engine.caller("c1").skills == {"de": 6}  # type: ignore[union-attr]
+    assert engine.next_deadline() == 80.0
 
 
 # ---- escalation, reload, restore --------------------------------------------------------------
@@ -726,9 +748,10 @@ def test_escalating_a_connected_call_to_a_specialist_queue_keeps_the_wait() -> N
     )
     assert only(actions, Requeue) == [Requeue("c1", "support", "a1")]
     assert event(actions, "ENTERQUEUE").queue == "support"
-    assert only(actions, Ring) == [Ring("c1", "support", ("s1",), 15.0, "refund, order 42")]
+    assert only(actions, Ring) == [Ring("c1", "support", ("s1",), 15.0, ("refund, order 42",))]
     caller = engine.caller("c1")
     assert caller is not None and caller.joined == 0.0 and caller.queue == "support"
+    assert caller.relax_from == 70.0 and caller.notes == ("refund, order 42",)
     assert engine.agent("a1").calls_taken == {"sales": 1}  # type: ignore[union-attr]
     check(engine, 70.0)
 
@@ -888,6 +911,7 @@ ops = st.lists(
                 "unpause",
                 "in_use",
                 "lost",
+                "register",
                 "escalate",
                 "reload",
                 "stray",
@@ -1038,6 +1062,8 @@ def test_random_sequences_keep_the_invariants(
             engine.agent_in_use(agent, flag, now)
         elif kind == "lost":
             engine.agent_lost(agent, now)
+        elif kind == "register":
+            engine.agent_registered(agent, flag, now)
         elif kind == "escalate":
             engine.escalate(caller, now, queue="support" if flag else None, skill="fr", level=j)
         elif kind == "reload":
