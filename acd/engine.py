@@ -196,7 +196,9 @@ class AcdEngine(AgentInputs):
                 wrap = self._wrap.pop(name, _Wrap("", 0.0))
                 actions.append(self._agent_set(name, now, state=AgentState.AVAILABLE))
                 actions.append(
-                    self._emit(now, "", wrap.queue, name, "WRAPUPEND", wrapup=wrap.seconds)
+                    self._emit(
+                        now, wrap.call_id, wrap.queue, name, "WRAPUPEND", wrapup=wrap.seconds
+                    )
                 )
         for entry in sorted(self._entries.values(), key=lambda e: e.seq):
             actions += self._entry_timers(entry, now)

@@ -218,7 +218,7 @@ class CallerInputs(EngineCore):
             )
         ]
         self._remove(entry)
-        actions += self._call_done(entry.agent, caller.queue, now, talk)
+        actions += self._call_done(entry.agent, caller.queue, now, talk, call_id)
         return self._finish(now, actions)
 
     # ---- callbacks ------------------------------------------------------------------
@@ -400,7 +400,7 @@ class CallerInputs(EngineCore):
                 )
             )
             self._remove(entry)
-            actions += self._call_done(agent, caller.queue, now, talk)
+            actions += self._call_done(agent, caller.queue, now, talk, call_id)
             actions.append(Requeue(call_id, target, agent))
             entry.agent = None
             moved = True

@@ -112,6 +112,7 @@ class _Ringing:
 class _Wrap:
     queue: str
     seconds: float
+    call_id: str = ""  # the call this wrap-up follows (WRAPUPEND names it)
 
 
 @dataclass(slots=True)
@@ -462,7 +463,9 @@ class EngineCore:
             ]
         return [self._agent_set(name, now, state=AgentState.AVAILABLE)]
 
-    def _call_done(self, name: str, queue: str, now: float, talk: float) -> list[Action]:
+    def _call_done(
+        self, name: str, queue: str, now: float, talk: float, call_id: str
+    ) -> list[Action]:
         """A handled queue call ended: counters, then wrap-up (or pending pause/logout)."""
         agent = self._agents[name]
         cfg = self._queue(queue)
@@ -479,7 +482,7 @@ class EngineCore:
             return self._release(name, now)
         self._pending.pop(name, None)
         self._agent_call.pop(name, None)
-        self._wrap[name] = _Wrap(queue, wrap)
+        self._wrap[name] = _Wrap(queue, wrap, call_id)
         return [self._agent_set(name, now, state=AgentState.WRAP_UP)]
 
     def _logged_off(self, name: str, now: float) -> list[Action]:

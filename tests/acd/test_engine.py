@@ -350,7 +350,7 @@ def test_wrap_up_is_honoured_then_wrapupend() -> None:
     assert engine.next_deadline() == 95.0
     actions = engine.on_timer(95.0)
     end = event(actions, "WRAPUPEND")
-    assert (end.agent, end.queue, end.data) == ("a1", "sales", {"wrapup": 30.0})
+    assert (end.call_id, end.agent, end.queue, end.data) == ("c1", "a1", "sales", {"wrapup": 30.0})
     assert only(actions, Ring) == [Ring("c3", "sales", ("a1",), 15.0)]
     check(engine, 95.0)
 
