@@ -1089,3 +1089,143 @@ def test_random_sequences_keep_the_invariants(
     )
     assert engine.calls() == {}
     check(engine, now)
+
+
+# ---- a simulated day (fake clock, a shell played by the test) ----------------------------------
+
+
+def test_a_simulated_day_the_events_tell_what_happened() -> None:
+    """Eight hours of random callers (every 40 s on average, patience about 4 min, some
+    asking for a callback) for six agents (answering after 1-20 s, 15 % declining,
+    180 s talks, 15 s wrap-up, auto-pause after 3 misses, a supervisor unpausing a
+    minute later). The test plays the shell; what it saw happen must equal what the
+    emitted events say, and no agent or caller is left stuck."""
+    import heapq
+    from collections import Counter, defaultdict
+
+    rng = random.Random(7)
+    queue = QueueConfig(
+        "sales",
+        "600",
+        wrapup_seconds=15.0,
+        retry_seconds=3.0,
+        autopause_after=3,
+        max_wait_seconds=900.0,
+        overflow="vm:100",
+    )
+    names = [f"a{i}" for i in range(6)]
+    engine = build(queue, agents=names, dispatch=linear)
+    emitted: list[QueueEvent] = []
+    heap: list[tuple[float, int, tuple[Any, ...]]] = []
+    seen: Counter[str] = Counter()
+    talk: defaultdict[str, float] = defaultdict(float)
+    bridged: dict[str, tuple[float, str]] = {}
+    serial = 0
+
+    def at(when: float, *what: Any) -> None:
+        nonlocal serial
+        serial += 1
+        heapq.heappush(heap, (when, serial, what))
+
+    def run(actions: list[Action], now: float) -> None:
+        for a in actions:
+            if isinstance(a, Emit):
+                emitted.append(a.event)
+            elif isinstance(a, (Ring, RingCallback)):
+                for agent in a.agents:
+                    kind = "answer" if rng.random() < 0.85 else "fail"
+                    at(now + rng.uniform(1, 20), kind, a.caller, agent, a.offer_id)
+            elif isinstance(a, Bridge):
+                seen["answered"] += 1
+                bridged[a.caller] = (now, a.agent)
+                at(now + rng.expovariate(1 / 180), "end", a.caller, rng.random() < 0.5)
+            elif isinstance(a, DialCallback):
+                at(now + 8, "reached", a.caller, rng.random() < 0.6)
+            elif isinstance(a, AgentChanged) and a.agent.pause_reason == "auto-pause":
+                if a.agent.state is AgentState.PAUSED:
+                    seen["auto-paused"] += 1
+                    at(now + 60, "unpause", a.agent.name)
+            elif isinstance(a, Overflow):
+                seen["overflow"] += 1
+
+    arrival = 0.0
+    for i in range(1, 10_000):
+        arrival += rng.expovariate(1 / 40)
+        if arrival > 8 * 3600:
+            break
+        at(arrival, "join", f"c{i}")
+    now = 0.0
+    for _ in range(200_000):  # bounded: the day has a few thousand steps
+        if not heap:
+            break
+        when, order, what = heapq.heappop(heap)
+        deadline = engine.next_deadline()
+        if deadline is not None and deadline <= when:  # a timer first
+            heapq.heappush(heap, (when, order, what))
+            now = deadline
+            run(engine.on_timer(now), now)
+            check(engine, now)
+            continue
+        now = when
+        kind, call_id = what[0], what[1]
+        state_now = engine.caller_state(call_id)
+        waiting = state_now in (CallerState.WAITING, CallerState.RINGING)
+        caller = engine.caller(call_id)
+        if kind == "join":
+            run(engine.caller_joined(call_id, "sales", "+33" + call_id[1:], now), now)
+            seen["entered"] += 1
+            if rng.random() < 0.1:
+                at(now + rng.uniform(20, 120), "callback", call_id)
+            at(now + rng.expovariate(1 / 240), "patience", call_id)
+        elif kind == "patience" and waiting and caller is not None and not caller.callback:
+            seen["abandoned"] += 1
+            run(engine.caller_left(call_id, now), now)
+        elif kind == "callback" and waiting and caller is not None and not caller.callback:
+            seen["callback"] += 1
+            run(engine.callback_requested(call_id, now), now)
+        elif kind == "answer":
+            run(engine.offer_answered(call_id, what[2], now, offer_id=what[3]), now)
+        elif kind == "fail":
+            run(engine.offer_failed(call_id, what[2], now, 603, offer_id=what[3]), now)
+        elif kind == "end" and state_now is CallerState.CONNECTED:
+            start, agent = bridged.pop(call_id)
+            talk[agent] += now - start
+            seen["completed"] += 1
+            run(engine.call_completed(call_id, now, by_agent=what[2]), now)
+        elif kind == "reached" and state_now is CallerState.DIALING:
+            run(engine.callback_result(call_id, now, answered=what[2]), now)
+        elif kind == "unpause":
+            run(engine.agent_unpause(call_id, now), now)
+        check(engine, now)
+    assert not heap
+    for _ in range(100):  # drain the timers left (wrap-ups, retries of callbacks)
+        deadline = engine.next_deadline()
+        if deadline is None:
+            break
+        now = deadline
+        run(engine.on_timer(now), now)
+        check(engine, now)
+
+    count = Counter(e.event for e in emitted)
+    assert [e.time for e in emitted] == sorted(e.time for e in emitted)
+    assert count["ENTERQUEUE"] == seen["entered"] > 600
+    assert count["CONNECT"] == seen["answered"] > 500
+    assert count["COMPLETEAGENT"] + count["COMPLETECALLER"] == seen["completed"]
+    assert count["ABANDON"] == seen["abandoned"] > 50
+    assert count["CALLBACKREQUEST"] == seen["callback"] > 10
+    assert count["EXITWITHTIMEOUT"] == seen["overflow"]
+    assert count["PAUSE"] == seen["auto-paused"] > 0
+    assert count["RINGNOANSWER"] > 0
+    closed = {"ABANDON", "COMPLETEAGENT", "COMPLETECALLER", "EXITWITHTIMEOUT", "CALLBACKDROP"}
+    still = {c for c, s in engine.caller_states().items()}
+    assert count["ENTERQUEUE"] == sum(count[n] for n in closed) + len(still)
+    events_talk: defaultdict[str, float] = defaultdict(float)
+    for e in emitted:
+        if e.event in ("COMPLETEAGENT", "COMPLETECALLER") and e.agent is not None:
+            events_talk[e.agent] += e.data["talk"]
+    assert events_talk.keys() == talk.keys()
+    for agent in talk:
+        assert events_talk[agent] == pytest.approx(talk[agent])
+    # Every call that was answered ended: nobody is left on a call or ringing.
+    assert engine.calls() == {} and engine.offers() == {}
+    assert all(r.state is AgentState.AVAILABLE for r in engine.agent_statuses(now))
