@@ -64,7 +64,7 @@ Choices made here (documented for the shell and the stats):
 - A failed callback attempt waits `callback_retry_seconds` (constructor, 60 s
   default) before its next offer; it keeps its place meanwhile.
 - Skill relaxation: the engine re-dispatches at each `joined + rule.after` of the
-  caller's queue rules (`engine_rules.next_relax_moment`), the exact moments the
+  caller's queue rules (`acd.skills.next_relax_at`), the exact moments the
   requirement changes, rather than polling.
 - `restore` turns an agent found RINGING or ON_CALL (the crash cut its call)
   into AVAILABLE with an `AGENTRESTORED` event {state, since}: not an Asterisk
@@ -96,8 +96,8 @@ from acd.engine_core import (
     _Entry,
     _Wrap,
 )
-from acd.engine_rules import next_relax_moment
 from acd.model import Agent, AgentState, Caller, Member, QueueConfig
+from acd.skills import next_relax_at
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class AcdEngine(AgentInputs):
         if entry.retry_at is not None and entry.retry_at <= now:
             entry.retry_at = None
         if entry.relax_at is not None and entry.relax_at <= now:
-            entry.relax_at = next_relax_moment(cfg, entry.caller, now)
+            entry.relax_at = next_relax_at(entry.caller, cfg, now)
         waiting = entry.state in (CallerState.WAITING, CallerState.RINGING)
         if entry.max_wait_at is not None and entry.max_wait_at <= now and waiting:
             actions = self._cancel_offer(entry, now)

@@ -22,8 +22,8 @@ from acd.engine_core import (
     EngineCore,
     _Entry,
 )
-from acd.engine_rules import queue_empty
 from acd.model import AgentState, Caller
+from acd.strategy import queue_is_empty
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class CallerInputs(EngineCore):
             return [Exit(call_id, "full")]
         caller = Caller(call_id, queue, number, now, priority, dict(skills or {}))
         members = self._logged_members(queue)
-        if queue_empty(now, cfg, members, self._agents, cfg.join_empty, caller):
+        if queue_is_empty(now, cfg, members, self._agents, cfg.join_empty, caller):
             log.info("%s: queue %s empty, join refused", call_id, queue)
             return [Exit(call_id, "joinempty")]
         return self._enter(caller, now, [])

@@ -20,8 +20,9 @@ from acd.engine_actions import (
     Ring,
     RingCallback,
 )
-from acd.engine_rules import next_relax_moment, queue_empty
 from acd.model import Agent, AgentState, Caller, Member, Offer, QueueConfig, QueueEvent
+from acd.skills import next_relax_at
+from acd.strategy import queue_is_empty
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class EngineCore:
                 entry.periodic_at = now + cfg.periodic_frequency
         else:
             entry.periodic_at = None
-        entry.relax_at = next_relax_moment(cfg, entry.caller, now)
+        entry.relax_at = next_relax_at(entry.caller, cfg, now)
 
     def _disarm(self, entry: _Entry) -> None:
         entry.retry_at = entry.max_wait_at = entry.announce_at = None
@@ -438,7 +439,7 @@ class EngineCore:
                 if entry.state is not CallerState.WAITING or entry.caller.callback:
                     continue
                 conditions = cfg.leave_when_empty
-                if queue_empty(now, cfg, members, self._agents, conditions, entry.caller):
+                if queue_is_empty(now, cfg, members, self._agents, conditions, entry.caller):
                     actions += self._exit(entry, now, "EXITEMPTY", "empty")
         return actions
 
