@@ -43,7 +43,7 @@ from pbx.outbound import OutboundDialler, TrunkTarget, is_trunk_target, parse_tr
 from pbx.registrar import Location, Target, targets_for
 from pbx.store import Disposition, Forwarding, Store
 from pbx.store.routes import Attempt as RouteAttempt
-from pbx.store.targets import MAILBOX_PREFIX
+from pbx.store.targets import MAILBOX_PREFIX, QUEUE_PREFIX
 from pbx.trunks import ResolveError, TrunkChannels, resolve
 from sip.message import Response
 from sip.peer import Peer
@@ -485,6 +485,8 @@ class B2bua:
         number rung); `timeout` caps each ringing."""
         visited, via = [number], ""
         while True:
+            if number.startswith(QUEUE_PREFIX):  # forwarding, overflow, IVR: queue:NAME
+                return await self._queue_target(caller, number, via)
             if is_trunk_target(number) or not await self._exists(number):
                 reached = await self._dial_out(
                     caller,
@@ -550,6 +552,23 @@ class B2bua:
             visited.append(next_number)
             via = f" (forwarded {' -> '.join(visited)})"
             number = next_number
+
+    async def _queue_target(self, caller: Call | None, target: str, via: str) -> Reached:
+        """A `queue:NAME` target means the queue's number, which the ACD application
+        serves; until it runs here such calls are refused 480 (404: no such queue)."""
+        name = target[len(QUEUE_PREFIX) :]
+        number = await self.store.queues.number_of(name)
+        who = caller.id if caller is not None else "-"
+        if number is None:
+            log.warning("call %s: %s: no such queue", who, target)
+            return Reached(status=404, reason="Not Found", cause=f"404 no queue {name}", via=via)
+        log.warning("call %s: %s (number %s): no ACD application serves it", who, target, number)
+        return Reached(
+            status=480,
+            reason="Temporarily Unavailable",
+            cause=f"480 queue {name} ({number}) not served",
+            via=via,
+        )
 
     async def _dial_out(
         self,
