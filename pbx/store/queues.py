@@ -325,7 +325,7 @@ class QueueRepo:
             )
         return queue
 
-    async def update(self, name: str, **changes: Any) -> Queue:
+    async def update(self, name: str, /, **changes: Any) -> Queue:
         """Change some fields (names as in `Queue`, not `name`); returns the stored queue.
 
         Raises: NotFoundError (no such queue, or the overflow names nothing), ConfigError
