@@ -578,3 +578,30 @@ def test_decide_for_a_queue_did() -> None:
         "555", DidAction.APPLICATION, "700", "queue:sales"
     )
     assert decide("555", "queue:sales", None).action is DidAction.REFUSE
+
+
+MENU = """
+[[menu]]
+name = "main"
+number = "800"
+greeting = "greeting"
+[menu.options]
+"1" = "queue:sales"
+"2" = "extension:queue:sales"
+"""
+
+
+async def test_ivr_actions_name_queues_that_exist(store: Store) -> None:
+    from ivr.menu import Action, IvrConfigError, parse_toml
+
+    assert Action.parse("queue:sales") == Action("extension", "queue:sales")
+    with pytest.raises(IvrConfigError, match="bad target 'queue:9x' \\(queue:NAME\\)"):
+        Action.parse("queue:9x")
+    [menu], _ = parse_toml(MENU)
+    assert {str(a) for a in menu.options.values()} == {"extension:queue:sales"}
+    with pytest.raises(NotFoundError, match="IVR menu 'main' key 1: queue:sales: no queue"):
+        await store.ivr.put(MENU, ["800"])
+    await store.queues.add(Queue("sales", "700"))
+    await store.ivr.put(MENU, ["800"])
+    gone = await store.queues.delete("sales")
+    assert gone.references == ("IVR menu 'main' key 1", "IVR menu 'main' key 2")
