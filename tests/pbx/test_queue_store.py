@@ -605,3 +605,57 @@ async def test_ivr_actions_name_queues_that_exist(store: Store) -> None:
     await store.ivr.put(MENU, ["800"])
     gone = await store.queues.delete("sales")
     assert gone.references == ("IVR menu 'main' key 1", "IVR menu 'main' key 2")
+
+
+# --- queue:NAME at run time: refused cleanly until the ACD application serves queues ---
+
+PROVIDER = "127.0.0.2"
+
+
+def _bindable(host: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(not _bindable(PROVIDER), reason="needs 127.0.0.2")
+async def test_a_did_to_a_queue_is_refused_with_a_log_line_and_nothing_breaks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider's call to a DID whose target is queue:sales reaches the queue's number;
+    no application serves it yet, so it is refused 404 (its CDR says why), and the switch
+    goes on taking calls (a forwarding to queue:sales ends 480 with a log line)."""
+    from tests.interop.phones import closed_cdrs, dial, running_server
+    from tests.interop.sipclient import SipClient
+
+    async with running_server(tmp_path) as server:
+        store = server._store
+        assert store is not None
+        await store.trunks.add(Trunk("prov", "127.0.0.1", inbound_networks=(f"{PROVIDER}/32",)))
+        await server._reload_trunks()
+        await store.queues.add(Queue("sales", "700"))
+        await store.dids.add("+33100000009", "queue:sales")
+        await store.dialplan.set_forwarding(Forwarding("1003", always="queue:sales"))
+        async with SipClient(server.sip_port, host=PROVIDER) as provider:
+            invite = provider.invite("+33612345678", "+33100000009", rtp_port=40000)
+            invite = invite.replace(
+                f"@127.0.0.1:{provider.port}>".encode(), f"@{PROVIDER}:{provider.port}>".encode()
+            )
+            final = await provider.exchange(invite, timeout=20)
+            provider.send(provider.ack_for(invite, final))
+        assert final.status == 404
+        [cdr] = await closed_cdrs(server)
+        assert cdr.hangup_cause == "404 queue:sales not served (DID +33100000009 -> queue:sales)"
+
+        with caplog.at_level("WARNING", logger="pbx.b2bua"):
+            async with SipClient(server.sip_port) as ua:
+                _, final = await dial(ua, server, "1003", caller="1001")
+        assert final.status == 480
+        assert "queue:sales (number 700): no ACD application serves it" in caplog.text
+        cdrs = await closed_cdrs(server, 2)
+        assert any("480 queue sales (700) not served" in str(c.hangup_cause) for c in cdrs)
