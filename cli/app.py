@@ -621,7 +621,8 @@ def user_forward(
     always: Annotated[
         str | None,
         typer.Option(
-            help="Forward every call to this number (also voicemail, vm:BOX, trunk:NAME/NUMBER)."
+            help="Forward every call to this number (also voicemail, vm:BOX, trunk:NAME/NUMBER,"
+            " queue:NAME)."
         ),
     ] = None,
     busy: Annotated[str | None, typer.Option(help="Forward when busy.")] = None,
@@ -679,7 +680,7 @@ OverflowOption = Annotated[
     str | None,
     typer.Option(
         help="Where the call goes when no member answers: an extension or ring group,"
-        " vm:BOX or trunk:NAME/NUMBER."
+        " vm:BOX, trunk:NAME/NUMBER or queue:NAME."
     ),
 ]
 
