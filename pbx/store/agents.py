@@ -4,7 +4,9 @@ An agent is a user: the row (keyed by username, deleted with the user) holds the
 of `acd.model.Agent` the ACD must not lose (state and since when, pause reason, skills,
 wrap-up override, missed offers in a row, last call end and calls taken per queue) and
 when the agent logged in. An agent that is a member of a queue but has no row yet is
-logged out.
+logged out. The rest of acd.model.Agent is not stored: `in_use` is live (the switch's
+calls), `wrapup_until` is `state_since` plus the wrap-up time, and `talk_seconds` is summed
+from the day's queue events.
 
 Every state change writes the agent row AND its queue events in ONE transaction
 (`set_state`), so the queue log never disagrees with the state. `login`, `logout`,
@@ -185,18 +187,12 @@ class AgentRepo:
         async with self._db.transaction() as conn:
             current = await _agent_in(conn, name)
             agent = _changed(current, state, now, reason if state == PAUSED else None)
-            agent = AgentRecord(
-                agent.name,
-                agent.state,
-                agent.state_since,
-                agent.pause_reason,
-                agent.skills,
-                agent.wrapup_seconds,
-                agent.missed_offers if missed_offers is None else missed_offers,
-                agent.last_call_end if last_call_end is None else dict(last_call_end),
-                agent.calls_taken if calls_taken is None else dict(calls_taken),
-                agent.logged_in_since,
-            )
+            counters: dict[str, Any] = {
+                "missed_offers": missed_offers,
+                "last_call_end": None if last_call_end is None else dict(last_call_end),
+                "calls_taken": None if calls_taken is None else dict(calls_taken),
+            }
+            agent = _replace(agent, **{k: v for k, v in counters.items() if v is not None})
             await _write(conn, agent)
             await append_in(conn, events)
         return agent

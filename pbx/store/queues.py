@@ -342,7 +342,10 @@ class QueueRepo:
             _check(queue)
             if queue.number != current.number:
                 await claim(conn, queue.number)
-            await _check_overflow(conn, queue)
+            if queue.overflow != current.overflow:
+                await _check_overflow(conn, queue)  # an unchanged one is not re-judged
+            elif queue.overflow is not None and queue.overflow == queue.number:
+                raise ConfigError(f"queue {name} cannot overflow to its own number")
             sets = ", ".join(f"{f} = ?" for f in _FIELDS)
             await conn.execute(f"UPDATE queues SET {sets} WHERE name = ?", (*_row(queue), name))
         return queue

@@ -659,3 +659,21 @@ async def test_a_did_to_a_queue_is_refused_with_a_log_line_and_nothing_breaks(
         assert "queue:sales (number 700): no ACD application serves it" in caplog.text
         cdrs = await closed_cdrs(server, 2)
         assert any("480 queue sales (700) not served" in str(c.hangup_cause) for c in cdrs)
+
+
+async def test_an_unchanged_overflow_is_not_judged_again(store: Store) -> None:
+    await store.queues.add(Queue("support", "701"))
+    await store.queues.add(Queue("sales", "700", overflow="queue:support"))
+    await store.queues.delete("support")  # reported by delete; sales still names it
+    assert (await store.queues.update("sales", weight=2)).weight == 2
+    assert (await store.queues.update("sales", number="710")).number == "710"
+    await store.queues.update("sales", overflow="1001")
+    with pytest.raises(ConfigError, match="queue sales cannot overflow to its own number"):
+        await store.queues.update("sales", overflow="710")
+    await store.queues.add(Queue("other", "1009"))
+    await store.queues.update("sales", overflow="1009")
+    await store.queues.delete("other")
+    with pytest.raises(ConfigError, match="queue sales cannot overflow to its own number"):
+        await store.queues.update("sales", number="1009")
+    with pytest.raises(AlreadyExistsError):
+        await store.queues.update("sales", number="1001")
