@@ -5,11 +5,14 @@ Rows carry `acd.model.QueueEvent`'s fields (time, call_id, queue, agent, event, 
 transaction as the state change it records (`append_in`, used by the agent and callback
 repositories); statistics read them back with `between`.
 
-After a crash (kill -9) the server calls `close_interrupted(now)` once before it takes
-calls: every caller that entered a queue and has no end event gets one (a connected
-caller: COMPLETEAGENT with its talk time up to `now`, an upper bound; a waiting caller:
-ABANDON), each with data {"reason": "restart"}; every agent left ringing or on a call is
-made available again, so no agent stays stuck "on call" (the anchors' most reported bug).
+After a crash (kill -9) the server calls `close_interrupted(now)` once at start-up, before
+it takes calls, with `now` the time the previous process was last known alive (its
+heartbeat, as for CDRs): every caller that entered a queue and has no end event gets one
+(a connected caller: COMPLETEAGENT with its talk time up to `now`; a waiting caller:
+ABANDON), each with data {"reason": "restart"}, stamped `now`; every agent left ringing or
+on a call is made available again, so no agent stays stuck "on call" (the anchors' most
+reported bug). Logged-in, paused and wrap-up agents, and pending callbacks, stay as they
+were.
 """
 
 from __future__ import annotations

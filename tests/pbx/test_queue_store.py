@@ -18,6 +18,7 @@ from pbx.store.queues import SkillRule
 
 PASSWORD = "correct-Horse-7"
 NOW = 1000.0
+RESTART = {"reason": "restart"}
 
 
 @pytest.fixture
@@ -677,3 +678,57 @@ async def test_an_unchanged_overflow_is_not_judged_again(store: Store) -> None:
         await store.queues.update("sales", number="1009")
     with pytest.raises(AlreadyExistsError):
         await store.queues.update("sales", number="1001")
+
+
+async def test_the_server_closes_what_a_crash_left_at_start_up(tmp_path: Path) -> None:
+    """The state a kill -9 leaves (an agent on a call, a caller connected, one waiting, a
+    callback pending): the next start closes the callers at the last heartbeat and frees
+    the agent; logins, pauses and callbacks stay."""
+    from pbx.config import Settings
+    from pbx.server import HEARTBEAT_KEY, PbxServer
+    from tests.interop.peers import free_port
+
+    async with await Store.open(tmp_path / "pbx.sqlite3") as s:
+        await s.settings.set_default("realm", "aiopbx")
+        for user in ("1001", "1002"):
+            await s.users.add(user, PASSWORD, "aiopbx")
+        await s.queues.add(Queue("sales", "700"))
+        for user in ("1001", "1002"):
+            await s.queues.add_member("sales", user)
+            await s.agents.login(user, 100.0)
+        await s.agents.pause("1002", 110.0, "lunch")
+        await s.queue_events.append(
+            [
+                ev(120.0, "c1", "ENTERQUEUE", position=1),
+                ev(125.0, "c1", "CONNECT", "1001", hold=5.0, ring=1.0),
+                ev(130.0, "c2", "ENTERQUEUE", position=1),
+            ]
+        )
+        await s.agents.set_state("1001", "on-call", 125.0)
+        await s.callbacks.add("sales", "c0", "0611", joined=90.0, now=115.0)
+        await s.settings.set(HEARTBEAT_KEY, "160.0")
+    server = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port()))
+    await server.start()
+    try:
+        store = server._store
+        assert store is not None
+        assert (await store.agents.get("1001")).state == "available"
+        agent = await store.agents.get("1002")
+        assert (agent.state, agent.pause_reason) == ("paused", "lunch")
+        assert events_of(await store.queue_events.between(160.0, 161.0)) == [
+            (
+                "sales",
+                "COMPLETEAGENT",
+                "1001",
+                {"hold": 5.0, "talk": 35.0, "position": 1, **RESTART},
+            ),
+            (
+                "sales",
+                "ABANDON",
+                None,
+                {"position": 1, "entry_position": 1, "wait": 30.0, **RESTART},
+            ),
+        ]
+        assert [c.call_id for c in await store.callbacks.pending("sales")] == ["c0"]
+    finally:
+        await server.stop()
