@@ -367,7 +367,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         CREATE INDEX queue_events_by_queue ON queue_events (queue, time);
         CREATE INDEX queue_events_by_agent ON queue_events (agent, time);
-        CREATE INDEX queue_events_by_call ON queue_events (call_id) WHERE call_id != '';
+        CREATE INDEX queue_events_by_call ON queue_events (call_id, id);
         """,
     ),
 )
