@@ -367,7 +367,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         CREATE INDEX queue_events_by_queue ON queue_events (queue, time);
         CREATE INDEX queue_events_by_agent ON queue_events (agent, time);
+        -- For the crash recovery (pbx/store/queue_events.py): callers entered since T, and
+        -- each one's later events.
         CREATE INDEX queue_events_by_call ON queue_events (call_id, id);
+        CREATE INDEX queue_events_by_event ON queue_events (event, time);
         """,
     ),
 )
