@@ -13,7 +13,16 @@ import pytest
 
 from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError, StoreError
 from pbx.inbound import DidAction, DidStep, decide, step_for
-from pbx.store import MIGRATIONS, Forwarding, Queue, QueueEventRecord, RingGroup, Store, Trunk
+from pbx.store import (
+    MIGRATIONS,
+    Forwarding,
+    Queue,
+    QueueEventRecord,
+    RingGroup,
+    Route,
+    Store,
+    Trunk,
+)
 from pbx.store.queues import SkillRule
 
 PASSWORD = "correct-Horse-7"
@@ -657,9 +666,20 @@ async def test_a_did_to_a_queue_is_refused_with_a_log_line_and_nothing_breaks(
             async with SipClient(server.sip_port) as ua:
                 _, final = await dial(ua, server, "1003", caller="1001")
         assert final.status == 480
-        assert "queue:sales (number 700): no ACD application serves it" in caplog.text
+        assert "queue sales (number 700): no ACD application serves it" in caplog.text
         cdrs = await closed_cdrs(server, 2)
         assert any("480 queue sales (700) not served" in str(c.hangup_cause) for c in cdrs)
+
+        # The queue's number dialled by a phone: refused, never sent out by a route that
+        # matches it.
+        await store.routes.add(Route("sevens", ("_7XX",), ("prov",)))
+        async with SipClient(server.sip_port) as ua:
+            _, final = await dial(ua, server, "700", caller="1001")
+        assert final.status == 480
+        cdrs = await closed_cdrs(server, 3)
+        assert [c.hangup_cause for c in cdrs if c.callee == "700"] == [
+            "480 queue sales (700) not served"
+        ]
 
 
 async def test_an_unchanged_overflow_is_not_judged_again(store: Store) -> None:
