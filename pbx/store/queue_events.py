@@ -9,7 +9,8 @@ After a crash (kill -9) the server calls `close_interrupted(now)` once at start-
 it takes calls, with `now` the time the previous process was last known alive (its
 heartbeat, as for CDRs): every caller that entered a queue and has no end event gets one
 (a connected caller: COMPLETEAGENT with its talk time up to `now`; a waiting caller:
-ABANDON), each with data {"reason": "restart"}, stamped `now`; every agent left ringing or
+ABANDON), each with data {"reason": "restart"}, stamped `now` (or the caller's last known
+event when that is later: the heartbeat runs every few seconds); every agent left ringing or
 on a call is made available again, so no agent stays stuck "on call" (the anchors' most
 reported bug). Logged-in, paused and wrap-up agents, and pending callbacks, stay as they
 were.
@@ -203,15 +204,16 @@ class QueueEventRepo:
                 position = enter.data.get("position", 0)
                 if row is not None:
                     connect = _record(row)
+                    end = max(now, connect.time)  # never before what is known of the call
                     event = QueueEventRecord(
-                        now,
+                        end,
                         enter.call_id,
                         enter.queue,
                         connect.agent,
                         "COMPLETEAGENT",
                         {
                             "hold": connect.data.get("hold", connect.time - enter.time),
-                            "talk": max(0.0, now - connect.time),
+                            "talk": end - connect.time,
                             "position": position,
                             "reason": "restart",
                         },
@@ -219,8 +221,9 @@ class QueueEventRepo:
                     if connect.agent is not None:
                         closed_by_agent[connect.agent] = event
                 else:
+                    end = max(now, enter.time)
                     event = QueueEventRecord(
-                        now,
+                        end,
                         enter.call_id,
                         enter.queue,
                         None,
@@ -228,7 +231,7 @@ class QueueEventRepo:
                         {
                             "position": position,
                             "entry_position": position,
-                            "wait": max(0.0, now - enter.time),
+                            "wait": end - enter.time,
                             "reason": "restart",
                         },
                     )

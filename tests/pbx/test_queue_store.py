@@ -3,6 +3,7 @@ user roles, `queue:NAME` targets, and the crash-recovery helper."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
@@ -763,3 +764,68 @@ async def test_the_recovery_query_looks_callers_up_by_index(store: Store) -> Non
         ("c1", "sales", 0),
     )
     assert any("queue_events_by_call" in str(tuple(r)) for r in rows), [tuple(r) for r in rows]
+
+
+def test_kill_9_while_callers_queue(tmp_path: Path) -> None:
+    """`pbx serve` killed with SIGKILL while an agent talks to a queue caller and another
+    caller waits: after the restart the agents are still logged in (one still paused), the
+    stored callback is still pending, the interrupted callers' queue events are closed and
+    no agent is left on a call. (The ACD application's writes are made here through the
+    store, as it will make them.)"""
+    import signal
+    import time
+
+    from tests.interop.peers import PbxProcess, add_users, free_port, pbx_cli
+
+    data_dir = tmp_path / "pbx"
+    data_dir.mkdir()
+    add_users(data_dir, {"1001": PASSWORD, "1002": PASSWORD})
+    for args in (
+        ("queue", "add", "sales", "--number", "700"),
+        ("queue", "member", "add", "sales", "1001"),
+        ("queue", "member", "add", "sales", "1002"),
+    ):
+        assert pbx_cli(data_dir, *args).returncode == 0
+    server = PbxProcess(data_dir, free_port())
+    server.start()
+    try:
+        for args in (("agent", "login", "1001"), ("agent", "login", "1002")):
+            assert pbx_cli(data_dir, *args).returncode == 0
+        assert pbx_cli(data_dir, "agent", "pause", "1002", "--reason", "lunch").returncode == 0
+
+        async def acd_writes() -> None:
+            now = time.time()
+            async with await Store.open(data_dir / "pbx.sqlite3") as s:
+                await s.queue_events.append(
+                    [
+                        ev(now - 20, "talking", "ENTERQUEUE", position=1),
+                        ev(now - 18, "talking", "CONNECT", "1001", hold=2.0, ring=1.0),
+                        ev(now - 10, "waiting", "ENTERQUEUE", position=1),
+                    ]
+                )
+                await s.agents.set_state("1001", "on-call", now - 18)
+                await s.callbacks.add("sales", "gone", "0611", joined=now - 30, now=now - 25)
+
+        asyncio.run(acd_writes())
+        server.stop(signal.SIGKILL)
+        server.start()
+        listing = pbx_cli(data_dir, "agent", "list").stdout.splitlines()
+    finally:
+        server.stop()
+    assert [line.split()[:2] for line in listing[1:]] == [["1001", "available"], ["1002", "paused"]]
+
+    async def stored() -> tuple[list[QueueEventRecord], list[str]]:
+        async with await Store.open(data_dir / "pbx.sqlite3") as s:
+            events = await s.queue_events.between(0, 1e12, queue="sales")
+            return events, [c.call_id for c in await s.callbacks.pending("sales")]
+
+    events, pending = asyncio.run(stored())
+    assert pending == ["gone"]
+    closing = [(e.call_id, e.event, e.agent, e.data["reason"]) for e in events[-2:]]
+    assert closing == [
+        ("talking", "COMPLETEAGENT", "1001", "restart"),
+        ("waiting", "ABANDON", None, "restart"),
+    ]
+    assert events[-1].data["wait"] >= 0 and events[-2].data["talk"] >= 0
+    for end in events[-2:]:  # stamped at the last heartbeat, never before the call's events
+        assert all(e.time <= end.time for e in events if e.call_id == end.call_id)
