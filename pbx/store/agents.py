@@ -199,7 +199,10 @@ class AgentRepo:
 
     async def login(self, name: str, now: float, queue: str | None = None) -> list[str]:
         """Log agent `name` into all its queues (or only into `queue`); returns the queues
-        newly logged into (none: it already was). AGENTLOGIN events (queue "" for all).
+        newly logged into (none: it already was). A logged-out agent's login writes
+        AGENTLOGIN (queue "" for all, else `queue`); a logged-in agent taking one more queue
+        writes no event (AGENTLOGIN..AGENTLOGOFF is the agent's session, which statistics
+        count as logged time).
 
         Raises: NotFoundError (no such user or queue), ConfigError (not a member).
         """
@@ -226,18 +229,14 @@ class AgentRepo:
             if was_out:
                 agent = _changed(agent, AVAILABLE, now, None)
                 await _write(conn, agent)
-            events = (
-                [_event(now, "", name, "AGENTLOGIN")]
-                if was_out and queue is None
-                else [_event(now, q, name, "AGENTLOGIN") for q in newly]
-            )
-            await append_in(conn, events)
+                await append_in(conn, [_event(now, queue or "", name, "AGENTLOGIN")])
         return newly
 
     async def logout(self, name: str, now: float, queue: str | None = None) -> list[str]:
         """Log agent `name` out of every queue (or of `queue` only; out of the last one
         logs the agent out); returns the queues left (none: it was logged out).
-        AGENTLOGOFF {logged: seconds since login}.
+        Logging the agent out writes AGENTLOGOFF {logged: seconds since login} (queue ""
+        for all, else `queue`); leaving one queue of several writes no event.
 
         Raises: NotFoundError (no such user or queue), ConfigError (not a member).
         """
@@ -255,11 +254,10 @@ class AgentRepo:
                 if queue not in active:
                     return []
                 await _flag(conn, name, [queue], False)
-                left = [queue]
                 if len(active) == 1:
                     await _write(conn, _changed(agent, LOGGED_OUT, now, None))
-                await append_in(conn, [_event(now, queue, name, "AGENTLOGOFF", logged=logged)])
-                return left
+                    await append_in(conn, [_event(now, queue, name, "AGENTLOGOFF", logged=logged)])
+                return [queue]
             await _write(conn, _changed(agent, LOGGED_OUT, now, None))
             await _flag(conn, name, list(members), True)  # the next login is to all again
             await append_in(conn, [_event(now, "", name, "AGENTLOGOFF", logged=logged)])

@@ -76,7 +76,6 @@ def test_login_pause_unpause_logout(data_dir: Path) -> None:
         ("", "AGENTLOGIN", "1001"),
         ("", "PAUSE", "1001"),
         ("", "UNPAUSE", "1001"),
-        ("support", "AGENTLOGOFF", "1001"),
         ("", "AGENTLOGOFF", "1001"),
     ]
 
