@@ -25,7 +25,7 @@ from typing import Any
 
 import aiosqlite
 
-from pbx.errors import ConfigError, NotFoundError
+from pbx.errors import ConfigError, NotFoundError, StoreError
 from pbx.store.database import Database
 from pbx.store.queue_events import QueueEventRecord, append_in
 from pbx.store.queues import check_skill
@@ -61,7 +61,15 @@ _COLUMNS = (
 
 
 def _agent(row: sqlite3.Row | Sequence[Any]) -> AgentRecord:
-    (name, state, since, reason, skills, wrapup, missed, last_end, taken, logged) = tuple(row)
+    """Raises: StoreError for a stored value this code cannot read (a hand-edited row)."""
+    try:
+        return _decoded(tuple(row))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise StoreError(f"agent {row[0]}: a stored value is unreadable: {exc}") from None
+
+
+def _decoded(row: tuple[Any, ...]) -> AgentRecord:
+    (name, state, since, reason, skills, wrapup, missed, last_end, taken, logged) = row
     return AgentRecord(
         str(name),
         str(state),

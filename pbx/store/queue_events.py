@@ -19,6 +19,7 @@ were.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ import aiosqlite
 
 from pbx.errors import ConfigError
 from pbx.store.database import Database
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CALLER_END_EVENTS",
@@ -130,14 +133,23 @@ async def append_in(conn: aiosqlite.Connection, events: Iterable[QueueEventRecor
 
 
 def _record(row: Any) -> QueueEventRecord:
+    """An event row; data that is not a JSON object (a hand-edited row) reads as {} and
+    is logged, so one bad row never stops a report."""
     id_, time, call_id, queue, agent, event, data = tuple(row)
+    try:
+        decoded = json.loads(data)
+    except (ValueError, TypeError):
+        decoded = None
+    if not isinstance(decoded, dict):
+        log.warning("queue event %s (%s %s): data is not a JSON object", id_, queue, event)
+        decoded = {}
     return QueueEventRecord(
         float(time),
         str(call_id),
         str(queue),
         None if agent is None else str(agent),
         str(event),
-        json.loads(data),
+        decoded,
         int(id_),
     )
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiosqlite
 
-from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError
+from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError, StoreError
 from pbx.store.database import Database
 from pbx.store.numbering import FEATURE, claim, owner_in
 from pbx.store.targets import (
@@ -273,7 +273,15 @@ def _row(queue: Queue) -> tuple[Any, ...]:
 
 
 def _queue(row: sqlite3.Row | tuple[Any, ...]) -> Queue:
+    """Raises: StoreError for a stored value this code cannot read (a hand-edited row)."""
     values = dict(zip(_FIELDS, tuple(row), strict=True))
+    try:
+        return _decoded(values)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise StoreError(f"queue {values['name']}: a stored value is unreadable: {exc}") from None
+
+
+def _decoded(values: dict[str, Any]) -> Queue:
     values["join_empty"] = frozenset(json.loads(values["join_empty"]))
     values["leave_when_empty"] = frozenset(json.loads(values["leave_when_empty"]))
     values["skills"] = {str(k): int(v) for k, v in json.loads(values["skills"]).items()}

@@ -829,3 +829,21 @@ def test_kill_9_while_callers_queue(tmp_path: Path) -> None:
     assert events[-1].data["wait"] >= 0 and events[-2].data["talk"] >= 0
     for end in events[-2:]:  # stamped at the last heartbeat, never before the call's events
         assert all(e.time <= end.time for e in events if e.call_id == end.call_id)
+
+
+async def test_hand_edited_rows_fail_with_one_store_error(store: Store, tmp_path: Path) -> None:
+    await store.queues.add(Queue("sales", "700"))
+    await store.agents.set_skills("1001", {"french": 3})
+    await store.queue_events.append([ev(1.0, "c1", "ENTERQUEUE", position=1)])
+    raw = sqlite3.connect(tmp_path / "pbx.sqlite3")
+    raw.execute("UPDATE queues SET skills = '{not json'")
+    raw.execute("UPDATE agents SET last_call_end = '[1, 2]'")
+    raw.execute("UPDATE queue_events SET data = 'x'")
+    raw.commit()
+    raw.close()
+    with pytest.raises(StoreError, match="queue sales: a stored value is unreadable"):
+        await store.queues.get("sales")
+    with pytest.raises(StoreError, match="agent 1001: a stored value is unreadable"):
+        await store.agents.get("1001")
+    [event] = await store.queue_events.between(0, 10)
+    assert (event.event, event.data) == ("ENTERQUEUE", {})
