@@ -32,6 +32,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from cli.agent import agent_app
 from cli.amd import amd_app
 from cli.ban import ban_app, trust_app
 from cli.call import call_app
@@ -48,6 +49,7 @@ from cli.ivr import ivr_app
 from cli.ivr import references as ivr_references
 from cli.moh import moh_app
 from cli.prompt import prompt_app
+from cli.queue import queue_app
 from cli.route import route_app
 from cli.sim import sim_app
 from cli.trunk import trunk_app
@@ -182,6 +184,8 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(vm_app, name="vm")
 app.add_typer(conf_app, name="conf")
 app.command("erlang")(erlang_command)
+app.add_typer(queue_app, name="queue")
+app.add_typer(agent_app, name="agent")
 
 PasswordOption = Annotated[
     str | None,
@@ -432,13 +436,14 @@ def user_add(
         _show_generated(secret)
 
 
-async def _list_users(data_dir: Path) -> list[tuple[str, str, str]]:
+async def _list_users(data_dir: Path) -> list[tuple[str, str, str, str]]:
     async with await _open_existing(data_dir) as store:
         users = await store.users.list()
     return [
         (
             user.username,
             user.display_name or "",
+            user.role,
             datetime.fromtimestamp(user.created).strftime("%Y-%m-%d %H:%M"),
         )
         for user in users
@@ -452,7 +457,25 @@ def user_list(data_dir: DataDirOption = None) -> None:
     if not rows:
         typer.echo("no users; " + HINT_ADD_USER)
         return
-    typer.echo(format_table(("USERNAME", "DISPLAY NAME", "CREATED"), rows))
+    typer.echo(format_table(("USERNAME", "DISPLAY NAME", "ROLE", "CREATED"), rows))
+
+
+async def _set_role(data_dir: Path, name: str, role: str) -> None:
+    async with await _open_existing(data_dir) as store:
+        await store.users.set_role(name, role)
+
+
+@user_app.command("role")
+def user_role(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Username.")],
+    role: Annotated[
+        str, typer.Argument(metavar="ROLE", help="agent (the default), supervisor or admin.")
+    ],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Give a user a role: supervisors may listen to, whisper to and barge in on agents."""
+    _run(_set_role(_data_dir(data_dir), name, role))
+    typer.echo(f"{name} is now {role}")
 
 
 async def _set_password(data_dir: Path, name: str, password: str) -> None:
@@ -527,12 +550,15 @@ def user_del(
     ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Delete a user, its registrations, its ring group memberships and its voicemail."""
+    """Delete a user, its registrations, its ring group and queue memberships and its
+    voicemail."""
     directory = _data_dir(data_dir)
     gone, dangling = _run(_delete_user(directory, name))
     typer.echo(f"deleted user {name}")
     if gone.ring_groups:
         typer.echo(f"removed {name} from ring group(s) {', '.join(gone.ring_groups)}")
+    if gone.queues:
+        typer.echo(f"removed agent {name} from queue(s) {', '.join(gone.queues)}")
     for group in gone.empty_ring_groups:
         typer.echo(f"ring group {group} has no members left (pbx ringgroup del {group})")
     typer.echo(_dispose_voicemail(directory, gone, keep_voicemail))
@@ -597,7 +623,8 @@ def user_forward(
     always: Annotated[
         str | None,
         typer.Option(
-            help="Forward every call to this number (also voicemail, vm:BOX, trunk:NAME/NUMBER)."
+            help="Forward every call to this number (also voicemail, vm:BOX, trunk:NAME/NUMBER,"
+            " queue:NAME)."
         ),
     ] = None,
     busy: Annotated[str | None, typer.Option(help="Forward when busy.")] = None,
@@ -655,7 +682,7 @@ OverflowOption = Annotated[
     str | None,
     typer.Option(
         help="Where the call goes when no member answers: an extension or ring group,"
-        " vm:BOX or trunk:NAME/NUMBER."
+        " vm:BOX, trunk:NAME/NUMBER or queue:NAME."
     ),
 ]
 

@@ -47,7 +47,10 @@ def did_add(
         str,
         typer.Option(
             "--to",
-            help="ext:1001, group:600, ivr:MENU, conf:8000, vm:1001 or trunk:NAME/NUMBER.",
+            help=(
+                "ext:1001, group:600, ivr:MENU, conf:8000, vm:1001, trunk:NAME/NUMBER"
+                " or queue:NAME."
+            ),
         ),
     ],
     data_dir: DataDirOption = None,

@@ -102,8 +102,8 @@ async def _problems(
                 target = action.target or ""
                 if action.kind == "voicemail" and target not in users:
                     problems.append(f"menu {menu.name!r} {where}: no mailbox {target}")
-                if target.startswith("trunk:"):
-                    continue  # its trunk was checked when the document was stored
+                if target.startswith(("trunk:", "queue:")):
+                    continue  # its trunk or queue was checked when the document was stored
                 if action.kind == "extension" and target not in own_numbers:
                     owner = await store.numbering.owner(target, ignore=IVR_KINDS)
                     if owner is None:

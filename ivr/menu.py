@@ -22,6 +22,7 @@ The TOML file (`pbx ivr import` / `pbx ivr export`)::
     [menu.options]                # key ("0"-"9", "*", "#") = action
     "1" = "extension:1001"        # dial an extension or ring group through the switch
     "3" = "trunk:site-b/2001"     # dial 2001 through trunk site-b (no outbound route)
+    "4" = "queue:support"         # the ACD queue named support (its number)
     "2" = "menu:sales"            # go to another menu
     "9" = "voicemail:1001"        # leave a message in that mailbox
     "*" = "repeat"                # play the greeting again
@@ -74,6 +75,9 @@ _NUMBER_RE = re.compile(r"\+?[A-Za-z0-9_*#][A-Za-z0-9._*#-]{0,31}")
 #: `trunk:NAME/NUMBER` (pbx.store.targets): NUMBER dialled through trunk NAME directly.
 TRUNK_PREFIX = "trunk:"
 _TRUNK_TARGET_RE = re.compile(r"trunk:[A-Za-z0-9][A-Za-z0-9_.-]{0,31}/\+?[0-9*#]{1,32}")
+#: `queue:NAME` (pbx.store.targets): the ACD queue NAME, checked to exist when stored.
+QUEUE_PREFIX = "queue:"
+_QUEUE_TARGET_RE = re.compile(r"queue:[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _MENU_FIELDS = frozenset(
     {
         "name",
@@ -102,7 +106,8 @@ class Action:
     """What a key press (or the fallback) does: `kind` and, for some kinds, a `target`.
 
     extension: dial `target` (an extension or ring group, or `trunk:NAME/NUMBER`: that
-    number through that trunk; "trunk:NAME/NUMBER" alone is short for it) through the
+    number through that trunk; "trunk:NAME/NUMBER" alone is short for it; `queue:NAME`:
+    the ACD queue's number, and "queue:NAME" alone is short for it) through the
     switch; menu: go to the menu named `target`; voicemail: leave a message in mailbox
     `target`; repeat: play the greeting again; hangup; dial_by_extension:
     collect an extension number and dial it.
@@ -118,7 +123,7 @@ class Action:
         Raises:
             IvrConfigError: unknown kind, a missing or unexpected target, a bad target.
         """
-        if text.strip().startswith(TRUNK_PREFIX):
+        if text.strip().startswith((TRUNK_PREFIX, QUEUE_PREFIX)):
             text = f"extension:{text.strip()}"
         kind, sep, target = text.partition(":")
         action = cls(kind.strip(), target.strip() if sep else None)
@@ -140,6 +145,12 @@ class Action:
                 raise IvrConfigError(
                     f"action {self.kind!r} has a bad target {self.target!r}"
                     " (trunk:NAME/NUMBER, NUMBER of digits, '*', '#', a leading '+')"
+                )
+            return
+        if self.kind == "extension" and self.target.startswith(QUEUE_PREFIX):
+            if _QUEUE_TARGET_RE.fullmatch(self.target) is None:
+                raise IvrConfigError(
+                    f"action {self.kind!r} has a bad target {self.target!r} (queue:NAME)"
                 )
             return
         pattern = _NUMBER_RE if self.kind == "extension" else _NAME_RE

@@ -43,7 +43,7 @@ from pbx.outbound import OutboundDialler, TrunkTarget, is_trunk_target, parse_tr
 from pbx.registrar import Location, Target, targets_for
 from pbx.store import Disposition, Forwarding, Store
 from pbx.store.routes import Attempt as RouteAttempt
-from pbx.store.targets import MAILBOX_PREFIX
+from pbx.store.targets import MAILBOX_PREFIX, QUEUE_PREFIX
 from pbx.trunks import ResolveError, TrunkChannels, resolve
 from sip.message import Response
 from sip.peer import Peer
@@ -284,6 +284,11 @@ class B2bua:
             served = await self.frontend.serve(inbound)
             if served is not None:
                 return await self._served(inbound, cdr, served)
+        if not await self._exists(inbound.callee):  # a queue's number is never routed out
+            unserved = await self._unserved_queue(inbound, inbound.callee, "")
+            if unserved is not None:
+                await inbound.reject(unserved.status, unserved.reason)
+                return Disposition.FAILED, unserved.cause
         if not await self._dialable(inbound.callee):
             await inbound.reject(404, "Not Found")
             return Disposition.FAILED, "404 unknown number"
@@ -485,7 +490,12 @@ class B2bua:
         number rung); `timeout` caps each ringing."""
         visited, via = [number], ""
         while True:
-            if is_trunk_target(number) or not await self._exists(number):
+            outside = is_trunk_target(number) or not await self._exists(number)
+            if outside and not is_trunk_target(number):  # a queue is no outside number
+                unserved = await self._unserved_queue(caller, number, via)
+                if unserved is not None:
+                    return unserved
+            if outside:
                 reached = await self._dial_out(
                     caller,
                     number,
@@ -550,6 +560,34 @@ class B2bua:
             visited.append(next_number)
             via = f" (forwarded {' -> '.join(visited)})"
             number = next_number
+
+    async def _unserved_queue(self, caller: Call | None, target: str, via: str) -> Reached | None:
+        """`target` as a queue (`queue:NAME` from configuration, or a queue's number), or
+        None when it is neither. The ACD application serves queue numbers; until it runs
+        here such calls are refused 480 (404: no such queue), never routed out."""
+        who = caller.id if caller is not None else "-"
+        if target.startswith(QUEUE_PREFIX):
+            name = target[len(QUEUE_PREFIX) :]
+            number = await self.store.queues.number_of(name)
+            if number is None:
+                log.warning("call %s: %s: no such queue", who, target)
+                return Reached(
+                    status=404, reason="Not Found", cause=f"404 no queue {name}", via=via
+                )
+        else:
+            queue = await self.store.queues.by_number(target)
+            if queue is None:
+                return None
+            name, number = queue.name, queue.number
+        log.warning(
+            "call %s: queue %s (number %s): no ACD application serves it", who, name, number
+        )
+        return Reached(
+            status=480,
+            reason="Temporarily Unavailable",
+            cause=f"480 queue {name} ({number}) not served",
+            via=via,
+        )
 
     async def _dial_out(
         self,

@@ -182,7 +182,7 @@ def did_candidates(request: Request) -> list[str]:
 class DidAction(enum.Enum):
     REFUSE = "refuse"  # 404: not a DID (or its target cannot be used)
     RING = "ring"  # an extension or ring group: ring `number` through the router
-    APPLICATION = "application"  # an IVR menu or conference room: `number` is served
+    APPLICATION = "application"  # an IVR menu, conference room or ACD queue: `number`
     MAILBOX = "mailbox"  # straight into mailbox `number`
     TRUNK = "trunk"  # pass it on: `number` is the trunk:NAME/NUMBER target for reach()
 
@@ -201,7 +201,8 @@ class DidStep:
 
 def decide(did: str, target: str | None, ivr_number: str | None = None) -> DidStep:
     """Where a trunk call to `did` goes, given its stored `target` (None: no such DID) and,
-    for an IVR target, the number its menu has now (None: gone or unnumbered)."""
+    for an IVR or queue target, the number its menu or queue has now (None: gone or
+    unnumbered). A queue's number is served by the ACD application (none: 404)."""
     if target is None:
         return DidStep(did, DidAction.REFUSE, cause=f"404 unknown DID {did}")
     try:
@@ -213,10 +214,11 @@ def decide(did: str, target: str | None, ivr_number: str | None = None) -> DidSt
         return DidStep(did, DidAction.RING, name, target)
     if kind == "conf":
         return DidStep(did, DidAction.APPLICATION, name, target)
-    if kind == "ivr":
+    if kind in ("ivr", "queue"):
         if ivr_number is None:
+            gone = "has no number" if kind == "ivr" else "is gone"
             return DidStep(
-                did, DidAction.REFUSE, target=target, cause=f"404 DID {did}: {target} has no number"
+                did, DidAction.REFUSE, target=target, cause=f"404 DID {did}: {target} {gone}"
             )
         return DidStep(did, DidAction.APPLICATION, ivr_number, target)
     if kind == "vm":
@@ -240,4 +242,6 @@ async def step_for(dids: DidRepo, did: str) -> DidStep:
     ivr_number = None
     if target is not None and target.startswith("ivr:"):
         ivr_number = await dids.ivr_number(target.removeprefix("ivr:"))
+    elif target is not None and target.startswith("queue:"):
+        ivr_number = await dids.queue_number(target.removeprefix("queue:"))
     return decide(did, target, ivr_number)

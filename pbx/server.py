@@ -162,9 +162,17 @@ class PbxServer:
         endpoint.route("REGISTER", self.registrar.handle)
         if s.sip_trace:  # admin: --sip-trace
             endpoint.on_trace = SipTracer()
-        interrupted = await store.cdrs.close_interrupted(await self._last_alive())
+        last_alive = await self._last_alive()
+        interrupted = await store.cdrs.close_interrupted(last_alive)
         if interrupted:
             log.warning("closed %d CDRs of calls that were up when the server stopped", interrupted)
+        queued = await store.queue_events.close_interrupted(last_alive)
+        if queued.callers or queued.agents:
+            log.warning(
+                "closed %d queue callers and freed %d agents left when the server stopped",
+                len(queued.callers),
+                len(queued.agents),
+            )
         self.sip_port = await _listening(
             endpoint.listen(s.sip_host, s.sip_port, udp=s.udp, tcp=s.tcp),
             f"SIP on {_hostport(s.sip_host, s.sip_port)}",

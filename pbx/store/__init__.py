@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from pbx.store.agents import AgentRecord, AgentRepo
 from pbx.store.bindings import Binding, BindingRepo
+from pbx.store.callbacks import Callback, CallbackRepo
 from pbx.store.cdrs import Cdr, CdrRepo, Disposition
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
 from pbx.store.database import Database
@@ -21,6 +23,8 @@ from pbx.store.dids import Did, DidRepo
 from pbx.store.ivr import IvrRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.numbering import NumberingPlan, Owner
+from pbx.store.queue_events import QueueEventRecord, QueueEventRepo
+from pbx.store.queues import DeletedQueue, Queue, QueueMember, QueueRepo
 from pbx.store.routes import Route, RouteRepo
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
 from pbx.store.trunks import Trunk, TrunkRepo
@@ -32,12 +36,17 @@ __all__ = [
     "MIGRATIONS",
     "REALM_KEY",
     "SECRET_KEY",
+    "AgentRecord",
+    "AgentRepo",
     "Binding",
     "BindingRepo",
+    "Callback",
+    "CallbackRepo",
     "Cdr",
     "CdrRepo",
     "ConferenceRepo",
     "ConferenceRoom",
+    "DeletedQueue",
     "DeletedUser",
     "DialplanRepo",
     "Did",
@@ -47,6 +56,11 @@ __all__ = [
     "IvrRepo",
     "NumberingPlan",
     "Owner",
+    "Queue",
+    "QueueEventRecord",
+    "QueueEventRepo",
+    "QueueMember",
+    "QueueRepo",
     "RingGroup",
     "Route",
     "RouteRepo",
@@ -78,6 +92,10 @@ class Store:
     routes: RouteRepo
     conferences: ConferenceRepo
     dids: DidRepo
+    queues: QueueRepo
+    agents: AgentRepo
+    callbacks: CallbackRepo
+    queue_events: QueueEventRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -94,6 +112,10 @@ class Store:
         self.routes = RouteRepo(db, clock)
         self.conferences = ConferenceRepo(db)
         self.dids = DidRepo(db, clock)
+        self.queues = QueueRepo(db, clock)
+        self.agents = AgentRepo(db)
+        self.callbacks = CallbackRepo(db, clock)
+        self.queue_events = QueueEventRepo(db)
 
     @classmethod
     async def open(

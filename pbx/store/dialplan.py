@@ -22,7 +22,13 @@ import aiosqlite
 from pbx.errors import ConfigError, NotFoundError
 from pbx.store.database import Database
 from pbx.store.numbering import RING_GROUP, USER, claim, owner_in
-from pbx.store.targets import check_trunk_target, mailbox_of, parse_trunk_target
+from pbx.store.targets import (
+    check_queue_target,
+    check_trunk_target,
+    mailbox_of,
+    parse_trunk_target,
+    queue_of,
+)
 
 STRATEGIES = ("all", "sequential")
 RECORDING_MODES = ("always", "never", "on_demand")
@@ -252,11 +258,15 @@ async def _ring_group_in(conn: aiosqlite.Connection, number: str) -> RingGroup |
 
 
 async def _check_special_target(conn: aiosqlite.Connection, target: str) -> bool:
-    """Inside a transaction: check a `trunk:NAME/NUMBER` or `vm:BOX` target; False when
-    `target` is neither (a plain number).
+    """Inside a transaction: check a `trunk:NAME/NUMBER`, `vm:BOX` or `queue:NAME` target;
+    False when `target` is none of them (a plain number).
 
-    Raises: ConfigError (malformed), NotFoundError (no such trunk or mailbox).
+    Raises: ConfigError (malformed), NotFoundError (no such trunk, mailbox or queue).
     """
+    queue = queue_of(target)
+    if queue is not None:
+        await check_queue_target(conn, queue)
+        return True
     trunk = parse_trunk_target(target)
     if trunk is not None:
         await check_trunk_target(conn, trunk)

@@ -12,6 +12,8 @@ of
     conf:8000           conference room 8000
     vm:1001             straight into mailbox 1001 (an extension's)
     trunk:NAME/NUMBER   dial NUMBER through trunk NAME (passing a call on to another site)
+    queue:NAME          ACD queue NAME (the call goes to the queue's number, served by the
+                        ACD application; without one it is refused 404)
 
 each checked to exist when the DID is added (one line naming what is missing). DIDs are
 their own namespace: only calls from trunks look them up, so DID 1001 and extension 1001
@@ -34,7 +36,7 @@ from pbx.store.numbering import IVR_KINDS, Owner, ivr_numbers
 __all__ = ["KINDS", "Did", "DidRepo", "Target", "check_did", "ivr_owner"]
 
 #: The target kinds, in the order the help text names them.
-KINDS = ("ext", "group", "ivr", "conf", "vm", "trunk")
+KINDS = ("ext", "group", "ivr", "conf", "vm", "trunk", "queue")
 
 _DID = re.compile(r"\+?[0-9]{1,32}")
 #: A number dialled through a trunk (what outbound routes send: digits, + * #).
@@ -78,7 +80,7 @@ class Target:
         """
         usage = (
             f"target {text!r}: use ext:USER, group:NUMBER, ivr:MENU, conf:NUMBER, vm:BOX"
-            " or trunk:NAME/NUMBER"
+            ", trunk:NAME/NUMBER or queue:NAME"
         )
         if len(text) > MAX_TARGET or ":" not in text:
             raise ConfigError(usage)
@@ -137,6 +139,9 @@ async def _check_target(conn: aiosqlite.Connection, target: Target) -> None:
     elif kind == "trunk":
         if not await _exists(conn, "SELECT 1 FROM trunks WHERE name = ?", name):
             raise NotFoundError(f"no trunk {name!r}")
+    elif kind == "queue":
+        if not await _exists(conn, "SELECT 1 FROM queues WHERE name = ?", name):
+            raise NotFoundError(f"no queue {name!r}")
     elif kind == "ivr":
         async with conn.execute("SELECT body FROM ivr_config WHERE id = 1") as cur:
             row = await cur.fetchone()
@@ -203,6 +208,11 @@ class DidRepo:
             cur = await conn.execute("DELETE FROM dids WHERE number = ?", (number,))
             if cur.rowcount == 0:
                 raise NotFoundError(f"no DID {number!r}")
+
+    async def queue_number(self, name: str) -> str | None:
+        """The number of ACD queue `name` now, or None when there is no such queue."""
+        row = await self._db.fetchone("SELECT number FROM queues WHERE name = ?", (name,))
+        return None if row is None else str(row[0])
 
     async def ivr_number(self, menu: str) -> str | None:
         """The number that reaches IVR menu (or schedule) `menu` now (named or numbered

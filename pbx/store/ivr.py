@@ -13,7 +13,12 @@ from collections.abc import Callable, Collection
 from pbx.errors import NotFoundError
 from pbx.store.database import Database
 from pbx.store.numbering import IVR_KINDS, claim
-from pbx.store.targets import check_trunk_target, ivr_trunk_targets
+from pbx.store.targets import (
+    check_queue_target,
+    check_trunk_target,
+    ivr_queue_targets,
+    ivr_trunk_targets,
+)
 
 
 class IvrRepo:
@@ -39,11 +44,12 @@ class IvrRepo:
         `numbers` are the ones its menus and schedules answer: each must be free in the
         numbering plan (the IVR's own old numbers do not count: they are replaced).
 
-        Its `trunk:NAME/NUMBER` actions must name configured trunks.
+        Its `trunk:NAME/NUMBER` actions must name configured trunks, its `queue:NAME`
+        actions existing queues.
 
         Raises:
             AlreadyExistsError: a number belongs to a user, ring group or feature code.
-            NotFoundError: an action names a trunk that does not exist.
+            NotFoundError: an action names a trunk or queue that does not exist.
             StoreError: the database could not be written.
         """
         async with self._db.transaction() as conn:
@@ -52,6 +58,11 @@ class IvrRepo:
             for where, target in ivr_trunk_targets(text):
                 try:
                     await check_trunk_target(conn, target)
+                except NotFoundError as exc:
+                    raise NotFoundError(f"{where}: {exc}") from None
+            for where, queue in ivr_queue_targets(text):
+                try:
+                    await check_queue_target(conn, queue)
                 except NotFoundError as exc:
                     raise NotFoundError(f"{where}: {exc}") from None
             await conn.execute(

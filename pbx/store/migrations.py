@@ -270,6 +270,109 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE cdrs ADD COLUMN trunk_number TEXT;
         """,
     ),
+    (
+        14,
+        """
+        -- The ACD (issue 13). Queues: every field of acd.model.QueueConfig; sets and
+        -- mappings as JSON text (join_empty/leave_when_empty: lists of Asterisk condition
+        -- names; skills: {"skill": min level}; skill_rules: [{"after", "relax", "drop"}]).
+        -- The number is in the numbering plan (pbx/store/numbering.py).
+        CREATE TABLE queues (
+            name                  TEXT PRIMARY KEY,
+            number                TEXT NOT NULL UNIQUE,
+            strategy              TEXT NOT NULL CHECK (strategy IN ('ringall', 'leastrecent',
+                                  'fewestcalls', 'random', 'rrmemory', 'rrordered', 'linear',
+                                  'wrandom', 'longest-idle')),
+            ring_seconds          REAL NOT NULL CHECK (ring_seconds > 0),
+            retry_seconds         REAL NOT NULL CHECK (retry_seconds >= 0),
+            wrapup_seconds        REAL NOT NULL CHECK (wrapup_seconds >= 0),
+            max_callers           INTEGER NOT NULL CHECK (max_callers >= 0),
+            max_wait_seconds      REAL NOT NULL CHECK (max_wait_seconds >= 0),
+            overflow              TEXT,
+            join_empty            TEXT NOT NULL DEFAULT '[]',
+            leave_when_empty      TEXT NOT NULL DEFAULT '[]',
+            service_level_seconds REAL NOT NULL CHECK (service_level_seconds > 0),
+            announce_frequency    REAL NOT NULL CHECK (announce_frequency >= 0),
+            periodic_announce     TEXT,
+            periodic_frequency    REAL NOT NULL CHECK (periodic_frequency >= 0),
+            music                 TEXT,
+            weight                INTEGER NOT NULL,
+            penalty_members_limit INTEGER NOT NULL CHECK (penalty_members_limit >= 0),
+            ring_in_use           INTEGER NOT NULL CHECK (ring_in_use IN (0, 1)),
+            autopause_after       INTEGER NOT NULL CHECK (autopause_after >= 0),
+            skills                TEXT NOT NULL DEFAULT '{}',
+            skill_rules           TEXT NOT NULL DEFAULT '[]',
+            callback_key          TEXT,
+            voicemail_key         TEXT,
+            callback_attempts     INTEGER NOT NULL CHECK (callback_attempts >= 0),
+            created               REAL NOT NULL
+        ) STRICT;
+
+        -- An agent (a user) in a queue with a penalty (FreeSWITCH tier level) and a
+        -- configured position; logged_in: the agent takes this queue's calls while
+        -- logged in (pbx agent login --queue Q logs into one queue only).
+        CREATE TABLE queue_members (
+            queue     TEXT NOT NULL REFERENCES queues (name) ON DELETE CASCADE,
+            agent     TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+            penalty   INTEGER NOT NULL DEFAULT 0 CHECK (penalty >= 0),
+            position  INTEGER NOT NULL DEFAULT 0,
+            logged_in INTEGER NOT NULL DEFAULT 1 CHECK (logged_in IN (0, 1)),
+            PRIMARY KEY (queue, agent)
+        ) STRICT;
+        CREATE INDEX queue_members_by_agent ON queue_members (agent);
+
+        -- An agent's live state, persisted so a login or a pause survives a restart.
+        CREATE TABLE agents (
+            name            TEXT PRIMARY KEY REFERENCES users (username) ON DELETE CASCADE,
+            state           TEXT NOT NULL CHECK (state IN ('logged-out', 'available',
+                            'ringing', 'on-call', 'wrap-up', 'paused')),
+            state_since     REAL NOT NULL,
+            pause_reason    TEXT,
+            wrapup_seconds  REAL CHECK (wrapup_seconds IS NULL OR wrapup_seconds >= 0),
+            skills          TEXT NOT NULL DEFAULT '{}',
+            missed_offers   INTEGER NOT NULL DEFAULT 0 CHECK (missed_offers >= 0),
+            last_call_end   TEXT NOT NULL DEFAULT '{}',
+            calls_taken     TEXT NOT NULL DEFAULT '{}',
+            logged_in_since REAL
+        ) STRICT;
+
+        -- Roles: who may use supervisor features (listen, whisper, barge).
+        ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'agent'
+            CHECK (role IN ('agent', 'supervisor', 'admin'));
+
+        -- Callbacks that keep their place: `joined` is when the caller entered the queue.
+        CREATE TABLE callbacks (
+            id        INTEGER PRIMARY KEY,
+            queue     TEXT NOT NULL REFERENCES queues (name) ON DELETE CASCADE,
+            call_id   TEXT NOT NULL,
+            number    TEXT NOT NULL,
+            joined    REAL NOT NULL,
+            requested REAL NOT NULL,
+            attempts  INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            state     TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dropped')),
+            updated   REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX callbacks_pending ON callbacks (queue, joined) WHERE state = 'pending';
+
+        -- The queue log (Asterisk queue_log names; data: a JSON object). Never a foreign
+        -- key: history outlives the queues and agents it names.
+        CREATE TABLE queue_events (
+            id      INTEGER PRIMARY KEY,
+            time    REAL NOT NULL,
+            call_id TEXT NOT NULL,
+            queue   TEXT NOT NULL,
+            agent   TEXT,
+            event   TEXT NOT NULL,
+            data    TEXT NOT NULL DEFAULT '{}'
+        ) STRICT;
+        CREATE INDEX queue_events_by_queue ON queue_events (queue, time);
+        CREATE INDEX queue_events_by_agent ON queue_events (agent, time);
+        -- For the crash recovery (pbx/store/queue_events.py): callers entered since T, and
+        -- each one's later events.
+        CREATE INDEX queue_events_by_call ON queue_events (call_id, id);
+        CREATE INDEX queue_events_by_event ON queue_events (event, time);
+        """,
+    ),
 )
 
 

@@ -4,7 +4,7 @@ A caller dials one number; the switch must find one meaning for it. Users
 (extensions and their mailboxes), ring groups, conference rooms, IVR menus and
 schedules (the numbers in the stored IVR document) and the feature codes built into
 the switch (`*97`/`*98` mailbox access, `*1` record on demand) share one namespace;
-later queues join by adding a row to `_TABLES` (or a source like `_ivr_owners`).
+ACD queues (their `number`) too; a new kind joins by adding a row to `_TABLES`.
 DIDs are not in it: they are the provider's numbers, looked up only for calls from
 a trunk (pbx/store/dids.py), so DID 1001 may lead to extension 1001. Adding or
 importing a number checks here first and is refused with one line naming the owner.
@@ -30,6 +30,7 @@ IVR_MENU = "IVR menu"
 IVR_SCHEDULE = "IVR schedule"
 FEATURE = "feature code"
 CONFERENCE = "conference room"
+QUEUE = "queue"
 IVR_KINDS = frozenset({IVR_MENU, IVR_SCHEDULE})
 
 #: Numbers the switch answers itself (ivr/voicemail.py, pbx/bridge.py): what each does.
@@ -39,11 +40,12 @@ FEATURE_CODES: dict[str, str] = {
     "*1": "record on demand",
 }
 
-#: Tables whose rows own a number: (table, number column, kind).
-_TABLES: tuple[tuple[str, str, str], ...] = (
-    ("users", "username", USER),
-    ("ring_groups", "number", RING_GROUP),
-    ("conferences", "number", CONFERENCE),
+#: Tables whose rows own a number: (table, number column, name column, kind).
+_TABLES: tuple[tuple[str, str, str, str], ...] = (
+    ("users", "username", "username", USER),
+    ("ring_groups", "number", "number", RING_GROUP),
+    ("conferences", "number", "number", CONFERENCE),
+    ("queues", "number", "name", QUEUE),
 )
 
 
@@ -58,7 +60,7 @@ class Owner:
     def __str__(self) -> str:
         if self.kind == FEATURE:
             return f"feature code {self.number} ({self.name})"
-        if self.kind in IVR_KINDS:
+        if self.kind in IVR_KINDS or self.kind == QUEUE:
             return f"{self.kind} {self.name!r}"
         return f"{self.kind} {self.name}"
 
@@ -85,14 +87,13 @@ async def owner_in(
     the transaction that is about to take the number)."""
     if number in FEATURE_CODES and FEATURE not in ignore:
         return Owner(FEATURE, FEATURE_CODES[number], number)
-    for table, column, kind in _TABLES:
+    for table, column, name, kind in _TABLES:
         if kind in ignore:
             continue
-        async with conn.execute(
-            f"SELECT {column} FROM {table} WHERE {column} = ?", (number,)
-        ) as cur:
-            if await cur.fetchone() is not None:
-                return Owner(kind, number, number)
+        async with conn.execute(f"SELECT {name} FROM {table} WHERE {column} = ?", (number,)) as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            return Owner(kind, str(row[0]), number)
     if not set(ignore) >= IVR_KINDS:
         async with conn.execute("SELECT body FROM ivr_config WHERE id = 1") as cur:
             row = await cur.fetchone()

@@ -1,4 +1,4 @@
-"""Configured call targets that are not plain numbers: `trunk:NAME/NUMBER` and `vm:BOX`.
+"""Configured call targets that are not plain numbers: `trunk:NAME/NUMBER`, `vm:BOX`, `queue:NAME`.
 
 Ring-group overflow, call forwarding and IVR actions name where a call goes. Besides a
 number of the numbering plan they may say:
@@ -8,6 +8,10 @@ number of the numbering plan they may say:
   dialable (digits, `*`, `#`, a leading `+`). Only configuration produces these: a number a
   caller dials is never read as one (the toll-fraud rule of issue 12).
 - `vm:BOX`: leave a message in mailbox BOX (a user).
+- `queue:NAME`: ACD queue NAME (pbx/store/queues.py); at run time it means the queue's
+  number (`B2bua.reach` reads it), so whoever serves that number (the ACD application)
+  takes the call. It is checked to exist when written; deleting the queue reports what
+  still names it (`queue_references`).
 
 This module parses them (pure) and answers, inside a store transaction, whether a
 trunk exists and what still names it (`pbx trunk del` refuses while anything does).
@@ -28,6 +32,9 @@ from pbx.errors import ConfigError, NotFoundError
 
 TRUNK_PREFIX = "trunk:"
 MAILBOX_PREFIX = "vm:"
+QUEUE_PREFIX = "queue:"
+#: A queue name (pbx/store/queues.py checks the same when a queue is added).
+QUEUE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 #: The longest NUMBER a trunk target may send (a E.164 number has 15 digits).
 MAX_NUMBER = 32
 # The same rules as the dialling side (pbx/outbound.py) and pbx/store/trunks.py's names.
@@ -79,6 +86,31 @@ def mailbox_of(text: str) -> str | None:
     if not box:
         raise ConfigError(f"{text!r} is not vm:BOX")
     return box
+
+
+def queue_of(text: str) -> str | None:
+    """NAME of a `queue:NAME` target, or None for any other target.
+
+    Raises:
+        ConfigError: `queue:` not followed by a queue name.
+    """
+    if not text.startswith(QUEUE_PREFIX):
+        return None
+    name = text[len(QUEUE_PREFIX) :]
+    if not QUEUE_NAME.fullmatch(name):
+        raise ConfigError(f"{text!r} is not queue:NAME")
+    return name
+
+
+async def check_queue_target(conn: aiosqlite.Connection, name: str) -> None:
+    """Inside a transaction: make sure queue `name` exists.
+
+    Raises:
+        NotFoundError: no queue of that name (one line).
+    """
+    async with conn.execute("SELECT 1 FROM queues WHERE name = ?", (name,)) as cur:
+        if await cur.fetchone() is None:
+            raise NotFoundError(f"queue:{name}: no queue {name!r} (see pbx queue list)")
 
 
 async def check_trunk_target(conn: aiosqlite.Connection, target: TrunkTarget) -> None:
@@ -160,4 +192,69 @@ async def trunk_references(conn: aiosqlite.Connection, name: str) -> list[str]:
                 continue
             if isinstance(names, list) and name in names:
                 found.append(f"outbound route {route}")
+    return found
+
+
+def _action_text(value: object) -> str | None:
+    """An IVR action string without its `extension:` kind ("queue:sales"), else None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    return text[len("extension:") :].strip() if text.startswith("extension:") else text
+
+
+def ivr_queue_targets(text: str) -> list[tuple[str, str]]:
+    """The `queue:NAME` targets of an IVR TOML document's menus: (where, NAME) pairs like
+    ("IVR menu 'main' key 2", "sales"); none when the text is unreadable."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []
+    found: list[tuple[str, str]] = []
+    menus = doc.get("menu", [])
+    for menu in menus if isinstance(menus, list) else []:
+        if not isinstance(menu, dict):
+            continue
+        where = f"IVR menu {str(menu.get('name', '?'))!r}"
+        options = menu.get("options", {})
+        actions = [(f"key {k}", v) for k, v in options.items()] if isinstance(options, dict) else []
+        for place, value in [*actions, ("fallback", menu.get("fallback"))]:
+            action = _action_text(value)
+            if action is None:
+                continue
+            try:
+                name = queue_of(action)
+            except ConfigError:
+                continue  # ivr.menu refuses it before it is stored
+            if name is not None:
+                found.append((f"{where} {place}", name))
+    return found
+
+
+async def queue_references(conn: aiosqlite.Connection, name: str) -> list[str]:
+    """Inside a transaction: what still sends calls to `queue:NAME` (DIDs, ring-group and
+    other queues' overflow, forwarding, IVR actions), one description each."""
+    target = f"{QUEUE_PREFIX}{name}"
+    found: list[str] = []
+    async with conn.execute(
+        "SELECT number FROM dids WHERE target = ? ORDER BY number", (target,)
+    ) as cur:
+        found += [f"DID {r[0]}" for r in await cur.fetchall()]
+    async with conn.execute(
+        "SELECT number FROM ring_groups WHERE overflow = ? ORDER BY number", (target,)
+    ) as cur:
+        found += [f"overflow of ring group {r[0]}" for r in await cur.fetchall()]
+    async with conn.execute(
+        "SELECT name FROM queues WHERE overflow = ? AND name != ? ORDER BY name", (target, name)
+    ) as cur:
+        found += [f"overflow of queue {r[0]}" for r in await cur.fetchall()]
+    async with conn.execute(
+        "SELECT username FROM forwards WHERE ? IN (always, busy, no_answer) ORDER BY username",
+        (target,),
+    ) as cur:
+        found += [f"forwarding of {r[0]}" for r in await cur.fetchall()]
+    async with conn.execute("SELECT body FROM ivr_config WHERE id = 1") as cur:
+        row = await cur.fetchone()
+    if row is not None:
+        found += [where for where, queue in ivr_queue_targets(str(row[0])) if queue == name]
     return found

@@ -39,6 +39,12 @@ class User:
     ha1_sha256: str
     created: float
     realm: str
+    #: 'agent' (the default), 'supervisor' (may listen, whisper, barge) or 'admin'.
+    role: str = "agent"
+
+
+#: User roles (migration 14).
+ROLES = ("agent", "supervisor", "admin")
 
 
 def _user(row: sqlite3.Row) -> User:
@@ -49,10 +55,12 @@ def _user(row: sqlite3.Row) -> User:
         ha1_sha256=row["ha1_sha256"],
         created=row["created"],
         realm=row["realm"],
+        role=row["role"],
     )
 
 
 _COLUMNS = "username, display_name, realm, ha1_md5, ha1_sha256, created"
+_READ = _COLUMNS + ", role"
 
 
 async def _check_realm(conn: aiosqlite.Connection, realm: str) -> None:
@@ -76,12 +84,14 @@ async def _check_realm(conn: aiosqlite.Connection, realm: str) -> None:
 @dataclass(frozen=True, slots=True)
 class DeletedUser:
     """What `UserRepo.delete` removed besides the user: ring group memberships (and
-    the groups left with no member) and the files of the messages in its mailbox."""
+    the groups left with no member), the files of the messages in its mailbox, and the
+    ACD queues it was an agent of (its agent row goes too)."""
 
     username: str
     ring_groups: tuple[str, ...]
     empty_ring_groups: tuple[str, ...]
     voicemail_files: tuple[str, ...]
+    queues: tuple[str, ...] = ()
 
 
 class UserRepo:
@@ -131,16 +141,14 @@ class UserRepo:
         Raises:
             NotFoundError: no such user.
         """
-        row = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM users WHERE username = ?", (username,)
-        )
+        row = await self._db.fetchone(f"SELECT {_READ} FROM users WHERE username = ?", (username,))
         if row is None:
             raise NotFoundError(f"no user {username!r}")
         return _user(row)
 
     async def list(self) -> list[User]:
         """Every user, by username."""
-        rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM users ORDER BY username")
+        rows = await self._db.fetchall(f"SELECT {_READ} FROM users ORDER BY username")
         return [_user(row) for row in rows]
 
     async def count(self) -> int:
@@ -167,7 +175,7 @@ class UserRepo:
             if cur.rowcount == 0:
                 raise NotFoundError(f"no user {username!r}")
             async with conn.execute(
-                f"SELECT {_COLUMNS} FROM users WHERE username = ?", (username,)
+                f"SELECT {_READ} FROM users WHERE username = ?", (username,)
             ) as sel:
                 row = await sel.fetchone()
         assert row is not None  # updated in this very transaction
@@ -192,6 +200,11 @@ class UserRepo:
                 (username,),
             ) as sel:
                 groups = tuple(str(r[0]) for r in await sel.fetchall())
+            async with conn.execute(
+                "SELECT queue FROM queue_members WHERE agent = ? ORDER BY queue", (username,)
+            ) as sel:
+                queues = tuple(str(r[0]) for r in await sel.fetchall())
+            # queue_members and agents rows go by ON DELETE CASCADE.
             cur = await conn.execute("DELETE FROM users WHERE username = ?", (username,))
             if cur.rowcount == 0:
                 raise NotFoundError(f"no user {username!r}")
@@ -202,7 +215,21 @@ class UserRepo:
                 " (SELECT number FROM ring_group_members) ORDER BY number"
             ) as sel:
                 empty = tuple(str(r[0]) for r in await sel.fetchall() if str(r[0]) in groups)
-        return DeletedUser(username, groups, empty, paths)
+        return DeletedUser(username, groups, empty, paths, queues)
+
+    async def set_role(self, username: str, role: str) -> None:
+        """Give a user a role (ROLES).
+
+        Raises: ConfigError (an unknown role), NotFoundError (no such user).
+        """
+        if role not in ROLES:
+            raise ConfigError(f"role {role!r}: choose {', '.join(ROLES)}")
+        async with self._db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE users SET role = ? WHERE username = ?", (role, username)
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no user {username!r}")
 
     async def ha1_table(self) -> dict[str, tuple[str, str]]:
         """username -> (ha1_md5, ha1_sha256) for the server's in-memory auth cache.

@@ -140,9 +140,9 @@ def test_user_add_list_passwd_del(data_dir: Path) -> None:
     ok("user", "add", "alice", "-n", "Alice", "--data-dir", d)
 
     listing = ok("user", "list", "--data-dir", d).splitlines()
-    assert re.fullmatch(r"USERNAME +DISPLAY NAME +CREATED", listing[0])
-    assert re.fullmatch(r"1002 +\d{4}-\d\d-\d\d \d\d:\d\d", listing[1])
-    assert re.fullmatch(r"alice +Alice +\d{4}-\d\d-\d\d \d\d:\d\d", listing[2])
+    assert re.fullmatch(r"USERNAME +DISPLAY NAME +ROLE +CREATED", listing[0])
+    assert re.fullmatch(r"1002 +agent +\d{4}-\d\d-\d\d \d\d:\d\d", listing[1])
+    assert re.fullmatch(r"alice +Alice +agent +\d{4}-\d\d-\d\d \d\d:\d\d", listing[2])
     assert len(listing) == 3
     for user in stored_users(data_dir):
         assert user.ha1_md5 not in "\n".join(listing)

@@ -53,11 +53,11 @@ def test_target_parse_and_str_round_trip(text: str, target: Target) -> None:
     assert str(target) == text
 
 
-USAGE = "use ext:USER, group:NUMBER, ivr:MENU, conf:NUMBER, vm:BOX or trunk:NAME/NUMBER"
+USAGE = "use ext:USER, group:NUMBER, ivr:MENU, conf:NUMBER, vm:BOX, trunk:NAME/NUMBER or queue:NAME"
 BAD_TARGETS = [
     ("1001", f"target '1001': {USAGE}"),
     ("", f"target '': {USAGE}"),
-    ("queue:sales", f"target 'queue:sales': {USAGE}"),
+    ("queues:sales", f"target 'queues:sales': {USAGE}"),
     ("EXT:1001", f"target 'EXT:1001': {USAGE}"),
     ("ext:", "target 'ext:': '' is not a valid ext name or number"),
     ("ext:10 01", "target 'ext:10 01': '10 01' is not a valid ext name or number"),

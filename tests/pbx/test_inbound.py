@@ -159,7 +159,7 @@ DECISIONS = [
             DidAction.REFUSE,
             target="route:0123",
             cause="404 DID 555: target 'route:0123': use ext:USER, group:NUMBER, ivr:MENU, "
-            "conf:NUMBER, vm:BOX or trunk:NAME/NUMBER",
+            "conf:NUMBER, vm:BOX, trunk:NAME/NUMBER or queue:NAME",
         ),
     ),
 ]
