@@ -13,8 +13,9 @@ Rules:
   (one WARNING line), its iterator ends; the publisher (a call) never waits for it.
 - `EventBus.subscribe(maxsize=...)` gives a `Subscription`: an async iterator of
   events, ended by `close()` (or by being dropped; `dropped` says which).
-- Events carry plain values only (str, int, float, bool, None), so `to_json` of an
-  event is a flat JSON object: the CTI feed of `GET /events` and `pbx events --json`.
+- Events carry plain values only (str, int, float, bool, None; a queue event's `data`
+  is one flat object of them), so `to_json` of an event is a JSON object: the CTI feed
+  of `GET /events` and `pbx events --json`.
 """
 
 from __future__ import annotations
@@ -152,6 +153,30 @@ class RegistrationDown(Event):
     why: str
 
 
+@dataclass(frozen=True, slots=True)
+class QueueLogged(Event):
+    """A queue event the ACD wrote (Asterisk queue_log names: ENTERQUEUE, CONNECT,
+    ABANDON, AGENTLOGIN, PAUSE ...), as stored: `call_id` is the caller's ("" for an
+    agent's own events), `data` a flat object of plain values."""
+
+    kind: ClassVar[str] = "queue.event"
+    queue: str
+    agent: str
+    event: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStateChanged(Event):
+    """An ACD agent's state changed (logged-out, available, ringing, on-call, wrap-up,
+    paused): what a wallboard shows; `reason` is the pause reason."""
+
+    kind: ClassVar[str] = "agent.state"
+    agent: str
+    state: str
+    reason: str = ""
+
+
 #: Every event type by its kind (for readers of the JSON feed).
 KINDS: dict[str, type[Event]] = {
     cls.kind: cls
@@ -168,6 +193,8 @@ KINDS: dict[str, type[Event]] = {
         CallEnded,
         RegistrationUp,
         RegistrationDown,
+        QueueLogged,
+        AgentStateChanged,
     )
 }
 

@@ -16,11 +16,11 @@ import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from media.moh import MOH_DIR, MohSource
 from media.ports import PortAllocator
-from pbx.api import Application, Switch, VoicemailService
+from pbx.api import Application, Service, Switch, VoicemailService
 from pbx.auth import Authenticator, AuthResult, NonceManager
 from pbx.b2bua import B2bua
 from pbx.bans import BanList
@@ -97,6 +97,7 @@ class PbxServer:
         in, since pbx/ may not import them.
         """
         self._applications = list(applications)
+        self._started_services: list[Service] = []
         self._voicemail = voicemail
         settings.validate()
         self.settings = settings
@@ -232,9 +233,15 @@ class PbxServer:
         )
         self.b2bua.outbound.service_route = self.trunks.service_route
         await self._reload_trunks()
+        # Services (the ACD) start once the switch is up, before the control API
+        # listens, so the routes they add are served with the server's own.
+        for service in self._services():
+            await service.start(switch)
+            self._started_services.append(service)
         self._control = ControlServer(
             s,
             {
+                **switch.routes,
                 "GET /status": lambda _: self.status(),
                 "GET /calls": lambda _: self.live_calls(),
                 "POST /hangup": self._hangup,
@@ -246,7 +253,7 @@ class PbxServer:
                 "POST /conferences/kick": switch.kick,
             },
             events=self.events,
-            body_routes={"POST /calls": self._originate},
+            body_routes={**switch.body_routes, "POST /calls": self._originate},
         )
         await _listening(
             self._control.start(),
@@ -271,10 +278,24 @@ class PbxServer:
         )
         self._up = True
 
+    def _services(self) -> list[Service]:
+        """The applications that are services too (they have `start` and `close`)."""
+        return [
+            cast(Service, app)
+            for app in self._applications
+            if callable(getattr(app, "start", None)) and callable(getattr(app, "close", None))
+        ]
+
     async def stop(self) -> None:
         """Stop listening, flush the registrar, close the store."""
         if self._control is not None:
             await self._control.close()
+        for service in reversed(self._started_services):
+            try:
+                await service.close()
+            except Exception:
+                log.exception("a service did not close cleanly")
+        self._started_services.clear()
         for task in list(self._originations):  # each hangs up what it placed
             task.cancel()
         if self._originations:
@@ -515,6 +536,8 @@ class PbxServer:
                 await self._reload_trust()
                 log.debug("users reloaded: %d", len(self._users))
                 await self._reload_trunks()
+                if self.switch is not None:
+                    await self.switch.config_changed()
 
 
 # -- admin: start-up errors as one line -------------------------------------------

@@ -21,7 +21,7 @@ from media.mixer import Role
 from pbx.api.call import Call
 from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
-from pbx.api.switch import Application, Bridge, Switch, VoicemailService
+from pbx.api.switch import Application, Bridge, Service, Switch, VoicemailService
 from pbx.errors import ConfigError, PbxError
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
 from pbx.store.voicemail import PIN_DIGITS, Voicemail, VoicemailRepo
@@ -44,6 +44,7 @@ __all__ = [
     "PbxError",
     "Recording",
     "Role",
+    "Service",
     "Subscription",
     "Switch",
     "Voicemail",

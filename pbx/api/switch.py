@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, cast
 
 from media.endpoint import MediaEndpoint
@@ -17,10 +17,16 @@ from pbx.api.call import Call
 from pbx.api.conference import Conference
 from pbx.api.outcome import Cause, DialError, Outcome
 from pbx.b2bua import Attempt, B2bua, Reached
+from pbx.control import BodyRoute, Route
 from pbx.errors import ControlError, NotFoundError, PbxError
-from pbx.registrar import Target
+from pbx.events import Event, EventBus
+from pbx.registrar import Target, targets_for
 from pbx.store import Disposition
+from pbx.store.agents import AgentRepo
+from pbx.store.callbacks import CallbackRepo
 from pbx.store.conferences import ConferenceRepo
+from pbx.store.queue_events import QueueEventRepo
+from pbx.store.queues import QueueRepo
 from pbx.store.voicemail import VoicemailRepo
 from sip.errors import SipParseError
 from sip.peer import Peer
@@ -129,6 +135,21 @@ class Application(Protocol):
         ...
 
 
+class Service(Protocol):
+    """An application with a life of its own beside its calls (the ACD): the server
+    starts it once the switch is up and before the control API listens (so the routes
+    it adds are served), and closes it before the switch stops. An application that has
+    `start` and `close` is a service too."""
+
+    async def start(self, switch: Switch) -> None:
+        """Load what it needs, restore its state, start its own tasks."""
+        ...
+
+    async def close(self) -> None:
+        """Stop its tasks (each awaited), leaving nothing running."""
+        ...
+
+
 class VoicemailService(Protocol):
     """Takes messages for calls forwarded to an extension's mailbox."""
 
@@ -147,6 +168,11 @@ class Switch:
         b2bua.frontend = self
         self._mixer: MixerClock | None = None
         self._conferences: dict[str, Conference] = {}
+        #: Control API routes services added ("GET /acd/queues" -> handler); the server
+        #: serves them beside its own (`add_route`).
+        self.routes: dict[str, Route] = {}
+        self.body_routes: dict[str, BodyRoute] = {}
+        self._config_listeners: list[Callable[[], Awaitable[None]]] = []
 
     # -- the router's side (pbx.b2bua.Frontend) ------------------------------------
 
@@ -194,6 +220,83 @@ class Switch:
     async def mailbox_changed(self, box: str) -> None:
         """Tell whoever watches mailboxes (MWI) that `box`'s message counts changed."""
         await self._b2bua.mailbox_changed(box)
+
+    # -- services: the ACD's repositories, control routes, configuration, events ----------
+
+    @property
+    def queue_store(self) -> QueueRepo:
+        """ACD queues and their members (the ACD's own repository)."""
+        return self._b2bua.store.queues
+
+    @property
+    def agent_store(self) -> AgentRepo:
+        """Agents' stored state and skills; a state change and its queue events together."""
+        return self._b2bua.store.agents
+
+    @property
+    def callback_store(self) -> CallbackRepo:
+        """Callbacks that keep their place in a queue."""
+        return self._b2bua.store.callbacks
+
+    @property
+    def queue_event_store(self) -> QueueEventRepo:
+        """The queue events (Asterisk's queue_log) the ACD writes and reports read."""
+        return self._b2bua.store.queue_events
+
+    async def user_role(self, name: str) -> str | None:
+        """The user's role ("agent", "supervisor", "admin"), None for no such user."""
+        try:
+            return (await self._b2bua.store.users.get(name)).role
+        except NotFoundError:
+            return None
+
+    def registered(self, user: str) -> bool:
+        """Whether `user` has a phone registered now (a contact calls to it would ring)."""
+        now = self._b2bua._clock()
+        return bool(targets_for(self._b2bua.location, user, now))
+
+    @property
+    def events(self) -> EventBus:
+        """The switch's event bus: subscribe to calls and registrations; publish the
+        application's own events (`pbx.events`: queue and agent events)."""
+        return self._b2bua.manager.events
+
+    def publish(self, event: Event) -> None:
+        """Publish an application's event on the bus (never blocks)."""
+        self.events.publish(event)
+
+    def add_route(self, key: str, handler: Route) -> None:
+        """Serve `handler` on the control API as `key` ("GET /acd/queues"): the query
+        string as a dict in, a JSON object out. Only before the server's control API
+        starts, i.e. from `Service.start`.
+
+        Raises: PbxError when `key` is taken.
+        """
+        if key in self.routes or key in self.body_routes:
+            raise PbxError(f"control route {key!r} is taken")
+        self.routes[key] = handler
+
+    def add_body_route(self, key: str, handler: BodyRoute) -> None:
+        """Like `add_route` for a POST taking a JSON object: answers (status, object).
+
+        Raises: PbxError when `key` is taken.
+        """
+        if key in self.routes or key in self.body_routes:
+            raise PbxError(f"control route {key!r} is taken")
+        self.body_routes[key] = handler
+
+    def on_config_change(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """Call `listener` (once a second at most) after the database changed, e.g. by a
+        `pbx queue set` in another process."""
+        self._config_listeners.append(listener)
+
+    async def config_changed(self) -> None:
+        """The server's side: tell every listener; one that fails is logged, not fatal."""
+        for listener in list(self._config_listeners):
+            try:
+                await listener()
+            except Exception:
+                log.exception("a configuration listener failed")
 
     # -- calls of the switch's own ---------------------------------------------------
 

@@ -33,11 +33,19 @@ CONFERENCE = "conference room"
 QUEUE = "queue"
 IVR_KINDS = frozenset({IVR_MENU, IVR_SCHEDULE})
 
-#: Numbers the switch answers itself (ivr/voicemail.py, pbx/bridge.py): what each does.
+#: Numbers the switch answers itself (ivr/voicemail.py, pbx/bridge.py, acd/): what each does.
 FEATURE_CODES: dict[str, str] = {
     "*97": "own mailbox",
     "*98": "any mailbox",
     "*1": "record on demand",
+    # The ACD (acd/): agents log in, out and pause; supervisors dial the code then the
+    # agent's number (*2221001) to listen, whisper or barge in.
+    "*50": "agent login",
+    "*51": "agent logout",
+    "*52": "agent pause/unpause",
+    "*222": "listen to an agent",
+    "*223": "whisper to an agent",
+    "*224": "barge in on an agent",
 }
 
 #: Tables whose rows own a number: (table, number column, name column, kind).
