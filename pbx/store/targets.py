@@ -124,27 +124,14 @@ async def check_trunk_target(conn: aiosqlite.Connection, target: TrunkTarget) ->
             raise NotFoundError(f"{target}: no trunk {target.trunk!r} (see pbx trunk list)")
 
 
-def _action_target(value: object) -> TrunkTarget | None:
-    """The trunk target of an IVR action string ("extension:trunk:N/X" or "trunk:N/X")."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text.startswith("extension:"):
-        text = text[len("extension:") :].strip()
-    try:
-        return parse_trunk_target(text)
-    except ConfigError:
-        return None  # ivr.menu refuses it before it is stored
-
-
-def ivr_trunk_targets(text: str) -> list[tuple[str, TrunkTarget]]:
-    """The trunk targets of an IVR TOML document's menus, with where each is ("IVR menu
-    'main' key 1", "IVR menu 'main' fallback"); none when the text is unreadable."""
+def _ivr_actions(text: str) -> list[tuple[str, str]]:
+    """Every action of an IVR TOML document's menus, without its `extension:` kind, with
+    where it is: ("IVR menu 'main' key 1", "trunk:site-b/2001"); none when unreadable."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
         return []
-    found: list[tuple[str, TrunkTarget]] = []
+    found: list[tuple[str, str]] = []
     menus = doc.get("menu", [])
     for menu in menus if isinstance(menus, list) else []:
         if not isinstance(menu, dict):
@@ -153,15 +140,31 @@ def ivr_trunk_targets(text: str) -> list[tuple[str, TrunkTarget]]:
         options = menu.get("options", {})
         actions = [(f"key {k}", v) for k, v in options.items()] if isinstance(options, dict) else []
         for place, value in [*actions, ("fallback", menu.get("fallback"))]:
-            target = _action_target(value)
-            if target is not None:
-                found.append((f"{where} {place}", target))
+            if isinstance(value, str):
+                action = value.strip()
+                if action.startswith("extension:"):
+                    action = action[len("extension:") :].strip()
+                found.append((f"{where} {place}", action))
+    return found
+
+
+def ivr_trunk_targets(text: str) -> list[tuple[str, TrunkTarget]]:
+    """The trunk targets of an IVR TOML document's menus, with where each is ("IVR menu
+    'main' key 1", "IVR menu 'main' fallback"); none when the text is unreadable."""
+    found: list[tuple[str, TrunkTarget]] = []
+    for where, action in _ivr_actions(text):
+        try:
+            target = parse_trunk_target(action)
+        except ConfigError:
+            continue  # ivr.menu refuses it before it is stored
+        if target is not None:
+            found.append((where, target))
     return found
 
 
 async def trunk_references(conn: aiosqlite.Connection, name: str) -> list[str]:
     """Inside a transaction: what still sends calls through trunk `name` (ring-group
-    overflow, forwarding, IVR actions, DIDs, outbound routes), one description each."""
+    overflow, forwarding, IVR actions, DIDs, queue overflow, outbound routes), one each."""
     found: list[str] = []
     prefix = f"{TRUNK_PREFIX}{name}/"
     pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -184,6 +187,10 @@ async def trunk_references(conn: aiosqlite.Connection, name: str) -> list[str]:
         "SELECT number FROM dids WHERE target LIKE ? ESCAPE '\\' ORDER BY number", (pattern,)
     ) as cur:
         found += [f"DID {r[0]}" for r in await cur.fetchall()]
+    async with conn.execute(
+        "SELECT name FROM queues WHERE overflow LIKE ? ESCAPE '\\' ORDER BY name", (pattern,)
+    ) as cur:
+        found += [f"overflow of queue {r[0]}" for r in await cur.fetchall()]
     async with conn.execute("SELECT name, trunks FROM outbound_routes ORDER BY name") as cur:
         for route, trunks in await cur.fetchall():
             try:
@@ -195,39 +202,17 @@ async def trunk_references(conn: aiosqlite.Connection, name: str) -> list[str]:
     return found
 
 
-def _action_text(value: object) -> str | None:
-    """An IVR action string without its `extension:` kind ("queue:sales"), else None."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    return text[len("extension:") :].strip() if text.startswith("extension:") else text
-
-
 def ivr_queue_targets(text: str) -> list[tuple[str, str]]:
     """The `queue:NAME` targets of an IVR TOML document's menus: (where, NAME) pairs like
     ("IVR menu 'main' key 2", "sales"); none when the text is unreadable."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return []
     found: list[tuple[str, str]] = []
-    menus = doc.get("menu", [])
-    for menu in menus if isinstance(menus, list) else []:
-        if not isinstance(menu, dict):
-            continue
-        where = f"IVR menu {str(menu.get('name', '?'))!r}"
-        options = menu.get("options", {})
-        actions = [(f"key {k}", v) for k, v in options.items()] if isinstance(options, dict) else []
-        for place, value in [*actions, ("fallback", menu.get("fallback"))]:
-            action = _action_text(value)
-            if action is None:
-                continue
-            try:
-                name = queue_of(action)
-            except ConfigError:
-                continue  # ivr.menu refuses it before it is stored
-            if name is not None:
-                found.append((f"{where} {place}", name))
+    for where, action in _ivr_actions(text):
+        try:
+            name = queue_of(action)
+        except ConfigError:
+            continue  # ivr.menu refuses it before it is stored
+        if name is not None:
+            found.append((where, name))
     return found
 
 

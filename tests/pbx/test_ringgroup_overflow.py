@@ -16,6 +16,7 @@ from ivr.menu import Action, IvrConfigError, parse_toml, to_toml
 from pbx.b2bua import B2bua
 from pbx.errors import ConfigError, NotFoundError
 from pbx.store import Forwarding, RingGroup, Route, Store, Trunk
+from pbx.store.queues import Queue
 from pbx.store.targets import (
     TrunkTarget,
     ivr_trunk_targets,
@@ -206,13 +207,15 @@ async def test_trunk_delete_refuses_while_named(store: Store) -> None:
     await store.routes.add(Route("out", ("_0.",), ("site-b2", "site-b")))
     await store.dids.add("+3310", "trunk:site-b/2001")
     await store.dids.add("+3311", "trunk:site-b2/2001")
+    await store.queues.add(Queue("sales", "700", overflow="trunk:site-b/2002"))
     with pytest.raises(ConfigError) as info:
         await store.trunks.delete("site-b")
     assert str(info.value) == (
         "trunk 'site-b' is still used by overflow of ring group 600; forwarding of 1002;"
-        " IVR menu 'main' key 1; IVR menu 'main' fallback; DID +3310; outbound route out:"
-        " change those first"
+        " IVR menu 'main' key 1; IVR menu 'main' fallback; DID +3310; overflow of queue"
+        " sales; outbound route out: change those first"
     )
+    await store.queues.delete("sales")
     await store.dids.delete("+3310")
     await store.dids.delete("+3311")
     with pytest.raises(ConfigError, match="still used by outbound route out: change"):
