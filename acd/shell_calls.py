@@ -83,7 +83,7 @@ class CallShell(ShellState):
                     self._bridge_customer(action.caller, customer, action.agent),
                     f"ACD callback bridge {action.caller}",
                 )
-            elif isinstance(action, Bridge | _TO_CALLER):
+            elif isinstance(action, (Bridge, *_TO_CALLER)):
                 leg = self._callers.get(action.caller)
                 if leg is not None:
                     leg.inbox.put_nowait(action)

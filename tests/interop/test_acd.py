@@ -1,0 +1,180 @@
+"""The ACD application end to end (issue 13 point 3): sipp agent phones logged in by
+`*50`, callers (the test's own SIP clients) queued with music and announcements,
+offers distributed by the queue's strategy, wrap-up honoured, pause, callbacks.
+
+Who got which call is read from the queue events the application stored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acd.app import LOGIN_CODE, AcdApplication
+from ivr.player import PromptPlayer
+from ivr.prompts import PromptStore
+from media.wav import write_wav
+from pbx.config import Settings
+from pbx.server import PbxServer
+from pbx.store import Store
+from pbx.store.queue_events import QueueEventRecord
+from pbx.store.queues import Queue
+from sip.message import Request, make_response, parse_message
+from tests.interop.peers import free_port
+from tests.interop.phones import PASSWORDS, dial, phone
+from tests.interop.sipclient import SipClient
+
+AGENTS = ("1001", "1002", "1003")
+CALLERS = tuple(f"200{i}" for i in range(6))  # a user has 4 calls at most
+#: Prompts replaced by pure tones (the switch's default music is 700 Hz... not used).
+TONES = {
+    "queue-you-are": 900,
+    "queue-in-line": 1100,
+    "digit-1": 1300,
+    "digit-2": 1500,
+    "queue-callback-offer": 1700,
+    "queue-callback-saved": 1900,
+    "agent-logged-in": 500,
+    "agent-logged-out": 600,
+    "agent-paused": 2100,
+    "agent-unpaused": 2300,
+    "agent-not-member": 2500,
+}
+
+
+@pytest.fixture(autouse=True)
+def _caller_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    for caller in CALLERS:
+        monkeypatch.setitem(PASSWORDS, caller, "Ck3-secret-pass-" + "abcdef"[int(caller[-1])])
+
+
+@contextlib.asynccontextmanager
+async def acd_server(
+    tmp_path: Path, queue: Queue, members: tuple[str, ...] = AGENTS
+) -> AsyncIterator[tuple[PbxServer, AcdApplication]]:
+    """An in-process switch with users 1001-1003 (agents) and 2000-2005 (callers), `queue`
+    with `members`, tone prompts, and the ACD application as a service."""
+    prompts = PromptStore(tmp_path / "prompts")
+    t = np.arange(int(8000 * 0.3)) / 8000
+    for name, hz in TONES.items():
+        wav = tmp_path / f"{name}.wav"
+        write_wav(wav, (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16), 8000)
+        prompts.add(name, wav)
+    store = await Store.open(tmp_path / "pbx.sqlite3")
+    await store.settings.set_default("realm", "aiopbx")
+    for user, password in PASSWORDS.items():
+        await store.users.add(user, password, "aiopbx")
+    await store.queues.add(queue)
+    for agent in members:
+        await store.queues.add_member(queue.name, agent)
+    await store.close()
+    app = AcdApplication(PromptPlayer(prompts))
+    server = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port()), applications=[app])
+    await server.start()
+    try:
+        yield server, app
+    finally:
+        await server.stop()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll `condition` (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def answer_bye(ua: SipClient, timeout: float = 15.0) -> None:
+    """Wait for the switch's BYE and answer it 200."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        raw = await ua.receive(timeout=deadline - loop.time())
+        if raw is None:
+            break
+        message = parse_message(raw)
+        if isinstance(message, Request) and message.method != "ACK":
+            ua.send(bytes(make_response(message, 200, to_tag=None)))
+            if message.method == "BYE":
+                return
+    raise AssertionError("no BYE from the switch")
+
+
+async def feature_code(server: PbxServer, agent: str, code: str) -> None:
+    """The agent dials `code`: answered, a confirmation, the switch hangs up."""
+    async with SipClient(server.sip_port) as ua:
+        _, ok = await dial(ua, server, code, caller=agent)
+        assert ok.status == 200
+        await answer_bye(ua)
+
+
+def talking(app: AcdApplication) -> set[str]:
+    """The numbers of the callers bridged to an agent now."""
+    callers = [app.engine.caller(c) for c in app.engine.calls().values()]
+    return {c.number for c in callers if c is not None}
+
+
+async def events(server: PbxServer, *names: str) -> list[QueueEventRecord]:
+    assert server._store is not None
+    rows = await server._store.queue_events.between(0, 1e12)
+    return [e for e in rows if not names or e.event in names]
+
+
+async def test_callers_wait_and_are_distributed_round_robin_with_wrap_up(
+    tmp_path: Path,
+) -> None:
+    """6 callers, 3 agents logged in by *50 (rrmemory, wrap-up 1 s): the first three go
+    to 1001, 1002, 1003 in turn, the others wait until an agent has wrapped up; every
+    agent takes two calls and is never offered one before its wrap-up ended."""
+    queue = Queue("sales", "700", strategy="rrmemory", wrapup_seconds=1.0, ring_seconds=10)
+    async with acd_server(tmp_path, queue) as (server, app):
+        phones = [await phone(server, a, "uas_answer.xml", tmp_path / a, "-m", "2") for a in AGENTS]
+        try:
+            for agent in AGENTS:
+                await feature_code(server, agent, LOGIN_CODE)
+            assert [a["state"] for a in app.snapshot()["agents"]] == ["available"] * 3
+            async with contextlib.AsyncExitStack() as stack:
+                uas = [
+                    await stack.enter_async_context(SipClient(server.sip_port)) for _ in range(6)
+                ]
+                calls = []
+                for i, ua in enumerate(uas):
+                    invite, ok = await dial(ua, server, "700", caller=CALLERS[i])
+                    assert ok.status == 200
+                    calls.append((invite, ok))
+                    if i < 3:  # each of the first three is bridged before the next comes
+                        await until(lambda n=i: CALLERS[n] in talking(app))
+                await until(lambda: len(app.snapshot()["queues"][0]["waiting"]) == 3)
+                for i in range(6):  # callers hang up in turn; a waiting one takes the agent
+                    invite, ok = calls[i]
+                    await until(lambda n=i: CALLERS[n] in talking(app))
+                    bye = await uas[i].exchange(uas[i].in_dialog(invite, ok, "BYE", 3), timeout=10)
+                    assert bye.status == 200
+            await until(lambda: not app.engine.calls())
+            await app.flush()
+        finally:
+            for p in phones:
+                p.kill()
+        connects = await events(server, "CONNECT")
+        completes = await events(server, "COMPLETECALLER", "COMPLETEAGENT")
+    assert [c.agent for c in connects[:3]] == ["1001", "1002", "1003"]
+    assert sorted(c.agent or "" for c in connects) == [
+        "1001",
+        "1001",
+        "1002",
+        "1002",
+        "1003",
+        "1003",
+    ]
+    assert len(completes) == 6
+    for agent in AGENTS:  # wrap-up honoured: the second offer rang after the first's end + 1 s
+        first_end = min(c.time for c in completes if c.agent == agent)
+        second = max((c for c in connects if c.agent == agent), key=lambda c: c.time)
+        offered = second.time - float(second.data["ring"])
+        assert offered >= first_end + 1.0 - 1e-6, (agent, offered, first_end)
