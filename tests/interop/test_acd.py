@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acd.app import LOGIN_CODE, AcdApplication
+from acd.app import LOGIN_CODE, LOGOUT_CODE, PAUSE_CODE, AcdApplication
 from ivr.player import PromptPlayer
 from ivr.prompts import PromptStore
 from media.wav import write_wav
@@ -178,3 +178,67 @@ async def test_callers_wait_and_are_distributed_round_robin_with_wrap_up(
         second = max((c for c in connects if c.agent == agent), key=lambda c: c.time)
         offered = second.time - float(second.data["ring"])
         assert offered >= first_end + 1.0 - 1e-6, (agent, offered, first_end)
+
+
+async def test_paused_agent_never_offered_and_missed_rings_auto_pause(tmp_path: Path) -> None:
+    """linear queue 1001, 1002, 1003: 1001 pauses with *52 (never offered), 1002's phone
+    rings without answering (RINGNOANSWER, then auto-paused after 1 miss), 1003 takes
+    the call; *52 again unpauses 1001, *51 logs 1003 out; the control route answers
+    404 / 409 for an unknown agent / a refused change."""
+    queue = Queue(
+        "sales", "700", strategy="linear", ring_seconds=2.0, retry_seconds=0.5, autopause_after=1
+    )
+    async with acd_server(tmp_path, queue) as (server, app):
+        phones = [
+            await phone(server, "1001", "uas_answer.xml", tmp_path / "1001"),
+            await phone(server, "1002", "uas_ring_cancel.xml", tmp_path / "1002"),
+            await phone(server, "1003", "uas_answer.xml", tmp_path / "1003"),
+        ]
+        try:
+            for agent in AGENTS:
+                await feature_code(server, agent, LOGIN_CODE)
+            await feature_code(server, "1001", PAUSE_CODE)
+            states = {a["name"]: (a["state"], a["reason"]) for a in app.snapshot()["agents"]}
+            assert states["1001"] == ("paused", "phone")
+            async with SipClient(server.sip_port) as ua:
+                invite, ok = await dial(ua, server, "700", caller=CALLERS[0])
+                assert ok.status == 200
+                await until(lambda: CALLERS[0] in talking(app))
+                assert app.bridge_of("1003") is not None and app.bridge_of("1001") is None
+                states = {a["name"]: (a["state"], a["reason"]) for a in app.snapshot()["agents"]}
+                assert states == {
+                    "1001": ("paused", "phone"),
+                    "1002": ("paused", "auto-pause"),
+                    "1003": ("on-call", None),
+                }
+                bye = await ua.exchange(ua.in_dialog(invite, ok, "BYE", 3), timeout=10)
+                assert bye.status == 200
+            await until(lambda: not app.engine.calls())
+            await feature_code(server, "1001", PAUSE_CODE)
+            await feature_code(server, "1003", LOGOUT_CODE)
+            assert await app._route_agent({"agent": "9999", "action": "pause"}) == (
+                404,
+                {"error": "no agent '9999'"},
+            )
+            status, body = await app._route_agent({"agent": "1003", "action": "pause"})
+            assert (status, body) == (409, {"error": "1003 is not logged in"})
+            status, body = await app._route_agent(
+                {"agent": "1002", "action": "unpause", "queue": "sales"}
+            )
+            assert status == 200 and body["state"] == "available"
+            await app.flush()
+        finally:
+            for p in phones:
+                p.kill()
+        rows = [(e.agent, e.event, e.data.get("reason")) for e in await events(server)]
+    assert not [r for r in rows if r[0] == "1001" and r[1] in ("RINGNOANSWER", "CONNECT")]
+    assert ("1002", "RINGNOANSWER", None) in rows
+    assert ("1002", "PAUSE", "auto-pause") in rows
+    assert ("1001", "PAUSE", "phone") in rows
+    assert [r[1] for r in rows if r[0] == "1003"] == [
+        "AGENTLOGIN",
+        "CONNECT",
+        "COMPLETECALLER",
+        "AGENTLOGOFF",
+    ]
+    assert ("1001", "UNPAUSE", None) in rows
