@@ -254,6 +254,7 @@ class AcdApplication(CallShell):
                 if e.event in EVENTS and e.event not in _CALLBACK_EVENTS
             ]
         )
+        await self._persist_callbacks(batch, events)  # their events come first
         changed: dict[str, AgentChanged] = {}
         for action in batch:
             if isinstance(action, AgentChanged):
@@ -272,7 +273,6 @@ class AcdApplication(CallShell):
             )
         if not changed and records:
             await switch.queue_event_store.append(records)
-        await self._persist_callbacks(batch, events)
 
     async def _persist_callbacks(self, batch: list[Action], events: list[Any]) -> None:
         store = self.switch.callback_store

@@ -24,14 +24,17 @@ from pbx.store import Store
 from pbx.store.queue_events import QueueEventRecord
 from pbx.store.queues import Queue
 from sip.message import Request, make_response, parse_message
+from tests.interop.ear import listening, sine
 from tests.interop.peers import free_port
 from tests.interop.phones import PASSWORDS, dial, phone
-from tests.interop.sipclient import SipClient
+from tests.interop.sipclient import SipClient, media_address
 
 AGENTS = ("1001", "1002", "1003")
 CALLERS = tuple(f"200{i}" for i in range(6))  # a user has 4 calls at most
-#: Prompts replaced by pure tones (the switch's default music is 700 Hz... not used).
+MUSIC_HZ = 700
+#: Prompts replaced by pure tones, so that what a caller heard reads back in order.
 TONES = {
+    "music": MUSIC_HZ,
     "queue-you-are": 900,
     "queue-in-line": 1100,
     "digit-1": 1300,
@@ -60,7 +63,11 @@ async def acd_server(
     with `members`, tone prompts, and the ACD application as a service."""
     prompts = PromptStore(tmp_path / "prompts")
     t = np.arange(int(8000 * 0.3)) / 8000
+    (tmp_path / "moh").mkdir()
+    write_wav(tmp_path / "moh" / "tone.wav", sine(MUSIC_HZ, 2.0), 8000)
     for name, hz in TONES.items():
+        if name == "music":
+            continue
         wav = tmp_path / f"{name}.wav"
         write_wav(wav, (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16), 8000)
         prompts.add(name, wav)
@@ -242,3 +249,53 @@ async def test_paused_agent_never_offered_and_missed_rings_auto_pause(tmp_path: 
         "AGENTLOGOFF",
     ]
     assert ("1001", "UNPAUSE", None) in rows
+
+
+async def test_caller_hears_music_and_position_then_keeps_its_place_by_callback(
+    tmp_path: Path,
+) -> None:
+    """A caller alone in a queue with no agent logged in hears music, then "you are
+    number 1 in line, press 1 to be called back"; it presses 1, hears the confirmation
+    and is hung up; when 1001 logs in, 1001's phone rings first, then the caller's
+    number (2000's phone) is dialled and the two are bridged."""
+    queue = Queue("sales", "700", announce_frequency=2.0, ring_seconds=5.0)
+    async with acd_server(tmp_path, queue, members=("1001",)) as (server, app):
+        agent = await phone(server, "1001", "uas_answer.xml", tmp_path / "1001")
+        customer = await phone(server, CALLERS[0], "uas_answer.xml", tmp_path / "customer")
+        try:
+            async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+                _, ok = await dial(
+                    ua, server, "700", caller=CALLERS[0], rtp_port=ear.port, events=True
+                )
+                assert ok.status == 200
+                ear.remote = media_address(ok.body)
+                await ear.wait_for(
+                    "music", "queue-you-are", "digit-1", "queue-in-line", "queue-callback-offer"
+                )
+                await ear.wait_for("queue-callback-offer", "music")
+                ear.press("1")
+                await ear.wait_for("queue-callback-saved")
+                await answer_bye(ua)
+            [row] = app.snapshot()["queues"][0]["waiting"]
+            assert (row["caller"], row["callback"]) == (CALLERS[0], True)
+            await feature_code(server, "1001", LOGIN_CODE)
+            await until(lambda: app.bridge_of("1001") is not None)
+            bridge = app.bridge_of("1001")
+            assert bridge is not None
+            assert {bridge.a.callee, bridge.b.callee} == {"1001", CALLERS[0]}
+            await bridge.a.hangup()  # the customer hangs up
+            await until(lambda: not app.engine.calls())
+            await app.flush()
+        finally:
+            agent.kill()
+            customer.kill()
+        rows = [(e.agent, e.event, e.data.get("status")) for e in await events(server)]
+        assert server._store is not None
+        assert await server._store.callbacks.pending() == []
+    assert [r for r in rows if r[1] not in ("AGENTLOGIN", "WRAPUPEND")] == [
+        (None, "ENTERQUEUE", None),
+        (None, "CALLBACKREQUEST", None),
+        ("1001", "CALLBACKATTEMPT", "answered"),
+        ("1001", "CONNECT", None),
+        ("1001", "COMPLETECALLER", None),
+    ]
