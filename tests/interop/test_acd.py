@@ -23,7 +23,7 @@ from pbx.server import PbxServer
 from pbx.store import Store
 from pbx.store.queue_events import QueueEventRecord
 from pbx.store.queues import Queue
-from sip.message import Request, make_response, parse_message
+from sip.message import Request, Response, make_response, parse_message
 from tests.interop.ear import listening, sine
 from tests.interop.peers import free_port
 from tests.interop.phones import PASSWORDS, dial, phone
@@ -57,7 +57,10 @@ def _caller_user(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextlib.asynccontextmanager
 async def acd_server(
-    tmp_path: Path, queue: Queue, members: tuple[str, ...] = AGENTS
+    tmp_path: Path,
+    queue: Queue,
+    members: tuple[str, ...] = AGENTS,
+    skills: dict[str, dict[str, int]] | None = None,
 ) -> AsyncIterator[tuple[PbxServer, AcdApplication]]:
     """An in-process switch with users 1001-1003 (agents) and 2000-2005 (callers), `queue`
     with `members`, tone prompts, and the ACD application as a service."""
@@ -78,6 +81,8 @@ async def acd_server(
     await store.queues.add(queue)
     for agent in members:
         await store.queues.add_member(queue.name, agent)
+    for agent, levels in (skills or {}).items():
+        await store.agents.set_skills(agent, levels)
     await store.close()
     app = AcdApplication(PromptPlayer(prompts))
     server = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port()), applications=[app])
@@ -299,3 +304,109 @@ async def test_caller_hears_music_and_position_then_keeps_its_place_by_callback(
         ("1001", "CONNECT", None),
         ("1001", "COMPLETECALLER", None),
     ]
+
+
+async def call_in(server: PbxServer, ua: SipClient, caller: str) -> tuple[bytes, Response]:
+    invite, ok = await dial(ua, server, "700", caller=caller)
+    assert ok.status == 200
+    return invite, ok
+
+
+async def hang_up(ua: SipClient, call: tuple[bytes, Response]) -> None:
+    bye = await ua.exchange(ua.in_dialog(call[0], call[1], "BYE", 3), timeout=10)
+    assert bye.status == 200
+
+
+async def test_ringall_rings_every_free_agent_at_once(tmp_path: Path) -> None:
+    """ringall: the caller's offer rings 1001, 1002 and 1003 together; 1001 answers,
+    the two others are cancelled (their phones see INVITE then CANCEL)."""
+    queue = Queue("sales", "700", strategy="ringall", ring_seconds=10.0)
+    async with acd_server(tmp_path, queue) as (server, app):
+        phones = [
+            await phone(server, "1001", "uas_answer.xml", tmp_path / "1001"),
+            await phone(server, "1002", "uas_ring_cancel.xml", tmp_path / "1002"),
+            await phone(server, "1003", "uas_ring_cancel.xml", tmp_path / "1003"),
+        ]
+        try:
+            for agent in AGENTS:
+                await feature_code(server, agent, LOGIN_CODE)
+            async with SipClient(server.sip_port) as ua:
+                call = await call_in(server, ua, CALLERS[0])
+                await until(lambda: CALLERS[0] in talking(app))
+                assert app.engine.calls().keys() == {"1001"}
+                for cancelled in phones[1:]:  # INVITE, CANCEL, 487, ACK: one call done
+                    assert await asyncio.to_thread(cancelled.finish, 20) == 0
+                await hang_up(ua, call)
+            await until(lambda: not app.engine.calls())
+            await app.flush()
+        finally:
+            for p in phones:
+                p.kill()
+        connects = await events(server, "CONNECT")
+    assert [c.agent for c in connects] == ["1001"]
+
+
+async def test_leastrecent_gives_the_call_to_the_agent_idle_longest(tmp_path: Path) -> None:
+    """leastrecent (no wrap-up): three calls end in the order 2, 3, 1 of their agents;
+    the next two callers go to the agent of call 2, then of call 3."""
+    queue = Queue("sales", "700", strategy="leastrecent", ring_seconds=10.0)
+    async with acd_server(tmp_path, queue) as (server, app):
+        phones = [await phone(server, a, "uas_answer.xml", tmp_path / a, "-m", "2") for a in AGENTS]
+        try:
+            for agent in AGENTS:
+                await feature_code(server, agent, LOGIN_CODE)
+            async with contextlib.AsyncExitStack() as stack:
+                uas = [
+                    await stack.enter_async_context(SipClient(server.sip_port)) for _ in range(5)
+                ]
+                calls = []
+                for i in range(3):
+                    calls.append(await call_in(server, uas[i], CALLERS[i]))
+                    await until(lambda n=i: CALLERS[n] in talking(app))
+                agent_of = {app.engine.caller(c).number: a for a, c in app.engine.calls().items()}  # type: ignore[union-attr]
+                for i in (1, 2, 0):
+                    await hang_up(uas[i], calls[i])
+                    await until(lambda n=i: CALLERS[n] not in talking(app))
+                    await asyncio.sleep(0.05)  # distinct end times
+                later = [await call_in(server, uas[3], CALLERS[3])]
+                await until(lambda: CALLERS[3] in talking(app))
+                later.append(await call_in(server, uas[4], CALLERS[4]))
+                await until(lambda: CALLERS[4] in talking(app))
+                got = {app.engine.caller(c).number: a for a, c in app.engine.calls().items()}  # type: ignore[union-attr]
+                assert got[CALLERS[3]] == agent_of[CALLERS[1]]
+                assert got[CALLERS[4]] == agent_of[CALLERS[2]]
+                await hang_up(uas[3], later[0])
+                await hang_up(uas[4], later[1])
+            await until(lambda: not app.engine.calls())
+        finally:
+            for p in phones:
+                p.kill()
+
+
+async def test_skills_queue_offers_only_agents_with_the_level(tmp_path: Path) -> None:
+    """A queue requiring french >= 5: 1002 (french 7) takes both callers in turn; 1001
+    (french 3) and 1003 (no french) are never offered, the second caller waits."""
+    queue = Queue("sales", "700", strategy="leastrecent", skills={"french": 5})
+    skills = {"1001": {"french": 3}, "1002": {"french": 7}}
+    async with acd_server(tmp_path, queue, skills=skills) as (server, app):
+        phones = [await phone(server, a, "uas_answer.xml", tmp_path / a, "-m", "2") for a in AGENTS]
+        try:
+            for agent in AGENTS:
+                await feature_code(server, agent, LOGIN_CODE)
+            async with SipClient(server.sip_port) as ua1, SipClient(server.sip_port) as ua2:
+                first = await call_in(server, ua1, CALLERS[0])
+                await until(lambda: CALLERS[0] in talking(app))
+                second = await call_in(server, ua2, CALLERS[1])
+                await until(lambda: len(app.snapshot()["queues"][0]["waiting"]) == 1)
+                assert app.engine.offers() == {}
+                await hang_up(ua1, first)
+                await until(lambda: CALLERS[1] in talking(app))
+                await hang_up(ua2, second)
+            await until(lambda: not app.engine.calls())
+            await app.flush()
+        finally:
+            for p in phones:
+                p.kill()
+        rows = [(e.agent, e.event) for e in await events(server)]
+    offered = [a for a, e in rows if e in ("CONNECT", "RINGNOANSWER", "RINGCANCELED")]
+    assert offered == ["1002", "1002"]
