@@ -180,27 +180,28 @@ class CallShell(ShellState):
             self._input("agent_lost", agent)
             return True
         self._bridges[agent] = bridge
+        caller_end = asyncio.ensure_future(call.wait_ended())
+        agent_end = asyncio.ensure_future(agent_call.wait_ended())
+        waiting = asyncio.ensure_future(bridge.wait())
         try:
-            caller_end = asyncio.ensure_future(call.wait_ended())
-            agent_end = asyncio.ensure_future(agent_call.wait_ended())
-            waiting = asyncio.ensure_future(bridge.wait())
-            try:
-                await asyncio.wait(
-                    {caller_end, agent_end, waiting}, return_when=asyncio.FIRST_COMPLETED
-                )
-                by_agent = agent_end.done() and not caller_end.done()
-                await waiting
-            finally:
-                for future in (caller_end, agent_end, waiting):
-                    future.cancel()
-            if not (call.ended or agent_call.ended):
-                return None  # split: a Requeue
-        finally:
+            await asyncio.wait(
+                {caller_end, agent_end, waiting}, return_when=asyncio.FIRST_COMPLETED
+            )
+            split = not (call.ended or agent_call.ended)
+            by_agent = agent_end.done() and not caller_end.done()
             if self._bridges.get(agent) is bridge:
                 del self._bridges[agent]
             if self._agent_legs.get(agent) is agent_call:
                 del self._agent_legs[agent]
-        self._input("call_completed", call_id, by_agent=by_agent)
+            if split:
+                return None  # a Requeue
+            # Reported at once: hanging up the other leg (bridge.wait) can take until its
+            # BYE times out when that phone is gone.
+            self._input("call_completed", call_id, by_agent=by_agent)
+            await waiting
+        finally:
+            for future in (caller_end, agent_end, waiting):
+                future.cancel()
         return by_agent
 
     async def _bridge_customer(self, call_id: str, customer: Call, agent: str) -> None:

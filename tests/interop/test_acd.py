@@ -410,3 +410,44 @@ async def test_skills_queue_offers_only_agents_with_the_level(tmp_path: Path) ->
         rows = [(e.agent, e.event) for e in await events(server)]
     offered = [a for a, e in rows if e in ("CONNECT", "RINGNOANSWER", "RINGCANCELED")]
     assert offered == ["1002", "1002"]
+
+
+async def test_an_agent_whose_phone_dies_mid_call_is_never_left_on_call(tmp_path: Path) -> None:
+    """1001's sipp is killed (-9) while it talks to a caller: when the caller hangs up the
+    agent is free again (no BYE answer needed); the next caller's offer to the dead phone
+    ends as a ring-no-answer, never an agent stuck ringing or on call."""
+    queue = Queue("sales", "700", ring_seconds=2.0, retry_seconds=0.5)
+    async with acd_server(tmp_path, queue, members=("1001",)) as (server, app):
+        agent = await phone(server, "1001", "uas_answer.xml", tmp_path / "1001")
+        try:
+            await feature_code(server, "1001", LOGIN_CODE)
+            async with SipClient(server.sip_port) as ua, SipClient(server.sip_port) as ua2:
+                call = await call_in(server, ua, CALLERS[0])
+                await until(lambda: CALLERS[0] in talking(app))
+                agent.kill()
+                await hang_up(ua, call)
+                await until(lambda: not app.engine.calls())
+                [row] = app.snapshot()["agents"]
+                assert (row["state"], row["call"]) == ("available", None)
+                second = await call_in(server, ua2, CALLERS[1])
+                await until(
+                    lambda: (
+                        any(e["state"] == "available" for e in app.snapshot()["agents"])
+                        and not app.engine.offers()
+                        and bool(app.snapshot()["queues"][0]["waiting"])
+                        and app.engine.agent("1001").missed_offers > 0
+                    ),  # type: ignore[union-attr]
+                    timeout=40,
+                )
+                await hang_up(ua2, second)
+            await app.flush()
+        finally:
+            agent.kill()
+        rows = [(e.agent, e.event) for e in await events(server)]
+    assert rows[:4] == [
+        ("1001", "AGENTLOGIN"),
+        (None, "ENTERQUEUE"),
+        ("1001", "CONNECT"),
+        ("1001", "COMPLETECALLER"),
+    ]
+    assert ("1001", "RINGNOANSWER") in rows
