@@ -122,6 +122,11 @@ class CallShell(ShellState):
             log.warning("queue %s: cannot ring %s: %s", ring.queue, agent, exc)
             self._input("offer_failed", ring.caller, agent, status=500, offer_id=ring.offer_id)
             return
+        except Exception:  # never leave the agent ringing: the offer fails
+            self._rings.pop(key, None)
+            log.exception("queue %s: ringing %s failed", ring.queue, agent)
+            self._input("offer_failed", ring.caller, agent, status=500, offer_id=ring.offer_id)
+            return
         self._rings.pop(key, None)
         old = self._agent_legs.get(agent)
         if old is not None and not old.ended and old is not call:
