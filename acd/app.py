@@ -415,7 +415,11 @@ class AcdApplication(CallShell):
             return await self._agent_code(call, number)
         if number.startswith(SUPERVISE_CODES):
             # Lazy: acd.supervisor is another helper's (merged after this module).
-            supervisor = importlib.import_module("acd.supervisor")
+            try:
+                supervisor = importlib.import_module("acd.supervisor")
+            except ModuleNotFoundError:
+                await call.hangup(404, "Not Found")
+                return f"ACD {number[:4]}: no supervision in this installation"
             supervision = supervisor.Supervision(self, switch)
             cause: str = await supervision.handle_code(call, number)
             return cause

@@ -21,6 +21,7 @@ from media.wav import write_wav
 from pbx.config import Settings
 from pbx.server import PbxServer
 from pbx.store import Store
+from pbx.store.dialplan import Forwarding
 from pbx.store.queue_events import QueueEventRecord
 from pbx.store.queues import Queue
 from sip.message import Request, Response, make_response, parse_message
@@ -451,3 +452,31 @@ async def test_an_agent_whose_phone_dies_mid_call_is_never_left_on_call(tmp_path
         ("1001", "COMPLETECALLER"),
     ]
     assert ("1001", "RINGNOANSWER") in rows
+
+
+async def test_a_forwarding_to_a_queue_target_reaches_the_queue(tmp_path: Path) -> None:
+    """1003 forwards always to queue:sales: a call to 1003 is handed to the ACD (no more
+    480 "not served"), queued and bridged to the agent."""
+    queue = Queue("sales", "700")
+    async with acd_server(tmp_path, queue, members=("1001",)) as (server, app):
+        assert server._store is not None
+        await server._store.dialplan.set_forwarding(Forwarding("1003", always="queue:sales"))
+        agent = await phone(server, "1001", "uas_answer.xml", tmp_path / "1001")
+        try:
+            await feature_code(server, "1001", LOGIN_CODE)
+            async with SipClient(server.sip_port) as ua:
+                invite, ok = await dial(ua, server, "1003", caller=CALLERS[0])
+                assert ok.status == 200
+                await until(lambda: CALLERS[0] in talking(app))
+                await hang_up(ua, (invite, ok))
+            await until(lambda: not app.engine.calls())
+            await app.flush()
+        finally:
+            agent.kill()
+        rows = [(e.queue, e.agent, e.event) for e in await events(server)]
+    assert rows == [
+        ("", "1001", "AGENTLOGIN"),
+        ("sales", None, "ENTERQUEUE"),
+        ("sales", "1001", "CONNECT"),
+        ("sales", "1001", "COMPLETECALLER"),
+    ]
