@@ -29,6 +29,7 @@ from tests.interop.ear import listening, sine
 from tests.interop.peers import free_port
 from tests.interop.phones import PASSWORDS, dial, phone
 from tests.interop.sipclient import SipClient, media_address
+from tests.interop.test_api_bridge import Phone
 
 AGENTS = ("1001", "1002", "1003")
 CALLERS = tuple(f"200{i}" for i in range(6))  # a user has 4 calls at most
@@ -480,3 +481,29 @@ async def test_a_forwarding_to_a_queue_target_reaches_the_queue(tmp_path: Path) 
         ("sales", "1001", "CONNECT"),
         ("sales", "1001", "COMPLETECALLER"),
     ]
+
+
+async def test_callback_bridges_agent_and_customer_with_audio_both_ways(tmp_path: Path) -> None:
+    """The callback's agent (1001, sending 600 Hz) and customer (2000, sending 1400 Hz)
+    hear each other once bridged: a tone each way, by frequency analysis."""
+    queue = Queue("sales", "700", ring_seconds=10.0)
+    async with acd_server(tmp_path, queue, members=("1001",)) as (server, app):
+        async with Phone(server, "1001", 600) as agent, Phone(server, CALLERS[0], 1400) as customer:
+            async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+                port = ear.port
+                _, ok = await dial(ua, server, "700", caller=CALLERS[0], rtp_port=port, events=True)
+                assert ok.status == 200
+                ear.remote = media_address(ok.body)
+                await ear.wait_for("music")
+                ear.press("1")
+                await ear.wait_for("queue-callback-saved")
+                await answer_bye(ua)
+            await feature_code(server, "1001", LOGIN_CODE)
+            await until(lambda: agent.hears(1400) and customer.hears(600))
+            bridge = app.bridge_of("1001")
+            assert bridge is not None
+            await customer.hang_up()
+            await until(lambda: not app.engine.calls())
+            await app.flush()
+        connects = await events(server, "CONNECT")
+    assert [c.agent for c in connects] == ["1001"]
