@@ -507,3 +507,28 @@ async def test_callback_bridges_agent_and_customer_with_audio_both_ways(tmp_path
             await app.flush()
         connects = await events(server, "CONNECT")
     assert [c.agent for c in connects] == ["1001"]
+
+
+async def test_an_agent_busy_on_a_non_queue_call_is_not_offered(tmp_path: Path) -> None:
+    """1001 calls 1002 directly (not a queue call): while that call lasts a queued caller
+    is not offered to 1001 (ring_in_use off); when it ends, the caller gets 1001."""
+    queue = Queue("sales", "700", ring_seconds=10.0)
+    async with acd_server(tmp_path, queue, members=("1001",)) as (server, app):
+        agent = await phone(server, "1001", "uas_answer.xml", tmp_path / "1001")
+        other = await phone(server, "1002", "uas_answer.xml", tmp_path / "1002")
+        try:
+            await feature_code(server, "1001", LOGIN_CODE)
+            async with SipClient(server.sip_port) as own, SipClient(server.sip_port) as ua:
+                private = await dial(own, server, "1002", caller="1001")
+                assert private[1].status == 200
+                await until(lambda: app.engine.agent("1001").in_use)  # type: ignore[union-attr]
+                queued = await call_in(server, ua, CALLERS[0])
+                await until(lambda: bool(app.snapshot()["queues"][0]["waiting"]))
+                assert app.engine.offers() == {} and not app.engine.calls()
+                await hang_up(own, private)
+                await until(lambda: CALLERS[0] in talking(app))
+                await hang_up(ua, queued)
+            await until(lambda: not app.engine.calls())
+        finally:
+            agent.kill()
+            other.kill()
