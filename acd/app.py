@@ -407,7 +407,7 @@ class AcdApplication(CallShell):
             return True
         if number.startswith(QUEUE_PREFIX):
             return number[len(QUEUE_PREFIX) :] in self._configs
-        return number in self._numbers or await switch.queue_store.by_number(number) is not None
+        return number in self._numbers  # kept fresh by _reload (configuration changes)
 
     async def run(self, call: Call, switch: Switch) -> str:
         number = call.callee

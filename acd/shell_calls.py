@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from acd.engine_actions import (
     Action,
@@ -285,26 +286,50 @@ class CallShell(ShellState):
         leg = CallerLeg(call, queue)
         self._callers[call.id] = leg
         watcher = self._spawn(self._watch_caller(leg), f"ACD caller events {call.id}")
-        music: asyncio.Task[None] | None = None
+        # What the caller hears now: music, or an announcement (cut short by what
+        # matters more: an agent's bridge, an exit, the hang-up).
+        hearing: asyncio.Future[Any] | None = None
         try:
             self._input("caller_joined", call.id, queue, call.caller)
             while True:
-                if music is None and call.up:
-                    music = asyncio.ensure_future(call.music())
-                action = await leg.inbox.get()
+                if (hearing is None or hearing.done()) and call.up:
+                    hearing = asyncio.ensure_future(call.music())
+                getter = asyncio.ensure_future(leg.inbox.get())
+                waits: set[asyncio.Future[Any]] = {getter}
+                if hearing is not None:
+                    waits.add(hearing)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()  # the announcement ended: music again
+                    continue
+                action = getter.result()
+                await _stop(hearing)
+                hearing = None
                 if action is None:  # the caller hung up
                     return f"queue {leg.queue}: caller hung up"
-                await _stop(music)
-                music = None
+                if isinstance(action, Announce | Play):
+                    hearing = asyncio.ensure_future(self._announce(leg, action))
+                    continue
                 cause = await self._caller_action(leg, action)
                 if cause is not None:
                     return cause
         finally:
-            await _stop(music)
+            await _stop(hearing)
             watcher.cancel()
             self._callers.pop(call.id, None)
             if call.ended and self.engine.caller_state(call.id) is not None:
                 self._input("caller_left", call.id)
+
+    async def _announce(self, leg: CallerLeg, action: Announce | Play) -> None:
+        if isinstance(action, Play):
+            await self.prompts.play(leg.call, action.prompt)
+            return
+        names = ["queue-you-are", *digits_prompts(action.position), "queue-in-line"]
+        names += wait_prompts(action.wait)
+        cfg = self._queue_config(leg.queue)
+        if cfg is not None and cfg.callback_key == "1":
+            names.append("queue-callback-offer")
+        await self.prompts.play(leg.call, *names)
 
     async def _watch_caller(self, leg: CallerLeg) -> None:
         """Keys and the hang-up of a queued caller, as engine inputs."""
@@ -321,15 +346,8 @@ class CallShell(ShellState):
     async def _caller_action(self, leg: CallerLeg, action: Action) -> str | None:
         """One action for a queued caller; a cause when the caller is done with."""
         call = leg.call
-        if isinstance(action, Announce):
-            names = ["queue-you-are", *digits_prompts(action.position), "queue-in-line"]
-            names += wait_prompts(action.wait)
-            cfg = self._queue_config(leg.queue)
-            if cfg is not None and cfg.callback_key == "1":
-                names.append("queue-callback-offer")
-            await self.prompts.play(call, *names)
-        elif isinstance(action, Play):
-            await self.prompts.play(call, action.prompt)
+        if isinstance(action, Announce | Play):
+            await self._announce(leg, action)
         elif isinstance(action, Bridge):
             by_agent = await self._hold_bridge(call.id, call, action.agent)
             if by_agent is not None:
@@ -397,7 +415,7 @@ class CallShell(ShellState):
         return self._configs.get(queue)
 
 
-async def _stop(task: asyncio.Task[None] | asyncio.Future[None] | None) -> None:
+async def _stop(task: asyncio.Future[Any] | None) -> None:
     if task is not None and not task.done():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
