@@ -9,11 +9,12 @@ timer task and one persistence writer).
 
 The engine is the truth in memory; the shell (acd.shell_calls) carries out its
 actions. Persistence: the queue events (Emit) and agent snapshots (AgentChanged) of
-one input are written together, in input order, by the writer task: with one agent
-changed, in that agent's `set_state` transaction; with none, in one append; then
+one input are written together, in input order, by the writer task, in one
+transaction (`AgentRepo.set_states`; with no agent changed, one append); then
 published on the bus (`QueueLogged`, `AgentStateChanged`). Callback rows go through
 the callback store, which writes their own CALLBACKREQUEST / CALLBACKATTEMPT /
-CALLBACKDROP events. A failed write is logged, never undone in the engine.
+CALLBACKDROP events (their own transactions, before the batch's other events). A
+failed write is logged, never undone in the engine.
 
 Control routes: `GET /acd` (`snapshot`), `POST /acd/agent` {agent, action, reason?,
 queue?} (`agent_command`: 200, 404 unknown agent, 409 refused).
@@ -46,7 +47,7 @@ from pbx.events import (
     RegistrationDown,
     RegistrationUp,
 )
-from pbx.store.agents import AgentRecord
+from pbx.store.agents import AgentRecord, StateChange
 from pbx.store.queue_events import EVENTS, QueueEventRecord
 from pbx.store.queues import Queue
 
@@ -259,19 +260,11 @@ class AcdApplication(CallShell):
         for action in batch:
             if isinstance(action, AgentChanged):
                 changed[action.agent.name] = action
-        for i, change in enumerate(changed.values()):
-            agent = change.agent
-            await switch.agent_store.set_state(
-                agent.name,
-                agent.state.value,
-                agent.state_since,
-                agent.pause_reason if agent.state is AgentState.PAUSED else None,
-                records if i == len(changed) - 1 else (),
-                missed_offers=agent.missed_offers,
-                last_call_end=agent.last_call_end,
-                calls_taken=agent.calls_taken,
+        if changed:
+            await switch.agent_store.set_states(
+                [_state_change(change.agent) for change in changed.values()], records
             )
-        if not changed and records:
+        elif records:
             await switch.queue_event_store.append(records)
 
     async def _persist_callbacks(self, batch: list[Action], events: list[Any]) -> None:
@@ -610,6 +603,19 @@ def _config(queue: Queue) -> QueueConfig:
     values["skills"] = dict(queue.skills)
     values["skill_rules"] = tuple(SkillRule(r.after, r.relax, r.drop) for r in queue.skill_rules)
     return QueueConfig(**values)
+
+
+def _state_change(agent: Agent) -> StateChange:
+    """An engine snapshot as the agents table stores it."""
+    return StateChange(
+        agent.name,
+        agent.state.value,
+        agent.state_since,
+        agent.pause_reason if agent.state is AgentState.PAUSED else None,
+        missed_offers=agent.missed_offers,
+        last_call_end=agent.last_call_end,
+        calls_taken=agent.calls_taken,
+    )
 
 
 def _agent(record: AgentRecord, registered: bool) -> Agent:

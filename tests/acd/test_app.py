@@ -248,3 +248,20 @@ async def until(condition: Any, timeout: float = 10.0) -> None:
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_two_agents_changed_by_one_input_land_in_one_transaction(
+    app: tuple[AcdApplication, StoreSwitch], store: Store
+) -> None:
+    application, _ = app
+    one = Agent("1001", AgentState.AVAILABLE, 10.0)
+    two = Agent("1002", AgentState.PAUSED, 10.0, "lunch")
+    bad = QueueEvent(10.0, "", "", "1002", "UNPAUSE", {"paused": object()})
+    application._writes.put_nowait(([AgentChanged(one, None), AgentChanged(two, None)], False))
+    application._writes.put_nowait(
+        ([AgentChanged(Agent("1001", AgentState.PAUSED, 11.0), None), Emit(bad)], False)
+    )
+    await application.flush()
+    assert (await store.agents.get("1001")).state == "available"  # the second batch failed
+    record = await store.agents.get("1002")
+    assert (record.state, record.pause_reason) == ("paused", "lunch")
