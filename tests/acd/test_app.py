@@ -15,8 +15,9 @@ import pytest
 from acd.app import AcdApplication
 from acd.engine_actions import AgentChanged, Emit
 from acd.model import Agent, AgentState, QueueEvent
+from acd.shell_calls import digits_prompts, wait_prompts
 from ivr.player import PromptPlayer
-from ivr.prompts import PromptStore
+from ivr.prompts import DEFAULT_PROMPTS, PromptStore, tone_pattern
 from pbx.api import Cause, DialError, Outcome
 from pbx.errors import ConfigError, NotFoundError
 from pbx.events import AgentStateChanged, Event, EventBus, QueueLogged
@@ -265,3 +266,42 @@ async def test_two_agents_changed_by_one_input_land_in_one_transaction(
     assert (await store.agents.get("1001")).state == "available"  # the second batch failed
     record = await store.agents.get("1002")
     assert (record.state, record.pause_reason) == ("paused", "lunch")
+
+
+@pytest.mark.parametrize(
+    ("wait", "said"),
+    [
+        (None, []),
+        (0.0, ["queue-wait-about", "queue-less-than-minute"]),
+        (59.9, ["queue-wait-about", "queue-less-than-minute"]),
+        (60.0, ["queue-wait-about", "digit-1", "queue-minutes"]),
+        (61.0, ["queue-wait-about", "digit-2", "queue-minutes"]),
+        (725.0, ["queue-wait-about", "digit-1", "digit-3", "queue-minutes"]),
+    ],
+)
+def test_the_announced_wait_in_words(wait: float | None, said: list[str]) -> None:
+    assert wait_prompts(wait) == said
+
+
+def test_positions_are_said_digit_by_digit_and_every_prompt_exists() -> None:
+    assert digits_prompts(12) == ["digit-1", "digit-2"]
+    assert digits_prompts("+33 61") == ["digit-3", "digit-3", "digit-6", "digit-1"]
+    used = {
+        "queue-you-are",
+        "queue-in-line",
+        "queue-wait-about",
+        "queue-minutes",
+        "queue-less-than-minute",
+        "queue-callback-offer",
+        "queue-callback-saved",
+        "queue-unavailable",
+        "queue-callback-for",
+        "agent-logged-in",
+        "agent-logged-out",
+        "agent-paused",
+        "agent-unpaused",
+        "agent-not-member",
+    }
+    assert used <= DEFAULT_PROMPTS.keys()
+    patterns = {name: tone_pattern(name).tobytes() for name in DEFAULT_PROMPTS}
+    assert len(set(patterns.values())) == len(patterns)  # each tone fallback its own

@@ -532,3 +532,24 @@ async def test_an_agent_busy_on_a_non_queue_call_is_not_offered(tmp_path: Path) 
         finally:
             agent.kill()
             other.kill()
+
+
+async def test_max_wait_sends_the_caller_to_the_overflow_target(tmp_path: Path) -> None:
+    """No agent logged in, max wait 1 s, overflow to extension 1002: the caller leaves
+    with EXITWITHTIMEOUT and is connected to 1002's phone."""
+    queue = Queue("sales", "700", max_wait_seconds=1.0, overflow="1002")
+    async with acd_server(tmp_path, queue, members=("1001",)) as (server, app):
+        other = await phone(server, "1002", "uas_answer.xml", tmp_path / "1002")
+        try:
+            async with SipClient(server.sip_port) as ua:
+                call = await call_in(server, ua, CALLERS[0])
+                assert server.b2bua is not None
+                await until(lambda: bool(server.b2bua and server.b2bua.bridges))
+                assert app.snapshot()["queues"][0]["waiting"] == []
+                await hang_up(ua, call)
+            assert await asyncio.to_thread(other.finish, 20) == 0  # 1002 got the BYE
+            await app.flush()
+        finally:
+            other.kill()
+        rows = [(e.event, e.data.get("position")) for e in await events(server)]
+    assert rows == [("ENTERQUEUE", 1), ("EXITWITHTIMEOUT", 1)]
