@@ -17,6 +17,7 @@ import pytest
 from acd.app import LOGIN_CODE, LOGOUT_CODE, PAUSE_CODE, AcdApplication
 from ivr.player import PromptPlayer
 from ivr.prompts import PromptStore
+from ivr.voicemail import VoicemailApplication
 from media.wav import write_wav
 from pbx.config import Settings
 from pbx.server import PbxServer
@@ -48,6 +49,7 @@ TONES = {
     "agent-paused": 2100,
     "agent-unpaused": 2300,
     "agent-not-member": 2500,
+    "vm-beep": 2700,
 }
 
 
@@ -63,6 +65,7 @@ async def acd_server(
     queue: Queue,
     members: tuple[str, ...] = AGENTS,
     skills: dict[str, dict[str, int]] | None = None,
+    voicemail: bool = False,
 ) -> AsyncIterator[tuple[PbxServer, AcdApplication]]:
     """An in-process switch with users 1001-1003 (agents) and 2000-2005 (callers), `queue`
     with `members`, tone prompts, and the ACD application as a service."""
@@ -87,7 +90,12 @@ async def acd_server(
         await store.agents.set_skills(agent, levels)
     await store.close()
     app = AcdApplication(PromptPlayer(prompts))
-    server = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port()), applications=[app])
+    mailboxes = VoicemailApplication(tmp_path, player=PromptPlayer(prompts)) if voicemail else None
+    server = PbxServer(
+        Settings(data_dir=tmp_path, sip_port=free_port()),
+        applications=[app],
+        voicemail=mailboxes,
+    )
     await server.start()
     try:
         yield server, app
@@ -553,3 +561,33 @@ async def test_max_wait_sends_the_caller_to_the_overflow_target(tmp_path: Path) 
             other.kill()
         rows = [(e.event, e.data.get("position")) for e in await events(server)]
     assert rows == [("ENTERQUEUE", 1), ("EXITWITHTIMEOUT", 1)]
+
+
+async def test_the_voicemail_key_leaves_a_message_in_the_queues_mailbox(tmp_path: Path) -> None:
+    """voicemail key 2, overflow vm:1002 (the queue's mailbox): the caller presses 2,
+    leaves the queue (EXITWITHKEY) and records a message in 1002's box."""
+    queue = Queue("sales", "700", voicemail_key="2", overflow="vm:1002", max_wait_seconds=600)
+    async with acd_server(tmp_path, queue, members=("1001",), voicemail=True) as (server, app):
+        async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+            port = ear.port
+            invite, ok = await dial(
+                ua, server, "700", caller=CALLERS[0], rtp_port=port, events=True
+            )
+            assert ok.status == 200
+            ear.remote = media_address(ok.body)
+            await ear.wait_for("music")
+            ear.press("2")
+            assert server._store is not None
+            await until(lambda: not app.snapshot()["queues"][0]["waiting"])
+            await ear.wait_for("vm-beep")
+            await ear.talk(sine(800, 1.0))
+            await hang_up(ua, (invite, ok))
+        await app.flush()
+        rows = [(e.event, e.data.get("key")) for e in await events(server)]
+        for _ in range(100):
+            messages = await server._store.voicemail.messages("1002")
+            if messages:
+                break
+            await asyncio.sleep(0.05)
+    assert rows == [("ENTERQUEUE", None), ("EXITWITHKEY", "2")]
+    assert [m.caller for m in messages] == [CALLERS[0]]
