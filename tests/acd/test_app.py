@@ -20,7 +20,14 @@ from ivr.player import PromptPlayer
 from ivr.prompts import DEFAULT_PROMPTS, PromptStore, tone_pattern
 from pbx.api import Cause, DialError, Outcome
 from pbx.errors import ConfigError, NotFoundError
-from pbx.events import AgentStateChanged, Event, EventBus, QueueLogged
+from pbx.events import (
+    AgentStateChanged,
+    Event,
+    EventBus,
+    QueueLogged,
+    RegistrationDown,
+    RegistrationUp,
+)
 from pbx.store import Store
 from pbx.store.queues import Queue
 
@@ -305,3 +312,29 @@ def test_positions_are_said_digit_by_digit_and_every_prompt_exists() -> None:
     assert used <= DEFAULT_PROMPTS.keys()
     patterns = {name: tone_pattern(name).tobytes() for name in DEFAULT_PROMPTS}
     assert len(set(patterns.values())) == len(patterns)  # each tone fallback its own
+
+
+async def test_registrations_and_configuration_changes_reach_the_engine(
+    app: tuple[AcdApplication, StoreSwitch], store: Store
+) -> None:
+    application, switch = app
+    await application.agent_command("1001", "login")
+    phones = {"1001": False}
+    switch.registered = lambda user: phones.get(user, True)  # type: ignore[method-assign]
+    switch.publish(RegistrationDown("", "1001", "sip:1001@127.0.0.1:5062", "expired"))
+    await until(lambda: not application.engine.agent("1001").registered)  # type: ignore[union-attr]
+    phones["1001"] = True
+    switch.publish(RegistrationUp("", "1001", "sip:1001@127.0.0.1:5062"))
+    await until(lambda: application.engine.agent("1001").registered)  # type: ignore[union-attr]
+    assert not await application.handles("702", switch)  # type: ignore[arg-type]
+    await store.queues.add(Queue("billing", "702", strategy="linear"))
+    await store.agents.set_skills("1001", {"french": 4})
+    [reload] = switch.listeners
+    await reload()
+    assert await application.handles("702", switch)  # type: ignore[arg-type]
+    assert await application.handles("queue:billing", switch)  # type: ignore[arg-type]
+    assert await application.handles("*50", switch)  # type: ignore[arg-type]
+    assert await application.handles("*2231001", switch)  # type: ignore[arg-type]
+    assert not await application.handles("*223", switch)  # type: ignore[arg-type]
+    assert application.engine.agent("1001").skills == {"french": 4}  # type: ignore[union-attr]
+    assert application.engine.agent("1001").state is AgentState.AVAILABLE  # type: ignore[union-attr]

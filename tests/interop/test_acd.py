@@ -591,3 +591,16 @@ async def test_the_voicemail_key_leaves_a_message_in_the_queues_mailbox(tmp_path
             await asyncio.sleep(0.05)
     assert rows == [("ENTERQUEUE", None), ("EXITWITHKEY", "2")]
     assert [m.caller for m in messages] == [CALLERS[0]]
+
+
+async def test_a_non_member_dialling_the_login_code_hears_so(tmp_path: Path) -> None:
+    """1003 is in no queue: *50 answers, plays "agent-not-member" and hangs up."""
+    async with acd_server(tmp_path, Queue("sales", "700"), members=("1001",)) as (server, app):
+        async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+            _, ok = await dial(ua, server, LOGIN_CODE, caller="1003", rtp_port=ear.port)
+            assert ok.status == 200
+            ear.remote = media_address(ok.body)
+            await answer_bye(ua)
+            await ear.wait_for("agent-not-member")
+        assert [a["name"] for a in app.snapshot()["agents"]] == ["1001"]
+        assert await events(server) == []
