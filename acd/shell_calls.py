@@ -44,7 +44,7 @@ QUEUE_PREFIX = "queue:"
 MAILBOX_PREFIX = "vm:"
 #: Exit reasons after which a queue's overflow target (if any) takes the caller.
 OVERFLOW_REASONS = frozenset({"full", "joinempty", "empty"})
-_TO_CALLER = (Announce, Play, Exit, Overflow, Voicemail, Requeue)
+_TO_CALLER = (Announce, Play, Exit, Overflow, Voicemail)
 
 
 def digits_prompts(number: str | int) -> list[str]:
@@ -84,6 +84,8 @@ class CallShell(ShellState):
                     self._bridge_customer(action.caller, customer, action.agent),
                     f"ACD callback bridge {action.caller}",
                 )
+            elif isinstance(action, Requeue):  # now: the caller's task holds the bridge
+                self._requeue(action)
             elif isinstance(action, (Bridge, *_TO_CALLER)):
                 leg = self._callers.get(action.caller)
                 if leg is not None:
@@ -164,27 +166,40 @@ class CallShell(ShellState):
 
     # -- bridges -----------------------------------------------------------------------
 
+    def _requeue(self, action: Requeue) -> None:
+        """An escalation: part the caller from the agent (whose leg is hung up); the
+        caller's task, back from the split bridge, puts it on music again."""
+        bridge = self._bridges.get(action.agent)
+        if bridge is not None:
+            bridge.split()
+        self._drop_agent_leg(action.agent)
+        leg = self._callers.get(action.caller)
+        if leg is not None:
+            leg.queue = action.queue
+
     async def _hold_bridge(self, call_id: str, call: Call, agent: str) -> bool | None:
         """Bridge the caller's `call` with the agent's answered leg until one ends (True:
-        the agent hung up first); None after a split (Requeue). Reports to the engine
-        when the bridge cannot be made."""
+        the agent hung up first); None after a split (Requeue) or when no bridge could be
+        made (reported to the engine as agent_lost)."""
         self._answered.pop((call_id, agent), None)
         agent_call = self._agent_legs.get(agent)
         if call.ended:
             self._drop_agent_leg(agent)
             self._input("caller_left", call_id)
             return False
+        # No bridge: agent_lost; the engine's Exit "agent-lost" then ends the caller (None:
+        # its task goes on reading its actions).
         if agent_call is None or agent_call.ended:
             self._agent_legs.pop(agent, None)
             self._input("agent_lost", agent)
-            return True
+            return None
         try:
             bridge = self.switch.bridge(call, agent_call)
         except PbxError as exc:
             log.warning("call %s: cannot bridge to %s: %s", call_id, agent, exc)
             self._drop_agent_leg(agent)
             self._input("agent_lost", agent)
-            return True
+            return None
         self._bridges[agent] = bridge
         caller_end = asyncio.ensure_future(call.wait_ended())
         agent_end = asyncio.ensure_future(agent_call.wait_ended())
@@ -353,12 +368,6 @@ class CallShell(ShellState):
             if by_agent is not None:
                 who = "agent" if by_agent else "caller"
                 return f"queue {leg.queue}: answered by {action.agent}, {who} hung up"
-        elif isinstance(action, Requeue):
-            bridge = self._bridges.get(action.agent)
-            if bridge is not None:
-                bridge.split()
-            self._drop_agent_leg(action.agent)
-            leg.queue = action.queue
         elif isinstance(action, Exit):
             return await self._exit(leg, action.reason)
         elif isinstance(action, Overflow):
