@@ -17,6 +17,7 @@ import pytest
 from acd.app import LOGIN_CODE, LOGOUT_CODE, PAUSE_CODE, AcdApplication
 from ivr.player import PromptPlayer
 from ivr.prompts import PromptStore
+from ivr.runner import IvrApplication
 from ivr.voicemail import VoicemailApplication
 from media.wav import write_wav
 from pbx.config import Settings
@@ -66,6 +67,7 @@ async def acd_server(
     members: tuple[str, ...] = AGENTS,
     skills: dict[str, dict[str, int]] | None = None,
     voicemail: bool = False,
+    menu: str = "",
 ) -> AsyncIterator[tuple[PbxServer, AcdApplication]]:
     """An in-process switch with users 1001-1003 (agents) and 2000-2005 (callers), `queue`
     with `members`, tone prompts, and the ACD application as a service."""
@@ -88,12 +90,14 @@ async def acd_server(
         await store.queues.add_member(queue.name, agent)
     for agent, levels in (skills or {}).items():
         await store.agents.set_skills(agent, levels)
+    if menu:
+        await store.ivr.put(menu)
     await store.close()
     app = AcdApplication(PromptPlayer(prompts))
     mailboxes = VoicemailApplication(tmp_path, player=PromptPlayer(prompts)) if voicemail else None
     server = PbxServer(
         Settings(data_dir=tmp_path, sip_port=free_port()),
-        applications=[app],
+        applications=[IvrApplication(tmp_path), app] if menu else [app],
         voicemail=mailboxes,
     )
     await server.start()
@@ -604,3 +608,43 @@ async def test_a_non_member_dialling_the_login_code_hears_so(tmp_path: Path) -> 
             await ear.wait_for("agent-not-member")
         assert [a["name"] for a in app.snapshot()["agents"]] == ["1001"]
         assert await events(server) == []
+
+
+MENU = """
+[[menu]]
+name = "main"
+number = "800"
+greeting = "queue-in-line"
+timeout = 10.0
+[menu.options]
+"1" = "extension:queue:sales"
+"""
+
+
+async def test_an_ivr_choice_naming_a_queue_puts_the_caller_in_it(tmp_path: Path) -> None:
+    """The IVR's key 1 is `queue:sales`: the IVR caller is handed to the ACD (no new
+    media, no re-INVITE) and bridged to the agent."""
+    async with acd_server(tmp_path, Queue("sales", "700"), members=("1001",), menu=MENU) as (
+        server,
+        app,
+    ):
+        agent = await phone(server, "1001", "uas_answer.xml", tmp_path / "1001")
+        try:
+            await feature_code(server, "1001", LOGIN_CODE)
+            async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+                port = ear.port
+                invite, ok = await dial(
+                    ua, server, "800", caller=CALLERS[0], rtp_port=port, events=True
+                )
+                assert ok.status == 200
+                ear.remote = media_address(ok.body)
+                await ear.wait_for("queue-in-line")  # the menu's greeting
+                ear.press("1")
+                await until(lambda: CALLERS[0] in talking(app))
+                await hang_up(ua, (invite, ok))
+            await until(lambda: not app.engine.calls())
+            await app.flush()
+        finally:
+            agent.kill()
+        rows = [(e.queue, e.event) for e in await events(server) if e.call_id]
+    assert rows == [("sales", "ENTERQUEUE"), ("sales", "CONNECT"), ("sales", "COMPLETECALLER")]
