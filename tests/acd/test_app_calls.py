@@ -177,3 +177,47 @@ async def test_an_answered_offer_is_bridged_and_its_end_reported(
     events = [e.event for e in await switch.store.queue_events.between(0, 1e12)]
     complete = "COMPLETEAGENT" if first == "agent" else "COMPLETECALLER"
     assert events == ["AGENTLOGIN", "ENTERQUEUE", "CONNECT", complete]
+
+
+async def test_the_timer_task_ends_wrap_up_and_the_clock_never_goes_back(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "pbx.sqlite3")
+    await store.users.add("1001", "Xk3-secret-pass", "aiopbx")
+    await store.queues.add(Queue("sales", "700", wrapup_seconds=0.2))
+    await store.queues.add_member("sales", "1001")
+    switch = CallSwitch(store)
+    times = [1000.0]
+
+    def clock() -> float:
+        import time
+
+        return time.time() - times[0]  # starts 1000 s late, jumps forward below
+
+    app = AcdApplication(PromptPlayer(PromptStore(tmp_path / "prompts")), clock=clock)
+    try:
+        await app.start(switch)  # type: ignore[arg-type]
+        await app.agent_command("1001", "login")
+        caller = Leg("2000", "700")
+        served = asyncio.ensure_future(app.serve_caller(caller, "sales"))  # type: ignore[arg-type]
+        await until(lambda: "1001" in switch.ringing)
+        switch.answer("1001")
+        await until(lambda: app.bridge_of("1001") is not None)
+        seen = app._now()
+        times[0] = 1010.0  # the wall clock steps back 10 s: the engine keeps its time
+        await caller.hangup()
+        await asyncio.wait_for(served, 5)
+        assert _state(app) is AgentState.WRAP_UP
+        assert app._now() >= seen
+        times[0] = 990.0  # and forward 20 s: the wrap-up is over, the timer sees it
+        app._wake.set()
+        await until(lambda: _state(app) is AgentState.AVAILABLE)
+        await app.flush()
+        events = [e.event for e in await store.queue_events.between(0, 1e12)]
+        assert events[-2:] == ["COMPLETECALLER", "WRAPUPEND"]
+        assert [e.time for e in await store.queue_events.between(0, 1e12)] == sorted(
+            e.time for e in await store.queue_events.between(0, 1e12)
+        )
+    finally:
+        await app.close()
+        await store.close()
