@@ -141,7 +141,6 @@ class AcdApplication(CallShell):
 
     async def close(self) -> None:
         """Stop every task of the application (calls in queue end with the switch)."""
-        self._closing = True
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._writes.join(), 5.0)
         tasks = list(self._tasks)

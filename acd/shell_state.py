@@ -59,7 +59,6 @@ class ShellState:
         self._wake = asyncio.Event()
         self._writes: asyncio.Queue[tuple[list[Action], bool]] = asyncio.Queue()
         self._in_use: dict[str, set[str]] = {}  # agent -> ids of its non-queue calls
-        self._closing = False
         self._external = False  # inputs that follow the database (acd.app._reload)
 
     # -- clock, engine, tasks -------------------------------------------------------
