@@ -51,6 +51,7 @@ TONES = {
     "agent-unpaused": 2300,
     "agent-not-member": 2500,
     "vm-beep": 2700,
+    "queue-unavailable": 2900,
 }
 
 
@@ -648,3 +649,23 @@ async def test_an_ivr_choice_naming_a_queue_puts_the_caller_in_it(tmp_path: Path
             agent.kill()
         rows = [(e.queue, e.event) for e in await events(server) if e.call_id]
     assert rows == [("sales", "ENTERQUEUE"), ("sales", "CONNECT"), ("sales", "COMPLETECALLER")]
+
+
+async def test_a_full_queue_says_so_and_hangs_up(tmp_path: Path) -> None:
+    """max callers 1: the second caller is answered, hears "queue-unavailable" and is hung
+    up; no queue event is written for it (app_queue logs no refused join either)."""
+    queue = Queue("sales", "700", max_callers=1)
+    async with acd_server(tmp_path, queue, members=("1001",)) as (server, app):
+        async with SipClient(server.sip_port) as first, SipClient(server.sip_port) as second:
+            call = await call_in(server, first, CALLERS[0])
+            await until(lambda: len(app.snapshot()["queues"][0]["waiting"]) == 1)
+            async with listening(TONES) as ear:
+                _, ok = await dial(second, server, "700", caller=CALLERS[1], rtp_port=ear.port)
+                assert ok.status == 200
+                ear.remote = media_address(ok.body)
+                await answer_bye(second)
+                await ear.wait_for("queue-unavailable")
+            await hang_up(first, call)
+        await app.flush()
+        rows = [(e.event, e.data.get("caller")) for e in await events(server)]
+    assert rows == [("ENTERQUEUE", CALLERS[0]), ("ABANDON", None)]
