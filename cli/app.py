@@ -382,6 +382,7 @@ def serve(
             runner.IvrApplication(settings.data_dir, player=player),
             mailboxes,
             rooms.ConferenceApplication(player),
+            _import("acd.app").AcdApplication(player),
         ],
         voicemail=mailboxes,
         on_started=prepare_prompts,

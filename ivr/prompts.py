@@ -93,6 +93,21 @@ DEFAULT_PROMPTS: dict[str, str | None] = {
     ),
     "vm-record-greeting": "Record your greeting after the tone. Press pound when you are done.",
     "vm-greeting-saved": "Your greeting has been saved.",
+    # The ACD (acd.app): queued callers and agents' feature codes.
+    "queue-you-are": "You are number",
+    "queue-in-line": "in line.",
+    "queue-wait-about": "Your estimated wait is about",
+    "queue-minutes": "minutes.",
+    "queue-less-than-minute": "less than a minute.",
+    "queue-callback-offer": "Press 1 to be called back without losing your place.",
+    "queue-callback-saved": "We will call you back when it is your turn. Goodbye.",
+    "queue-unavailable": "Sorry, nobody can take your call now. Goodbye.",
+    "queue-callback-for": "Callback for",
+    "agent-logged-in": "You are logged in.",
+    "agent-logged-out": "You are logged out.",
+    "agent-paused": "You are paused.",
+    "agent-unpaused": "You are available again.",
+    "agent-not-member": "You are not an agent of any queue.",
     **{
         f"digit-{d}": word
         for d, word in enumerate(
@@ -113,6 +128,19 @@ _TONES: dict[str, tuple[tuple[float, int], ...]] = {
     "ivr-goodbye": ((_HIGH, 200), (_LOW, 300)),
     "vm-unavailable": ((_LOW, 250), (_HIGH, 250), (_LOW, 250)),
     BEEP: ((1000.0, 300),),
+    # The ACD's: frequencies no derived pattern uses (440/520/620/740), so a test can
+    # tell them apart from the rest.
+    "queue-you-are": ((880.0, 300), (1180.0, 300)),
+    "queue-in-line": ((1180.0, 200), (880.0, 200)),
+    "queue-callback-offer": ((960.0, 200), (960.0, 200), (1260.0, 300)),
+    "queue-callback-saved": ((1260.0, 300), (960.0, 300)),
+    "queue-unavailable": ((340.0, 300), (340.0, 300)),
+    "queue-callback-for": ((1400.0, 300), (1100.0, 300)),
+    "agent-logged-in": ((1100.0, 200), (1400.0, 200)),
+    "agent-logged-out": ((1400.0, 200), (1100.0, 200)),
+    "agent-paused": ((1100.0, 400),),
+    "agent-unpaused": ((1400.0, 400),),
+    "agent-not-member": ((340.0, 150), (1400.0, 150)),
 }
 _GAP_MS = 60
 _LEVEL = 0.25  # about -12 dBFS

@@ -110,6 +110,8 @@ class Reached:
     #: sent to it; "" for calls that stayed inside.
     trunk: str = ""
     trunk_number: str = ""
+    #: "queue:NAME" when the number is a queue the frontend (the ACD) serves.
+    queue: str | None = None
 
 
 def pick_failure(statuses: list[int]) -> tuple[int, Disposition]:
@@ -459,6 +461,13 @@ class B2bua:
         if reached.trunk:
             await self.store.cdrs.set_trunk(cdr, reached.trunk, reached.trunk_number)
         via = reached.via
+        if reached.queue is not None and self.frontend is not None:
+            callee, inbound.callee = inbound.callee, reached.queue  # the ACD answers it
+            served = await self.frontend.serve(inbound)
+            if served is not None:
+                return await self._served(inbound, cdr, served + via)
+            inbound.callee = callee
+            log.warning("call %s: %s: no ACD application serves it", inbound.id, reached.why)
         if reached.winner is not None:
             return await self._answered(inbound, reached.winner, media, cdr, via)
         if reached.cancelled:
@@ -563,8 +572,9 @@ class B2bua:
 
     async def _unserved_queue(self, caller: Call | None, target: str, via: str) -> Reached | None:
         """`target` as a queue (`queue:NAME` from configuration, or a queue's number), or
-        None when it is neither. The ACD application serves queue numbers; until it runs
-        here such calls are refused 480 (404: no such queue), never routed out."""
+        None when it is neither. A caller's call goes to the frontend (the ACD application
+        serves queues: `Reached.queue`); without a caller or a frontend it is refused 480
+        (404: no such queue), never routed out."""
         who = caller.id if caller is not None else "-"
         if target.startswith(QUEUE_PREFIX):
             name = target[len(QUEUE_PREFIX) :]
@@ -579,10 +589,13 @@ class B2bua:
             if queue is None:
                 return None
             name, number = queue.name, queue.number
-        log.warning(
-            "call %s: queue %s (number %s): no ACD application serves it", who, name, number
-        )
+        if caller is None or self.frontend is None:
+            log.warning(
+                "call %s: queue %s (number %s): no ACD application serves it", who, name, number
+            )
         return Reached(
+            queue=f"{QUEUE_PREFIX}{name}" if caller is not None else None,
+            why=f"queue {name} (number {number})",
             status=480,
             reason="Temporarily Unavailable",
             cause=f"480 queue {name} ({number}) not served",
@@ -920,6 +933,13 @@ class B2bua:
         winner = reached.winner
         if winner is None:
             self.ports.release(pair_b)
+            if reached.queue is not None and self.frontend is not None:
+                callee, call.callee = call.callee, reached.queue
+                cause = await self.frontend.serve(call)
+                if cause is not None:
+                    return 200, cause + reached.via
+                call.callee = callee
+                log.warning("call %s: %s: no ACD application serves it", call.id, reached.why)
             if reached.voicemail is not None and self.frontend is not None:
                 reason = "busy" if reached.why == "busy" else "unavailable"
                 cause = await self.frontend.deposit(call, reached.voicemail, reason)

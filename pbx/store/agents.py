@@ -30,7 +30,7 @@ from pbx.store.database import Database
 from pbx.store.queue_events import QueueEventRecord, append_in
 from pbx.store.queues import check_skill
 
-__all__ = ["STATES", "AgentRecord", "AgentRepo"]
+__all__ = ["STATES", "AgentRecord", "AgentRepo", "StateChange"]
 
 #: acd.model.AgentState's values.
 STATES = ("logged-out", "available", "ringing", "on-call", "wrap-up", "paused")
@@ -58,6 +58,19 @@ _COLUMNS = (
     "name, state, state_since, pause_reason, skills, wrapup_seconds, missed_offers,"
     " last_call_end, calls_taken, logged_in_since"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One agent's new state for `AgentRepo.set_states` (`set_state`'s arguments)."""
+
+    name: str
+    state: str
+    now: float
+    reason: str | None = None
+    missed_offers: int | None = None
+    last_call_end: Mapping[str, float] | None = None
+    calls_taken: Mapping[str, int] | None = None
 
 
 def _agent(row: sqlite3.Row | Sequence[Any]) -> AgentRecord:
@@ -204,6 +217,31 @@ class AgentRepo:
             await _write(conn, agent)
             await append_in(conn, events)
         return agent
+
+    async def set_states(
+        self, changes: Sequence[StateChange], events: Iterable[QueueEventRecord] = ()
+    ) -> None:
+        """Several agents' `set_state` and `events` in one transaction (what one input of
+        the ACD engine changed): all of it lands or none.
+
+        Raises: NotFoundError, ConfigError as `set_state` (nothing is written).
+        """
+        for change in changes:
+            if change.state not in STATES:
+                raise ConfigError(f"agent state {change.state!r}: choose {', '.join(STATES)}")
+            check_reason(change.reason)
+        async with self._db.transaction() as conn:
+            for c in changes:
+                current = await _agent_in(conn, c.name)
+                agent = _changed(current, c.state, c.now, c.reason if c.state == PAUSED else None)
+                counters: dict[str, Any] = {
+                    "missed_offers": c.missed_offers,
+                    "last_call_end": None if c.last_call_end is None else dict(c.last_call_end),
+                    "calls_taken": None if c.calls_taken is None else dict(c.calls_taken),
+                }
+                agent = _replace(agent, **{k: v for k, v in counters.items() if v is not None})
+                await _write(conn, agent)
+            await append_in(conn, list(events))
 
     async def login(self, name: str, now: float, queue: str | None = None) -> list[str]:
         """Log agent `name` into all its queues (or only into `queue`); returns the queues
