@@ -225,7 +225,12 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     ) -> None:
         # `pbx serve` plugs the IVR and voicemail in as applications of the switch.
         names = [type(a).__name__ for a in applications]
-        assert names == ["IvrApplication", "VoicemailApplication", "ConferenceApplication"]
+        assert names == [
+            "IvrApplication",
+            "VoicemailApplication",
+            "ConferenceApplication",
+            "AcdApplication",
+        ]
         assert voicemail is applications[1]
         calls.append(settings)
 
