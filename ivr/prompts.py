@@ -93,6 +93,8 @@ DEFAULT_PROMPTS: dict[str, str | None] = {
     ),
     "vm-record-greeting": "Record your greeting after the tone. Press pound when you are done.",
     "vm-greeting-saved": "Your greeting has been saved.",
+    "supervisor-denied": "You are not allowed to supervise agents. Goodbye.",
+    "supervisor-no-call": "That agent is not on a queue call. Goodbye.",
     **{
         f"digit-{d}": word
         for d, word in enumerate(
@@ -113,6 +115,8 @@ _TONES: dict[str, tuple[tuple[float, int], ...]] = {
     "ivr-goodbye": ((_HIGH, 200), (_LOW, 300)),
     "vm-unavailable": ((_LOW, 250), (_HIGH, 250), (_LOW, 250)),
     BEEP: ((1000.0, 300),),
+    "supervisor-denied": ((_HIGH, 150), (_HIGH, 150), (_LOW, 450)),
+    "supervisor-no-call": ((_LOW, 150), (_LOW, 150), (_HIGH, 450)),
 }
 _GAP_MS = 60
 _LEVEL = 0.25  # about -12 dBFS

@@ -57,8 +57,9 @@ async def test_owner_across_tables(tmp_path: Path) -> None:
 
 
 def test_feature_codes_match_the_code_that_answers_them() -> None:
+    from acd.supervisor import BARGE_CODE, LISTEN_CODE, WHISPER_CODE
     from ivr.voicemail import ANY_BOX_CODE, FEATURE_CODE
     from pbx.bridge import AUTOMON
 
-    acd = {"*50", "*51", "*52", "*222", "*223", "*224"}  # answered by the ACD application
+    acd = {"*50", "*51", "*52", LISTEN_CODE, WHISPER_CODE, BARGE_CODE}  # the ACD application
     assert set(FEATURE_CODES) == {FEATURE_CODE, ANY_BOX_CODE, AUTOMON} | acd
