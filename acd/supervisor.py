@@ -217,6 +217,9 @@ class Supervision:
             )
             await self._refuse(call, DENIED_PROMPT, "not a supervisor")
             return f"supervision refused: {call.caller} is not a supervisor (role {role})"
+        if code.agent == call.caller:
+            await self._refuse(call, DENIED_PROMPT, "supervising oneself")
+            return f"supervision refused: {call.caller} cannot supervise their own call"
         bridge = self._live_bridge(code.agent)
         if bridge is None:
             await self._refuse(call, NO_CALL_PROMPT, "agent not on a queue call")
@@ -253,6 +256,8 @@ class Supervision:
             raise NotFoundError(f"no such extension {from_ext!r}")
         if not may_supervise(role):
             raise PbxError(f"{from_ext} is not a supervisor (role {role})")
+        if from_ext == agent:
+            raise PbxError(f"{from_ext} cannot supervise their own call")
         if self._live_bridge(agent) is None:
             raise PbxError(f"agent {agent} is not on a queue call")
         try:
@@ -269,9 +274,15 @@ class Supervision:
             await self._play(call, NO_CALL_PROMPT)
             await call.hangup(0, "agent's call ended")
             raise PbxError(f"agent {agent}'s call ended before {from_ext} answered")
-        self._join(call, bridge, agent, chosen)
+        events = call.subscribe()  # from now on: keys pressed before the task runs count
+        try:
+            self._join(call, bridge, agent, chosen)
+        except PbxError:
+            events.close()
+            await call.hangup(0, "agent's call ended")
+            raise
         task = asyncio.get_running_loop().create_task(
-            self._stay(call, bridge, agent, chosen), name=f"supervisor {call.id}"
+            self._stay(call, events, bridge, agent, chosen), name=f"supervisor {call.id}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -315,19 +326,22 @@ class Supervision:
         log.info("call %s: supervisor %s %s agent %s", call.id, call.caller, mode.value, agent)
 
     async def _join_and_stay(self, call: Call, bridge: Bridge, agent: str, mode: Mode) -> str:
+        events = call.subscribe()
         try:
             self._join(call, bridge, agent, mode)
         except PbxError as exc:  # the call ended between the look-up and the answer
+            events.close()
             log.info("call %s: cannot supervise %s: %s", call.id, agent, exc)
             await self._play(call, NO_CALL_PROMPT)
             await call.hangup(0, "agent's call ended")
             return f"supervision: agent {agent} has no queue call ({exc})"
-        return await self._stay(call, bridge, agent, mode)
+        return await self._stay(call, events, bridge, agent, mode)
 
-    async def _stay(self, call: Call, bridge: Bridge, agent: str, mode: Mode) -> str:
-        """Follow the supervisor's keys until they hang up or the bridge is over (then
-        hang them up); returns the CDR's cause."""
-        events = call.subscribe()
+    async def _stay(
+        self, call: Call, events: Subscription, bridge: Bridge, agent: str, mode: Mode
+    ) -> str:
+        """Follow the supervisor's keys (`events`) until they hang up or the bridge is
+        over (then hang them up); returns the CDR's cause."""
         over = asyncio.ensure_future(bridge.over())
         try:
             async for event in _until(events, over):
@@ -360,14 +374,18 @@ class Supervision:
 
 async def _until(events: Subscription, over: asyncio.Future[None]) -> AsyncIterator[CallEvent]:
     """The call's events until it ends or `over` completes."""
-    while True:
-        following: asyncio.Future[CallEvent | None] = asyncio.ensure_future(anext(events, None))
-        waits: set[asyncio.Future[Any]] = {following, over}
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if not following.done():
+    following: asyncio.Future[CallEvent | None] | None = None
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(events, None))
+            waits: set[asyncio.Future[Any]] = {following, over}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                return
+            event = following.result()
+            if event is None:
+                return
+            yield event
+    finally:
+        if following is not None and not following.done():
             following.cancel()
-            return
-        event = following.result()
-        if event is None:
-            return
-        yield event
