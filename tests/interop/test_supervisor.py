@@ -246,8 +246,19 @@ async def test_only_supervisors_and_only_agents_on_a_call(
     }
 
 
-async def test_pbx_agent_whisper_rings_the_supervisor_and_joins(
-    acd: tuple[PbxServer, StandInAcd],
+#: What each side hears once the supervisor is in, by command.
+HEARD = {
+    "spy": ({900}, {500}),  # (the caller hears, the agent hears)
+    "whisper": ({900}, {500, 1300}),
+    "barge": ({900, 1300}, {500, 1300}),
+}
+DONE = {"spy": "listens to", "whisper": "whispers to", "barge": "barged in on"}
+MODES = {"spy": "listen", "whisper": "whisper", "barge": "barge"}
+
+
+@pytest.mark.parametrize("command", ["spy", "whisper", "barge"])
+async def test_pbx_agent_command_rings_the_supervisor_and_joins(
+    acd: tuple[PbxServer, StandInAcd], command: str
 ) -> None:
     server, stand_in = acd
     data_dir = server.settings.data_dir
@@ -256,34 +267,43 @@ async def test_pbx_agent_whisper_rings_the_supervisor_and_joins(
         Party(server, SUPERVISOR, HZ[SUPERVISOR]) as supervisor,
     ):
         done = await asyncio.to_thread(
-            pbx_cli, data_dir, "agent", "whisper", AGENT, "--from", SUPERVISOR
+            pbx_cli, data_dir, "agent", command, AGENT, "--from", SUPERVISOR
         )
         assert done.returncode == 0, done.stderr
-        assert done.stdout.startswith(f"{SUPERVISOR} whispers to {AGENT}'s call (")
+        assert done.stdout.startswith(f"{SUPERVISOR} {DONE[command]} {AGENT}'s call (")
+        to_caller, to_agent = HEARD[command]
         await _settled(
             lambda: (
                 supervisor.hears_only({500, 900}, EVERY)
-                and caller.hears_only({900}, EVERY)
-                and agent.hears_only({500, 1300}, EVERY)
+                and caller.hears_only(to_caller, EVERY)
+                and agent.hears_only(to_agent, EVERY)
             ),
-            "whisper from the rung phone",
+            f"{command} from the rung phone",
         )
-        # One-line refusals, exit 1.
-        for args, error in (
-            (("spy", AGENT, "--from", CALLER), f"{CALLER} is not a supervisor (role agent)"),
-            (("barge", "4711", "--from", SUPERVISOR), "no such agent '4711'"),
-            (("spy", CALLER, "--from", SUPERVISOR), f"agent {CALLER} is not on a queue call"),
-            (("spy", AGENT, "--from", "4711"), "no such extension '4711'"),
-        ):
-            refused = await asyncio.to_thread(pbx_cli, data_dir, "agent", *args)
-            assert refused.returncode == 1, refused.stdout
-            assert refused.stderr.count("\n") == 1, refused.stderr
-            assert refused.stderr.startswith("pbx: error: ") and error in refused.stderr
         # The agent hangs up: the caller and the supervisor are hung up by the switch.
         await agent.hang_up()
     rows = await closed_cdrs(server, 3)
     rung = [r for r in rows if r.callee == SUPERVISOR]
     assert len(rung) == 1
     assert rung[0].hangup_cause == (
-        f"the agent's call ended (placed by the switch for supervisor whisper of agent {AGENT})"
+        "the agent's call ended"
+        f" (placed by the switch for supervisor {MODES[command]} of agent {AGENT})"
     )
+
+
+async def test_pbx_agent_spy_refusals_are_one_line(acd: tuple[PbxServer, StandInAcd]) -> None:
+    server, stand_in = acd
+    data_dir = server.settings.data_dir
+    async with queue_call(server, stand_in):
+        for args, error in (
+            (("spy", AGENT, "--from", CALLER), f"{CALLER} is not a supervisor (role agent)"),
+            (("barge", "4711", "--from", SUPERVISOR), "no such agent '4711'"),
+            (("spy", CALLER, "--from", SUPERVISOR), f"agent {CALLER} is not on a queue call"),
+            (("spy", AGENT, "--from", "4711"), "no such extension '4711'"),
+            # 1003 has no phone registered: nobody answers.
+            (("whisper", AGENT, "--from", SUPERVISOR), f"{SUPERVISOR} did not answer: 480"),
+        ):
+            refused = await asyncio.to_thread(pbx_cli, data_dir, "agent", *args)
+            assert refused.returncode == 1, refused.stdout
+            assert refused.stderr.count("\n") == 1, refused.stderr
+            assert refused.stderr.startswith("pbx: error: ") and error in refused.stderr
