@@ -22,11 +22,13 @@ import numpy as np
 import pytest
 
 from acd.supervisor import Supervision, parse_code
+from media.wav import write_wav
 from pbx.api import Bridge, Call, Switch
 from pbx.config import Settings
 from pbx.server import PbxServer
 from pbx.store import Store
 from sip.message import Request, make_response, parse_message
+from tests.interop.baresip import Baresip
 from tests.interop.ear import Ear, listening, sine
 from tests.interop.peers import free_port, pbx_cli
 from tests.interop.phones import PASSWORDS, closed_cdrs, dial
@@ -307,3 +309,69 @@ async def test_pbx_agent_spy_refusals_are_one_line(acd: tuple[PbxServer, StandIn
             assert refused.returncode == 1, refused.stdout
             assert refused.stderr.count("\n") == 1, refused.stderr
             assert refused.stderr.startswith("pbx: error: ") and error in refused.stderr
+
+
+# -- a real phone as the supervisor ------------------------------------------------------
+
+
+def _recent_level(samples: np.ndarray, hz: float, seconds: float = 0.5) -> float:
+    tail = samples[-int(8000 * seconds) :]
+    return level(tail, hz) if len(tail) == int(8000 * seconds) else 0.0
+
+
+async def test_baresip_supervisor_listens_then_barges_by_key(
+    acd: tuple[PbxServer, StandInAcd], tmp_path: Path
+) -> None:
+    """The supervisor is baresip (its own RTP stack, RFC 4733 keys): it dials `*222`,
+    hears caller and agent, is heard by neither; key 6 makes it heard by both; when the
+    agent hangs up the switch ends baresip's call."""
+    server, stand_in = acd
+    source = tmp_path / "supervisor.wav"
+    write_wav(source, sine(HZ[SUPERVISOR], 90.0), 8000)
+    phone = Baresip(
+        tmp_path / "baresip",
+        user=SUPERVISOR,
+        password=PASSWORDS[SUPERVISOR],
+        registrar_port=server.sip_port,
+        source_wav=source,
+        dump_calls=True,
+    )
+    await asyncio.to_thread(phone.start)
+    try:
+        await asyncio.to_thread(phone.wait_for_output, r"200 OK .*\[1 binding\]", 15)
+        async with queue_call(server, stand_in) as (caller, agent):
+            await asyncio.to_thread(
+                phone.command, "dial", f"sip:*222{AGENT}@127.0.0.1:{server.sip_port}"
+            )
+            await asyncio.to_thread(phone.wait_for_event, "CALL_ESTABLISHED", 20)
+
+            def heard(hz: int) -> float:
+                return _recent_level(phone.received_audio(), hz)
+
+            await _settled(
+                lambda: (
+                    caller.hears_only({900}, EVERY)
+                    and agent.hears_only({500}, EVERY)
+                    and heard(500) > 1000
+                    and heard(900) > 1000
+                    and heard(1300) < 100
+                ),
+                "baresip listens",
+            )
+            await asyncio.to_thread(phone.send_digits, "6")
+            await _settled(
+                lambda: (
+                    caller.hears_only({900, 1300}, EVERY)
+                    and agent.hears_only({500, 1300}, EVERY)
+                    and heard(500) > 1000
+                    and heard(900) > 1000
+                ),
+                "baresip barges in",
+            )
+            await agent.hang_up()
+            await asyncio.to_thread(phone.wait_for_event, "CALL_CLOSED", 20)
+    finally:
+        await asyncio.to_thread(phone.stop)
+    rows = await closed_cdrs(server, 3)
+    supervised = [r for r in rows if r.callee == f"*222{AGENT}"]
+    assert [r.hangup_cause for r in supervised] == [f"agent {AGENT}'s call ended (barge)"]
