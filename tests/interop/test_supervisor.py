@@ -375,3 +375,39 @@ async def test_baresip_supervisor_listens_then_barges_by_key(
     rows = await closed_cdrs(server, 3)
     supervised = [r for r in rows if r.callee == f"*222{AGENT}"]
     assert [r.hangup_cause for r in supervised] == [f"agent {AGENT}'s call ended (barge)"]
+
+
+async def test_a_split_bridge_ends_the_supervision(acd: tuple[PbxServer, StandInAcd]) -> None:
+    """The ACD parts caller and agent (a transfer, an escalation): the supervisor the
+    switch rang is hung up, the two calls stay up."""
+    server, stand_in = acd
+    assert stand_in.supervision is not None
+    async with (
+        queue_call(server, stand_in) as (caller, agent),
+        Party(server, SUPERVISOR, HZ[SUPERVISOR]) as supervisor,
+    ):
+        result = await stand_in.supervision.supervise(AGENT, "barge", SUPERVISOR)
+        assert result["mode"] == "barge"
+        await _settled(lambda: caller.hears_only({900, 1300}, EVERY), "barged in")
+        bridge = stand_in.bridges[AGENT]
+        bridge.split()
+        await _settled(
+            lambda: caller.hears_only(set(), EVERY) and agent.hears_only(set(), EVERY),
+            "split: caller and agent apart, the supervisor gone",
+        )
+        assert bridge.a.up and bridge.b.up
+        store = server._store
+        assert store is not None and supervisor.invite is not None
+
+        async def closed() -> list[str]:
+            return [r.hangup_cause or "" for r in await store.cdrs.list() if r.end is not None]
+
+        for _ in range(300):  # bounded: 15 s
+            if await closed():
+                break
+            await asyncio.sleep(0.05)
+        assert await closed() == [
+            f"the agent's call ended (placed by the switch for supervisor barge of agent {AGENT})"
+        ]
+        for call in (bridge.a, bridge.b):
+            await call.hangup()
