@@ -21,6 +21,12 @@ or the ACD split it); then the switch hangs the supervisor up.
 A caller who may not supervise hears "supervisor-denied" and is hung up; an agent with
 no queue call gives "supervisor-no-call". The decisions (which code, which role, who
 may) are pure functions at the top; `Supervision` is the asyncio shell on the Call API.
+
+Wiring (the ACD application): make one `Supervision(self, switch, player=prompts)` in
+its `start` and call `register_routes(switch)` there; hand every call to a number
+starting with a code to `handle_code`; await `close()` in its own `close`. The switch
+pays for it only while someone supervises: a bridge becomes a mixed room on `add`, and
+stays one until it ends.
 """
 
 from __future__ import annotations
