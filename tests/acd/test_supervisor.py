@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from acd.supervisor import (
     BARGE_CODE,
+    DENIED_PROMPT,
     LISTEN_CODE,
+    NO_CALL_PROMPT,
     ROUTE,
     WHISPER_CODE,
     Mode,
@@ -24,6 +27,9 @@ from acd.supervisor import (
     parse_code,
     parse_mode,
 )
+from ivr.player import PromptPlayer
+from ivr.prompts import PromptStore, tone_pattern
+from media.wav import write_wav
 from pbx.api import CallEvent, Cause, DialError, EventKind, Outcome, PbxError, Role, Subscription
 from pbx.errors import NotFoundError
 from pbx.store.numbering import FEATURE_CODES
@@ -94,6 +100,12 @@ class FakeCall:
     played: list[str] = field(default_factory=list)
     hung_up: list[tuple[int, str]] = field(default_factory=list)
     subs: list[Subscription] = field(default_factory=list)
+
+    @property
+    def up(self) -> bool:
+        return self.answered and not self.ended
+
+    has_media = up
 
     async def answer(self) -> bool:
         self.answered = True
@@ -356,3 +368,20 @@ def test_cli_without_a_running_server_says_so_in_one_line(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("pbx: error: the server is not running")
+
+
+async def test_refusals_play_the_prompt_set_when_given_a_player(tmp_path: Path) -> None:
+    prompts = PromptStore(tmp_path / "prompts")
+    for name, seconds in ((DENIED_PROMPT, 0.25), (NO_CALL_PROMPT, 0.5)):
+        wav = tmp_path / f"{name}.wav"
+        write_wav(wav, np.zeros(int(8000 * seconds), np.int16), 8000)
+        prompts.add(name, wav)
+    player = PromptPlayer(prompts)
+    player._defaults_ready = True
+    switch, acd = FakeSwitch(), FakeAcd()
+    supervision = Supervision(acd, switch, player=player)  # type: ignore[arg-type]
+    denied, no_call = FakeCall("d", caller="1001"), FakeCall("n", caller="1003")
+    await supervision.handle_code(denied, "*2221002")  # type: ignore[arg-type]
+    await supervision.handle_code(no_call, "*2221002")  # type: ignore[arg-type]
+    assert (denied.played, no_call.played) == (["2000 samples"], ["4000 samples"])
+    assert not np.array_equal(tone_pattern(DENIED_PROMPT), tone_pattern(NO_CALL_PROMPT))
