@@ -91,7 +91,6 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_queue_call(
     acd: tuple[PbxServer, acd_app.AcdApplication],
 ) -> None:
     server, app = acd
-    await app.agent_command(AGENT, "login")
     loop = asyncio.get_running_loop()
     async with (
         Party(server, AGENT, HZ[AGENT]) as agent,
@@ -100,6 +99,7 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_queue_call(
         listening({}) as supervisor,
         SipClient(server.sip_port) as supervisor_ua,
     ):
+        await app.agent_command(AGENT, "login")  # once its phone is registered
         _, ok = await dial(caller_ua, server, "700", caller=CALLER, rtp_port=caller.port)
         assert ok.status == 200
         caller.remote = media_address(ok.body)
