@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from acd.engine_actions import Action, AgentChanged, CallbackDeleted, CallbackSa
 from acd.estimate import Estimator
 from acd.model import Agent, AgentState, Caller, Member, QueueConfig, SkillRule, Strategy
 from acd.shell_calls import QUEUE_PREFIX, CallShell
+from acd.supervisor import Supervision
 from ivr.player import PromptPlayer
 from pbx.api import Bridge, Call, PbxError, Switch
 from pbx.errors import ConfigError, NotFoundError
@@ -96,6 +96,7 @@ class AcdApplication(CallShell):
         self._callback_ring_seconds = callback_ring_seconds
         self._callback_ids: dict[str, int] = {}  # caller call id -> callback row id
         self._published: dict[str, str] = {}  # agent -> state last published
+        self._supervision: Supervision | None = None
 
     # -- Service --------------------------------------------------------------------------
 
@@ -131,6 +132,8 @@ class AcdApplication(CallShell):
         self._carry_out(actions)
         switch.add_route("GET /acd", self._route_snapshot)
         switch.add_body_route("POST /acd/agent", self._route_agent)
+        self._supervision = Supervision(self, switch, player=self.prompts)
+        self._supervision.register_routes(switch)
         switch.on_config_change(self._reload)
         log.info(
             "ACD: %d queues, %d agents, %d callbacks pending",
@@ -141,6 +144,8 @@ class AcdApplication(CallShell):
 
     async def close(self) -> None:
         """Stop every task of the application (calls in queue end with the switch)."""
+        if self._supervision is not None:
+            await self._supervision.close()  # hangs up supervisors it rang
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._writes.join(), 5.0)
         tasks = list(self._tasks)
@@ -406,13 +411,7 @@ class AcdApplication(CallShell):
         if number in (LOGIN_CODE, LOGOUT_CODE, PAUSE_CODE):
             return await self._agent_code(call, number)
         if number.startswith(SUPERVISE_CODES):
-            # Lazy: acd.supervisor is another helper's (merged after this module).
-            try:
-                supervisor = importlib.import_module("acd.supervisor")
-            except ModuleNotFoundError:
-                await call.hangup(404, "Not Found")
-                return f"ACD {number[:4]}: no supervision in this installation"
-            supervision = supervisor.Supervision(self, switch)
+            supervision = self._supervision or Supervision(self, switch, player=self.prompts)
             cause: str = await supervision.handle_code(call, number)
             return cause
         if number.startswith(QUEUE_PREFIX):

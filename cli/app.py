@@ -52,6 +52,7 @@ from cli.prompt import prompt_app
 from cli.queue import queue_app
 from cli.route import route_app
 from cli.sim import sim_app
+from cli.supervise import add_supervise_commands
 from cli.trunk import trunk_app
 from cli.vm import vm_app
 from pbx.config import Settings
@@ -185,6 +186,7 @@ app.add_typer(vm_app, name="vm")
 app.add_typer(conf_app, name="conf")
 app.command("erlang")(erlang_command)
 app.add_typer(queue_app, name="queue")
+add_supervise_commands(agent_app)  # pbx agent spy|whisper|barge (acd.supervisor)
 app.add_typer(agent_app, name="agent")
 
 PasswordOption = Annotated[

@@ -108,6 +108,8 @@ DEFAULT_PROMPTS: dict[str, str | None] = {
     "agent-paused": "You are paused.",
     "agent-unpaused": "You are available again.",
     "agent-not-member": "You are not an agent of any queue.",
+    "supervisor-denied": "You are not allowed to supervise agents. Goodbye.",
+    "supervisor-no-call": "That agent is not on a queue call. Goodbye.",
     **{
         f"digit-{d}": word
         for d, word in enumerate(
@@ -141,6 +143,8 @@ _TONES: dict[str, tuple[tuple[float, int], ...]] = {
     "agent-paused": ((1100.0, 400),),
     "agent-unpaused": ((1400.0, 400),),
     "agent-not-member": ((340.0, 150), (1400.0, 150)),
+    "supervisor-denied": ((_HIGH, 150), (_HIGH, 150), (_LOW, 450)),
+    "supervisor-no-call": ((_LOW, 150), (_LOW, 150), (_HIGH, 450)),
 }
 _GAP_MS = 60
 _LEVEL = 0.25  # about -12 dBFS

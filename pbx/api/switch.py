@@ -107,6 +107,20 @@ class Bridge:
         assert outcome is not None
         return outcome
 
+    async def over(self) -> None:
+        """Until the bridge is over (one call ended, or `split`), doing nothing about it:
+        a watcher's wait (a supervisor in the room), where `wait` is the owner's."""
+        waits = {
+            asyncio.ensure_future(self.a._leg.ended.wait()),
+            asyncio.ensure_future(self.b._leg.ended.wait()),
+            asyncio.ensure_future(self._split.wait()),
+        }
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
     def split(self) -> None:
         """Part the two calls; both stay up with the application."""
         self._unjoin()

@@ -58,8 +58,10 @@ async def test_owner_across_tables(tmp_path: Path) -> None:
 
 def test_feature_codes_match_the_code_that_answers_them() -> None:
     from acd.app import ACD_CODES
+    from acd.supervisor import BARGE_CODE, LISTEN_CODE, WHISPER_CODE
     from ivr.voicemail import ANY_BOX_CODE, FEATURE_CODE
     from pbx.bridge import AUTOMON
 
     acd = set(ACD_CODES)  # answered by the ACD application
+    assert {LISTEN_CODE, WHISPER_CODE, BARGE_CODE} <= acd
     assert set(FEATURE_CODES) == {FEATURE_CODE, ANY_BOX_CODE, AUTOMON} | acd
