@@ -70,10 +70,12 @@ def _figures(stats: QueueStats | None) -> str:
         name: text_cell(name, getattr(stats, name))
         for name in ("offered", "answered", "abandoned", "sl", "asa", "aht")
     }
+    for name in ("asa", "aht"):
+        cells[name] += "" if cells[name] == "-" else " s"
     return (
         f"today: offered {cells['offered']}  answered {cells['answered']}"
         f"  abandoned {cells['abandoned']}  SL {cells['sl']} (within"
-        f" {stats.threshold:g} s)  ASA {cells['asa']} s  AHT {cells['aht']} s"
+        f" {stats.threshold:g} s)  ASA {cells['asa']}  AHT {cells['aht']}"
     )
 
 
