@@ -157,6 +157,4 @@ def test_errors_are_one_line_exit_1(data_dir: Path, args: tuple[str, ...], messa
 
 def test_help_says_a_running_server_does_it() -> None:
     result = runner.invoke(app, ["agent", "login", "--help"])
-    assert "Goes through the running server's ACD when one runs" in " ".join(
-        result.stdout.split()
-    )
+    assert "Goes through the running server's ACD when one runs" in " ".join(result.stdout.split())
