@@ -28,7 +28,7 @@ from acd.stats import AgentStats, QueueStats, as_rows, queue_stats, text_rows
 from cli.common import format_table, open_existing, run
 from cli.erlang import parse_duration
 from pbx.config import Settings
-from pbx.errors import ConfigError
+from pbx.errors import ConfigError, ControlError
 from pbx.instance import pid_alive
 from pbx.store import Store
 
@@ -219,20 +219,27 @@ async def _stored_board(store: Store, now: float) -> dict[str, Any]:
     return wallboard.store_snapshot(rows, agents, now)
 
 
-async def _today(
-    data_dir: Path, now: float, with_board: bool
-) -> tuple[dict[str, QueueStats], dict[str, Any] | None, list[str]]:
+async def _read(
+    data_dir: Path, now: float, *, stats: bool, board: bool
+) -> tuple[dict[str, QueueStats] | None, dict[str, Any] | None, list[str]]:
+    """Today's figures (when `stats`), the stored board (when `board`), the queue names."""
     since = local_midnight(now)
     async with await open_existing(data_dir) as store:
-        history = await read_history(store, since, now)
-        board = await _stored_board(store, now) if with_board else None
-    today = queue_stats(history.events, since, now, history.thresholds) if since < now else {}
-    return today, board, history.queues
+        today: dict[str, QueueStats] | None = None
+        if stats and since >= now:  # the very first instant of the day
+            today = {}
+        elif stats:
+            history = await read_history(store, since, now)
+            today = queue_stats(history.events, since, now, history.thresholds)
+        stored = await _stored_board(store, now) if board else None
+        names = [q.name for q in await store.queues.all()]
+    return today, stored, names
 
 
 class Wallboard:
     """`pbx queue show`: frames from the live snapshot (or the store with no server) and
-    today's figures, re-read from the store every `stats_every` seconds."""
+    today's figures, re-read from the store every `stats_every` seconds (not every frame:
+    they scan the day's queue log)."""
 
     def __init__(self, data_dir: Path, queue: str | None, stats_every: float = 5.0) -> None:
         self._data_dir = data_dir
@@ -252,8 +259,9 @@ class Wallboard:
         stale = now - self._read_at >= self._stats_every
         board: dict[str, Any] | None = None
         if stale or not live:
-            self._today, board, known = run(_today(self._data_dir, now, not live))
-            self._read_at = now
+            today, board, known = run(_read(self._data_dir, now, stats=stale, board=not live))
+            if today is not None:
+                self._today, self._read_at = today, now
             if self._queue is not None and self._queue not in known:
                 raise ConfigError(f"no queue {self._queue!r}")
         snapshot = live_snapshot(self._settings) if live else board
@@ -261,11 +269,19 @@ class Wallboard:
         return snapshot, self._today
 
     def lines(self) -> list[str]:
+        """The frame as text (`--once`)."""
         snapshot, today = self.frame()
         return wallboard.lines(snapshot, today, self._queue)
 
     def renderable(self) -> Any:
-        snapshot, today = self.frame()
+        """The frame for rich's Live view; a server that stops answering mid-way is shown
+        as a line (the next frame falls back to the store once it is gone)."""
+        try:
+            snapshot, today = self.frame()
+        except ControlError as exc:
+            from rich.text import Text
+
+            return Text(f"pbx: {exc}")
         return wallboard.renderable(snapshot, today, self._queue)
 
 
