@@ -187,9 +187,11 @@ def renderable(
 
     parts: list[Any] = []
     for section in sections(snapshot, today, queue):
+        if parts:
+            parts.append(Text(""))
         parts.append(Text("\n".join(section.lines)))
         if section.table is not None:
-            table = RichTable(*section.table.headers, box=None, padding=(0, 2, 0, 2))
+            table = RichTable(*section.table.headers, box=None, padding=(0, 2, 0, 0))
             for row in section.table.rows:
                 table.add_row(*row)
             parts.append(table)
