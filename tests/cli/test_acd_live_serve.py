@@ -10,13 +10,17 @@ snapshot, and once the server stops the commands write the database again.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from pbx.store import Queue, Store
-from tests.interop.peers import PbxProcess, add_users, free_port, pbx_cli
+from tests.interop.peers import PbxProcess, add_users, free_port, pbx_cli, run_sipp, wait_for
+
+SCENARIOS = Path(__file__).parent.parent / "data" / "sipp"
 
 
 async def _setup(data_dir: Path) -> None:
@@ -84,3 +88,38 @@ def test_agent_commands_and_board_through_the_running_acd(server: PbxProcess) ->
     assert refused.stderr.startswith("pbx: error: ") and refused.stderr.count("\n") == 1
     server.stop()
     assert _ok(data_dir, "agent", "login", "1002") == "1002 logged in to queue(s) sales\n"
+
+
+def test_a_waiting_caller_on_the_board_then_in_the_figures(
+    server: PbxProcess, tmp_path: Path
+) -> None:
+    """A sipp caller waits in the queue (nobody logged in) for 6 s and hangs up: the board
+    shows it waiting, then today's figures count it offered and abandoned."""
+    data_dir = server.data_dir
+
+    def board() -> list[str]:
+        return _ok(data_dir, "queue", "show", "sales", "--once").splitlines()
+
+    with ThreadPoolExecutor(1) as pool:
+        caller = pool.submit(
+            run_sipp,
+            SCENARIOS / "uac_call.xml",
+            server.port,
+            workdir=tmp_path / "caller",
+            inf=[("1002", "[authentication username=1002 password=Aa-secret-xyz2]", "700")],
+            timeout=60,
+            extra=("-d", "6000", "-auth_uri", f"700@127.0.0.1:{server.port}"),
+        )
+        wait_for(lambda: "  waiting 1  longest wait" in "\n".join(board()), 30, "the caller")
+        waiting = board()
+        [row] = [line.split() for line in waiting if line.startswith("  1    ")]
+        assert row[:2] == ["1", "1002"], waiting
+        result = caller.result(90)
+    assert (result.returncode, result.successful) == (0, 1), result.output
+    wait_for(lambda: "  waiting 0  longest wait" in "\n".join(board()), 30, "the caller to go")
+    assert board()[4] == (
+        "  today: offered 1  answered 0  abandoned 1  SL - (within 20 s)  ASA -  AHT -"
+    )
+    [sales] = json.loads(_ok(data_dir, "queue", "report", "sales", "--format", "json"))
+    assert (sales["offered"], sales["abandoned"], sales["waiting"]) == (1, 1, 0)
+    assert 5.0 <= sales["longest_wait"] < 60.0
