@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cli import reports
 from cli.app import app
 from pbx.api import Call, Switch
 from pbx.config import Settings
@@ -86,7 +87,11 @@ class FakeAcd:
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[tuple[Path, FakeAcd]]:
+async def served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Path, FakeAcd]]:
+    # "Today" began an hour ago: the events below are today's even just after midnight.
+    monkeypatch.setattr(reports, "local_midnight", lambda now: now - 3600.0)
     async with await Store.open(tmp_path / "pbx.sqlite3") as store:
         await store.settings.set_default("realm", "aiopbx")
         for user in ("1001", "1002"):

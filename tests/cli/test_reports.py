@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cli import reports
 from cli.app import app
 from cli.reports import parse_when, period
 from pbx.errors import ConfigError
@@ -197,8 +198,9 @@ def test_erlang_without_queue_still_needs_its_options() -> None:
     assert result.stderr.startswith("pbx: error: Missing option '--per'")
 
 
-def test_queue_show_once_without_a_server(data_dir: Path) -> None:
+def test_queue_show_once_without_a_server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Today's figures from the store (an event stamped a minute ago), agents from it."""
+    monkeypatch.setattr(reports, "local_midnight", lambda now: now - 3600.0)  # even at 00:00
 
     async def today() -> None:
         async with await Store.open(data_dir / "pbx.sqlite3") as store:
@@ -235,5 +237,6 @@ def test_when_forms(text: str, expected: float) -> None:
 def test_today_is_local_midnight() -> None:
     now = at(15, 20)
     assert period("today", None, now) == (at(0, 0), now)
+    assert reports.local_midnight(now) == at(0, 0)
     with pytest.raises(ConfigError, match="not before"):
         period("today", "2026-11-29", now)
