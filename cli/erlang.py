@@ -5,18 +5,28 @@
 prints the offered traffic, the fewest agents reaching the target (and the occupancy
 cap when given), and a table of service level, ASA, P(wait) and occupancy for the
 head counts around it, the chosen one marked. Offline: no database needed.
+
+    pbx erlang --queue sales --since 7d --target 80/20
+
+suggests staffing per hour of day (local time) from the queue's measured history
+(`acd.stats.staffing_by_hour`: calls per hour and AHT of the calls that entered in that
+hour of day over the period), with the same target, cap and shrinkage options.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click.exceptions import MissingParameter  # typer vendors click
 
 from acd.erlang import Staffing, agents_for, scheduled, staffing, traffic
-from cli.common import format_table
+from acd.stats import HourStaffing, staffing_by_hour
+from cli.common import DataDirOption, data_dir_of, format_table, run
 from pbx.errors import ConfigError
 
 # The table shows the chosen head count and this many on either side.
@@ -137,19 +147,84 @@ def erlang_report(
     return "\n".join([*lines, "", format_table(headers, rows)])
 
 
+def history_report(
+    hours: list[HourStaffing],
+    queue: str,
+    since: float,
+    until: float,
+    target: float,
+    threshold: float,
+    shrinkage: float | None,
+) -> str:
+    """The text `pbx erlang --queue` prints: one row per hour of day the period covers."""
+    span = f"{_stamp(since)} to {_stamp(until)}"
+    lines = [
+        f"queue {queue}: staffing by hour of day from {span}"
+        f" ({target * 100:g} % answered within {threshold:g} s)"
+    ]
+    if not any(h.calls_per_hour for h in hours):
+        lines.append("no calls entered the queue in the period")
+    headers = ["hour", "calls/h", "AHT", "Erlangs", "agents"]
+    if shrinkage is not None:
+        headers.append("scheduled")
+    rows = []
+    for h in hours:
+        row = [
+            f"{h.hour:02d}:00",
+            f"{h.calls_per_hour:.2f}",
+            "-" if h.aht is None else _seconds(round(h.aht, 2)),
+            f"{h.traffic:.2f}",
+            "-" if h.agents is None else str(h.agents),
+        ]
+        if shrinkage is not None:
+            row.append("-" if h.scheduled is None else str(h.scheduled))
+        rows.append(row)
+    return "\n".join([*lines, "", format_table(headers, rows)])
+
+
+def _stamp(when: float) -> str:
+    return datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M")
+
+
+def _from_history(
+    data_dir: Path,
+    queue: str,
+    since: str,
+    until: str | None,
+    target: tuple[float, float],
+    cap: float | None,
+    share: float | None,
+) -> str:
+    from cli import reports  # cli.reports imports this module
+
+    start, end = reports.period(since, until)
+    history = run(reports.load_history(data_dir, start, end))
+    if queue not in reports.known_names(history, "queue"):
+        raise ConfigError(f"no queue {queue!r} (and no events of one)")
+    tz = datetime.now().astimezone().tzinfo or UTC
+    hours = staffing_by_hour(
+        history.events, start, end, target[0], target[1], queue=queue,
+        max_occupancy=cap, shrinkage=share, tz=tz,
+    )  # fmt: skip
+    return history_report(hours, queue, start, end, target[0], target[1], share)
+
+
 def erlang_command(
+    ctx: typer.Context,
     calls: Annotated[
-        float, typer.Option("--calls", help="Calls offered per period.", show_default=False)
-    ],
+        float | None,
+        typer.Option("--calls", help="Calls offered per period.", show_default=False),
+    ] = None,
     per: Annotated[
-        str, typer.Option("--per", help="The period: 30m, 1h, 90s or seconds.", show_default=False)
-    ],
+        str | None,
+        typer.Option("--per", help="The period: 30m, 1h, 90s or seconds.", show_default=False),
+    ] = None,
     aht: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--aht", help="Average handle time (talk + wrap-up): 180, 3m, 90s.", show_default=False
         ),
-    ],
+    ] = None,
     target: Annotated[
         str,
         typer.Option("--target", help="Service level: PERCENT/SECONDS answered within."),
@@ -170,11 +245,30 @@ def erlang_command(
             show_default=False,
         ),
     ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option("--queue", help="Staffing per hour of day from this queue's history instead."),
+    ] = None,
+    since: Annotated[
+        str, typer.Option("--since", help="With --queue: the history's start (7d, 2026-12-01).")
+    ] = "7d",
+    until: Annotated[
+        str | None, typer.Option("--until", help="With --queue: its end [default: now].")
+    ] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Agents needed for a call volume (Erlang C), with SL, ASA, P(wait) and occupancy
-    for the neighbouring head counts."""
-    if not (math.isfinite(calls) and calls >= 0):
-        raise ConfigError(f"--calls {calls:g} must be a number of calls >= 0")
+    for the neighbouring head counts; with --queue, per hour of day from its history."""
+    if queue is not None:
+        given = [
+            o for o, v in (("--calls", calls), ("--per", per), ("--aht", aht)) if v is not None
+        ]
+        if given:
+            raise ConfigError(f"--queue computes from history: leave out {', '.join(given)}")
+    else:
+        for option, value in (("--calls", calls), ("--per", per), ("--aht", aht)):
+            if value is None:
+                raise MissingParameter(ctx=ctx, param_hint=f"'{option}'", param_type="option")
     goal, threshold = parse_target(target)
     cap = None
     if max_occupancy is not None:
@@ -182,6 +276,15 @@ def erlang_command(
     share = None
     if shrinkage is not None:
         share = percent("--shrinkage", shrinkage, zero_ok=True, hundred_ok=False)
+    if queue is not None:
+        target_pair = (goal, threshold)
+        typer.echo(
+            _from_history(data_dir_of(data_dir), queue, since, until, target_pair, cap, share)
+        )
+        return
+    assert calls is not None and per is not None and aht is not None
+    if not (math.isfinite(calls) and calls >= 0):
+        raise ConfigError(f"--calls {calls:g} must be a number of calls >= 0")
     typer.echo(
         erlang_report(
             calls,

@@ -1,4 +1,5 @@
-"""`pbx queue add|set|list|del` and `pbx queue member add|set|del|list`: ACD queues.
+"""`pbx queue add|set|list|del`, `pbx queue member add|set|del|list`: ACD queues;
+`pbx queue show [NAME]` (live wallboard) and `pbx queue report` (figures over a period).
 
 The configuration lives in the database (`pbx.store.queues`); a queue's number is in the
 numbering plan, and DIDs, IVR actions, ring-group overflow and forwarding reach it as
@@ -8,12 +9,15 @@ numbering plan, and DIDs, IVR actions, ring-group overflow and forwarding reach 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from acd.stats import QueueStats, queue_stats
+from cli import reports
 from cli.common import DataDirOption, data_dir_of, format_table, open_existing, run
 from cli.ivr import references as ivr_references
 from pbx.errors import ConfigError
@@ -421,3 +425,73 @@ def member_list(
         (m.agent, str(m.penalty), str(m.position), "yes" if m.logged_in else "no") for m in members
     ]
     typer.echo(format_table(("AGENT", "PENALTY", "POSITION", "ACTIVE"), rows))
+
+
+# --- live wallboard and reports ---------------------------------------------------------
+
+SinceOption = Annotated[
+    str,
+    typer.Option("--since", help="Start: 8h, 7d (before now), today, 2026-12-01[T08:00]."),
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", help="End, same forms as --since [default: now].")
+]
+FormatOption = Annotated[str, typer.Option("--format", help="table, csv or json.")]
+QUEUE_COLUMNS = (
+    "queue", "offered", "answered", "abandoned", "abandoned_within", "waiting", "sl", "sl2",
+    "asa", "aht", "longest_wait",
+)  # fmt: skip
+
+
+@queue_app.command("show")
+def queue_show(
+    name: Annotated[str | None, typer.Argument(help="Only this queue.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """A live wallboard refreshing every second: waiting callers, longest wait, agents by
+    state with time in state and pause reason, today's figures (offered, answered,
+    abandoned, SL, ASA, AHT). Without a running server: agents from the database."""
+    board = reports.Wallboard(data_dir_of(data_dir), name)
+    if once:
+        typer.echo("\n".join(board.lines()))
+        return
+    from rich.console import Console
+    from rich.live import Live
+
+    with Live(board.renderable(), console=Console(), auto_refresh=False) as live:
+        try:
+            while True:  # until Ctrl-C
+                time.sleep(1.0)
+                live.update(board.renderable(), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
+async def _queue_report(
+    data_dir: Path, since: float, until: float, name: str | None
+) -> list[QueueStats]:
+    history = await reports.load_history(data_dir, since, until)
+    if name is not None and name not in reports.known_names(history, "queue"):
+        raise ConfigError(f"no queue {name!r} (and no events of one)")
+    stats = queue_stats(history.events, since, until, history.thresholds)
+    return [s for q, s in stats.items() if name in (None, q)]
+
+
+@queue_app.command("report")
+def queue_report(
+    name: Annotated[str | None, typer.Argument(help="Only this queue.")] = None,
+    since: SinceOption = "today",
+    until: UntilOption = None,
+    fmt: FormatOption = "table",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Queue figures over a period from the queue log: offered, answered, abandoned (and
+    within the SL threshold), SL, SL2, ASA, AHT, longest wait. Offline."""
+    reports.check_format(fmt)
+    start, end = reports.period(since, until)
+    rows = run(_queue_report(data_dir_of(data_dir), start, end, name))
+    if fmt == "table" and not rows:
+        typer.echo("no queue calls in the period")
+        return
+    typer.echo(reports.render(rows, fmt, QUEUE_COLUMNS, QueueStats))

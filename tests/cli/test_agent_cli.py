@@ -155,6 +155,6 @@ def test_errors_are_one_line_exit_1(data_dir: Path, args: tuple[str, ...], messa
     assert _events(data_dir) == []
 
 
-def test_help_says_the_server_does_not_act_yet() -> None:
+def test_help_says_a_running_server_does_it() -> None:
     result = runner.invoke(app, ["agent", "login", "--help"])
-    assert "does not act on it until the ACD application lands" in " ".join(result.stdout.split())
+    assert "Goes through the running server's ACD when one runs" in " ".join(result.stdout.split())
