@@ -37,19 +37,25 @@ from acd.model import Agent, AgentState, Caller, Member, QueueConfig, SkillRule,
 from acd.shell_calls import QUEUE_PREFIX, CallShell
 from acd.supervisor import Supervision
 from ivr.player import PromptPlayer
-from pbx.api import Bridge, Call, PbxError, Switch
-from pbx.errors import ConfigError, NotFoundError
-from pbx.events import (
+from pbx.api import (
+    QUEUE_EVENTS,
+    AgentRecord,
     AgentStateChanged,
+    Bridge,
+    Call,
     CallCreated,
     CallEnded,
+    ConfigError,
+    NotFoundError,
+    PbxError,
+    Queue,
+    QueueEventRecord,
     QueueLogged,
     RegistrationDown,
     RegistrationUp,
+    StateChange,
+    Switch,
 )
-from pbx.store.agents import AgentRecord, StateChange
-from pbx.store.queue_events import EVENTS, QueueEventRecord
-from pbx.store.queues import Queue
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +262,7 @@ class AcdApplication(CallShell):
             else [
                 QueueEventRecord(e.time, e.call_id, e.queue, e.agent, e.event, dict(e.data))
                 for e in events
-                if e.event in EVENTS and e.event not in _CALLBACK_EVENTS
+                if e.event in QUEUE_EVENTS and e.event not in _CALLBACK_EVENTS
             ]
         )
         await self._persist_callbacks(batch, events)  # their events come first

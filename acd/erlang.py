@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pbx.errors import ConfigError
+from pbx.api import ConfigError
 
 # A target no head count meets is refused after this many agents above the traffic
 # (plus a margin that grows as sqrt(A), the square-root staffing rule's scale): a

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from acd.model import Agent, AgentState
-from pbx.errors import ConfigError
+from pbx.api import ConfigError
 
 # A busy agent whose call outlasts all but fewer than this many samples draws its
 # remaining time from the excess of the _TAIL longest samples over the shortest of them.

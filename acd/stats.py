@@ -38,7 +38,7 @@ from typing import Any
 
 from acd.erlang import agents_for, scheduled
 from acd.model import QueueEvent
-from pbx.errors import ConfigError
+from pbx.api import ConfigError
 
 logger = logging.getLogger(__name__)
 

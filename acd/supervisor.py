@@ -46,12 +46,12 @@ from pbx.api import (
     CallEvent,
     DialError,
     EventKind,
+    NotFoundError,
     PbxError,
     Role,
     Subscription,
     Switch,
 )
-from pbx.errors import NotFoundError
 
 __all__ = [
     "BARGE_CODE",

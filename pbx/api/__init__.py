@@ -5,7 +5,9 @@ An application sees a `Call` (one leg anchored in the switch: answer, play, coll
 digits, record, listen, transfer, hang up; its events by subscription) and a narrow
 `Switch` (dial a call of its own, bridge two calls and split them again, its own
 repository). Outcomes are structured (`Outcome`: a `Cause` and the SIP status), not
-strings. Nothing here hands out ports, hosts, SIP dialogs or the B2BUA.
+strings. Nothing here hands out ports, hosts, SIP dialogs or the B2BUA. Services (the
+ACD) also find here the bus events they read and publish and the records of their own
+repositories (queues, agents, queue events).
 
 Media of an API call is the switch's own (`media.endpoint.MediaEndpoint`), from the
 answer to the end: prompts, digits and recording on it; a `Bridge` of two such calls
@@ -22,15 +24,32 @@ from pbx.api.call import Call
 from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
 from pbx.api.switch import Application, Bridge, Service, Switch, VoicemailService
-from pbx.errors import ConfigError, PbxError
+from pbx.errors import ConfigError, NotFoundError, PbxError
+from pbx.events import (
+    AgentStateChanged,
+    CallCreated,
+    CallEnded,
+    QueueLogged,
+    RegistrationDown,
+    RegistrationUp,
+)
+from pbx.store.agents import AgentRecord, StateChange
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
+from pbx.store.queue_events import EVENTS as QUEUE_EVENTS
+from pbx.store.queue_events import QueueEventRecord
+from pbx.store.queues import Queue
 from pbx.store.voicemail import PIN_DIGITS, Voicemail, VoicemailRepo
 
 __all__ = [
     "PIN_DIGITS",
+    "QUEUE_EVENTS",
+    "AgentRecord",
+    "AgentStateChanged",
     "Application",
     "Bridge",
     "Call",
+    "CallCreated",
+    "CallEnded",
     "CallEvent",
     "Cause",
     "Conference",
@@ -40,11 +59,18 @@ __all__ = [
     "DialError",
     "EventKind",
     "Member",
+    "NotFoundError",
     "Outcome",
     "PbxError",
+    "Queue",
+    "QueueEventRecord",
+    "QueueLogged",
     "Recording",
+    "RegistrationDown",
+    "RegistrationUp",
     "Role",
     "Service",
+    "StateChange",
     "Subscription",
     "Switch",
     "Voicemail",

@@ -1,13 +1,16 @@
-"""Acceptance 1 of issue 11: `ivr/` reaches pbx only through its API module."""
+"""Acceptance 1 of issue 11: the applications (`ivr/`, `acd/`) reach pbx only through its
+API module."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import acd
 import ivr
 
 IVR = Path(ivr.__file__).parent
+ACD = Path(acd.__file__).parent
 
 
 def _pbx_imports(path: Path) -> set[str]:
@@ -28,6 +31,17 @@ def test_ivr_imports_only_the_api_from_pbx() -> None:
     assert len(files) >= 6  # the runner, player, voicemail, menu, prompts ... are read
     offenders = {
         str(path.relative_to(IVR)): sorted(mods - {"pbx.api"})
+        for path in files
+        if (mods := _pbx_imports(path)) - {"pbx.api"}
+    }
+    assert offenders == {}
+
+
+def test_acd_imports_only_the_api_from_pbx() -> None:
+    files = sorted(ACD.glob("**/*.py"))
+    assert len(files) >= 10  # the engine, strategies, app, supervisor, stats ... are read
+    offenders = {
+        str(path.relative_to(ACD)): sorted(mods - {"pbx.api"})
         for path in files
         if (mods := _pbx_imports(path)) - {"pbx.api"}
     }
