@@ -87,16 +87,7 @@ class Bridge:
     async def wait(self) -> Outcome:
         """Until one call ends (the other is hung up too) or `split`; the first's outcome
         (NORMAL "split" after a split)."""
-        waits = {
-            asyncio.ensure_future(self.a._leg.ended.wait()),
-            asyncio.ensure_future(self.b._leg.ended.wait()),
-            asyncio.ensure_future(self._split.wait()),
-        }
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
+        await self.over()
         if self._split.is_set():
             return Outcome(Cause.NORMAL, 0, "split")
         first, other = (self.a, self.b) if self.a.ended else (self.b, self.a)

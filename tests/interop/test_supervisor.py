@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +27,19 @@ from pbx.api import Bridge, Call, Switch
 from pbx.config import Settings
 from pbx.server import PbxServer
 from pbx.store import Store
-from sip.message import Request, make_response, parse_message
 from tests.interop.baresip import Baresip
 from tests.interop.ear import Ear, listening, sine
 from tests.interop.peers import free_port, pbx_cli
 from tests.interop.phones import PASSWORDS, closed_cdrs, dial
 from tests.interop.sipclient import SipClient, media_address
-from tests.interop.test_conference import WINDOW, Party, level
+from tests.interop.test_conference import (
+    Party,
+    _bye_from_switch,
+    _hears_only,
+    _settled,
+    _until,
+    level,
+)
 
 CALLER, AGENT, SUPERVISOR = "1001", "1002", "1003"
 HZ = {CALLER: 500, AGENT: 900, SUPERVISOR: 1300}
@@ -94,47 +100,9 @@ def _switch(server: PbxServer) -> Switch:
     return server.b2bua.frontend
 
 
-def _ear_level(ear: Ear, hz: float) -> float:
-    if len(ear.audio) < WINDOW:
-        return 0.0
-    return level(np.concatenate(ear.audio[-WINDOW:]), hz)
-
-
 def _ear_hears_only(ear: Ear, tones: set[int]) -> bool:
-    return all(_ear_level(ear, hz) > 1000 for hz in tones) and all(
-        _ear_level(ear, hz) < 100 for hz in EVERY - tones
-    )
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, f"never: {what}"
-        await asyncio.sleep(0.05)
-
-
-async def _settled(condition: Callable[[], bool], what: str) -> None:
-    """`condition` holds, and still holds a full analysis window later."""
-    await _until(condition, what)
-    loop = asyncio.get_running_loop()
-    end = loop.time() + WINDOW * 0.02
-    while loop.time() < end:
-        await asyncio.sleep(0.05)
-    assert condition(), f"not stable: {what}"
-
-
-async def _bye_from_switch(ua: SipClient) -> bool:
-    """Wait (bounded) for the switch's BYE on `ua`, answering it 200."""
-    for _ in range(60):
-        raw = await ua.receive(timeout=0.5)
-        if raw is None:
-            continue
-        message = parse_message(raw)
-        if isinstance(message, Request) and message.method == "BYE":
-            ua.send(bytes(make_response(message, 200)))
-            return True
-    return False
+    """`ear` hears exactly `tones` among this test's parties' tones."""
+    return _hears_only(ear, tones, EVERY)
 
 
 @contextlib.asynccontextmanager

@@ -10,10 +10,9 @@ phone of the test's own that answers) is logged in and gets the call; the superv
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from acd import app as acd_app  # the app branch's module (runs after the merge)
@@ -26,8 +25,13 @@ from tests.interop.ear import Ear, listening, sine
 from tests.interop.peers import free_port
 from tests.interop.phones import PASSWORDS, dial
 from tests.interop.sipclient import SipClient, media_address
-from tests.interop.test_conference import WINDOW, Party, level
-from tests.interop.test_supervisor import _bye_from_switch
+from tests.interop.test_conference import (
+    Party,
+    _bye_from_switch,
+    _hears_only,
+    _settled,
+    _until,
+)
 
 CALLER, AGENT, SUPERVISOR = "1001", "1002", "1003"
 # Away from the prompts' stand-in tones (440-740 Hz, 480 Hz) and from each other.
@@ -58,33 +62,9 @@ async def acd(tmp_path: Path) -> AsyncIterator[tuple[PbxServer, acd_app.AcdAppli
         await server.stop()
 
 
-def _level(ear: Ear, hz: float) -> float:
-    if len(ear.audio) < WINDOW:
-        return 0.0
-    return level(np.concatenate(ear.audio[-WINDOW:]), hz)
-
-
-def _hears_only(ear: Ear, tones: set[int]) -> bool:
-    return all(_level(ear, hz) > 1000 for hz in tones) and all(
-        _level(ear, hz) < 100 for hz in EVERY - tones
-    )
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, f"never: {what}"
-        await asyncio.sleep(0.05)
-
-
-async def _settled(condition: Callable[[], bool], what: str) -> None:
-    await _until(condition, what)
-    loop = asyncio.get_running_loop()
-    end = loop.time() + WINDOW * 0.02
-    while loop.time() < end:
-        await asyncio.sleep(0.05)
-    assert condition(), f"not stable: {what}"
+def _only(ear: Ear, tones: set[int]) -> bool:
+    """`ear` hears exactly `tones` among this test's parties' tones."""
+    return _hears_only(ear, tones, EVERY)
 
 
 async def test_a_supervisor_listens_whispers_and_barges_on_a_queue_call(
@@ -107,7 +87,7 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_queue_call(
         try:
             await _until(lambda: app.bridge_of(AGENT) is not None, "the agent gets the call")
             await _until(
-                lambda: _hears_only(caller, {HZ[AGENT]}) and agent.hears(HZ[CALLER]),
+                lambda: _only(caller, {HZ[AGENT]}) and agent.hears(HZ[CALLER]),
                 "caller and agent talk",
             )
             _, ok = await dial(
@@ -124,8 +104,8 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_queue_call(
             both = {HZ[CALLER], HZ[AGENT]}
             await _settled(
                 lambda: (
-                    _hears_only(supervisor, both)
-                    and _hears_only(caller, {HZ[AGENT]})
+                    _only(supervisor, both)
+                    and _only(caller, {HZ[AGENT]})
                     and agent.hears_only({HZ[CALLER]}, EVERY)
                 ),
                 "listen",
@@ -133,8 +113,8 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_queue_call(
             supervisor.press("5")
             await _settled(
                 lambda: (
-                    _hears_only(supervisor, both)
-                    and _hears_only(caller, {HZ[AGENT]})
+                    _only(supervisor, both)
+                    and _only(caller, {HZ[AGENT]})
                     and agent.hears_only({HZ[CALLER], HZ[SUPERVISOR]}, EVERY)
                 ),
                 "whisper",
@@ -142,8 +122,8 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_queue_call(
             supervisor.press("6")
             await _settled(
                 lambda: (
-                    _hears_only(supervisor, both)
-                    and _hears_only(caller, {HZ[AGENT], HZ[SUPERVISOR]})
+                    _only(supervisor, both)
+                    and _only(caller, {HZ[AGENT], HZ[SUPERVISOR]})
                     and agent.hears_only({HZ[CALLER], HZ[SUPERVISOR]}, EVERY)
                 ),
                 "barge",
