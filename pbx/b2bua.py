@@ -286,14 +286,14 @@ class B2bua:
             served = await self.frontend.serve(inbound)
             if served is not None:
                 return await self._served(inbound, cdr, served)
-        if not await self._exists(inbound.callee):  # a queue's number is never routed out
+        if not await self._exists(inbound.callee):
             unserved = await self._unserved_queue(inbound, inbound.callee, "")
-            if unserved is not None:
+            if unserved is not None:  # a queue's number is never routed out
                 await inbound.reject(unserved.status, unserved.reason)
                 return Disposition.FAILED, unserved.cause
-        if not await self._dialable(inbound.callee):
-            await inbound.reject(404, "Not Found")
-            return Disposition.FAILED, "404 unknown number"
+            if not await self._routable(inbound.callee):
+                await inbound.reject(404, "Not Found")
+                return Disposition.FAILED, "404 unknown number"
         return await self._relayed(inbound, cdr)
 
     async def _connect_did(self, inbound: InboundCall, cdr: int) -> tuple[Disposition, str]:
@@ -372,13 +372,11 @@ class B2bua:
     async def _exists(self, number: str) -> bool:
         return number in self._users() or await self.store.dialplan.ring_group(number) is not None
 
-    async def _dialable(self, number: str) -> bool:
-        """Whether a phone's dialled `number` goes anywhere: an extension, a ring group, or
-        an outbound route (who may use the route is checked when it is dialled). A
-        dialled number is never taken as a `trunk:` target: only configuration is."""
-        if is_trunk_target(number):
-            return False
-        return await self._exists(number) or bool(await self.store.routes.plan(number))
+    async def _routable(self, number: str) -> bool:
+        """Whether a phone's dialled `number` (no extension or ring group) leaves through
+        an outbound route (who may use the route is checked when it is dialled). A dialled
+        number is never taken as a `trunk:` target: only configuration makes those."""
+        return not is_trunk_target(number) and bool(await self.store.routes.plan(number))
 
     def route_refusal(self, caller: Call | None) -> str | None:
         """Why `caller` may not use the outbound routes (the toll-fraud rule), or None
