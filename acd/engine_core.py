@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
+from acd import strategy
 from acd.engine_actions import (
     Action,
     AgentChanged,
@@ -126,9 +126,7 @@ class _Pending:
 
 
 def _default_dispatch() -> tuple[DispatchFn, Any]:
-    # Imported here, not at the top: the engine's branch exists before core's module.
-    strategy = importlib.import_module("acd.strategy")
-    return cast(DispatchFn, strategy.dispatch), strategy.Memory()
+    return strategy.dispatch, strategy.Memory()
 
 
 @dataclass(slots=True)

@@ -34,7 +34,17 @@ from acd.engine_actions import (
     RingCallback,
     Voicemail,
 )
-from acd.model import Agent, AgentState, Caller, Member, Offer, QueueConfig, QueueEvent, SkillRule
+from acd.model import (
+    Agent,
+    AgentState,
+    Caller,
+    Member,
+    Offer,
+    QueueConfig,
+    QueueEvent,
+    SkillRule,
+    Strategy,
+)
 
 # ---- stand-in dispatch (core writes the real one) ------------------------------------
 
@@ -851,14 +861,13 @@ def test_agent_statuses_for_the_wallboard() -> None:
     assert engine.logged_in_queues("a1") == frozenset({"support"})
 
 
-def test_default_dispatch_is_cores_and_imported_only_when_used() -> None:
-    try:
-        import acd.strategy  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(ModuleNotFoundError):
-            AcdEngine({"sales": SALES}, {})
-    else:
-        assert AcdEngine({"sales": SALES}, {}).next_deadline() is None
+def test_the_default_dispatch_is_cores() -> None:
+    """Without a stand-in the engine decides with acd.strategy: a linear queue offers
+    its first member alone (the tests' ringall stand-in would ring all three)."""
+    engine = build(QueueConfig("sales", "600", strategy=Strategy.LINEAR), dispatch=None)
+    actions = engine.caller_joined("c1", "sales", "+3312", 10.0)
+    assert only(actions, Ring) == [Ring("c1", "sales", ("a1",), 15.0)]
+    check(engine, 10.0)
 
 
 # ---- random sequences (hypothesis) ------------------------------------------------------------
