@@ -1,10 +1,11 @@
 """What the ACD engine asks its shell to do: frozen action records.
 
 `acd.engine.AcdEngine` is pure; every input returns a list of these, in order,
-and the asyncio shell (next round) carries them out. Queue events are actions
-too (`Emit`), so the shell writes them in the same transaction as the agent
-state (`AgentChanged`) and the callback rows (`CallbackSaved`/`CallbackDeleted`)
-that the same input changed.
+and the asyncio shell (`acd.app`, `acd.shell_calls`) carries them out. Queue events
+are actions too (`Emit`), so the shell writes them in the same transaction as the
+agent states (`AgentChanged`) the same input changed; a callback row
+(`CallbackSaved`/`CallbackDeleted`) is written by the callback store with its own
+CALLBACK* event, in a transaction of its own.
 
 | action          | the shell ...                                                        |
 |-----------------|----------------------------------------------------------------------|

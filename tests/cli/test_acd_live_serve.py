@@ -1,8 +1,7 @@
 """The live agent commands and wallboard against a real `pbx serve` (a child process) with
-the real ACD application (round 7's `acd.app.AcdApplication`, added by `serve`).
+the real ACD application (`acd.app.AcdApplication`, added by `serve`).
 
-Needs the app branch merged: before, `pbx serve` has no `/acd` routes and these tests
-fail with "server refused /acd/agent". With it: the running ACD takes the state changes
+The running ACD takes the state changes
 (and writes their queue events itself), `list`/`show`/`queue show --once` read its
 snapshot, and once the server stops the commands write the database again.
 """

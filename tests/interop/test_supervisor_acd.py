@@ -1,5 +1,4 @@
-"""Issue 13, acceptance 4 with the real ACD application (`acd.app.AcdApplication`, from
-the app branch: this module runs once both are merged).
+"""Issue 13, acceptance 4 with the real ACD application (`acd.app.AcdApplication`).
 
 A caller (1001, the test's own client) dials queue 700; the agent (1002, a registered
 phone of the test's own that answers) is logged in and gets the call; the supervisor
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from acd import app as acd_app  # the app branch's module (runs after the merge)
+from acd import app as acd_app
 from ivr.player import PromptPlayer
 from ivr.prompts import PromptStore
 from pbx.config import Settings
