@@ -30,6 +30,7 @@ from pbx.events import (
     CallCreated,
     CallEnded,
     QueueLogged,
+    QueueOffered,
     RegistrationDown,
     RegistrationUp,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "Queue",
     "QueueEventRecord",
     "QueueLogged",
+    "QueueOffered",
     "Recording",
     "RegistrationDown",
     "RegistrationUp",
