@@ -8,16 +8,17 @@ agents and pending callbacks from the stores, restores the engine, and runs one
 timer task and one persistence writer).
 
 The engine is the truth in memory; the shell (acd.shell_calls) carries out its
-actions. Persistence: the queue events (Emit) and agent snapshots (AgentChanged) of
-one input are written together, in input order, by the writer task, in one
-transaction (`AgentRepo.set_states`; with no agent changed, one append); then
-published on the bus (`QueueLogged`, `AgentStateChanged`). Callback rows go through
-the callback store, which writes their own CALLBACKREQUEST / CALLBACKATTEMPT /
-CALLBACKDROP events (their own transactions, before the batch's other events). A
-failed write is logged, never undone in the engine.
+actions. Persistence: what one input changed — stored callbacks (with their own
+CALLBACKREQUEST / CALLBACKATTEMPT / CALLBACKDROP events, first), agent snapshots
+(AgentChanged) and the other queue events (Emit) — is written by the writer task, in
+input order, in one transaction (`AgentRepo.set_states`), then published on the bus
+(`QueueLogged`, `AgentStateChanged`). A failed write is logged, never undone in the
+engine. Each offer is published as `QueueOffered` as the agent's phone is rung.
 
 Control routes: `GET /acd` (`snapshot`), `POST /acd/agent` {agent, action, reason?,
-queue?} (`agent_command`: 200, 404 unknown agent, 409 refused).
+queue?} (`agent_command`: 200, 404 unknown agent, 409 refused), `POST /acd/escalate`
+{agent, queue?, skill?, level?, note?} (`escalate`: 200, 404 unknown queue, 409
+refused) and the supervisor's `POST /acd/supervise` (acd.supervisor).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ from pbx.api import (
     AgentStateChanged,
     Bridge,
     Call,
+    CallbackAdd,
+    CallbackAttempt,
+    CallbackFinish,
+    CallbackOp,
     CallCreated,
     CallEnded,
     ConfigError,
@@ -258,7 +263,8 @@ class AcdApplication(CallShell):
             self._publish(batch)
 
     async def _persist(self, batch: list[Action], external: bool = False) -> None:
-        switch = self.switch
+        """Store what one engine input changed in one transaction: stored callbacks
+        (their own events first), the agents' rows and the other queue events."""
         events = [a.event for a in batch if isinstance(a, Emit)]
         records = (
             []
@@ -269,33 +275,39 @@ class AcdApplication(CallShell):
                 if e.event in QUEUE_EVENTS and e.event not in _CALLBACK_EVENTS
             ]
         )
-        await self._persist_callbacks(batch, events)  # their events come first
+        ops, added = self._callback_ops(batch, events)
         changed: dict[str, AgentChanged] = {}
         for action in batch:
             if isinstance(action, AgentChanged):
                 changed[action.agent.name] = action
-        if changed:
-            await switch.agent_store.set_states(
-                [_state_change(change.agent) for change in changed.values()], records
-            )
-        elif records:
-            await switch.queue_event_store.append(records)
+        if not (changed or records or ops):
+            return
+        stored = await self.switch.agent_store.set_states(
+            [_state_change(change.agent) for change in changed.values()], records, ops
+        )
+        for call_id, index in added.items():
+            self._callback_ids[call_id] = stored[index].id
 
-    async def _persist_callbacks(self, batch: list[Action], events: list[Any]) -> None:
-        store = self.switch.callback_store
+    def _callback_ops(
+        self, batch: list[Action], events: list[Any]
+    ) -> tuple[list[CallbackOp], dict[str, int]]:
+        """The stored-callback operations of `batch`, and which op adds whose row (the
+        callers' row ids are known once the transaction is written)."""
+        ops: list[CallbackOp] = []
+        added: dict[str, int] = {}
         dropped = {e.call_id for e in events if e.event == "CALLBACKDROP"}
         for event in events:
             if event.event == "CALLBACKATTEMPT" and event.call_id in self._callback_ids:
-                await store.attempt(
-                    self._callback_ids[event.call_id],
-                    str(event.data.get("status", "")),
-                    event.agent,
-                    event.time,
+                status = str(event.data.get("status", ""))
+                ops.append(
+                    CallbackAttempt(
+                        self._callback_ids[event.call_id], status, event.agent, event.time
+                    )
                 )
         for action in batch:
             if isinstance(action, CallbackSaved):
                 caller = action.caller
-                if caller.call_id not in self._callback_ids:
+                if caller.call_id not in self._callback_ids and caller.call_id not in added:
                     position = next(
                         (
                             int(e.data.get("position", 0))
@@ -304,18 +316,21 @@ class AcdApplication(CallShell):
                         ),
                         0,
                     )
-                    row = await store.add(
-                        caller.queue, caller.call_id, caller.number, caller.joined, position
+                    added[caller.call_id] = len(ops)
+                    ops.append(
+                        CallbackAdd(
+                            caller.queue, caller.call_id, caller.number, caller.joined, position
+                        )
                     )
-                    self._callback_ids[caller.call_id] = row.id
             elif isinstance(action, CallbackDeleted):
+                # Never in the input that saved it: a saved callback is deleted by a later
+                # input (reached an agent, or dropped after its attempts).
                 id_ = self._callback_ids.pop(action.caller, None)
                 if id_ is None:
                     continue
-                if action.caller in dropped:
-                    await store.drop(id_)
-                else:
-                    await store.done(id_)
+                state = "dropped" if action.caller in dropped else "done"
+                ops.append(CallbackFinish(id_, state))
+        return ops, added
 
     def _publish(self, batch: list[Action]) -> None:
         switch = self.switch

@@ -35,6 +35,7 @@ from pbx.events import (
     RegistrationUp,
 )
 from pbx.store.agents import AgentRecord, StateChange
+from pbx.store.callbacks import CallbackAdd, CallbackAttempt, CallbackFinish, CallbackOp
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
 from pbx.store.queue_events import EVENTS as QUEUE_EVENTS
 from pbx.store.queue_events import QueueEventRecord
@@ -52,6 +53,10 @@ __all__ = [
     "CallCreated",
     "CallEnded",
     "CallEvent",
+    "CallbackAdd",
+    "CallbackAttempt",
+    "CallbackFinish",
+    "CallbackOp",
     "Cause",
     "Conference",
     "ConferenceRepo",
