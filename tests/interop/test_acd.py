@@ -70,6 +70,7 @@ async def acd_server(
     voicemail: bool = False,
     menu: str = "",
     others: tuple[tuple[Queue, tuple[str, ...]], ...] = (),
+    media_timeout: float = 60.0,
 ) -> AsyncIterator[tuple[PbxServer, AcdApplication]]:
     """An in-process switch with users 1001-1003 (agents) and 2000-2005 (callers), `queue`
     with `members` (and `others`, queues with their members), tone prompts, and the ACD
@@ -103,7 +104,7 @@ async def acd_server(
     app = AcdApplication(PromptPlayer(prompts))
     mailboxes = VoicemailApplication(tmp_path, player=PromptPlayer(prompts)) if voicemail else None
     server = PbxServer(
-        Settings(data_dir=tmp_path, sip_port=free_port()),
+        Settings(data_dir=tmp_path, sip_port=free_port(), media_timeout=media_timeout),
         applications=[IvrApplication(tmp_path), app] if menu else [app],
         voicemail=mailboxes,
     )
@@ -726,3 +727,40 @@ async def test_an_agent_escalates_its_call_to_the_specialist_queue(tmp_path: Pat
         ("refunds", "1002", "CONNECT"),
         ("refunds", "1002", "COMPLETECALLER"),
     ]
+
+
+async def test_an_agent_whose_phone_vanishes_while_the_caller_stays_is_freed(
+    tmp_path: Path,
+) -> None:
+    """1001's phone (sipp, which sends no RTP) is killed while it talks to a caller who
+    goes on talking: after the media timeout (2 s here, 60 s by default) the switch hangs
+    up the silent agent leg, the call completes by the agent, the caller gets a BYE and
+    1001 is free for the next call: not left "on call" until the caller hangs up."""
+    queue = Queue("sales", "700", ring_seconds=10.0)
+    async with acd_server(tmp_path, queue, members=("1001",), media_timeout=2.0) as (
+        server,
+        app,
+    ):
+        agent = await phone(server, "1001", "uas_answer.xml", tmp_path / "1001")
+        try:
+            await feature_code(server, "1001", LOGIN_CODE)
+            async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+                _, ok = await dial(ua, server, "700", caller=CALLERS[0], rtp_port=ear.port)
+                assert ok.status == 200
+                ear.remote = media_address(ok.body)
+                talking_task = asyncio.ensure_future(ear.talk(sine(400, 20.0)))
+                try:
+                    await until(lambda: CALLERS[0] in talking(app))
+                    agent.kill()
+                    await answer_bye(ua, timeout=15)
+                finally:
+                    talking_task.cancel()
+                    await asyncio.gather(talking_task, return_exceptions=True)
+            await until(lambda: not app.engine.calls())
+            [row] = app.snapshot()["agents"]
+            assert row["state"] == "available" and row["call"] is None
+            await app.flush()
+        finally:
+            agent.kill()
+        rows = [(e.agent, e.event) for e in await events(server) if e.call_id]
+    assert rows == [(None, "ENTERQUEUE"), ("1001", "CONNECT"), ("1001", "COMPLETEAGENT")]
