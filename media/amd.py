@@ -148,8 +148,8 @@ class AmdParams:
     min_level_dbfs: float = -65.0
     hold_db: float = 4.0
     hold_voiced_db: float = 2.0
-    tone_purity: float = 0.85
-    tone_active_db: float = 10.0
+    tone_purity: float = 0.8
+    tone_active_db: float = 6.0
     tone_min_hz: float = 300.0
     tone_max_hz: float = 3000.0
     word_gap_ms: int = 200
@@ -167,7 +167,7 @@ class AmdParams:
     min_beep_ms: int = 200
     beep_tolerance_hz: float = 20.0
     beep_level_db: float = 4.0
-    beep_gap_ms: int = 20
+    beep_gap_ms: int = 40
     greeting_end_silence_ms: int = 1200
     beep_wait_ms: int = 4000
     max_listen_ms: int = 30000
