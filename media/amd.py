@@ -100,11 +100,13 @@ class AmdParams:
             classify frames.
         min_level_dbfs: quieter frames are silence whatever the floor (-65 dBFS,
             around the level of μ-law's smallest steps).
-        tone_purity: share of a frame's power near one frequency for a tone (0.85;
-            vowels stay below ~0.75).
+        tone_purity: share of a frame's power near one frequency for a tone (0.8;
+            most vowels stay below; one that does not is told from a beep by the
+            tracker's pitch and level steadiness over `min_beep_ms`).
         hold_db, hold_voiced_db: inside a word, a frame stays loud down to this
             far above the floor (4 dB; 2 dB when voiced), see `frame_kind`.
-        tone_active_db: a tone frame must be this far above the floor (10 dB).
+        tone_active_db: a tone frame must be this far above the floor (6 dB: a beep
+            over a noisy line).
         tone_min_hz, tone_max_hz: beep frequencies considered (300–3000 Hz).
         word_gap_ms: a quieter stretch this short stays inside a word (200 ms:
             stop closures, and fricatives that line noise masks at low SNR;

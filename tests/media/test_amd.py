@@ -74,7 +74,7 @@ def ff(level: float, periodicity: float = 0.9, hz: float = 500.0, purity: float 
         (ff(-57, 0.9), True, FrameKind.VOICED),
         (ff(-57, 0.2), True, FrameKind.SILENCE),
         (ff(-20, 0.99, 1000, 0.97), False, FrameKind.TONE),
-        (ff(-20, 0.99, 1000, 0.8), False, FrameKind.VOICED),  # a vowel, not pure enough
+        (ff(-20, 0.99, 1000, 0.75), False, FrameKind.VOICED),  # a vowel, not pure enough
         (ff(-20, 0.99, 200, 0.97), False, FrameKind.VOICED),  # hum band: no beep
         (ff(-55, 0.99, 1000, 0.97), False, FrameKind.SILENCE),  # faint tone
         (ff(-70, 0.9, floor=-90), False, FrameKind.SILENCE),  # below min_level_dbfs
