@@ -36,9 +36,10 @@ import numpy as np
 import numpy.typing as npt
 
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from tests.media.amd_voices import ENGINES, RATE, VOICES, Audio, Voice, prepare, speak
+from tests.media.amd_voices import ENGINES, RATE, VOICES, Audio, Voice, prepare
+from tests.media.amd_voices import speak as say
 
-__all__ = ["BENCH", "DEV", "Bank", "Call", "Recipe", "build", "draw", "render"]
+__all__ = ["BENCH", "DEV", "Bank", "Call", "Recipe", "build", "draw", "render", "speak"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +187,13 @@ BENCH = Bank(
         "help me with the dishes, will you?",
     ),
 )
+
+
+def speak(text: str, voice: str, speed: int) -> Audio:
+    """`text` by espeak-ng `voice` at `speed` words per minute, telephone-band, 8 kHz
+    (for the DTMF tests' talk-off checks)."""
+    return say(Voice("espeak-ng", voice, 170 / speed), text)
+
 
 # -- recipes -------------------------------------------------------------------------
 
@@ -458,7 +466,7 @@ def _lose(rng: np.random.Generator, x: Audio, loss: float, conceal: bool) -> Aud
 def render(recipe: Recipe) -> Call:
     """Assemble a recipe's audio (its phrases are synthesized, cached, on first use)."""
     rng = np.random.default_rng(recipe.seed)
-    said = [speak(recipe.voice, p.text) for p in recipe.parts if isinstance(p, Say)]
+    said = [say(recipe.voice, p.text) for p in recipe.parts if isinstance(p, Say)]
     speech_power = active_power(np.concatenate(said)) if said else 1.0
     rms = math.sqrt(speech_power)
     chunks: list[Audio] = []
@@ -472,7 +480,7 @@ def render(recipe: Recipe) -> Call:
             if speech_end is not None and recipe.label == "HUMAN" and part.seconds >= 1.5:
                 first_turn_over = True
         elif isinstance(part, Say):
-            chunk = speak(recipe.voice, part.text)
+            chunk = say(recipe.voice, part.text)
             speech_start = at if speech_start is None else speech_start
             if not first_turn_over:
                 speech_end = at + chunk.size / RATE
@@ -486,7 +494,7 @@ def render(recipe: Recipe) -> Call:
     x = np.concatenate(chunks)
     if recipe.background is not None:
         voice, text, rel_db = recipe.background
-        talk = speak(voice, text)
+        talk = say(voice, text)
         offset = int(rng.integers(0, RATE))
         talk = np.concatenate([np.zeros(offset), talk, talk])[: x.size]
         scale = rms * 10 ** (rel_db / 20) / math.sqrt(active_power(talk))
