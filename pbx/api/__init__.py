@@ -20,6 +20,7 @@ media verb returns at once when the call ends.
 
 from media.endpoint import Recording
 from media.mixer import Role
+from pbx.api.amd import MachineDetection, detect_machine
 from pbx.api.call import Call
 from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
@@ -64,6 +65,7 @@ __all__ = [
     "ConfigError",
     "DialError",
     "EventKind",
+    "MachineDetection",
     "Member",
     "NotFoundError",
     "Outcome",
@@ -83,4 +85,5 @@ __all__ = [
     "Voicemail",
     "VoicemailRepo",
     "VoicemailService",
+    "detect_machine",
 ]
