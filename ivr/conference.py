@@ -55,7 +55,7 @@ class ConferenceApplication:
 
     async def run(self, call: Call, switch: Switch) -> str:
         number = call.callee
-        room = await switch.conference_store.get(number)  # read per call: `pbx conf` applies
+        room = await switch.conference_store.get(number)  # `pbx conf` applies within 1 s
         if room is None:
             await call.hangup(404, "Not Found")
             return "404 no conference room"

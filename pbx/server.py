@@ -534,6 +534,7 @@ class PbxServer:
             now = await self._store.data_version()
             if now != version:
                 version = now
+                self._store.forget_cached()
                 await self._reload_users()
                 await self._reload_trust()
                 log.debug("users reloaded: %d", len(self._users))

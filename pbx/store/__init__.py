@@ -151,6 +151,11 @@ class Store:
         """Close the database connection."""
         await self._db.close()
 
+    def forget_cached(self) -> None:
+        """Forget what the repositories keep in memory (another process changed the
+        database: the server calls this when `data_version` moves)."""
+        self._db.forget_cached()
+
     async def data_version(self) -> int:
         """PRAGMA data_version: changes when ANOTHER connection commits to the database.
 

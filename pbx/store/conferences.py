@@ -61,9 +61,14 @@ class ConferenceRepo:
                 "INSERT INTO conferences (number, pin_hash, max_members) VALUES (?, ?, ?)",
                 (number, hashed, max_members),
             )
+        self._db.forget_cached()
 
     async def get(self, number: str) -> ConferenceRoom | None:
-        """Room `number`, or None."""
+        """Room `number`, or None (kept in memory: asked for every call's number; see
+        `Database.cached`)."""
+        return await self._db.cached(("conference", number), lambda: self._load(number))
+
+    async def _load(self, number: str) -> ConferenceRoom | None:
         row = await self._db.fetchone(
             "SELECT number, pin_hash IS NOT NULL, max_members FROM conferences WHERE number = ?",
             (number,),
@@ -94,3 +99,4 @@ class ConferenceRepo:
             cur = await conn.execute("DELETE FROM conferences WHERE number = ?", (number,))
             if cur.rowcount == 0:
                 raise NotFoundError(f"no conference room {number}")
+        self._db.forget_cached()

@@ -21,16 +21,18 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
 from pbx.errors import StoreError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Milliseconds a statement waits for another process (the CLI, the server) to
 # release its write lock before it fails with "database is locked".
@@ -71,6 +73,8 @@ class Database:
         self.path = path
         self._reader: aiosqlite.Connection | None = None  # opened at the first read
         self._read_lock = asyncio.Lock()
+        self._cached: dict[Hashable, Any] = {}
+        self._generation = 0  # moves at each forget: a load begun before is not kept
 
     @classmethod
     async def connect(cls, path: Path) -> Database:
@@ -165,6 +169,26 @@ class Database:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
         return list(rows)
+
+    async def cached(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        """`load()`'s answer, kept under `key` until `forget_cached`: for the few reads
+        every call makes (the IVR document, a conference room, a forwarding), which a
+        busy loop pays for in trips to the reading thread. The repository that writes
+        what it read forgets the cache; changes by another process are forgotten by the
+        server's watch of PRAGMA data_version (within a second). Values are immutable.
+        """
+        if key in self._cached:
+            return cast("T", self._cached[key])
+        generation = self._generation
+        value = await load()
+        if generation == self._generation:
+            self._cached[key] = value
+        return value
+
+    def forget_cached(self) -> None:
+        """Drop every value `cached` kept (a write, or another process's change)."""
+        self._cached.clear()
+        self._generation += 1
 
     async def fetchone_written(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         """`fetchone` on the writing connection: for what is per connection, such as

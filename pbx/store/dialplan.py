@@ -65,7 +65,11 @@ class DialplanRepo:
         self._db = db
 
     async def forwarding(self, username: str) -> Forwarding:
-        """The extension's forwarding (all None when nothing is set)."""
+        """The extension's forwarding (all None when nothing is set; kept in memory:
+        read for every call to it, see `Database.cached`)."""
+        return await self._db.cached(("forwarding", username), lambda: self._load(username))
+
+    async def _load(self, username: str) -> Forwarding:
         row = await self._db.fetchone(
             "SELECT username, always, busy, no_answer, no_answer_seconds FROM forwards"
             " WHERE username = ?",
@@ -106,6 +110,7 @@ class DialplanRepo:
                     forwarding.no_answer_seconds,
                 ),
             )
+        self._db.forget_cached()
 
     async def forwarding_to(self, number: str) -> list[str]:
         """The extensions whose calls are forwarded (in any case) to `number` or its

@@ -29,7 +29,11 @@ class IvrRepo:
         self._clock = clock
 
     async def get(self) -> str:
-        """The stored TOML text, or "" when none is stored."""
+        """The stored TOML text, or "" when none is stored (kept in memory: read by
+        every call; see `Database.cached`)."""
+        return await self._db.cached(("ivr",), self._load)
+
+    async def _load(self) -> str:
         row = await self._db.fetchone("SELECT body FROM ivr_config WHERE id = 1")
         return "" if row is None else str(row[0])
 
@@ -70,9 +74,12 @@ class IvrRepo:
                 " ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated = excluded.updated",
                 (text, self._clock()),
             )
+        self._db.forget_cached()  # after the commit: a read now sees the new text
 
     async def clear(self) -> bool:
         """Remove the document; True when there was one."""
         async with self._db.transaction() as conn:
             cur = await conn.execute("DELETE FROM ivr_config WHERE id = 1")
-            return cur.rowcount > 0
+            removed = cur.rowcount > 0
+        self._db.forget_cached()
+        return removed

@@ -215,6 +215,7 @@ class UserRepo:
                 " (SELECT number FROM ring_group_members) ORDER BY number"
             ) as sel:
                 empty = tuple(str(r[0]) for r in await sel.fetchall() if str(r[0]) in groups)
+        self._db.forget_cached()  # its forwarding went by cascade
         return DeletedUser(username, groups, empty, paths, queues)
 
     async def set_role(self, username: str, role: str) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError, StoreError
 from pbx.store import MIGRATIONS, REALM_KEY, Binding, Store
+from pbx.store.dialplan import Forwarding
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct-Horse-7"
@@ -384,3 +385,41 @@ async def test_rows_survive_sigkill_right_after_save(db_path: Path) -> None:
         assert [u.username for u in await store.users.list()] == ["1001"]
     finally:
         await store.close()
+
+
+async def test_hot_reads_are_kept_until_a_write_or_a_change_elsewhere(
+    db_path: Path, store: Store
+) -> None:
+    """Forwarding, conference rooms and the IVR document are read for every call and
+    kept in memory: the store's own writes show at once; another process's write shows
+    once `forget_cached` is called (the server does when PRAGMA data_version moves)."""
+    await store.users.add("1001", PASSWORD, "office")
+    await store.users.add("1002", PASSWORD, "office")
+    assert (await store.dialplan.forwarding("1001")).busy is None
+    await store.dialplan.set_forwarding(Forwarding("1001", busy="1002"))
+    assert (await store.dialplan.forwarding("1001")).busy == "1002"  # own write: at once
+    assert await store.conferences.get("850") is None
+    await store.conferences.add("850")
+    assert (await store.conferences.get("850")) is not None
+    await store.ivr.put('[menus.main]\nnumber = "800"\n')
+    assert "800" in await store.ivr.get()
+    assert await store.conferences.get("850") is not None  # read again after the last write
+    assert (await store.dialplan.forwarding("1001")).busy == "1002"
+
+    other = await Store.open(db_path)  # e.g. `pbx` in another process
+    try:
+        version = await store.data_version()
+        await other.conferences.remove("850")
+        await other.dialplan.set_forwarding(Forwarding("1001", no_answer="1002"))
+        await other.ivr.clear()
+    finally:
+        await other.close()
+    assert await store.conferences.get("850") is not None  # kept: not read again yet
+    assert await store.data_version() != version  # what the server's watch sees
+    store.forget_cached()
+    assert await store.conferences.get("850") is None
+    forwarding = await store.dialplan.forwarding("1001")
+    assert (forwarding.busy, forwarding.no_answer) == (None, "1002")
+    assert await store.ivr.get() == ""
+    await store.users.delete("1001")
+    assert (await store.dialplan.forwarding("1001")).no_answer is None  # gone with the user
