@@ -41,12 +41,14 @@ from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
 from cli.common import run as _run
 from cli.conf import conf_app
+from cli.customer import customer_app
 from cli.did import did_app
 from cli.dtmf import dtmf_app
 from cli.erlang import erlang_command
 from cli.events import events as events_command
 from cli.ivr import ivr_app
 from cli.ivr import references as ivr_references
+from cli.kb import kb_app
 from cli.moh import moh_app
 from cli.prompt import prompt_app
 from cli.queue import queue_app
@@ -184,6 +186,8 @@ app.add_typer(did_app, name="did")
 app.add_typer(sim_app, name="sim")
 app.add_typer(vm_app, name="vm")
 app.add_typer(conf_app, name="conf")
+app.add_typer(customer_app, name="customer")
+app.add_typer(kb_app, name="kb")
 app.command("erlang")(erlang_command)
 app.add_typer(queue_app, name="queue")
 add_supervise_commands(agent_app)  # pbx agent spy|whisper|barge (acd.supervisor)
