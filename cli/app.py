@@ -333,6 +333,13 @@ def serve(
     trunk_retry: Annotated[
         float, typer.Option(help="First retry of a failed trunk registration (s; doubles).")
     ] = 30.0,
+    web: Annotated[
+        bool, typer.Option("--web/--no-web", help="Serve the web console (agent desktop).")
+    ] = True,
+    web_host: Annotated[str, typer.Option(help="IP address of the web console.")] = "127.0.0.1",
+    web_port: Annotated[
+        int, typer.Option(help="Port of the web console (0 picks a free one).")
+    ] = 8080,
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
     level = _log_level(log_level)
@@ -382,13 +389,18 @@ def serve(
             target=player.prepare_defaults, name="default-prompts", daemon=True
         ).start()
 
+    acd = _import("acd.app").AcdApplication(player)
+    if not 0 <= web_port <= 65535:
+        raise ConfigError(f"web port {web_port} is not between 0 and 65535")
+    console = [_import("acd.web.console").WebConsole(acd, web_host, web_port)] if web else []
     server.run(
         settings,
         applications=[
             runner.IvrApplication(settings.data_dir, player=player),
             mailboxes,
             rooms.ConferenceApplication(player),
-            _import("acd.app").AcdApplication(player),
+            acd,
+            *console,  # a service after the ACD: it reads the ACD's state
         ],
         voicemail=mailboxes,
         on_started=prepare_prompts,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, cast
@@ -25,9 +26,15 @@ from pbx.store import Disposition
 from pbx.store.agents import AgentRepo
 from pbx.store.callbacks import CallbackRepo
 from pbx.store.conferences import ConferenceRepo
+from pbx.store.customers import CustomerRepo
+from pbx.store.dispositions import DispositionRepo
+from pbx.store.kb import KbRepo
 from pbx.store.queue_events import QueueEventRepo
 from pbx.store.queues import QueueRepo
+from pbx.store.tickets import TicketRepo
 from pbx.store.voicemail import VoicemailRepo
+from pbx.store.web_sessions import WebSessionRepo
+from sip.digest import ha1
 from sip.errors import SipParseError
 from sip.peer import Peer
 from sip.uri import SipUri
@@ -247,6 +254,49 @@ class Switch:
     def queue_event_store(self) -> QueueEventRepo:
         """The queue events (Asterisk's queue_log) the ACD writes and reports read."""
         return self._b2bua.store.queue_events
+
+    # -- the web console's repositories and logins ---------------------------------------
+
+    @property
+    def customer_store(self) -> CustomerRepo:
+        """Customers (screen pop) and which agents were offered them."""
+        return self._b2bua.store.customers
+
+    @property
+    def ticket_store(self) -> TicketRepo:
+        """Help-desk tickets with their notes, calls and linked articles."""
+        return self._b2bua.store.tickets
+
+    @property
+    def disposition_store(self) -> DispositionRepo:
+        """What agents said calls came to."""
+        return self._b2bua.store.dispositions
+
+    @property
+    def kb_store(self) -> KbRepo:
+        """Knowledge-base articles (FTS5 search)."""
+        return self._b2bua.store.kb
+
+    @property
+    def web_session_store(self) -> WebSessionRepo:
+        """Web console login sessions (token hashes)."""
+        return self._b2bua.store.web_sessions
+
+    async def setting(self, key: str) -> str | None:
+        """A stored setting (e.g. `customer_country`); None when unset."""
+        return await self._b2bua.store.settings.get(key)
+
+    async def verify_password(self, name: str, password: str) -> bool:
+        """Whether `password` is user `name`'s SIP password: its HA1 compared in constant
+        time with the stored one; an unknown user costs the same work (no enumeration).
+        The password is never kept or logged."""
+        try:
+            user = await self._b2bua.store.users.get(name)
+            stored, realm = user.ha1_sha256, user.realm
+        except NotFoundError:
+            user, stored, realm = None, "0" * 64, "-"
+        given = ha1(name, realm, password, "SHA-256")
+        return hmac.compare_digest(given.encode(), stored.encode()) and user is not None
 
     async def user_role(self, name: str) -> str | None:
         """The user's role ("agent", "supervisor", "admin"), None for no such user."""

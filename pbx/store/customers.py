@@ -191,7 +191,7 @@ class CustomerRepo:
         )
         return None if row is None else _customer(row)
 
-    async def for_caller(self, caller: str, default: Country | str) -> Customer | None:
+    async def for_caller(self, caller: str, default: Country | str | None) -> Customer | None:
         """The customer a caller ID stands for (`e164.caller_candidates`), if any."""
         for number in caller_candidates(caller, default):
             found = await self.by_number(number)

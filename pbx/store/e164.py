@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 from pbx.errors import ConfigError
 
-__all__ = ["COUNTRIES", "Country", "caller_candidates", "country", "normalise"]
+__all__ = [
+    "COUNTRIES",
+    "Country",
+    "caller_candidates",
+    "country",
+    "normalise",
+    "normalise_number",
+]
 
 MIN_DIGITS = 8
 MAX_DIGITS = 15
@@ -121,17 +128,23 @@ def normalise(number: str, default: Country | str) -> str:
     return "+" + digits
 
 
-def caller_candidates(caller: str, default: Country | str) -> list[str]:
+def normalise_number(number: str, default: Country | str) -> str:
+    """`normalise` under the name the Call API exports. Raises: ConfigError."""
+    return normalise(number, default)
+
+
+def caller_candidates(caller: str, default: Country | str | None) -> list[str]:
     """The E.164 numbers a caller ID may stand for, most likely first: as written in the
     default country, and, for a long string of digits, as an international number whose
     "+" the network left out. Empty when it is no telephone number (an extension)."""
     found: list[str] = []
-    with contextlib.suppress(ConfigError):
-        found.append(normalise(caller, default))
+    if default is not None or caller.startswith("+"):
+        with contextlib.suppress(ConfigError):
+            found.append(normalise(caller, default or "+1"))
     text = caller.translate(_SEPARATORS)
     if text.isdigit() and text.isascii() and not text.startswith("0"):
         try:
-            bare = normalise("+" + text, default)
+            bare = normalise("+" + text, "+1")  # the country plays no part
         except ConfigError:
             pass
         else:

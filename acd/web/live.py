@@ -1,0 +1,259 @@
+"""The console's live side: one WebSocket per open page, fed from the event bus.
+
+An agent's page gets its own agent state, its screen pops and its call's progress; a
+supervisor's page also gets the wallboard, rebuilt when a queue or agent event arrives
+(no polling: a change wakes the builder, which coalesces a burst into one frame).
+
+Screen pop: when an agent's state becomes `ringing`, the offer's caller is read from the
+ACD (number, queue, time in queue), the customer matched by the number (the stored
+default country, `customer_country`), the offer recorded (the agent may now read that
+customer), tickets already attached to the call (an escalation) attached to this agent
+too, and the pop sent before the phone is answered.
+
+Each page is a client with a bounded queue; one that does not read fast enough is
+dropped (its socket closed), never waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from acd.web.calls import AgentCall, AgentCalls
+from pbx.api import AgentStateChanged, QueueLogged
+
+if TYPE_CHECKING:
+    from acd.web.console import Principal, WebConsole
+
+__all__ = ["LiveHub"]
+
+log = logging.getLogger(__name__)
+
+#: Messages a page may have waiting before it is dropped.
+CLIENT_QUEUE = 256
+_CONNECTED = ("CONNECT",)
+_ENDED = (
+    "COMPLETECALLER",
+    "COMPLETEAGENT",
+    "TRANSFER",
+    "RINGNOANSWER",
+    "RINGCANCELED",
+    "ABANDON",
+)
+
+
+@dataclass(eq=False)
+class _Client:
+    who: Principal
+    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+
+    def send(self, message: dict[str, Any]) -> bool:
+        try:
+            self.queue.put_nowait(json.dumps(message))
+        except asyncio.QueueFull:
+            return False
+        return True
+
+
+class LiveHub:
+    """Bus events in, WebSocket messages out (see the module doc)."""
+
+    def __init__(self, console: WebConsole) -> None:
+        self.console = console
+        self.calls = AgentCalls()
+        self._clients: set[_Client] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._board_dirty = asyncio.Event()
+
+    async def start(self) -> None:
+        events = self.console.switch.events.subscribe(10_000, name="web console")
+        self._tasks.append(asyncio.create_task(self._watch(events), name="web events"))
+        self._tasks.append(asyncio.create_task(self._wallboard(), name="web wallboard"))
+
+    async def close(self) -> None:
+        for client in list(self._clients):
+            client.queue.put_nowait(None) if not client.queue.full() else None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def drop_session(self, token: str) -> None:
+        """Close the pages of a session that logged out."""
+        for client in [c for c in self._clients if c.who.token == token]:
+            self._drop(client)
+
+    def _drop(self, client: _Client) -> None:
+        self._clients.discard(client)
+        with contextlib.suppress(asyncio.QueueFull):
+            client.queue.put_nowait(None)
+
+    def to_agent(self, agent: str, message: dict[str, Any]) -> None:
+        for client in [c for c in self._clients if c.who.user == agent]:
+            if not client.send(message):
+                log.info("web: a page of %s dropped (too slow)", agent)
+                self._drop(client)
+
+    def to_supervisors(self, message: dict[str, Any]) -> None:
+        for client in [c for c in self._clients if c.who.supervisor]:
+            if not client.send(message):
+                log.info("web: a page of %s dropped (too slow)", client.who.user)
+                self._drop(client)
+
+    # -- the WebSocket ----------------------------------------------------------------
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        from acd.web.console import principal
+
+        who = principal(request)
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            return web.json_response({"error": "cross-origin WebSocket refused"}, status=403)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
+        await ws.prepare(request)
+        client = _Client(who)
+        self._clients.add(client)
+        client.send({"type": "hello", "user": who.user, "role": who.role})
+        self.send_agent_state(who.user, to=client)
+        if who.supervisor:
+            client.send(await self.wallboard_frame())
+
+        async def pump() -> None:
+            while (text := await client.queue.get()) is not None:
+                await ws.send_str(text)
+
+        async def drain() -> None:
+            async for msg in ws:
+                if msg.type is WSMsgType.ERROR:
+                    break
+
+        tasks = [asyncio.create_task(pump()), asyncio.create_task(drain())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._clients.discard(client)
+            if not ws.closed:
+                with contextlib.suppress(ConnectionError):
+                    await ws.close()
+        return ws
+
+    # -- bus events -------------------------------------------------------------------
+
+    async def _watch(self, events: Any) -> None:
+        async for event in events:
+            try:
+                if isinstance(event, AgentStateChanged):
+                    await self._agent_state(event)
+                elif isinstance(event, QueueLogged):
+                    self._queue_event(event)
+                else:
+                    continue
+                self._board_dirty.set()
+            except Exception:
+                log.exception("web: event %s not handled", event.kind)
+
+    def send_agent_state(self, agent: str, to: _Client | None = None) -> None:
+        row = self.console.acd.agent_status(agent)
+        if row is None:
+            return
+        now = self.console.clock()
+        current = self.calls.get(agent)
+        wrapup_left = None
+        if row["state"] == "wrap-up" and current is not None:
+            seconds = self.console.acd.wrapup_seconds(agent, current.queue)
+            wrapup_left = max(0.0, float(row["since"]) + seconds - now)
+        message = {
+            "type": "agent",
+            "agent": row,
+            "call": current.to_json(now) if current is not None else None,
+            "wrapup_left": wrapup_left,
+        }
+        if to is not None:
+            to.send(message)
+        else:
+            self.to_agent(agent, message)
+
+    async def _agent_state(self, event: AgentStateChanged) -> None:
+        if event.state == "ringing":
+            await self.pop(event.agent)
+        self.send_agent_state(event.agent)
+
+    def _queue_event(self, event: QueueLogged) -> None:
+        if not event.agent or not event.call_id:
+            return
+        now = self.console.clock()
+        changed: AgentCall | None = None
+        if event.event in _CONNECTED:
+            changed = self.calls.connected(event.agent, event.call_id, now)
+        elif event.event in _ENDED:
+            changed = self.calls.ended(event.agent, event.call_id, now)
+        if changed is not None:
+            self.to_agent(event.agent, {"type": "call", "call": changed.to_json(now)})
+
+    async def pop(self, agent: str) -> None:
+        """The screen pop of the call now offered to `agent` (see the module doc)."""
+        from acd.web.api import customer_view
+
+        console = self.console
+        engine = console.acd.engine
+        call_id = next((c for c, agents in engine.offers().items() if agent in agents), None)
+        call_id = call_id or engine.calls().get(agent)
+        caller = engine.caller(call_id) if call_id else None
+        if caller is None or call_id is None:
+            return
+        switch = console.switch
+        now = console.clock()
+        country = await switch.setting("customer_country")
+        customer = await switch.customer_store.for_caller(caller.number, country)
+        if customer is not None:
+            await switch.customer_store.offered(customer.id, agent, call_id, caller.queue, now)
+        call = AgentCall(
+            call_id,
+            caller.number,
+            caller.queue,
+            caller.joined,
+            now,
+            customer.id if customer is not None else None,
+        )
+        if not self.calls.offered(agent, call):
+            return
+        tickets = await switch.ticket_store.for_call(call_id)
+        for ticket in tickets:
+            await switch.ticket_store.add_call(ticket.id, call_id, agent)
+        suggested = await switch.kb_store.tagged([caller.queue])
+        self.to_agent(
+            agent,
+            {
+                "type": "pop",
+                "call": call.to_json(now),
+                "customer": await customer_view(console, customer) if customer else None,
+                "tickets": [t.to_json(now) for t in tickets],
+                "suggested": [{"id": a.id, "title": a.title} for a in suggested],
+            },
+        )
+        log.info(
+            "web: screen pop of %s for %s (%s)", call_id, agent, "known" if customer else "new"
+        )
+
+    # -- the wallboard ------------------------------------------------------------------
+
+    async def _wallboard(self) -> None:
+        while True:
+            await self._board_dirty.wait()
+            self._board_dirty.clear()
+            if any(c.who.supervisor for c in self._clients):
+                self.to_supervisors(await self.wallboard_frame())
+
+    async def wallboard_frame(self) -> dict[str, Any]:
+        from acd.web.api import wallboard
+
+        return {"type": "wallboard", **await wallboard(self.console)}
