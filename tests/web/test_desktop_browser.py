@@ -1,0 +1,138 @@
+"""Acceptance 1 of issue 15 in a real browser: agent 1001 logs in to the web console and
+to its queue; a sipp caller enters the queue; the screen pop shows the imported
+customer's name while 1001's phone (baresip) still rings; after the answer the agent opens
+a ticket (its timer runs), searches the knowledge base and links an article, and sets a
+disposition; ticket, disposition and call are in the database and in `pbx queue report`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from asyncio.subprocess import PIPE
+from pathlib import Path
+
+import pytest
+
+from pbx.store.queues import Queue
+from tests.interop.baresip import Baresip
+from tests.interop.peers import run_sipp
+from tests.interop.phones import PASSWORDS, SCENARIOS, sipp_auth
+from tests.tools import need
+from tests.web.browser import chromium
+from tests.web.console import console_server
+
+ROOT = Path(__file__).resolve().parents[2]
+CALLER = "441632960123"  # the caller's user name: its number without the "+"
+CRM = "Customer,Phone,Company,Notes\nAda Lovelace,01632 960123,Analytical Engines,VIP line\n"
+ARTICLE = "---\ntags: support\n---\n# Printer jams\n\nOpen tray 2 and pull **gently**.\n"
+
+
+async def cli(*args: str) -> str:
+    """`pbx ARGS` as its own process (beside the running server, as an admin runs it)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", *args, stdout=PIPE, stderr=PIPE, cwd=ROOT
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, (out, err)
+    return out.decode()
+
+
+@pytest.fixture(autouse=True)
+def _caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PASSWORDS, CALLER, "Cu5-secret-pass-q")
+
+
+async def test_screen_pop_ticket_kb_disposition(tmp_path: Path) -> None:
+    need("sipp")
+    need("baresip")
+    queue = Queue("support", "700", ring_seconds=60.0, wrapup_seconds=2.0)
+    async with console_server(tmp_path, (queue,), {"support": ("1001",)}) as c:
+        (tmp_path / "crm.csv").write_text(CRM)
+        await cli("customer", "import", str(tmp_path / "crm.csv"), "--data-dir", str(tmp_path))
+        (tmp_path / "printer.md").write_text(ARTICLE)
+        await cli("kb", "import", str(tmp_path / "printer.md"), "--data-dir", str(tmp_path))
+        loop = asyncio.get_running_loop()
+        with Baresip(
+            tmp_path / "phone",
+            user="1001",
+            password=PASSWORDS["1001"],
+            registrar_port=c.server.sip_port,
+        ) as phone:
+            await loop.run_in_executor(None, phone.wait_for_event, "REGISTER_OK", 15)
+            async with chromium(c.base, tmp_path / "shots") as browser:
+                await browser.login("1001", PASSWORDS["1001"])
+                await browser.click("#btn-login")
+                await browser.wait_text("#state", "available")
+                caller = loop.run_in_executor(
+                    None,
+                    lambda: run_sipp(
+                        SCENARIOS / "uac_call.xml",
+                        c.server.sip_port,
+                        workdir=tmp_path / "caller",
+                        inf=[(CALLER, sipp_auth(CALLER), "700")],
+                        extra=("-d", "10000", "-auth_uri", f"700@127.0.0.1:{c.server.sip_port}"),
+                        timeout=60,
+                    ),
+                )
+                await browser.wait_text("#pop-name", "Ada Lovelace", timeout=20)
+                # Popped while the phone rings: baresip saw the call come in, not answered.
+                await loop.run_in_executor(None, phone.wait_for_event, "CALL_INCOMING", 10)
+                assert not [e for e in phone.events.items if e.get("type") == "CALL_ESTABLISHED"]
+                assert await browser.text("#call-state") == "ringing"
+                assert await browser.text("#pop-company") == "Analytical Engines"
+                assert await browser.text("#call-queue") == "support"
+                await browser.screenshot("screen-pop-ringing")
+                await loop.run_in_executor(None, phone.command, "accept")
+                await loop.run_in_executor(None, phone.wait_for_event, "CALL_ESTABLISHED", 10)
+                await browser.wait_text("#call-state", "connected")
+                await browser.wait_text("#state", "on-call")
+
+                await browser.type("#ticket-subject", "Printer jams on tray 2")
+                await browser.click("#ticket-open")
+                await browser.wait_text("#ticket-title", "Printer jams on tray 2")
+                first = await browser.text("#ticket-timer")
+                await browser.wait(
+                    lambda d: (
+                        d.find_element("css selector", "#ticket-timer").text not in (first, "-")
+                    ),
+                    "the ticket timer running",
+                )
+                await browser.type("#kb-q", "tray")
+                await browser.click("#kb-search")
+                await browser.wait_text("#kb-results", "Printer jams")
+                await browser.click("#kb-results button.kb-link")
+                await browser.wait_text("#ticket-articles", "Printer jams")
+                await browser.screenshot("ticket-with-article")
+
+                result = await caller  # the caller hangs up after 10 s
+                assert (result.returncode, result.successful) == (0, 1), result.output
+                await browser.wait_text("#call-state", "ended")
+                await browser.click("#disp-save")
+                await browser.wait_text("#disp-status", "saved: resolved")
+                await browser.screenshot("disposition-saved")
+        await c.acd.flush()
+        call_id = next(
+            e.call_id for e in await c.store.queue_events.between(0, 1e12) if e.event == "CONNECT"
+        )
+        customer = await c.store.customers.by_number("+441632960123")
+        assert customer is not None and customer.name == "Ada Lovelace"
+        [ticket] = await c.store.tickets.for_call(call_id)
+        [article] = await c.store.kb.search("tray")
+        assert (ticket.agent, ticket.queue, ticket.customer) == ("1001", "support", customer.id)
+        assert ticket.articles == (article.id,) and ticket.calls == ((call_id, "1001"),)
+        [disposition] = await c.store.dispositions.for_call(call_id)
+        assert (disposition.code, disposition.queue, disposition.agent) == (
+            "resolved",
+            "support",
+            "1001",
+        )
+        assert (disposition.ticket, disposition.customer) == (ticket.id, customer.id)
+        events = [e.event for e in await c.store.queue_events.between(0, 1e12)
+                  if e.call_id == call_id]  # fmt: skip
+        assert events[:2] == ["ENTERQUEUE", "CONNECT"] and events[2].startswith("COMPLETE")
+        report = await cli("queue", "report", "--data-dir", str(tmp_path))
+    lines = report.splitlines()
+    assert lines[1].split()[:3] == ["support", "1", "1"]  # offered, answered
+    section = lines.index("DISPOSITIONS")
+    assert lines[section + 1].split() == ["QUEUE", "CODE", "CALLS", "TICKETS"]
+    assert lines[section + 2].split() == ["support", "resolved", "1", "1"]
