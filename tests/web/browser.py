@@ -65,12 +65,17 @@ class Browser:
             await self.screenshot("timeout")
             raise AssertionError(f"the page never showed {what} within {timeout} s") from None
 
-    async def wait_text(self, css: str, text: str, timeout: float = WAIT) -> None:
+    async def wait_text(
+        self, css: str, text: str, timeout: float = WAIT, *, exact: bool = False
+    ) -> None:
+        """Until the element shows `text` (all of its text with `exact`)."""
+
         def shows(driver: Any) -> bool:
             try:
-                return text in driver.find_element("css selector", css).text
+                shown = driver.find_element("css selector", css).text
             except Exception:
                 return False
+            return bool(shown == text if exact else text in shown)
 
         await self.wait(shows, f"{text!r} in {css}", timeout)
 
