@@ -8,16 +8,17 @@ agents and pending callbacks from the stores, restores the engine, and runs one
 timer task and one persistence writer).
 
 The engine is the truth in memory; the shell (acd.shell_calls) carries out its
-actions. Persistence: the queue events (Emit) and agent snapshots (AgentChanged) of
-one input are written together, in input order, by the writer task, in one
-transaction (`AgentRepo.set_states`; with no agent changed, one append); then
-published on the bus (`QueueLogged`, `AgentStateChanged`). Callback rows go through
-the callback store, which writes their own CALLBACKREQUEST / CALLBACKATTEMPT /
-CALLBACKDROP events (their own transactions, before the batch's other events). A
-failed write is logged, never undone in the engine.
+actions. Persistence: what one input changed — stored callbacks (with their own
+CALLBACKREQUEST / CALLBACKATTEMPT / CALLBACKDROP events, first), agent snapshots
+(AgentChanged) and the other queue events (Emit) — is written by the writer task, in
+input order, in one transaction (`AgentRepo.set_states`), then published on the bus
+(`QueueLogged`, `AgentStateChanged`). A failed write is logged, never undone in the
+engine. Each offer is published as `QueueOffered` as the agent's phone is rung.
 
 Control routes: `GET /acd` (`snapshot`), `POST /acd/agent` {agent, action, reason?,
-queue?} (`agent_command`: 200, 404 unknown agent, 409 refused).
+queue?} (`agent_command`: 200, 404 unknown agent, 409 refused), `POST /acd/escalate`
+{agent, queue?, skill?, level?, note?} (`escalate`: 200, 404 unknown queue, 409
+refused) and the supervisor's `POST /acd/supervise` (acd.supervisor).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from acd.engine import AcdEngine
 from acd.engine_actions import Action, AgentChanged, CallbackDeleted, CallbackSaved, Emit
+from acd.engine_core import CallerState
 from acd.estimate import Estimator
 from acd.model import Agent, AgentState, Caller, Member, QueueConfig, SkillRule, Strategy
 from acd.shell_calls import QUEUE_PREFIX, CallShell
@@ -43,6 +46,10 @@ from pbx.api import (
     AgentStateChanged,
     Bridge,
     Call,
+    CallbackAdd,
+    CallbackAttempt,
+    CallbackFinish,
+    CallbackOp,
     CallCreated,
     CallEnded,
     ConfigError,
@@ -84,6 +91,7 @@ PHONE_REASON = "phone"
 _CALLBACK_EVENTS = frozenset({"CALLBACKREQUEST", "CALLBACKATTEMPT", "CALLBACKDROP"})
 _COMPLETIONS = ("COMPLETEAGENT", "COMPLETECALLER")
 _ACTIONS = ("login", "logout", "pause", "unpause")
+_SKILL = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")  # as the store checks skills
 
 
 class AcdApplication(CallShell):
@@ -138,6 +146,7 @@ class AcdApplication(CallShell):
         self._carry_out(actions)
         switch.add_route("GET /acd", self._route_snapshot)
         switch.add_body_route("POST /acd/agent", self._route_agent)
+        switch.add_body_route("POST /acd/escalate", self._route_escalate)
         self._supervision = Supervision(self, switch, player=self.prompts)
         self._supervision.register_routes(switch)
         switch.on_config_change(self._reload)
@@ -254,7 +263,8 @@ class AcdApplication(CallShell):
             self._publish(batch)
 
     async def _persist(self, batch: list[Action], external: bool = False) -> None:
-        switch = self.switch
+        """Store what one engine input changed in one transaction: stored callbacks
+        (their own events first), the agents' rows and the other queue events."""
         events = [a.event for a in batch if isinstance(a, Emit)]
         records = (
             []
@@ -265,33 +275,39 @@ class AcdApplication(CallShell):
                 if e.event in QUEUE_EVENTS and e.event not in _CALLBACK_EVENTS
             ]
         )
-        await self._persist_callbacks(batch, events)  # their events come first
+        ops, added = self._callback_ops(batch, events)
         changed: dict[str, AgentChanged] = {}
         for action in batch:
             if isinstance(action, AgentChanged):
                 changed[action.agent.name] = action
-        if changed:
-            await switch.agent_store.set_states(
-                [_state_change(change.agent) for change in changed.values()], records
-            )
-        elif records:
-            await switch.queue_event_store.append(records)
+        if not (changed or records or ops):
+            return
+        stored = await self.switch.agent_store.set_states(
+            [_state_change(change.agent) for change in changed.values()], records, ops
+        )
+        for call_id, index in added.items():
+            self._callback_ids[call_id] = stored[index].id
 
-    async def _persist_callbacks(self, batch: list[Action], events: list[Any]) -> None:
-        store = self.switch.callback_store
+    def _callback_ops(
+        self, batch: list[Action], events: list[Any]
+    ) -> tuple[list[CallbackOp], dict[str, int]]:
+        """The stored-callback operations of `batch`, and which op adds whose row (the
+        callers' row ids are known once the transaction is written)."""
+        ops: list[CallbackOp] = []
+        added: dict[str, int] = {}
         dropped = {e.call_id for e in events if e.event == "CALLBACKDROP"}
         for event in events:
             if event.event == "CALLBACKATTEMPT" and event.call_id in self._callback_ids:
-                await store.attempt(
-                    self._callback_ids[event.call_id],
-                    str(event.data.get("status", "")),
-                    event.agent,
-                    event.time,
+                status = str(event.data.get("status", ""))
+                ops.append(
+                    CallbackAttempt(
+                        self._callback_ids[event.call_id], status, event.agent, event.time
+                    )
                 )
         for action in batch:
             if isinstance(action, CallbackSaved):
                 caller = action.caller
-                if caller.call_id not in self._callback_ids:
+                if caller.call_id not in self._callback_ids and caller.call_id not in added:
                     position = next(
                         (
                             int(e.data.get("position", 0))
@@ -300,18 +316,21 @@ class AcdApplication(CallShell):
                         ),
                         0,
                     )
-                    row = await store.add(
-                        caller.queue, caller.call_id, caller.number, caller.joined, position
+                    added[caller.call_id] = len(ops)
+                    ops.append(
+                        CallbackAdd(
+                            caller.queue, caller.call_id, caller.number, caller.joined, position
+                        )
                     )
-                    self._callback_ids[caller.call_id] = row.id
             elif isinstance(action, CallbackDeleted):
+                # Never in the input that saved it: a saved callback is deleted by a later
+                # input (reached an agent, or dropped after its attempts).
                 id_ = self._callback_ids.pop(action.caller, None)
                 if id_ is None:
                     continue
-                if action.caller in dropped:
-                    await store.drop(id_)
-                else:
-                    await store.done(id_)
+                state = "dropped" if action.caller in dropped else "done"
+                ops.append(CallbackFinish(id_, state))
+        return ops, added
 
     def _publish(self, batch: list[Action]) -> None:
         switch = self.switch
@@ -510,6 +529,49 @@ class AcdApplication(CallShell):
             self._input("agent_unpause", agent)
         return self._agent_row(agent)
 
+    async def escalate(
+        self,
+        agent: str,
+        *,
+        queue: str | None = None,
+        skill: str | None = None,
+        level: int | None = None,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """Send `agent`'s current queue call to a specialist: another queue and/or a
+        required skill (at `level`, 1-10, default 1), with `note` for the specialist.
+
+        The caller goes back on music keeping its place (its original join time), the
+        agent's leg is hung up and the agent goes to wrap-up; the queue logs TRANSFER.
+        The specialist's offer (`QueueOffered`) carries every earlier agent's note.
+        Returns the caller's call id, its queue and required skills now.
+
+        Raises: NotFoundError (no such queue), ConfigError (the agent is on no queue
+        call, nothing would change, a bad skill, level or note).
+        """
+        if queue is not None and queue not in self._configs:
+            raise NotFoundError(f"no queue {queue!r}")
+        if skill is not None and not _SKILL.fullmatch(skill):
+            raise ConfigError(f"skill {skill!r}: a letter, then up to 31 of A-Z a-z 0-9 _ . -")
+        if level is not None and not 1 <= level <= 10:
+            raise ConfigError(f"skill level {level}: 1 to 10")
+        if note is not None and (len(note) > 500 or not note.replace("\n", " ").isprintable()):
+            raise ConfigError("a note is at most 500 printable characters")
+        if queue is None and skill is None:
+            raise ConfigError("escalate to a queue, a skill or both")
+        call_id = self.engine.calls().get(agent)
+        if call_id is None or self.engine.caller_state(call_id) is not CallerState.CONNECTED:
+            raise ConfigError(f"{agent} is on no queue call")
+        caller = self.engine.caller(call_id)
+        assert caller is not None
+        if skill is None and queue == caller.queue:
+            raise ConfigError(f"{agent}'s call is already in queue {queue}")
+        note = f"{agent}: {note}" if note else None
+        self._input("escalate", call_id, skill=skill, level=level, queue=queue, note=note)
+        caller = self.engine.caller(call_id)
+        assert caller is not None
+        return {"call_id": call_id, "queue": caller.queue, "skills": dict(caller.skills)}
+
     def _members_agents(self) -> set[str]:
         return {m.agent for ms in self._members.values() for m in ms}
 
@@ -605,6 +667,22 @@ class AcdApplication(CallShell):
             return 400, {"error": "reason and queue must be strings"}
         try:
             return 200, await self.agent_command(agent, action, reason=reason, queue=queue)
+        except NotFoundError as exc:
+            return 404, {"error": str(exc)}
+        except PbxError as exc:
+            return 409, {"error": str(exc)}
+
+    async def _route_escalate(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        agent = body.get("agent")
+        queue, skill, level, note = (body.get(k) for k in ("queue", "skill", "level", "note"))
+        if not isinstance(agent, str):
+            return 400, {"error": "agent is a required string"}
+        if not all(isinstance(v, str | None) for v in (queue, skill, note)):
+            return 400, {"error": "queue, skill and note must be strings"}
+        if level is not None and (not isinstance(level, int) or isinstance(level, bool)):
+            return 400, {"error": "level must be an integer"}
+        try:
+            return 200, await self.escalate(agent, queue=queue, skill=skill, level=level, note=note)
         except NotFoundError as exc:
             return 404, {"error": str(exc)}
         except PbxError as exc:

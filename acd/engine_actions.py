@@ -3,9 +3,8 @@
 `acd.engine.AcdEngine` is pure; every input returns a list of these, in order,
 and the asyncio shell (`acd.app`, `acd.shell_calls`) carries them out. Queue events
 are actions too (`Emit`), so the shell writes them in the same transaction as the
-agent states (`AgentChanged`) the same input changed; a callback row
-(`CallbackSaved`/`CallbackDeleted`) is written by the callback store with its own
-CALLBACK* event, in a transaction of its own.
+agent states (`AgentChanged`) the same input changed, and with the callback rows
+(`CallbackSaved`/`CallbackDeleted`, stored with their own CALLBACK* events).
 
 | action          | the shell ...                                                        |
 |-----------------|----------------------------------------------------------------------|

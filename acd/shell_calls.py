@@ -36,7 +36,7 @@ from acd.engine_actions import (
 from acd.engine_core import CallerState
 from acd.model import QueueConfig
 from acd.shell_state import CallerLeg, ShellState
-from pbx.api import Call, DialError, EventKind, PbxError
+from pbx.api import Call, DialError, EventKind, PbxError, QueueOffered
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,29 @@ class CallShell(ShellState):
 
     def _ring(self, ring: Ring | RingCallback, agent: str) -> None:
         key = (ring.caller, agent, ring.offer_id)
+        self._offered(ring, agent)
         self._rings[key] = self._spawn(self._ring_agent(ring, agent), f"ACD ring {key}")
+
+    def _offered(self, ring: Ring | RingCallback, agent: str) -> None:
+        """Publish the offer (a screen pop's cue) before the agent's phone rings."""
+        caller = self.engine.caller(ring.caller)
+        leg = self._callers.get(ring.caller)
+        if isinstance(ring, RingCallback):
+            number = ring.number
+        else:
+            number = leg.call.caller if leg is not None else caller.number if caller else ""
+        wait = self._now() - caller.joined if caller is not None else 0.0
+        self.switch.publish(
+            QueueOffered(
+                ring.caller,
+                ring.queue,
+                agent,
+                number,
+                round(max(0.0, wait), 3),
+                "\n".join(ring.notes),
+                isinstance(ring, RingCallback),
+            )
+        )
 
     async def _ring_agent(self, ring: Ring | RingCallback, agent: str) -> None:
         key = (ring.caller, agent, ring.offer_id)
@@ -169,7 +191,7 @@ class CallShell(ShellState):
     def _requeue(self, action: Requeue) -> None:
         """An escalation: part the caller from the agent (whose leg is hung up); the
         caller's task, back from the split bridge, puts it on music again."""
-        bridge = self._bridges.get(action.agent)
+        bridge = self._bridges.pop(action.agent, None)  # popped: _hold_bridge sees a split
         if bridge is not None:
             bridge.split()
         self._drop_agent_leg(action.agent)
@@ -208,9 +230,11 @@ class CallShell(ShellState):
             await asyncio.wait(
                 {caller_end, agent_end, waiting}, return_when=asyncio.FIRST_COMPLETED
             )
-            split = not (call.ended or agent_call.ended)
+            # A Requeue took the bridge: a split, whichever leg's end (the agent's leg is
+            # being hung up) was seen first.
+            split = self._bridges.get(agent) is not bridge
             by_agent = agent_end.done() and not caller_end.done()
-            if self._bridges.get(agent) is bridge:
+            if not split:
                 del self._bridges[agent]
             if self._agent_legs.get(agent) is agent_call:
                 del self._agent_legs[agent]

@@ -327,6 +327,10 @@ def serve(
     hold_timeout: Annotated[
         float, typer.Option(help="Hang up a call held this long (seconds; 0: never).")
     ] = 3600.0,
+    media_timeout: Annotated[
+        float,
+        typer.Option(help="Hang up a call whose phone sent no RTP/RTCP this long (s; 0: never)."),
+    ] = 60.0,
     max_calls_per_user: Annotated[
         int, typer.Option(help="Calls one user may have up at once (0: no limit).")
     ] = 4,
@@ -357,6 +361,7 @@ def serve(
         trusted_networks=tuple(trust or ()),
         sip_trace=sip_trace,
         hold_timeout=hold_timeout,
+        media_timeout=media_timeout,
         max_calls_per_user=max_calls_per_user,
         trunk_retry_min=trunk_retry,
     )

@@ -1,5 +1,7 @@
 """`pbx agent spy|whisper|barge AGENT --from EXT`: a supervisor joins an agent's live
-queue call from their own phone (acd.supervisor).
+queue call from their own phone (acd.supervisor); `pbx agent escalate AGENT --queue Q
+--skill S --level L --note TEXT` hands an agent's queue call to a specialist queue or
+skill (the caller keeps its place; the specialist's offer carries the note).
 
 Live commands: they ask the running server (`POST /acd/supervise`), which rings EXT
 and, once answered, joins it to the agent's call: `spy` listens (nobody hears the
@@ -40,6 +42,24 @@ def _supervise(agent: str, mode: str, from_ext: str, data_dir: DataDirOption) ->
     typer.echo(f"{from_ext} {_DONE[mode]} {agent}'s call ({result.get('call_id', '?')})")
 
 
+def _escalate(
+    agent: str,
+    queue: str | None,
+    skill: str | None,
+    level: int | None,
+    note: str | None,
+    data_dir: DataDirOption,
+) -> None:
+    from pbx import control
+
+    settings = Settings(data_dir=data_dir_of(data_dir))
+    body = {"agent": agent, "queue": queue, "skill": skill, "level": level, "note": note}
+    result = control.request(settings, "/acd/escalate", 10.0, method="POST", body=body)
+    skills = ", ".join(f"{k}={v}" for k, v in sorted(result.get("skills", {}).items()))
+    line = f"{agent}'s call {result.get('call_id', '?')} waits in queue {result.get('queue')}"
+    typer.echo(line + (f" for {skills}" if skills else ""))
+
+
 _DONE = {"listen": "listens to", "whisper": "whispers to", "barge": "barged in on"}
 
 
@@ -63,3 +83,25 @@ def add_supervise_commands(agent_app: typer.Typer) -> None:
         agent: _AgentArg, from_ext: _FromOption, data_dir: DataDirOption = None
     ) -> None:
         _supervise(agent, "barge", from_ext, data_dir)
+
+    @agent_app.command(
+        "escalate",
+        help="Hand an agent's queue call to a specialist queue and/or skill, with a note.",
+    )
+    def agent_escalate(
+        agent: _AgentArg,
+        queue: Annotated[
+            str | None, typer.Option("--queue", "-q", help="The specialist queue.")
+        ] = None,
+        skill: Annotated[
+            str | None, typer.Option("--skill", "-s", help="A skill the call now requires.")
+        ] = None,
+        level: Annotated[
+            int | None, typer.Option("--level", "-l", help="Its minimum level, 1-10 (1).")
+        ] = None,
+        note: Annotated[
+            str | None, typer.Option("--note", "-n", help="Shown to the specialist.")
+        ] = None,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        _escalate(agent, queue, skill, level, note, data_dir)

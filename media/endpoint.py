@@ -32,6 +32,12 @@ What it sends: one RTP stream for the endpoint's life (one SSRC; sequence number
 and timestamps +160 a packet), every 20 ms by the loop's clock, whatever plays —
 a prompt, music, or G.711 silence when nothing does (issue 9 §8: a phone hangs up
 on a call that sends no RTP, Linphone after 30 s).
+
+The other way (`watch_silence`): a phone that sent neither RTP nor RTCP for `timeout`
+seconds (`hold_timeout` while it holds the call) is gone, as Asterisk's rtptimeout
+judges; the owner is told once and hangs the call up. RTCP counts as life, so a
+phone with silence suppression that still reports is not cut. Checked a few times a
+timeout by a timer of its own, never on the packet path.
 """
 
 from __future__ import annotations
@@ -258,6 +264,7 @@ class MediaEndpoint:
         self._seq = secrets.randbits(16)
         self._ts = secrets.randbits(32)
         self.received_packets = 0
+        self.rtcp_packets = 0
         self.refused_packets = 0
         self.sent_packets = 0
         self.closed = False
@@ -281,6 +288,7 @@ class MediaEndpoint:
         # The sender: one frame every 20 ms for the endpoint's life (close cancels it).
         self._next_frame = self._loop.time() + FRAME_SECONDS
         self._timer: asyncio.TimerHandle | None = self._loop.call_at(self._next_frame, self._tick)
+        self._silence_watch: _SilenceWatch | None = None
 
     @property
     def host(self) -> str:
@@ -395,6 +403,26 @@ class MediaEndpoint:
     def _drain_rtcp(self) -> None:
         with contextlib.suppress(OSError):
             self._rtcp.recvfrom(2048)
+            self.rtcp_packets += 1
+
+    # -- a phone gone silent ---------------------------------------------------------
+
+    def watch_silence(
+        self, timeout: float, hold_timeout: float | None, on_silent: Callable[[], None]
+    ) -> None:
+        """Call `on_silent` once when the phone has sent nothing (RTP or RTCP, from any
+        source) for `timeout` seconds, or `hold_timeout` while it holds the call (None:
+        never while held). Counted from now; a second call replaces the watch."""
+        if self._silence_watch is not None:
+            self._silence_watch.cancel()
+        if self.closed:
+            return
+        watch = _SilenceWatch(self, timeout, hold_timeout, on_silent)
+        self._silence_watch = watch
+        watch.arm()
+
+    def _heard(self) -> int:
+        return self.received_packets + self.rtcp_packets + self.refused_packets
 
     # -- sending -------------------------------------------------------------------
 
@@ -683,6 +711,9 @@ class MediaEndpoint:
 
     def _stop(self) -> None:
         self.closed = True
+        if self._silence_watch is not None:
+            self._silence_watch.cancel()
+            self._silence_watch = None
         self.unjoin()
         self.unmix()
         self._closed_event.set()
@@ -695,6 +726,57 @@ class MediaEndpoint:
         for sock in (self._rtp, self._rtcp):
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_reader(sock.fileno())
+
+
+class _SilenceWatch:
+    """`MediaEndpoint.watch_silence`: looks at the packet counters every quarter of the
+    limit (at most every 5 s), so the packet path does no work for it."""
+
+    def __init__(
+        self,
+        media: MediaEndpoint,
+        timeout: float,
+        hold_timeout: float | None,
+        on_silent: Callable[[], None],
+    ) -> None:
+        self.media = media
+        self.timeout, self.hold_timeout = timeout, hold_timeout
+        self.on_silent = on_silent
+        self.count = media._heard()
+        self.heard_at = media._loop.time()
+        self.held = not media.sending
+        self.handle: asyncio.TimerHandle | None = None
+
+    def limit(self) -> float | None:
+        return self.timeout if self.media.sending else self.hold_timeout
+
+    def arm(self) -> None:
+        limit = self.limit()
+        step = min(5.0, (limit if limit is not None else self.timeout) / 4)
+        self.handle = self.media._loop.call_later(max(step, 0.05), self.check)
+
+    def check(self) -> None:
+        self.handle = None
+        media = self.media
+        if media.closed:
+            return
+        now = media._loop.time()
+        count = media._heard()
+        held = not media.sending
+        if count != self.count or held != self.held:  # heard, or hold began/ended
+            self.count, self.heard_at, self.held = count, now, held
+        limit = self.limit()
+        if limit is not None and now - self.heard_at >= limit:
+            log.info("%s: no RTP or RTCP from the phone for %.0f s", media.name, limit)
+            media._silence_watch = None
+            self.on_silent()
+            return
+        self.arm()
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 def tone(frequency: float, seconds: float, level: float = 8000.0) -> npt.NDArray[np.int16]:

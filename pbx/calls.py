@@ -228,10 +228,19 @@ class Call:
 
     def terminate_here(self, media: MediaEndpoint, host: str) -> None:
         """Make `media` (the switch's own, at `host`) this call's: it answers the phone's
-        re-INVITEs and UPDATEs and takes its SIP INFO digits; it closes with the call."""
+        re-INVITEs and UPDATEs and takes its SIP INFO digits; it closes with the call.
+        With the manager's `media_timeout`, a phone that sends nothing for that long
+        (`hold_timeout` while it holds the call) is hung up ("media timeout")."""
         self.media = media
         self.on_info = _info_digits
         self.on_offer = _media_offer(host)
+        manager = self.manager
+        if manager.media_timeout:  # a phone gone silent (lost, unplugged) is hung up
+            media.watch_silence(
+                manager.media_timeout,
+                manager.hold_timeout,
+                lambda: manager.spawn(self.hangup(0, "media timeout"), f"media timeout {self.id}"),
+            )
 
     def _own_media(self) -> MediaEndpoint:
         if self.media is None:
@@ -785,6 +794,10 @@ class CallManager:
         self.on_incoming: IncomingHook = _unavailable
         self.sip_host = sip_host
         self.sip_port = sip_port
+        #: Seconds without RTP/RTCP from a phone after which a call whose media ends at
+        #: the switch is hung up (None: never); `hold_timeout` while the phone holds.
+        self.media_timeout: float | None = None
+        self.hold_timeout: float | None = None
         self.calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str, str], Call] = {}
         self._invites: dict[tuple[str, str], InboundCall] = {}  # (Call-ID, From tag)

@@ -124,16 +124,21 @@ class ControlServer:
         self._token = secrets.token_urlsafe(32)
         self._runner: web.AppRunner | None = None
         self._streams: set[Subscription] = set()
-        self._lines: dict[Event, str] = {}
+        #: Recent events' JSON lines by id(event); the event is kept beside its line, so
+        #: its id cannot be reused while cached (events with a dict, such as a queue
+        #: event's data, are not hashable, and hashing every field would cost more).
+        self._lines: dict[int, tuple[Event, str]] = {}
         self.port = 0
 
     def _encoded(self, event: Event) -> str:
         """`event` as a JSON line, encoded once for all the clients that send it."""
-        text = self._lines.get(event)
-        if text is None:
-            text = self._lines[event] = json.dumps(to_json(event))
-            if len(self._lines) > _ENCODED:
-                del self._lines[next(iter(self._lines))]  # the oldest
+        cached = self._lines.get(id(event))
+        if cached is not None and cached[0] is event:
+            return cached[1]
+        text = json.dumps(to_json(event))
+        self._lines[id(event)] = (event, text)
+        if len(self._lines) > _ENCODED:
+            del self._lines[next(iter(self._lines))]  # the oldest
         return text
 
     def _app(self) -> web.Application:

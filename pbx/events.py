@@ -177,6 +177,24 @@ class AgentStateChanged(Event):
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class QueueOffered(Event):
+    """The ACD offers a queued caller to `agent`: sent as its phone is rung, so a screen
+    pop can show the caller before the agent answers. Not a stored queue event (an
+    offer that ends unanswered is logged as RINGNOANSWER or RINGCANCELED). `caller` is
+    the number to look up, `wait` the seconds queued so far, `notes` what earlier
+    agents noted when they escalated the call (one line each), `callback` true for a
+    stored callback (the agent will call `caller` back)."""
+
+    kind: ClassVar[str] = "queue.offer"
+    queue: str
+    agent: str
+    caller: str
+    wait: float = 0.0
+    notes: str = ""
+    callback: bool = False
+
+
 #: Every event type by its kind (for readers of the JSON feed).
 KINDS: dict[str, type[Event]] = {
     cls.kind: cls
@@ -194,6 +212,7 @@ KINDS: dict[str, type[Event]] = {
         RegistrationUp,
         RegistrationDown,
         QueueLogged,
+        QueueOffered,
         AgentStateChanged,
     )
 }

@@ -191,6 +191,8 @@ class PbxServer:
             clock=self._clock,
             events=self.events,
         )
+        self.calls.media_timeout = s.media_timeout or None
+        self.calls.hold_timeout = s.hold_timeout or None
         self.b2bua = B2bua(
             self.calls,
             store,

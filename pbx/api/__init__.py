@@ -32,10 +32,12 @@ from pbx.events import (
     CallEnded,
     Event,
     QueueLogged,
+    QueueOffered,
     RegistrationDown,
     RegistrationUp,
 )
 from pbx.store.agents import AgentRecord, StateChange
+from pbx.store.callbacks import CallbackAdd, CallbackAttempt, CallbackFinish, CallbackOp
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
 from pbx.store.customers import FIELDS as CUSTOMER_FIELDS
 from pbx.store.customers import Customer, CustomerFields
@@ -67,6 +69,10 @@ __all__ = [
     "CallDisposition",
     "CallEnded",
     "CallEvent",
+    "CallbackAdd",
+    "CallbackAttempt",
+    "CallbackFinish",
+    "CallbackOp",
     "Cause",
     "Conference",
     "ConferenceRepo",
@@ -85,6 +91,7 @@ __all__ = [
     "Queue",
     "QueueEventRecord",
     "QueueLogged",
+    "QueueOffered",
     "Recording",
     "RegistrationDown",
     "RegistrationUp",

@@ -134,7 +134,7 @@ class Store:
         self.conferences = ConferenceRepo(db)
         self.dids = DidRepo(db, clock)
         self.queues = QueueRepo(db, clock)
-        self.agents = AgentRepo(db)
+        self.agents = AgentRepo(db, clock)
         self.callbacks = CallbackRepo(db, clock)
         self.queue_events = QueueEventRepo(db)
         self.customers = CustomerRepo(db, clock)

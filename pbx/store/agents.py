@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 
 from pbx.errors import ConfigError, NotFoundError, StoreError
+from pbx.store.callbacks import Callback, CallbackOp, apply_in
 from pbx.store.database import Database
 from pbx.store.queue_events import QueueEventRecord, append_in
 from pbx.store.queues import check_skill
@@ -162,8 +164,9 @@ def _event(now: float, queue: str, agent: str, event: str, **data: Any) -> Queue
 class AgentRepo:
     """The agents table (and the queue_members.logged_in flags login/logout change)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
+        self._clock = clock
 
     async def get(self, name: str) -> AgentRecord:
         """The agent `name` (logged out when it never logged in).
@@ -219,18 +222,25 @@ class AgentRepo:
         return agent
 
     async def set_states(
-        self, changes: Sequence[StateChange], events: Iterable[QueueEventRecord] = ()
-    ) -> None:
-        """Several agents' `set_state` and `events` in one transaction (what one input of
-        the ACD engine changed): all of it lands or none.
+        self,
+        changes: Sequence[StateChange],
+        events: Iterable[QueueEventRecord] = (),
+        callbacks: Sequence[CallbackOp] = (),
+    ) -> list[Callback]:
+        """Several agents' `set_state`, `events` and `callbacks` (operations on stored
+        callbacks, with their own events, written first) in one transaction: what one
+        input of the ACD engine changed, all of it or none. Returns the callbacks as the
+        operations left them (an added one with its id).
 
-        Raises: NotFoundError, ConfigError as `set_state` (nothing is written).
+        Raises: NotFoundError, ConfigError as `set_state` and `CallbackRepo` (nothing is
+        written).
         """
         for change in changes:
             if change.state not in STATES:
                 raise ConfigError(f"agent state {change.state!r}: choose {', '.join(STATES)}")
             check_reason(change.reason)
         async with self._db.transaction() as conn:
+            stored = await apply_in(conn, callbacks, self._clock())
             for c in changes:
                 current = await _agent_in(conn, c.name)
                 agent = _changed(current, c.state, c.now, c.reason if c.state == PAUSED else None)
@@ -242,6 +252,7 @@ class AgentRepo:
                 agent = _replace(agent, **{k: v for k, v in counters.items() if v is not None})
                 await _write(conn, agent)
             await append_in(conn, list(events))
+        return stored
 
     async def login(self, name: str, now: float, queue: str | None = None) -> list[str]:
         """Log agent `name` into all its queues (or only into `queue`); returns the queues

@@ -4,12 +4,16 @@ A caller who pressed the callback key and hung up is a row `pending` with the ti
 `joined` the queue (its place) and the number to call. Each try is an `attempt` (a
 CALLBACKATTEMPT event with its status); `done` when bridged to an agent; `drop` after the
 queue's attempts (a CALLBACKDROP event). Each change and its event land in one
-transaction (`pbx.store.queue_events.append_in`).
+transaction (`pbx.store.queue_events.append_in`). The ACD writes what one engine input
+changed as one transaction: callback operations (`CallbackAdd`, `CallbackAttempt`,
+`CallbackFinish`) go with the agents' rows and the other queue events through
+`pbx.store.agents.AgentRepo.set_states(..., callbacks=...)`, by `apply_in`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +23,16 @@ from pbx.errors import ConfigError, NotFoundError
 from pbx.store.database import Database
 from pbx.store.queue_events import QueueEventRecord, append_in
 
-__all__ = ["CALLBACK_STATES", "Callback", "CallbackRepo"]
+__all__ = [
+    "CALLBACK_STATES",
+    "Callback",
+    "CallbackAdd",
+    "CallbackAttempt",
+    "CallbackFinish",
+    "CallbackOp",
+    "CallbackRepo",
+    "apply_in",
+]
 
 CALLBACK_STATES = ("pending", "done", "dropped")
 
@@ -69,6 +82,135 @@ async def _pending_in(conn: aiosqlite.Connection, id_: int) -> Callback:
     return callback
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackAdd:
+    """Store a pending callback (`CallbackRepo.add`)."""
+
+    queue: str
+    call_id: str
+    number: str
+    joined: float
+    position: int = 0
+    now: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackAttempt:
+    """Count a try of callback `id` (`CallbackRepo.attempt`)."""
+
+    id: int
+    status: str
+    agent: str | None = None
+    now: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackFinish:
+    """End callback `id`: "done" (reached an agent) or "dropped" (CALLBACKDROP)."""
+
+    id: int
+    state: str
+    now: float | None = None
+
+
+CallbackOp = CallbackAdd | CallbackAttempt | CallbackFinish
+
+
+async def apply_in(
+    conn: aiosqlite.Connection, ops: Sequence[CallbackOp], now: float
+) -> list[Callback]:
+    """Carry out `ops` in order inside the caller's transaction; the callbacks they
+    leave, one per op (an add's has its new id).
+
+    Raises: NotFoundError, ConfigError as the repository's methods (the caller's
+    transaction then rolls back whole).
+    """
+    out: list[Callback] = []
+    for op in ops:
+        when = now if op.now is None else op.now
+        if isinstance(op, CallbackAdd):
+            out.append(
+                await _add_in(conn, op.queue, op.call_id, op.number, op.joined, op.position, when)
+            )
+        elif isinstance(op, CallbackAttempt):
+            out.append(await _attempt_in(conn, op.id, op.status, op.agent, when))
+        else:
+            out.append(await _finish_in(conn, op.id, op.state, when))
+    return out
+
+
+async def _add_in(
+    conn: aiosqlite.Connection,
+    queue: str,
+    call_id: str,
+    number: str,
+    joined: float,
+    position: int,
+    now: float,
+) -> Callback:
+    if not number or len(number) > 64 or not number.isprintable():
+        raise ConfigError(f"callback number {number!r}: 1 to 64 printable characters")
+    async with conn.execute("SELECT 1 FROM queues WHERE name = ?", (queue,)) as cur:
+        if await cur.fetchone() is None:
+            raise NotFoundError(f"no queue {queue!r}")
+    cur = await conn.execute(
+        "INSERT INTO callbacks (queue, call_id, number, joined, requested, attempts,"
+        " state, updated) VALUES (?, ?, ?, ?, ?, 0, 'pending', ?)",
+        (queue, call_id, number, joined, now, now),
+    )
+    id_ = int(cur.lastrowid or 0)
+    event = QueueEventRecord(
+        now,
+        call_id,
+        queue,
+        None,
+        "CALLBACKREQUEST",
+        {"number": number, "position": position, "wait": max(0.0, now - joined)},
+    )
+    await append_in(conn, [event])
+    return Callback(id_, queue, call_id, number, joined, now, 0, "pending", now)
+
+
+async def _attempt_in(
+    conn: aiosqlite.Connection, id_: int, status: str, agent: str | None, now: float
+) -> Callback:
+    callback = await _pending_in(conn, id_)
+    attempts = callback.attempts + 1
+    await conn.execute(
+        "UPDATE callbacks SET attempts = ?, updated = ? WHERE id = ?", (attempts, now, id_)
+    )
+    event = QueueEventRecord(
+        now,
+        callback.call_id,
+        callback.queue,
+        agent,
+        "CALLBACKATTEMPT",
+        {"attempt": attempts, "status": status},
+    )
+    await append_in(conn, [event])
+    return dataclasses.replace(callback, attempts=attempts, updated=now)
+
+
+async def _finish_in(conn: aiosqlite.Connection, id_: int, state: str, now: float) -> Callback:
+    if state not in ("done", "dropped"):
+        raise ConfigError(f"a callback ends done or dropped, not {state!r}")
+    callback = await _pending_in(conn, id_)
+    await conn.execute(
+        "UPDATE callbacks SET state = ?, updated = ? WHERE id = ?", (state, now, id_)
+    )
+    if state == "dropped":
+        event = QueueEventRecord(
+            now,
+            callback.call_id,
+            callback.queue,
+            None,
+            "CALLBACKDROP",
+            {"attempts": callback.attempts},
+        )
+        await append_in(conn, [event])
+    return dataclasses.replace(callback, state=state, updated=now)
+
+
 class CallbackRepo:
     """The callbacks table."""
 
@@ -90,29 +232,12 @@ class CallbackRepo:
 
         Raises: NotFoundError (no such queue), ConfigError (no number).
         """
-        if not number or len(number) > 64 or not number.isprintable():
-            raise ConfigError(f"callback number {number!r}: 1 to 64 printable characters")
-        now = self._clock() if now is None else now
+        return await self._one(CallbackAdd(queue, call_id, number, joined, position, now))
+
+    async def _one(self, op: CallbackOp) -> Callback:
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT 1 FROM queues WHERE name = ?", (queue,)) as cur:
-                if await cur.fetchone() is None:
-                    raise NotFoundError(f"no queue {queue!r}")
-            cur = await conn.execute(
-                "INSERT INTO callbacks (queue, call_id, number, joined, requested, attempts,"
-                " state, updated) VALUES (?, ?, ?, ?, ?, 0, 'pending', ?)",
-                (queue, call_id, number, joined, now, now),
-            )
-            id_ = int(cur.lastrowid or 0)
-            event = QueueEventRecord(
-                now,
-                call_id,
-                queue,
-                None,
-                "CALLBACKREQUEST",
-                {"number": number, "position": position, "wait": max(0.0, now - joined)},
-            )
-            await append_in(conn, [event])
-        return Callback(id_, queue, call_id, number, joined, now, 0, "pending", now)
+            [callback] = await apply_in(conn, [op], self._clock())
+        return callback
 
     async def get(self, id_: int) -> Callback:
         """Raises: NotFoundError."""
@@ -139,34 +264,7 @@ class CallbackRepo:
 
         Raises: NotFoundError, ConfigError (not pending).
         """
-        now = self._clock() if now is None else now
-        async with self._db.transaction() as conn:
-            callback = await _pending_in(conn, id_)
-            attempts = callback.attempts + 1
-            await conn.execute(
-                "UPDATE callbacks SET attempts = ?, updated = ? WHERE id = ?",
-                (attempts, now, id_),
-            )
-            event = QueueEventRecord(
-                now,
-                callback.call_id,
-                callback.queue,
-                agent,
-                "CALLBACKATTEMPT",
-                {"attempt": attempts, "status": status},
-            )
-            await append_in(conn, [event])
-        return Callback(
-            id_,
-            callback.queue,
-            callback.call_id,
-            callback.number,
-            callback.joined,
-            callback.requested,
-            attempts,
-            "pending",
-            now,
-        )
+        return await self._one(CallbackAttempt(id_, status, agent, now))
 
     async def done(self, id_: int, now: float | None = None) -> None:
         """The callback reached an agent (its CONNECT is the engine's event).
@@ -181,19 +279,4 @@ class CallbackRepo:
         await self._finish(id_, "dropped", now)
 
     async def _finish(self, id_: int, state: str, now: float | None) -> None:
-        now = self._clock() if now is None else now
-        async with self._db.transaction() as conn:
-            callback = await _pending_in(conn, id_)
-            await conn.execute(
-                "UPDATE callbacks SET state = ?, updated = ? WHERE id = ?", (state, now, id_)
-            )
-            if state == "dropped":
-                event = QueueEventRecord(
-                    now,
-                    callback.call_id,
-                    callback.queue,
-                    None,
-                    "CALLBACKDROP",
-                    {"attempts": callback.attempts},
-                )
-                await append_in(conn, [event])
+        await self._one(CallbackFinish(id_, state, now))

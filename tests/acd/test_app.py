@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from acd.app import AcdApplication
-from acd.engine_actions import AgentChanged, Emit
-from acd.model import Agent, AgentState, QueueEvent
+from acd.engine_actions import AgentChanged, CallbackDeleted, CallbackSaved, Emit
+from acd.model import Agent, AgentState, Caller, QueueEvent
 from acd.shell_calls import digits_prompts, wait_prompts
 from ivr.player import PromptPlayer
 from ivr.prompts import DEFAULT_PROMPTS, PromptStore, tone_pattern
@@ -338,3 +338,34 @@ async def test_registrations_and_configuration_changes_reach_the_engine(
     assert not await application.handles("*223", switch)  # type: ignore[arg-type]
     assert application.engine.agent("1001").skills == {"french": 4}  # type: ignore[union-attr]
     assert application.engine.agent("1001").state is AgentState.AVAILABLE  # type: ignore[union-attr]
+
+
+async def test_a_callback_row_lands_with_the_agent_rows_of_its_input_or_not_at_all(
+    app: tuple[AcdApplication, StoreSwitch], store: Store
+) -> None:
+    application, _ = app
+    caller = Caller("c-1", "sales", "+4930111", 5.0)
+    ringing = Agent("1001", AgentState.RINGING, 10.0)
+    bad = QueueEvent(10.0, "c-1", "sales", "1001", "CONNECT", {"hold": object()})  # not JSON
+    application._writes.put_nowait(
+        ([CallbackSaved(caller, 0), AgentChanged(ringing, None), Emit(bad)], False)
+    )
+    await application.flush()
+    assert await store.callbacks.pending() == []  # rolled back with the agent row
+    assert (await store.agents.get("1001")).state == "logged-out"
+    application._writes.put_nowait(([CallbackSaved(caller, 0), AgentChanged(ringing, None)], False))
+    await application.flush()
+    [saved] = await store.callbacks.pending()
+    assert (saved.call_id, saved.number, saved.joined) == ("c-1", "+4930111", 5.0)
+    assert (await store.agents.get("1001")).state == "ringing"
+    attempt = QueueEvent(12.0, "c-1", "sales", "1001", "CALLBACKATTEMPT", {"status": "answered"})
+    talking = Agent("1001", AgentState.ON_CALL, 12.0)
+    application._writes.put_nowait(
+        ([Emit(attempt), CallbackDeleted("c-1"), AgentChanged(talking, None)], False)
+    )
+    await application.flush()
+    assert await store.callbacks.pending() == []
+    assert (await store.callbacks.get(saved.id)).state == "done"
+    assert (await store.agents.get("1001")).state == "on-call"
+    rows = [(e.event, e.data.get("status")) for e in await store.queue_events.between(0, 1e12)]
+    assert rows == [("CALLBACKREQUEST", None), ("CALLBACKATTEMPT", "answered")]

@@ -69,9 +69,12 @@ async def acd_server(
     skills: dict[str, dict[str, int]] | None = None,
     voicemail: bool = False,
     menu: str = "",
+    others: tuple[tuple[Queue, tuple[str, ...]], ...] = (),
+    media_timeout: float = 60.0,
 ) -> AsyncIterator[tuple[PbxServer, AcdApplication]]:
     """An in-process switch with users 1001-1003 (agents) and 2000-2005 (callers), `queue`
-    with `members`, tone prompts, and the ACD application as a service."""
+    with `members` (and `others`, queues with their members), tone prompts, and the ACD
+    application as a service."""
     prompts = PromptStore(tmp_path / "prompts")
     t = np.arange(int(8000 * 0.3)) / 8000
     (tmp_path / "moh").mkdir()
@@ -89,6 +92,10 @@ async def acd_server(
     await store.queues.add(queue)
     for agent in members:
         await store.queues.add_member(queue.name, agent)
+    for other, other_members in others:
+        await store.queues.add(other)
+        for agent in other_members:
+            await store.queues.add_member(other.name, agent)
     for agent, levels in (skills or {}).items():
         await store.agents.set_skills(agent, levels)
     if menu:
@@ -97,7 +104,7 @@ async def acd_server(
     app = AcdApplication(PromptPlayer(prompts))
     mailboxes = VoicemailApplication(tmp_path, player=PromptPlayer(prompts)) if voicemail else None
     server = PbxServer(
-        Settings(data_dir=tmp_path, sip_port=free_port()),
+        Settings(data_dir=tmp_path, sip_port=free_port(), media_timeout=media_timeout),
         applications=[IvrApplication(tmp_path), app] if menu else [app],
         voicemail=mailboxes,
     )
@@ -669,3 +676,91 @@ async def test_a_full_queue_says_so_and_hangs_up(tmp_path: Path) -> None:
         await app.flush()
         rows = [(e.event, e.data.get("caller")) for e in await events(server)]
     assert rows == [("ENTERQUEUE", CALLERS[0]), ("ABANDON", None)]
+
+
+async def test_an_agent_escalates_its_call_to_the_specialist_queue(tmp_path: Path) -> None:
+    """1001 (sales) escalates its call over the control API (`POST /acd/escalate`, what
+    `pbx agent escalate` sends): its phone gets a BYE, the caller stays up and is
+    offered to 1002 (refunds), whose phone answers; the queue log says TRANSFER."""
+    from pbx import control
+
+    queue = Queue("sales", "700", ring_seconds=10.0)
+    refunds = Queue("refunds", "701", ring_seconds=10.0)
+    async with acd_server(tmp_path, queue, members=("1001",), others=((refunds, ("1002",)),)) as (
+        server,
+        app,
+    ):
+        first = await phone(server, "1001", "uas_answer.xml", tmp_path / "1001")
+        second = await phone(server, "1002", "uas_answer.xml", tmp_path / "1002")
+        try:
+            for agent in ("1001", "1002"):
+                await feature_code(server, agent, LOGIN_CODE)
+            async with SipClient(server.sip_port) as ua:
+                call = await call_in(server, ua, CALLERS[0])
+                await until(lambda: app.engine.calls().keys() == {"1001"})
+                body = {"agent": "1001", "queue": "refunds", "note": "order 42"}
+                answer = await asyncio.to_thread(
+                    control.request,
+                    Settings(data_dir=tmp_path),
+                    "/acd/escalate",
+                    10.0,
+                    method="POST",
+                    body=body,
+                )
+                assert answer["queue"] == "refunds"
+                assert await asyncio.to_thread(first.finish, 20) == 0  # INVITE ... BYE: done
+                await until(lambda: app.engine.calls().keys() == {"1002"})
+                assert CALLERS[0] in talking(app)
+                await hang_up(ua, call)
+            assert await asyncio.to_thread(second.finish, 20) == 0
+            await until(lambda: not app.engine.calls())
+            await app.flush()
+        finally:
+            first.kill()
+            second.kill()
+        rows = [(e.queue, e.agent, e.event) for e in await events(server) if e.call_id]
+    assert rows == [
+        ("sales", None, "ENTERQUEUE"),
+        ("sales", "1001", "CONNECT"),
+        ("sales", "1001", "TRANSFER"),
+        ("refunds", None, "ENTERQUEUE"),
+        ("refunds", "1002", "CONNECT"),
+        ("refunds", "1002", "COMPLETECALLER"),
+    ]
+
+
+async def test_an_agent_whose_phone_vanishes_while_the_caller_stays_is_freed(
+    tmp_path: Path,
+) -> None:
+    """1001's phone (sipp, which sends no RTP) is killed while it talks to a caller who
+    goes on talking: after the media timeout (2 s here, 60 s by default) the switch hangs
+    up the silent agent leg, the call completes by the agent, the caller gets a BYE and
+    1001 is free for the next call: not left "on call" until the caller hangs up."""
+    queue = Queue("sales", "700", ring_seconds=10.0)
+    async with acd_server(tmp_path, queue, members=("1001",), media_timeout=2.0) as (
+        server,
+        app,
+    ):
+        agent = await phone(server, "1001", "uas_answer.xml", tmp_path / "1001")
+        try:
+            await feature_code(server, "1001", LOGIN_CODE)
+            async with listening(TONES) as ear, SipClient(server.sip_port) as ua:
+                _, ok = await dial(ua, server, "700", caller=CALLERS[0], rtp_port=ear.port)
+                assert ok.status == 200
+                ear.remote = media_address(ok.body)
+                talking_task = asyncio.ensure_future(ear.talk(sine(400, 20.0)))
+                try:
+                    await until(lambda: CALLERS[0] in talking(app))
+                    agent.kill()
+                    await answer_bye(ua, timeout=15)
+                finally:
+                    talking_task.cancel()
+                    await asyncio.gather(talking_task, return_exceptions=True)
+            await until(lambda: not app.engine.calls())
+            [row] = app.snapshot()["agents"]
+            assert row["state"] == "available" and row["call"] is None
+            await app.flush()
+        finally:
+            agent.kill()
+        rows = [(e.agent, e.event) for e in await events(server) if e.call_id]
+    assert rows == [(None, "ENTERQUEUE"), ("1001", "CONNECT"), ("1001", "COMPLETEAGENT")]

@@ -22,7 +22,14 @@ import pytest
 from pbx.config import Settings
 from pbx.control import ControlServer, fetch_status, hangup, request, stream_events
 from pbx.errors import ControlError
-from pbx.events import CallAnswered, CallCreated, CallEnded, EventBus
+from pbx.events import (
+    AgentStateChanged,
+    CallAnswered,
+    CallCreated,
+    CallEnded,
+    EventBus,
+    QueueLogged,
+)
 
 
 def _no_route(params: dict[str, str]) -> dict[str, Any]:
@@ -108,13 +115,18 @@ async def test_events_stream_in_order_and_a_wrong_token_gets_401(
         CallCreated("1-a", direction="in", caller="1001", callee="1002", at=1.0),
         CallAnswered("1-a", at=2.0),
         CallEnded("1-a", 0, "remote hangup", by_remote=True, cdr_id=4, at=3.0),
+        # An event with a dict (not hashable) once broke the stream for good.
+        QueueLogged("1-a", "sales", "1002", "CONNECT", {"hold": 4.5, "ring": 1.0}, at=4.0),
+        AgentStateChanged("", "1002", "on-call", at=4.0),
     ]
     for event in events:
         bus.publish(event)
     async with asyncio.timeout(30):
-        got = [await first, await anext(stream), await anext(stream)]
-    assert [g["kind"] for g in got] == ["call.created", "call.answered", "call.ended"]
-    assert {g["call_id"] for g in got} == {"1-a"}
+        got = [await first] + [await anext(stream) for _ in events[1:]]
+    kinds = ["call.created", "call.answered", "call.ended", "queue.event", "agent.state"]
+    assert [g["kind"] for g in got] == kinds
+    assert got[3]["data"] == {"hold": 4.5, "ring": 1.0}
+    assert {g["call_id"] for g in got[:4]} == {"1-a"}
     assert got[2] == {
         "kind": "call.ended",
         "call_id": "1-a",
