@@ -128,6 +128,7 @@ class Api:
                 "role": who.role,
                 "csrf": who.csrf,
                 "agent": self.console.acd.agent_status(who.user),
+                "all_queues": [q["name"] for q in self.console.acd.snapshot()["queues"]],
                 "call": call.to_json(self.console.clock()) if call is not None else None,
             }
         )
@@ -147,6 +148,47 @@ class Api:
         except PbxError as exc:
             return _error(409, str(exc))
         return web.json_response(row)
+
+    async def escalate(self, request: web.Request) -> web.StreamResponse:
+        """Send my current call to a specialist queue and/or skill; the ticket named goes
+        with it: attached to the call, state escalated, a note saying where and why, all
+        stored before the specialist's phone rings (their pop shows it). An escalation
+        the ACD refuses puts the ticket back in its state, with a note saying so."""
+        who = principal(request)
+        body = await _body(request)
+        queue = body.get("queue") or None
+        skill = body.get("skill") or None
+        note = body.get("note") or None
+        level = _opt_int(body, "level")
+        ticket = _opt_int(body, "ticket")
+        if not all(isinstance(v, str | None) for v in (queue, skill, note)):
+            return _error(400, "queue, skill and note must be strings")
+        call = self.console.live.calls.get(who.user)
+        if call is None or call.connected is None or call.ended is not None:
+            return _error(409, f"{who.user} is on no queue call")
+        store = self.switch.ticket_store
+        before = None
+        if ticket is not None:
+            await self._may_read_ticket(who, ticket)
+            before = (await store.get(ticket)).state
+            await store.add_call(ticket, call.call_id, who.user)
+            await store.set_state(ticket, "escalated")
+            where = " / ".join(x for x in (queue or call.queue, skill or "") if x)
+            text = f"escalated to {where}" + (f": {note}" if note else "")
+            await store.add_note(ticket, who.user, text)
+        try:
+            moved = await self.console.acd.escalate(
+                who.user, queue=queue, skill=skill, level=level, note=note
+            )
+        except PbxError as exc:
+            if ticket is not None and before is not None:
+                await store.set_state(ticket, before)
+                await store.add_note(ticket, who.user, f"escalation refused: {exc}")
+                await self.console.live.ticket_changed(ticket)
+            return _error(404 if isinstance(exc, NotFoundError) else 409, str(exc))
+        if ticket is not None:
+            await self.console.live.ticket_changed(ticket)
+        return web.json_response(moved)
 
     # -- customers ----------------------------------------------------------------------
 
@@ -241,6 +283,7 @@ class Api:
             await store.link_article(id_, article)
         else:
             raise web.HTTPNotFound()
+        await self.console.live.ticket_changed(id_)
         return web.json_response((await store.get(id_)).to_json(self.console.clock()))
 
     # -- knowledge base ----------------------------------------------------------------
@@ -334,6 +377,7 @@ def add_routes(app: web.Application, console: WebConsole) -> None:
     routes: list[tuple[str, str, Handler]] = [
         ("GET", "/api/me", api.me),
         ("POST", "/api/agent", api.agent),
+        ("POST", "/api/escalate", api.escalate),
         ("POST", "/api/customers", api.customer_create),
         ("GET", "/api/customers/{id}", api.customer),
         ("PUT", "/api/customers/{id}", api.customer_update),

@@ -4,11 +4,11 @@ An agent's page gets its own agent state, its screen pops and its call's progres
 supervisor's page also gets the wallboard, rebuilt when a queue or agent event arrives
 (no polling: a change wakes the builder, which coalesces a burst into one frame).
 
-Screen pop: when an agent's state becomes `ringing`, the offer's caller is read from the
-ACD (number, queue, time in queue), the customer matched by the number (the stored
-default country, `customer_country`), the offer recorded (the agent may now read that
-customer), tickets already attached to the call (an escalation) attached to this agent
-too, and the pop sent before the phone is answered.
+Screen pop: the ACD publishes each offer (`QueueOffered`: caller's number, queue, time in
+queue, escalation notes) as the agent's phone is rung; the customer is matched by the
+number (the stored default country, `customer_country`), the offer recorded (the agent
+may now read that customer), tickets already attached to the call (an escalation)
+attached to this agent too, and the pop sent before the phone is answered.
 
 Each page is a client with a bounded queue; one that does not read fast enough is
 dropped (its socket closed), never waited for.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from acd.web.calls import AgentCall, AgentCalls
-from pbx.api import AgentStateChanged, QueueLogged
+from pbx.api import AgentStateChanged, QueueLogged, QueueOffered
 
 if TYPE_CHECKING:
     from acd.web.console import Principal, WebConsole
@@ -151,8 +151,10 @@ class LiveHub:
     async def _watch(self, events: Any) -> None:
         async for event in events:
             try:
-                if isinstance(event, AgentStateChanged):
-                    await self._agent_state(event)
+                if isinstance(event, QueueOffered):
+                    await self.pop(event)
+                elif isinstance(event, AgentStateChanged):
+                    self.send_agent_state(event.agent)
                 elif isinstance(event, QueueLogged):
                     self._queue_event(event)
                 else:
@@ -182,11 +184,6 @@ class LiveHub:
         else:
             self.to_agent(agent, message)
 
-    async def _agent_state(self, event: AgentStateChanged) -> None:
-        if event.state == "ringing":
-            await self.pop(event.agent)
-        self.send_agent_state(event.agent)
-
     def _queue_event(self, event: QueueLogged) -> None:
         if not event.agent or not event.call_id:
             return
@@ -199,50 +196,56 @@ class LiveHub:
         if changed is not None:
             self.to_agent(event.agent, {"type": "call", "call": changed.to_json(now)})
 
-    async def pop(self, agent: str) -> None:
-        """The screen pop of the call now offered to `agent` (see the module doc)."""
+    async def pop(self, offer: QueueOffered) -> None:
+        """The screen pop of an offer, sent as the agent's phone rings (see the module
+        doc)."""
         from acd.web.api import customer_view
 
         console = self.console
-        engine = console.acd.engine
-        call_id = next((c for c, agents in engine.offers().items() if agent in agents), None)
-        call_id = call_id or engine.calls().get(agent)
-        caller = engine.caller(call_id) if call_id else None
-        if caller is None or call_id is None:
-            return
         switch = console.switch
+        agent, call_id = offer.agent, offer.call_id
         now = console.clock()
         country = await switch.setting("customer_country")
-        customer = await switch.customer_store.for_caller(caller.number, country)
+        customer = await switch.customer_store.for_caller(offer.caller, country)
         if customer is not None:
-            await switch.customer_store.offered(customer.id, agent, call_id, caller.queue, now)
+            await switch.customer_store.offered(customer.id, agent, call_id, offer.queue, now)
         call = AgentCall(
             call_id,
-            caller.number,
-            caller.queue,
-            caller.joined,
+            offer.caller,
+            offer.queue,
+            now - offer.wait,
             now,
             customer.id if customer is not None else None,
         )
         if not self.calls.offered(agent, call):
             return
         tickets = await switch.ticket_store.for_call(call_id)
-        for ticket in tickets:
+        for ticket in tickets:  # an escalated call: its specialist may read its tickets
             await switch.ticket_store.add_call(ticket.id, call_id, agent)
-        suggested = await switch.kb_store.tagged([caller.queue])
+        suggested = await switch.kb_store.tagged([offer.queue])
         self.to_agent(
             agent,
             {
                 "type": "pop",
                 "call": call.to_json(now),
                 "customer": await customer_view(console, customer) if customer else None,
-                "tickets": [t.to_json(now) for t in tickets],
+                "tickets": [(await switch.ticket_store.get(t.id)).to_json(now) for t in tickets],
+                "notes": [line for line in offer.notes.splitlines() if line.strip()],
+                "callback": offer.callback,
                 "suggested": [{"id": a.id, "title": a.title} for a in suggested],
             },
         )
-        log.info(
-            "web: screen pop of %s for %s (%s)", call_id, agent, "known" if customer else "new"
-        )
+        known = "known" if customer is not None else "new"
+        log.info("web: screen pop of %s for %s (%s customer)", call_id, agent, known)
+
+    async def ticket_changed(self, id_: int) -> None:
+        """Send a changed ticket to the open pages of everyone on it (its owner and the
+        agents who took its calls), so a specialist sees the escalation's note."""
+        store = self.console.switch.ticket_store
+        ticket = await store.get(id_)
+        view = ticket.to_json(self.console.clock())
+        for agent in {ticket.agent, *(a for _, a in ticket.calls)}:
+            self.to_agent(agent, {"type": "ticket", "ticket": view})
 
     # -- the wallboard ------------------------------------------------------------------
 

@@ -427,12 +427,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         CREATE INDEX ticket_notes_by_ticket ON ticket_notes (ticket, id);
 
+        -- A call and each agent who took it (an escalated call reaches several).
         CREATE TABLE ticket_calls (
             ticket  INTEGER NOT NULL REFERENCES tickets (id) ON DELETE CASCADE,
             call_id TEXT NOT NULL,
             agent   TEXT NOT NULL,
             at      REAL NOT NULL,
-            PRIMARY KEY (ticket, call_id)
+            PRIMARY KEY (ticket, call_id, agent)
         ) STRICT;
         CREATE INDEX ticket_calls_by_call ON ticket_calls (call_id);
 

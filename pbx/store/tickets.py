@@ -162,7 +162,7 @@ class TicketRepo:
             "SELECT id, author, body, at FROM ticket_notes WHERE ticket = ? ORDER BY id", (id_,)
         )
         calls = await self._db.fetchall(
-            "SELECT call_id, agent FROM ticket_calls WHERE ticket = ? ORDER BY at, call_id",
+            "SELECT call_id, agent FROM ticket_calls WHERE ticket = ? ORDER BY at, rowid",
             (id_,),
         )
         articles = await self._db.fetchall(
@@ -213,13 +213,14 @@ class TicketRepo:
         return Note(cur.lastrowid, author, body, now)
 
     async def add_call(self, id_: int, call_id: str, agent: str) -> None:
-        """Attach a call (and the agent who took it) to the ticket. Raises: NotFoundError."""
+        """Attach a call and an agent who took it (again for each agent an escalation
+        reaches) to the ticket. Raises: NotFoundError."""
         now = self._clock()
         async with self._db.transaction() as conn:
             await self._touch(conn, id_, now)
             await conn.execute(
                 "INSERT INTO ticket_calls (ticket, call_id, agent, at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (ticket, call_id) DO UPDATE SET agent = excluded.agent",
+                " ON CONFLICT DO NOTHING",
                 (id_, call_id, agent, now),
             )
 
@@ -245,7 +246,7 @@ class TicketRepo:
     async def for_call(self, call_id: str) -> list[Ticket]:
         """The tickets a call is attached to, oldest first."""
         rows = await self._db.fetchall(
-            "SELECT ticket FROM ticket_calls WHERE call_id = ? ORDER BY at", (call_id,)
+            "SELECT DISTINCT ticket FROM ticket_calls WHERE call_id = ? ORDER BY ticket", (call_id,)
         )
         return [await self.get(int(r[0])) for r in rows]
 

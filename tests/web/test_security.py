@@ -22,6 +22,7 @@ ROUTES = [
     ("POST", "/logout"),
     ("GET", "/api/me"),
     ("POST", "/api/agent"),
+    ("POST", "/api/escalate"),
     ("POST", "/api/customers"),
     ("GET", "/api/customers/1"),
     ("PUT", "/api/customers/1"),

@@ -95,10 +95,12 @@ async def test_ticket_timer_states_notes_calls_articles(clocked: tuple[Store, Cl
     await store.tickets.link_article(ticket.id, article.id)
     await store.tickets.link_article(ticket.id, article.id)
     await store.tickets.add_call(ticket.id, "call-2", "1005")
+    await store.tickets.add_call(ticket.id, "call-1", "1006")  # escalated: a second agent
+    await store.tickets.add_call(ticket.id, "call-1", "1006")  # once
     escalated = await store.tickets.set_state(ticket.id, "escalated")
     assert escalated.state == "escalated" and escalated.solved_at is None
     assert [n.body for n in escalated.notes] == ["asked for the model"]
-    assert escalated.calls == (("call-1", "1001"), ("call-2", "1005"))
+    assert escalated.calls == (("call-1", "1001"), ("call-2", "1005"), ("call-1", "1006"))
     assert escalated.articles == (article.id,)
     assert await store.tickets.involves(ticket.id, "1005")
     assert not await store.tickets.involves(ticket.id, "1002")

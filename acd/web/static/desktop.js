@@ -182,6 +182,27 @@ async function saveCustomer(event) {
   }
 }
 
+async function escalate(event) {
+  event.preventDefault();
+  const body = {
+    queue: pbx.$("#esc-queue").value,
+    skill: pbx.$("#esc-skill").value,
+    note: pbx.$("#esc-note").value,
+  };
+  if (desk.ticket) {
+    body.ticket = desk.ticket.id;
+  }
+  try {
+    const moved = await pbx.api("POST", "/api/escalate", body);
+    pbx.text("#esc-status", "escalated to " + moved.queue);
+    if (desk.ticket) {
+      showTicket(await pbx.api("GET", "/api/tickets/" + desk.ticket.id));
+    }
+  } catch (err) {
+    pbx.error(err.message);
+  }
+}
+
 async function dispose(event) {
   event.preventDefault();
   if (!desk.call) {
@@ -212,10 +233,19 @@ function onMessage(message) {
     showCall(message.call);
     showCustomer(message.customer, message.call.number);
     showTicket(message.tickets.length ? message.tickets[message.tickets.length - 1] : null);
+    list("#pop-escalation", message.notes || [], (line) => "Escalated: " + line);
+    if (!(message.notes || []).length) {
+      pbx.$("#pop-escalation").replaceChildren();
+    }
     if (message.suggested.length) {
       showArticles(message.suggested);
     }
     pbx.text("#disp-status", "");
+  } else if (message.type === "ticket") {
+    if (desk.ticket && desk.ticket.id === message.ticket.id) {
+      const linked = desk.ticket.linked;
+      showTicket(Object.assign(message.ticket, linked ? { linked } : {}));
+    }
   } else if (message.type === "call") {
     showCall(message.call);
   }
@@ -240,6 +270,12 @@ async function main() {
   pbx.$("#kb-form").addEventListener("submit", (e) => search(e).catch((err) => pbx.error(err.message)));
   pbx.$("#new-customer").addEventListener("submit", saveCustomer);
   pbx.$("#disp-form").addEventListener("submit", dispose);
+  pbx.$("#esc-form").addEventListener("submit", escalate);
+  for (const name of me.all_queues || []) {
+    const option = pbx.el("option", name);
+    option.value = name;
+    pbx.$("#esc-queue").append(option);
+  }
   window.setInterval(tick, 1000);
   pbx.live(onMessage);
   document.body.dataset.ready = "1";
