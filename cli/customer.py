@@ -106,6 +106,59 @@ def customer_export(
     typer.echo(f"exported to {file}")
 
 
+async def _set(data_dir: Path, values: dict[str, str | None]) -> None:
+    async with await open_existing(data_dir) as store:
+        for key, value in values.items():
+            if value is None:
+                await store.settings.delete(key)
+            else:
+                await store.settings.set(key, value)
+
+
+@customer_app.command("webhook")
+def customer_webhook(
+    url: Annotated[
+        str | None, typer.Argument(help="http(s) URL the offer/answer/end messages go to.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Stop sending messages.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Send each queue call's offer, answer and end with its customer to a CRM (JSON,
+    HMAC-SHA256 signed; the secret is printed once). Takes effect in the running server."""
+    import secrets
+
+    from acd.web.webhook import SECRET_KEY, URL_KEY, check_url
+
+    if clear:
+        run(_set(data_dir_of(data_dir), {URL_KEY: None, SECRET_KEY: None}))
+        typer.echo("webhook cleared")
+        return
+    if url is None:
+        raise ConfigError("give the webhook's URL, or --clear")
+    secret = secrets.token_urlsafe(32)
+    run(_set(data_dir_of(data_dir), {URL_KEY: check_url(url), SECRET_KEY: secret}))
+    typer.echo(f"webhook: {url}\nsecret (verify X-Pbx-Signature with it; shown once): {secret}")
+
+
+@customer_app.command("crm-url")
+def customer_crm_url(
+    template: Annotated[
+        str,
+        typer.Argument(
+            help="The CRM's page of a customer, e.g. https://crm.example/c/{external_id}"
+            " ({id}, {number}, {external_id} are filled in); '' removes it."
+        ),
+    ],
+    data_dir: DataDirOption = None,
+) -> None:
+    """The link from a screen pop to the customer's page in the CRM."""
+    from acd.web.api import CRM_URL_KEY, check_crm_template
+
+    value = check_crm_template(template) if template else None
+    run(_set(data_dir_of(data_dir), {CRM_URL_KEY: value}))
+    typer.echo(f"CRM link: {value}" if value else "CRM link removed")
+
+
 @customer_app.command("list")
 def customer_list(data_dir: DataDirOption = None) -> None:
     """List the customers."""

@@ -72,12 +72,51 @@ def _id(request: web.Request) -> int:
     return int(text)
 
 
+#: The settings key of the CRM page template (`pbx customer crm-url`).
+CRM_URL_KEY = "crm_url_template"
+_CRM_FIELDS = ("id", "number", "external_id")
+
+
+def check_crm_template(template: str) -> str:
+    """Raises: ConfigError unless `template` is an http(s) URL naming only the fields
+    {id}, {number}, {external_id}."""
+    import string
+
+    template = template.strip()
+    if not template.startswith(("https://", "http://")) or len(template) > 1000:
+        raise ConfigError(f"CRM link {template!r}: an http:// or https:// URL")
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ConfigError(f"CRM link {template!r}: {exc}") from None
+    bad = [n for n in names if n not in _CRM_FIELDS]
+    if bad:
+        raise ConfigError(
+            f"CRM link: unknown field {{{bad[0]}}}; use {{id}}, {{number}}, {{external_id}}"
+        )
+    return template
+
+
+def crm_url(template: str | None, customer: Customer) -> str | None:
+    """The CRM page of `customer` (each field URL-encoded), None without a template."""
+    from urllib.parse import quote
+
+    if not template:
+        return None
+    values = {f: quote(str(getattr(customer, f)), safe="") for f in _CRM_FIELDS}
+    try:
+        return template.format(**values)
+    except (KeyError, ValueError, IndexError):
+        return None
+
+
 async def customer_view(console: WebConsole, customer: Customer) -> dict[str, Any]:
     """A customer with its history: earlier calls, tickets, dispositions."""
     switch = console.switch
     now = console.clock()
     return {
         **customer.to_json(),
+        "crm_url": crm_url(await switch.setting(CRM_URL_KEY), customer),
         "calls": [
             {"agent": o.agent, "call_id": o.call_id, "queue": o.queue, "at": o.at}
             for o in await switch.customer_store.offers(customer.id)

@@ -34,7 +34,8 @@ from acd.web.session import (
     new_token,
     same_token,
 )
-from pbx.api import BanPolicy, Call, PbxError, Switch, WebSession
+from acd.web.webhook import SECRET_KEY, URL_KEY, Webhook
+from pbx.api import BanPolicy, Call, Customer, PbxError, Switch, WebSession
 
 if TYPE_CHECKING:
     from acd.app import AcdApplication
@@ -117,6 +118,7 @@ class WebConsole:
         *,
         clock: Callable[[], float] = time.time,
         policy: BanPolicy | None = None,
+        webhook_retry: float = 1.0,
     ) -> None:
         self.acd = acd
         self.host = host
@@ -126,6 +128,7 @@ class WebConsole:
         self._runner: web.AppRunner | None = None
         self._switch: Switch | None = None
         self._live: LiveHub | None = None
+        self.webhook = Webhook(self._webhook_settings, first_retry=webhook_retry, clock=clock)
 
     @property
     def switch(self) -> Switch:
@@ -182,14 +185,34 @@ class WebConsole:
         self._runner = runner
         self.port = int(runner.addresses[0][1])
         await self.live.start()
+        self.webhook.start()
         log.info("web console on http://%s:%d/", self.host, self.port)
 
     async def close(self) -> None:
+        await self.webhook.close()
         if self._live is not None:
             await self._live.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    # -- the CRM webhook ---------------------------------------------------------------
+
+    async def _webhook_settings(self) -> tuple[str, str] | None:
+        url = await self.switch.setting(URL_KEY)
+        secret = await self.switch.setting(SECRET_KEY)
+        return (url, secret) if url and secret else None
+
+    def notify(
+        self, event: str, agent: str, call: dict[str, Any], customer: Customer | None
+    ) -> None:
+        """Queue the webhook's message for an offer, answer or end (never waits)."""
+        payload = {
+            "agent": agent,
+            "call": call,
+            "customer": customer.to_json() if customer is not None else None,
+        }
+        self.webhook.submit(event, payload)
 
     # -- the guard -----------------------------------------------------------------
 

@@ -156,7 +156,7 @@ class LiveHub:
                 elif isinstance(event, AgentStateChanged):
                     self.send_agent_state(event.agent)
                 elif isinstance(event, QueueLogged):
-                    self._queue_event(event)
+                    await self._queue_event(event)
                 else:
                     continue
                 self._board_dirty.set()
@@ -184,17 +184,24 @@ class LiveHub:
         else:
             self.to_agent(agent, message)
 
-    def _queue_event(self, event: QueueLogged) -> None:
+    async def _queue_event(self, event: QueueLogged) -> None:
         if not event.agent or not event.call_id:
             return
         now = self.console.clock()
         changed: AgentCall | None = None
         if event.event in _CONNECTED:
             changed = self.calls.connected(event.agent, event.call_id, now)
+            what = "answer"
         elif event.event in _ENDED:
             changed = self.calls.ended(event.agent, event.call_id, now)
+            what = "end"
         if changed is not None:
             self.to_agent(event.agent, {"type": "call", "call": changed.to_json(now)})
+            customer = None
+            if changed.customer is not None:
+                with contextlib.suppress(Exception):  # deleted meanwhile: no customer
+                    customer = await self.console.switch.customer_store.get(changed.customer)
+            self.console.notify(what, event.agent, changed.to_json(now), customer)
 
     async def pop(self, offer: QueueOffered) -> None:
         """The screen pop of an offer, sent as the agent's phone rings (see the module
@@ -235,6 +242,7 @@ class LiveHub:
                 "suggested": [{"id": a.id, "title": a.title} for a in suggested],
             },
         )
+        console.notify("offer", agent, call.to_json(now), customer)
         known = "known" if customer is not None else "new"
         log.info("web: screen pop of %s for %s (%s customer)", call_id, agent, known)
 

@@ -2,17 +2,27 @@
 to its queue; a sipp caller enters the queue; the screen pop shows the imported
 customer's name while 1001's phone (baresip) still rings; after the answer the agent opens
 a ticket (its timer runs), searches the knowledge base and links an article, and sets a
-disposition; ticket, disposition and call are in the database and in `pbx queue report`."""
+disposition; ticket, disposition and call are in the database and in `pbx queue report`.
+On the way the CRM webhook gets the offer, answer and end, signed, with the customer, and
+the pop links to the customer's page in the CRM."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import sys
+import time
 from asyncio.subprocess import PIPE
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
+from acd.web.webhook import SIGNATURE_HEADER, verify
 from pbx.store.queues import Queue
 from tests.interop.baresip import Baresip
 from tests.interop.peers import run_sipp
@@ -37,6 +47,42 @@ async def cli(*args: str) -> str:
     return out.decode()
 
 
+@dataclass
+class Crm:
+    url: str = ""
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def crm_receiver() -> AsyncIterator[Crm]:
+    """A CRM's webhook endpoint on loopback: keeps (signature, message) of each POST."""
+    crm = Crm()
+
+    async def handle(request: web.Request) -> web.Response:
+        raw = await request.text()
+        crm.messages.append((request.headers[SIGNATURE_HEADER], {**json.loads(raw), "raw": raw}))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    crm.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    try:
+        yield crm
+    finally:
+        await runner.cleanup()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "not in time"
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture(autouse=True)
 def _caller(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(PASSWORDS, CALLER, "Cu5-secret-pass-q")
@@ -46,9 +92,18 @@ async def test_screen_pop_ticket_kb_disposition(tmp_path: Path) -> None:
     need("sipp")
     need("baresip")
     queue = Queue("support", "700", ring_seconds=60.0, wrapup_seconds=2.0)
-    async with console_server(tmp_path, (queue,), {"support": ("1001",)}) as c:
+    async with (
+        console_server(tmp_path, (queue,), {"support": ("1001",)}) as c,
+        contextlib.AsyncExitStack() as stack,
+    ):
         (tmp_path / "crm.csv").write_text(CRM)
         await cli("customer", "import", str(tmp_path / "crm.csv"), "--data-dir", str(tmp_path))
+        hook = await stack.enter_async_context(crm_receiver())
+        out = await cli("customer", "webhook", hook.url, "--data-dir", str(tmp_path))
+        secret = out.rsplit(": ", 1)[1].strip()
+        await cli(
+            "customer", "crm-url", "https://crm.example/c/{number}", "--data-dir", str(tmp_path)
+        )
         (tmp_path / "printer.md").write_text(ARTICLE)
         await cli("kb", "import", str(tmp_path / "printer.md"), "--data-dir", str(tmp_path))
         loop = asyncio.get_running_loop()
@@ -81,6 +136,10 @@ async def test_screen_pop_ticket_kb_disposition(tmp_path: Path) -> None:
                 assert await browser.text("#call-state") == "ringing"
                 assert await browser.text("#pop-company") == "Analytical Engines"
                 assert await browser.text("#call-queue") == "support"
+                crm = await browser.find("#pop-crm")
+                assert await browser.call(crm.get_attribute, "href") == (
+                    "https://crm.example/c/%2B441632960123"
+                )
                 await browser.screenshot("screen-pop-ringing")
                 await loop.run_in_executor(None, phone.command, "accept")
                 await loop.run_in_executor(None, phone.wait_for_event, "CALL_ESTABLISHED", 10)
@@ -127,6 +186,13 @@ async def test_screen_pop_ticket_kb_disposition(tmp_path: Path) -> None:
             "1001",
         )
         assert (disposition.ticket, disposition.customer) == (ticket.id, customer.id)
+        # The CRM got the offer, the answer and the end, each signed, with the customer.
+        await until(lambda: len(hook.messages) >= 3)
+        assert [m["event"] for _, m in hook.messages] == ["offer", "answer", "end"]
+        for signature, message in hook.messages:
+            assert message["customer"]["name"] == "Ada Lovelace"
+            assert message["call"]["call_id"] == call_id and message["agent"] == "1001"
+            assert verify(secret, signature, message["raw"].encode(), time.time())
         events = [e.event for e in await c.store.queue_events.between(0, 1e12)
                   if e.call_id == call_id]  # fmt: skip
         assert events[:2] == ["ENTERQUEUE", "CONNECT"] and events[2].startswith("COMPLETE")

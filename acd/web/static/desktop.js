@@ -46,6 +46,10 @@ function showCustomer(customer, number) {
   pbx.text("#pop-company", customer.company);
   pbx.text("#pop-number", customer.number);
   pbx.text("#pop-notes", customer.notes);
+  const crm = pbx.$("#pop-crm");
+  const safe = typeof customer.crm_url === "string" && /^https?:\/\//.test(customer.crm_url);
+  crm.hidden = !safe;
+  crm.href = safe ? customer.crm_url : "#";
   list("#pop-calls", customer.calls || [], (c) => pbx.when(c.at) + " " + c.queue + " with " + c.agent);
   list("#pop-tickets", customer.tickets || [], (t) => "#" + t.id + " " + t.subject + " [" + t.state + "]");
   list("#pop-dispositions", customer.dispositions || [], (d) => pbx.when(d.at) + " " + d.code + (d.note ? ": " + d.note : ""));
