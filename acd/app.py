@@ -640,6 +640,17 @@ class AcdApplication(CallShell):
             return None
         return self._agent_row(name)
 
+    async def supervise(self, agent: str, mode: str, supervisor: str) -> dict[str, Any]:
+        """Ring `supervisor`'s phone and join `agent`'s call to listen, whisper or barge
+        (acd.supervisor; the same checks as `POST /acd/supervise`).
+
+        Raises: NotFoundError, PbxError (see `Supervision.supervise`).
+        """
+        if self._supervision is None:
+            raise PbxError("the ACD has not started")
+        result: dict[str, Any] = await self._supervision.supervise(agent, mode, supervisor)
+        return result
+
     def wrapup_seconds(self, agent: str, queue: str) -> float:
         """The wrap-up `agent` gets after a call of `queue` (its own, else the queue's)."""
         found = self.engine.agent(agent)

@@ -10,6 +10,7 @@ change the ACD refused.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -129,11 +130,23 @@ async def customer_view(console: WebConsole, customer: Customer) -> dict[str, An
 
 
 async def wallboard(console: WebConsole) -> dict[str, Any]:
-    """The ACD's live snapshot with each agent's time in state."""
+    """The ACD's live snapshot with each agent's time in state, each queue's figures of
+    today and its alarms."""
+    from acd.web.figures import alarms
+
     snapshot = console.acd.snapshot()
     now = float(snapshot.get("now", console.clock()))
     for agent in snapshot["agents"]:
         agent["in_state"] = max(0.0, now - float(agent.get("since") or now))
+    today = await console.figures.today()
+    thresholds = await console.figures.thresholds()
+    target = await console.figures.sl_target()
+    for queue in snapshot["queues"]:
+        name = queue["name"]
+        queue["today"] = today.get(name)
+        queue["threshold"] = thresholds.get(name, 20.0)
+        queue["alarms"] = alarms(queue, today.get(name), queue["threshold"], target)
+    snapshot["sl_target"] = target
     return snapshot
 
 
@@ -397,6 +410,64 @@ class Api:
         return web.json_response(await wallboard(self.console))
 
 
+def _period(request: web.Request, now: float) -> tuple[float, float, float]:
+    from acd.web.figures import local_midnight
+
+    try:
+        since_text = request.query.get("since", "today")
+        since = local_midnight(now) if since_text == "today" else float(since_text)
+        interval = float(request.query.get("interval", "3600"))
+    except ValueError:
+        since = interval = math.nan
+    if not (math.isfinite(since) and math.isfinite(interval)):
+        raise web.HTTPBadRequest(reason="since is 'today' or a Unix time; interval in seconds")
+    return since, now, interval
+
+
+class Supervising:
+    """The supervisor's routes: figures by interval (JSON, CSV) and listen/whisper/barge."""
+
+    def __init__(self, console: WebConsole) -> None:
+        self.console = console
+
+    def _check(self, request: web.Request) -> Principal:
+        who = principal(request)
+        if not who.supervisor:
+            raise web.HTTPForbidden(reason="for supervisors")
+        return who
+
+    async def report(self, request: web.Request) -> web.StreamResponse:
+        self._check(request)
+        since, until, interval = _period(request, self.console.clock())
+        rows = await self.console.figures.intervals(since, until, interval)
+        return web.json_response({"since": since, "interval": interval, "rows": rows})
+
+    async def report_csv(self, request: web.Request) -> web.StreamResponse:
+        from acd.web.figures import intervals_csv
+
+        self._check(request)
+        since, until, interval = _period(request, self.console.clock())
+        rows = await self.console.figures.intervals(since, until, interval)
+        return web.Response(
+            text=intervals_csv(rows),
+            content_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="queues.csv"'},
+        )
+
+    async def supervise(self, request: web.Request) -> web.StreamResponse:
+        who = self._check(request)
+        body = await _body(request)
+        try:
+            result = await self.console.acd.supervise(
+                _str(body, "agent"), _str(body, "mode"), who.user
+            )
+        except NotFoundError as exc:
+            return _error(404, str(exc))
+        except PbxError as exc:
+            return _error(409, str(exc))
+        return web.json_response(result)
+
+
 def _errors(handler: Handler) -> Handler:
     """The store's errors as JSON answers."""
 
@@ -413,7 +484,11 @@ def _errors(handler: Handler) -> Handler:
 
 def add_routes(app: web.Application, console: WebConsole) -> None:
     api = Api(console)
+    boss = Supervising(console)
     routes: list[tuple[str, str, Handler]] = [
+        ("GET", "/api/report", boss.report),
+        ("GET", "/api/report.csv", boss.report_csv),
+        ("POST", "/api/supervise", boss.supervise),
         ("GET", "/api/me", api.me),
         ("POST", "/api/agent", api.agent),
         ("POST", "/api/escalate", api.escalate),

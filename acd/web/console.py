@@ -153,10 +153,12 @@ class WebConsole:
     async def start(self, switch: Switch) -> None:
         """Listen on the web address; when it is taken, log it and run without."""
         from acd.web.api import add_routes
+        from acd.web.figures import Figures
         from acd.web.live import LiveHub
 
         self._switch = switch
         self._live = LiveHub(self)
+        self.figures = Figures(switch, self.clock)
         app = web.Application(middlewares=[self._guard], client_max_size=_MAX_BODY)
         app.router.add_get("/login", self._login_form)
         app.router.add_post("/login", self._login)

@@ -70,6 +70,8 @@ class LiveHub:
         self._clients: set[_Client] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._board_dirty = asyncio.Event()
+        self._last_event = 0.0
+        self._refresh: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         events = self.console.switch.events.subscribe(10_000, name="web console")
@@ -79,6 +81,8 @@ class LiveHub:
     async def close(self) -> None:
         for client in list(self._clients):
             client.queue.put_nowait(None) if not client.queue.full() else None
+        if self._refresh is not None:
+            self._refresh.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -159,6 +163,7 @@ class LiveHub:
                     await self._queue_event(event)
                 else:
                     continue
+                self._last_event = self.console.clock()
                 self._board_dirty.set()
             except Exception:
                 log.exception("web: event %s not handled", event.kind)
@@ -258,11 +263,21 @@ class LiveHub:
     # -- the wallboard ------------------------------------------------------------------
 
     async def _wallboard(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._board_dirty.wait()
             self._board_dirty.clear()
-            if any(c.who.supervisor for c in self._clients):
-                self.to_supervisors(await self.wallboard_frame())
+            if not any(c.who.supervisor for c in self._clients):
+                continue
+            self.to_supervisors(await self.wallboard_frame())
+            # The day's figures were cached from before the last event: one more frame
+            # once they may be computed again.
+            fresh = self.console.figures.fresh_at()
+            if fresh is not None and fresh - self.console.figures.every < self._last_event:
+                if self._refresh is not None:
+                    self._refresh.cancel()
+                delay = max(0.0, fresh - self.console.clock()) + 0.05
+                self._refresh = loop.call_later(delay, self._board_dirty.set)
 
     async def wallboard_frame(self) -> dict[str, Any]:
         from acd.web.api import wallboard

@@ -31,7 +31,7 @@ def waiting(c: Console) -> int:
 
 
 async def test_wallboard_follows_callers_and_agents(tmp_path: Path) -> None:
-    queue = Queue("support", "700", ring_seconds=20.0)
+    queue = Queue("support", "700", ring_seconds=20.0, service_level_seconds=2.0)
     async with console_server(tmp_path, (queue,)) as c:
         for agent in ("1001", "1002"):  # logged in but paused: callers wait
             await c.acd.agent_command(agent, "login")
@@ -57,6 +57,10 @@ async def test_wallboard_follows_callers_and_agents(tmp_path: Path) -> None:
                 )  # ... shown
             assert await browser.text("#paused-support") == "2"
             assert await browser.text("#longest-support") != "-"
+            # The first caller has waited past the 2 s threshold: the queue is in alarm.
+            await browser.wait_text("#alarms", "support: a caller has waited", timeout=5.0)
+            row = await browser.find("tr[data-queue=support]")
+            assert await browser.call(row.get_attribute, "class") == "alarm"
             await browser.screenshot("wallboard-3-waiting-2-agents")
             # An agent logs out: the state counts move.
             await c.acd.agent_command("1002", "logout")
