@@ -278,6 +278,66 @@ class Api:
         await store.offered(customer.id, who.user, call_id, queue, self.console.clock())
         return web.json_response(await customer_view(self.console, customer), status=201)
 
+    async def customer_call(self, request: web.Request) -> web.StreamResponse:
+        """Click-to-call from a record: my phone rings, then the customer's number."""
+        who = principal(request)
+        customer = await self._may_read_customer(who, _id(request))
+        if not self.console.click_to_call(who.user, customer.number):
+            return _error(409, "a click-to-call of yours is in progress already")
+        return web.json_response({"from": who.user, "to": customer.number}, status=202)
+
+    # -- callbacks scheduled for a date and time --------------------------------------
+
+    async def callbacks(self, request: web.Request) -> web.StreamResponse:
+        found = await self.switch.scheduled_callback_store.pending_for(principal(request).user)
+        return web.json_response({"callbacks": [c.to_json() for c in found]})
+
+    async def callback_add(self, request: web.Request) -> web.StreamResponse:
+        """Schedule a callback: `due` (Unix time), `for` "me" or "anyone", `note`; the
+        number is the given customer's, else my current call's."""
+        who = principal(request)
+        body = await _body(request)
+        due = body.get("due")
+        if not isinstance(due, int | float) or isinstance(due, bool) or not math.isfinite(due):
+            return _error(400, "due must be a Unix time")
+        target = _str(body, "for", "me")
+        if target not in ("me", "anyone"):
+            return _error(400, 'for is "me" or "anyone"')
+        customer = _opt_int(body, "customer")
+        ticket = _opt_int(body, "ticket")
+        call = self.console.live.calls.get(who.user)
+        number, queue = "", ""
+        if customer is not None:
+            number = (await self._may_read_customer(who, customer)).number
+        if call is not None:
+            number = number or call.number
+            queue = call.queue
+            customer = customer if customer is not None else call.customer
+        if ticket is not None:
+            await self._may_read_ticket(who, ticket)
+        if not number:
+            return _error(400, "no number to call back: no customer and no call")
+        scheduled = await self.switch.scheduled_callback_store.add(
+            number,
+            float(due),
+            who.user,
+            agent=who.user if target == "me" else None,
+            queue=queue,
+            customer=customer,
+            ticket=ticket,
+            note=_str(body, "note", ""),
+        )
+        return web.json_response(scheduled.to_json(), status=201)
+
+    async def callback_cancel(self, request: web.Request) -> web.StreamResponse:
+        who = principal(request)
+        store = self.switch.scheduled_callback_store
+        found = await store.get(_id(request))
+        if not who.supervisor and who.user not in (found.agent, found.created_by):
+            return _error(403, "this callback is not yours")
+        await store.set_state(found.id, "cancelled")
+        return web.json_response((await store.get(found.id)).to_json())
+
     async def _country(self) -> str:
         return str(await self.switch.setting("customer_country") or "+1")
 
@@ -495,6 +555,10 @@ def add_routes(app: web.Application, console: WebConsole) -> None:
         ("POST", "/api/customers", api.customer_create),
         ("GET", "/api/customers/{id}", api.customer),
         ("PUT", "/api/customers/{id}", api.customer_update),
+        ("POST", "/api/customers/{id}/call", api.customer_call),
+        ("GET", "/api/callbacks", api.callbacks),
+        ("POST", "/api/callbacks", api.callback_add),
+        ("POST", "/api/callbacks/{id}/cancel", api.callback_cancel),
         ("GET", "/api/tickets", api.tickets),
         ("POST", "/api/tickets", api.ticket_open),
         ("GET", "/api/tickets/{id}", api.ticket),

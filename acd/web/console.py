@@ -14,6 +14,7 @@ Rules of every request (the `_guard` middleware):
 
 from __future__ import annotations
 
+import asyncio
 import html
 import importlib.resources
 import logging
@@ -129,6 +130,8 @@ class WebConsole:
         self._switch: Switch | None = None
         self._live: LiveHub | None = None
         self.webhook = Webhook(self._webhook_settings, first_retry=webhook_retry, clock=clock)
+        #: Click-to-calls in progress, by agent (one each; the console owns the tasks).
+        self.dialling: dict[str, asyncio.Task[None]] = {}
 
     @property
     def switch(self) -> Switch:
@@ -192,11 +195,35 @@ class WebConsole:
 
     async def close(self) -> None:
         await self.webhook.close()
+        for task in list(self.dialling.values()):
+            task.cancel()
+        await asyncio.gather(*self.dialling.values(), return_exceptions=True)
         if self._live is not None:
             await self._live.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    # -- click-to-call ---------------------------------------------------------------
+
+    def click_to_call(self, agent: str, number: str) -> bool:
+        """Ring `agent`'s phone, then `number`, and connect them, in a task the console
+        owns; False when the agent has one in progress already."""
+        running = self.dialling.get(agent)
+        if running is not None and not running.done():
+            return False
+
+        async def run() -> None:
+            try:
+                result = await self.switch.originate(agent, number)
+                log.info("web: click-to-call %s -> %s: %s", agent, number, result["stage"])
+            finally:
+                if self.dialling.get(agent) is task:
+                    del self.dialling[agent]
+
+        task = asyncio.create_task(run(), name=f"web click-to-call {agent}")
+        self.dialling[agent] = task
+        return True
 
     # -- the CRM webhook ---------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from pbx.store.dispositions import DispositionRepo
 from pbx.store.kb import KbRepo
 from pbx.store.queue_events import QueueEventRepo
 from pbx.store.queues import QueueRepo
+from pbx.store.scheduled import ScheduledCallbackRepo
 from pbx.store.tickets import TicketRepo
 from pbx.store.voicemail import VoicemailRepo
 from pbx.store.web_sessions import WebSessionRepo
@@ -276,6 +277,20 @@ class Switch:
     def kb_store(self) -> KbRepo:
         """Knowledge-base articles (FTS5 search)."""
         return self._b2bua.store.kb
+
+    @property
+    def scheduled_callback_store(self) -> ScheduledCallbackRepo:
+        """Callbacks agents scheduled for a date and time (the dialer places them)."""
+        return self._b2bua.store.scheduled_callbacks
+
+    async def originate(self, a: str, b: str, *, caller_id: str | None = None) -> dict[str, str]:
+        """Click-to-call (pbx.originate): ring `a` showing `b`, then `b`, bridge them and
+        wait until the call ends; the stage it reached and the outcome. Never raises for
+        a call that did not happen."""
+        from pbx.originate import originate  # it is written on this API: no cycle at import
+
+        result = await originate(self, a, b, caller_id=caller_id)
+        return {"id": result.id, "stage": result.stage.value, "outcome": str(result.outcome)}
 
     @property
     def web_session_store(self) -> WebSessionRepo:

@@ -29,6 +29,7 @@ from pbx.store.numbering import NumberingPlan, Owner
 from pbx.store.queue_events import QueueEventRecord, QueueEventRepo
 from pbx.store.queues import DeletedQueue, Queue, QueueMember, QueueRepo
 from pbx.store.routes import Route, RouteRepo
+from pbx.store.scheduled import ScheduledCallback, ScheduledCallbackRepo
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
 from pbx.store.tickets import Ticket, TicketRepo
 from pbx.store.trunks import Trunk, TrunkRepo
@@ -76,6 +77,8 @@ __all__ = [
     "RingGroup",
     "Route",
     "RouteRepo",
+    "ScheduledCallback",
+    "ScheduledCallbackRepo",
     "SettingsRepo",
     "Store",
     "Ticket",
@@ -117,6 +120,7 @@ class Store:
     dispositions: DispositionRepo
     kb: KbRepo
     web_sessions: WebSessionRepo
+    scheduled_callbacks: ScheduledCallbackRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -142,6 +146,7 @@ class Store:
         self.dispositions = DispositionRepo(db, clock)
         self.kb = KbRepo(db, clock)
         self.web_sessions = WebSessionRepo(db, clock)
+        self.scheduled_callbacks = ScheduledCallbackRepo(db, clock)
 
     @classmethod
     async def open(

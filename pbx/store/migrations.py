@@ -496,6 +496,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (ticket, article)
         ) STRICT;
 
+        -- Callbacks an agent scheduled from the desktop (a date and time, for that agent
+        -- or for anyone), for the dialer to place; not the ACD's queue callbacks.
+        CREATE TABLE scheduled_callbacks (
+            id         INTEGER PRIMARY KEY,
+            number     TEXT NOT NULL,
+            due        REAL NOT NULL,
+            agent      TEXT,
+            queue      TEXT NOT NULL DEFAULT '',
+            customer   INTEGER REFERENCES customers (id) ON DELETE SET NULL,
+            ticket     INTEGER REFERENCES tickets (id) ON DELETE SET NULL,
+            note       TEXT NOT NULL DEFAULT '',
+            created_by TEXT NOT NULL,
+            created    REAL NOT NULL,
+            state      TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'dialling', 'done', 'cancelled'))
+        ) STRICT;
+        CREATE INDEX scheduled_callbacks_due ON scheduled_callbacks (due)
+            WHERE state = 'pending';
+
         -- Web console logins: only a hash of the session token is stored, so a copy of
         -- the database gives no live session.
         CREATE TABLE web_sessions (

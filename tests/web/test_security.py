@@ -26,6 +26,10 @@ ROUTES = [
     ("POST", "/api/customers"),
     ("GET", "/api/customers/1"),
     ("PUT", "/api/customers/1"),
+    ("POST", "/api/customers/1/call"),
+    ("GET", "/api/callbacks"),
+    ("POST", "/api/callbacks"),
+    ("POST", "/api/callbacks/1/cancel"),
     ("GET", "/api/tickets"),
     ("POST", "/api/tickets"),
     ("GET", "/api/tickets/1"),
@@ -36,6 +40,9 @@ ROUTES = [
     ("PUT", "/api/kb/1"),
     ("POST", "/api/dispositions"),
     ("GET", "/api/wallboard"),
+    ("GET", "/api/report"),
+    ("GET", "/api/report.csv"),
+    ("POST", "/api/supervise"),
 ]
 
 
@@ -51,6 +58,7 @@ async def test_every_route_needs_a_session(tmp_path: Path) -> None:
         canonical = {(m, p.replace("/1", "/{id}")) for m, p in tried}
         canonical = {(m, "/api/tickets/{id}/{what}" if p.endswith("/notes") else p)
                      for m, p in canonical}  # fmt: skip
+        canonical = {(m, p.replace("/1/", "/{id}/")) for m, p in canonical}
         assert registered - public - canonical == set()  # the list covers every route
         for method, path in ROUTES:
             async with http.request(method, c.base + path, allow_redirects=False) as r:

@@ -207,6 +207,54 @@ async function escalate(event) {
   }
 }
 
+async function showCallbacks() {
+  const data = await pbx.api("GET", "/api/callbacks");
+  const node = pbx.$("#cb-list");
+  node.replaceChildren(
+    ...data.callbacks.map((c) => {
+      const item = pbx.el("li", pbx.when(c.due) + " " + c.number + " (" + (c.agent || "anyone") + ") " + c.note + " ");
+      const cancel = pbx.el("button", "Cancel", "cb-cancel");
+      cancel.type = "button";
+      cancel.addEventListener("click", async () => {
+        await pbx.api("POST", "/api/callbacks/" + c.id + "/cancel", {});
+        await showCallbacks();
+      });
+      item.append(cancel);
+      return item;
+    }),
+  );
+}
+
+async function scheduleCallback(event) {
+  event.preventDefault();
+  const when = pbx.$("#cb-when").value; // local date and time
+  const body = { due: new Date(when).getTime() / 1000, for: pbx.$("#cb-for").value, note: pbx.$("#cb-note").value };
+  if (desk.customer) {
+    body.customer = desk.customer.id;
+  }
+  if (desk.ticket) {
+    body.ticket = desk.ticket.id;
+  }
+  try {
+    await pbx.api("POST", "/api/callbacks", body);
+    await showCallbacks();
+  } catch (err) {
+    pbx.error(err.message);
+  }
+}
+
+async function callCustomer() {
+  if (!desk.customer) {
+    return;
+  }
+  try {
+    await pbx.api("POST", "/api/customers/" + desk.customer.id + "/call", {});
+    pbx.text("#call-state", "dialling your phone");
+  } catch (err) {
+    pbx.error(err.message);
+  }
+}
+
 async function dispose(event) {
   event.preventDefault();
   if (!desk.call) {
@@ -275,6 +323,9 @@ async function main() {
   pbx.$("#new-customer").addEventListener("submit", saveCustomer);
   pbx.$("#disp-form").addEventListener("submit", dispose);
   pbx.$("#esc-form").addEventListener("submit", escalate);
+  pbx.$("#cb-form").addEventListener("submit", scheduleCallback);
+  pbx.$("#pop-call").addEventListener("click", callCustomer);
+  showCallbacks().catch((err) => pbx.error(err.message));
   for (const name of me.all_queues || []) {
     const option = pbx.el("option", name);
     option.value = name;
