@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 _MAX_BODY = 256 * 1024
-_STATIC = ("desktop.js", "wallboard.js", "common.js", "console.css")
-_PAGES = {"/desktop": "desktop.html", "/wallboard": "wallboard.html"}
+_STATIC = ("desktop.js", "wallboard.js", "admin.js", "common.js", "console.css")
+_PAGES = {"/desktop": "desktop.html", "/wallboard": "wallboard.html", "/admin": "admin.html"}
 _SUPERVISORS = ("supervisor", "admin")
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
@@ -155,6 +155,7 @@ class WebConsole:
 
     async def start(self, switch: Switch) -> None:
         """Listen on the web address; when it is taken, log it and run without."""
+        from acd.web.admin import add_admin_routes
         from acd.web.api import add_routes
         from acd.web.figures import Figures
         from acd.web.live import LiveHub
@@ -172,6 +173,7 @@ class WebConsole:
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/ws", self.live.websocket)
         add_routes(app, self)
+        add_admin_routes(app, self)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -298,6 +300,8 @@ class WebConsole:
     async def _static_page(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/wallboard" and not principal(request).supervisor:
             return _page("Forbidden", "<p>The wallboard is for supervisors.</p>", 403)
+        if request.path == "/admin" and principal(request).role != "admin":
+            return _page("Forbidden", "<p>This page is for admins.</p>", 403)
         return web.Response(text=static_text(_PAGES[request.path]), content_type="text/html")
 
     async def _static(self, request: web.Request) -> web.StreamResponse:

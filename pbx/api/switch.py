@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 from media.endpoint import MediaEndpoint
@@ -296,6 +297,42 @@ class Switch:
     def web_session_store(self) -> WebSessionRepo:
         """Web console login sessions (token hashes)."""
         return self._b2bua.store.web_sessions
+
+    async def users(self) -> list[dict[str, Any]]:
+        """Every user: name, display name, role (the admin page; no hashes)."""
+        return [
+            {"name": u.username, "display_name": u.display_name, "role": u.role}
+            for u in await self._b2bua.store.users.list()
+        ]
+
+    async def set_user_role(self, name: str, role: str) -> None:
+        """Raises: ConfigError (an unknown role), NotFoundError (no such user)."""
+        await self._b2bua.store.users.set_role(name, role)
+
+    async def recordings(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest recorded calls: CDR id, caller, callee, start, duration."""
+        rows = await self._b2bua.store.cdrs.list(limit=5000)
+        found = [r for r in reversed(rows) if r.recording]
+        return [
+            {"id": r.id, "caller": r.caller, "callee": r.callee, "start": r.start,
+             "duration": r.duration}
+            for r in found[:limit]
+        ]  # fmt: skip
+
+    async def recording_file(self, cdr_id: int) -> Path:
+        """The WAV of a recorded call, checked to lie in the recordings directory.
+
+        Raises: NotFoundError (no such call, not recorded, the file gone or elsewhere).
+        """
+        row = await self._b2bua.store.cdrs.get(cdr_id)
+        if row is None or not row.recording:
+            raise NotFoundError(f"no recording of call {cdr_id}")
+        root = self._b2bua.recordings.resolve()
+        path = Path(row.recording)
+        path = (path if path.is_absolute() else root / path).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise NotFoundError(f"the recording of call {cdr_id} is not in {root}")
+        return path
 
     async def setting(self, key: str) -> str | None:
         """A stored setting (e.g. `customer_country`); None when unset."""

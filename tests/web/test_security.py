@@ -43,6 +43,13 @@ ROUTES = [
     ("GET", "/api/report"),
     ("GET", "/api/report.csv"),
     ("POST", "/api/supervise"),
+    ("GET", "/admin"),
+    ("GET", "/api/admin/users"),
+    ("POST", "/api/admin/users/1001/role"),
+    ("GET", "/api/admin/queues"),
+    ("GET", "/api/admin/ivr"),
+    ("GET", "/api/admin/recordings"),
+    ("GET", "/api/admin/recordings/1.wav"),
 ]
 
 
@@ -59,10 +66,14 @@ async def test_every_route_needs_a_session(tmp_path: Path) -> None:
         canonical = {(m, "/api/tickets/{id}/{what}" if p.endswith("/notes") else p)
                      for m, p in canonical}  # fmt: skip
         canonical = {(m, p.replace("/1/", "/{id}/")) for m, p in canonical}
+        canonical |= {
+            ("POST", "/api/admin/users/{name}/role"),
+            ("GET", "/api/admin/recordings/{id}.wav"),
+        }
         assert registered - public - canonical == set()  # the list covers every route
         for method, path in ROUTES:
             async with http.request(method, c.base + path, allow_redirects=False) as r:
-                if method == "GET" and path in ("/", "/desktop", "/wallboard"):
+                if method == "GET" and path in ("/", "/desktop", "/wallboard", "/admin"):
                     assert (r.status, r.headers["Location"]) == (303, "/login"), path
                 else:
                     assert r.status == 401, (method, path, r.status)
