@@ -278,6 +278,29 @@ class Api:
         await store.offered(customer.id, who.user, call_id, queue, self.console.clock())
         return web.json_response(await customer_view(self.console, customer), status=201)
 
+    async def customers(self, request: web.Request) -> web.StreamResponse:
+        """Search (supervisors: every customer; agents: those offered to them)."""
+        who = principal(request)
+        text = request.query.get("q", "")[:100]
+        store = self.switch.customer_store
+        found = await store.search(text, 200)
+        if not who.supervisor:
+            allowed = await store.offered_to(who.user, [c.id for c in found])
+            found = [c for c in found if c.id in allowed]
+        return web.json_response({"customers": [c.to_json() for c in found[:50]]})
+
+    async def customers_csv(self, request: web.Request) -> web.StreamResponse:
+        """Every customer as CSV (what `pbx customer import` reads); supervisors."""
+        from pbx.api import format_customers_csv
+
+        if not principal(request).supervisor:
+            return _error(403, "the export is for supervisors")
+        return web.Response(
+            text=format_customers_csv(await self.switch.customer_store.all()),
+            content_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="customers.csv"'},
+        )
+
     async def customer_call(self, request: web.Request) -> web.StreamResponse:
         """Click-to-call from a record: my phone rings, then the customer's number."""
         who = principal(request)
@@ -553,6 +576,8 @@ def add_routes(app: web.Application, console: WebConsole) -> None:
         ("POST", "/api/agent", api.agent),
         ("POST", "/api/escalate", api.escalate),
         ("POST", "/api/customers", api.customer_create),
+        ("GET", "/api/customers", api.customers),
+        ("GET", "/api/customers.csv", api.customers_csv),
         ("GET", "/api/customers/{id}", api.customer),
         ("PUT", "/api/customers/{id}", api.customer_update),
         ("POST", "/api/customers/{id}/call", api.customer_call),

@@ -39,6 +39,7 @@ from pbx.events import (
 from pbx.store.agents import AgentRecord, StateChange
 from pbx.store.callbacks import CallbackAdd, CallbackAttempt, CallbackFinish, CallbackOp
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
+from pbx.store.customer_csv import format_customers as format_customers_csv
 from pbx.store.customers import FIELDS as CUSTOMER_FIELDS
 from pbx.store.customers import Customer, CustomerFields
 from pbx.store.dispositions import CallDisposition
@@ -107,5 +108,6 @@ __all__ = [
     "VoicemailService",
     "WebSession",
     "caller_candidates",
+    "format_customers_csv",
     "normalise_number",
 ]

@@ -206,6 +206,17 @@ class CustomerRepo:
         )
         return [_customer(r) for r in rows]
 
+    async def search(self, text: str, limit: int = 50) -> list[Customer]:
+        """Customers whose name, company or number contains `text` (any case)."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM customers WHERE name LIKE ?1 ESCAPE '\\'"
+            " OR company LIKE ?1 ESCAPE '\\' OR number LIKE ?1 ESCAPE '\\'"
+            " ORDER BY name COLLATE NOCASE, number LIMIT ?2",
+            (pattern, limit),
+        )
+        return [_customer(r) for r in rows]
+
     async def delete(self, id_: int) -> None:
         """Raises: NotFoundError."""
         async with self._db.transaction() as conn:

@@ -50,6 +50,16 @@ async def test_new_customer_form_normalises_and_lets_its_author_read_it(tmp_path
                 headers={"X-CSRF-Token": csrf},
             ) as r:
                 assert (r.status, (await r.json())["notes"]) == (200, "prefers mornings")
+            async with other.get(c.base + "/api/customers?q=grac") as r:
+                assert (await r.json())["customers"] == []  # not offered to 1002
+            async with agent.get(c.base + "/api/customers?q=GRAC") as r:
+                assert [x["name"] for x in (await r.json())["customers"]] == ["Grace"]
+            async with agent.get(c.base + "/api/customers.csv") as r:
+                assert r.status == 403
+            boss, _ = await logged_in(c.base, SUPERVISOR)
+            async with boss, boss.get(c.base + "/api/customers.csv") as r:
+                exported = (await r.text()).splitlines()
+            assert exported[1] == "+441632960999,Grace,Navy,,prefers mornings,"
             async with other.post(
                 c.base + "/api/dispositions",
                 json={"call_id": "someone-elses", "code": "sale"},

@@ -24,6 +24,8 @@ ROUTES = [
     ("POST", "/api/agent"),
     ("POST", "/api/escalate"),
     ("POST", "/api/customers"),
+    ("GET", "/api/customers?q=a"),
+    ("GET", "/api/customers.csv"),
     ("GET", "/api/customers/1"),
     ("PUT", "/api/customers/1"),
     ("POST", "/api/customers/1/call"),
