@@ -9,7 +9,7 @@ from acd.web.api import customer_view
 from pbx.store import CustomerFields
 from tests.interop.phones import PASSWORDS
 from tests.web.browser import chromium
-from tests.web.console import console_server
+from tests.web.console import SUPERVISOR, console_server
 
 HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
@@ -58,3 +58,23 @@ async def test_script_tags_are_text_in_the_desktop(tmp_path: Path) -> None:
             )
             == 0
         )
+        assert await browser.script("return document.querySelector('#kb-write').hidden") is True
+
+
+async def test_a_supervisor_writes_an_article_in_the_page(tmp_path: Path) -> None:
+    async with console_server(tmp_path) as c, chromium(c.base, tmp_path / "shots") as browser:
+        await browser.login(SUPERVISOR, PASSWORDS[SUPERVISOR], page="/wallboard")
+        await browser.get("/desktop")
+        await browser.wait(
+            lambda d: d.execute_script("return document.body.dataset.ready") == "1", "desktop"
+        )
+        await browser.type("#kw-title", "Refunds")
+        await browser.type("#kw-tags", "billing, support")
+        await browser.type("#kw-body", "Refunds take **10 days**.\n\n" + HOSTILE)
+        await browser.click("#kw-save")
+        await browser.wait_text("#kb-body", "Refunds take 10 days.")
+        assert await browser.text("#kb-body strong") == "10 days"
+        assert HOSTILE in await browser.text("#kb-body")  # as text
+        assert await browser.script("return window.pwned === undefined") is True
+        [article] = await c.store.kb.search("refunds")
+        assert (article.author, article.tags) == (SUPERVISOR, ("billing", "support"))

@@ -116,6 +116,7 @@ async function openTicket(event) {
   }
   try {
     showTicket(await pbx.api("POST", "/api/tickets", body));
+    await showMyTickets();
   } catch (err) {
     pbx.error(err.message);
   }
@@ -202,6 +203,37 @@ async function escalate(event) {
     if (desk.ticket) {
       showTicket(await pbx.api("GET", "/api/tickets/" + desk.ticket.id));
     }
+  } catch (err) {
+    pbx.error(err.message);
+  }
+}
+
+async function showMyTickets() {
+  const data = await pbx.api("GET", "/api/tickets");
+  const node = pbx.$("#my-tickets");
+  node.replaceChildren(
+    ...data.tickets
+      .filter((t) => t.state !== "solved")
+      .map((t) => {
+        const item = pbx.el("li");
+        const open = pbx.el("a", "#" + t.id + " " + t.subject + " [" + t.state + "]", "ticket-open");
+        open.href = "#";
+        open.addEventListener("click", async (e) => {
+          e.preventDefault();
+          showTicket(await pbx.api("GET", "/api/tickets/" + t.id));
+        });
+        item.append(open);
+        return item;
+      }),
+  );
+}
+
+async function writeArticle(event) {
+  event.preventDefault();
+  const body = { title: pbx.$("#kw-title").value, tags: pbx.$("#kw-tags").value, body: pbx.$("#kw-body").value };
+  try {
+    const article = await pbx.api("POST", "/api/kb", body);
+    await showArticle(article.id);
   } catch (err) {
     pbx.error(err.message);
   }
@@ -326,6 +358,11 @@ async function main() {
   pbx.$("#cb-form").addEventListener("submit", scheduleCallback);
   pbx.$("#pop-call").addEventListener("click", callCustomer);
   showCallbacks().catch((err) => pbx.error(err.message));
+  showMyTickets().catch((err) => pbx.error(err.message));
+  if (me.role !== "agent") {
+    pbx.show("#kb-write", true);
+    pbx.$("#kb-write").addEventListener("submit", writeArticle);
+  }
   for (const name of me.all_queues || []) {
     const option = pbx.el("option", name);
     option.value = name;
