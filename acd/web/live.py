@@ -80,7 +80,7 @@ class LiveHub:
 
     async def close(self) -> None:
         for client in list(self._clients):
-            client.queue.put_nowait(None) if not client.queue.full() else None
+            self._drop(client)
         if self._refresh is not None:
             self._refresh.cancel()
         for task in self._tasks:
