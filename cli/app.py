@@ -55,6 +55,7 @@ from cli.queue import queue_app
 from cli.route import route_app
 from cli.sim import sim_app
 from cli.supervise import add_supervise_commands
+from cli.ticket import ticket_app
 from cli.trunk import trunk_app
 from cli.vm import vm_app
 from pbx.config import Settings
@@ -188,6 +189,7 @@ app.add_typer(vm_app, name="vm")
 app.add_typer(conf_app, name="conf")
 app.add_typer(customer_app, name="customer")
 app.add_typer(kb_app, name="kb")
+app.add_typer(ticket_app, name="ticket")
 app.command("erlang")(erlang_command)
 app.add_typer(queue_app, name="queue")
 add_supervise_commands(agent_app)  # pbx agent spy|whisper|barge (acd.supervisor)

@@ -267,6 +267,18 @@ class TicketRepo:
         )
         return [_ticket(r) for r in rows]
 
+    async def recent(self, limit: int = 100) -> list[Ticket]:
+        """The newest tickets (without notes)."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM tickets ORDER BY opened_at DESC, id DESC LIMIT ?", (limit,)
+        )
+        return [_ticket(r) for r in rows]
+
+    async def targets(self) -> dict[str, float]:
+        """Each queue's own target resolution time (others get DEFAULT_TARGET)."""
+        rows = await self._db.fetchall("SELECT queue, seconds FROM ticket_targets ORDER BY queue")
+        return {str(r[0]): float(r[1]) for r in rows}
+
     async def set_target(self, queue: str, seconds: float) -> None:
         """The queue's target resolution time for tickets opened from now on.
 

@@ -86,3 +86,37 @@ def test_kb_import_dir_search_and_delete(tmp_path: Path) -> None:
     assert pbx("kb", "search", "refund", "--data-dir", str(data))[1] == "no article matches\n"
     code, _, err = pbx("kb", "del", "1", "--data-dir", str(data))
     assert code == 1 and err == "pbx: error: no article 1\n"
+
+
+def test_ticket_target_and_list(tmp_path: Path) -> None:
+    import asyncio
+
+    from pbx.store import Store
+    from pbx.store.queues import Queue
+
+    data = tmp_path / "data"
+    assert pbx("init", "--data-dir", str(data), "--realm", "aiopbx")[0] == 0
+    code, out, err = pbx("ticket", "target", "support", "4h", "--data-dir", str(data))
+    assert (code, err) == (1, "pbx: error: no queue 'support'\n")
+
+    async def setup() -> None:
+        async with await Store.open(data / "pbx.sqlite3") as store:
+            await store.queues.add(Queue("support", "700"))
+
+    asyncio.run(setup())
+    code, out, _ = pbx("ticket", "target", "support", "4h", "--data-dir", str(data))
+    assert (code, out) == (
+        0,
+        "tickets from queue support are due within 4:00:00 (default 1:00:00)\n",
+    )
+    assert pbx("ticket", "list", "--data-dir", str(data))[1] == "no tickets\n"
+
+    async def open_one() -> None:
+        async with await Store.open(data / "pbx.sqlite3") as store:
+            await store.tickets.open("1001", "Printer on fire", queue="support")
+
+    asyncio.run(open_one())
+    code, out, _ = pbx("ticket", "list", "--data-dir", str(data))
+    header, row = out.splitlines()
+    assert header.split() == ["ID", "STATE", "AGENT", "QUEUE", "OPEN", "TARGET", "SUBJECT"]
+    assert row.split()[:4] == ["1", "open", "1001", "support"] and "4:00:00" in row
