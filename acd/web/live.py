@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: Messages a page may have waiting before it is dropped.
 CLIENT_QUEUE = 256
+#: Open pages (WebSockets) one user may have, and all users together.
+MAX_PAGES_PER_USER = 10
+MAX_PAGES = 1000
 _CONNECTED = ("CONNECT",)
 _ENDED = (
     "COMPLETECALLER",
@@ -119,6 +122,9 @@ class LiveHub:
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"{request.scheme}://{request.host}":
             return web.json_response({"error": "cross-origin WebSocket refused"}, status=403)
+        mine = sum(1 for c in self._clients if c.who.user == who.user)
+        if mine >= MAX_PAGES_PER_USER or len(self._clients) >= MAX_PAGES:
+            return web.json_response({"error": "too many open pages"}, status=429)
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
         await ws.prepare(request)
         client = _Client(who)

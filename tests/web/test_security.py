@@ -231,3 +231,20 @@ async def test_markup_in_articles_is_text_and_only_supervisors_write(tmp_path: P
 
 def test_console_is_a_service_answering_no_number() -> None:
     assert callable(WebConsole.start) and callable(WebConsole.close)
+
+
+async def test_websocket_needs_same_origin_and_is_bounded(tmp_path: Path) -> None:
+    from acd.web.live import MAX_PAGES_PER_USER
+
+    async with console_server(tmp_path) as c:
+        agent, _ = await logged_in(c.base, "1001")
+        async with agent:
+            async with agent.get(c.base + "/ws", headers={"Origin": "https://evil.example"}) as r:
+                assert r.status == 403
+            sockets = [await agent.ws_connect(c.base + "/ws") for _ in range(MAX_PAGES_PER_USER)]
+            hello = await sockets[0].receive_json()
+            assert (hello["type"], hello["user"]) == ("hello", "1001")
+            async with agent.get(c.base + "/ws") as r:
+                assert r.status == 429
+            for ws in sockets:
+                await ws.close()
