@@ -1,7 +1,9 @@
 """`pbx amd`: answering-machine detection on recorded audio.
 
 `pbx amd classify FILE.wav …` runs the detector of `media.amd` on each file as if
-the file started at the moment of answer and prints one JSON object per line.
+the file started at the moment of answer and prints one JSON object per line. It is
+the detector `pbx.api.detect_machine` runs on live calls, fed the same way: one
+20 ms frame at a time, stopping when it has decided (and heard the beep).
 A file that cannot be read gets one `pbx: error: FILE: reason` line on stderr;
 the other files still run and the exit status is 1.
 """

@@ -7,24 +7,31 @@ moment a recorded message could start.
 
 What a live answer and a recorded greeting differ in, and how it is used:
 
-- A person answering says one short thing ("Hello?", "Yes, Anna here") and then
-  *waits for the caller*: the line goes quiet. A greeting is a monologue: phrase
-  follows phrase with pauses of 0.2–0.5 s. So HUMAN needs a silence after a
-  short greeting, longer the more was said (`wait_ms + wait_per_speech ×
-  speech`): after a lone "Hello?" 0.6 s of quiet is a turn given to us; after
-  1.2 s of talk the same pause is likelier a breath between phrases.
-- MACHINE is more speech than a person answering produces (`max_human_speech_ms`
-  of word time, pauses not counted, so "Hello? … Hello?" stays human).
-- A beep (a pure tone held ≥ `min_beep_ms` at a steady pitch) is a machine.
+- A person answering says one thing ("Hello?", "Yes, Anna here", or a receptionist's
+  whole "Good morning, Schmidt and Sons, how can I help you?") and then *waits for
+  the caller*: the line goes quiet. A greeting is a monologue: phrase follows phrase
+  with pauses of 0.2–0.8 s. So HUMAN needs a silence after the callee's turn, longer
+  the more was said (`wait_ms + wait_per_speech × speech`, at most `max_wait_ms`):
+  after a lone "Hello?" 0.8 s of quiet is a turn given to us; after two seconds of
+  talk the same pause is likelier a breath between sentences.
+- MACHINE is more speech than a person says before waiting (`max_turn_ms` of word
+  time, pauses not counted, so "Hello? … Hello?" stays human), or a beep.
+- A beep (a pure tone held ≥ `min_beep_ms` at a steady pitch and level).
 - Activity is judged against a tracked noise floor, and a word needs voiced
   (periodic) frames, so line noise, level changes, clicks and G.711
   quantization neither make words nor hide them (see `media.amd_features`).
+  Words far quieter than the callee's loudest (`background_db`) are a television
+  or people in the room, not the callee.
+
+When unsure the detector errs toward HUMAN (a person hung up on is the worst
+error a dialer makes); a machine whose greeting is short and has no beep is
+classed HUMAN, which no listener could tell from the first seconds either.
 
 Compared to Asterisk's app_amd (fixed amplitude threshold 256, word = 100 ms
 above it, 800 ms after-greeting silence, greeting 1500 ms, ≥ 3 words =
 MACHINE): no absolute threshold, no word counting (a fluent greeting's words
-run together, while "Hello? Hello?" is two words from a person), a pause rule
-that scales with what was said, and beep detection.
+run together, while "Hello? Hello?" is two words from a person), a person's
+turn may be long, a pause rule that scales with what was said, and beep detection.
 
 The decision is `decide(evidence, params)`, a pure function of an `Evidence`
 summary; `AmdTracker` folds `FrameFeatures` into evidence (pure of the audio,
@@ -56,6 +63,7 @@ __all__ = [
     "FrameKind",
     "GreetingEnd",
     "Result",
+    "Word",
     "analyse",
     "classify",
     "decide",
@@ -92,11 +100,13 @@ class AmdParams:
             classify frames.
         min_level_dbfs: quieter frames are silence whatever the floor (-65 dBFS,
             around the level of μ-law's smallest steps).
-        tone_purity: share of a frame's power near one frequency for a tone (0.85;
-            vowels stay below ~0.75).
+        tone_purity: share of a frame's power near one frequency for a tone (0.8;
+            most vowels stay below; one that does not is told from a beep by the
+            tracker's pitch and level steadiness over `min_beep_ms`).
         hold_db, hold_voiced_db: inside a word, a frame stays loud down to this
             far above the floor (4 dB; 2 dB when voiced), see `frame_kind`.
-        tone_active_db: a tone frame must be this far above the floor (10 dB).
+        tone_active_db: a tone frame must be this far above the floor (6 dB: a beep
+            over a noisy line).
         tone_min_hz, tone_max_hz: beep frequencies considered (300–3000 Hz).
         word_gap_ms: a quieter stretch this short stays inside a word (200 ms:
             stop closures, and fricatives that line noise masks at low SNR;
@@ -107,15 +117,28 @@ class AmdParams:
         silence_result: the verdict for initial silence. NOTSURE by default: many
             people answer an unknown number and wait for the caller to speak;
             app_amd says MACHINE.
-        max_human_speech_ms: more word time than this before a long pause is a
-            greeting (1500 ms, app_amd's greeting: "Hello?" is ~0.5 s, "Hello, who
-            is this?" ~1.3 s; 1300 ms, first chosen, called that one a machine).
-        wait_ms, wait_per_speech: the silence after the last word that means "the
-            callee waits for us": wait_ms + wait_per_speech × word time so far
-            (500 ms + 0.25×: 0.62 s after a 0.5 s "Hello?", 0.8 s after 1.2 s).
-        total_analysis_ms: undecided by then is NOTSURE (5000, as app_amd).
-        min_beep_ms: a tone held this long at one pitch is a beep (120 ms).
-        beep_tolerance_hz: pitch drift allowed within a beep (60 Hz).
+        max_turn_ms: more word time than this is a monologue (3500 ms). How long a
+            person speaks before waiting for the caller: "Hello?" is ~0.5 s, a name or
+            a question ~1–1.5 s, a receptionist's "Good morning, Schmidt and Sons,
+            Anna speaking, how can I help you?" ~3 s; a greeting speaks on for 5–15 s.
+            (app_amd's 1500 ms greeting loses every person who says their name.)
+        wait_ms, wait_per_speech, max_wait_ms: the silence after the last word that
+            means "the callee waits for us": wait_ms + wait_per_speech × word time
+            so far, at most max_wait_ms (350 ms + 0.35×, ≤ 1200: 0.53 s after a 0.5 s
+            "Hello?", 0.8 s after 1.3 s, 1.2 s after 2.5 s or more). Turn-taking gaps
+            in conversation are ~0.2–0.5 s: after a short "Hello?" a person expects an
+            answer at once; the more was said, the likelier a pause is a breath
+            between sentences of a monologue, so the longer the wait.
+        background_db: words this much quieter than the loudest word so far are
+            someone else (a television, people in the room) and are not counted
+            (12 dB: one talker's words stay within a few dB of each other).
+        total_analysis_ms: undecided by then is NOTSURE (7000: a monologue reaches
+            max_turn_ms after a lead-in and its pauses).
+        min_beep_ms: a tone held this long at one pitch and level is a beep (120 ms).
+        beep_tolerance_hz: pitch drift allowed within a beep (20 Hz: an oscillator
+            holds its pitch; a sung or drawn-out vowel glides).
+        beep_level_db: level change allowed within a beep (4 dB: a beep is flat, a
+            vowel's level rises and falls).
         beep_gap_ms: a dropout this short does not end a beep (20 ms).
         greeting_end_silence_ms: after MACHINE, silence this long ends the
             greeting (1200 ms: longer than pauses within a greeting).
@@ -127,8 +150,8 @@ class AmdParams:
     min_level_dbfs: float = -65.0
     hold_db: float = 4.0
     hold_voiced_db: float = 2.0
-    tone_purity: float = 0.85
-    tone_active_db: float = 10.0
+    tone_purity: float = 0.8
+    tone_active_db: float = 6.0
     tone_min_hz: float = 300.0
     tone_max_hz: float = 3000.0
     word_gap_ms: int = 200
@@ -136,13 +159,17 @@ class AmdParams:
     min_voiced_ms: int = 60
     initial_silence_ms: int = 2500
     silence_result: Result = Result.NOTSURE
-    max_human_speech_ms: int = 1500
-    wait_ms: int = 500
-    wait_per_speech: float = 0.25
-    total_analysis_ms: int = 5000
-    min_beep_ms: int = 120
-    beep_tolerance_hz: float = 60.0
-    beep_gap_ms: int = 20
+    max_turn_ms: int = 3500
+    wait_ms: int = 600
+    wait_per_speech: float = 0.4
+    max_wait_ms: int = 1500
+    background_db: float = 12.0
+    background_hold_db: float = 6.0
+    total_analysis_ms: int = 7000
+    min_beep_ms: int = 200
+    beep_tolerance_hz: float = 20.0
+    beep_level_db: float = 4.0
+    beep_gap_ms: int = 40
     greeting_end_silence_ms: int = 1200
     beep_wait_ms: int = 4000
     max_listen_ms: int = 30000
@@ -179,23 +206,27 @@ def decide(ev: Evidence, p: AmdParams) -> tuple[Result, str] | None:
         if ev.now_ms >= p.initial_silence_ms:
             return p.silence_result, "initial silence"
         return None
-    if ev.speech_ms > p.max_human_speech_ms:
-        return Result.MACHINE, "long greeting"
+    if ev.speech_ms > p.max_turn_ms:
+        return Result.MACHINE, "speaks on"
     if not ev.in_word:
         silence = ev.now_ms - ev.last_end_ms
-        if silence >= p.wait_ms + p.wait_per_speech * ev.speech_ms:
-            return Result.HUMAN, "silence after a short greeting"
+        if silence >= min(p.wait_ms + p.wait_per_speech * ev.speech_ms, p.max_wait_ms):
+            return Result.HUMAN, "waits for an answer"
     if ev.now_ms >= p.total_analysis_ms:
         return Result.NOTSURE, "too long"
     return None
 
 
-def frame_kind(f: FrameFeatures, p: AmdParams, in_word: bool = False) -> FrameKind:
+def frame_kind(
+    f: FrameFeatures, p: AmdParams, in_word: bool = False, talker_db: float | None = None
+) -> FrameKind:
     """Classify one frame from its features (pure).
 
     Inside a word a frame stays loud down to `hold_db` above the floor (a voiced
     one down to `hold_voiced_db`): hysteresis, so weak syllables at low SNR do
     not split a greeting into fragments while line noise still reads as quiet.
+    Once the callee has spoken (`talker_db`, their loudest word's peak), a frame
+    `background_db` below that is someone else's and reads as silence.
     """
     if f.level_db < p.min_level_dbfs:
         return FrameKind.SILENCE
@@ -206,6 +237,10 @@ def frame_kind(f: FrameFeatures, p: AmdParams, in_word: bool = False) -> FrameKi
         and p.tone_min_hz <= f.tone_hz <= p.tone_max_hz
     ):
         return FrameKind.TONE
+    if talker_db is not None:
+        gate = p.background_db + (p.background_hold_db if in_word else 0.0)
+        if f.level_db < talker_db - gate:
+            return FrameKind.SILENCE
     voiced = f.periodicity >= p.floor.voiced
     if in_word:
         loud = above >= p.hold_db or (voiced and above >= p.hold_voiced_db)
@@ -254,13 +289,23 @@ class AmdResult:
     beep: Beep | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A stretch of fluent speech between pauses, and its loudest voiced frame."""
+
+    start_ms: int
+    end_ms: int
+    peak_db: float
+
+
 class AmdTracker:
     """Folds per-frame features into evidence, decisions and machine events.
 
     Words: runs of loud frames, quieter gaps up to `word_gap_ms` bridged, at
-    least `min_word_ms` long with `min_voiced_ms` voiced. Beeps: runs of tone
-    frames at one pitch. Pure in the sense that matters for tests: the same
-    `FrameFeatures` sequence always gives the same events.
+    least `min_word_ms` long with `min_voiced_ms` voiced. Words more than
+    `background_db` below the loudest are someone else's and not counted. Beeps:
+    runs of tone frames at one pitch and level. Pure in the sense that matters for
+    tests: the same `FrameFeatures` sequence always gives the same events.
     """
 
     def __init__(self, params: AmdParams | None = None) -> None:
@@ -270,54 +315,64 @@ class AmdTracker:
         self.greeting_end_ms: int | None = None
         self.beep: Beep | None = None
         self.done = False
-        # words
-        self._onset: int | None = None
-        self._speech = 0
-        self._words = 0
-        self._last_end = 0
+        # words (bounded: the analysis ends by max_listen_ms, a word lasts >= min_word_ms)
+        self._words: list[Word] = []
         self._run_start: int | None = None
         self._run_end = 0
         self._run_voiced = 0
+        self._run_peak = -200.0
         # beep
         self._tone_start: int | None = None
         self._tone_end = 0
         self._tone_hz = 0.0
+        self._tone_low = self._tone_high = 0.0
         self._beep_start: int | None = None
         self._greeting_end_sent = False
 
-    def _run_confirmed(self) -> bool:
+    def _run_word(self) -> Word | None:
+        """The word going on, once it is long and voiced enough to be one."""
         p = self.params
-        return (
-            self._run_start is not None
-            and self._run_end - self._run_start >= p.min_word_ms
-            and self._run_voiced >= p.min_voiced_ms
-        )
+        start = self._run_start
+        if (
+            start is None
+            or self._run_end - start < p.min_word_ms
+            or self._run_voiced < p.min_voiced_ms
+        ):
+            return None
+        return Word(start, self._run_end, self._run_peak)
 
     def evidence(self) -> Evidence:
-        """The evidence at the current time."""
-        onset, speech, words, last_end = self._onset, self._speech, self._words, self._last_end
-        in_word = False
-        if self._run_confirmed():
-            assert self._run_start is not None
-            onset = self._run_start if onset is None else onset
-            speech += self._run_end - self._run_start
-            words += 1
-            last_end = self._run_end
-            in_word = self.now_ms - self._run_end <= self.params.word_gap_ms
-        return Evidence(self.now_ms, onset, speech, words, in_word, last_end, self._beep_start)
+        """The evidence at the current time (the callee's words only, see background_db)."""
+        current = self._run_word()
+        words = self._words if current is None else [*self._words, current]
+        if not words:
+            return Evidence(self.now_ms, beep_ms=self._beep_start)
+        top = max(w.peak_db for w in words)
+        ours = [w for w in words if w.peak_db >= top - self.params.background_db]
+        in_word = (
+            current is not None
+            and ours[-1] is current
+            and self.now_ms - current.end_ms <= self.params.word_gap_ms
+        )
+        return Evidence(
+            self.now_ms,
+            ours[0].start_ms,
+            sum(w.end_ms - w.start_ms for w in ours),
+            len(ours),
+            in_word,
+            ours[-1].end_ms,
+            self._beep_start,
+        )
 
     def _close_run(self) -> None:
-        if self._run_confirmed():
-            assert self._run_start is not None
-            if self._onset is None:
-                self._onset = self._run_start
-            self._speech += self._run_end - self._run_start
-            self._words += 1
-            self._last_end = self._run_end
+        word = self._run_word()
+        if word is not None:
+            self._words.append(word)
         self._run_start = None
         self._run_voiced = 0
+        self._run_peak = -200.0
 
-    def _track_words(self, kind: FrameKind, start: int) -> None:
+    def _track_words(self, kind: FrameKind, level_db: float, start: int) -> None:
         p = self.params
         if kind in (FrameKind.VOICED, FrameKind.UNVOICED):
             if self._run_start is None:
@@ -325,25 +380,31 @@ class AmdTracker:
             self._run_end = self.now_ms
             if kind is FrameKind.VOICED:
                 self._run_voiced += FRAME_MS
+                self._run_peak = max(self._run_peak, level_db)
         elif self._run_start is not None and self.now_ms - self._run_end > p.word_gap_ms:
             self._close_run()
 
-    def _track_tone(self, kind: FrameKind, hz: float, start: int) -> Beep | None:
+    def _track_tone(self, kind: FrameKind, f: FrameFeatures, start: int) -> Beep | None:
         """Follow tone runs; returns a finished beep."""
         p = self.params
         if kind is FrameKind.TONE:
-            same = self._tone_start is not None and abs(hz - self._tone_hz) <= p.beep_tolerance_hz
+            same = (
+                self._tone_start is not None
+                and abs(f.tone_hz - self._tone_hz) <= p.beep_tolerance_hz
+                and max(self._tone_high, f.level_db) - min(self._tone_low, f.level_db)
+                <= p.beep_level_db
+            )
             if not same:
                 if self._beep_start is not None:  # another tone right after a beep ends it
                     return Beep(self._beep_start, self._tone_end)
-                self._tone_start, self._tone_hz = start, hz
+                self._tone_start, self._tone_hz = start, f.tone_hz
+                self._tone_low = self._tone_high = f.level_db
             self._tone_end = self.now_ms
-            if (
-                self._beep_start is None
-                and self._tone_start is not None
-                and self.now_ms - self._tone_start >= p.min_beep_ms
-            ):
-                self._beep_start = self._tone_start
+            if self._beep_start is None:  # the beep's pitch and level are its first frames'
+                self._tone_low = min(self._tone_low, f.level_db)
+                self._tone_high = max(self._tone_high, f.level_db)
+                if self._tone_start is not None and self.now_ms - self._tone_start >= p.min_beep_ms:
+                    self._beep_start = self._tone_start
             return None
         if self._tone_start is not None and self.now_ms - self._tone_end > p.beep_gap_ms:
             self._tone_start = None
@@ -358,9 +419,12 @@ class AmdTracker:
         p = self.params
         start = self.now_ms
         self.now_ms += FRAME_MS
-        kind = frame_kind(f, p, in_word=self._run_start is not None)
-        self._track_words(kind, start)
-        beep = self._track_tone(kind, f.tone_hz, start)
+        current = self._run_word()
+        peaks = [w.peak_db for w in self._words] + ([current.peak_db] if current else [])
+        kind = frame_kind(f, p, self._run_start is not None, max(peaks, default=None))
+
+        self._track_words(kind, f.level_db, start)
+        beep = self._track_tone(kind, f, start)
         events: list[Event] = []
         ev = self.evidence()
         if self.decision is None:
@@ -408,7 +472,7 @@ class AmdTracker:
         if self.beep is None and self._beep_start is not None:
             self.beep = Beep(self._beep_start, self._tone_end)
             if self.greeting_end_ms is None:
-                self.greeting_end_ms = min(self._last_end, self._beep_start)
+                self.greeting_end_ms = min(self.evidence().last_end_ms, self._beep_start)
         if self.decision is None:
             self.decision = Decision(Result.NOTSURE, self.now_ms, "input ended")
         return AmdResult(

@@ -34,7 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FRAME_SAMPLES", "RATE", "FeatureExtractor", "FloorParams", "FrameFeatures"]
+__all__ = [
+    "DIGITAL_SILENCE_DB",
+    "FRAME_SAMPLES",
+    "RATE",
+    "FeatureExtractor",
+    "FloorParams",
+    "FrameFeatures",
+]
 
 RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
@@ -43,6 +50,10 @@ _FFT_PITCH = 512  # >= 320-sample window + longest lag: linear, not circular, co
 _MIN_LAG = 20  # 400 Hz
 _MAX_LAG = 160  # 50 Hz
 _FLOOR_DB = -90.0  # frames quieter than this count as this
+#: Frames quieter than this are digital silence (a lost packet filled with zeros, a
+#: phone's silence suppression), not the line: they leave the floor where it is. A
+#: real line's noise (and G.711's quantization of it) is louder.
+DIGITAL_SILENCE_DB = -70.0
 _FULL_SCALE_POWER = 32768.0**2
 
 
@@ -140,6 +151,10 @@ class FeatureExtractor:
     def _update_floor(self, level: float, periodicity: float) -> float:
         """Move the floor toward this frame; returns the floor *before* the update."""
         p = self._p
+        if level < DIGITAL_SILENCE_DB:
+            if self._floor is None:
+                self._floor = DIGITAL_SILENCE_DB
+            return self._floor
         if self._floor is None:
             self._floor = level
             return level

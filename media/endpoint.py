@@ -48,6 +48,7 @@ import contextlib
 import logging
 import secrets
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,6 +66,8 @@ from media.sdp import AudioStream
 from media.telephone_event import TelephoneEventReceiver
 
 log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC
 
 RATE = 8000
 FRAME = 160  # samples per 20 ms packet
@@ -463,10 +466,13 @@ class MediaEndpoint:
         self._ts = (self._ts + FRAME) & 0xFFFFFFFF  # time goes on whether sent or not
         if stream is None or remote is None or not self.sending:
             return
-        header = RtpHeader(stream.codec.payload_type, self._seq, ts, self._ssrc, marker)
+        # The fixed header packed directly (RFC 3550 §5.1: version 2, no padding,
+        # extension or CSRC): the same bytes as RtpHeader's, an object fewer a packet.
+        second = (0x80 if marker else 0) | stream.codec.payload_type
+        header = _HEADER.pack(0x80, second, self._seq, ts, self._ssrc)
         self._seq = (self._seq + 1) & 0xFFFF
         try:
-            self._rtp.sendto(bytes(header) + (payload or self._silence), remote)
+            self._rtp.sendto(header + (payload or self._silence), remote)
             self.sent_packets += 1
         except OSError as exc:
             log.debug("%s: RTP send error %s", self.name, exc)

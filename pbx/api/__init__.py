@@ -20,6 +20,7 @@ media verb returns at once when the call ends.
 
 from media.endpoint import Recording
 from media.mixer import Role
+from pbx.api.amd import MachineDetection, detect_machine
 from pbx.api.call import Call
 from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
@@ -85,6 +86,7 @@ __all__ = [
     "Event",
     "EventKind",
     "FailureLog",
+    "MachineDetection",
     "Member",
     "NotFoundError",
     "Outcome",
@@ -108,6 +110,7 @@ __all__ = [
     "VoicemailService",
     "WebSession",
     "caller_candidates",
+    "detect_machine",
     "format_customers_csv",
     "normalise_number",
 ]

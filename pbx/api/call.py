@@ -66,6 +66,11 @@ class Call:
     def ended(self) -> bool:
         return self._leg.state is calls.CallState.ENDED
 
+    def since_answer(self) -> float | None:
+        """Seconds since the call was answered (the switch's clock); None before."""
+        answered = self._leg.answered_at
+        return None if answered is None else self._leg.manager.clock() - answered
+
     @property
     def has_media(self) -> bool:
         """Whether the switch's own media is on the call (answered by an application)."""

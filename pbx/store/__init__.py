@@ -187,7 +187,7 @@ class Store:
 
         The server polls it (about once a second) to notice that the CLI changed users.
         """
-        row = await self._db.fetchone("PRAGMA data_version")
+        row = await self._db.fetchone_written("PRAGMA data_version")
         return 0 if row is None else int(row[0])
 
     async def schema_version(self) -> int:

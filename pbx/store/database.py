@@ -6,9 +6,13 @@ only a power loss or OS crash may lose the last few commits, which for
 registrations and users is an acceptable trade for a write that does not wait
 for fsync.
 
-The connection is shared by every repository of a `Store` and by concurrent
+The write connection is shared by every repository of a `Store` and by concurrent
 coroutines, so every use takes one asyncio lock: a coroutine's statements never
-land inside another coroutine's transaction.
+land inside another coroutine's transaction. Reads outside a transaction (`fetchall`,
+`fetchone`) go through a second connection with its own lock: in WAL mode a reader
+sees every committed transaction and never waits for the writer, so looking up a
+forwarding while calls set up does not queue behind the CDR and queue-log writes
+(each transaction holds the write lock across several trips to the worker thread).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class Database:
         self._conn = conn
         self._lock = asyncio.Lock()
         self.path = path
+        self._reader: aiosqlite.Connection | None = None  # opened at the first read
+        self._read_lock = asyncio.Lock()
 
     @classmethod
     async def connect(cls, path: Path) -> Database:
@@ -74,22 +80,12 @@ class Database:
             StoreError: the file cannot be created, is not a database, or refuses WAL mode.
         """
         _prepare_file(path)
+        conn = await _open(path)
         try:
-            # isolation_level=None: no implicit transactions; we BEGIN and COMMIT ourselves.
-            conn = await aiosqlite.connect(
-                path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database {path}: {exc}") from exc
-        conn.row_factory = sqlite3.Row
-        try:
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             async with conn.execute("PRAGMA journal_mode = WAL") as cur:
                 row = await cur.fetchone()
             if row is None or str(row[0]).lower() != "wal":
                 raise StoreError(f"the database {path} refused WAL journal mode")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             await conn.close()
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
@@ -99,9 +95,19 @@ class Database:
         return cls(conn, path)
 
     async def close(self) -> None:
-        """Close the connection (waits for a running statement)."""
+        """Close the connections (waits for a running statement)."""
+        async with self._read_lock:
+            if self._reader is not None:
+                await self._reader.close()
+                self._reader = None
         async with self._lock:
             await self._conn.close()
+
+    async def _read_conn(self) -> aiosqlite.Connection:
+        """The reading connection (under `_read_lock`), opened at the first read."""
+        if self._reader is None:
+            self._reader = await _open(self.path)
+        return self._reader
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -152,14 +158,51 @@ class Database:
         Raises:
             StoreError: the statement failed.
         """
+        async with self._read_lock:
+            try:
+                reader = await self._read_conn()
+                rows = await reader.execute_fetchall(sql, tuple(params))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
+        return list(rows)
+
+    async def fetchone_written(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        """`fetchone` on the writing connection: for what is per connection, such as
+        PRAGMA data_version (which moves when ANOTHER connection commits).
+
+        Raises:
+            StoreError: the statement failed.
+        """
         async with self._lock:
             try:
                 rows = await self._conn.execute_fetchall(sql, tuple(params))
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
-        return list(rows)
+        rows = list(rows)
+        return rows[0] if rows else None
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         """Like `fetchall` but the first row or None."""
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
+
+
+async def _open(path: Path) -> aiosqlite.Connection:
+    """A connection in autocommit mode (isolation_level=None: no implicit transactions;
+    we BEGIN and COMMIT ourselves) with rows by name and the busy timeout.
+
+    Raises: StoreError.
+    """
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
+    conn.row_factory = sqlite3.Row
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as exc:
+        await conn.close()
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
+    return conn

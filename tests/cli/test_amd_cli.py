@@ -41,8 +41,9 @@ def test_classify_good_stereo_and_corrupt(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr == f"pbx: error: {corrupt}: no fmt chunk\n"
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    # voice from 300 ms: 1500 ms of it is a greeting at 1820; the beep ends 300+3000+500+500
-    expected = {"result": "MACHINE", "decision_ms": 1820, "beep_ms": 4300}
+    # voice 300..3300 ms (3 s: a person could say that much, so it waits); the beep
+    # starts at 3800 and is one 200 ms later; it ends at 300+3000+500+500
+    expected = {"result": "MACHINE", "decision_ms": 4000, "beep_ms": 4300}
     assert lines == [{"file": str(good), **expected}, {"file": str(stereo), **expected}]
 
 

@@ -1,61 +1,78 @@
-"""AMD on a small corpus generated here: espeak-ng speech, telephone band, noise, G.711.
+"""AMD leave-one-synthesizer-out: a corpus from espeak-ng, flite and festival, each
+engine judged as a held-out fold (tests/media/amd_corpus.py: people answering with
+names, businesses, questions, hesitations, background talk; machines of every kind;
+G.711, noise, -35 to -10 dBFS, clipping, packet loss).
 
-Development set: these phrases, voices and seed are the ones the detector was
-written against; benchmarks/amd.py measures on different ones.
+The detector has nothing fitted: its constants come from how people and machines
+speak (see media/amd.py), so holding an engine out means judging its calls by
+constants chosen without them (they were set on espeak-ng and flite; festival's
+calls were first run after). Every fold must be >= 95 % right with at most 1 % of
+its people classed MACHINE; the worst fold is the figure.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import os
+
 import pytest
 
-from media.amd import Result, classify
-from tests.media.amd_corpus import Call, human_call, machine_call
-from tests.tools import need
+from media.amd import AmdResult, Result, classify
+from tests.media.amd_corpus import DEV, Call, build, draw
+from tests.media.amd_voices import ENGINES, missing
 
-HUMANS = ["Hello?", "Hello.", "Yes?", "Hi, hello?", "Hello, who is this?", "Yeah, hello?"]
-MACHINES = [
-    "Hi, you have reached Michael. I can't take your call right now, "
-    "please leave a message after the tone.",
-    "Hello, this is Sarah. Sorry I missed you. Leave your name and number and I'll call back.",
-    "The person you are calling is not available. Please record your message after the beep.",
-    "Thanks for calling the Johnson family. We are not home right now, please leave a message.",
-]
-VOICES = [("en-us", 165), ("en-gb", 180), ("en-us+f3", 150)]
+PER_ENGINE = 40  # people and as many machines per engine
+SEED = 20261203
 
 
 @pytest.fixture(scope="module")
-def corpus() -> list[Call]:
-    need("espeak-ng")
-    need("sox")
-    rng = np.random.default_rng(20240505)
-    calls: list[Call] = []
-    for i in range(12):
-        voice, speed = VOICES[i % len(VOICES)]
-        snr = float(rng.uniform(15, 40))
-        calls.append(human_call(rng, f"human{i}", HUMANS, voice, speed, snr))
-        calls.append(machine_call(rng, f"machine{i}", MACHINES, voice, speed, snr, i % 2 == 0))
-    return calls
+def corpus() -> list[tuple[Call, AmdResult]]:
+    for engine in ENGINES:
+        gone = missing(engine)
+        if gone:
+            message = f"{engine} cannot speak: {', '.join(gone)} missing (.ci/run installs it)"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+    calls = build(draw(SEED, PER_ENGINE, PER_ENGINE, ENGINES, DEV))
+    return [(call, classify(call.audio)) for call in calls]
 
 
-def test_accuracy_and_no_human_called_machine(corpus: list[Call]) -> None:
-    results = {call.name: classify(call.audio) for call in corpus}
-    right = sum(results[c.name].result.value == c.label for c in corpus)
-    humans_as_machine = [
-        c.name for c in corpus if c.label == "HUMAN" and results[c.name].result is Result.MACHINE
-    ]
-    assert humans_as_machine == []
-    assert right / len(corpus) >= 0.9, {c.name: results[c.name] for c in corpus}
+def fold(results: list[tuple[Call, AmdResult]], engine: str) -> dict[str, object]:
+    mine = [(c, r) for c, r in results if c.engine == engine]
+    humans = [(c, r) for c, r in mine if c.label == "HUMAN"]
+    return {
+        "right": sum(r.result.value == c.label for c, r in mine) / len(mine),
+        "humans lost": [c.name for c, r in humans if r.result is Result.MACHINE],
+        "humans lost share": sum(r.result is Result.MACHINE for _, r in humans) / len(humans),
+        "wrong": [
+            f"{c.name} {c.kind} {c.voice} {c.tags}: {r.result.value} ({r.reason})"
+            for c, r in mine
+            if r.result.value != c.label
+        ],
+    }
 
 
-def test_beeps_found_where_they_are(corpus: list[Call]) -> None:
-    for call in corpus:
-        result = classify(call.audio)
-        if call.beep_start is None or call.beep_end is None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_held_out_engine(corpus: list[tuple[Call, AmdResult]], engine: str) -> None:
+    assert {c.engine for c, _ in corpus} == set(ENGINES)
+    result = fold(corpus, engine)
+    assert result["humans lost share"] <= 0.01, result
+    assert result["right"] >= 0.95, result
+
+
+def test_beeps_found_where_they_are(corpus: list[tuple[Call, AmdResult]]) -> None:
+    """Most machines with a beep are found MACHINE before or by their beep, and then
+    the beep starts within 100 ms of where the corpus put it; no beep is heard in a
+    call that has none."""
+    found = 0
+    beeped = [(c, r) for c, r in corpus if c.beep_start is not None]
+    for call, result in corpus:
+        if call.beep_start is None:
             assert result.beep is None, call.name
-            continue
-        assert result.beep is not None, call.name
-        assert abs(result.beep.start_ms - 1000 * call.beep_start) <= 40, call.name
-        assert abs(result.beep.end_ms - 1000 * call.beep_end) <= 40, call.name
-        assert result.greeting_end_ms is not None
-        assert result.greeting_end_ms <= result.beep.start_ms
+    for call, result in beeped:
+        if result.beep is not None and abs(result.beep.start_ms - 1000 * call.beep_start) <= 100:
+            found += 1
+            assert result.result is Result.MACHINE
+            assert result.greeting_end_ms is not None
+            assert result.greeting_end_ms <= result.beep.start_ms
+    assert found >= 0.85 * len(beeped), (found, len(beeped))
