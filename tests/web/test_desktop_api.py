@@ -149,3 +149,39 @@ async def test_click_to_call_rings_the_agents_phone_with_the_customer_number(
         legs = {(r.caller, r.callee, str(r.disposition)) for r in rows}
         assert ("+441632960123", "1001", "ANSWERED") in legs, legs
         assert any(callee == "+441632960123" for _, callee, _ in legs), legs
+
+
+async def test_escalation_and_agent_actions_refused_with_reasons(tmp_path: Path) -> None:
+    async with console_server(tmp_path) as c:
+        ticket = await c.store.tickets.open("1001", "x")
+        agent, csrf = await logged_in(c.base, "1001")
+        async with agent:
+            headers = {"X-CSRF-Token": csrf}
+            async with agent.post(
+                c.base + "/api/escalate", json={"queue": "support", "ticket": ticket.id},
+                headers=headers,
+            ) as r:  # fmt: skip
+                assert (r.status, await r.json()) == (409, {"error": "1001 is on no queue call"})
+            assert (await c.store.tickets.get(ticket.id)).state == "open"  # untouched
+            async with agent.post(
+                c.base + "/api/agent", json={"action": "pause"}, headers=headers
+            ) as r:
+                assert (r.status, await r.json()) == (409, {"error": "1001 is not logged in"})
+            async with agent.post(
+                c.base + "/api/agent", json={"action": "dance"}, headers=headers
+            ) as r:
+                assert r.status == 409 and "unknown agent action" in (await r.json())["error"]
+            async with agent.post(
+                c.base + "/api/agent", json={"action": "login"}, headers=headers
+            ) as r:
+                assert (r.status, (await r.json())["state"]) == (200, "available")
+            async with agent.post(
+                c.base + "/api/agent", json={"action": "pause", "reason": "lunch"}, headers=headers
+            ) as r:
+                row = await r.json()
+                assert (row["state"], row["reason"]) == ("paused", "lunch")
+            async with agent.post(c.base + "/api/agent", data=b"[1]", headers=headers) as r:
+                assert (r.status, await r.json()) == (
+                    400,
+                    {"error": "the body is not a JSON object"},
+                )
