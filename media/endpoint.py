@@ -63,6 +63,7 @@ from media.mixer_clock import MixerClock
 from media.ports import PortAllocator, PortPair
 from media.rtp import RtpHeader, payload_offset
 from media.sdp import AudioStream
+from media.send_clock import SendClock
 from media.telephone_event import TelephoneEventReceiver
 
 log = logging.getLogger(__name__)
@@ -136,10 +137,6 @@ LATCH_PACKETS = 3
 
 #: Samples of a prompt encoded at once (1 s).
 ENCODE_CHUNK = RATE
-
-#: How late (seconds) the sender may fall behind the clock before it skips ahead
-#: instead of catching up with a burst of packets.
-MAX_LAG = 0.2
 
 Address = tuple[str, int]
 
@@ -288,9 +285,10 @@ class MediaEndpoint:
         self._codec_key = "pcmu"
         self._loop.add_reader(self._rtp.fileno(), self._readable)
         self._loop.add_reader(self._rtcp.fileno(), self._drain_rtcp)
-        # The sender: one frame every 20 ms for the endpoint's life (close cancels it).
-        self._next_frame = self._loop.time() + FRAME_SECONDS
-        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self._next_frame, self._tick)
+        # The sender: one frame every 20 ms for the endpoint's life, ticked by the loop's
+        # one send clock with every other endpoint (close takes it off).
+        self._clock: SendClock | None = SendClock.of(self._loop)
+        self._clock.add(self)
         self._silence_watch: _SilenceWatch | None = None
 
     @property
@@ -429,16 +427,11 @@ class MediaEndpoint:
 
     # -- sending -------------------------------------------------------------------
 
-    def _tick(self) -> None:
-        """Send this 20 ms slot's frame (the playback's, else silence); schedule the next."""
-        if self.closed:
-            return
-        now = self._loop.time()
-        if now - self._next_frame > MAX_LAG:  # the loop stalled: skip, do not burst
-            self._next_frame = now
-        self._send(*self._frame())
-        self._next_frame += FRAME_SECONDS
-        self._timer = self._loop.call_at(self._next_frame, self._tick)
+    def tick(self) -> None:
+        """Send this 20 ms slot's frame (the playback's, else silence): the send clock's
+        call (`media.send_clock`), once a slot."""
+        if not self.closed:
+            self._send(*self._frame())
 
     def _frame(self) -> tuple[bytes | None, bool]:
         """The payload of the next frame (None: silence) and its marker bit."""
@@ -723,9 +716,9 @@ class MediaEndpoint:
         self.unjoin()
         self.unmix()
         self._closed_event.set()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._clock is not None:
+            self._clock.discard(self)
+            self._clock = None
         if self._playing is not None:
             self._playing.finish(False)
             self._playing = None
