@@ -632,6 +632,33 @@ class AcdApplication(CallShell):
             del row["agent"]
         return {"queues": queues, "agents": rows, "now": now}
 
+    # -- what the web console (acd.web) reads -------------------------------------------
+
+    def agent_status(self, name: str) -> dict[str, Any] | None:
+        """`name`'s row as `snapshot` lists agents; None when not an agent of any queue."""
+        if name not in self._members_agents() and self.engine.agent(name) is None:
+            return None
+        return self._agent_row(name)
+
+    async def supervise(self, agent: str, mode: str, supervisor: str) -> dict[str, Any]:
+        """Ring `supervisor`'s phone and join `agent`'s call to listen, whisper or barge
+        (acd.supervisor; the same checks as `POST /acd/supervise`).
+
+        Raises: NotFoundError, PbxError (see `Supervision.supervise`).
+        """
+        if self._supervision is None:
+            raise PbxError("the ACD has not started")
+        result: dict[str, Any] = await self._supervision.supervise(agent, mode, supervisor)
+        return result
+
+    def wrapup_seconds(self, agent: str, queue: str) -> float:
+        """The wrap-up `agent` gets after a call of `queue` (its own, else the queue's)."""
+        found = self.engine.agent(agent)
+        if found is not None and found.wrapup_seconds is not None:
+            return found.wrapup_seconds
+        config = self._configs.get(queue)
+        return config.wrapup_seconds if config is not None else 0.0
+
     def bridge_of(self, agent: str) -> Bridge | None:
         """The bridge of the agent's current queue call (None when not on one)."""
         bridge = self._bridges.get(agent)

@@ -41,18 +41,21 @@ from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
 from cli.common import run as _run
 from cli.conf import conf_app
+from cli.customer import customer_app
 from cli.did import did_app
 from cli.dtmf import dtmf_app
 from cli.erlang import erlang_command
 from cli.events import events as events_command
 from cli.ivr import ivr_app
 from cli.ivr import references as ivr_references
+from cli.kb import kb_app
 from cli.moh import moh_app
 from cli.prompt import prompt_app
 from cli.queue import queue_app
 from cli.route import route_app
 from cli.sim import sim_app
 from cli.supervise import add_supervise_commands
+from cli.ticket import ticket_app
 from cli.trunk import trunk_app
 from cli.vm import vm_app
 from pbx.config import Settings
@@ -184,6 +187,9 @@ app.add_typer(did_app, name="did")
 app.add_typer(sim_app, name="sim")
 app.add_typer(vm_app, name="vm")
 app.add_typer(conf_app, name="conf")
+app.add_typer(customer_app, name="customer")
+app.add_typer(kb_app, name="kb")
+app.add_typer(ticket_app, name="ticket")
 app.command("erlang")(erlang_command)
 app.add_typer(queue_app, name="queue")
 add_supervise_commands(agent_app)  # pbx agent spy|whisper|barge (acd.supervisor)
@@ -333,6 +339,13 @@ def serve(
     trunk_retry: Annotated[
         float, typer.Option(help="First retry of a failed trunk registration (s; doubles).")
     ] = 30.0,
+    web: Annotated[
+        bool, typer.Option("--web/--no-web", help="Serve the web console (agent desktop).")
+    ] = True,
+    web_host: Annotated[str, typer.Option(help="IP address of the web console.")] = "127.0.0.1",
+    web_port: Annotated[
+        int, typer.Option(help="Port of the web console (0 picks a free one).")
+    ] = 8080,
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
     level = _log_level(log_level)
@@ -383,13 +396,18 @@ def serve(
             target=player.prepare_defaults, name="default-prompts", daemon=True
         ).start()
 
+    acd = _import("acd.app").AcdApplication(player)
+    if not 0 <= web_port <= 65535:
+        raise ConfigError(f"web port {web_port} is not between 0 and 65535")
+    console = [_import("acd.web.console").WebConsole(acd, web_host, web_port)] if web else []
     server.run(
         settings,
         applications=[
             runner.IvrApplication(settings.data_dir, player=player),
             mailboxes,
             rooms.ConferenceApplication(player),
-            _import("acd.app").AcdApplication(player),
+            acd,
+            *console,  # a service after the ACD: it reads the ACD's state
         ],
         voicemail=mailboxes,
         on_started=prepare_prompts,

@@ -478,6 +478,28 @@ async def _queue_report(
     return [s for q, s in stats.items() if name in (None, q)]
 
 
+async def _dispositions(
+    data_dir: Path, since: float, until: float, name: str | None
+) -> list[tuple[str, str, str, str]]:
+    """Per queue and code: the calls given that disposition in the period (agents'
+    dispositions from the web console) and the distinct tickets they name."""
+    async with await open_existing(data_dir) as store:
+        found = await store.dispositions.between(since, until)
+    calls: dict[tuple[str, str], set[str]] = {}
+    tickets: dict[tuple[str, str], set[int]] = {}
+    for d in found:
+        if name not in (None, d.queue):
+            continue
+        key = (d.queue or "-", d.code)
+        calls.setdefault(key, set()).add(d.call_id)
+        if d.ticket is not None:
+            tickets.setdefault(key, set()).add(d.ticket)
+    return [
+        (queue, code, str(len(ids)), str(len(tickets.get((queue, code), ()))))
+        for (queue, code), ids in sorted(calls.items())
+    ]
+
+
 @queue_app.command("report")
 def queue_report(
     name: Annotated[str | None, typer.Argument(help="Only this queue.")] = None,
@@ -495,3 +517,8 @@ def queue_report(
         typer.echo("no queue calls in the period")
         return
     typer.echo(reports.render(rows, fmt, QUEUE_COLUMNS, QueueStats))
+    if fmt == "table":
+        outcomes = run(_dispositions(data_dir_of(data_dir), start, end, name))
+        if outcomes:
+            typer.echo("\nDISPOSITIONS")
+            typer.echo(format_table(("QUEUE", "CODE", "CALLS", "TICKETS"), outcomes))

@@ -25,11 +25,13 @@ from pbx.api.call import Call
 from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
 from pbx.api.switch import Application, Bridge, Service, Switch, VoicemailService
+from pbx.bans import BanList, BanPolicy, FailureLog, Verdict
 from pbx.errors import ConfigError, NotFoundError, PbxError
 from pbx.events import (
     AgentStateChanged,
     CallCreated,
     CallEnded,
+    Event,
     QueueLogged,
     QueueOffered,
     RegistrationDown,
@@ -38,20 +40,35 @@ from pbx.events import (
 from pbx.store.agents import AgentRecord, StateChange
 from pbx.store.callbacks import CallbackAdd, CallbackAttempt, CallbackFinish, CallbackOp
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
+from pbx.store.customer_csv import format_customers as format_customers_csv
+from pbx.store.customers import FIELDS as CUSTOMER_FIELDS
+from pbx.store.customers import Customer, CustomerFields
+from pbx.store.dispositions import CallDisposition
+from pbx.store.e164 import caller_candidates, normalise_number
+from pbx.store.kb import Article
 from pbx.store.queue_events import EVENTS as QUEUE_EVENTS
 from pbx.store.queue_events import QueueEventRecord
 from pbx.store.queues import Queue
+from pbx.store.tickets import STATES as TICKET_STATES
+from pbx.store.tickets import Ticket
 from pbx.store.voicemail import PIN_DIGITS, Voicemail, VoicemailRepo
+from pbx.store.web_sessions import WebSession
 
 __all__ = [
+    "CUSTOMER_FIELDS",
     "PIN_DIGITS",
     "QUEUE_EVENTS",
+    "TICKET_STATES",
     "AgentRecord",
     "AgentStateChanged",
     "Application",
+    "Article",
+    "BanList",
+    "BanPolicy",
     "Bridge",
     "Call",
     "CallCreated",
+    "CallDisposition",
     "CallEnded",
     "CallEvent",
     "CallbackAdd",
@@ -63,8 +80,12 @@ __all__ = [
     "ConferenceRepo",
     "ConferenceRoom",
     "ConfigError",
+    "Customer",
+    "CustomerFields",
     "DialError",
+    "Event",
     "EventKind",
+    "FailureLog",
     "MachineDetection",
     "Member",
     "NotFoundError",
@@ -82,8 +103,14 @@ __all__ = [
     "StateChange",
     "Subscription",
     "Switch",
+    "Ticket",
+    "Verdict",
     "Voicemail",
     "VoicemailRepo",
     "VoicemailService",
+    "WebSession",
+    "caller_candidates",
     "detect_machine",
+    "format_customers_csv",
+    "normalise_number",
 ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 from media.endpoint import MediaEndpoint
@@ -25,9 +27,16 @@ from pbx.store import Disposition
 from pbx.store.agents import AgentRepo
 from pbx.store.callbacks import CallbackRepo
 from pbx.store.conferences import ConferenceRepo
+from pbx.store.customers import CustomerRepo
+from pbx.store.dispositions import DispositionRepo
+from pbx.store.kb import KbRepo
 from pbx.store.queue_events import QueueEventRepo
 from pbx.store.queues import QueueRepo
+from pbx.store.scheduled import ScheduledCallbackRepo
+from pbx.store.tickets import TicketRepo
 from pbx.store.voicemail import VoicemailRepo
+from pbx.store.web_sessions import WebSessionRepo
+from sip.digest import ha1
 from sip.errors import SipParseError
 from sip.peer import Peer
 from sip.uri import SipUri
@@ -247,6 +256,99 @@ class Switch:
     def queue_event_store(self) -> QueueEventRepo:
         """The queue events (Asterisk's queue_log) the ACD writes and reports read."""
         return self._b2bua.store.queue_events
+
+    # -- the web console's repositories and logins ---------------------------------------
+
+    @property
+    def customer_store(self) -> CustomerRepo:
+        """Customers (screen pop) and which agents were offered them."""
+        return self._b2bua.store.customers
+
+    @property
+    def ticket_store(self) -> TicketRepo:
+        """Help-desk tickets with their notes, calls and linked articles."""
+        return self._b2bua.store.tickets
+
+    @property
+    def disposition_store(self) -> DispositionRepo:
+        """What agents said calls came to."""
+        return self._b2bua.store.dispositions
+
+    @property
+    def kb_store(self) -> KbRepo:
+        """Knowledge-base articles (FTS5 search)."""
+        return self._b2bua.store.kb
+
+    @property
+    def scheduled_callback_store(self) -> ScheduledCallbackRepo:
+        """Callbacks agents scheduled for a date and time (the dialer places them)."""
+        return self._b2bua.store.scheduled_callbacks
+
+    async def originate(self, a: str, b: str, *, caller_id: str | None = None) -> dict[str, str]:
+        """Click-to-call (pbx.originate): ring `a` showing `b`, then `b`, bridge them and
+        wait until the call ends; the stage it reached and the outcome. Never raises for
+        a call that did not happen."""
+        from pbx.originate import originate  # it is written on this API: no cycle at import
+
+        result = await originate(self, a, b, caller_id=caller_id)
+        return {"id": result.id, "stage": result.stage.value, "outcome": str(result.outcome)}
+
+    @property
+    def web_session_store(self) -> WebSessionRepo:
+        """Web console login sessions (token hashes)."""
+        return self._b2bua.store.web_sessions
+
+    async def users(self) -> list[dict[str, Any]]:
+        """Every user: name, display name, role (the admin page; no hashes)."""
+        return [
+            {"name": u.username, "display_name": u.display_name, "role": u.role}
+            for u in await self._b2bua.store.users.list()
+        ]
+
+    async def set_user_role(self, name: str, role: str) -> None:
+        """Raises: ConfigError (an unknown role), NotFoundError (no such user)."""
+        await self._b2bua.store.users.set_role(name, role)
+
+    async def recordings(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest recorded calls: CDR id, caller, callee, start, duration."""
+        rows = await self._b2bua.store.cdrs.list(limit=5000)
+        found = [r for r in reversed(rows) if r.recording]
+        return [
+            {"id": r.id, "caller": r.caller, "callee": r.callee, "start": r.start,
+             "duration": r.duration}
+            for r in found[:limit]
+        ]  # fmt: skip
+
+    async def recording_file(self, cdr_id: int) -> Path:
+        """The WAV of a recorded call, checked to lie in the recordings directory.
+
+        Raises: NotFoundError (no such call, not recorded, the file gone or elsewhere).
+        """
+        row = await self._b2bua.store.cdrs.get(cdr_id)
+        if row is None or not row.recording:
+            raise NotFoundError(f"no recording of call {cdr_id}")
+        root = self._b2bua.recordings.resolve()
+        path = Path(row.recording)
+        path = (path if path.is_absolute() else root / path).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise NotFoundError(f"the recording of call {cdr_id} is not in {root}")
+        return path
+
+    async def setting(self, key: str) -> str | None:
+        """A stored setting (e.g. `customer_country`); None when unset."""
+        return await self._b2bua.store.settings.get(key)
+
+    async def verify_password(self, name: str, password: str) -> bool:
+        """Whether `password` is user `name`'s SIP password: its HA1 compared in constant
+        time with the stored one; an unknown user costs the same work (no enumeration).
+        The password is never kept or logged."""
+        try:
+            user = await self._b2bua.store.users.get(name)
+            stored, realm = user.ha1_sha256, user.realm
+        except NotFoundError:
+            user, stored, realm = None, "0" * 64, "-"
+        given = ha1(name, realm, password, "SHA-256")
+        return hmac.compare_digest(given.encode(), stored.encode()) and user is not None
 
     async def user_role(self, name: str) -> str | None:
         """The user's role ("agent", "supervisor", "admin"), None for no such user."""

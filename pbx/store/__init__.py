@@ -17,20 +17,26 @@ from pbx.store.bindings import Binding, BindingRepo
 from pbx.store.callbacks import Callback, CallbackRepo
 from pbx.store.cdrs import Cdr, CdrRepo, Disposition
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
+from pbx.store.customers import Customer, CustomerFields, CustomerRepo
 from pbx.store.database import Database
 from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
 from pbx.store.dids import Did, DidRepo
+from pbx.store.dispositions import CallDisposition, DispositionRepo
 from pbx.store.ivr import IvrRepo
+from pbx.store.kb import Article, KbRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 from pbx.store.numbering import NumberingPlan, Owner
 from pbx.store.queue_events import QueueEventRecord, QueueEventRepo
 from pbx.store.queues import DeletedQueue, Queue, QueueMember, QueueRepo
 from pbx.store.routes import Route, RouteRepo
+from pbx.store.scheduled import ScheduledCallback, ScheduledCallbackRepo
 from pbx.store.settings import REALM_KEY, SECRET_KEY, SettingsRepo
+from pbx.store.tickets import Ticket, TicketRepo
 from pbx.store.trunks import Trunk, TrunkRepo
 from pbx.store.trust import TrustRepo
 from pbx.store.users import DeletedUser, User, UserRepo
 from pbx.store.voicemail import Voicemail, VoicemailRepo
+from pbx.store.web_sessions import WebSession, WebSessionRepo
 
 __all__ = [
     "MIGRATIONS",
@@ -38,22 +44,29 @@ __all__ = [
     "SECRET_KEY",
     "AgentRecord",
     "AgentRepo",
+    "Article",
     "Binding",
     "BindingRepo",
+    "CallDisposition",
     "Callback",
     "CallbackRepo",
     "Cdr",
     "CdrRepo",
     "ConferenceRepo",
     "ConferenceRoom",
+    "Customer",
+    "CustomerFields",
+    "CustomerRepo",
     "DeletedQueue",
     "DeletedUser",
     "DialplanRepo",
     "Did",
     "DidRepo",
     "Disposition",
+    "DispositionRepo",
     "Forwarding",
     "IvrRepo",
+    "KbRepo",
     "NumberingPlan",
     "Owner",
     "Queue",
@@ -64,8 +77,12 @@ __all__ = [
     "RingGroup",
     "Route",
     "RouteRepo",
+    "ScheduledCallback",
+    "ScheduledCallbackRepo",
     "SettingsRepo",
     "Store",
+    "Ticket",
+    "TicketRepo",
     "Trunk",
     "TrunkRepo",
     "TrustRepo",
@@ -73,6 +90,8 @@ __all__ = [
     "UserRepo",
     "Voicemail",
     "VoicemailRepo",
+    "WebSession",
+    "WebSessionRepo",
 ]
 
 
@@ -96,6 +115,12 @@ class Store:
     agents: AgentRepo
     callbacks: CallbackRepo
     queue_events: QueueEventRepo
+    customers: CustomerRepo
+    tickets: TicketRepo
+    dispositions: DispositionRepo
+    kb: KbRepo
+    web_sessions: WebSessionRepo
+    scheduled_callbacks: ScheduledCallbackRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -116,6 +141,12 @@ class Store:
         self.agents = AgentRepo(db, clock)
         self.callbacks = CallbackRepo(db, clock)
         self.queue_events = QueueEventRepo(db)
+        self.customers = CustomerRepo(db, clock)
+        self.tickets = TicketRepo(db, clock)
+        self.dispositions = DispositionRepo(db, clock)
+        self.kb = KbRepo(db, clock)
+        self.web_sessions = WebSessionRepo(db, clock)
+        self.scheduled_callbacks = ScheduledCallbackRepo(db, clock)
 
     @classmethod
     async def open(

@@ -373,6 +373,160 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX queue_events_by_event ON queue_events (event, time);
         """,
     ),
+    (
+        15,
+        """
+        -- The web console (issue 15): customers matched by the caller's number (E.164),
+        -- help-desk tickets, call dispositions, the knowledge base, login sessions.
+        CREATE TABLE customers (
+            id          INTEGER PRIMARY KEY,
+            number      TEXT NOT NULL UNIQUE,
+            name        TEXT NOT NULL,
+            company     TEXT NOT NULL DEFAULT '',
+            email       TEXT NOT NULL DEFAULT '',
+            notes       TEXT NOT NULL DEFAULT '',
+            external_id TEXT NOT NULL DEFAULT '',
+            created     REAL NOT NULL,
+            updated     REAL NOT NULL
+        ) STRICT;
+
+        -- Which agent was offered which customer (an agent reads only those).
+        CREATE TABLE customer_offers (
+            customer INTEGER NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
+            agent    TEXT NOT NULL,
+            call_id  TEXT NOT NULL,
+            queue    TEXT NOT NULL DEFAULT '',
+            at       REAL NOT NULL,
+            PRIMARY KEY (customer, agent, call_id)
+        ) STRICT;
+        CREATE INDEX customer_offers_by_agent ON customer_offers (agent, at);
+
+        CREATE TABLE tickets (
+            id        INTEGER PRIMARY KEY,
+            customer  INTEGER REFERENCES customers (id) ON DELETE SET NULL,
+            agent     TEXT NOT NULL,
+            queue     TEXT NOT NULL DEFAULT '',
+            subject   TEXT NOT NULL,
+            state     TEXT NOT NULL DEFAULT 'open'
+                CHECK (state IN ('open', 'pending', 'escalated', 'solved')),
+            opened_at REAL NOT NULL,
+            updated   REAL NOT NULL,
+            solved_at REAL,
+            -- Seconds the ticket should be solved within (the queue's target when opened).
+            target    REAL NOT NULL CHECK (target > 0)
+        ) STRICT;
+        CREATE INDEX tickets_by_agent ON tickets (agent, opened_at);
+        CREATE INDEX tickets_by_customer ON tickets (customer, opened_at);
+
+        CREATE TABLE ticket_notes (
+            id     INTEGER PRIMARY KEY,
+            ticket INTEGER NOT NULL REFERENCES tickets (id) ON DELETE CASCADE,
+            author TEXT NOT NULL,
+            body   TEXT NOT NULL,
+            at     REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX ticket_notes_by_ticket ON ticket_notes (ticket, id);
+
+        -- A call and each agent who took it (an escalated call reaches several).
+        CREATE TABLE ticket_calls (
+            ticket  INTEGER NOT NULL REFERENCES tickets (id) ON DELETE CASCADE,
+            call_id TEXT NOT NULL,
+            agent   TEXT NOT NULL,
+            at      REAL NOT NULL,
+            PRIMARY KEY (ticket, call_id, agent)
+        ) STRICT;
+        CREATE INDEX ticket_calls_by_call ON ticket_calls (call_id);
+
+        -- Per-queue target resolution time of its tickets (seconds).
+        CREATE TABLE ticket_targets (
+            queue   TEXT PRIMARY KEY,
+            seconds REAL NOT NULL CHECK (seconds > 0)
+        ) STRICT;
+
+        CREATE TABLE dispositions (
+            id       INTEGER PRIMARY KEY,
+            call_id  TEXT NOT NULL,
+            agent    TEXT NOT NULL,
+            queue    TEXT NOT NULL DEFAULT '',
+            code     TEXT NOT NULL,
+            note     TEXT NOT NULL DEFAULT '',
+            customer INTEGER REFERENCES customers (id) ON DELETE SET NULL,
+            ticket   INTEGER REFERENCES tickets (id) ON DELETE SET NULL,
+            at       REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX dispositions_by_call ON dispositions (call_id);
+        CREATE INDEX dispositions_by_queue ON dispositions (queue, at);
+        CREATE INDEX dispositions_by_customer ON dispositions (customer, at);
+
+        CREATE TABLE kb_articles (
+            id      INTEGER PRIMARY KEY,
+            title   TEXT NOT NULL,
+            body    TEXT NOT NULL,
+            tags    TEXT NOT NULL DEFAULT '',
+            author  TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        ) STRICT;
+        CREATE UNIQUE INDEX kb_articles_title ON kb_articles (title);
+
+        -- Full-text index over the articles (external content: the rows stay in
+        -- kb_articles, the triggers keep the index in step).
+        CREATE VIRTUAL TABLE kb_fts USING fts5(
+            title, body, tags, content='kb_articles', content_rowid='id'
+        );
+        CREATE TRIGGER kb_articles_ai AFTER INSERT ON kb_articles BEGIN
+            INSERT INTO kb_fts (rowid, title, body, tags)
+                VALUES (new.id, new.title, new.body, new.tags);
+        END;
+        CREATE TRIGGER kb_articles_ad AFTER DELETE ON kb_articles BEGIN
+            INSERT INTO kb_fts (kb_fts, rowid, title, body, tags)
+                VALUES ('delete', old.id, old.title, old.body, old.tags);
+        END;
+        CREATE TRIGGER kb_articles_au AFTER UPDATE ON kb_articles BEGIN
+            INSERT INTO kb_fts (kb_fts, rowid, title, body, tags)
+                VALUES ('delete', old.id, old.title, old.body, old.tags);
+            INSERT INTO kb_fts (rowid, title, body, tags)
+                VALUES (new.id, new.title, new.body, new.tags);
+        END;
+
+        CREATE TABLE ticket_articles (
+            ticket  INTEGER NOT NULL REFERENCES tickets (id) ON DELETE CASCADE,
+            article INTEGER NOT NULL REFERENCES kb_articles (id) ON DELETE CASCADE,
+            at      REAL NOT NULL,
+            PRIMARY KEY (ticket, article)
+        ) STRICT;
+
+        -- Callbacks an agent scheduled from the desktop (a date and time, for that agent
+        -- or for anyone), for the dialer to place; not the ACD's queue callbacks.
+        CREATE TABLE scheduled_callbacks (
+            id         INTEGER PRIMARY KEY,
+            number     TEXT NOT NULL,
+            due        REAL NOT NULL,
+            agent      TEXT,
+            queue      TEXT NOT NULL DEFAULT '',
+            customer   INTEGER REFERENCES customers (id) ON DELETE SET NULL,
+            ticket     INTEGER REFERENCES tickets (id) ON DELETE SET NULL,
+            note       TEXT NOT NULL DEFAULT '',
+            created_by TEXT NOT NULL,
+            created    REAL NOT NULL,
+            state      TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'dialling', 'done', 'cancelled'))
+        ) STRICT;
+        CREATE INDEX scheduled_callbacks_due ON scheduled_callbacks (due)
+            WHERE state = 'pending';
+
+        -- Web console logins: only a hash of the session token is stored, so a copy of
+        -- the database gives no live session.
+        CREATE TABLE web_sessions (
+            token_hash TEXT PRIMARY KEY,
+            username   TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+            csrf       TEXT NOT NULL,
+            created    REAL NOT NULL,
+            expires    REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX web_sessions_by_expiry ON web_sessions (expires);
+        """,
+    ),
 )
 
 

@@ -230,6 +230,7 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
             "VoicemailApplication",
             "ConferenceApplication",
             "AcdApplication",
+            "WebConsole",  # the web console reads the ACD: a service after it
         ]
         assert voicemail is applications[1]
         calls.append(settings)

@@ -1,0 +1,97 @@
+"""The admin page's routes (`/api/admin/...`, admins only): users and their roles, queues
+and members, the IVR menus (TOML), recordings with playback in the browser."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from acd.web.console import principal
+from pbx.api import ConfigError, NotFoundError
+
+if TYPE_CHECKING:
+    from acd.web.console import WebConsole
+
+__all__ = ["add_admin_routes"]
+
+
+def _admin(request: web.Request) -> None:
+    if principal(request).role != "admin":
+        raise web.HTTPForbidden(reason="for admins")
+
+
+class Admin:
+    def __init__(self, console: WebConsole) -> None:
+        self.console = console
+
+    async def users(self, request: web.Request) -> web.StreamResponse:
+        _admin(request)
+        return web.json_response({"users": await self.console.switch.users()})
+
+    async def set_role(self, request: web.Request) -> web.StreamResponse:
+        _admin(request)
+        name = request.match_info["name"]
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(reason="the body is not JSON") from None
+        role = body.get("role") if isinstance(body, dict) else None
+        if not isinstance(role, str):
+            raise web.HTTPBadRequest(reason="role must be a string")
+        if name == principal(request).user and role != "admin":
+            raise web.HTTPConflict(reason="an admin cannot take away their own role")
+        try:
+            await self.console.switch.set_user_role(name, role)
+        except NotFoundError as exc:
+            raise web.HTTPNotFound(reason=str(exc)) from None
+        except ConfigError as exc:
+            raise web.HTTPBadRequest(reason=str(exc)) from None
+        return web.json_response({"name": name, "role": role})
+
+    async def queues(self, request: web.Request) -> web.StreamResponse:
+        _admin(request)
+        store = self.console.switch.queue_store
+        members = await store.all_members()
+        return web.json_response(
+            {
+                "queues": [
+                    {
+                        "name": q.name,
+                        "number": q.number,
+                        "strategy": q.strategy,
+                        "members": [m.agent for m in members.get(q.name, ())],
+                    }
+                    for q in await store.all()
+                ]
+            }
+        )
+
+    async def ivr(self, request: web.Request) -> web.StreamResponse:
+        _admin(request)
+        return web.json_response({"toml": await self.console.switch.ivr_menus()})
+
+    async def recordings(self, request: web.Request) -> web.StreamResponse:
+        _admin(request)
+        return web.json_response({"recordings": await self.console.switch.recordings()})
+
+    async def recording(self, request: web.Request) -> web.StreamResponse:
+        _admin(request)
+        text = request.match_info["id"]
+        if not text.isdigit() or len(text) > 12:
+            raise web.HTTPNotFound()
+        try:
+            path = await self.console.switch.recording_file(int(text))
+        except NotFoundError as exc:
+            raise web.HTTPNotFound(reason=str(exc)) from None
+        return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
+
+def add_admin_routes(app: web.Application, console: WebConsole) -> None:
+    admin = Admin(console)
+    app.router.add_get("/api/admin/users", admin.users)
+    app.router.add_post("/api/admin/users/{name}/role", admin.set_role)
+    app.router.add_get("/api/admin/queues", admin.queues)
+    app.router.add_get("/api/admin/ivr", admin.ivr)
+    app.router.add_get("/api/admin/recordings", admin.recordings)
+    app.router.add_get("/api/admin/recordings/{id}.wav", admin.recording)

@@ -1,0 +1,74 @@
+"""The admin page's routes: admins only; users and roles (no hashes), queues, IVR menus,
+recordings served only from the recordings directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.web.console import SUPERVISOR, console_server, logged_in
+
+ROUTES = (
+    "/api/admin/users",
+    "/api/admin/queues",
+    "/api/admin/ivr",
+    "/api/admin/recordings",
+    "/api/admin/recordings/1.wav",
+    "/admin",
+)
+
+
+async def test_admin_routes(tmp_path: Path) -> None:
+    async with console_server(tmp_path) as c:
+        await c.store.users.set_role("1002", "admin")
+        wav = tmp_path / "recordings" / "2026-12" / "call.wav"
+        wav.parent.mkdir(parents=True)
+        wav.write_bytes(b"RIFF....WAVEfmt fake audio")
+        inside = await c.store.cdrs.open("call-a", "1001", "1002", 100.0)
+        await c.store.cdrs.set_recording(inside, str(wav))
+        outside = await c.store.cdrs.open("call-b", "1001", "1002", 200.0)
+        (tmp_path / "secret.wav").write_bytes(b"not yours")
+        await c.store.cdrs.set_recording(
+            outside, str(tmp_path / "recordings" / ".." / "secret.wav")
+        )
+        agent, _ = await logged_in(c.base, "1001")
+        boss, _ = await logged_in(c.base, SUPERVISOR)
+        admin, csrf = await logged_in(c.base, "1002")
+        async with agent, boss, admin:
+            for client in (agent, boss):
+                for path in ROUTES:
+                    async with client.get(c.base + path) as r:
+                        assert r.status == 403, path
+            async with admin.get(c.base + "/api/admin/users") as r:
+                users = (await r.json())["users"]
+            assert {u["name"]: u["role"] for u in users} == {
+                "1001": "agent",
+                "1002": "admin",
+                SUPERVISOR: "supervisor",
+            }
+            assert all(set(u) == {"name", "display_name", "role"} for u in users)
+            async with admin.post(
+                c.base + "/api/admin/users/1001/role",
+                json={"role": "supervisor"},
+                headers={"X-CSRF-Token": csrf},
+            ) as r:
+                assert r.status == 200
+            assert (await c.store.users.get("1001")).role == "supervisor"
+            for name, role, status in [("1002", "agent", 409), ("9999", "agent", 404),
+                                       ("1001", "root", 400)]:  # fmt: skip
+                async with admin.post(
+                    c.base + f"/api/admin/users/{name}/role",
+                    json={"role": role},
+                    headers={"X-CSRF-Token": csrf},
+                ) as r:
+                    assert r.status == status, (name, role)
+            async with admin.get(c.base + "/api/admin/queues") as r:
+                assert (await r.json())["queues"][0]["members"] == ["1001", "1002"]
+            async with admin.get(c.base + "/api/admin/recordings") as r:
+                listed = [x["id"] for x in (await r.json())["recordings"]]
+            assert listed == [outside, inside]
+            async with admin.get(c.base + f"/api/admin/recordings/{inside}.wav") as r:
+                assert r.status == 200 and await r.read() == wav.read_bytes()
+            async with admin.get(c.base + f"/api/admin/recordings/{outside}.wav") as r:
+                assert r.status == 404  # outside the recordings directory
+            async with admin.get(c.base + "/admin") as r:
+                assert r.status == 200 and "Recordings" in await r.text()
