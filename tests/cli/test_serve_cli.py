@@ -22,6 +22,9 @@ from sip.digest import Credentials
 from tests.interop.peers import ROOT, PbxProcess, add_users, free_port, pbx_cli, wait_for
 from tests.interop.sipclient import SipClient
 
+# A pbx serve process, sipp and wall-clock waits: with the interop tests, one at a time.
+pytestmark = pytest.mark.xdist_group("serial")
+
 PASSWORD = "Correct-Horse-77"
 
 
