@@ -28,7 +28,7 @@ from pbx.store.queue_events import QueueEventRecord
 from pbx.store.queues import Queue
 from sip.message import Request, Response, make_response, parse_message
 from tests.interop.ear import listening, sine
-from tests.interop.peers import free_port
+from tests.interop.peers import free_port, pbx_cli
 from tests.interop.phones import PASSWORDS, dial, phone
 from tests.interop.sipclient import SipClient, media_address
 from tests.interop.test_api_bridge import Phone
@@ -679,11 +679,10 @@ async def test_a_full_queue_says_so_and_hangs_up(tmp_path: Path) -> None:
 
 
 async def test_an_agent_escalates_its_call_to_the_specialist_queue(tmp_path: Path) -> None:
-    """1001 (sales) escalates its call over the control API (`POST /acd/escalate`, what
-    `pbx agent escalate` sends): its phone gets a BYE, the caller stays up and is
-    offered to 1002 (refunds), whose phone answers; the queue log says TRANSFER."""
-    from pbx import control
-
+    """`pbx agent escalate 1001 -q refunds` (through the running ACD's `POST
+    /acd/escalate`): 1001's phone gets a BYE, the caller stays up and is offered to 1002
+    (refunds), whose phone answers; the queue log says TRANSFER. An agent on no call is
+    refused in one line."""
     queue = Queue("sales", "700", ring_seconds=10.0)
     refunds = Queue("refunds", "701", ring_seconds=10.0)
     async with acd_server(tmp_path, queue, members=("1001",), others=((refunds, ("1002",)),)) as (
@@ -698,16 +697,17 @@ async def test_an_agent_escalates_its_call_to_the_specialist_queue(tmp_path: Pat
             async with SipClient(server.sip_port) as ua:
                 call = await call_in(server, ua, CALLERS[0])
                 await until(lambda: app.engine.calls().keys() == {"1001"})
-                body = {"agent": "1001", "queue": "refunds", "note": "order 42"}
-                answer = await asyncio.to_thread(
-                    control.request,
-                    Settings(data_dir=tmp_path),
-                    "/acd/escalate",
-                    10.0,
-                    method="POST",
-                    body=body,
+                refused = await asyncio.to_thread(
+                    pbx_cli, tmp_path, "agent", "escalate", "1002", "--queue", "sales"
                 )
-                assert answer["queue"] == "refunds"
+                assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+                assert refused.stderr.startswith("pbx: error: ")
+                assert "1002 is on no queue call" in refused.stderr
+                args = ("agent", "escalate", "1001", "-q", "refunds", "-n", "order 42")
+                done = await asyncio.to_thread(pbx_cli, tmp_path, *args)
+                assert done.returncode == 0, done.stderr
+                assert done.stdout.startswith("1001's call ")
+                assert done.stdout.endswith(" waits in queue refunds\n")
                 assert await asyncio.to_thread(first.finish, 20) == 0  # INVITE ... BYE: done
                 await until(lambda: app.engine.calls().keys() == {"1002"})
                 assert CALLERS[0] in talking(app)
