@@ -18,7 +18,8 @@ engine. Each offer is published as `QueueOffered` as the agent's phone is rung.
 Control routes: `GET /acd` (`snapshot`), `POST /acd/agent` {agent, action, reason?,
 queue?} (`agent_command`: 200, 404 unknown agent, 409 refused), `POST /acd/escalate`
 {agent, queue?, skill?, level?, note?} (`escalate`: 200, 404 unknown queue, 409
-refused) and the supervisor's `POST /acd/supervise` (acd.supervisor).
+refused), `POST /acd/transfer` {agent, target} (`transfer`: 200, 409 refused) and the
+supervisor's `POST /acd/supervise` (acd.supervisor).
 """
 
 from __future__ import annotations
@@ -27,17 +28,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from acd.app_calls import HandOn
 from acd.engine import AcdEngine
 from acd.engine_actions import Action, AgentChanged, CallbackDeleted, CallbackSaved, Emit
-from acd.engine_core import CallerState
 from acd.estimate import Estimator
 from acd.model import Agent, AgentState, Caller, Member, QueueConfig, SkillRule, Strategy
-from acd.shell_calls import QUEUE_PREFIX, CallShell
+from acd.shell_calls import QUEUE_PREFIX
 from acd.supervisor import Supervision
 from ivr.player import PromptPlayer
 from pbx.api import (
@@ -91,10 +91,9 @@ PHONE_REASON = "phone"
 _CALLBACK_EVENTS = frozenset({"CALLBACKREQUEST", "CALLBACKATTEMPT", "CALLBACKDROP"})
 _COMPLETIONS = ("COMPLETEAGENT", "COMPLETECALLER")
 _ACTIONS = ("login", "logout", "pause", "unpause")
-_SKILL = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")  # as the store checks skills
 
 
-class AcdApplication(CallShell):
+class AcdApplication(HandOn):
     """Queues, agents and callbacks served live (see the module doc)."""
 
     def __init__(
@@ -146,7 +145,7 @@ class AcdApplication(CallShell):
         self._carry_out(actions)
         switch.add_route("GET /acd", self._route_snapshot)
         switch.add_body_route("POST /acd/agent", self._route_agent)
-        switch.add_body_route("POST /acd/escalate", self._route_escalate)
+        self.add_hand_on_routes()
         self._supervision = Supervision(self, switch, player=self.prompts)
         self._supervision.register_routes(switch)
         switch.on_config_change(self._reload)
@@ -529,49 +528,6 @@ class AcdApplication(CallShell):
             self._input("agent_unpause", agent)
         return self._agent_row(agent)
 
-    async def escalate(
-        self,
-        agent: str,
-        *,
-        queue: str | None = None,
-        skill: str | None = None,
-        level: int | None = None,
-        note: str | None = None,
-    ) -> dict[str, Any]:
-        """Send `agent`'s current queue call to a specialist: another queue and/or a
-        required skill (at `level`, 1-10, default 1), with `note` for the specialist.
-
-        The caller goes back on music keeping its place (its original join time), the
-        agent's leg is hung up and the agent goes to wrap-up; the queue logs TRANSFER.
-        The specialist's offer (`QueueOffered`) carries every earlier agent's note.
-        Returns the caller's call id, its queue and required skills now.
-
-        Raises: NotFoundError (no such queue), ConfigError (the agent is on no queue
-        call, nothing would change, a bad skill, level or note).
-        """
-        if queue is not None and queue not in self._configs:
-            raise NotFoundError(f"no queue {queue!r}")
-        if skill is not None and not _SKILL.fullmatch(skill):
-            raise ConfigError(f"skill {skill!r}: a letter, then up to 31 of A-Z a-z 0-9 _ . -")
-        if level is not None and not 1 <= level <= 10:
-            raise ConfigError(f"skill level {level}: 1 to 10")
-        if note is not None and (len(note) > 500 or not note.replace("\n", " ").isprintable()):
-            raise ConfigError("a note is at most 500 printable characters")
-        if queue is None and skill is None:
-            raise ConfigError("escalate to a queue, a skill or both")
-        call_id = self.engine.calls().get(agent)
-        if call_id is None or self.engine.caller_state(call_id) is not CallerState.CONNECTED:
-            raise ConfigError(f"{agent} is on no queue call")
-        caller = self.engine.caller(call_id)
-        assert caller is not None
-        if skill is None and queue == caller.queue:
-            raise ConfigError(f"{agent}'s call is already in queue {queue}")
-        note = f"{agent}: {note}" if note else None
-        self._input("escalate", call_id, skill=skill, level=level, queue=queue, note=note)
-        caller = self.engine.caller(call_id)
-        assert caller is not None
-        return {"call_id": call_id, "queue": caller.queue, "skills": dict(caller.skills)}
-
     def _members_agents(self) -> set[str]:
         return {m.agent for ms in self._members.values() for m in ms}
 
@@ -678,22 +634,6 @@ class AcdApplication(CallShell):
             return 400, {"error": "reason and queue must be strings"}
         try:
             return 200, await self.agent_command(agent, action, reason=reason, queue=queue)
-        except NotFoundError as exc:
-            return 404, {"error": str(exc)}
-        except PbxError as exc:
-            return 409, {"error": str(exc)}
-
-    async def _route_escalate(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        agent = body.get("agent")
-        queue, skill, level, note = (body.get(k) for k in ("queue", "skill", "level", "note"))
-        if not isinstance(agent, str):
-            return 400, {"error": "agent is a required string"}
-        if not all(isinstance(v, str | None) for v in (queue, skill, note)):
-            return 400, {"error": "queue, skill and note must be strings"}
-        if level is not None and (not isinstance(level, int) or isinstance(level, bool)):
-            return 400, {"error": "level must be an integer"}
-        try:
-            return 200, await self.escalate(agent, queue=queue, skill=skill, level=level, note=note)
         except NotFoundError as exc:
             return 404, {"error": str(exc)}
         except PbxError as exc:

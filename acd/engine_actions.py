@@ -29,6 +29,8 @@ agent states (`AgentChanged`) the same input changed, and with the callback rows
 |                 | the confirmation and hangs up; otherwise the dialplan goes on       |
 | Requeue         | splits the caller from `agent` (hangs up the agent's leg) and puts  |
 |                 | the caller back on music in `queue` (an escalation)                 |
+| Handoff         | splits the caller from `agent` (hangs up the agent's leg) and sends |
+|                 | the caller to `target` outside the queues (an agent's transfer)     |
 | Emit            | writes the queue event and publishes it on the bus                  |
 | AgentChanged    | persists the agent's snapshot (state, pause reason, counters) and   |
 |                 | the queues it is logged into (None: all its queues)                 |
@@ -152,6 +154,16 @@ class Requeue:
 
 
 @dataclass(frozen=True, slots=True)
+class Handoff:
+    """Split `caller` from `agent` (whose leg is hung up) and send the caller to `target`
+    outside the queues (an extension, a mailbox, a trunk number): an agent's transfer."""
+
+    caller: str
+    target: str
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
 class Emit:
     """Write (and publish) one queue event."""
 
@@ -193,6 +205,7 @@ Action = (
     | Voicemail
     | Exit
     | Requeue
+    | Handoff
     | Emit
     | AgentChanged
     | CallbackSaved

@@ -14,6 +14,7 @@ from acd.engine_actions import (
     CancelRing,
     DialCallback,
     Exit,
+    Handoff,
     Requeue,
     Voicemail,
 )
@@ -347,6 +348,37 @@ class CallerInputs(EngineCore):
             actions.append(Voicemail(call_id, caller.queue))
             return self._finish(now, actions)
         return []
+
+    def transfer(self, call_id: str, now: float, target: str) -> list[Action]:
+        """The agent of a connected call hands the caller to `target` outside the queues
+        (an extension, `vm:BOX`, `trunk:NAME/NUMBER`): TRANSFER {target, hold, talk}
+        closes the agent's part (to wrap-up), the caller leaves the queues, Handoff
+        tells the shell to split them and send the caller on. Nothing for a call not
+        connected, or a stored callback's customer (its leg is the shell's own)."""
+        entry = self._entries.get(call_id)
+        if entry is None or entry.state is not CallerState.CONNECTED or entry.agent is None:
+            return []
+        caller = entry.caller
+        if caller.callback:
+            return []
+        agent = entry.agent
+        talk = now - entry.connected_at
+        actions: list[Action] = [
+            self._emit(
+                now,
+                call_id,
+                caller.queue,
+                agent,
+                "TRANSFER",
+                target=target,
+                hold=entry.hold,
+                talk=talk,
+            )
+        ]
+        self._remove(entry)
+        actions += self._call_done(agent, caller.queue, now, talk, call_id)
+        actions.append(Handoff(call_id, target, agent))
+        return self._finish(now, actions)
 
     def escalate(
         self,

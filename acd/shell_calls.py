@@ -26,6 +26,7 @@ from acd.engine_actions import (
     CancelRing,
     DialCallback,
     Exit,
+    Handoff,
     Overflow,
     Play,
     Requeue,
@@ -86,6 +87,8 @@ class CallShell(ShellState):
                 )
             elif isinstance(action, Requeue):  # now: the caller's task holds the bridge
                 self._requeue(action)
+            elif isinstance(action, Handoff):
+                self._handoff(action)
             elif isinstance(action, (Bridge, *_TO_CALLER)):
                 leg = self._callers.get(action.caller)
                 if leg is not None:
@@ -198,6 +201,18 @@ class CallShell(ShellState):
         leg = self._callers.get(action.caller)
         if leg is not None:
             leg.queue = action.queue
+
+    def _handoff(self, action: Handoff) -> None:
+        """An agent's transfer: part the caller from the agent (whose leg is hung up); the
+        caller's task, back from the split bridge, takes it to the target (as an overflow
+        does: `_overflow`)."""
+        bridge = self._bridges.pop(action.agent, None)  # popped: _hold_bridge sees a split
+        if bridge is not None:
+            bridge.split()
+        self._drop_agent_leg(action.agent)
+        leg = self._callers.get(action.caller)
+        if leg is not None:
+            leg.inbox.put_nowait(action)
 
     async def _hold_bridge(self, call_id: str, call: Call, agent: str) -> bool | None:
         """Bridge the caller's `call` with the agent's answered leg until one ends (True:
@@ -396,6 +411,8 @@ class CallShell(ShellState):
             return await self._exit(leg, action.reason)
         elif isinstance(action, Overflow):
             return await self._overflow(leg, action.target)
+        elif isinstance(action, Handoff):
+            return await self._overflow(leg, action.target, "transfer")
         elif isinstance(action, Voicemail):
             return await self._to_mailbox(leg, self._mailbox_of(action.queue))
         return None
@@ -416,7 +433,7 @@ class CallShell(ShellState):
         await call.hangup(0, f"queue exit: {reason}")
         return f"queue {leg.queue}: exit ({reason})"
 
-    async def _overflow(self, leg: CallerLeg, target: str) -> str | None:
+    async def _overflow(self, leg: CallerLeg, target: str, why: str = "overflow") -> str | None:
         call = leg.call
         if target.startswith(QUEUE_PREFIX):
             leg.queue = target[len(QUEUE_PREFIX) :]
@@ -426,8 +443,8 @@ class CallShell(ShellState):
             return await self._to_mailbox(leg, target[len(MAILBOX_PREFIX) :])
         outcome = await call.transfer(target)
         if not call.ended:
-            await call.hangup(0, f"overflow to {target} failed")
-        return f"queue {leg.queue}: overflow to {target}: {outcome}"
+            await call.hangup(0, f"{why} to {target} failed")
+        return f"queue {leg.queue}: {why} to {target}: {outcome}"
 
     async def _to_mailbox(self, leg: CallerLeg, box: str) -> str:
         service = self.switch.voicemail

@@ -1,7 +1,8 @@
 """`pbx agent spy|whisper|barge AGENT --from EXT`: a supervisor joins an agent's live
 queue call from their own phone (acd.supervisor); `pbx agent escalate AGENT --queue Q
 --skill S --level L --note TEXT` hands an agent's queue call to a specialist queue or
-skill (the caller keeps its place; the specialist's offer carries the note).
+skill (the caller keeps its place; the specialist's offer carries the note); `pbx agent
+transfer AGENT TARGET` sends it outside the queues (an extension, vm:BOX, a trunk).
 
 Live commands: they ask the running server (`POST /acd/supervise`), which rings EXT
 and, once answered, joins it to the agent's call: `spy` listens (nobody hears the
@@ -105,3 +106,19 @@ def add_supervise_commands(agent_app: typer.Typer) -> None:
         data_dir: DataDirOption = None,
     ) -> None:
         _escalate(agent, queue, skill, level, note, data_dir)
+
+    @agent_app.command(
+        "transfer",
+        help="Hand an agent's queue call to TARGET: an extension or number, vm:BOX, trunk:N/NUM.",
+    )
+    def agent_transfer(
+        agent: _AgentArg,
+        target: Annotated[str, typer.Argument(metavar="TARGET", help="Where the caller goes.")],
+        data_dir: DataDirOption = None,
+    ) -> None:
+        from pbx import control
+
+        settings = Settings(data_dir=data_dir_of(data_dir))
+        body = {"agent": agent, "target": target}
+        result = control.request(settings, "/acd/transfer", 10.0, method="POST", body=body)
+        typer.echo(f"{agent}'s call {result.get('call_id', '?')} transferred to {target}")

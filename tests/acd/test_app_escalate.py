@@ -1,4 +1,5 @@
-"""An agent escalates its queue call to a specialist (the app's public input, no SIP):
+"""An agent escalates its queue call to a specialist, or transfers it out of the queues
+(the app's public inputs, no SIP). Escalation:
 the caller goes back on music keeping its place, the first agent's leg ends and it
 wraps up, the specialist's offer carries the note and is bridged; bad requests are
 refused with the right error and change nothing."""
@@ -16,6 +17,7 @@ from acd.engine_core import CallerState
 from acd.model import AgentState
 from ivr.player import PromptPlayer
 from ivr.prompts import PromptStore
+from pbx.api import Cause, Outcome
 from pbx.errors import ConfigError, NotFoundError
 from pbx.events import QueueOffered
 from pbx.store import Store
@@ -143,3 +145,54 @@ async def test_bad_escalations_are_refused_and_change_nothing(
     assert app.bridge_of("1001") is not None  # refused: the call goes on
     await caller.hangup()
     assert await asyncio.wait_for(served, 5) == "queue sales: answered by 1001, caller hung up"
+
+
+class TransferLeg(Leg):
+    """A caller leg that records where it was transferred (the switch would ring it)."""
+
+    def __init__(self, caller: str, callee: str) -> None:
+        super().__init__(caller, callee)
+        self.transferred: list[str] = []
+
+    async def transfer(self, target: str) -> Outcome:
+        self.transferred.append(target)
+        await self.hangup()  # the transferred call is over once the target hangs up
+        return Outcome(Cause.NORMAL, 200, "answered")
+
+
+async def test_a_transfer_sends_the_caller_on_and_frees_the_agent(
+    desk: tuple[AcdApplication, CallSwitch],
+) -> None:
+    app, switch = desk
+    caller = TransferLeg("+4930123456", "700")
+    served = asyncio.ensure_future(app.serve_caller(caller, "sales"))  # type: ignore[arg-type]
+    await until(lambda: "1001" in switch.ringing)
+    agent = switch.answer("1001")
+    await until(lambda: app.bridge_of("1001") is not None)
+    assert await app.transfer("1001", "2002") == {"call_id": caller.id, "target": "2002"}
+    cause = await asyncio.wait_for(served, 5)
+    assert cause.startswith("queue sales: transfer to 2002: ")
+    assert caller.transferred == ["2002"] and agent.ended
+    assert _state(app, "1001") is AgentState.WRAP_UP
+    assert app.engine.caller(caller.id) is None  # out of the queues
+    await app.flush()
+    rows = await switch.store.queue_events.between(0, 1e12)
+    assert [(e.event, e.agent) for e in rows if e.call_id] == [
+        ("ENTERQUEUE", None),
+        ("CONNECT", "1001"),
+        ("TRANSFER", "1001"),
+    ]
+    assert rows[-1].data["target"] == "2002"
+
+
+async def test_bad_transfers_are_refused(desk: tuple[AcdApplication, CallSwitch]) -> None:
+    app, switch = desk
+    with pytest.raises(ConfigError, match="on no queue call"):
+        await app.transfer("1001", "2002")
+    with pytest.raises(ConfigError, match="escalate"):
+        await app.transfer("1001", "queue:refunds")
+    with pytest.raises(ConfigError, match="transfer target"):
+        await app.transfer("1001", "20 02")
+    route = switch.body_routes["POST /acd/transfer"]
+    assert (await route({"agent": "1001"}))[0] == 400
+    assert (await route({"agent": "1001", "target": "2002"}))[0] == 409

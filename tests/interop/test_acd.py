@@ -20,6 +20,7 @@ from ivr.prompts import PromptStore
 from ivr.runner import IvrApplication
 from ivr.voicemail import VoicemailApplication
 from media.wav import write_wav
+from pbx.calls import CallState
 from pbx.config import Settings
 from pbx.server import PbxServer
 from pbx.store import Store
@@ -764,3 +765,41 @@ async def test_an_agent_whose_phone_vanishes_while_the_caller_stays_is_freed(
             agent.kill()
         rows = [(e.agent, e.event) for e in await events(server) if e.call_id]
     assert rows == [(None, "ENTERQUEUE"), ("1001", "CONNECT"), ("1001", "COMPLETEAGENT")]
+
+
+async def test_an_agent_transfers_its_call_to_an_extension(tmp_path: Path) -> None:
+    """`pbx agent transfer 1001 1003`: 1001's phone gets a BYE, the caller is put
+    through to 1003 (a plain extension, not an agent), whose phone answers; the queue log
+    ends with TRANSFER {target: 1003} and 1001 is free again."""
+    queue = Queue("sales", "700", ring_seconds=10.0)
+    async with acd_server(tmp_path, queue, members=("1001",)) as (server, app):
+        first = await phone(server, "1001", "uas_answer.xml", tmp_path / "1001")
+        other = await phone(server, "1003", "uas_answer.xml", tmp_path / "1003")
+        try:
+            await feature_code(server, "1001", LOGIN_CODE)
+            async with SipClient(server.sip_port) as ua:
+                call = await call_in(server, ua, CALLERS[0])
+                await until(lambda: app.engine.calls().keys() == {"1001"})
+                done = await asyncio.to_thread(
+                    pbx_cli, tmp_path, "agent", "transfer", "1001", "1003"
+                )
+                assert done.returncode == 0, done.stderr
+                assert done.stdout.endswith(" transferred to 1003\n")
+                assert await asyncio.to_thread(first.finish, 20) == 0  # INVITE ... BYE: done
+                await until(lambda: not app.engine.calls())
+                await until(
+                    lambda: any(
+                        c.callee == "1003" and c.state is CallState.UP
+                        for c in server.calls.calls.values()
+                    )
+                )
+                await hang_up(ua, call)
+            assert await asyncio.to_thread(other.finish, 20) == 0
+            await app.flush()
+        finally:
+            first.kill()
+            other.kill()
+        rows = [(e.agent, e.event) for e in await events(server) if e.call_id]
+        transfer = (await events(server, "TRANSFER"))[0]
+    assert rows == [(None, "ENTERQUEUE"), ("1001", "CONNECT"), ("1001", "TRANSFER")]
+    assert transfer.data["target"] == "1003"
