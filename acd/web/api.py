@@ -242,6 +242,19 @@ class Api:
             await self.console.live.ticket_changed(ticket)
         return web.json_response(moved)
 
+    async def transfer(self, request: web.Request) -> web.StreamResponse:
+        """Transfer my current call out of the queues: an extension or number, vm:BOX,
+        trunk:NAME/NUMBER (a blind transfer; I go to wrap-up)."""
+        who = principal(request)
+        target = (await _body(request)).get("target")
+        if not isinstance(target, str):
+            return _error(400, "target must be a string")
+        try:
+            done = await self.console.acd.transfer(who.user, target.strip())
+        except PbxError as exc:
+            return _error(409, str(exc))
+        return web.json_response(done)
+
     # -- customers ----------------------------------------------------------------------
 
     async def customer(self, request: web.Request) -> web.StreamResponse:
@@ -575,6 +588,7 @@ def add_routes(app: web.Application, console: WebConsole) -> None:
         ("GET", "/api/me", api.me),
         ("POST", "/api/agent", api.agent),
         ("POST", "/api/escalate", api.escalate),
+        ("POST", "/api/transfer", api.transfer),
         ("POST", "/api/customers", api.customer_create),
         ("GET", "/api/customers", api.customers),
         ("GET", "/api/customers.csv", api.customers_csv),

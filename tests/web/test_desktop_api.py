@@ -164,6 +164,14 @@ async def test_escalation_and_agent_actions_refused_with_reasons(tmp_path: Path)
                 assert (r.status, await r.json()) == (409, {"error": "1001 is on no queue call"})
             assert (await c.store.tickets.get(ticket.id)).state == "open"  # untouched
             async with agent.post(
+                c.base + "/api/transfer", json={"target": "1002"}, headers=headers
+            ) as r:
+                assert (r.status, await r.json()) == (409, {"error": "1001 is on no queue call"})
+            async with agent.post(c.base + "/api/transfer", json={}, headers=headers) as r:
+                assert r.status == 400
+            async with agent.post(c.base + "/api/transfer", json={"target": "1002"}) as r:
+                assert r.status == 403  # no CSRF token
+            async with agent.post(
                 c.base + "/api/agent", json={"action": "pause"}, headers=headers
             ) as r:
                 assert (r.status, await r.json()) == (409, {"error": "1001 is not logged in"})

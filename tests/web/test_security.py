@@ -23,6 +23,7 @@ ROUTES = [
     ("GET", "/api/me"),
     ("POST", "/api/agent"),
     ("POST", "/api/escalate"),
+    ("POST", "/api/transfer"),
     ("POST", "/api/customers"),
     ("GET", "/api/customers?q=a"),
     ("GET", "/api/customers.csv"),

@@ -187,6 +187,17 @@ async function saveCustomer(event) {
   }
 }
 
+async function transfer(event) {
+  event.preventDefault();
+  const target = pbx.$("#xfer-target").value.trim();
+  try {
+    const done = await pbx.api("POST", "/api/transfer", { target: target });
+    pbx.text("#xfer-status", "transferred to " + done.target);
+  } catch (err) {
+    pbx.error(err.message);
+  }
+}
+
 async function escalate(event) {
   event.preventDefault();
   const body = {
@@ -355,6 +366,7 @@ async function main() {
   pbx.$("#new-customer").addEventListener("submit", saveCustomer);
   pbx.$("#disp-form").addEventListener("submit", dispose);
   pbx.$("#esc-form").addEventListener("submit", escalate);
+  pbx.$("#xfer-form").addEventListener("submit", transfer);
   pbx.$("#cb-form").addEventListener("submit", scheduleCallback);
   pbx.$("#pop-call").addEventListener("click", callCustomer);
   showCallbacks().catch((err) => pbx.error(err.message));
