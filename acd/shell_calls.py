@@ -121,6 +121,7 @@ class CallShell(ShellState):
                 round(max(0.0, wait), 3),
                 "\n".join(ring.notes),
                 isinstance(ring, RingCallback),
+                leg.call.tags.get("ivr", "") if leg is not None else "",
             )
         )
 

@@ -92,6 +92,8 @@ class IvrApplication:
     async def _choice(self, call: Call, menu: Menu) -> tuple[Action | None, bool]:
         """The action the caller picked, and whether any key was heard at all."""
         key = await call.collect_digits(1, timeout=menu.timeout, terminator=None)
+        if key:
+            _note_choice(call, menu.name, key)
         if not key:
             return None, False
         action = menu.options.get(key)
@@ -143,3 +145,16 @@ class IvrApplication:
 
     async def _play(self, call: Call, name: str, *, stop_on_digit: bool = False) -> bool:
         return await self.player.play(call, name, stop_on_digit=stop_on_digit)
+
+
+#: The longest IVR trail kept on a call (a caller going round in menus).
+MAX_TRAIL = 200
+
+
+def _note_choice(call: Call, menu: str, key: str) -> None:
+    """Add "MENU KEY" to the call's "ivr" tag ("main 4 > support 2"): what the caller
+    chose, for whoever serves the call next (the ACD's screen pop)."""
+    trail = call.tags.get("ivr", "")
+    step = f"{menu} {key}"
+    joined = f"{trail} > {step}" if trail else step
+    call.tags["ivr"] = joined if len(joined) <= MAX_TRAIL else "... " + joined[-MAX_TRAIL:]

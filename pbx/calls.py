@@ -94,6 +94,9 @@ class Call:
         self.peer = peer
         self.caller = caller
         self.callee = callee
+        #: Labels one application leaves for the next that serves the call (the IVR's
+        #: choices, shown on the agent's screen pop by the ACD).
+        self.tags: dict[str, str] = {}
         self.state = CallState.CALLING
         self.started = manager.clock()
         #: When the call was answered (manager clock), None until then.

@@ -184,7 +184,8 @@ class QueueOffered(Event):
     offer that ends unanswered is logged as RINGNOANSWER or RINGCANCELED). `caller` is
     the number to look up, `wait` the seconds queued so far, `notes` what earlier
     agents noted when they escalated the call (one line each), `callback` true for a
-    stored callback (the agent will call `caller` back)."""
+    stored callback (the agent will call `caller` back), `ivr` the IVR menus and keys the
+    caller chose on the way in."""
 
     kind: ClassVar[str] = "queue.offer"
     queue: str
@@ -193,6 +194,7 @@ class QueueOffered(Event):
     wait: float = 0.0
     notes: str = ""
     callback: bool = False
+    ivr: str = ""  # the caller's IVR choices ("main 4 > support 2"), if it came that way
 
 
 #: Every event type by its kind (for readers of the JSON feed).

@@ -234,13 +234,16 @@ class LiveHub:
             now - offer.wait,
             now,
             customer.id if customer is not None else None,
+            ivr=offer.ivr,
         )
         if not self.calls.offered(agent, call):
             return
         tickets = await switch.ticket_store.for_call(call_id)
         for ticket in tickets:  # an escalated call: its specialist may read its tickets
             await switch.ticket_store.add_call(ticket.id, call_id, agent)
-        suggested = await switch.kb_store.tagged([offer.queue])
+        # Articles tagged with the queue, or with a menu the caller went through.
+        menus = [step.split(" ")[0] for step in offer.ivr.split(" > ") if step and step != "..."]
+        suggested = await switch.kb_store.tagged([offer.queue, *menus])
         self.to_agent(
             agent,
             {

@@ -122,6 +122,12 @@ class Call:
 
     # -- signalling ----------------------------------------------------------------
 
+    @property
+    def tags(self) -> dict[str, str]:
+        """Labels applications leave on the call for those that serve it after them (the
+        IVR sets "ivr" to the menus and keys chosen; the ACD puts it in its offers)."""
+        return self._leg.tags
+
     async def ring(self) -> None:
         """180 Ringing to an inbound call not answered yet."""
         if isinstance(self._leg, calls.InboundCall):

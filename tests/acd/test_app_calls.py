@@ -31,6 +31,7 @@ class Leg:
     def __init__(self, caller: str, callee: str) -> None:
         self.id = f"leg-{next(_ids)}"
         self.caller, self.callee = caller, callee
+        self.tags: dict[str, str] = {}
         self.up = True
         self.has_media = True
         self._ended = asyncio.Event()

@@ -69,6 +69,7 @@ class FakeCall:
         FakeCall._ids += 1
         self.id = f"fake-{FakeCall._ids}"
         self.caller, self.callee = caller, callee
+        self.tags: dict[str, str] = {}
         self.peer_host = "127.0.0.1"
         self.up = False
         self.ended = False

@@ -22,6 +22,7 @@ from ivr.voicemail import VoicemailApplication
 from media.wav import write_wav
 from pbx.calls import CallState
 from pbx.config import Settings
+from pbx.events import QueueOffered
 from pbx.server import PbxServer
 from pbx.store import Store
 from pbx.store.dialplan import Forwarding
@@ -632,11 +633,13 @@ timeout = 10.0
 
 async def test_an_ivr_choice_naming_a_queue_puts_the_caller_in_it(tmp_path: Path) -> None:
     """The IVR's key 1 is `queue:sales`: the IVR caller is handed to the ACD (no new
-    media, no re-INVITE) and bridged to the agent."""
+    media, no re-INVITE) and bridged to the agent; the offer (the screen pop's cue) says
+    what the caller chose in the IVR."""
     async with acd_server(tmp_path, Queue("sales", "700"), members=("1001",), menu=MENU) as (
         server,
         app,
     ):
+        offers = server.events.subscribe()
         agent = await phone(server, "1001", "uas_answer.xml", tmp_path / "1001")
         try:
             await feature_code(server, "1001", LOGIN_CODE)
@@ -656,7 +659,9 @@ async def test_an_ivr_choice_naming_a_queue_puts_the_caller_in_it(tmp_path: Path
         finally:
             agent.kill()
         rows = [(e.queue, e.event) for e in await events(server) if e.call_id]
+        popped = [e for e in offers.take() if isinstance(e, QueueOffered)]
     assert rows == [("sales", "ENTERQUEUE"), ("sales", "CONNECT"), ("sales", "COMPLETECALLER")]
+    assert [(e.agent, e.caller, e.ivr) for e in popped] == [("1001", CALLERS[0], "main 1")]
 
 
 async def test_a_full_queue_says_so_and_hangs_up(tmp_path: Path) -> None:

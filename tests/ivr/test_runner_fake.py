@@ -54,6 +54,18 @@ async def test_a_key_transfers_to_the_extension(prompts: NamedPrompts) -> None:
     assert call.heard == ["main-greeting"]
 
 
+async def test_the_keys_chosen_are_left_on_the_call_for_the_next_application(
+    prompts: NamedPrompts,
+) -> None:
+    switch = FakeSwitch(
+        menus=MENUS, reachable={"600": Outcome(Cause.NORMAL, 200, "callee hung up")}
+    )
+    call = FakeCall("2000", "800", keys=["2", "1"], prompts=prompts, switch=switch)
+    await _ivr(prompts).run(call, switch.as_switch())  # type: ignore[arg-type]
+    assert call.transfers == ["600"]
+    assert call.tags == {"ivr": "main 2 > sales 1"}  # what the ACD's screen pop shows
+
+
 async def test_an_unreachable_extension_returns_to_the_menu(prompts: NamedPrompts) -> None:
     switch = FakeSwitch(menus=MENUS, reachable={"1001": Outcome(Cause.BUSY, 486, "486 busy")})
     call = FakeCall("2000", "800", keys=["1", "0"], prompts=prompts, switch=switch)
