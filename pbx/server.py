@@ -234,6 +234,7 @@ class PbxServer:
             channels=self.b2bua.trunk_channels,
         )
         self.b2bua.outbound.service_route = self.trunks.service_route
+        switch.trunk_status = self.trunks.status
         await self._reload_trunks()
         # Services (the ACD) start once the switch is up, before the control API
         # listens, so the routes they add are served with the server's own.

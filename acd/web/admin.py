@@ -1,5 +1,6 @@
 """The admin page's routes (`/api/admin/...`, admins only): users and their roles, queues
-and members, the IVR menus (TOML), recordings with playback in the browser."""
+and members, the IVR menus (TOML), trunks' registration state and the DIDs, recordings
+with playback in the browser."""
 
 from __future__ import annotations
 
@@ -71,6 +72,12 @@ class Admin:
         _admin(request)
         return web.json_response({"toml": await self.console.switch.ivr_menus()})
 
+    async def trunks(self, request: web.Request) -> web.StreamResponse:
+        """Each trunk's registration state and channels in use, and the DIDs."""
+        _admin(request)
+        switch = self.console.switch
+        return web.json_response({"trunks": switch.trunk_status(), "dids": await switch.dids()})
+
     async def recordings(self, request: web.Request) -> web.StreamResponse:
         _admin(request)
         return web.json_response({"recordings": await self.console.switch.recordings()})
@@ -93,5 +100,6 @@ def add_admin_routes(app: web.Application, console: WebConsole) -> None:
     app.router.add_post("/api/admin/users/{name}/role", admin.set_role)
     app.router.add_get("/api/admin/queues", admin.queues)
     app.router.add_get("/api/admin/ivr", admin.ivr)
+    app.router.add_get("/api/admin/trunks", admin.trunks)
     app.router.add_get("/api/admin/recordings", admin.recordings)
     app.router.add_get("/api/admin/recordings/{id}.wav", admin.recording)

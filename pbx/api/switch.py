@@ -187,6 +187,8 @@ class Switch:
         self.routes: dict[str, Route] = {}
         self.body_routes: dict[str, BodyRoute] = {}
         self._config_listeners: list[Callable[[], Awaitable[None]]] = []
+        #: Each trunk's registration state (the server sets it to its trunk service's).
+        self.trunk_status: Callable[[], list[dict[str, Any]]] = list
 
     # -- the router's side (pbx.b2bua.Frontend) ------------------------------------
 
@@ -297,6 +299,12 @@ class Switch:
     def web_session_store(self) -> WebSessionRepo:
         """Web console login sessions (token hashes)."""
         return self._b2bua.store.web_sessions
+
+    async def dids(self) -> list[dict[str, Any]]:
+        """The DIDs (numbers from providers) and where each goes, by number."""
+        return [
+            {"number": d.number, "target": d.target} for d in await self._b2bua.store.dids.all()
+        ]
 
     async def users(self) -> list[dict[str, Any]]:
         """Every user: name, display name, role (the admin page; no hashes)."""

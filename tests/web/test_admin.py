@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pbx.store.trunks import Trunk
 from tests.web.console import SUPERVISOR, console_server, logged_in
 
 ROUTES = (
     "/api/admin/users",
     "/api/admin/queues",
     "/api/admin/ivr",
+    "/api/admin/trunks",
     "/api/admin/recordings",
     "/api/admin/recordings/1.wav",
     "/admin",
@@ -72,3 +74,12 @@ async def test_admin_routes(tmp_path: Path) -> None:
                 assert r.status == 404  # outside the recordings directory
             async with admin.get(c.base + "/admin") as r:
                 assert r.status == 200 and "Recordings" in await r.text()
+            await c.store.trunks.add(Trunk("prov", "127.0.0.1", port=5099, max_channels=8))
+            await c.store.dids.add("+442071234567", "queue:support")
+            await c.server._reload_trunks()  # what the server does when a CLI adds one
+            async with admin.get(c.base + "/api/admin/trunks") as r:
+                lines = await r.json()
+            assert [
+                (t["name"], t["host"], t["state"], t["max_channels"]) for t in lines["trunks"]
+            ] == [("prov", "127.0.0.1:5099", "off", 8)]
+            assert lines["dids"] == [{"number": "+442071234567", "target": "queue:support"}]

@@ -51,6 +51,7 @@ ROUTES = [
     ("POST", "/api/admin/users/1001/role"),
     ("GET", "/api/admin/queues"),
     ("GET", "/api/admin/ivr"),
+    ("GET", "/api/admin/trunks"),
     ("GET", "/api/admin/recordings"),
     ("GET", "/api/admin/recordings/1.wav"),
 ]

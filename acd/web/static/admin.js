@@ -1,4 +1,5 @@
-// The admin page: users and roles, queues and members, the IVR menus, recordings.
+// The admin page: users and roles, queues and members, the IVR menus, trunks and DIDs,
+// recordings.
 "use strict";
 
 function row(...cells) {
@@ -41,6 +42,11 @@ async function main() {
   const queues = await pbx.api("GET", "/api/admin/queues");
   pbx.$("#queues").replaceChildren(...queues.queues.map((q) => row(q.name, q.number, q.strategy, q.members.join(", "))));
   pbx.text("#ivr", (await pbx.api("GET", "/api/admin/ivr")).toml || "(no menus)");
+  const lines = await pbx.api("GET", "/api/admin/trunks");
+  pbx.$("#trunks").replaceChildren(
+    ...lines.trunks.map((t) => row(t.name, t.host, t.state, t.channels + " / " + (t.max_channels || "-"))),
+  );
+  pbx.$("#dids").replaceChildren(...lines.dids.map((d) => row(d.number, d.target)));
   const recordings = await pbx.api("GET", "/api/admin/recordings");
   pbx.$("#recordings").replaceChildren(
     ...recordings.recordings.map((r) => {
