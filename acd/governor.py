@@ -1,0 +1,84 @@
+"""The abandon governor: how much overflow the predictive pacer may risk right now.
+
+The pacer (acd/pacing.py) turns an allowance (a fraction of live answers it may
+expect to abandon) into a number of lines. Its model is approximate (normal sums,
+one horizon, estimates that lag a change of answer rate), so the governor closes
+the loop on what really happened:
+
+- aim = target * (1 - margin). The rolling rate of a window of N live answers
+  wanders by about sqrt(aim / N) around the rate aimed at; for a shift of a few
+  thousand live answers two of those are ~20 % of a 3 % target, hence margin 0.2.
+- An integral controller on the log of a correction c (allowance = aim * c):
+  each live answer moves log c by `gain` * (aim - abandoned), so an abandon cuts
+  c by a factor exp(-gain*(1-aim)) and each connected answer raises it a little;
+  c settles where the measured rate equals the aim. gain = ln 2 / (aim * react):
+  at twice the aim, c halves within `react` live answers.
+- A budget: the compliance window (30 days rolling in the US, the calendar day in
+  the UK) may hold target * live abandons. Once fewer than one is left, the
+  allowance is 0: the pacer only dials for agents already free (progressive).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pbx.api import ConfigError
+
+DEFAULT_TARGET = 0.03
+DEFAULT_MARGIN = 0.2
+DEFAULT_REACT = 100  # live answers to halve the allowance at twice the aim
+_C_MIN, _C_MAX = 0.02, 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorState:
+    """The controller's memory: the log of its correction."""
+
+    log_c: float = 0.0
+
+
+def govern(state: GovernorState, abandoned: bool, aim: float, gain: float) -> GovernorState:
+    """The state after one more live answer (abandoned or connected)."""
+    log_c = state.log_c + gain * (aim - (1.0 if abandoned else 0.0))
+    return GovernorState(min(math.log(_C_MAX), max(math.log(_C_MIN), log_c)))
+
+
+def allowance(
+    state: GovernorState, aim: float, target: float, window_live: int, window_abandoned: int
+) -> float:
+    """The abandon fraction the pacer may risk now (0 once the window's budget is spent)."""
+    if target * window_live - window_abandoned < 1.0:
+        return 0.0
+    return min(0.5, aim * math.exp(state.log_c))
+
+
+class AbandonGovernor:
+    """Holds a campaign's abandon rate at or under `target` by feedback on the pacer."""
+
+    def __init__(
+        self,
+        target: float = DEFAULT_TARGET,
+        *,
+        margin: float = DEFAULT_MARGIN,
+        react: int = DEFAULT_REACT,
+    ) -> None:
+        if not 0 < target < 1 or not 0 <= margin < 1 or react < 1:
+            raise ConfigError(f"bad governor: target {target}, margin {margin}, react {react}")
+        self.target = target
+        self.aim = target * (1 - margin)
+        self._gain = math.log(2) / (self.aim * react)
+        self._state = GovernorState()
+
+    def live_answer(self, abandoned: bool) -> None:
+        """Feed one live answer's fate."""
+        self._state = govern(self._state, abandoned, self.aim, self._gain)
+
+    def allowance(self, window_live: int, window_abandoned: int) -> float:
+        """The allowance for the pacer given the compliance window's counts."""
+        return allowance(self._state, self.aim, self.target, window_live, window_abandoned)
+
+    @property
+    def correction(self) -> float:
+        """The controller's current multiplier on the aim (for logs and wallboards)."""
+        return math.exp(self._state.log_c)

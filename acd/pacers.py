@@ -1,0 +1,119 @@
+"""Pacers: the pacing rules of acd/pacing.py wrapped with what they measure.
+
+One interface for every dialing policy (ours and VICIdial's reimplemented ones in
+acd/vicidial_pacing.py), so the shift simulation (acd/dialer_sim.py) and the live
+dialer drive them the same way: the owner reports what happened (a dial's result,
+a live answer's fate, a finished call) and asks `lines(view)` how many calls to
+place now. Pacers never see the clock except through `view.now`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from acd.governor import AbandonGovernor
+from acd.pacing import (
+    DialMeter,
+    HandleModel,
+    Snapshot,
+    predictive_lines,
+    progressive_lines,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PacerView:
+    """The campaign at one instant, as a pacer sees it."""
+
+    now: float
+    snapshot: Snapshot
+    agents: int  # logged in and not paused (idle, talking or in wrap-up)
+    window_live: int  # live answers in the compliance window so far
+    window_abandoned: int  # of which abandoned
+
+
+class Pacer(Protocol):
+    """A dialing policy."""
+
+    name: str
+    interval: float  # seconds between decisions when nothing happens
+    on_events: bool  # also decide after every event
+
+    def lines(self, view: PacerView) -> int:
+        """Calls to place now."""
+        ...
+
+    def dial_result(self, now: float, kind: str, ring_s: float) -> None:
+        """A dial stopped ringing: 'live', 'machine', 'busy', 'noanswer' or 'failed'."""
+        ...
+
+    def live_answer(self, now: float, abandoned: bool) -> None:
+        """A live answer reached an agent in time, or was abandoned."""
+        ...
+
+    def handled(self, talk_s: float, wrap_s: float) -> None:
+        """An agent finished a call (talk and wrap-up seconds)."""
+        ...
+
+
+class ProgressivePacer:
+    """One call per free agent."""
+
+    name = "progressive"
+    interval = 1.0
+    on_events = True
+
+    def lines(self, view: PacerView) -> int:
+        return progressive_lines(view.snapshot)
+
+    def dial_result(self, now: float, kind: str, ring_s: float) -> None:
+        pass
+
+    def live_answer(self, now: float, abandoned: bool) -> None:
+        pass
+
+    def handled(self, talk_s: float, wrap_s: float) -> None:
+        pass
+
+
+class PredictivePacer:
+    """Dials ahead by acd/pacing.py's rule, with the allowance from the governor.
+
+    It never dials fewer lines than progressive would (an idle agent always gets a
+    call started for it); `max_ratio` caps lines in progress per agent.
+    """
+
+    name = "predictive"
+    interval = 1.0
+    on_events = True
+
+    def __init__(
+        self,
+        *,
+        ring_timeout: float,
+        amd_seconds: float,
+        prior: HandleModel,
+        target: float = 0.03,
+        max_ratio: float = 5.0,
+    ) -> None:
+        self.meter = DialMeter(ring_timeout=ring_timeout, amd_seconds=amd_seconds, prior=prior)
+        self.governor = AbandonGovernor(target)
+        self._max_ratio = max_ratio
+
+    def lines(self, view: PacerView) -> int:
+        snap = view.snapshot
+        in_progress = len(snap.ringing) + snap.waiting
+        budget = max(0, int(self._max_ratio * view.agents) - in_progress)
+        share = self.governor.allowance(view.window_live, view.window_abandoned)
+        ahead = predictive_lines(snap, self.meter.estimates(), share, budget)
+        return max(ahead, progressive_lines(snap))
+
+    def dial_result(self, now: float, kind: str, ring_s: float) -> None:
+        self.meter.dial_result(kind, ring_s)
+
+    def live_answer(self, now: float, abandoned: bool) -> None:
+        self.governor.live_answer(abandoned)
+
+    def handled(self, talk_s: float, wrap_s: float) -> None:
+        self.meter.handled(talk_s, wrap_s)
