@@ -8,7 +8,8 @@ the loop on what really happened:
 - aim = target * (1 - margin). The rolling rate of a window of N live answers
   wanders by about sqrt(aim / N) around the rate aimed at; for a shift of a few
   thousand live answers two of those are ~20 % of a 3 % target, hence margin 0.2.
-- An integral controller on the log of a correction c (allowance = aim * c):
+- An integral controller on the log of a correction c (allowance = aim * c), starting
+  cautious (c = 0.25: a new campaign earns its allowance rather than spends it first):
   each live answer moves log c by `gain` * (aim - abandoned), so an abandon cuts
   c by a factor exp(-gain*(1-aim)) and each connected answer raises it a little;
   c settles where the measured rate equals the aim. gain = ln 2 / (aim * react):
@@ -35,7 +36,7 @@ _C_MIN, _C_MAX = 0.02, 50.0
 class GovernorState:
     """The controller's memory: the log of its correction."""
 
-    log_c: float = 0.0
+    log_c: float = math.log(0.25)  # a new campaign starts cautious and earns its allowance
 
 
 def govern(state: GovernorState, abandoned: bool, aim: float, gain: float) -> GovernorState:
