@@ -8,17 +8,20 @@ Modes (issue 17):
 - predictive: dials ahead. The rule (after US patent 5,640,445's "each busy agent is
   free within the next tau seconds with a probability"):
 
-      tau   = mean time from dial to a live answer + AMD decision time
-      grace = 2 s - AMD decision time            (the 2-second rule, AMD included)
-      A     = idle + sum_i P(agent i free by tau + grace | spent e_i so far) - waiting
-      L(n)  = sum_j P(ringing call j becomes live | rang r_j so far) + n * p_live
+      grace = 2 s - AMD decision time          (the 2-second rule, AMD included)
+      reach = q + AMD time + grace, for q each of 9 quantiles of the measured
+              dial-to-live-answer times (when a call dialed now would need an agent)
+      A     = idle - waiting + sum_i mean over reach of
+              P(agent i free (wrap-up done) within reach | talked e_i so far)
+      L(n)  = sum_j P(ringing call j turns live | rang r_j so far) + B(n, p_live)
 
-  A and L are sums of independent Bernoulli trials; with their means and variances
-  the overflow D = L - A (live answers with no agent) is taken as normal, and
-  E[max(D, 0)] = s*phi(m/s) + m*Phi(m/s). The pacer dials the largest n for which
-  the expected overflow stays within `allowance` * E[L]: the allowance is the
-  abandon fraction the governor (acd/governor.py) grants right now, so the model's
-  bias is corrected by the measured abandon rate, not by a constant tuned here.
+  A and L are sums of independent Bernoulli trials; each sum is taken as a binomial
+  with the same mean (more variance than the exact sum: it errs towards fewer
+  abandons) and the expected overflow E[max(L - A, 0)] (live answers with no agent)
+  is computed exactly from their pmfs. The pacer dials the largest n for which the
+  expected overflow stays within `allowance` * E[L]: the allowance is the abandon
+  fraction the governor (acd/governor.py) grants right now, so the model's bias is
+  corrected by the measured abandon rate, not by a constant tuned here.
 - agentless: a message or IVR to whoever answers: no agents, only a line budget.
 
 Blending with inbound: outbound only uses the agents beyond the inbound reserve
@@ -33,6 +36,8 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from pbx.api import ConfigError
 
@@ -138,15 +143,32 @@ def p_live_given_ringing(est: DialEstimates, rang: float) -> float:
     return live / total if total > 0 else 0.0
 
 
-def expected_overflow(mean: float, var: float) -> float:
-    """E[max(D, 0)] for D normal with this mean and variance."""
-    if var <= 1e-12:
-        return max(mean, 0.0)
-    s = math.sqrt(var)
-    z = mean / s
-    phi = math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    cdf = 0.5 * math.erfc(-z / math.sqrt(2))
-    return s * phi + mean * cdf
+def _binom_pmf(n: int, p: float) -> np.ndarray:
+    """P(B = b) for b = 0..n, B binomial(n, p)."""
+    if n == 0 or p <= 0.0:
+        out = np.zeros(n + 1)
+        out[0] = 1.0
+        return out
+    if p >= 1.0:
+        out = np.zeros(n + 1)
+        out[n] = 1.0
+        return out
+    b = np.arange(1, n + 1)
+    log_c = np.concatenate(([0.0], np.cumsum(np.log(n - b + 1) - np.log(b))))
+    k = np.arange(n + 1)
+    pmf: np.ndarray = np.exp(log_c + k * math.log(p) + (n - k) * math.log1p(-p))
+    return pmf
+
+
+def _positive_part_by_shift(pmf: np.ndarray, offset: int, max_shift: int) -> np.ndarray:
+    """E[max(G + b, 0)] for b = 0..max_shift, G taking value offset + i with pmf[i]."""
+    values = offset + np.arange(len(pmf))
+    tail_p = np.concatenate((np.cumsum(pmf[::-1])[::-1], [0.0]))  # P(G >= values[i])
+    tail_v = np.concatenate((np.cumsum((values * pmf)[::-1])[::-1], [0.0]))
+    shifts = np.arange(max_shift + 1)
+    first = np.clip(1 - shifts - offset, 0, len(pmf))  # first index with G + b >= 1
+    out: np.ndarray = tail_v[first] + shifts * tail_p[first]
+    return out
 
 
 def predictive_lines(snap: Snapshot, est: DialEstimates, allowance: float, max_new: int) -> int:
@@ -168,17 +190,22 @@ def predictive_lines(snap: Snapshot, est: DialEstimates, allowance: float, max_n
     k = len(reach)
     frees = [est.handle.p_free_mean(t, reach) for t in snap.talking]
     frees += [sum(1 for h in reach if left <= h) / k for left in snap.wrapping]
-    a_mean = snap.idle_agents + sum(frees) - snap.waiting
-    a_var = sum(p * (1 - p) for p in frees)
-    lives = [p_live_given_ringing(est, r) for r in snap.ringing]
-    l_mean = sum(lives)
-    l_var = sum(q * (1 - q) for q in lives)
+    sure = snap.idle_agents + sum(1 for f in frees if f >= 1.0) - snap.waiting
+    maybe = [f for f in frees if 0.0 < f < 1.0]
+    lives = [q for q in (p_live_given_ringing(est, r) for r in snap.ringing) if q > 0]
+    # Overflow D = L - A: ringing calls' live answers (binomial with their mean chance),
+    # minus agents that may be free (binomial likewise; both overstate the variance of
+    # the exact sums of unequal trials, so they err on the side of fewer abandons).
+    g = np.convolve(
+        _binom_pmf(len(lives), _mean(lives)), _binom_pmf(len(maybe), _mean(maybe))[::-1]
+    )
+    h = _positive_part_by_shift(g, -len(maybe) - sure, max_new)
     p = est.p_live
+    l_mean = sum(lives)
 
     def fits(n: int) -> bool:
-        lm = l_mean + n * p
-        over = expected_overflow(lm - a_mean, l_var + n * p * (1 - p) + a_var)
-        return over <= allowance * lm
+        over = float(np.dot(_binom_pmf(n, p), h[: n + 1]))  # E[max(D + B(n, p), 0)]
+        return over <= allowance * (l_mean + n * p)
 
     if not fits(1):
         return 0
