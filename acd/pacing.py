@@ -143,6 +143,29 @@ def p_live_given_ringing(est: DialEstimates, rang: float) -> float:
     return live / total if total > 0 else 0.0
 
 
+_LOG_FACT = np.array([math.lgamma(i + 1) for i in range(1024)])  # log k!, grown on demand
+_RANGE = np.arange(1024)
+
+
+def _live_chances(est: DialEstimates, ringing: Sequence[float]) -> np.ndarray:
+    """`p_live_given_ringing` for every ringing call at once."""
+    r = np.asarray(ringing, dtype=float)
+
+    def survival(samples: tuple[float, ...]) -> np.ndarray:
+        if not samples:
+            return np.ones(len(r))
+        found = np.searchsorted(np.asarray(samples), r, side="right")
+        out: np.ndarray = 1.0 - found / len(samples)
+        return out
+
+    live = est.p_live * survival(est.live_ring_s)
+    other = est.p_other_answer * survival(est.other_ring_s)
+    total = live + other + max(0.0, 1.0 - est.p_live - est.p_other_answer)
+    chance = np.divide(live, total, out=np.zeros(len(r)), where=total > 0)
+    result: np.ndarray = np.where(r >= est.ring_timeout, 0.0, chance)
+    return result
+
+
 def _binom_pmf(n: int, p: float) -> np.ndarray:
     """P(B = b) for b = 0..n, B binomial(n, p)."""
     if n == 0 or p <= 0.0:
@@ -153,10 +176,12 @@ def _binom_pmf(n: int, p: float) -> np.ndarray:
         out = np.zeros(n + 1)
         out[n] = 1.0
         return out
-    b = np.arange(1, n + 1)
-    log_c = np.concatenate(([0.0], np.cumsum(np.log(n - b + 1) - np.log(b))))
-    k = np.arange(n + 1)
-    pmf: np.ndarray = np.exp(log_c + k * math.log(p) + (n - k) * math.log1p(-p))
+    global _LOG_FACT
+    if n >= len(_LOG_FACT):
+        _LOG_FACT = np.array([math.lgamma(i + 1) for i in range(2 * n + 1)])
+    k = _RANGE[: n + 1] if n < len(_RANGE) else np.arange(n + 1)
+    lf = _LOG_FACT
+    pmf: np.ndarray = np.exp(lf[n] - lf[k] - lf[n - k] + k * math.log(p) + (n - k) * math.log1p(-p))
     return pmf
 
 
@@ -192,16 +217,18 @@ def predictive_lines(snap: Snapshot, est: DialEstimates, allowance: float, max_n
     frees += [sum(1 for h in reach if left <= h) / k for left in snap.wrapping]
     sure = snap.idle_agents + sum(1 for f in frees if f >= 1.0) - snap.waiting
     maybe = [f for f in frees if 0.0 < f < 1.0]
-    lives = [q for q in (p_live_given_ringing(est, r) for r in snap.ringing) if q > 0]
+    chances = _live_chances(est, snap.ringing)
+    lives = chances[chances > 0]
     # Overflow D = L - A: ringing calls' live answers (binomial with their mean chance),
     # minus agents that may be free (binomial likewise; both overstate the variance of
     # the exact sums of unequal trials, so they err on the side of fewer abandons).
     g = np.convolve(
-        _binom_pmf(len(lives), _mean(lives)), _binom_pmf(len(maybe), _mean(maybe))[::-1]
+        _binom_pmf(len(lives), float(lives.mean()) if len(lives) else 0.0),
+        _binom_pmf(len(maybe), _mean(maybe))[::-1],
     )
     h = _positive_part_by_shift(g, -len(maybe) - sure, max_new)
     p = est.p_live
-    l_mean = sum(lives)
+    l_mean = float(lives.sum())
 
     def fits(n: int) -> bool:
         over = float(np.dot(_binom_pmf(n, p), h[: n + 1]))  # E[max(D + B(n, p), 0)]
@@ -279,6 +306,8 @@ class DialMeter:
         self._logtalk: deque[float] = deque(maxlen=window)
         self._wraps: deque[float] = deque(maxlen=window)
         self._cached: DialEstimates | None = None
+        self._sorted: dict[str, tuple[float, ...]] = {}  # kind -> sorted ring times
+        self._handle_cache: HandleModel | None = None
 
     def dial_result(self, kind: str, ring_s: float) -> None:
         """A dial ended ringing: kind is 'live', 'machine' or anything else (no answer)."""
@@ -288,10 +317,12 @@ class DialMeter:
             self._live_ring.append(ring_s)
         elif kind == "machine":
             self._other_ring.append(ring_s)
+        self._sorted.pop(kind, None)
 
     def handled(self, talk_s: float, wrap_s: float) -> None:
         """An agent finished a call: its talk and wrap-up times."""
         self._cached = None
+        self._handle_cache = None
         if talk_s > 0:
             self._logtalk.append(math.log(talk_s))
         self._wraps.append(wrap_s)
@@ -311,18 +342,26 @@ class DialMeter:
             p_other = self._results.count("machine") / n
         return DialEstimates(
             p_live=p_live,
-            live_ring_s=tuple(sorted(self._live_ring)),
+            live_ring_s=self._ring_times("live", self._live_ring),
             p_other_answer=p_other,
-            other_ring_s=tuple(sorted(self._other_ring)),
+            other_ring_s=self._ring_times("machine", self._other_ring),
             ring_timeout=self._ring_timeout,
             handle=self._handle(),
             amd_seconds=self._amd,
         )
 
+    def _ring_times(self, kind: str, samples: deque[float]) -> tuple[float, ...]:
+        if kind not in self._sorted:
+            self._sorted[kind] = tuple(sorted(samples))
+        return self._sorted[kind]
+
     def _handle(self) -> HandleModel:
-        k = len(self._logtalk)
-        if k < self._warmup:
-            return self._prior
-        mu = sum(self._logtalk) / k
-        var = sum((x - mu) ** 2 for x in self._logtalk) / (k - 1)
-        return HandleModel(mu, math.sqrt(var), _mean(self._wraps))
+        if self._handle_cache is None:
+            k = len(self._logtalk)
+            if k < self._warmup:
+                self._handle_cache = self._prior
+            else:
+                logs = np.fromiter(self._logtalk, float, k)
+                sd = float(logs.std(ddof=1))
+                self._handle_cache = HandleModel(float(logs.mean()), sd, _mean(self._wraps))
+        return self._handle_cache
