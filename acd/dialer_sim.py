@@ -7,7 +7,7 @@ The world (all times in seconds on a fake clock, randomness from one numpy Gener
 - answer times are lognormal (live and machine each their own mean and cv), busy
   signals come after busy_s;
 - a live answer is classified by AMD amd_seconds after the greeting, then goes to
-  the longest-idle... any idle agent; if none is free it waits, and a call not with
+  the longest-idle agent; if none is free it waits, and a call not with
   an agent 2 s after the greeting (AMD included) is abandoned (the safe-harbour
   message plays and the call ends);
 - an agent talks a lognormal time (mean aht, coefficient of variation talk_cv),
@@ -82,6 +82,7 @@ class ShiftResult:
     waits: np.ndarray  # answer-to-agent seconds of every connected live answer
     live_times: np.ndarray  # answer time of every live answer, in order
     live_abandoned: np.ndarray  # bool, same order
+    # every attempt: (dialed or answered at, outcome, wait to agent, agent or -1, AMD s)
     attempts: list[tuple[float, str, float, int, float]] = field(default_factory=list)
 
     @property

@@ -81,7 +81,8 @@ class PredictivePacer:
     """Dials ahead by acd/pacing.py's rule, with the allowance from the governor.
 
     It never dials fewer lines than progressive would (an idle agent always gets a
-    call started for it); `max_ratio` caps lines in progress per agent.
+    call started for it); `max_ratio` caps lines in progress per agent; `guard`
+    (seconds) also holds the governor's budget over that trailing window.
     """
 
     name = "predictive"
@@ -96,16 +97,19 @@ class PredictivePacer:
         prior: HandleModel,
         target: float = 0.03,
         max_ratio: float = 5.0,
+        guard: float | None = None,
     ) -> None:
         self.meter = DialMeter(ring_timeout=ring_timeout, amd_seconds=amd_seconds, prior=prior)
-        self.governor = AbandonGovernor(target)
+        self.governor = AbandonGovernor(target, guard=guard)
+        if guard is not None:
+            self.name = f"predictive+{guard / 3600:g}h guard"
         self._max_ratio = max_ratio
 
     def lines(self, view: PacerView) -> int:
         snap = view.snapshot
         in_progress = len(snap.ringing) + snap.waiting
         budget = max(0, int(self._max_ratio * view.agents) - in_progress)
-        share = self.governor.allowance(view.window_live, view.window_abandoned)
+        share = self.governor.allowance(view.window_live, view.window_abandoned, view.now)
         ahead = predictive_lines(snap, self.meter.estimates(), share, budget)
         return max(ahead, progressive_lines(snap))
 
@@ -113,7 +117,7 @@ class PredictivePacer:
         self.meter.dial_result(kind, ring_s)
 
     def live_answer(self, now: float, abandoned: bool) -> None:
-        self.governor.live_answer(abandoned)
+        self.governor.live_answer(abandoned, now)
 
     def handled(self, talk_s: float, wrap_s: float) -> None:
         self.meter.handled(talk_s, wrap_s)

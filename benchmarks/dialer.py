@@ -5,10 +5,14 @@ wrap-up, live / machine / busy / no-answer dials, AMD 0.8 s, the 2-second rule):
 - progressive: one call per free agent (acd.pacing);
 - predictive: ours (acd.pacing + acd.governor), started from a wrong prior (120 s talk,
   10 s wrap-up, 25 % live) so it has to learn each shift;
+- predictive+1h guard: the same, with the governor's budget also held over the last
+  hour (acd.governor's optional guard window);
 - RATIO: VICIdial's fixed dial level, rewritten from its documented rule
-  (acd.vicidial_pacing). Its level is the best a supervisor could set knowing the day
-  in advance: the highest level (steps of 0.05) whose shift abandon rate stays at or
-  under 3 % on a calibration shift (seed 1000) of the same scenario;
+  (acd.vicidial_pacing), at the best level a supervisor could set knowing the day in
+  advance, twice: "RATIO@3%" is the highest level (steps of 0.05) whose shift abandon
+  rate stays at or under 3 % on a calibration shift (seed 1000) of the same scenario;
+  "RATIO@pred" the highest level at or under predictive's own mean abandon rate in
+  that scenario (talk time compared at an equal abandon rate);
 - ADAPT_HARD_LIMIT, ADAPT_AVERAGE: VICIdial's adaptive levels with their defaults
   (drop limit 3 %, maximum level 3.0, intensity 0), starting at 1.0.
 
@@ -53,8 +57,18 @@ SCENARIOS: dict[str, ShiftParams] = {
     "AHT 600 s": replace(BASE, aht=600.0),
     "step 30->60 % at 4 h": replace(BASE, step_at=4 * 3600.0, p_live_after=0.60),
 }
-POLICIES = ("progressive", "predictive", RATIO, ADAPT_HARD_LIMIT, ADAPT_AVERAGE)
-VICI = (RATIO, ADAPT_HARD_LIMIT, ADAPT_AVERAGE)
+GUARDED = "predictive+1h guard"
+RATIO_3, RATIO_PRED = "RATIO@3%", "RATIO@pred"
+POLICIES = (
+    "progressive",
+    "predictive",
+    GUARDED,
+    RATIO_3,
+    RATIO_PRED,
+    ADAPT_HARD_LIMIT,
+    ADAPT_AVERAGE,
+)
+VICI = (RATIO_3, RATIO_PRED, ADAPT_HARD_LIMIT, ADAPT_AVERAGE)
 CALIBRATION_SEED = 1000
 TARGET_PCT = 3.0
 
@@ -62,24 +76,26 @@ TARGET_PCT = 3.0
 def make(policy: str, params: ShiftParams, ratio_level: float) -> Pacer:
     if policy == "progressive":
         return ProgressivePacer()
-    if policy == "predictive":
+    if policy in ("predictive", GUARDED):
         return PredictivePacer(
             ring_timeout=params.ring_timeout,
             amd_seconds=params.amd_seconds,
             prior=HandleModel.from_mean(120.0, 1.0, 10.0),
+            guard=3600.0 if policy == GUARDED else None,
         )
-    if policy == RATIO:
+    if policy in (RATIO_3, RATIO_PRED):
         return VicidialPacer(RATIO, ratio_level)
     return VicidialPacer(policy, 1.0)
 
 
-def calibrate_ratio(params: ShiftParams) -> float:
-    """The highest RATIO level (steps of 0.05) at or under 3 % on the calibration shift."""
+def calibrate_ratio(args: tuple[ShiftParams, float]) -> float:
+    """The highest RATIO level (steps of 0.05) at or under `limit` % on the calibration shift."""
+    params, limit = args
     lo, hi = 0, 40  # level = 1 + 0.05 * k; k = 0 is progressive and never abandons here
     while hi - lo > 1:
         mid = (lo + hi) // 2
         r = simulate(params, VicidialPacer(RATIO, 1 + 0.05 * mid), CALIBRATION_SEED)
-        if r.abandon_pct <= TARGET_PCT:
+        if r.abandon_pct <= limit:
             lo = mid
         else:
             hi = mid
@@ -125,17 +141,27 @@ def main() -> None:
     names = [s for s in SCENARIOS if args.only in s]
     started = time.perf_counter()
     pool: Callable[..., ProcessPoolExecutor] = ProcessPoolExecutor
+    seeds = range(1, args.seeds + 1)
+    results: dict[tuple[str, str], list[Row]] = {}
+    levels: dict[tuple[str, str], float] = {}
     with pool(args.jobs) as ex:
-        levels = dict(
-            zip(names, ex.map(calibrate_ratio, [SCENARIOS[s] for s in names]), strict=True)
-        )
+        # first predictive (RATIO@pred needs its abandon rate), beside RATIO@3%'s search
+        first = [(s, "predictive", seed, 0.0) for s in names for seed in seeds]
+        at_3 = ex.map(calibrate_ratio, [(SCENARIOS[s], TARGET_PCT) for s in names])
+        for scenario, policy, _seed, row in ex.map(run_one, first):
+            results.setdefault((scenario, policy), []).append(row)
+        for s, level in zip(names, at_3, strict=True):
+            levels[(s, RATIO_3)] = level
+        matched = [(SCENARIOS[s], mean_row(results[(s, "predictive")]).abandon) for s in names]
+        for s, level in zip(names, ex.map(calibrate_ratio, matched), strict=True):
+            levels[(s, RATIO_PRED)] = level
         jobs = [
-            (s, p, seed, levels[s])
+            (s, p, seed, levels.get((s, p), 1.0))
             for s in names
             for p in POLICIES
-            for seed in range(1, args.seeds + 1)
+            if p != "predictive"
+            for seed in seeds
         ]
-        results: dict[tuple[str, str], list[Row]] = {}
         for scenario, policy, _seed, row in ex.map(run_one, jobs):
             results.setdefault((scenario, policy), []).append(row)
     print(
@@ -143,7 +169,7 @@ def main() -> None:
         f" RATIO level calibrated on seed {CALIBRATION_SEED}"
     )
     head = (
-        f"{'scenario':32} {'policy':17} {'talk min/ag-h':>13} {'idle %':>7} {'aband %':>8}"
+        f"{'scenario':32} {'policy':24} {'talk min/ag-h':>13} {'idle %':>7} {'aband %':>8}"
         f" {'worst h %':>9} {'p95 wait s':>10}   {'pred talk ratio, aband =<':>26}"
     )
     print(head)
@@ -153,13 +179,13 @@ def main() -> None:
         pred = rows["predictive"]
         for p in POLICIES:
             r = rows[p]
-            label = f"{p} {levels[s]:.2f}" if p == RATIO else p
+            label = f"{p} {levels[(s, p)]:.2f}" if (s, p) in levels else p
             cmp = ""
             if p in VICI:
                 ok = "yes" if pred.abandon <= r.abandon + 1e-9 else "no"
                 cmp = f"x{pred.talk / r.talk:.3f}  {ok}"
             print(
-                f"{s if p == POLICIES[0] else '':32} {label:17} {r.talk:13.1f} {r.idle:7.1f}"
+                f"{s if p == POLICIES[0] else '':32} {label:24} {r.talk:13.1f} {r.idle:7.1f}"
                 f" {r.abandon:8.2f} {r.worst_hour:9.2f} {r.p95:10.2f}   {cmp:>26}"
             )
         print()

@@ -252,7 +252,7 @@ def test_governor_halves_at_twice_the_aim() -> None:
     g = AbandonGovernor(0.03, react=100)
     assert g.aim == pytest.approx(aim) and g.correction == pytest.approx(0.25)
     for _ in range(100):
-        g.live_answer(True)
+        g.live_answer(True, 0.0)
     assert g.correction == pytest.approx(0.02)
 
 
@@ -267,8 +267,35 @@ def test_governor_budget(live: int, abandoned: int, zero: bool) -> None:
         assert a == pytest.approx(0.024)
 
 
+def test_governor_guard_window() -> None:
+    g = AbandonGovernor(0.03, guard=3600.0)
+    for i in range(100):  # 3 abandons in the first hour's 100 live answers
+        g.live_answer(i < 3, float(i))
+    for i in range(1000):  # then a clean day, 100 live answers an hour
+        g.live_answer(False, 3600.0 + 36.0 * i)
+    # the day (1100 live, 3 abandoned) has room; the first hour had none
+    assert g.allowance(1100, 3, 3599.0 + 36.0 * 1000) > 0
+    h = AbandonGovernor(0.03, guard=3600.0)
+    for i in range(1000):  # a clean morning, long ago
+        h.live_answer(False, float(i) - 10000.0)
+    for i in range(100):
+        h.live_answer(i < 3, 3000.0 + i)
+    assert h.allowance(1100, 3, 3100.0) == 0.0  # the last hour's budget is spent
+    assert h.allowance(1100, 3, 3100.0 + 3600.0) > 0  # an hour later it has left the guard
+    off = AbandonGovernor(0.03)  # no guard unless asked for
+    for i in range(100):
+        off.live_answer(i < 3, 3000.0 + i)
+    assert off.allowance(1100, 3, 3100.0) > 0
+
+
 def test_governor_bad_config() -> None:
-    for bad in ({"target": 0.0}, {"target": 1.0}, {"margin": 1.0}, {"react": 0}):
+    for bad in (
+        {"target": 0.0},
+        {"target": 1.0},
+        {"margin": 1.0},
+        {"react": 0},
+        {"guard": 0.0},
+    ):
         with pytest.raises(ConfigError):
             AbandonGovernor(**bad)  # type: ignore[arg-type]
 
