@@ -17,6 +17,7 @@ from acd.pacing import (
     DialMeter,
     HandleModel,
     Snapshot,
+    agentless_lines,
     predictive_lines,
     progressive_lines,
 )
@@ -57,15 +58,8 @@ class Pacer(Protocol):
         ...
 
 
-class ProgressivePacer:
-    """One call per free agent."""
-
-    name = "progressive"
-    interval = 1.0
-    on_events = True
-
-    def lines(self, view: PacerView) -> int:
-        return progressive_lines(view.snapshot)
+class _Quiet:
+    """Pacers that learn nothing from outcomes."""
 
     def dial_result(self, now: float, kind: str, ring_s: float) -> None:
         pass
@@ -75,6 +69,48 @@ class ProgressivePacer:
 
     def handled(self, talk_s: float, wrap_s: float) -> None:
         pass
+
+
+class PreviewPacer(_Quiet):
+    """Preview: the agent dials from the record on screen; the pacer never does."""
+
+    name = "preview"
+    interval = 1.0
+    on_events = False
+
+    def lines(self, view: PacerView) -> int:
+        return 0
+
+
+class AgentlessPacer(_Quiet):
+    """Agentless: a message or IVR to whoever answers; only the line budget limits it.
+
+    Every call placed and not yet over uses a line: ringing, waiting, or with its
+    message (the view's talking calls).
+    """
+
+    name = "agentless"
+    interval = 1.0
+    on_events = True
+
+    def __init__(self, max_lines: int) -> None:
+        self.max_lines = max_lines
+
+    def lines(self, view: PacerView) -> int:
+        snap = view.snapshot
+        in_use = len(snap.ringing) + snap.waiting + len(snap.talking)
+        return agentless_lines(in_use, self.max_lines)
+
+
+class ProgressivePacer(_Quiet):
+    """One call per free agent."""
+
+    name = "progressive"
+    interval = 1.0
+    on_events = True
+
+    def lines(self, view: PacerView) -> int:
+        return progressive_lines(view.snapshot)
 
 
 class PredictivePacer:

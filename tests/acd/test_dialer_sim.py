@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from acd.compliance import US, Attempt, Outcome, abandon_rate
 from acd.dialer_sim import ShiftParams, ShiftResult, simulate
 from acd.pacers import PacerView, PredictivePacer, ProgressivePacer
 from acd.pacing import HandleModel
@@ -108,6 +109,32 @@ class _Counting:
 
     def handled(self, talk_s: float, wrap_s: float) -> None:
         pass
+
+
+def test_sim_records_agree_with_compliance_accounting() -> None:
+    # the shift's attempt records, read by acd.compliance, give the shift's rate
+    short = ShiftParams(hours=1.0)
+    r = simulate(short, VicidialPacer("RATIO", 1.3), 4)
+    attempts = []
+    for i, (t, outcome, wait, agent, amd) in enumerate(r.attempts):
+        if outcome not in ("live", "dropped"):
+            continue
+        attempts.append(
+            Attempt(
+                f"+1212555{i:04d}",
+                t - 8.0,
+                t + 60.0,
+                Outcome.CONNECTED if outcome == "live" else Outcome.DROPPED,
+                answered_at=t,
+                amd="human",
+                amd_decided_at=t + amd,
+                agent=f"agent{agent}" if agent >= 0 else None,
+                connected_at=t + wait if outcome == "live" else None,
+            )
+        )
+    rate = abandon_rate(attempts, US, now=short.hours * 3600)
+    assert (rate.live, rate.abandoned) == (r.live, r.abandoned)
+    assert r.abandoned > 0 and rate.rate == pytest.approx(r.abandon_pct / 100)
 
 
 def test_pacer_sees_consistent_snapshots() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from acd.governor import AbandonGovernor, GovernorState, allowance, govern
-from acd.pacers import PacerView, PredictivePacer, ProgressivePacer
+from acd.pacers import AgentlessPacer, PacerView, PredictivePacer, PreviewPacer, ProgressivePacer
 from acd.pacing import (
     DialEstimates,
     DialMeter,
@@ -210,6 +210,14 @@ def test_predictive_pacer_never_below_progressive() -> None:
     view = PacerView(0.0, s, 20, window_live=10, window_abandoned=5)  # budget spent
     assert pacer.lines(view) == progressive_lines(s) == 3
     assert ProgressivePacer().lines(view) == 3
+
+
+def test_preview_and_agentless_pacers() -> None:
+    s = snap(idle=5, talking=(10.0,) * 8, ringing=(1.0,) * 3, waiting=1)
+    view = PacerView(0.0, s, 13, 0, 0)
+    assert PreviewPacer().lines(view) == 0  # the agent clicks to dial
+    assert AgentlessPacer(max_lines=30).lines(view) == 30 - 8 - 3 - 1
+    assert AgentlessPacer(max_lines=10).lines(view) == 0
 
 
 def test_dial_meter_learns() -> None:
