@@ -15,10 +15,11 @@ the loop on what really happened:
   c settles where the measured rate equals the aim. gain = ln 2 / (aim * react):
   at twice the aim, c halves within `react` live answers.
 - A budget: the compliance window (30 days rolling in the US, the calendar day in
-  the UK) may hold target * live abandons. Once fewer than one is left, the
-  allowance is 0: the pacer only dials what cannot overflow (calls for agents
-  already free). Optionally the same budget is also kept over a shorter guard
-  window (say the last hour), spent only by abandons, so that a bad hour is cut
+  the UK) may hold target * live abandons. Once fewer than two are left (one for
+  the next decision, one for calls already ringing), the allowance is 0: the
+  pacer only dials what cannot overflow (calls for agents already free).
+  Optionally the same budget is also kept over a shorter guard window (say the
+  last hour), spent only by abandons, so that a bad hour is cut
   short even when the long window still has room. Off by default: in simulation
   (benchmarks/dialer.py) it lowers the worst hour's rate by about half a point
   and costs one to three talk minutes per agent-hour; the rules are about the
@@ -37,6 +38,9 @@ DEFAULT_TARGET = 0.03
 DEFAULT_MARGIN = 0.2
 DEFAULT_REACT = 100  # live answers to halve the allowance at twice the aim
 _C_MIN, _C_MAX = 0.02, 50.0
+# Abandons the budget must still hold to dial ahead: one for the next decision and
+# one for the calls already ringing, which can still be abandoned after a stop.
+_RESERVE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,7 @@ def allowance(
     state: GovernorState, aim: float, target: float, window_live: int, window_abandoned: int
 ) -> float:
     """The abandon fraction the pacer may risk now (0 once the window's budget is spent)."""
-    if target * window_live - window_abandoned < 1.0:
+    if target * window_live - window_abandoned < _RESERVE:
         return 0.0
     return min(0.5, aim * math.exp(state.log_c))
 
@@ -99,7 +103,7 @@ class AbandonGovernor:
             # the guard window never holds more than the compliance window's calls
             live = min(len(self._recent), window_live)
             spent = min(self._recent_abandoned, window_abandoned)
-            if spent and self.target * live - spent < 1.0:  # only abandons spend it
+            if spent and self.target * live - spent < _RESERVE:  # only abandons spend it
                 return 0.0
         return allowance(self._state, self.aim, self.target, window_live, window_abandoned)
 

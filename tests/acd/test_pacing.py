@@ -266,7 +266,7 @@ def test_governor_halves_at_twice_the_aim() -> None:
 
 @pytest.mark.parametrize(
     ("live", "abandoned", "zero"),
-    [(100, 2, False), (100, 3, True), (0, 0, True), (1000, 28, False), (1000, 30, True)],
+    [(100, 1, False), (100, 2, True), (0, 0, True), (1000, 28, False), (1000, 29, True)],
 )
 def test_governor_budget(live: int, abandoned: int, zero: bool) -> None:
     a = allowance(GovernorState(0.0), 0.024, 0.03, live, abandoned)
