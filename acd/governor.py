@@ -21,9 +21,9 @@ the loop on what really happened:
   Optionally the same budget is also kept over a shorter guard window (say the
   last hour), spent only by abandons, so that a bad hour is cut
   short even when the long window still has room. Off by default: in simulation
-  (benchmarks/dialer.py) it lowers the worst hour's rate by about half a point
-  and costs one to three talk minutes per agent-hour; the rules are about the
-  30-day or calendar-day rate, not the hour's.
+  (benchmarks/dialer.py) it lowers the worst hour's rate by 0.1 to 3 points and
+  costs 0.2 to 7 talk minutes per agent-hour (most with few live answers); the
+  rules are about the 30-day or calendar-day rate, not the hour's.
 """
 
 from __future__ import annotations
