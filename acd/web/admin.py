@@ -1,6 +1,7 @@
 """The admin page's routes (`/api/admin/...`, admins only): users and their roles, queues
-and members, the IVR menus (TOML), trunks' registration state and the DIDs, recordings
-with playback in the browser."""
+and their members (added and removed here; the running ACD follows), the IVR menus
+(TOML), trunks' registration state and the DIDs, recordings with playback in the
+browser."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from acd.web.console import principal
-from pbx.api import ConfigError, NotFoundError
+from pbx.api import ConfigError, NotFoundError, PbxError
 
 if TYPE_CHECKING:
     from acd.web.console import WebConsole
@@ -68,6 +69,40 @@ class Admin:
             }
         )
 
+    async def add_member(self, request: web.Request) -> web.StreamResponse:
+        """Make an agent a member of a queue ({agent, penalty?}); the ACD follows at once."""
+        _admin(request)
+        queue = request.match_info["queue"]
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(reason="the body is not JSON") from None
+        agent = body.get("agent") if isinstance(body, dict) else None
+        penalty = body.get("penalty", 0) if isinstance(body, dict) else 0
+        if not isinstance(agent, str) or not isinstance(penalty, int) or isinstance(penalty, bool):
+            raise web.HTTPBadRequest(reason="agent is a string, penalty an integer")
+        switch = self.console.switch
+        try:
+            await switch.queue_store.add_member(queue, agent.strip(), penalty)
+        except NotFoundError as exc:
+            raise web.HTTPNotFound(reason=str(exc)) from None
+        except PbxError as exc:  # already a member, a bad penalty
+            raise web.HTTPConflict(reason=str(exc)) from None
+        await switch.config_changed()
+        return web.json_response({"queue": queue, "agent": agent.strip(), "penalty": penalty})
+
+    async def delete_member(self, request: web.Request) -> web.StreamResponse:
+        """Take an agent out of a queue; the ACD follows at once."""
+        _admin(request)
+        queue, agent = request.match_info["queue"], request.match_info["agent"]
+        switch = self.console.switch
+        try:
+            await switch.queue_store.delete_member(queue, agent)
+        except NotFoundError as exc:
+            raise web.HTTPNotFound(reason=str(exc)) from None
+        await switch.config_changed()
+        return web.json_response({"queue": queue, "agent": agent, "removed": True})
+
     async def ivr(self, request: web.Request) -> web.StreamResponse:
         _admin(request)
         return web.json_response({"toml": await self.console.switch.ivr_menus()})
@@ -99,6 +134,8 @@ def add_admin_routes(app: web.Application, console: WebConsole) -> None:
     app.router.add_get("/api/admin/users", admin.users)
     app.router.add_post("/api/admin/users/{name}/role", admin.set_role)
     app.router.add_get("/api/admin/queues", admin.queues)
+    app.router.add_post("/api/admin/queues/{queue}/members", admin.add_member)
+    app.router.add_delete("/api/admin/queues/{queue}/members/{agent}", admin.delete_member)
     app.router.add_get("/api/admin/ivr", admin.ivr)
     app.router.add_get("/api/admin/trunks", admin.trunks)
     app.router.add_get("/api/admin/recordings", admin.recordings)

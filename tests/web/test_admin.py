@@ -83,3 +83,42 @@ async def test_admin_routes(tmp_path: Path) -> None:
                 (t["name"], t["host"], t["state"], t["max_channels"]) for t in lines["trunks"]
             ] == [("prov", "127.0.0.1:5099", "off", 8)]
             assert lines["dids"] == [{"number": "+442071234567", "target": "queue:support"}]
+
+
+async def test_admin_adds_and_removes_queue_members_and_the_acd_follows(tmp_path: Path) -> None:
+    async with console_server(tmp_path, members={"support": ("1001",)}) as c:
+        await c.store.users.set_role("1002", "admin")
+        admin, csrf = await logged_in(c.base, "1002")
+        agent, agent_csrf = await logged_in(c.base, "1001")
+        headers = {"X-CSRF-Token": csrf}
+        base = c.base + "/api/admin/queues/support/members"
+        async with admin, agent:
+            async with agent.post(base, json={"agent": "1002"}, headers={
+                "X-CSRF-Token": agent_csrf}) as r:  # fmt: skip
+                assert r.status == 403  # admins only
+            async with admin.post(base, json={"agent": "1002", "penalty": 2}) as r:
+                assert r.status == 403  # no CSRF token
+            async with admin.post(base, json={"agent": "1002", "penalty": 2}, headers=headers) as r:
+                assert (r.status, await r.json()) == (
+                    200,
+                    {"queue": "support", "agent": "1002", "penalty": 2},
+                )
+            members = await c.store.queues.all_members()
+            assert [(m.agent, m.penalty) for m in members["support"]] == [("1001", 0), ("1002", 2)]
+            # The running ACD knows at once: 1002 can log in to the queue.
+            row = await c.acd.agent_command("1002", "login")
+            assert row["queues"] == ["support"]
+            for body, status in (
+                ({"agent": "1002"}, 409),  # a member already
+                ({"agent": "4711"}, 404),  # no such user
+                ({"agent": 1002}, 400),
+            ):
+                async with admin.post(base, json=body, headers=headers) as r:
+                    assert r.status == status, body
+                    assert "error" in await r.json()
+            async with admin.delete(base + "/1001", headers=headers) as r:
+                assert (r.status, (await r.json())["removed"]) == (200, True)
+            async with admin.delete(base + "/1001", headers=headers) as r:
+                assert r.status == 404
+            members = await c.store.queues.all_members()
+            assert [m.agent for m in members["support"]] == ["1002"]

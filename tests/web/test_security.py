@@ -52,6 +52,8 @@ ROUTES = [
     ("GET", "/api/admin/queues"),
     ("GET", "/api/admin/ivr"),
     ("GET", "/api/admin/trunks"),
+    ("POST", "/api/admin/queues/support/members"),
+    ("DELETE", "/api/admin/queues/support/members/1001"),
     ("GET", "/api/admin/recordings"),
     ("GET", "/api/admin/recordings/1.wav"),
 ]
@@ -73,6 +75,8 @@ async def test_every_route_needs_a_session(tmp_path: Path) -> None:
         canonical |= {
             ("POST", "/api/admin/users/{name}/role"),
             ("GET", "/api/admin/recordings/{id}.wav"),
+            ("POST", "/api/admin/queues/{queue}/members"),
+            ("DELETE", "/api/admin/queues/{queue}/members/{agent}"),
         }
         assert registered - public - canonical == set()  # the list covers every route
         for method, path in ROUTES:

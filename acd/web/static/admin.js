@@ -36,11 +36,40 @@ async function users() {
   );
 }
 
+async function queues() {
+  const data = await pbx.api("GET", "/api/admin/queues");
+  pbx.$("#queues").replaceChildren(
+    ...data.queues.map((q) => {
+      const members = pbx.el("td");
+      for (const agent of q.members) {
+        const remove = pbx.el("button", agent + " \u00d7");
+        remove.title = "Take " + agent + " out of " + q.name;
+        remove.addEventListener("click", () => change("DELETE", q.name + "/members/" + encodeURIComponent(agent)));
+        members.append(remove, " ");
+      }
+      const add = pbx.el("input");
+      add.placeholder = "add agent";
+      add.size = 8;
+      add.addEventListener("change", () => change("POST", q.name + "/members", { agent: add.value.trim() }));
+      members.append(add);
+      return row(q.name, q.number, q.strategy, members);
+    }),
+  );
+}
+
+async function change(method, path, body) {
+  try {
+    await pbx.api(method, "/api/admin/queues/" + path, body);
+  } catch (err) {
+    pbx.error(err.message);
+  }
+  await queues();
+}
+
 async function main() {
   await pbx.start();
   await users();
-  const queues = await pbx.api("GET", "/api/admin/queues");
-  pbx.$("#queues").replaceChildren(...queues.queues.map((q) => row(q.name, q.number, q.strategy, q.members.join(", "))));
+  await queues();
   pbx.text("#ivr", (await pbx.api("GET", "/api/admin/ivr")).toml || "(no menus)");
   const lines = await pbx.api("GET", "/api/admin/trunks");
   pbx.$("#trunks").replaceChildren(

@@ -1,0 +1,46 @@
+"""The admin page in a real browser (headless Chromium): it lists the queues with their
+members, the trunks and the DIDs, and an admin takes a member out of a queue and adds
+one back with the page's own controls; the database and the running ACD follow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pbx.store.trunks import Trunk
+from tests.interop.phones import PASSWORDS
+from tests.web.browser import chromium
+from tests.web.console import console_server
+
+
+async def test_an_admin_changes_queue_members_in_the_page(tmp_path: Path) -> None:
+    async with console_server(tmp_path) as c, chromium(c.base, tmp_path / "shots") as browser:
+        await c.store.users.set_role("1002", "admin")
+        await c.store.trunks.add(Trunk("prov", "127.0.0.1", port=5099, max_channels=8))
+        await c.store.dids.add("+442071234567", "queue:support")
+        await c.server._reload_trunks()
+        await browser.login("1002", PASSWORDS["1002"], page="/wallboard")  # an admin's start
+        await browser.get("/admin")
+        await browser.wait(
+            lambda d: d.execute_script("return document.body.dataset.ready") == "1", "admin"
+        )
+        assert "prov" in await browser.text("#trunks") and "off" in await browser.text("#trunks")
+        assert await browser.text("#dids") == "+442071234567 queue:support"
+        await browser.wait_text("#queues", "1001 \u00d7")
+        # Take 1001 out of support with its button.
+        await browser.script(
+            "[...document.querySelectorAll('#queues button')]"
+            ".find((b) => b.textContent.startsWith('1001')).click()"
+        )
+        await browser.wait(
+            lambda d: "1001" not in d.find_element("css selector", "#queues").text, "removed"
+        )
+        members = await c.store.queues.all_members()
+        assert [m.agent for m in members["support"]] == ["1002"]
+        # And add it back by typing its extension.
+        await browser.type("#queues input", "1001\n")
+        await browser.wait_text("#queues", "1001 \u00d7")
+        members = await c.store.queues.all_members()
+        assert sorted(m.agent for m in members["support"]) == ["1001", "1002"]
+        row = await c.acd.agent_command("1001", "login")  # the running ACD follows
+        assert row["queues"] == ["support"]
+        await browser.screenshot("admin")
