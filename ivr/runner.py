@@ -43,8 +43,8 @@ class IvrApplication:
         self._clock = clock
 
     async def _lookup(self, switch: Switch, number: str) -> tuple[dict[str, Menu], Menu | None]:
-        """The stored menus and the one for `number` — read per call, so that
-        `pbx ivr import` applies to the next call."""
+        """The stored menus and the one for `number` — asked for per call (the store keeps
+        the text in memory), so `pbx ivr import` applies within a second."""
         text = await switch.ivr_menus()
         if not text:
             return {}, None
