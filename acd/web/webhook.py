@@ -184,7 +184,9 @@ class Webhook:
                 self.delivered += 1
                 return
             if 400 <= status < 500 and status != 429:
-                log.warning("webhook: %s refused %s (%d)", url, message.delivery, status)
+                # The host only: a webhook URL may carry a token in its path or query.
+                host = urlsplit(url).hostname or "?"
+                log.warning("webhook: %s refused %s (%d)", host, message.delivery, status)
                 return
             log.info("webhook: attempt %d of %s: status %d", attempt, message.delivery, status)
         log.warning(
