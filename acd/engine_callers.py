@@ -362,11 +362,20 @@ class CallerInputs(EngineCore):
         if caller.callback:
             return []
         agent = entry.agent
+        actions = self._transferred(entry, now, target)
+        actions.append(Handoff(call_id, target, agent))
+        return self._finish(now, actions)
+
+    def _transferred(self, entry: _Entry, now: float, target: str) -> list[Action]:
+        """A connected call's agent part ends: TRANSFER {target, hold, talk} in its queue,
+        the caller out of the engine's tables, the agent to wrap-up (escalate, transfer)."""
+        agent, caller = entry.agent, entry.caller
+        assert agent is not None
         talk = now - entry.connected_at
         actions: list[Action] = [
             self._emit(
                 now,
-                call_id,
+                caller.call_id,
                 caller.queue,
                 agent,
                 "TRANSFER",
@@ -376,9 +385,8 @@ class CallerInputs(EngineCore):
             )
         ]
         self._remove(entry)
-        actions += self._call_done(agent, caller.queue, now, talk, call_id)
-        actions.append(Handoff(call_id, target, agent))
-        return self._finish(now, actions)
+        actions += self._call_done(agent, caller.queue, now, talk, caller.call_id)
+        return actions
 
     def escalate(
         self,
@@ -418,21 +426,7 @@ class CallerInputs(EngineCore):
         if connected:
             assert entry.agent is not None
             agent = entry.agent
-            talk = now - entry.connected_at
-            actions.append(
-                self._emit(
-                    now,
-                    call_id,
-                    caller.queue,
-                    agent,
-                    "TRANSFER",
-                    target=where,
-                    hold=entry.hold,
-                    talk=talk,
-                )
-            )
-            self._remove(entry)
-            actions += self._call_done(agent, caller.queue, now, talk, call_id)
+            actions += self._transferred(entry, now, where)
             actions.append(Requeue(call_id, target, agent))
             entry.agent = None
             moved = True

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from acd.web.api import _body  # the JSON-object body check the desktop's routes use
 from acd.web.console import principal
 from pbx.api import ConfigError, NotFoundError, PbxError
 
@@ -34,11 +35,7 @@ class Admin:
     async def set_role(self, request: web.Request) -> web.StreamResponse:
         _admin(request)
         name = request.match_info["name"]
-        try:
-            body = await request.json()
-        except ValueError:
-            raise web.HTTPBadRequest(reason="the body is not JSON") from None
-        role = body.get("role") if isinstance(body, dict) else None
+        role = (await _body(request)).get("role")
         if not isinstance(role, str):
             raise web.HTTPBadRequest(reason="role must be a string")
         if name == principal(request).user and role != "admin":
@@ -73,12 +70,8 @@ class Admin:
         """Make an agent a member of a queue ({agent, penalty?}); the ACD follows at once."""
         _admin(request)
         queue = request.match_info["queue"]
-        try:
-            body = await request.json()
-        except ValueError:
-            raise web.HTTPBadRequest(reason="the body is not JSON") from None
-        agent = body.get("agent") if isinstance(body, dict) else None
-        penalty = body.get("penalty", 0) if isinstance(body, dict) else 0
+        body = await _body(request)
+        agent, penalty = body.get("agent"), body.get("penalty", 0)
         if not isinstance(agent, str) or not isinstance(penalty, int) or isinstance(penalty, bool):
             raise web.HTTPBadRequest(reason="agent is a string, penalty an integer")
         switch = self.console.switch
