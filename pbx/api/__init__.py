@@ -26,7 +26,7 @@ from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
 from pbx.api.switch import Application, Bridge, Service, Switch, VoicemailService
 from pbx.bans import BanList, BanPolicy, FailureLog, Verdict
-from pbx.errors import ConfigError, NotFoundError, PbxError
+from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError, PbxError
 from pbx.events import (
     AgentStateChanged,
     CallCreated,
@@ -61,6 +61,7 @@ __all__ = [
     "TICKET_STATES",
     "AgentRecord",
     "AgentStateChanged",
+    "AlreadyExistsError",
     "Application",
     "Article",
     "BanList",

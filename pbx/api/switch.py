@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -30,6 +30,7 @@ from pbx.store.conferences import ConferenceRepo
 from pbx.store.customers import CustomerRepo
 from pbx.store.dispositions import DispositionRepo
 from pbx.store.kb import KbRepo
+from pbx.store.numbering import IVR_KINDS
 from pbx.store.queue_events import QueueEventRepo
 from pbx.store.queues import QueueRepo
 from pbx.store.scheduled import ScheduledCallbackRepo
@@ -220,6 +221,21 @@ class Switch:
     async def ivr_menus(self) -> str:
         """The stored IVR menus (TOML text; "" when none)."""
         return await self._b2bua.store.ivr.get() or ""
+
+    async def put_ivr_menus(self, text: str, numbers: Collection[str]) -> None:
+        """Make `text` (checked TOML: `ivr.menu`) the whole IVR configuration; `numbers`
+        are the ones its menus and schedules answer.
+
+        Raises: AlreadyExistsError (a number belongs to someone else), NotFoundError (an
+        action names a trunk or queue that does not exist).
+        """
+        await self._b2bua.store.ivr.put(text, numbers)
+
+    async def owned_numbers(self, numbers: Collection[str]) -> list[str]:
+        """Those of `numbers` that a user, ring group, queue or feature code has (the
+        IVR's own menus and schedules left out)."""
+        numbering = self._b2bua.store.numbering
+        return [n for n in numbers if await numbering.owner(n, ignore=IVR_KINDS) is not None]
 
     async def user_exists(self, name: str) -> bool:
         try:

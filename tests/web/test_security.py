@@ -51,6 +51,8 @@ ROUTES = [
     ("POST", "/api/admin/users/1001/role"),
     ("GET", "/api/admin/queues"),
     ("GET", "/api/admin/ivr"),
+    ("PUT", "/api/admin/ivr"),
+    ("PATCH", "/api/admin/queues/support"),
     ("GET", "/api/admin/trunks"),
     ("POST", "/api/admin/queues/support/members"),
     ("DELETE", "/api/admin/queues/support/members/1001"),
@@ -75,6 +77,7 @@ async def test_every_route_needs_a_session(tmp_path: Path) -> None:
         canonical |= {
             ("POST", "/api/admin/users/{name}/role"),
             ("GET", "/api/admin/recordings/{id}.wav"),
+            ("PATCH", "/api/admin/queues/{queue}"),
             ("POST", "/api/admin/queues/{queue}/members"),
             ("DELETE", "/api/admin/queues/{queue}/members/{agent}"),
         }
