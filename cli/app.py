@@ -521,9 +521,56 @@ def user_passwd(
         check_password(password, name)
     secret = password if password is not None else generate_password(username=name)
     _run(_set_password(_data_dir(data_dir), name, secret))
-    typer.echo(f"password of {name} changed")
+    typer.echo(f"password of {name} changed (its web console sessions ended)")
     if password is None:
         _show_generated(secret)
+
+
+async def _sessions(data_dir: Path, name: str | None) -> list[tuple[str, str, str, str]]:
+    async with await _open_existing(data_dir) as store:
+        if name is not None:
+            await store.users.get(name)  # NotFoundError: a one-line message
+        found = await store.web_sessions.list(name)
+    stamp = "%Y-%m-%d %H:%M"
+    return [
+        (s.id, s.username, datetime.fromtimestamp(s.created).strftime(stamp),
+         datetime.fromtimestamp(s.expires).strftime(stamp))
+        for s in found
+    ]  # fmt: skip
+
+
+@user_app.command("sessions")
+def user_sessions(
+    name: Annotated[
+        str | None, typer.Argument(metavar="[NAME]", help="Only this user's (default: all).")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List the web console's live login sessions."""
+    rows = _run(_sessions(_data_dir(data_dir), name))
+    if not rows:
+        typer.echo("no web console sessions")
+        return
+    typer.echo(f"{'SESSION':<18}{'USER':<12}{'SINCE':<18}EXPIRES")
+    for id_, user, since, expires in rows:
+        typer.echo(f"{id_:<18}{user:<12}{since:<18}{expires}")
+
+
+async def _logout_user(data_dir: Path, name: str) -> int:
+    async with await _open_existing(data_dir) as store:
+        await store.users.get(name)
+        return await store.web_sessions.revoke_user(name)
+
+
+@user_app.command("logout")
+def user_logout(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Username.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """End every web console session of a user (a running server closes their pages
+    within seconds; `pbx user passwd` does the same)."""
+    count = _run(_logout_user(_data_dir(data_dir), name))
+    typer.echo(f"ended {count} web console session{'' if count == 1 else 's'} of {name}")
 
 
 async def _delete_user(data_dir: Path, name: str) -> tuple[DeletedUser, list[str]]:

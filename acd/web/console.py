@@ -36,7 +36,16 @@ from acd.web.session import (
     same_token,
 )
 from acd.web.webhook import SECRET_KEY, URL_KEY, Webhook
-from pbx.api import BanPolicy, Call, Customer, PbxError, Switch, WebSession
+from pbx.api import (
+    SESSION_ID_CHARS,
+    BanPolicy,
+    Call,
+    Customer,
+    PbxError,
+    Switch,
+    WebSession,
+    token_hash,
+)
 
 if TYPE_CHECKING:
     from acd.app import AcdApplication
@@ -172,6 +181,8 @@ class WebConsole:
             app.router.add_get(path, self._static_page)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/ws", self.live.websocket)
+        app.router.add_get("/api/sessions", self._sessions)
+        app.router.add_delete("/api/sessions/{id}", self._revoke)
         add_routes(app, self)
         add_admin_routes(app, self)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
@@ -365,6 +376,29 @@ class WebConsole:
         )
         response.del_cookie(LOGIN_COOKIE, path="/")
         return response
+
+    async def _sessions(self, request: web.Request) -> web.StreamResponse:
+        """The caller's own live sessions (an admin's `?all=1`: everyone's); the one the
+        request comes from is marked `current`."""
+        who = principal(request)
+        everyone = request.query.get("all") == "1" and who.role == "admin"
+        current = token_hash(who.token)[:SESSION_ID_CHARS]
+        found = await self.switch.web_session_store.list(None if everyone else who.user)
+        return web.json_response(
+            {"sessions": [{**s.to_json(), "current": s.id == current} for s in found]}
+        )
+
+    async def _revoke(self, request: web.Request) -> web.StreamResponse:
+        """End one session: one's own, or anyone's for an admin. Its open pages close at
+        once; its next request gets 401. Unknown and someone else's are both 404."""
+        who = principal(request)
+        owner = None if who.role == "admin" else who.user
+        revoked = await self.switch.web_session_store.revoke(request.match_info["id"], owner)
+        if revoked is None:
+            return web.json_response({"error": "no such session"}, status=404)
+        self.live.drop_hashed(revoked)
+        log.info("web: %s ended a session", who.user)
+        return web.json_response({"revoked": True})
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
         who = principal(request)

@@ -52,12 +52,14 @@ from pbx.store.queues import Queue
 from pbx.store.tickets import STATES as TICKET_STATES
 from pbx.store.tickets import Ticket
 from pbx.store.voicemail import PIN_DIGITS, Voicemail, VoicemailRepo
-from pbx.store.web_sessions import WebSession
+from pbx.store.web_sessions import ID_CHARS as SESSION_ID_CHARS
+from pbx.store.web_sessions import WebSession, token_hash
 
 __all__ = [
     "CUSTOMER_FIELDS",
     "PIN_DIGITS",
     "QUEUE_EVENTS",
+    "SESSION_ID_CHARS",
     "TICKET_STATES",
     "AgentRecord",
     "AgentStateChanged",
@@ -114,4 +116,5 @@ __all__ = [
     "detect_machine",
     "format_customers_csv",
     "normalise_number",
+    "token_hash",
 ]

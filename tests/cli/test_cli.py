@@ -148,7 +148,7 @@ def test_user_add_list_passwd_del(data_dir: Path) -> None:
         assert user.ha1_md5 not in "\n".join(listing)
 
     assert ok("user", "passwd", "1002", "-p", "other-Secret-2", "--data-dir", d) == (
-        "password of 1002 changed\n"
+        "password of 1002 changed (its web console sessions ended)\n"
     )
     assert stored_users(data_dir)[0].ha1_md5 == md5("1002:aiopbx:other-Secret-2")
     password = generated_password(ok("user", "passwd", "1002", "--data-dir", d))

@@ -10,15 +10,7 @@ from pathlib import Path
 from pbx.store.trunks import Trunk
 from tests.interop.phones import PASSWORDS
 from tests.web.browser import chromium
-from tests.web.console import console_server
-
-MENU = """[[menu]]
-name = "main"
-number = "800"
-greeting = "main-greeting"
-[menu.options]
-"9" = "voicemail:5555"
-"""
+from tests.web.console import console_server, logged_in
 
 
 async def test_an_admin_changes_queue_members_in_the_page(tmp_path: Path) -> None:
@@ -70,4 +62,17 @@ async def test_an_admin_changes_queue_members_in_the_page(tmp_path: Path) -> Non
         await browser.click("#ivr-save")
         await browser.wait_text("#error", "greeting")
         assert 'number = "800"' in await c.store.ivr.get()  # the stored menus stay
+        # Web sessions: the admin's own page is marked; another's has an End button.
+        await browser.wait_text("#sessions", "this page")
+        other, _ = await logged_in(c.base, "1001")
+        async with other:
+            await browser.get("/admin")
+            await browser.wait_text("#sessions", "1001")
+            await browser.click("#sessions button")
+            await browser.wait(
+                lambda d: "1001" not in d.find_element("css selector", "#sessions").text,
+                "the session gone",
+            )
+            async with other.get(c.base + "/api/me") as r:
+                assert r.status == 401
         await browser.screenshot("admin")

@@ -19,6 +19,8 @@ ROUTES = [
     ("GET", "/static/desktop.js"),
     ("GET", "/static/common.js"),
     ("GET", "/ws"),
+    ("GET", "/api/sessions"),
+    ("DELETE", "/api/sessions/0123456789abcdef"),
     ("POST", "/logout"),
     ("GET", "/api/me"),
     ("POST", "/api/agent"),
@@ -78,6 +80,7 @@ async def test_every_route_needs_a_session(tmp_path: Path) -> None:
             ("POST", "/api/admin/users/{name}/role"),
             ("GET", "/api/admin/recordings/{id}.wav"),
             ("PATCH", "/api/admin/queues/{queue}"),
+            ("DELETE", "/api/sessions/{id}"),
             ("POST", "/api/admin/queues/{queue}/members"),
             ("DELETE", "/api/admin/queues/{queue}/members/{agent}"),
         }

@@ -173,10 +173,36 @@ async function saveIvr(event) {
   }
 }
 
+async function sessions() {
+  const data = await pbx.api("GET", "/api/sessions?all=1");
+  pbx.$("#sessions").replaceChildren(
+    ...data.sessions.map((s) => {
+      const td = pbx.el("td");
+      if (s.current) {
+        td.append("this page");
+      } else {
+        const end = pbx.el("button", "End");
+        end.dataset.session = s.id;
+        end.addEventListener("click", async () => {
+          try {
+            await pbx.api("DELETE", "/api/sessions/" + s.id);
+          } catch (err) {
+            pbx.error(err.message);
+          }
+          await sessions();
+        });
+        td.append(end);
+      }
+      return row(s.user, pbx.when(s.created), pbx.when(s.expires), td);
+    }),
+  );
+}
+
 async function main() {
   await pbx.start();
   await users();
   await queues();
+  await sessions();
   pbx.$("#ivr").value = (await pbx.api("GET", "/api/admin/ivr")).toml;
   pbx.$("#ivr-form").addEventListener("submit", saveIvr);
   const lines = await pbx.api("GET", "/api/admin/trunks");
