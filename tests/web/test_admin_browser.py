@@ -12,6 +12,14 @@ from tests.interop.phones import PASSWORDS
 from tests.web.browser import chromium
 from tests.web.console import console_server, logged_in
 
+MENU = """[[menu]]
+name = "main"
+number = "800"
+greeting = "main-greeting"
+[menu.options]
+"9" = "voicemail:5555"
+"""
+
 
 async def test_an_admin_changes_queue_members_in_the_page(tmp_path: Path) -> None:
     async with console_server(tmp_path) as c, chromium(c.base, tmp_path / "shots") as browser:
