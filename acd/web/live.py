@@ -267,7 +267,7 @@ class LiveHub:
             {
                 "type": "pop",
                 "call": call.to_json(now),
-                "customer": await customer_view(console, customer) if customer else None,
+                "customer": (await customer_view(console, customer, call_id) if customer else None),
                 "tickets": [(await switch.ticket_store.get(t.id)).to_json(now) for t in tickets],
                 "notes": [line for line in offer.notes.splitlines() if line.strip()],
                 "callback": offer.callback,
