@@ -70,7 +70,7 @@ async def test_the_listen_button_rings_the_supervisors_phone_and_the_chart_follo
                 "the chart drawn from the first frame",
             )
             assert await answered_pixels(browser) == 0  # no call today yet: no bars
-            _, ok = await dial(caller_ua, c.server, "700", caller=CALLER, rtp_port=caller.port)
+            invite, ok = await dial(caller_ua, c.server, "700", caller=CALLER, rtp_port=caller.port)
             assert ok.status == 200
             caller.remote = media_address(ok.body)
             talking = loop.create_task(caller.talk(sine(HZ[CALLER], 120.0)))
@@ -111,6 +111,10 @@ async def test_the_listen_button_rings_the_supervisors_phone_and_the_chart_follo
                     "the supervisor listens",
                 )
                 await browser.screenshot("wallboard-supervising")
+                # The caller hangs up: the switch ends the agent's and the supervisor's legs.
+                bye = caller_ua.in_dialog(invite, ok, "BYE", 3)
+                assert (await caller_ua.exchange(bye, timeout=10)).status == 200
+                await _until(lambda: c.acd.bridge_of(AGENT) is None, "the queue call ends")
             finally:
                 talking.cancel()
                 await asyncio.gather(talking, return_exceptions=True)
