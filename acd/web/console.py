@@ -41,6 +41,7 @@ from pbx.api import BanPolicy, Call, Customer, PbxError, Switch, WebSession
 if TYPE_CHECKING:
     from acd.app import AcdApplication
     from acd.web.live import LiveHub
+    from acd.web.phone import PhoneService
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Principal", "WebConsole"]
 
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 _MAX_BODY = 256 * 1024
-_STATIC = ("desktop.js", "wallboard.js", "admin.js", "common.js", "console.css")
+_STATIC = ("desktop.js", "wallboard.js", "admin.js", "common.js", "console.css", "phone.js")
 _PAGES = {"/desktop": "desktop.html", "/wallboard": "wallboard.html", "/admin": "admin.html"}
 _SUPERVISORS = ("supervisor", "admin")
 _CSP = (
@@ -132,6 +133,7 @@ class WebConsole:
         self.webhook = Webhook(self._webhook_settings, first_retry=webhook_retry, clock=clock)
         #: Click-to-calls in progress, by agent (one each; the console owns the tasks).
         self.dialling: dict[str, asyncio.Task[None]] = {}
+        self.phones: PhoneService | None = None
 
     @property
     def switch(self) -> Switch:
@@ -172,6 +174,10 @@ class WebConsole:
             app.router.add_get(path, self._static_page)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/ws", self.live.websocket)
+        from acd.web.phone import PhoneService  # the browser phone (acd.web.phone)
+
+        self.phones = PhoneService(self)
+        app.router.add_get("/ws/phone", self.phones.websocket)
         add_routes(app, self)
         add_admin_routes(app, self)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
@@ -202,6 +208,8 @@ class WebConsole:
         await asyncio.gather(*self.dialling.values(), return_exceptions=True)
         if self._live is not None:
             await self._live.close()
+        if self.phones is not None:
+            await self.phones.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -1,0 +1,165 @@
+"""The WebRTC half of a browser phone's call: aiortc between the browser and `SwitchLeg`.
+
+One `RTCPeerConnection` per call, made when the page sends its offer (the browser always
+offers: it asks for the microphone only when a call needs it). ICE: host candidates only
+(no STUN or TURN servers: LAN use), gathered before the answer is given, so no trickle
+is needed; DTLS-SRTP as WebRTC requires. aiortc negotiates Opus or G.711 with the
+browser and does that codec work off the loop (its encoder runs in an executor, its
+decoder in a thread of its own).
+
+- Browser -> switch: each decoded frame (48 kHz stereo from Opus, 8 kHz from G.711) is
+  resampled to 8 kHz mono (libswresample through PyAV), cut into 20 ms frames and handed
+  to the leg, which sends one per slot of the loop's send clock.
+- Switch -> browser: `SwitchTrack` gives aiortc one 20 ms 8 kHz frame per slot of the
+  loop's send clock: the leg's jitter buffer's frame, or silence (a gap, or still
+  filling); aiortc encodes it for the browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import time
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from acd.web.phone_rtp import SwitchLeg
+from media.endpoint import FRAME, RATE
+from media.send_clock import SendClock
+
+__all__ = ["BrowserMedia", "CodecMeter", "SwitchTrack"]
+
+log = logging.getLogger(__name__)
+
+_TIME_BASE = fractions.Fraction(1, RATE)
+#: Frames the track may hold for aiortc's sender (more: the oldest go).
+_TRACK_DEPTH = 3
+#: Largest SDP offer a page may send (bytes).
+MAX_SDP = 16_000
+
+
+class CodecMeter:
+    """Seconds of loop time spent on this gateway's per-frame audio work (resampling,
+    framing, AudioFrame building): the benchmark reads it."""
+
+    seconds = 0.0
+    frames = 0
+
+
+class SwitchTrack(MediaStreamTrack):
+    """The switch's audio for the browser, one frame per send-clock slot."""
+
+    kind = "audio"
+
+    def __init__(self, leg: SwitchLeg) -> None:
+        super().__init__()
+        self._leg = leg
+        self._frames: asyncio.Queue[av.AudioFrame] = asyncio.Queue(_TRACK_DEPTH)
+        self._pts = 0
+        self._silence = np.zeros(FRAME, np.int16)
+        self._clock: SendClock | None = SendClock.of(asyncio.get_running_loop())
+        self._clock.add(self)
+
+    def tick(self) -> None:
+        started = time.perf_counter()
+        samples = self._leg.heard.pop()
+        if samples is None:
+            samples = self._silence
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        frame.time_base = _TIME_BASE
+        self._pts += FRAME
+        if self._frames.full():
+            self._frames.get_nowait()
+        self._frames.put_nowait(frame)
+        CodecMeter.seconds += time.perf_counter() - started
+        CodecMeter.frames += 1
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self._frames.get()
+
+    def stop(self) -> None:
+        if self._clock is not None:
+            self._clock.discard(self)
+            self._clock = None
+        super().stop()
+
+
+class BrowserMedia:
+    """One call's RTCPeerConnection (see the module doc)."""
+
+    def __init__(self, leg: SwitchLeg, name: str) -> None:
+        self.leg = leg
+        self.name = name
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.track = SwitchTrack(leg)
+        self.pc.addTrack(self.track)
+        self._pump: asyncio.Task[None] | None = None
+        #: Whether the browser's audio goes to the switch (False while the call is held).
+        self.forwarding = True
+        self.failed = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(
+                self._from_browser(track), name=f"{self.name} browser audio"
+            )
+
+    async def _on_state(self) -> None:
+        state = self.pc.connectionState
+        log.info("%s: WebRTC %s", self.name, state)
+        if state == "connected":
+            self.connected.set()
+        elif state in ("failed", "closed"):
+            self.failed.set()
+
+    async def answer(self, offer_sdp: str) -> str:
+        """The answer (with our host candidates) to the page's offer.
+
+        Raises: ValueError for an offer aiortc cannot use (no audio, unknown codecs).
+        """
+        if len(offer_sdp) > MAX_SDP:
+            raise ValueError("offer too large")
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        local = self.pc.localDescription
+        return str(local.sdp)
+
+    async def _from_browser(self, track: MediaStreamTrack) -> None:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        pending = np.zeros(0, np.int16)
+        try:
+            while True:
+                frame = await track.recv()
+                started = time.perf_counter()
+                assert isinstance(frame, av.AudioFrame)
+                chunks = [pending]
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1).astype(np.int16, copy=False))
+                pending = np.concatenate(chunks)
+                while len(pending) >= FRAME:
+                    if self.forwarding:
+                        self.leg.say(pending[:FRAME])
+                    pending = pending[FRAME:]
+                CodecMeter.seconds += time.perf_counter() - started
+        except MediaStreamError:
+            return
+
+    async def close(self) -> None:
+        self.track.stop()
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        await self.pc.close()

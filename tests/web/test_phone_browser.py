@@ -1,0 +1,54 @@
+"""Issue 16 in a real browser: headless Chromium with a fake microphone (a 1000 Hz tone)
+is a phone of user 1003 through the console's WebRTC gateway, talking to baresip (its
+ausine says 440 Hz) through the switch."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.interop.baresip import Baresip
+from tests.interop.phones import PASSWORDS
+from tests.tools import need
+from tests.web.console import console_server
+from tests.web.phone import (
+    BARESIP_HZ,
+    BROWSER_HZ,
+    baresip_hears,
+    hears,
+    open_desktop,
+    phone_browser,
+)
+
+
+async def test_browser_calls_baresip_tones_both_ways(tmp_path: Path) -> None:
+    """Acceptance 1: the browser, logged in as 1003, calls baresip 1001; baresip's
+    recording holds the browser's tone and the page hears 1001's tone."""
+    need("baresip")
+    loop = asyncio.get_running_loop()
+    async with console_server(tmp_path) as c:
+        with Baresip(
+            tmp_path / "b1001",
+            user="1001",
+            password=PASSWORDS["1001"],
+            registrar_port=c.server.sip_port,
+            auto_answer=True,
+            dump_calls=True,
+        ) as phone:
+            await loop.run_in_executor(None, phone.wait_for_event, "REGISTER_OK", 15)
+            async with phone_browser(c.base, tmp_path / "shots") as browser:
+                await open_desktop(browser, "1003", PASSWORDS["1003"], "/wallboard")
+                await browser.type("#phone-number", "1001")
+                await browser.click("#phone-call")
+                await loop.run_in_executor(None, phone.wait_for_event, "CALL_ESTABLISHED", 15)
+                await browser.wait_text("#phone-status", "up", exact=True)
+                await hears(browser, BARESIP_HZ)
+                await baresip_hears(phone, BROWSER_HZ, seconds=1.0)
+                await browser.screenshot("browser-calls-baresip")
+                await browser.click("#phone-hangup")
+                await loop.run_in_executor(None, phone.wait_for_event, "CALL_CLOSED", 10)
+                await browser.wait_text("#phone-status", "ready", exact=True)
+        # To the switch it was a call from 1003 like any phone's: one answered CDR.
+        [cdr] = await c.store.cdrs.list()
+        assert (cdr.caller, cdr.callee, cdr.disposition) == ("1003", "1001", "ANSWERED")
+        assert cdr.billsec is not None and cdr.billsec > 1.0
