@@ -18,6 +18,7 @@ from tests.web.phone import (
     hears,
     open_desktop,
     phone_browser,
+    until,
 )
 
 
@@ -52,3 +53,55 @@ async def test_browser_calls_baresip_tones_both_ways(tmp_path: Path) -> None:
         [cdr] = await c.store.cdrs.list()
         assert (cdr.caller, cdr.callee, cdr.disposition) == ("1003", "1001", "ANSWERED")
         assert cdr.billsec is not None and cdr.billsec > 1.0
+
+
+async def test_baresip_calls_1003_browser_and_sip_phone_ring_browser_answers(
+    tmp_path: Path,
+) -> None:
+    """Acceptance 2: baresip 1001 calls 1003; the browser and a SIP phone registered as
+    1003 both ring; the browser answers; tones both ways; the SIP phone stops ringing."""
+    need("baresip")
+    loop = asyncio.get_running_loop()
+    wait = loop.run_in_executor
+    async with console_server(tmp_path) as c:
+        with (
+            Baresip(
+                tmp_path / "b1001",
+                user="1001",
+                password=PASSWORDS["1001"],
+                registrar_port=c.server.sip_port,
+                dump_calls=True,
+            ) as caller,
+            Baresip(
+                tmp_path / "b1003",
+                user="1003",
+                password=PASSWORDS["1003"],
+                registrar_port=c.server.sip_port,
+            ) as desk_phone,
+        ):
+            await wait(None, caller.wait_for_event, "REGISTER_OK", 15)
+            await wait(None, desk_phone.wait_for_event, "REGISTER_OK", 15)
+            async with phone_browser(c.base, tmp_path / "shots") as browser:
+                await open_desktop(browser, "1003", PASSWORDS["1003"], "/wallboard")
+                await until(lambda: len(c.server.registrar.location.get("1003")) == 2, "2 contacts")
+                await wait(None, caller.command, "dial", f"sip:1003@127.0.0.1:{c.server.sip_port}")
+                # Both ring at once: the SIP phone sees the INVITE, the page shows it.
+                await wait(None, desk_phone.wait_for_event, "CALL_INCOMING", 15)
+                await browser.wait_text("#phone-status", "ringing", exact=True)
+                assert await browser.text("#phone-party") == "1001"
+                await browser.screenshot("browser-rings")
+                await browser.click("#phone-answer")
+                await wait(None, caller.wait_for_event, "CALL_ESTABLISHED", 15)
+                # The SIP phone stops ringing (CANCEL), never having answered.
+                closed = await wait(None, desk_phone.wait_for_event, "CALL_CLOSED", 10)
+                assert closed, "the SIP phone of 1003 kept ringing"
+                assert not [
+                    e for e in desk_phone.events.items if e.get("type") == "CALL_ESTABLISHED"
+                ]
+                await browser.wait_text("#phone-status", "up", exact=True)
+                await hears(browser, BARESIP_HZ)
+                await baresip_hears(caller, BROWSER_HZ, seconds=1.0)
+                await wait(None, caller.command, "hangup")
+                await browser.wait_text("#phone-status", "ready", exact=True)
+        [cdr] = await c.store.cdrs.list()
+        assert (cdr.caller, cdr.callee, cdr.disposition) == ("1001", "1003", "ANSWERED")
