@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from pbx.store.queues import Queue
 from tests.interop.baresip import Baresip
-from tests.interop.phones import PASSWORDS
+from tests.interop.peers import run_sipp
+from tests.interop.phones import PASSWORDS, SCENARIOS, sipp_auth
 from tests.tools import need
 from tests.web.console import console_server
 from tests.web.phone import (
@@ -105,3 +107,53 @@ async def test_baresip_calls_1003_browser_and_sip_phone_ring_browser_answers(
                 await browser.wait_text("#phone-status", "ready", exact=True)
         [cdr] = await c.store.cdrs.list()
         assert (cdr.caller, cdr.callee, cdr.disposition) == ("1001", "1003", "ANSWERED")
+
+
+async def test_browser_agent_takes_a_queue_call_and_hangs_up(tmp_path: Path) -> None:
+    """Acceptance 3: the browser, agent 1003 of queue "support", takes a sipp caller's
+    queue call and hangs up; the CDR and the queue events are right."""
+    need("sipp")
+    loop = asyncio.get_running_loop()
+    queue = Queue("support", "700", ring_seconds=30.0, wrapup_seconds=1.0)
+    async with (
+        console_server(tmp_path, (queue,), {"support": ("1003",)}) as c,
+        phone_browser(c.base, tmp_path / "shots") as browser,
+    ):
+        await open_desktop(browser, "1003", PASSWORDS["1003"], "/wallboard")
+        await browser.click("#btn-login")
+        await browser.wait_text("#state", "available")
+        caller = loop.run_in_executor(
+            None,
+            lambda: run_sipp(
+                SCENARIOS / "uac_call_far_bye.xml",
+                c.server.sip_port,
+                workdir=tmp_path / "caller",
+                inf=[("1002", sipp_auth("1002"), "700")],
+                extra=("-auth_uri", f"700@127.0.0.1:{c.server.sip_port}"),
+                timeout=60,
+            ),
+        )
+        await browser.wait_text("#phone-status", "ringing", exact=True, timeout=20)
+        await browser.wait_text("#call-queue", "support")  # the screen pop beside it
+        await browser.click("#phone-answer")
+        await browser.wait_text("#phone-status", "up", exact=True)
+        await browser.wait_text("#state", "on-call")
+        await browser.screenshot("queue-call-up")
+        await browser.click("#phone-hangup")
+        result = await caller  # the caller got the switch's BYE and answered it
+        assert (result.returncode, result.successful) == (0, 1), result.output
+        await browser.wait_text("#phone-status", "ready", exact=True)
+        await c.acd.flush()
+        events = await c.store.queue_events.between(0, 1e12)
+        call_id = next(e.call_id for e in events if e.event == "CONNECT")
+        mine = [(e.event, e.agent) for e in events if e.call_id == call_id]
+        assert [e for e, _ in mine][:3] == ["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"], mine
+        assert ("CONNECT", "1003") in mine
+        cdrs = await c.store.cdrs.list()
+        inbound = [cdr for cdr in cdrs if cdr.caller == "1002"]
+        # The caller's call to the queue, and the queue's leg to agent 1003's phone (the
+        # browser), both answered.
+        assert sorted((cdr.callee, cdr.disposition) for cdr in inbound) == [
+            ("1003", "ANSWERED"),
+            ("700", "ANSWERED"),
+        ]
