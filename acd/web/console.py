@@ -18,6 +18,7 @@ import asyncio
 import html
 import importlib.resources
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -121,11 +122,14 @@ class WebConsole:
         clock: Callable[[], float] = time.time,
         policy: BanPolicy | None = None,
         webhook_retry: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.acd = acd
         self.host = host
         self.port = port
         self.clock = clock
+        #: HTTPS when set (`pbx serve --web-tls`, acd.web.tls).
+        self.ssl_context = ssl_context
         self.throttle = LoginThrottle(policy)
         self._runner: web.AppRunner | None = None
         self._switch: Switch | None = None
@@ -182,7 +186,7 @@ class WebConsole:
         add_admin_routes(app, self)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -199,7 +203,8 @@ class WebConsole:
         self.port = int(runner.addresses[0][1])
         await self.live.start()
         self.webhook.start()
-        log.info("web console on http://%s:%d/", self.host, self.port)
+        scheme = "https" if self.ssl_context is not None else "http"
+        log.info("web console on %s://%s:%d/", scheme, self.host, self.port)
 
     async def close(self) -> None:
         await self.webhook.close()
