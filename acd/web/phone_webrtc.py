@@ -8,8 +8,8 @@ browser and does that codec work off the loop (its encoder runs in an executor, 
 decoder in a thread of its own).
 
 - Browser -> switch: each decoded frame (48 kHz stereo from Opus, 8 kHz from G.711) is
-  resampled to 8 kHz mono (libswresample through PyAV), cut into 20 ms frames and handed
-  to the leg, which sends one per slot of the loop's send clock.
+  brought to 8 kHz mono (`Downsampler`; libswresample for anything else), cut into
+  20 ms frames and handed to the leg, which sends one per slot of the loop's send clock.
 - Switch -> browser: `SwitchTrack` gives aiortc one 20 ms 8 kHz frame per slot of the
   loop's send clock: the leg's jitter buffer's frame, or silence (a gap, or still
   filling); aiortc encodes it for the browser.
@@ -25,6 +25,7 @@ import time
 
 import av
 import numpy as np
+import numpy.typing as npt
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
@@ -32,7 +33,7 @@ from acd.web.phone_rtp import SwitchLeg
 from media.endpoint import FRAME, RATE
 from media.send_clock import SendClock
 
-__all__ = ["BrowserMedia", "CodecMeter", "SwitchTrack"]
+__all__ = ["BrowserMedia", "CodecMeter", "Downsampler", "SwitchTrack"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,36 @@ class CodecMeter:
 
     seconds = 0.0
     frames = 0
+
+
+class Downsampler:
+    """48 kHz audio (mono, or stereo interleaved as aiortc's Opus decoder gives it) to
+    8 kHz mono: a Kaiser-windowed sinc low-pass (120 taps, 3.8 kHz: flat to 3 kHz, -1 dB
+    at 3.4 kHz, more than 45 dB down from 4.6 kHz, which would alias into the telephone
+    band) computed only at every 6th sample
+    (the outputs kept), its history carried from frame to frame so that frames join
+    without a click. About ten times cheaper than libswresample's per-frame call here."""
+
+    TAPS = 120
+    FACTOR = 6
+
+    def __init__(self) -> None:
+        n = np.arange(self.TAPS) - (self.TAPS - 1) / 2
+        cutoff = 3800 / 48000
+        taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(self.TAPS, 7.0)
+        self._taps = (taps / taps.sum()).astype(np.float32)
+        self._history = np.zeros(self.TAPS - 1, np.float32)
+
+    def feed(self, samples: npt.NDArray[np.int16], channels: int) -> npt.NDArray[np.int16]:
+        """8 kHz mono int16 for `samples` (a multiple of 6 frames at 48 kHz)."""
+        mono = samples.astype(np.float32)
+        if channels == 2:
+            mono = (mono[0::2] + mono[1::2]) * 0.5
+        buffer = np.concatenate([self._history, mono])
+        windows = np.lib.stride_tricks.sliding_window_view(buffer, self.TAPS)[:: self.FACTOR]
+        self._history = buffer[len(buffer) - (self.TAPS - 1) :]
+        out: npt.NDArray[np.float32] = windows @ self._taps
+        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
 
 
 class SwitchTrack(MediaStreamTrack):
@@ -137,17 +168,31 @@ class BrowserMedia:
         return str(local.sdp)
 
     async def _from_browser(self, track: MediaStreamTrack) -> None:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        resampler: av.AudioResampler | None = None
+        downsampler = Downsampler()
         pending = np.zeros(0, np.int16)
         try:
             while True:
                 frame = await track.recv()
                 started = time.perf_counter()
                 assert isinstance(frame, av.AudioFrame)
-                chunks = [pending]
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1).astype(np.int16, copy=False))
-                pending = np.concatenate(chunks)
+                channels = len(frame.layout.channels)
+                raw = np.asarray(frame.to_ndarray(), np.int16).reshape(-1)
+                chunk: npt.NDArray[np.int16] | None
+                if frame.format.name != "s16" or channels > 2:
+                    chunk = None
+                elif frame.sample_rate == RATE and channels == 1:
+                    chunk = raw  # G.711 from the browser: 8 kHz mono already
+                elif frame.sample_rate == 48000 and frame.samples % Downsampler.FACTOR == 0:
+                    chunk = downsampler.feed(raw, channels)  # Opus
+                else:
+                    chunk = None
+                if chunk is None:  # anything else: libswresample
+                    if resampler is None:
+                        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+                    parts = [o.to_ndarray().reshape(-1) for o in resampler.resample(frame)]
+                    chunk = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+                pending = np.concatenate([pending, chunk.astype(np.int16, copy=False)])
                 while len(pending) >= FRAME:
                     if self.forwarding:
                         self.leg.say(pending[:FRAME])
