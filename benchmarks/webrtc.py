@@ -278,16 +278,26 @@ def frame_costs() -> dict[str, float]:
     for i, payload in enumerate(packets):
         decoded += decoder.decode(JitterFrame(data=payload[0], timestamp=i * FRAME))
     out["opus decode (aiortc, thread)"] = (time.perf_counter() - started) / len(frames) * 1e6
-    # The gateway's own loop work per frame: 48 kHz stereo -> 8 kHz mono, G.711 encode
-    # (browser -> switch), and building the 8 kHz AudioFrame (switch -> browser).
+    # The gateway's own loop work per frame: 48 kHz stereo -> 8 kHz mono and G.711
+    # (browser -> switch), as the gateway does it and with libswresample for comparison,
+    # and building the 8 kHz AudioFrame (switch -> browser).
+    from acd.web.phone_rtp import _ALAW, _fast
+    from acd.web.phone_webrtc import Downsampler
     from media.g711 import ulaw_encode
 
+    down, encode = Downsampler(), _fast(_ALAW)
+    started = time.perf_counter()
+    for frame in decoded:
+        encode(down.feed(np.asarray(frame.to_ndarray(), np.int16).reshape(-1), 2))
+    spent = time.perf_counter() - started
+    out["gateway: downsample + G.711 (loop)"] = spent / len(decoded) * 1e6
     resampler = av.AudioResampler(format="s16", layout="mono", rate=8000)
     started = time.perf_counter()
     for frame in decoded:
         for piece in resampler.resample(frame):
             ulaw_encode(piece.to_ndarray().reshape(-1))
-    out["gateway: resample + G.711 (loop)"] = (time.perf_counter() - started) / len(decoded) * 1e6
+    spent = time.perf_counter() - started
+    out["(libswresample + numpy G.711 instead)"] = spent / len(decoded) * 1e6
     silence = np.zeros(160, np.int16)
     started = time.perf_counter()
     for _ in range(len(frames)):

@@ -69,6 +69,7 @@ class Downsampler:
         taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(self.TAPS, 7.0)
         self._taps = (taps / taps.sum()).astype(np.float32)
         self._history = np.zeros(self.TAPS - 1, np.float32)
+        self._index: dict[int, npt.NDArray[np.intp]] = {}
 
     def feed(self, samples: npt.NDArray[np.int16], channels: int) -> npt.NDArray[np.int16]:
         """8 kHz mono int16 for `samples` (a multiple of 6 frames at 48 kHz)."""
@@ -76,9 +77,14 @@ class Downsampler:
         if channels == 2:
             mono = (mono[0::2] + mono[1::2]) * 0.5
         buffer = np.concatenate([self._history, mono])
-        windows = np.lib.stride_tricks.sliding_window_view(buffer, self.TAPS)[:: self.FACTOR]
         self._history = buffer[len(buffer) - (self.TAPS - 1) :]
-        out: npt.NDArray[np.float32] = windows @ self._taps
+        index = self._index.get(len(buffer))
+        if index is None:  # one gather index per input length (Opus frames: one length)
+            starts = np.arange(0, len(buffer) - self.TAPS + 1, self.FACTOR)
+            index = self._index[len(buffer)] = starts[:, None] + np.arange(self.TAPS)
+            if len(self._index) > 8:
+                self._index.pop(next(iter(self._index)))
+        out: npt.NDArray[np.float32] = buffer[index] @ self._taps
         return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
 
 
