@@ -12,11 +12,14 @@ switch, and the switch's own queue call with music.
 Measured over a steady window once every call is up: the server's CPU (user + system,
 all threads, from /proc) with the N browser calls up, minus its CPU with the N browser
 phones registered and idle (the idle console costs almost nothing), per call; and beside
-it the same N callers placed by sipp as plain G.711 SIP phones into the same queue in the
-same run (the reference: what a call costs the switch without the browser gateway), so
-the gateway's own price per call is the difference. Also printed: the gateway's own
-per-frame work on the loop (resampling and frame building), timed in this process over
-the same code, and aiortc's Opus encode/decode per frame (done in its threads).
+it, first, the same N callers placed by sipp as plain G.711 SIP phones into the same
+queue on the same server (the reference: what a call costs the switch without the
+browser gateway; it also makes the queue's music before the browsers' window), so the
+gateway's own price per call is the difference. `audio` is what the browsers received
+against 50 frames a second each: under 100 % the machine could not keep up. Also
+printed: the gateway's own per-frame work on the loop (downsampling, G.711, frame
+building), timed in this process over the same code, and aiortc's Opus encode/decode
+per frame (done in its threads).
 
 The goal (issue 16): 50 concurrent browser calls on one core, at most 2 % of a core each.
 This process (the browsers) has its own CPU, printed too: on a 2-core machine the
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fractions
 import json
 import re
@@ -46,8 +50,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaBlackhole
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
 
 from benchmarks.common import (
     ROOT,
@@ -110,7 +120,8 @@ class BrowserClient:
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.pc: RTCPeerConnection | None = None
-        self.sink = MediaBlackhole()
+        self.frames = 0  # audio frames received from the switch (through the gateway)
+        self._sinks: list[asyncio.Task[None]] = []
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
 
@@ -139,26 +150,36 @@ class BrowserClient:
                 if match(message):
                     return message
 
-    async def call(self, number: str) -> None:
+    async def call(self, number: str, codec: str) -> None:
         assert self.ws is not None
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTrack(Tone())
+        transceiver = pc.addTransceiver(Tone(), direction="sendrecv")
+        if codec != "opus":  # a browser offering G.711 only
+            wanted = f"audio/{codec.upper()}"
+            codecs = RTCRtpSender.getCapabilities("audio").codecs
+            transceiver.setCodecPreferences([c for c in codecs if c.mimeType == wanted])
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            self.sink.addTrack(track)
+            self._sinks.append(asyncio.create_task(self._count(track)))
 
         await pc.setLocalDescription(await pc.createOffer())
         await self.ws.send_json({"type": "call", "number": number, "sdp": pc.localDescription.sdp})
         answer = await self.expect(lambda m: m["type"] == "sdp")
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-        await self.sink.start()
         await self.expect(lambda m: m["type"] == "call" and m["state"] == "up")
 
+    async def _count(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                self.frames += 1
+
     async def close(self) -> None:
+        for sink in self._sinks:
+            sink.cancel()
         if self.pc is not None:
             await self.pc.close()
-        await self.sink.stop()
         if self.ws is not None:
             await self.ws.close()
         if self._reader is not None:
@@ -209,27 +230,41 @@ async def window(pid: int, seconds: float) -> tuple[float, float]:
     return (cpu(pid) - server) / elapsed, (time.process_time() - mine) / elapsed
 
 
-async def browsers(pid: int, web: int, users: list[str], seconds: float) -> dict[str, float]:
+async def browsers(
+    pid: int, web: int, users: list[str], seconds: float, codec: str
+) -> dict[str, float]:
     base = f"http://127.0.0.1:{web}"
     clients = [BrowserClient(base, user) for user in users]
     try:
         for client in clients:
             await client.phone_on()
-        # Settle: the server prepares its default prompts once after a start.
-        for _ in range(60):
-            quiet, _ = await window(pid, 1.0)
-            if quiet < 0.03:
-                break
         idle, _ = await window(pid, seconds)
         started = time.monotonic()
         for group in range(0, len(clients), 10):
-            await asyncio.gather(*(c.call(QUEUE) for c in clients[group : group + 10]))
+            await asyncio.gather(*(c.call(QUEUE, codec) for c in clients[group : group + 10]))
         setup = time.monotonic() - started
         await asyncio.sleep(2.0)  # settle: jitter buffers filled, DTLS done everywhere
+        frames = sum(c.frames for c in clients)
         busy, mine = await window(pid, seconds)
-        return {"idle": idle, "busy": busy, "client": mine, "setup": setup}
+        # Frames the browsers got in the window against 50 a second each: under 100 %
+        # means someone (the server or these browsers) could not keep up.
+        got = (sum(c.frames for c in clients) - frames) / (len(clients) * 50 * seconds)
+        return {"idle": idle, "busy": busy, "client": mine, "setup": setup, "audio": got}
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+def settle(pid: int) -> float:
+    """Until the server is quiet (after a start it prepares its default prompts once);
+    its CPU (cores) over the last second."""
+    quiet = 1.0
+    for _ in range(60):
+        before, wall = cpu(pid), time.monotonic()
+        time.sleep(1.0)
+        quiet = (cpu(pid) - before) / (time.monotonic() - wall)
+        if quiet < 0.03:
+            break
+    return quiet
 
 
 def sipp_reference(pid: int, sip: int, calls: int, seconds: float, work: Path) -> float | None:
@@ -246,7 +281,9 @@ def sipp_reference(pid: int, sip: int, calls: int, seconds: float, work: Path) -
     args += ["-auth_uri", f"{QUEUE}@127.0.0.1:{sip}", "-mp", str(free_port())]
     proc = spawn(args, work / "sipp.out", cwd=work)
     try:
-        time.sleep(2.0 + calls / 50)  # the calls start at 50 a second, then settle
+        # The calls start at 50 a second, then settle (the first queue call of a run also
+        # makes the default music once).
+        time.sleep(4.0 + calls / 50)
         before, wall = cpu(pid), time.monotonic()
         time.sleep(seconds)
         return (cpu(pid) - before) / (time.monotonic() - wall)
@@ -314,6 +351,9 @@ def main() -> None:
     parser.add_argument("--calls", default="1,10,50", help="Call counts, comma-separated.")
     parser.add_argument("--seconds", type=float, default=10.0, help="Measuring window (s).")
     parser.add_argument("--keep", type=Path, help="Keep the work directories here.")
+    parser.add_argument(
+        "--codec", choices=("opus", "pcmu"), default="opus", help="What the browsers offer."
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.calls.split(",")]
     print("per-frame work (us per 20 ms frame):")
@@ -325,31 +365,36 @@ def main() -> None:
         users = [f"{2000 + i}" for i in range(1, n + 1)]
         proc, sip, web = start_server(work, users)
         try:
-            result = asyncio.run(browsers(proc.pid, web, users, args.seconds))
+            quiet = settle(proc.pid)
             reference = sipp_reference(proc.pid, sip, n, args.seconds, work)
+            settle(proc.pid)
+            result = asyncio.run(browsers(proc.pid, web, users, args.seconds, args.codec))
         finally:
             stop(proc)
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-        rows.append((n, result, reference))
+        rows.append((n, result, reference, quiet))
     print()
     head = (
         f"{'calls':>5} {'server idle':>11} {'server busy':>11} {'per call':>9}"
         f" {'sipp G.711':>10} {'per call':>9} {'ratio':>6} {'browsers':>9} {'setup s':>8}"
+        f" {'audio':>6}"
     )
     print(head)
-    for n, r, ref in rows:
+    for n, r, ref, quiet in rows:
         per = (r["busy"] - r["idle"]) / n
-        ref_per = None if ref is None else (ref - r["idle"]) / n
+        ref_per = None if ref is None else max(ref - quiet, 0.0) / n
         ratio = f"{per / ref_per:6.1f}" if ref_per else "     -"
         print(
             f"{n:5d} {r['idle']:10.1%} {r['busy']:11.1%} {per:9.2%}"
             f" {(ref if ref is not None else float('nan')):10.1%}"
             f" {(ref_per if ref_per is not None else float('nan')):9.2%} {ratio}"
-            f" {r['client']:9.1%} {r['setup']:8.1f}"
+            f" {r['client']:9.1%} {r['setup']:8.1f} {r['audio']:6.0%}"
         )
     print("\nCPU in cores (100% = one core); 'per call' = (busy - idle) / calls;")
-    print("'sipp G.711' = the same calls as plain SIP phones (no gateway); ratio = browser/plain.")
+    print("'sipp G.711' = the same calls as plain SIP phones (no gateway); ratio = browser/plain;")
+    print("'audio' = frames the browsers received / 50 a second each (under 100%: overloaded).")
+    print(f"browsers offered {args.codec}")
 
 
 if __name__ == "__main__":

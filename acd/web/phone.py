@@ -101,7 +101,12 @@ class _Phone:
         if self.media is not None:
             await self.media.close()
         media = self.media = BrowserMedia(leg, f"phone {self.user}")
-        answer = await media.answer(offer)
+        try:
+            answer = await media.answer(offer)
+        except BaseException:
+            self.media = None
+            await media.close()
+            raise
         self.send({"type": "sdp", "sdp": answer})
         self.spawn(self._watch(media), "watch media")
         return answer
@@ -122,8 +127,9 @@ class _Phone:
             number, sdp = message.get("number"), message.get("sdp")
             if not isinstance(number, str) or not valid_number(number.strip()):
                 return self.error("not a number")
-            if not isinstance(sdp, str) or line.call is not None:
-                return self.error("a call is in progress" if line.call else "no offer")
+            busy = line.call is not None or self.media is not None
+            if not isinstance(sdp, str) or busy:
+                return self.error("a call is in progress" if busy else "no offer")
             try:
                 leg = SwitchLeg(self.service.ports, f"{self.user}-web-out")
             except MediaError:
@@ -181,6 +187,9 @@ class _Phone:
             call = await self.line.dial(number, leg)
         except ValueError as exc:
             self.error(str(exc))
+            media, self.media = self.media, None
+            if media is not None:
+                await media.close()
             return
         self._forwarding()
         log.info("browser phone %s: call to %s %s", self.user, number, call.state)

@@ -13,7 +13,9 @@ Calls (at most one at a time; a second INVITE gets 486):
 - placed: INVITE (answering the switch's 407 once), 180 -> "ringing", 2xx -> ACK, up;
   hanging up before the answer sends CANCEL, after it BYE;
 - taken: INVITE -> 180 and "incoming" to the page; the page's answer -> 200 (sent again
-  until the ACK, RFC 3261 §13.3.1.4), a decline -> 603; the switch's CANCEL -> 487;
+  until the ACK, RFC 3261 §13.3.1.4), a decline (or the page closing) -> 486, never a
+  6xx, which would end the user's other phones' ringing too (RFC 3261 §16.7 step 5);
+  the switch's CANCEL -> 487;
 - up: hold and resume are re-INVITEs (sendonly / sendrecv), transfer is a REFER (blind,
   RFC 3515), DTMF goes as RFC 4733 events in the RTP stream (acd.web.phone_rtp).
 
@@ -333,7 +335,7 @@ class BrowserLine:
             return make_response(request, 487, to_tag=call.to_tag)
         if not take:
             self._end(call, "declined")
-            return make_response(request, 603, to_tag=call.to_tag)
+            return make_response(request, 486, to_tag=call.to_tag)
         try:
             sdp = answer(
                 call.offer,

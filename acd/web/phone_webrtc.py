@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import fractions
 import logging
-import time
 
 import av
 import numpy as np
@@ -33,7 +32,7 @@ from acd.web.phone_rtp import SwitchLeg
 from media.endpoint import FRAME, RATE
 from media.send_clock import SendClock
 
-__all__ = ["BrowserMedia", "CodecMeter", "Downsampler", "SwitchTrack"]
+__all__ = ["BrowserMedia", "Downsampler", "SwitchTrack"]
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +41,6 @@ _TIME_BASE = fractions.Fraction(1, RATE)
 _TRACK_DEPTH = 3
 #: Largest SDP offer a page may send (bytes).
 MAX_SDP = 16_000
-
-
-class CodecMeter:
-    """Seconds of loop time spent on this gateway's per-frame audio work (resampling,
-    framing, AudioFrame building): the benchmark reads it."""
-
-    seconds = 0.0
-    frames = 0
 
 
 class Downsampler:
@@ -103,7 +94,6 @@ class SwitchTrack(MediaStreamTrack):
         self._clock.add(self)
 
     def tick(self) -> None:
-        started = time.perf_counter()
         samples = self._leg.heard.pop()
         if samples is None:
             samples = self._silence
@@ -115,8 +105,6 @@ class SwitchTrack(MediaStreamTrack):
         if self._frames.full():
             self._frames.get_nowait()
         self._frames.put_nowait(frame)
-        CodecMeter.seconds += time.perf_counter() - started
-        CodecMeter.frames += 1
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -180,7 +168,6 @@ class BrowserMedia:
         try:
             while True:
                 frame = await track.recv()
-                started = time.perf_counter()
                 assert isinstance(frame, av.AudioFrame)
                 channels = len(frame.layout.channels)
                 raw = np.asarray(frame.to_ndarray(), np.int16).reshape(-1)
@@ -203,7 +190,6 @@ class BrowserMedia:
                     if self.forwarding:
                         self.leg.say(pending[:FRAME])
                     pending = pending[FRAME:]
-                CodecMeter.seconds += time.perf_counter() - started
         except MediaStreamError:
             return
 
