@@ -19,6 +19,7 @@ ROUTES = [
     ("GET", "/static/desktop.js"),
     ("GET", "/static/common.js"),
     ("GET", "/ws"),
+    ("GET", "/ws/phone"),
     ("POST", "/logout"),
     ("GET", "/api/me"),
     ("POST", "/api/agent"),

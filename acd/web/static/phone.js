@@ -33,6 +33,8 @@ const phone = {
     if (phone.socket) {
       return;
     }
+    // Made on this click (a user gesture), so that the ring may sound later.
+    phone.ringContext = phone.ringContext || new AudioContext();
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(scheme + "//" + window.location.host + "/ws/phone");
     phone.socket = socket;
@@ -41,6 +43,7 @@ const phone = {
     socket.addEventListener("message", (event) => phone.received(JSON.parse(event.data)));
     socket.addEventListener("close", () => {
       phone.socket = null;
+      phone.ring(false);
       phone.endMedia();
       phone.call = null;
       phone.say("off");
@@ -70,11 +73,9 @@ const phone = {
       const held = message.held ? " (held)" : "";
       phone.say(message.state === "ended" ? "ready" : message.state + held);
       phone.$("#phone-party").textContent = message.state === "ended" ? "-" : message.party;
-      if (message.state === "ringing" && message.direction === "in") {
-        phone.$("#phone-ring").hidden = false;
-      } else {
-        phone.$("#phone-ring").hidden = true;
-      }
+      const ringing = message.state === "ringing" && message.direction === "in";
+      phone.$("#phone-ring").hidden = !ringing;
+      phone.ring(ringing);
       if (message.state === "ended") {
         phone.endMedia();
         if (message.why && message.why !== "hangup" && message.why !== "remote hangup") {
@@ -85,6 +86,29 @@ const phone = {
     } else if (message.type === "error") {
       phone.problem(message.message);
     }
+  },
+
+  // The incoming-call ring: 425 Hz, one second on, two off, until answered or gone.
+  ring(on) {
+    if (phone.ringTimer) {
+      window.clearInterval(phone.ringTimer);
+      phone.ringTimer = null;
+    }
+    const context = phone.ringContext;
+    if (!on || !context) {
+      return;
+    }
+    const burst = () => {
+      const tone = context.createOscillator();
+      const gain = context.createGain();
+      tone.frequency.value = 425;
+      gain.gain.value = 0.2;
+      tone.connect(gain).connect(context.destination);
+      tone.start();
+      tone.stop(context.currentTime + 1);
+    };
+    burst();
+    phone.ringTimer = window.setInterval(burst, 3000);
   },
 
   failed(text) {
