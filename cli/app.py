@@ -367,6 +367,13 @@ def serve(
         typer.Option(help="HTTPS certificate (PEM) of the web console; needs --web-key."),
     ] = None,
     web_key: Annotated[Path | None, typer.Option(help="Private key (PEM) of --web-cert.")] = None,
+    web_phone_codec: Annotated[
+        str,
+        typer.Option(
+            help="What the browser phones prefer: opus (the browsers' choice) or g711"
+            " (no transcoding, less CPU per call)."
+        ),
+    ] = "opus",
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
     level = _log_level(log_level)
@@ -420,6 +427,8 @@ def serve(
     acd = _import("acd.app").AcdApplication(player)
     if not 0 <= web_port <= 65535:
         raise ConfigError(f"web port {web_port} is not between 0 and 65535")
+    if web_phone_codec not in ("opus", "g711"):
+        raise ConfigError(f"--web-phone-codec {web_phone_codec!r}: choose opus or g711")
     tls = _import("acd.web.tls") if web and (web_tls or web_cert or web_key) else None
     context = None
     if tls is not None:
@@ -431,7 +440,11 @@ def serve(
             web_cert, web_key = made.cert, made.key
         context = tls.server_context(web_cert, web_key)
     console = (
-        [_import("acd.web.console").WebConsole(acd, web_host, web_port, ssl_context=context)]
+        [
+            _import("acd.web.console").WebConsole(
+                acd, web_host, web_port, ssl_context=context, phone_codec=web_phone_codec
+            )
+        ]
         if web
         else []
     )

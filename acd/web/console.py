@@ -123,6 +123,7 @@ class WebConsole:
         policy: BanPolicy | None = None,
         webhook_retry: float = 1.0,
         ssl_context: ssl.SSLContext | None = None,
+        phone_codec: str = "opus",
     ) -> None:
         self.acd = acd
         self.host = host
@@ -130,6 +131,8 @@ class WebConsole:
         self.clock = clock
         #: HTTPS when set (`pbx serve --web-tls`, acd.web.tls).
         self.ssl_context = ssl_context
+        #: What the browser phones prefer: "opus" or "g711" (`--web-phone-codec`).
+        self.phone_codec = phone_codec
         self.throttle = LoginThrottle(policy)
         self._runner: web.AppRunner | None = None
         self._switch: Switch | None = None
@@ -180,7 +183,7 @@ class WebConsole:
         app.router.add_get("/ws", self.live.websocket)
         from acd.web.phone import PhoneService  # the browser phone (acd.web.phone)
 
-        self.phones = PhoneService(self)
+        self.phones = PhoneService(self, self.phone_codec)
         app.router.add_get("/ws/phone", self.phones.websocket)
         add_routes(app, self)
         add_admin_routes(app, self)

@@ -100,7 +100,9 @@ class _Phone:
     async def _media_for(self, leg: SwitchLeg, offer: str) -> str:
         if self.media is not None:
             await self.media.close()
-        media = self.media = BrowserMedia(leg, f"phone {self.user}")
+        media = self.media = BrowserMedia(
+            leg, f"phone {self.user}", prefer_g711=self.service.codec == "g711"
+        )
         try:
             answer = await media.answer(offer)
         except BaseException:
@@ -207,8 +209,11 @@ class _Phone:
 class PhoneService:
     """The console's browser phones (see the module doc)."""
 
-    def __init__(self, console: WebConsole) -> None:
+    def __init__(self, console: WebConsole, codec: str = "opus") -> None:
         self.console = console
+        #: What the gateway prefers with the browsers: "opus" or "g711" (see
+        #: acd.web.phone_webrtc.BrowserMedia).
+        self.codec = codec
         self.ports = PortAllocator("127.0.0.1", *PORT_RANGE)
         self.phones: set[_Phone] = set()
 

@@ -10,9 +10,10 @@ half:
   grow), else G.711 silence; nothing while the call is held by us (`sending` False);
 - sends DTMF as RFC 4733 telephone-events in that same stream when the switch offered
   them (audio is suppressed while a digit is sent, RFC 4733 §2.5.1.2), else nothing;
-- takes RTP only from the address the switch's SDP names (loopback: strict), decodes
-  G.711 and keeps the frames in a jitter buffer (`media.jitter`) for the WebRTC side
-  to take one per slot (`heard`).
+- takes RTP only from the address the switch's SDP names (loopback: strict) and keeps
+  its G.711 payloads in a jitter buffer (`media.jitter`) for the WebRTC side to take one
+  per slot (`heard`, with `codec` and `decode`): decoded for the browser, or passed as
+  they are when the browser talks the same G.711 law.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class SwitchLeg:
         self._event: list[SentPacket] = []
         self._event_ts = 0
         self._event_started = 0
-        self.heard = JitterBuffer[Frame](prefill=2, limit=8)
+        self.heard = JitterBuffer[bytes](prefill=2, limit=8)
         self.sent_packets = 0
         self.received_packets = 0
         self._loop.add_reader(self._sock.fileno(), self._readable)
@@ -123,6 +124,15 @@ class SwitchLeg:
             raise MediaError(f"{self.name}: the switch chose {stream.codec.name}, not G.711")
         self._silence = self._encode(np.zeros(FRAME, np.int16)).tobytes()
         self.stream = stream
+
+    @property
+    def codec(self) -> str | None:
+        """The G.711 law agreed with the switch ("pcmu", "pcma"); None before."""
+        return self.stream.codec.key if self.stream is not None else None
+
+    def decode(self, payload: bytes) -> Frame:
+        """A payload of `heard` as 8 kHz samples."""
+        return self._decode(payload)
 
     # -- toward the switch -----------------------------------------------------------
 
@@ -192,7 +202,7 @@ class SwitchLeg:
         if header.payload_type != stream.codec.payload_type or len(body) != FRAME:
             return
         self.received_packets += 1
-        self.heard.push(header.sequence, self._decode(body))
+        self.heard.push(header.sequence, body)
 
     def _drain_rtcp(self) -> None:
         with contextlib.suppress(OSError):

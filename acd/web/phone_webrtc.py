@@ -12,7 +12,8 @@ decoder in a thread of its own).
   20 ms frames and handed to the leg, which sends one per slot of the loop's send clock.
 - Switch -> browser: `SwitchTrack` gives aiortc one 20 ms 8 kHz frame per slot of the
   loop's send clock: the leg's jitter buffer's frame, or silence (a gap, or still
-  filling); aiortc encodes it for the browser.
+  filling); aiortc encodes it for the browser. When the browser chose the switch's own
+  G.711 law, the payload goes as an encoded packet instead: no transcoding that way.
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ import asyncio
 import contextlib
 import fractions
 import logging
+import re
+from typing import Any
 
 import av
 import numpy as np
 import numpy.typing as npt
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 from acd.web.phone_rtp import SwitchLeg
@@ -87,26 +96,33 @@ class SwitchTrack(MediaStreamTrack):
     def __init__(self, leg: SwitchLeg) -> None:
         super().__init__()
         self._leg = leg
-        self._frames: asyncio.Queue[av.AudioFrame] = asyncio.Queue(_TRACK_DEPTH)
+        self._frames: asyncio.Queue[av.AudioFrame | av.Packet[Any]] = asyncio.Queue(_TRACK_DEPTH)
+        #: The G.711 law the browser negotiated ("pcmu", "pcma"); None: Opus.
+        self.passthrough: str | None = None
         self._pts = 0
         self._silence = np.zeros(FRAME, np.int16)
         self._clock: SendClock | None = SendClock.of(asyncio.get_running_loop())
         self._clock.add(self)
 
     def tick(self) -> None:
-        samples = self._leg.heard.pop()
-        if samples is None:
-            samples = self._silence
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._pts
-        frame.time_base = _TIME_BASE
+        leg = self._leg
+        payload = leg.heard.pop()
+        if payload is not None and self.passthrough is not None and self.passthrough == leg.codec:
+            # The browser talks the switch's own G.711 law: the payload as it came
+            # (aiortc packs it, no decoding, no encoding, no executor).
+            out: av.AudioFrame | av.Packet[Any] = av.Packet(payload)
+        else:
+            samples = leg.decode(payload) if payload is not None else self._silence
+            out = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+            out.sample_rate = RATE
+        out.pts = self._pts
+        out.time_base = _TIME_BASE
         self._pts += FRAME
         if self._frames.full():
             self._frames.get_nowait()
-        self._frames.put_nowait(frame)
+        self._frames.put_nowait(out)
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.AudioFrame | av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         return await self._frames.get()
@@ -118,12 +134,24 @@ class SwitchTrack(MediaStreamTrack):
         super().stop()
 
 
+def _first_codec(sdp: str) -> str | None:
+    """The name (lower case) of the first codec of the first audio m= line."""
+    found = re.search(r"^m=audio \S+ \S+ (\d+)", sdp, re.MULTILINE)
+    if found is None:
+        return None
+    rtpmap = re.search(rf"^a=rtpmap:{found.group(1)} ([^/\s]+)", sdp, re.MULTILINE)
+    return rtpmap.group(1).lower() if rtpmap else None
+
+
 class BrowserMedia:
     """One call's RTCPeerConnection (see the module doc)."""
 
-    def __init__(self, leg: SwitchLeg, name: str) -> None:
+    def __init__(self, leg: SwitchLeg, name: str, *, prefer_g711: bool = False) -> None:
         self.leg = leg
         self.name = name
+        #: Put G.711 first in the answer (when the browser offers it): no transcoding, and
+        #: no Opus work; Opus otherwise (the browsers' first choice, better on lossy Wi-Fi).
+        self.prefer_g711 = prefer_g711
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.track = SwitchTrack(leg)
         self.pc.addTrack(self.track)
@@ -156,10 +184,20 @@ class BrowserMedia:
         """
         if len(offer_sdp) > MAX_SDP:
             raise ValueError("offer too large")
+        if self.prefer_g711:
+            # Before the offer is applied: aiortc orders the common codecs by these then.
+            codecs = RTCRtpSender.getCapabilities("audio").codecs
+            first = [c for c in codecs if c.mimeType.lower() in ("audio/pcmu", "audio/pcma")]
+            rest = [c for c in codecs if c not in first]
+            for transceiver in self.pc.getTransceivers():
+                transceiver.setCodecPreferences(first + rest)
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        local = self.pc.localDescription
-        return str(local.sdp)
+        sdp = str(self.pc.localDescription.sdp)
+        chosen = _first_codec(sdp)
+        self.track.passthrough = chosen if chosen in ("pcmu", "pcma") else None
+        log.info("%s: the browser talks %s", self.name, chosen)
+        return sdp
 
     async def _from_browser(self, track: MediaStreamTrack) -> None:
         resampler: av.AudioResampler | None = None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from pbx.store.queues import Queue
 from tests.interop.baresip import Baresip
 from tests.interop.peers import run_sipp
@@ -24,12 +26,16 @@ from tests.web.phone import (
 )
 
 
-async def test_browser_calls_baresip_tones_both_ways(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codec", ["opus", "g711"])
+async def test_browser_calls_baresip_tones_both_ways(tmp_path: Path, codec: str) -> None:
     """Acceptance 1: the browser, logged in as 1003, calls baresip 1001; baresip's
-    recording holds the browser's tone and the page hears 1001's tone."""
+    recording holds the browser's tone and the page hears 1001's tone. With Opus (the
+    browser's choice: transcoded) and with G.711 preferred (passed through)."""
     need("baresip")
     loop = asyncio.get_running_loop()
     async with console_server(tmp_path) as c:
+        assert c.web.phones is not None
+        c.web.phones.codec = codec
         with Baresip(
             tmp_path / "b1001",
             user="1001",
@@ -45,6 +51,10 @@ async def test_browser_calls_baresip_tones_both_ways(tmp_path: Path) -> None:
                 await browser.click("#phone-call")
                 await loop.run_in_executor(None, phone.wait_for_event, "CALL_ESTABLISHED", 15)
                 await browser.wait_text("#phone-status", "up", exact=True)
+                # Opus is transcoded; preferred G.711 goes through as it is.
+                [on] = c.web.phones.phones
+                assert on.media is not None
+                assert on.media.track.passthrough == (None if codec == "opus" else "pcmu")
                 await hears(browser, BARESIP_HZ)
                 await baresip_hears(phone, BROWSER_HZ, seconds=1.0)
                 await browser.screenshot("browser-calls-baresip")

@@ -101,6 +101,12 @@ def test_serve_tls_options(tmp_path: Path, served: list[list[Any]]) -> None:
     assert result.stderr == "pbx: error: give --web-cert and --web-key together\n"
     result = serve(tmp_path, "--web-cert", str(own.key), "--web-key", str(own.key))
     assert result.exit_code == 1 and result.stderr.startswith("pbx: error: cannot use")
+    # The browser phones' codec preference rides along.
+    assert served[-1][-1].phone_codec == "opus"
+    assert serve(tmp_path, "--web-phone-codec", "g711").exit_code == 0
+    assert served[-1][-1].phone_codec == "g711"
+    result = serve(tmp_path, "--web-phone-codec", "speex")
+    assert result.stderr == "pbx: error: --web-phone-codec 'speex': choose opus or g711\n"
 
 
 async def test_https_console_secure_cookie_and_phone_over_wss(tmp_path: Path) -> None:
