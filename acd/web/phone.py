@@ -101,7 +101,10 @@ class _Phone:
         if self.media is not None:
             await self.media.close()
         media = self.media = BrowserMedia(
-            leg, f"phone {self.user}", prefer_g711=self.service.codec == "g711"
+            leg,
+            f"phone {self.user}",
+            prefer_g711=self.service.codec == "g711",
+            host=self.service.console.host,
         )
         try:
             answer = await media.answer(offer)

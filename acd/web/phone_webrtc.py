@@ -3,9 +3,10 @@
 One `RTCPeerConnection` per call, made when the page sends its offer (the browser always
 offers: it asks for the microphone only when a call needs it). ICE: host candidates only
 (no STUN or TURN servers: LAN use), gathered before the answer is given, so no trickle
-is needed; DTLS-SRTP as WebRTC requires. aiortc negotiates Opus or G.711 with the
-browser and does that codec work off the loop (its encoder runs in an executor, its
-decoder in a thread of its own).
+is needed, and only those on the console's own address offered when it has one;
+DTLS-SRTP as WebRTC requires. aiortc negotiates Opus or G.711 with the browser and
+does that codec work off the loop (its encoder runs in an executor, its decoder in a
+thread of its own).
 
 - Browser -> switch: each decoded frame (48 kHz stereo from Opus, 8 kHz from G.711) is
   brought to 8 kHz mono (`Downsampler`; libswresample for anything else), cut into
@@ -41,7 +42,7 @@ from acd.web.phone_rtp import SwitchLeg
 from media.endpoint import FRAME, RATE
 from media.send_clock import SendClock
 
-__all__ = ["BrowserMedia", "Downsampler", "SwitchTrack"]
+__all__ = ["BrowserMedia", "Downsampler", "SwitchTrack", "pin_candidates"]
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,27 @@ class SwitchTrack(MediaStreamTrack):
         super().stop()
 
 
+def pin_candidates(sdp: str, host: str) -> str:
+    """The answer with only the ICE candidates on `host` (the console's address), when
+    the console listens on one address and some candidate is on it; else unchanged
+    (aioice gathers on every non-loopback interface: a console on 0.0.0.0, or on
+    loopback with the browser on this machine, needs them)."""
+    if host in ("", "0.0.0.0", "::"):
+        return sdp
+    lines = sdp.split("\r\n")
+    mine = [line for line in lines if line.startswith("a=candidate:") and _on(line, host)]
+    if not mine:
+        return sdp
+    kept = [line for line in lines if not line.startswith("a=candidate:") or line in mine]
+    return "\r\n".join(kept)
+
+
+def _on(candidate: str, host: str) -> bool:
+    """Whether an `a=candidate:` line's address is `host`."""
+    fields = candidate.split()
+    return len(fields) > 5 and fields[4] == host
+
+
 def _first_codec(sdp: str) -> str | None:
     """The name (lower case) of the first codec of the first audio m= line."""
     found = re.search(r"^m=audio \S+ \S+ (\d+)", sdp, re.MULTILINE)
@@ -146,9 +168,13 @@ def _first_codec(sdp: str) -> str | None:
 class BrowserMedia:
     """One call's RTCPeerConnection (see the module doc)."""
 
-    def __init__(self, leg: SwitchLeg, name: str, *, prefer_g711: bool = False) -> None:
+    def __init__(
+        self, leg: SwitchLeg, name: str, *, prefer_g711: bool = False, host: str = ""
+    ) -> None:
         self.leg = leg
         self.name = name
+        #: The console's address: the only one offered to the browser (`pin_candidates`).
+        self.host = host
         #: Put G.711 first in the answer (when the browser offers it): no transcoding, and
         #: no Opus work; Opus otherwise (the browsers' first choice, better on lossy Wi-Fi).
         self.prefer_g711 = prefer_g711
@@ -193,7 +219,7 @@ class BrowserMedia:
                 transceiver.setCodecPreferences(first + rest)
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        sdp = str(self.pc.localDescription.sdp)
+        sdp = pin_candidates(str(self.pc.localDescription.sdp), self.host)
         chosen = _first_codec(sdp)
         self.track.passthrough = chosen if chosen in ("pcmu", "pcma") else None
         log.info("%s: the browser talks %s", self.name, chosen)

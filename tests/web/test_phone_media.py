@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from acd.web.phone_rtp import SwitchLeg
-from acd.web.phone_webrtc import Downsampler
+from acd.web.phone_webrtc import Downsampler, pin_candidates
 from media.g711 import ulaw_decode, ulaw_encode
 from media.ports import PortAllocator
 from media.sdp import AudioStream, Codec
@@ -101,3 +101,31 @@ async def test_leg_streams_audio_digits_and_listens_only_to_the_switch() -> None
         leg.close()
         switch.close()
         stranger.close()
+
+
+ANSWER = "\r\n".join(
+    [
+        "v=0",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "a=candidate:1 1 udp 2130706431 192.0.2.2 50001 typ host",
+        "a=candidate:2 1 udp 2130706431 198.51.100.7 50002 typ host",
+        "a=rtpmap:111 opus/48000/2",
+        "",
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "kept"),
+    [
+        ("192.0.2.2", ["192.0.2.2"]),  # the console's address: only its candidate
+        ("198.51.100.7", ["198.51.100.7"]),
+        ("0.0.0.0", ["192.0.2.2", "198.51.100.7"]),  # every address: all of them
+        ("127.0.0.1", ["192.0.2.2", "198.51.100.7"]),  # none on it: all (same machine)
+    ],
+)
+def test_candidates_pinned_to_the_console_address(host: str, kept: list[str]) -> None:
+    sdp = pin_candidates(ANSWER, host)
+    found = [line.split()[4] for line in sdp.split("\r\n") if line.startswith("a=candidate:")]
+    assert found == kept
+    assert "a=rtpmap:111 opus/48000/2" in sdp
