@@ -59,7 +59,9 @@ class Downsampler:
     at 3.4 kHz, more than 45 dB down from 4.6 kHz, which would alias into the telephone
     band) computed only at every 6th sample
     (the outputs kept), its history carried from frame to frame so that frames join
-    without a click. About ten times cheaper than libswresample's per-frame call here."""
+    without a click. Cheaper on the loop than a libswresample call per
+    frame with numpy G.711 (benchmarks/webrtc.py prints both: about 39 against 58 us a
+    frame, G.711 included, on the 2-core test machine)."""
 
     TAPS = 120
     FACTOR = 6
