@@ -258,8 +258,16 @@ def init(
     else:
         typer.echo(f"{settings.data_dir} is already initialized (realm {result.realm!r})")
     typer.echo(f"database: {settings.db_path}")
+    _echo_certificate(_import("acd.web.tls").ensure_certificate(settings.data_dir))
     if result.users == 0:
         typer.echo(HINT_ADD_USER)
+
+
+def _echo_certificate(made: Any) -> None:
+    """Where the web console's certificate is and its fingerprint (acd.web.tls)."""
+    verb = "made" if made.created else "is"
+    typer.echo(f"web console certificate {verb} {made.cert}")
+    typer.echo(f"  SHA-256 fingerprint {made.fingerprint}")
 
 
 def _import(name: str) -> ModuleType:
@@ -346,6 +354,26 @@ def serve(
     web_port: Annotated[
         int, typer.Option(help="Port of the web console (0 picks a free one).")
     ] = 8080,
+    web_tls: Annotated[
+        bool,
+        typer.Option(
+            "--web-tls",
+            help="Serve the web console over HTTPS with the data directory's certificate"
+            " (browsers give the microphone only to secure pages).",
+        ),
+    ] = False,
+    web_cert: Annotated[
+        Path | None,
+        typer.Option(help="HTTPS certificate (PEM) of the web console; needs --web-key."),
+    ] = None,
+    web_key: Annotated[Path | None, typer.Option(help="Private key (PEM) of --web-cert.")] = None,
+    web_phone_codec: Annotated[
+        str,
+        typer.Option(
+            help="What the browser phones prefer: opus (the browsers' choice) or g711"
+            " (no transcoding, less CPU per call)."
+        ),
+    ] = "opus",
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
     level = _log_level(log_level)
@@ -399,7 +427,27 @@ def serve(
     acd = _import("acd.app").AcdApplication(player)
     if not 0 <= web_port <= 65535:
         raise ConfigError(f"web port {web_port} is not between 0 and 65535")
-    console = [_import("acd.web.console").WebConsole(acd, web_host, web_port)] if web else []
+    if web_phone_codec not in ("opus", "g711"):
+        raise ConfigError(f"--web-phone-codec {web_phone_codec!r}: choose opus or g711")
+    tls = _import("acd.web.tls") if web and (web_tls or web_cert or web_key) else None
+    context = None
+    if tls is not None:
+        if (web_cert is None) != (web_key is None):
+            raise ConfigError("give --web-cert and --web-key together")
+        if web_cert is None or web_key is None:
+            made = tls.ensure_certificate(settings.data_dir)
+            _echo_certificate(made)
+            web_cert, web_key = made.cert, made.key
+        context = tls.server_context(web_cert, web_key)
+    console = (
+        [
+            _import("acd.web.console").WebConsole(
+                acd, web_host, web_port, ssl_context=context, phone_codec=web_phone_codec
+            )
+        ]
+        if web
+        else []
+    )
     server.run(
         settings,
         applications=[

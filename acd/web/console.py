@@ -18,6 +18,7 @@ import asyncio
 import html
 import importlib.resources
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from pbx.api import (
 if TYPE_CHECKING:
     from acd.app import AcdApplication
     from acd.web.live import LiveHub
+    from acd.web.phone import PhoneService
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Principal", "WebConsole"]
 
@@ -58,7 +60,7 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 _MAX_BODY = 256 * 1024
-_STATIC = ("desktop.js", "wallboard.js", "admin.js", "common.js", "console.css")
+_STATIC = ("desktop.js", "wallboard.js", "admin.js", "common.js", "console.css", "phone.js")
 _PAGES = {"/desktop": "desktop.html", "/wallboard": "wallboard.html", "/admin": "admin.html"}
 _SUPERVISORS = ("supervisor", "admin")
 _CSP = (
@@ -129,11 +131,17 @@ class WebConsole:
         clock: Callable[[], float] = time.time,
         policy: BanPolicy | None = None,
         webhook_retry: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
+        phone_codec: str = "opus",
     ) -> None:
         self.acd = acd
         self.host = host
         self.port = port
         self.clock = clock
+        #: HTTPS when set (`pbx serve --web-tls`, acd.web.tls).
+        self.ssl_context = ssl_context
+        #: What the browser phones prefer: "opus" or "g711" (`--web-phone-codec`).
+        self.phone_codec = phone_codec
         self.throttle = LoginThrottle(policy)
         self._runner: web.AppRunner | None = None
         self._switch: Switch | None = None
@@ -141,6 +149,7 @@ class WebConsole:
         self.webhook = Webhook(self._webhook_settings, first_retry=webhook_retry, clock=clock)
         #: Click-to-calls in progress, by agent (one each; the console owns the tasks).
         self.dialling: dict[str, asyncio.Task[None]] = {}
+        self.phones: PhoneService | None = None
 
     @property
     def switch(self) -> Switch:
@@ -183,11 +192,15 @@ class WebConsole:
         app.router.add_get("/ws", self.live.websocket)
         app.router.add_get("/api/sessions", self._sessions)
         app.router.add_delete("/api/sessions/{id}", self._revoke)
+        from acd.web.phone import PhoneService  # the browser phone (acd.web.phone)
+
+        self.phones = PhoneService(self, self.phone_codec)
+        app.router.add_get("/ws/phone", self.phones.websocket)
         add_routes(app, self)
         add_admin_routes(app, self)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -204,7 +217,8 @@ class WebConsole:
         self.port = int(runner.addresses[0][1])
         await self.live.start()
         self.webhook.start()
-        log.info("web console on http://%s:%d/", self.host, self.port)
+        scheme = "https" if self.ssl_context is not None else "http"
+        log.info("web console on %s://%s:%d/", scheme, self.host, self.port)
 
     async def close(self) -> None:
         await self.webhook.close()
@@ -213,6 +227,8 @@ class WebConsole:
         await asyncio.gather(*self.dialling.values(), return_exceptions=True)
         if self._live is not None:
             await self._live.close()
+        if self.phones is not None:
+            await self.phones.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

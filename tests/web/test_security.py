@@ -21,6 +21,7 @@ ROUTES = [
     ("GET", "/ws"),
     ("GET", "/api/sessions"),
     ("DELETE", "/api/sessions/0123456789abcdef"),
+    ("GET", "/ws/phone"),
     ("POST", "/logout"),
     ("GET", "/api/me"),
     ("POST", "/api/agent"),
