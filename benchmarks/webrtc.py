@@ -59,6 +59,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from acd.web.phone_webrtc import gather_on
 from benchmarks.common import (
     ROOT,
     SIP_OPTIONS,
@@ -152,6 +153,7 @@ class BrowserClient:
 
     async def call(self, number: str, codec: str) -> None:
         assert self.ws is not None
+        gather_on("127.0.0.1")  # the browsers' candidates on loopback too, as the switch's
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         transceiver = pc.addTransceiver(Tone(), direction="sendrecv")
         if codec != "opus":  # a browser offering G.711 only

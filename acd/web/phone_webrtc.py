@@ -3,7 +3,8 @@
 One `RTCPeerConnection` per call, made when the page sends its offer (the browser always
 offers: it asks for the microphone only when a call needs it). ICE: host candidates only
 (no STUN or TURN servers: LAN use), gathered before the answer is given, so no trickle
-is needed, and only those on the console's own address offered when it has one;
+is needed, and only on the console's own address when it has one (a loopback console's
+too: `gather_on`);
 DTLS-SRTP as WebRTC requires. aiortc negotiates Opus or G.711 with the browser and
 does that codec work off the loop (its encoder runs in an executor, its decoder in a
 thread of its own).
@@ -22,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import ipaddress
 import logging
 import re
 from typing import Any
 
+import aioice.ice
 import av
 import numpy as np
 import numpy.typing as npt
@@ -42,7 +45,7 @@ from acd.web.phone_rtp import SwitchLeg
 from media.endpoint import FRAME, RATE
 from media.send_clock import SendClock
 
-__all__ = ["BrowserMedia", "Downsampler", "SwitchTrack", "pin_candidates"]
+__all__ = ["BrowserMedia", "Downsampler", "SwitchTrack", "gather_on", "pin_candidates"]
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +140,36 @@ class SwitchTrack(MediaStreamTrack):
         super().stop()
 
 
+#: The one address aioice gathers host candidates on (see `gather_on`), if any.
+_PINNED: list[str] = []
+
+
+def gather_on(host: str) -> None:
+    """Make aioice gather host candidates on the console's address only, when the console
+    listens on one: aioice gathers on every interface but loopback, and checks pairs from
+    all of them, whatever the answer offered; a console on 127.0.0.1 (the default, and
+    every test) would have no candidate at all on its own address. aioice has no setting
+    for this, so its `get_host_addresses` is wrapped once, process-wide (one console a
+    process); a console on 0.0.0.0 or :: gathers as aioice does."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if address.is_unspecified:
+        return
+    if not _PINNED:
+
+        def pinned(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+            return [h for h in _PINNED if (use_ipv6 if ":" in h else use_ipv4)]
+
+        aioice.ice.get_host_addresses = pinned
+    _PINNED[:] = [str(address)]
+
+
 def pin_candidates(sdp: str, host: str) -> str:
     """The answer with only the ICE candidates on `host` (the console's address), when
-    the console listens on one address and some candidate is on it; else unchanged
-    (aioice gathers on every non-loopback interface: a console on 0.0.0.0, or on
-    loopback with the browser on this machine, needs them)."""
+    the console listens on one address and some candidate is on it (`gather_on` makes
+    them the only ones); else unchanged (a console on 0.0.0.0 offers every interface's)."""
     if host in ("", "0.0.0.0", "::"):
         return sdp
     lines = sdp.split("\r\n")
@@ -180,6 +208,7 @@ class BrowserMedia:
         #: Put G.711 first in the answer (when the browser offers it): no transcoding, and
         #: no Opus work; Opus otherwise (the browsers' first choice, better on lossy Wi-Fi).
         self.prefer_g711 = prefer_g711
+        gather_on(host)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.track = SwitchTrack(leg)
         self.pc.addTrack(self.track)

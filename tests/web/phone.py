@@ -35,6 +35,9 @@ def fake_mic(wav: Path) -> tuple[str, ...]:
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}",
         "--autoplay-policy=no-user-gesture-required",
+        # Chromium leaves loopback out of WebRTC unless told: with it the tests need no
+        # interface but loopback (the switch offers only 127.0.0.1: `gather_on`).
+        "--allow-loopback-in-peer-connection",
     )
 
 
@@ -108,3 +111,23 @@ async def baresip_hears(phone: Baresip, hz: float, seconds: float = 1.0) -> None
     while not await check():
         assert loop.time() < deadline, f"baresip never heard {seconds} s of {hz} Hz"
         await asyncio.sleep(0.2)
+
+
+def media_path(pc: Any) -> tuple[str, str]:
+    """The addresses (ours, the browser's) of the ICE pair an aiortc peer connection
+    nominated (aioice's own state: aiortc has no getter for it)."""
+    [transceiver] = pc.getTransceivers()
+    connection = transceiver.receiver.transport.transport._connection
+    pair = connection._nominated[1]
+    return str(pair.local_candidate.host), str(pair.remote_addr[0])
+
+
+def own_addresses() -> set[str]:
+    """This machine's IP addresses (every interface's, loopback's too)."""
+    import ifaddr
+
+    found = {"127.0.0.1", "::1"}
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            found.add(ip.ip if isinstance(ip.ip, str) else ip.ip[0])
+    return found

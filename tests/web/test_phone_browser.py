@@ -20,7 +20,9 @@ from tests.web.phone import (
     BROWSER_HZ,
     baresip_hears,
     hears,
+    media_path,
     open_desktop,
+    own_addresses,
     phone_browser,
     until,
 )
@@ -55,6 +57,11 @@ async def test_browser_calls_baresip_tones_both_ways(tmp_path: Path, codec: str)
                 [on] = c.web.phones.phones
                 assert on.media is not None
                 assert on.media.track.passthrough == (None if codec == "opus" else "pcmu")
+                # The switch's side of the media is the console's loopback address; the
+                # browser sends from its loopback candidate or another of this machine's
+                # own addresses (its choice): the packets never leave the machine.
+                ours, browsers = media_path(on.media.pc)
+                assert ours == "127.0.0.1" and browsers in own_addresses()
                 await hears(browser, BARESIP_HZ)
                 await baresip_hears(phone, BROWSER_HZ, seconds=1.0)
                 await browser.screenshot("browser-calls-baresip")
