@@ -282,7 +282,7 @@ class Supervision:
             raise PbxError(f"agent {agent}'s call ended before {from_ext} answered")
         events = call.subscribe()  # from now on: keys pressed before the task runs count
         try:
-            self._join(call, bridge, agent, chosen)
+            self._join(call, bridge, agent, chosen, from_ext)
         except PbxError:
             events.close()
             await call.hangup(0, "agent's call ended")
@@ -313,11 +313,17 @@ class Supervision:
         switch.add_body_route(ROUTE, self._route)
 
     async def close(self) -> None:
-        """Hang up the supervisors `supervise` joined (their tasks end, each awaited)."""
+        """Hang up the supervisors `supervise` joined (their tasks end, each awaited; 2 s
+        for all the BYEs' answers: a phone that no longer answers does not hold up a
+        shutdown for the BYE's 32 s)."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=2.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- in the call ---------------------------------------------------------------------
 
@@ -325,16 +331,16 @@ class Supervision:
         bridge = self.app.bridge_of(agent)
         return bridge if bridge is not None and bridge.active else None
 
-    def _join(self, call: Call, bridge: Bridge, agent: str, mode: Mode) -> None:
+    def _join(self, call: Call, bridge: Bridge, agent: str, mode: Mode, who: str) -> None:
         """Raises: PbxError when the bridge is over or the call cannot be mixed."""
         whisper_to = agent_call(bridge, agent) if mode is Mode.WHISPER else None
         bridge.add(call, mode.role, whisper_to=whisper_to)
-        log.info("call %s: supervisor %s %s agent %s", call.id, call.caller, mode.value, agent)
+        log.info("call %s: supervisor %s %s agent %s", call.id, who, mode.value, agent)
 
     async def _join_and_stay(self, call: Call, bridge: Bridge, agent: str, mode: Mode) -> str:
         events = call.subscribe()
         try:
-            self._join(call, bridge, agent, mode)
+            self._join(call, bridge, agent, mode, call.caller)  # dialled in by feature code
         except PbxError as exc:  # the call ended between the look-up and the answer
             events.close()
             log.info("call %s: cannot supervise %s: %s", call.id, agent, exc)
