@@ -121,8 +121,11 @@ async def test_contacts_due_claim_settle_recover(store: Store) -> None:
     await store.contacts.settle(due[0].id, "pending", outcome="busy", next_try=NOW + 600)
     first = await store.contacts.get(due[0].id)
     assert (first.state, first.attempts, first.last_outcome, first.next_try) == (
-        "pending", 1, "busy", NOW + 600,
-    )  # fmt: skip
+        "pending",
+        1,
+        "busy",
+        NOW + 600,
+    )
     assert [c.id for c in await store.contacts.due("spring", NOW)] == [due[1].id]
     assert await store.contacts.next_due("spring") == 0.0
     assert await store.contacts.claim(due[1].id)
@@ -148,9 +151,21 @@ async def test_dnc_global_and_per_campaign(store: Store) -> None:
 
 
 async def test_attempts_round_trip(store: Store) -> None:
-    a = DialAttempt("spring", "+14155550100", 10.0, 30.0, "connected", answered_at=14.0,
-                    amd="human", amd_decided_at=15.1, amd_ms=1100, agent="1001",
-                    connected_at=15.9, wait_to_agent=1.9, call_id="c1")  # fmt: skip
+    a = DialAttempt(
+        "spring",
+        "+14155550100",
+        10.0,
+        30.0,
+        "connected",
+        answered_at=14.0,
+        amd="human",
+        amd_decided_at=15.1,
+        amd_ms=1100,
+        agent="1001",
+        connected_at=15.9,
+        wait_to_agent=1.9,
+        call_id="c1",
+    )
     id_ = await store.attempts.add(a)
     [got] = await store.attempts.of_campaign("spring")
     assert got.id == id_ and got == DialAttempt(**{**a.to_json(), "id": id_})
