@@ -411,6 +411,7 @@ def serve(
             mailboxes,
             rooms.ConferenceApplication(player),
             acd,
+            _import("acd.dialer").Dialer(acd, player),  # campaigns: after the ACD it paces on
             *console,  # a service after the ACD: it reads the ACD's state
         ],
         voicemail=mailboxes,

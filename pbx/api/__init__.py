@@ -26,7 +26,7 @@ from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
 from pbx.api.switch import Application, Bridge, Service, Switch, VoicemailService
 from pbx.bans import BanList, BanPolicy, FailureLog, Verdict
-from pbx.errors import ConfigError, NotFoundError, PbxError
+from pbx.errors import ConfigError, ControlError, NotFoundError, PbxError
 from pbx.events import (
     AgentStateChanged,
     CallCreated,
@@ -87,6 +87,7 @@ __all__ = [
     "ConferenceRoom",
     "ConfigError",
     "Contact",
+    "ControlError",
     "Customer",
     "CustomerFields",
     "DialAttempt",

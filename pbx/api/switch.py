@@ -25,10 +25,14 @@ from pbx.events import Event, EventBus
 from pbx.registrar import Target, targets_for
 from pbx.store import Disposition
 from pbx.store.agents import AgentRepo
+from pbx.store.attempts import AttemptRepo
 from pbx.store.callbacks import CallbackRepo
+from pbx.store.campaigns import CampaignRepo
 from pbx.store.conferences import ConferenceRepo
+from pbx.store.contacts import ContactRepo
 from pbx.store.customers import CustomerRepo
 from pbx.store.dispositions import DispositionRepo
+from pbx.store.dnc import DncRepo
 from pbx.store.kb import KbRepo
 from pbx.store.queue_events import QueueEventRepo
 from pbx.store.queues import QueueRepo
@@ -285,6 +289,28 @@ class Switch:
     def scheduled_callback_store(self) -> ScheduledCallbackRepo:
         """Callbacks agents scheduled for a date and time (the dialer places them)."""
         return self._b2bua.store.scheduled_callbacks
+
+    # -- the dialer's repositories (issue 17) ----------------------------------------------
+
+    @property
+    def campaign_store(self) -> CampaignRepo:
+        """Outbound campaigns' settings and state."""
+        return self._b2bua.store.campaigns
+
+    @property
+    def contact_store(self) -> ContactRepo:
+        """Campaigns' contact lists."""
+        return self._b2bua.store.contacts
+
+    @property
+    def dnc_store(self) -> DncRepo:
+        """Do-not-call lists (global and per campaign)."""
+        return self._b2bua.store.dnc
+
+    @property
+    def attempt_store(self) -> AttemptRepo:
+        """Every dial attempt of the dialer."""
+        return self._b2bua.store.attempts
 
     async def originate(self, a: str, b: str, *, caller_id: str | None = None) -> dict[str, str]:
         """Click-to-call (pbx.originate): ring `a` showing `b`, then `b`, bridge them and

@@ -1,0 +1,653 @@
+"""The dialer service (issue 17): one loop per running campaign, on the Call API.
+
+Each loop, about once a second and after every event that matters (an attempt ended,
+an agent's state changed), builds the pacer's view (acd/pacers.py) from the ACD's
+agents of the campaign's queue (free ones beyond the inbound reserve and the inbound
+callers waiting; talking and wrap-up times), its calls ringing and answered-but-not-
+with-an-agent, and the compliance window's live answers and drops; asks the pacer for
+lines; takes due contacts (acd/campaign.py: DNC, window, lockout, retries) and places
+each attempt (acd/dialer_call.py). An attempt's row is stored and its contact settled
+(done, or pending again at its retry time) when it ends; campaign events go on the bus.
+
+State: the campaign's state lives in the store (`pbx campaign start|pause|stop` offline
+or `POST /dialer/campaign`); the dialer follows configuration changes. A paused or
+stopped campaign places no new calls; calls in progress go on to their end. A contact
+left dialling by a killed server is pending again when its campaign starts.
+
+Control routes: `GET /dialer` (every campaign's figures: the wallboard's JSON),
+`GET /dialer/stats?campaign=NAME`, `POST /dialer/campaign` {campaign, action: start |
+pause | stop}, `POST /dialer/preview` {campaign, agent}: the next due contact is
+reserved and dialled for that agent (the agent's phone first, then the customer).
+
+Scheduled callbacks (the desktop's) of a campaign's queue are dialled when due inside
+the callee's window: one for an agent rings that agent first (preview), others go out
+as ordinary attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from acd.app import AcdApplication
+from acd.campaign import CampaignRules, Verdict, after_attempt, as_attempt, contact_verdict
+from acd.campaign_stats import campaign_figures
+from acd.compliance import AbandonLedger
+from acd.dialer_call import AttemptState, Prompts, place_call
+from acd.model import AgentState
+from acd.pacers import (
+    AgentlessPacer,
+    Pacer,
+    PacerView,
+    PredictivePacer,
+    PreviewPacer,
+    ProgressivePacer,
+)
+from acd.pacing import HandleModel, Snapshot, outbound_agents
+from ivr.player import PromptPlayer
+from ivr.prompts import PromptError
+from pbx.api import (
+    AgentStateChanged,
+    Call,
+    Campaign,
+    CampaignEvent,
+    Contact,
+    ControlError,
+    DialAttempt,
+    NotFoundError,
+    PbxError,
+    QueueLogged,
+    Switch,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Dialer"]
+
+_PRIOR = HandleModel.from_mean(120.0, 1.0, 10.0)  # until a campaign has measured its own
+_AMD_PRIOR_S = 1.5  # AMD's decision time after the answer, for the predictive rule
+_DAY = 86400.0
+_HISTORY_DAYS = 31
+_ACTIONS = {"start": "running", "pause": "paused", "stop": "stopped"}
+
+
+def _pacer(campaign: Campaign) -> Pacer:
+    mode = campaign.mode
+    if mode == "preview":
+        return PreviewPacer()
+    if mode == "agentless":
+        return AgentlessPacer(campaign.max_lines)
+    if mode == "predictive":
+        return PredictivePacer(
+            ring_timeout=campaign.ring_timeout,
+            amd_seconds=_AMD_PRIOR_S if campaign.amd else 0.0,
+            prior=_PRIOR,
+            target=campaign.abandon_target,
+        )
+    return ProgressivePacer()
+
+
+class CampaignRunner:
+    """One running campaign's loop and its calls in progress."""
+
+    def __init__(self, dialer: Dialer, campaign: Campaign) -> None:
+        self.dialer = dialer
+        self.campaign = campaign
+        self.rules = CampaignRules.of(campaign)
+        self.pacer = _pacer(campaign)
+        self.ledger = AbandonLedger(self.rules.profile)
+        self.calls: dict[int, AttemptState] = {}  # attempt serial -> state
+        self.wake = asyncio.Event()
+        self._serial = 0
+        self._prompts: Prompts | None = None
+
+    def follow(self, campaign: Campaign) -> None:
+        """New settings from the store (a pacer of another mode starts afresh)."""
+        if campaign.mode != self.campaign.mode:
+            self.pacer = _pacer(campaign)
+        if (campaign.seller, campaign.seller_number) != (
+            self.campaign.seller,
+            self.campaign.seller_number,
+        ) or campaign.machine_message != self.campaign.machine_message:
+            self._prompts = None
+        self.campaign = campaign
+        self.rules = CampaignRules.of(campaign)
+        self.wake.set()
+
+    async def prepare(self) -> None:
+        """Contacts a killed server left dialling are pending again; the window's
+        answers are read back into the abandon ledger."""
+        store = self.dialer.switch.contact_store
+        recovered = await store.recover(self.campaign.name)
+        if recovered:
+            log.info("campaign %s: %d contacts pending again", self.campaign.name, recovered)
+        since = self.dialer.clock() - _HISTORY_DAYS * _DAY
+        for a in await self.dialer.switch.attempt_store.of_campaign(self.campaign.name, since):
+            self.ledger.record(as_attempt(a))
+
+    async def prompts(self) -> Prompts:
+        if self._prompts is None:
+            self._prompts = await self.dialer.campaign_prompts(self.campaign)
+        return self._prompts
+
+    # -- the view ----------------------------------------------------------------------
+
+    def view(self, now: float) -> PacerView:
+        agents = self.dialer.acd.queue_agents(self.campaign.queue) if self.campaign.queue else []
+        idle = talking = 0
+        talk: list[float] = []
+        wrap: list[float] = []
+        for a in agents:
+            if a.state is AgentState.AVAILABLE and a.registered:
+                idle += 1
+            elif a.state is AgentState.ON_CALL:
+                talk.append(now - a.state_since)
+                talking += 1
+            elif a.state is AgentState.WRAP_UP:
+                left = self.dialer.acd.wrapup_seconds(a.name, self.campaign.queue)
+                wrap.append(max(0.0, left - (now - a.state_since)))
+        working = sum(
+            1 for a in agents if a.state not in (AgentState.LOGGED_OUT, AgentState.PAUSED)
+        )
+        free = self.dialer.free_agents(self.campaign.queue, idle, self.campaign.inbound_reserve)
+        ringing = tuple(now - s.dialed_at for s in self.calls.values() if s.phase == "ringing")
+        waiting = sum(1 for s in self.calls.values() if s.phase in ("amd", "waiting"))
+        if self.campaign.mode == "agentless":
+            talk = [0.0] * sum(1 for s in self.calls.values() if s.phase == "agent")
+        rate = self.ledger.rate(now)
+        snap = Snapshot(free, tuple(talk), tuple(wrap), ringing, waiting)
+        return PacerView(now, snap, working, rate.live, rate.abandoned)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        name = self.campaign.name
+        await self.prepare()
+        self.dialer.publish(CampaignEvent("", name, "started"))
+        try:
+            while self.campaign.state == "running":
+                self.wake.clear()
+                now = self.dialer.clock()
+                await self.dialer.callbacks_due(self, now)
+                room = max(0, self.campaign.max_lines - len(self.calls))
+                lines = min(room, self.pacer.lines(self.view(now)))
+                if lines > 0:
+                    await self._dial_due(lines, now)
+                if not self.calls and await self._finished():
+                    log.info("campaign %s: every contact is done", name)
+                    await self.dialer.switch.campaign_store.set_state(name, "stopped")
+                    self.campaign = await self.dialer.switch.campaign_store.get(name)
+                    self.dialer.publish(CampaignEvent("", name, "finished"))
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.pacer.interval):
+                        await self.wake.wait()
+        finally:
+            self.dialer.publish(CampaignEvent("", name, self.campaign.state))
+
+    async def _finished(self) -> bool:
+        store = self.dialer.switch.contact_store
+        counts = await store.counts(self.campaign.name)
+        return (
+            counts["pending"] == 0 and counts["dialling"] == 0 and self.campaign.mode != "preview"
+        )
+
+    async def _dial_due(self, lines: int, now: float) -> None:
+        switch = self.dialer.switch
+        placed = 0
+        for contact in await switch.contact_store.due(self.campaign.name, now, limit=lines * 3 + 5):
+            if placed >= lines:
+                break
+            if await self.check(contact, now) and await switch.contact_store.claim(contact.id):
+                self.start_attempt(contact, contact.number)
+                placed += 1
+
+    async def check(self, contact: Contact, now: float) -> bool:
+        """Whether the contact may be dialled now; settles it when not."""
+        switch = self.dialer.switch
+        name = self.campaign.name
+        listed = await switch.dnc_store.listed(contact.number, name) is not None
+        history = []
+        lockout = self.rules.profile.lockout
+        if lockout > 0 and not listed:
+            history = [
+                as_attempt(a)
+                for a in await switch.attempt_store.of_number(contact.number, now - lockout)
+            ]
+        decision = contact_verdict(
+            self.rules, contact.number, contact.zone, now, dnc=listed, history=history
+        )
+        if decision.verdict is Verdict.DIAL:
+            return True
+        store = switch.contact_store
+        if decision.verdict is Verdict.DNC:
+            await store.settle(contact.id, "dnc", outcome="dnc", attempted=False)
+        elif decision.verdict is Verdict.FAILED:
+            await store.settle(contact.id, "failed", outcome="failed", attempted=False)
+        else:
+            await store.settle(contact.id, "pending", next_try=decision.at, attempted=False)
+        log.info("campaign %s: %s not dialled: %s", name, contact.number, decision.why)
+        self.dialer.publish(
+            CampaignEvent("", name, "skipped", contact.number, {"why": decision.why})
+        )
+        return False
+
+    def start_attempt(self, contact: Contact | None, number: str) -> None:
+        self._serial += 1
+        serial = self._serial
+        state = AttemptState(number, self.dialer.clock())
+        self.calls[serial] = state
+        self.dialer.spawn(
+            self._attempt(serial, contact, number, state), f"campaign {self.campaign.name} {number}"
+        )
+
+    async def _attempt(
+        self, serial: int, contact: Contact | None, number: str, state: AttemptState
+    ) -> None:
+        name = self.campaign.name
+        try:
+            prompts = await self.prompts()
+
+            def answered(kind: str, ring: float) -> None:
+                self.pacer.dial_result(self.dialer.clock(), kind, ring)
+                self.wake.set()
+
+            attempt = await place_call(
+                self.dialer, self.campaign, contact, number, prompts, state, on_answer=answered
+            )
+        except Exception:
+            log.exception("campaign %s: the attempt to %s failed", name, number)
+            now = self.dialer.clock()
+            attempt = DialAttempt(
+                name,
+                number,
+                state.dialed_at,
+                now,
+                "failed",
+                contact=contact.id if contact else None,
+            )
+        finally:
+            self.calls.pop(serial, None)
+            self.wake.set()
+        try:
+            await self._record(attempt, contact)
+        except PbxError:
+            log.exception("campaign %s: attempt to %s not stored", name, number)
+
+    async def _record(self, attempt: DialAttempt, contact: Contact | None) -> None:
+        switch = self.dialer.switch
+        await switch.attempt_store.add(attempt)
+        record = as_attempt(attempt)
+        self.ledger.record(record)
+        if record.live:
+            self.pacer.live_answer(attempt.ended_at, record.abandoned)
+        self.dialer.publish(
+            CampaignEvent(
+                attempt.call_id,
+                self.campaign.name,
+                "ended",
+                attempt.number,
+                {"outcome": attempt.outcome, "agent": attempt.agent, "abandoned": record.abandoned},
+            )
+        )
+        if contact is None:
+            return
+        history = [
+            as_attempt(a)
+            for a in await switch.attempt_store.of_number(attempt.number)
+            if a.campaign == self.campaign.name
+        ]
+        again = None if attempt.opted_out else after_attempt(self.rules, history)
+        if again is None:
+            await switch.contact_store.settle(contact.id, "done", outcome=attempt.outcome)
+        else:
+            await switch.contact_store.settle(
+                contact.id, "pending", outcome=attempt.outcome, next_try=again
+            )
+
+
+class Dialer:
+    """The dialer: an Application that answers no number and a Service (see the doc)."""
+
+    def __init__(
+        self,
+        acd: AcdApplication,
+        prompts: PromptPlayer,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.acd = acd
+        self.player = prompts
+        self.clock = clock
+        self._switch: Switch | None = None
+        self.runners: dict[str, CampaignRunner] = {}
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connects: dict[str, asyncio.Future[tuple[str, float]]] = {}
+        self._handing: set[str] = set()
+        self._queue_of: dict[str, str] = {}  # handed-over call -> queue
+
+    @property
+    def switch(self) -> Switch:
+        if self._switch is None:
+            raise PbxError("the dialer has not started")
+        return self._switch
+
+    # -- Application: the dialer answers no number ------------------------------------
+
+    async def handles(self, number: str, switch: Switch) -> bool:
+        return False
+
+    async def run(self, call: Call, switch: Switch) -> str:  # pragma: no cover - never routed
+        raise PbxError("the dialer takes no calls")
+
+    # -- Service ------------------------------------------------------------------------
+
+    async def start(self, switch: Switch) -> None:
+        self._switch = switch
+        events = switch.events.subscribe()
+        self.spawn(self._watch(events), "dialer events")
+        switch.add_route("GET /dialer", self._route_all)
+        switch.add_route("GET /dialer/stats", self._route_stats)
+        switch.add_body_route("POST /dialer/campaign", self._route_campaign)
+        switch.add_body_route("POST /dialer/preview", self._route_preview)
+        switch.on_config_change(self.reload)
+        await self.reload()
+
+    async def close(self) -> None:
+        tasks = list(self._loops.values()) + list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def publish(self, event: CampaignEvent) -> None:
+        self.switch.publish(event)
+
+    async def reload(self) -> None:
+        """Follow the stored campaigns: start loops of running ones, let others end."""
+        for campaign in await self.switch.campaign_store.all():
+            runner = self.runners.get(campaign.name)
+            loop = self._loops.get(campaign.name)
+            if runner is not None:
+                runner.follow(campaign)
+            if campaign.state == "running" and (loop is None or loop.done()):
+                try:
+                    runner = self.runners[campaign.name] = CampaignRunner(self, campaign)
+                except PbxError as exc:
+                    log.warning("campaign %s not started: %s", campaign.name, exc)
+                    continue
+                self._loops[campaign.name] = asyncio.get_running_loop().create_task(
+                    self._loop(runner), name=f"campaign {campaign.name}"
+                )
+
+    async def _loop(self, runner: CampaignRunner) -> None:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("campaign %s: the dialer loop failed", runner.campaign.name)
+
+    # -- what attempts need (acd.dialer_call.CallContext) ----------------------------------
+
+    def free_agents(self, queue: str, idle: int, reserve: int) -> int:
+        """Idle agents of `queue` the dialer may use: beyond the inbound callers waiting
+        (not its own), the calls it handed over the ACD has not seen yet and the reserve."""
+        if not queue:
+            return 0
+        engine = self.acd.engine
+        ours = set(self._connects)
+        inbound = sum(1 for w in engine.waiting(self.clock(), queue) if w.call_id not in ours)
+        known = engine.caller_states()
+        unseen = sum(1 for c in self._handing if c not in known and self._queue_of.get(c) == queue)
+        return outbound_agents(idle - inbound - unseen, reserve)
+
+    def agent_free(self, queue: str) -> bool:
+        idle = sum(
+            1
+            for a in self.acd.queue_agents(queue)
+            if a.state is AgentState.AVAILABLE and a.registered
+        )
+        reserve = next(
+            (
+                r.campaign.inbound_reserve
+                for r in self.runners.values()
+                if r.campaign.queue == queue
+            ),
+            0,
+        )
+        return self.free_agents(queue, idle, reserve) > 0
+
+    async def hand_over(self, call: Call, queue: str, number: str) -> tuple[str, float] | None:
+        future: asyncio.Future[tuple[str, float]] = asyncio.get_running_loop().create_future()
+        self._connects[call.id] = future
+        self._handing.add(call.id)
+        self._queue_of[call.id] = queue
+        self.spawn(self.acd.serve_caller(call, queue, number=number), f"dialer to queue {call.id}")
+        ended: asyncio.Future[Any] = asyncio.ensure_future(call.wait_ended())
+        waits: set[asyncio.Future[Any]] = {future, ended}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            return future.result() if future.done() else None
+        finally:
+            ended.cancel()
+            self._connects.pop(call.id, None)
+            self._handing.discard(call.id)
+            self._queue_of.pop(call.id, None)
+
+    async def opt_out(self, number: str, campaign: str) -> None:
+        await self.switch.dnc_store.add(number, "", f"opt-out key, campaign {campaign}")
+        self.publish(CampaignEvent("", campaign, "opted-out", number))
+
+    async def campaign_prompts(self, campaign: Campaign) -> Prompts:
+        """The safe-harbour message (made from the seller's name and number once, spoken
+        by espeak-ng when installed) and the campaign's recorded messages."""
+        name = f"campaign-{campaign.name.lower().replace('.', '-')}-harbour"[:64]
+        seller = campaign.seller or "the caller"
+        digits = " ".join(campaign.seller_number or campaign.caller_id)
+        text = (
+            f"This is a call from {seller}. Sorry, nobody is free to take your call."
+            f" To call us back dial {digits}. To be put on our do not call list, press 9."
+        )
+        store = self.player.store
+        try:
+            await asyncio.to_thread(_say_once, store, name, text)
+        except PromptError as exc:
+            log.warning("campaign %s: the safe-harbour message is a tone: %s", campaign.name, exc)
+        harbour = await self.player.audio(name)
+        machine = (
+            await self.player.audio(campaign.machine_message) if campaign.machine_message else None
+        )
+        agentless = (
+            await self.player.audio(campaign.agentless_message)
+            if campaign.agentless_message
+            else None
+        )
+        return Prompts(harbour, machine, agentless)
+
+    async def callbacks_due(self, runner: CampaignRunner, now: float) -> None:
+        """Scheduled callbacks of the campaign's queue that are due: an owned one rings
+        its agent first when that agent is free; others are dialled as attempts."""
+        campaign = runner.campaign
+        if not campaign.queue:
+            return
+        store = self.switch.scheduled_callback_store
+        for cb in await store.due(now):
+            if cb.queue != campaign.queue:
+                continue
+            decision = contact_verdict(runner.rules, cb.number, "", now, dnc=False)
+            if decision.verdict is not Verdict.DIAL:
+                continue
+            if await self.switch.dnc_store.listed(cb.number, campaign.name) is not None:
+                await store.set_state(cb.id, "cancelled")
+                continue
+            if cb.agent:
+                agent = self.acd.engine.agent(cb.agent)
+                if agent is None or agent.state is not AgentState.AVAILABLE:
+                    continue
+                await store.set_state(cb.id, "dialling")
+                self.spawn(
+                    self._preview_call(runner, cb.agent, cb.number, None, cb.id),
+                    f"callback {cb.id}",
+                )
+            else:
+                await store.set_state(cb.id, "dialling")
+                runner.start_attempt(None, cb.number)
+                await store.set_state(cb.id, "done")
+
+    async def _preview_call(
+        self,
+        runner: CampaignRunner,
+        agent: str,
+        number: str,
+        contact: Contact | None,
+        callback: int | None,
+    ) -> None:
+        """Ring the agent, then the customer, bridge them (pbx.originate); record it."""
+        campaign = runner.campaign
+        target = f"{campaign.trunk}/{number}" if campaign.trunk else number
+        started = self.clock()
+        self.publish(CampaignEvent("", campaign.name, "dialled", number, {"agent": agent}))
+        outcome = "failed"
+        try:
+            result = await self.switch.originate(agent, target, caller_id=campaign.caller_id)
+            stage = result.get("stage", "")
+            outcome = "connected" if stage in ("bridged", "done", "ended") else "no_answer"
+            log.info("campaign %s: preview %s -> %s: %s", campaign.name, agent, number, result)
+        finally:
+            now = self.clock()
+            attempt = DialAttempt(
+                campaign.name,
+                number,
+                started,
+                now,
+                outcome,
+                contact=contact.id if contact else None,
+                agent=agent if outcome == "connected" else None,
+            )
+            await runner._record(attempt, contact)
+            if callback is not None:
+                await self.switch.scheduled_callback_store.set_state(callback, "done")
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def _watch(self, events: Any) -> None:
+        async for event in events:
+            try:
+                self._event(event)
+            except Exception:
+                log.exception("dialer: event %s not handled", event.kind)
+
+    def _event(self, event: Any) -> None:
+        if isinstance(event, QueueLogged):
+            if event.event == "CONNECT":
+                future = self._connects.get(event.call_id)
+                if future is not None and not future.done():
+                    future.set_result((event.agent, event.at))
+            elif event.event in ("COMPLETEAGENT", "COMPLETECALLER"):
+                talk = float(event.data.get("talk", 0.0) or 0.0)
+                for runner in self.runners.values():
+                    if runner.campaign.queue == event.queue:
+                        runner.pacer.handled(
+                            talk, self.acd.wrapup_seconds(event.agent, event.queue)
+                        )
+            for runner in self.runners.values():
+                if runner.campaign.queue == event.queue:
+                    runner.wake.set()
+        elif isinstance(event, AgentStateChanged):
+            for runner in self.runners.values():
+                runner.wake.set()
+
+    # -- control routes ---------------------------------------------------------------------
+
+    async def figures(self, name: str) -> dict[str, Any]:
+        """A campaign's figures now (acd.campaign_stats) with its state and calls in progress.
+
+        Raises: NotFoundError.
+        """
+        switch = self.switch
+        campaign = await switch.campaign_store.get(name)
+        now = self.clock()
+        attempts = await switch.attempt_store.of_campaign(name, now - _HISTORY_DAYS * _DAY)
+        counts = await switch.contact_store.counts(name)
+        agents = self.acd.queue_agents(campaign.queue) if campaign.queue else []
+        since = {
+            a.name: max(a.state_since, now - _DAY)
+            for a in agents
+            if a.state is not AgentState.LOGGED_OUT
+        }
+        out = campaign_figures(
+            attempts, CampaignRules.of(campaign).profile, now, contacts=counts, agents_since=since
+        )
+        runner = self.runners.get(name)
+        out.update(
+            name=name,
+            state=campaign.state,
+            mode=campaign.mode,
+            queue=campaign.queue,
+            in_progress=len(runner.calls) if runner else 0,
+        )
+        return out
+
+    async def _route_all(self, query: dict[str, str]) -> dict[str, Any]:
+        names = [c.name for c in await self.switch.campaign_store.all()]
+        return {"campaigns": [await self.figures(n) for n in names], "now": self.clock()}
+
+    async def _route_stats(self, query: dict[str, str]) -> dict[str, Any]:
+        try:
+            return await self.figures(query.get("campaign", ""))
+        except NotFoundError as exc:
+            raise ControlError(str(exc)) from None
+
+    async def _route_campaign(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        name, action = body.get("campaign"), body.get("action")
+        if not isinstance(name, str) or action not in _ACTIONS:
+            return 400, {
+                "error": "campaign (a string) and action (start, pause, stop) are required"
+            }
+        try:
+            campaign = await self.switch.campaign_store.set_state(name, _ACTIONS[str(action)])
+        except NotFoundError as exc:
+            return 404, {"error": str(exc)}
+        except PbxError as exc:
+            return 409, {"error": str(exc)}
+        await self.reload()
+        return 200, campaign.to_json()
+
+    async def _route_preview(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        name, agent = body.get("campaign"), body.get("agent")
+        if not isinstance(name, str) or not isinstance(agent, str):
+            return 400, {"error": "campaign and agent are required strings"}
+        runner = self.runners.get(name)
+        if runner is None or runner.campaign.state != "running":
+            return 409, {"error": f"campaign {name} is not running"}
+        now = self.clock()
+        for contact in await self.switch.contact_store.due(name, now, limit=20):
+            if await runner.check(contact, now) and await self.switch.contact_store.claim(
+                contact.id
+            ):
+                self.spawn(
+                    self._preview_call(runner, agent, contact.number, contact, None),
+                    f"preview {name} {contact.id}",
+                )
+                return 200, {"contact": contact.to_json(), "script": runner.campaign.script}
+        return 404, {"error": f"campaign {name} has no contact due"}
+
+
+def _say_once(store: Any, name: str, text: str) -> None:
+    """Speak the prompt unless the same text was spoken before (a marker file beside)."""
+    marker = store.path(name).with_suffix(".txt")
+    if store.exists(name) and marker.is_file() and marker.read_text() == text:
+        return
+    store.say(name, text)
+    marker.write_text(text)
