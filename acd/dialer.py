@@ -38,6 +38,7 @@ from acd.campaign import CampaignRules, Verdict, after_attempt, as_attempt, cont
 from acd.campaign_stats import campaign_figures
 from acd.compliance import AbandonLedger
 from acd.dialer_call import AttemptState, Prompts, place_call
+from acd.engine_core import CallerState
 from acd.model import AgentState
 from acd.pacers import (
     AgentlessPacer,
@@ -138,22 +139,21 @@ class CampaignRunner:
 
     def view(self, now: float) -> PacerView:
         agents = self.dialer.acd.queue_agents(self.campaign.queue) if self.campaign.queue else []
-        idle = talking = 0
         talk: list[float] = []
         wrap: list[float] = []
         for a in agents:
-            if a.state is AgentState.AVAILABLE and a.registered:
-                idle += 1
-            elif a.state is AgentState.ON_CALL:
+            if a.state is AgentState.ON_CALL:
                 talk.append(now - a.state_since)
-                talking += 1
             elif a.state is AgentState.WRAP_UP:
                 left = self.dialer.acd.wrapup_seconds(a.name, self.campaign.queue)
                 wrap.append(max(0.0, left - (now - a.state_since)))
         working = sum(
             1 for a in agents if a.state not in (AgentState.LOGGED_OUT, AgentState.PAUSED)
         )
-        free = self.dialer.free_agents(self.campaign.queue, idle, self.campaign.inbound_reserve)
+        queue = self.campaign.queue
+        free = outbound_agents(
+            self.dialer.capacity(queue, ours=False), self.campaign.inbound_reserve
+        )
         ringing = tuple(now - s.dialed_at for s in self.calls.values() if s.phase == "ringing")
         waiting = sum(1 for s in self.calls.values() if s.phase in ("amd", "waiting"))
         if self.campaign.mode == "agentless":
@@ -400,24 +400,34 @@ class Dialer:
 
     # -- what attempts need (acd.dialer_call.CallContext) ----------------------------------
 
-    def free_agents(self, queue: str, idle: int, reserve: int) -> int:
-        """Idle agents of `queue` the dialer may use: beyond the inbound callers waiting
-        (not its own), the calls it handed over the ACD has not seen yet and the reserve."""
+    def capacity(self, queue: str, *, ours: bool) -> int:
+        """Agents of `queue` free for one more call: those available or ringing (a
+        ringall offer rings several for one caller) less the callers needing one
+        (waiting or being offered; the dialer's own too when `ours`, with the calls it
+        handed over that the ACD has not seen yet)."""
         if not queue:
             return 0
         engine = self.acd.engine
-        ours = set(self._connects)
-        inbound = sum(1 for w in engine.waiting(self.clock(), queue) if w.call_id not in ours)
-        known = engine.caller_states()
-        unseen = sum(1 for c in self._handing if c not in known and self._queue_of.get(c) == queue)
-        return outbound_agents(idle - inbound - unseen, reserve)
-
-    def agent_free(self, queue: str) -> bool:
-        idle = sum(
+        up = sum(
             1
             for a in self.acd.queue_agents(queue)
-            if a.state is AgentState.AVAILABLE and a.registered
+            if a.registered and a.state in (AgentState.AVAILABLE, AgentState.RINGING)
         )
+        needing = [
+            w
+            for w in engine.waiting(self.clock(), queue)
+            if w.state in (CallerState.WAITING, CallerState.RINGING)
+            and (ours or w.call_id not in self._connects)
+        ]
+        unseen = 0
+        if ours:
+            known = engine.caller_states()
+            unseen = sum(
+                1 for c in self._handing if c not in known and self._queue_of.get(c) == queue
+            )
+        return up - len(needing) - unseen
+
+    def agent_free(self, queue: str) -> bool:
         reserve = next(
             (
                 r.campaign.inbound_reserve
@@ -426,7 +436,7 @@ class Dialer:
             ),
             0,
         )
-        return self.free_agents(queue, idle, reserve) > 0
+        return outbound_agents(self.capacity(queue, ours=True), reserve) > 0
 
     async def hand_over(self, call: Call, queue: str, number: str) -> tuple[str, float] | None:
         future: asyncio.Future[tuple[str, float]] = asyncio.get_running_loop().create_future()
