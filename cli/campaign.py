@@ -305,12 +305,11 @@ async def _import(
         await store.campaigns.get(name)
         if country is None:
             country = await store.settings.get(COUNTRY_KEY)
-            if country is None:
-                raise ConfigError("give the numbers' default country with --country (e.g. GB)")
-        parse_country(country)
+        if country is not None:
+            parse_country(country)
         result = parse_contacts(text, country, mapping)
         added, _ = await store.contacts.add_many(name, [c for _, c in result.rows])
-    return result, added, country
+    return result, added, country.strip().upper() if country else "E.164 only"
 
 
 @campaign_app.command("import")
@@ -347,7 +346,7 @@ def campaign_import(
     kept = len(result.rows)
     typer.echo(
         f"imported {kept} contacts into {name} ({added} new, {kept - added} updated)"
-        f" (numbers read as {used.upper()})"
+        f" (numbers read as {used})"
         + (f"; {len(result.errors)} rows left out" if result.errors else "")
     )
     if result.errors:

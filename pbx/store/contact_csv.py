@@ -59,10 +59,11 @@ def _zone(text: str) -> str:
 
 
 def parse_contacts(
-    text: str, default: Country | str, mapping: Mapping[str, str] | None = None
+    text: str, default: Country | str | None, mapping: Mapping[str, str] | None = None
 ) -> ContactImport:
     """The contacts of a CSV file's text (see the module doc); `mapping` may name the
-    `number` and `zone` columns.
+    `number` and `zone` columns. With no default country only numbers written with
+    their country code ("+44 ...") are read; the others are bad rows.
 
     Raises: ConfigError when the file as a whole cannot be read (no header, no number
     column, too many rows, broken quoting).
@@ -93,7 +94,9 @@ def parse_contacts(
                 continue
             try:
                 cell = record[number_at] if number_at < len(record) else ""
-                number = normalise(cell, default)
+                if default is None and not cell.strip().startswith("+"):
+                    raise ConfigError(f"number {cell[:32]!r} has no country code: give --country")
+                number = normalise(cell, default or "1")
                 zone = (
                     _zone(record[zone_at]) if zone_at is not None and zone_at < len(record) else ""
                 )
