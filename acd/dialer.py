@@ -74,6 +74,8 @@ _AMD_PRIOR_S = 1.5  # AMD's decision time after the answer, for the predictive r
 _DAY = 86400.0
 _HISTORY_DAYS = 31
 _ACTIONS = {"start": "running", "pause": "paused", "stop": "stopped"}
+_BUS_QUEUE = 50_000  # events the dialer's subscription may hold (hundreds of calls' worth)
+_CONNECT_POLL = 0.1  # seconds between looks at the ACD while a handed-over call waits
 
 
 def _pacer(campaign: Campaign) -> Pacer:
@@ -197,20 +199,31 @@ class CampaignRunner:
         )
 
     async def _dial_due(self, lines: int, now: float) -> None:
-        switch = self.dialer.switch
-        placed = 0
-        for contact in await switch.contact_store.due(self.campaign.name, now, limit=lines * 3 + 5):
-            if placed >= lines:
+        """Place up to `lines` calls to due contacts (checked in one batch, claimed in one
+        transaction: hundreds of lines start within a second)."""
+        store = self.dialer.switch.contact_store
+        due = await store.due(self.campaign.name, now, limit=lines * 2 + 5)
+        barred = await self.dialer.switch.dnc_store.listed_among(
+            [c.number for c in due], self.campaign.name
+        )
+        chosen: list[Contact] = []
+        for contact in due:
+            if len(chosen) >= lines:
                 break
-            if await self.check(contact, now) and await switch.contact_store.claim(contact.id):
+            if await self.check(contact, now, listed=contact.number in barred):
+                chosen.append(contact)
+        claimed = set(await store.claim_many([c.id for c in chosen]))
+        for contact in chosen:
+            if contact.id in claimed:
                 self.start_attempt(contact, contact.number)
-                placed += 1
 
-    async def check(self, contact: Contact, now: float) -> bool:
-        """Whether the contact may be dialled now; settles it when not."""
+    async def check(self, contact: Contact, now: float, *, listed: bool | None = None) -> bool:
+        """Whether the contact may be dialled now; settles it when not. `listed`: whether
+        it is on a DNC list, when the caller looked it up already."""
         switch = self.dialer.switch
         name = self.campaign.name
-        listed = await switch.dnc_store.listed(contact.number, name) is not None
+        if listed is None:
+            listed = await switch.dnc_store.listed(contact.number, name) is not None
         history = []
         lockout = self.rules.profile.lockout
         if lockout > 0 and not listed:
@@ -349,8 +362,7 @@ class Dialer:
 
     async def start(self, switch: Switch) -> None:
         self._switch = switch
-        events = switch.events.subscribe()
-        self.spawn(self._watch(events), "dialer events")
+        self.spawn(self._watch(), "dialer events")
         switch.add_route("GET /dialer", self._route_all)
         switch.add_route("GET /dialer/stats", self._route_stats)
         switch.add_body_route("POST /dialer/campaign", self._route_campaign)
@@ -445,15 +457,29 @@ class Dialer:
         self._queue_of[call.id] = queue
         self.spawn(self.acd.serve_caller(call, queue, number=number), f"dialer to queue {call.id}")
         ended: asyncio.Future[Any] = asyncio.ensure_future(call.wait_ended())
-        waits: set[asyncio.Future[Any]] = {future, ended}
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            while not future.done() and not ended.done():
+                waits: set[asyncio.Future[Any]] = {future, ended}
+                await asyncio.wait(
+                    waits, timeout=_CONNECT_POLL, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not future.done():
+                    self._connected_by_engine(call.id, future)
             return future.result() if future.done() else None
         finally:
             ended.cancel()
             self._connects.pop(call.id, None)
             self._handing.discard(call.id)
             self._queue_of.pop(call.id, None)
+
+    def _connected_by_engine(self, call_id: str, future: asyncio.Future[tuple[str, float]]) -> None:
+        """The ACD holds the call connected but its CONNECT event was not seen (the bus
+        dropped the subscription): take the agent from the engine, the time now (late by
+        at most the poll interval, which only errs towards a longer wait)."""
+        engine = self.acd.engine
+        if engine.caller_state(call_id) is CallerState.CONNECTED:
+            agent = next((a for a, c in engine.calls().items() if c == call_id), "")
+            future.set_result((agent, self.clock()))
 
     async def opt_out(self, number: str, campaign: str) -> None:
         await self.switch.dnc_store.add(number, "", f"opt-out key, campaign {campaign}")
@@ -551,12 +577,17 @@ class Dialer:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def _watch(self, events: Any) -> None:
-        async for event in events:
-            try:
-                self._event(event)
-            except Exception:
-                log.exception("dialer: event %s not handled", event.kind)
+    async def _watch(self) -> None:
+        """The bus's queue and agent events, for as long as the dialer runs (a busy bus
+        can drop a slow subscriber: it subscribes again; hand-overs also poll the ACD)."""
+        while True:
+            events = self.switch.events.subscribe(maxsize=_BUS_QUEUE)
+            async for event in events:
+                try:
+                    self._event(event)
+                except Exception:
+                    log.exception("dialer: event %s not handled", event.kind)
+            log.warning("dialer: the event bus dropped the dialer's subscription; again")
 
     def _event(self, event: Any) -> None:
         if isinstance(event, QueueLogged):

@@ -156,6 +156,19 @@ class ContactRepo:
             )
             return cur.rowcount == 1
 
+    async def claim_many(self, ids: Sequence[int]) -> list[int]:
+        """`claim` for many contacts in one transaction; the ids that were pending."""
+        claimed = []
+        async with self._db.transaction() as conn:
+            for id_ in ids:
+                cur = await conn.execute(
+                    "UPDATE contacts SET state = 'dialling' WHERE id = ? AND state = 'pending'",
+                    (id_,),
+                )
+                if cur.rowcount == 1:
+                    claimed.append(id_)
+        return claimed
+
     async def settle(
         self,
         id_: int,

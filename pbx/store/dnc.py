@@ -83,6 +83,19 @@ class DncRepo:
         )
         return None if row is None else DncEntry(*row)
 
+    async def listed_among(self, numbers: Sequence[str], campaign: str = "") -> set[str]:
+        """Which of `numbers` are barred for `campaign` (its list or the global one)."""
+        found: set[str] = set()
+        for start in range(0, len(numbers), 500):  # SQLite's bound-parameter limit
+            chunk = list(numbers[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._db.fetchall(
+                f"SELECT number FROM dnc WHERE campaign IN ('', ?) AND number IN ({marks})",
+                [campaign, *chunk],
+            )
+            found.update(r[0] for r in rows)
+        return found
+
     async def all(self, campaign: str | None = None) -> list[DncEntry]:
         """Every entry (or one list's: '' global)."""
         if campaign is None:

@@ -128,8 +128,9 @@ async def test_contacts_due_claim_settle_recover(store: Store) -> None:
     )
     assert [c.id for c in await store.contacts.due("spring", NOW)] == [due[1].id]
     assert await store.contacts.next_due("spring") == 0.0
-    assert await store.contacts.claim(due[1].id)
-    assert await store.contacts.recover("spring") == 1  # a killed server left it dialling
+    assert await store.contacts.claim_many([due[1].id, due[0].id]) == [due[1].id, due[0].id]
+    assert await store.contacts.claim_many([due[1].id]) == []
+    assert await store.contacts.recover("spring") == 2  # a killed server left it dialling
     assert (await store.contacts.counts("spring"))["pending"] == 2
     with pytest.raises(NotFoundError):
         await store.contacts.add_many("nope", [NewContact("+14155550100")])
@@ -143,6 +144,10 @@ async def test_dnc_global_and_per_campaign(store: Store) -> None:
     assert listed is not None and listed.campaign == ""
     assert await store.dnc.listed("+14155550101", "spring") is not None
     assert await store.dnc.listed("+14155550101", "other") is None
+    assert await store.dnc.listed_among(
+        ["+14155550100", "+14155550101", "+14155550102"], "spring"
+    ) == {"+14155550100", "+14155550101"}
+    assert await store.dnc.listed_among(["+14155550101"], "other") == set()
     await store.dnc.delete("+14155550101", "spring")
     with pytest.raises(NotFoundError):
         await store.dnc.delete("+14155550101", "spring")
