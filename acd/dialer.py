@@ -75,6 +75,8 @@ _DAY = 86400.0
 _HISTORY_DAYS = 31
 _ACTIONS = {"start": "running", "pause": "paused", "stop": "stopped"}
 _BUS_QUEUE = 50_000  # events the dialer's subscription may hold (hundreds of calls' worth)
+_SETTLE = 0.02  # seconds to let a burst of events in before deciding again
+_CALLBACK_EVERY = 2.0  # seconds between looks for due scheduled callbacks
 _CONNECT_POLL = 0.1  # seconds between looks at the ACD while a handed-over call waits
 
 
@@ -107,6 +109,7 @@ class CampaignRunner:
         self.wake = asyncio.Event()
         self._serial = 0
         self._prompts: Prompts | None = None
+        self._callbacks_at = 0.0
 
     def follow(self, campaign: Campaign) -> None:
         """New settings from the store (a pacer of another mode starts afresh)."""
@@ -174,7 +177,9 @@ class CampaignRunner:
             while self.campaign.state == "running":
                 self.wake.clear()
                 now = self.dialer.clock()
-                await self.dialer.callbacks_due(self, now)
+                if now >= self._callbacks_at:  # a read of the store: not at every event
+                    self._callbacks_at = now + _CALLBACK_EVERY
+                    await self.dialer.callbacks_due(self, now)
                 room = max(0, self.campaign.max_lines - len(self.calls))
                 lines = min(room, self.pacer.lines(self.view(now)))
                 if lines > 0:
@@ -188,6 +193,8 @@ class CampaignRunner:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.pacer.interval):
                         await self.wake.wait()
+                # Events come in bursts (hundreds of calls): decide once per burst.
+                await asyncio.sleep(_SETTLE)
         finally:
             self.dialer.publish(CampaignEvent("", name, self.campaign.state))
 

@@ -146,7 +146,8 @@ async def place_call(
         log.warning("campaign %s: cannot dial %s: %s", name, number, exc)
         on_answer("failed", clock() - state.dialed_at)
         return _ended(ctx, base, "failed", sip_status=500)
-    t0 = clock()
+    # The answer's own time: the switch may hand the call over a moment after it.
+    t0 = clock() - (call.since_answer() or 0.0)
     state.call_id, state.answered_at, state.phase = call.id, t0, "amd"
     base = _with(base, call_id=call.id, answered_at=t0, sip_status=200)
     try:

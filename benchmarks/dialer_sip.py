@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -222,6 +223,7 @@ def report(args: argparse.Namespace, rows: list[DialAttempt], counts: dict[str, 
     print(f"dialer on SIP: {len(rows)} attempts of {args.attempts} stored in {wall:.1f} s;"
           f" all dialled within {spread:.2f} s of the first; contacts {counts}")  # fmt: skip
     print(f"outcomes: {by}")
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()} on {os.cpu_count()} CPUs")
     print()
     print(f"{'process':<28}{'CPU s':>8}{'CPU %':>8}{'ms/attempt':>12}")
     for name, cpu in (
