@@ -279,7 +279,15 @@ async def _agentless(
                 reached = await ctx.hand_over(call, campaign.queue, number)
         if reached is not None:
             await call.wait_ended()
-            return _ended(ctx, base, "connected", agent=reached[0], connected_at=reached[1])
+            wait = reached[1] - (base.answered_at or reached[1])
+            return _ended(
+                ctx,
+                base,
+                "connected",
+                agent=reached[0],
+                connected_at=reached[1],
+                wait_to_agent=wait,
+            )
     return _ended(ctx, base, "connected")
 
 
