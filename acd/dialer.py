@@ -27,12 +27,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from acd.app import AcdApplication
 from acd.campaign import CampaignRules, Verdict, contact_verdict
 from acd.campaign_stats import campaign_figures
-from acd.dialer_call import Prompts
+from acd.dialer_call import Prompts, outcome_of_failure
 from acd.dialer_runner import HISTORY_DAYS, CampaignRunner
 from acd.engine_core import CallerState
 from acd.model import AgentState
@@ -47,6 +48,7 @@ from pbx.api import (
     Contact,
     ControlError,
     DialAttempt,
+    DialError,
     NotFoundError,
     PbxError,
     QueueLogged,
@@ -61,6 +63,7 @@ _DAY = 86400.0
 _ACTIONS = {"start": "running", "pause": "paused", "stop": "stopped"}
 _BUS_QUEUE = 50_000  # events the dialer's subscription may hold (hundreds of calls' worth)
 _CONNECT_POLL = 0.1  # seconds between looks at the ACD while a handed-over call waits
+_PREVIEW_RING = 30.0  # seconds an agent's phone rings for a preview call
 
 
 class Dialer:
@@ -289,31 +292,80 @@ class Dialer:
         contact: Contact | None,
         callback: int | None,
     ) -> None:
-        """Ring the agent, then the customer, bridge them (pbx.originate); record it."""
+        """Ring the agent (showing the customer's number), then the customer, bridge them
+        until either hangs up; record the customer's attempt. When the agent does not
+        answer the customer is not called: no attempt, the contact (or callback) is due
+        again."""
         campaign = runner.campaign
-        target = f"{campaign.trunk}/{number}" if campaign.trunk else number
+        switch = self.switch
+        tag = f"campaign {campaign.name} preview {agent}"
+        try:
+            agent_call = await switch.dial(
+                agent, caller_id=number, timeout=_PREVIEW_RING, placed_for=tag
+            )
+        except PbxError as exc:
+            log.info("%s: the agent did not answer (%s)", tag, exc)
+            if contact is not None:
+                await switch.contact_store.settle(contact.id, "pending", attempted=False)
+            if callback is not None:
+                await switch.scheduled_callback_store.set_state(callback, "pending")
+            return
         started = self.clock()
         self.publish(CampaignEvent("", campaign.name, "dialled", number, {"agent": agent}))
-        outcome = "failed"
+        target = f"{campaign.trunk}/{number}" if campaign.trunk else number
+        base = DialAttempt(
+            campaign.name,
+            number,
+            started,
+            started,
+            "failed",
+            contact=contact.id if contact else None,
+        )
         try:
-            result = await self.switch.originate(agent, target, caller_id=campaign.caller_id)
-            stage = result.get("stage", "")
-            outcome = "connected" if stage in ("bridged", "done", "ended") else "no_answer"
-            log.info("campaign %s: preview %s -> %s: %s", campaign.name, agent, number, result)
-        finally:
-            now = self.clock()
-            attempt = DialAttempt(
-                campaign.name,
-                number,
-                started,
-                now,
-                outcome,
-                contact=contact.id if contact else None,
-                agent=agent if outcome == "connected" else None,
+            customer = await switch.dial(
+                target,
+                caller_id=campaign.caller_id,
+                timeout=campaign.ring_timeout,
+                placed_for=tag,
             )
-            await runner._record(attempt, contact)
-            if callback is not None:
-                await self.switch.scheduled_callback_store.set_state(callback, "done")
+        except DialError as exc:
+            await agent_call.hangup(0, "the customer did not answer")
+            outcome = outcome_of_failure(exc.outcome.cause, exc.outcome.status)
+            attempt = replace(
+                base, outcome=outcome, ended_at=self.clock(), sip_status=exc.outcome.status
+            )
+        else:
+            answered = self.clock() - (customer.since_answer() or 0.0)
+            try:
+                bridge = switch.bridge(agent_call, customer)
+                self.publish(
+                    CampaignEvent(
+                        customer.id,
+                        campaign.name,
+                        "connected",
+                        number,
+                        {"agent": agent, "wait": 0.0},
+                    )
+                )
+                await bridge.wait()
+            finally:
+                for leg in (agent_call, customer):
+                    if not leg.ended:
+                        await leg.hangup(0, "preview call over")
+            attempt = replace(
+                base,
+                outcome="connected",
+                ended_at=self.clock(),
+                call_id=customer.id,
+                answered_at=answered,
+                sip_status=200,
+                agent=agent,
+                connected_at=answered,
+                wait_to_agent=0.0,
+            )
+        await runner.record(attempt, contact)
+        if callback is not None:
+            await switch.scheduled_callback_store.set_state(callback, "done")
 
     # -- events ---------------------------------------------------------------------------
 

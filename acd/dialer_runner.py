@@ -262,11 +262,11 @@ class CampaignRunner:
             self.calls.pop(serial, None)
             self.wake.set()
         try:
-            await self._record(attempt, contact)
+            await self.record(attempt, contact)
         except PbxError:
             log.exception("campaign %s: attempt to %s not stored", name, number)
 
-    async def _record(self, attempt: DialAttempt, contact: Contact | None) -> None:
+    async def record(self, attempt: DialAttempt, contact: Contact | None) -> None:
         switch = self.dialer.switch
         await switch.attempt_store.add(attempt)
         record = as_attempt(attempt)

@@ -387,3 +387,66 @@ async def test_a_30_contact_campaign_runs_to_completion(tmp_path: Path) -> None:
         at = first_tone(heard, MESSAGE_HZ)
         assert at is not None, number
         assert at >= beeps[number] + 0.4, (number, at, beeps[number])  # after the 0.5 s beep
+
+
+PREVIEW_SCRIPT = """
+seed = 11
+realm = "pstn.test"
+default = "invalid"
+
+[accounts]
+trunk1 = "s3cret-trunk"
+
+[[numbers]]
+pattern = "_+4420794630XX"
+behaviour = "live"
+ring_seconds = 0.5
+listen_seconds = 4.0
+greeting = "Hello?"
+"""
+OTHER_HZ = 1100
+
+
+async def test_preview_and_a_callback_owned_by_an_agent(tmp_path: Path) -> None:
+    """Preview: agent 1001 takes the next contact (its phone rings first, then the
+    customer's) and the customer hears 1001's tone. A scheduled callback that belongs to
+    1002 and is due is dialled for 1002 (its phone first) while the campaign runs; the
+    customer hears 1002's tone; the callback is done; both attempts have their rows."""
+    campaign = Campaign("pv", "+442071230000", trunk="trunk:prov", queue="sales",
+                        mode="preview", script="Offer the winter plan.",
+                        window_start="00:00", window_end="23:59")  # fmt: skip
+    customer, owed = "+442079463000", "+442079463001"
+    async with dialer_setup(
+        tmp_path, PREVIEW_SCRIPT, campaign, [NewContact(customer, zone_at(12))], ("1001", "1002")
+    ) as (server, _acd, dialer, sim):
+        assert server._store is not None
+        store = server._store
+        callback = await store.scheduled_callbacks.add(
+            owed, time.time(), "1002", agent="1002", queue="sales", note="wants a quote"
+        )
+        await sim.voice.say("Hello?", 0.7)
+        async with Agent(server, "1001", AGENT_HZ), Agent(server, "1002", OTHER_HZ):
+            await until(lambda: dialer.capacity("sales", ours=True) == 2, what="2 agents free")
+            assert (await dialer._route_campaign({"campaign": "pv", "action": "start"}))[0] == 200
+            await until(lambda: "pv" in dialer.runners, what="the campaign runs")
+            status, body = await dialer._route_preview({"campaign": "pv", "agent": "1001"})
+            assert status == 200, body
+            assert body["contact"]["number"] == customer
+            assert body["script"] == "Offer the winter plan."
+            again = await dialer._route_preview({"campaign": "pv", "agent": "1001"})
+            assert again == (404, {"error": "campaign pv has no contact due"})
+            await until(lambda: _rows(store, 2), 30, "both attempts")
+            await until(lambda: len([e for e in sim_log(sim) if e.get("wav")]) == 2, 20, "wavs")
+        rows = {r.number: r for r in await attempts(server, "pv")}
+        done = await store.scheduled_callbacks.get(callback.id)
+        [contact] = await store.contacts.of_campaign("pv")
+    assert (rows[customer].outcome, rows[customer].agent) == ("connected", "1001")
+    assert (rows[owed].outcome, rows[owed].agent) == ("connected", "1002")
+    assert done.state == "done" and contact.state == "done"
+    wavs = {e["number"]: Path(e["wav"]) for e in sim_log(sim) if e.get("wav")}
+    assert tone_share(load_mono(wavs[customer], RATE), AGENT_HZ) > 0.8
+    assert tone_share(load_mono(wavs[owed], RATE), OTHER_HZ) > 0.8
+
+
+async def _rows(store: Store, n: int) -> bool:
+    return len(await store.attempts.of_campaign("pv")) >= n
