@@ -68,6 +68,7 @@ class CampaignRules:
     retries: Mapping[Outcome, RetryRule]
     max_attempts: int
     ring_timeout: float
+    amd_fp_rate: float = 0.0
 
     @classmethod
     def of(cls, campaign: Campaign) -> CampaignRules:
@@ -83,6 +84,7 @@ class CampaignRules:
             rules,
             campaign.max_attempts,
             campaign.ring_timeout,
+            campaign.amd_fp_rate,
         )
 
 

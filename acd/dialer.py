@@ -419,8 +419,14 @@ class Dialer:
             for a in agents
             if a.state is not AgentState.LOGGED_OUT
         }
+        rules = CampaignRules.of(campaign)
         out = campaign_figures(
-            attempts, CampaignRules.of(campaign).profile, now, contacts=counts, agents_since=since
+            attempts,
+            rules.profile,
+            now,
+            amd_fp_rate=rules.amd_fp_rate,
+            contacts=counts,
+            agents_since=since,
         )
         runner = self.runners.get(name)
         out.update(

@@ -71,6 +71,7 @@ class AttemptState:
     phase: str = "ringing"
     call_id: str = ""
     answered_at: float | None = None
+    record: dict[str, str] = field(default_factory=dict)  # the contact's screen-pop fields
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -209,6 +210,10 @@ async def _to_agent(
 ) -> DialAttempt:
     state.phase = "waiting"
     t0 = base.answered_at or ctx.clock()
+    # The screen pop's cue: the record and the script, before the agent's phone rings.
+    pop: dict[str, object] = {"script": campaign.script, "contact": base.contact}
+    pop.update({f"record.{k}": v for k, v in state.record.items()})
+    ctx.switch.publish(CampaignEvent(call.id, campaign.name, "offered", number, pop))
     try:
         async with asyncio.timeout(CONNECT_WAIT):
             reached = await ctx.hand_over(call, campaign.queue, number)

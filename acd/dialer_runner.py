@@ -72,7 +72,7 @@ class CampaignRunner:
         self.campaign = campaign
         self.rules = CampaignRules.of(campaign)
         self.pacer = _pacer(campaign)
-        self.ledger = AbandonLedger(self.rules.profile)
+        self.ledger = AbandonLedger(self.rules.profile, self.rules.amd_fp_rate)
         self.calls: dict[int, AttemptState] = {}  # attempt serial -> state
         self.wake = asyncio.Event()
         self._serial = 0
@@ -133,7 +133,8 @@ class CampaignRunner:
             talk = [0.0] * sum(1 for s in self.calls.values() if s.phase == "agent")
         rate = self.ledger.rate(now)
         snap = Snapshot(free, tuple(talk), tuple(wrap), ringing, waiting)
-        return PacerView(now, snap, working, rate.live, rate.abandoned)
+        fp = round(rate.estimated_false_positives)  # UK: people AMD hung up on, estimated
+        return PacerView(now, snap, working, rate.live + fp, rate.abandoned + fp)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -228,6 +229,8 @@ class CampaignRunner:
         self._serial += 1
         serial = self._serial
         state = AttemptState(number, self.dialer.clock())
+        if contact is not None:
+            state.record = dict(contact.fields)
         self.calls[serial] = state
         self.dialer.spawn(
             self._attempt(serial, contact, number, state), f"campaign {self.campaign.name} {number}"

@@ -106,6 +106,9 @@ def campaign_create(
     max_lines: Annotated[int, typer.Option(help="Calls in progress at most.")] = 10,
     target: Annotated[float, typer.Option(help="Abandon target in percent.")] = 3.0,
     profile: Annotated[str, typer.Option(help="Compliance profile: US or UK.")] = "US",
+    amd_fp: Annotated[
+        float, typer.Option(help="AMD's measured false-positive rate in percent (UK counts it).")
+    ] = 0.0,
     seller: Annotated[str, typer.Option(help="Seller's name (safe-harbour message).")] = "",
     seller_number: Annotated[str, typer.Option(help="Number the safe-harbour message gives.")] = "",
     message: Annotated[
@@ -138,6 +141,7 @@ def campaign_create(
                 max_lines=max_lines,
                 abandon_target=target / 100,
                 profile=profile,
+                amd_fp_rate=amd_fp / 100,
                 seller=seller,
                 seller_number=seller_number or caller_id,
                 agentless_message=message,
@@ -258,7 +262,9 @@ async def _stats(data_dir: Path, name: str) -> dict[str, Any]:
         now = time.time()
         attempts = await store.attempts.of_campaign(name, since=now - 31 * 86400.0)
         counts = await store.contacts.counts(name)
-    return campaign_figures(attempts, rules.profile, now, contacts=counts)
+    return campaign_figures(
+        attempts, rules.profile, now, amd_fp_rate=rules.amd_fp_rate, contacts=counts
+    )
 
 
 @campaign_app.command("stats")

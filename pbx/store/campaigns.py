@@ -63,6 +63,7 @@ class Campaign:
     max_lines: int = 10
     abandon_target: float = 0.03
     profile: str = "US"
+    amd_fp_rate: float = 0.0  # AMD's measured false positives (the UK profile counts them)
     seller: str = ""  # the safe-harbour prompt names the seller ...
     seller_number: str = ""  # ... and a number to call back
     agentless_message: str = ""  # a prompt name (agentless mode)
@@ -151,6 +152,8 @@ def check_campaign(c: Campaign) -> Campaign:
         raise ConfigError("the inbound reserve is >= 0 and max lines >= 1")
     if not 0 < c.abandon_target < 1:
         raise ConfigError(f"abandon target {c.abandon_target}: a fraction (0.03 = 3 %)")
+    if not 0 <= c.amd_fp_rate < 1:
+        raise ConfigError(f"AMD false-positive rate {c.amd_fp_rate}: a fraction in [0, 1)")
     if c.profile not in ("US", "UK"):
         raise ConfigError(f"profile {c.profile!r}: US or UK")
     if c.state not in CAMPAIGN_STATES:

@@ -556,6 +556,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             abandon_target  REAL NOT NULL DEFAULT 0.03
                 CHECK (abandon_target > 0 AND abandon_target < 1),
             profile         TEXT NOT NULL DEFAULT 'US' CHECK (profile IN ('US', 'UK')),
+            -- the AMD's measured false-positive rate (people called machines): the UK
+            -- profile counts that share of machine verdicts as abandoned
+            amd_fp_rate     REAL NOT NULL DEFAULT 0 CHECK (amd_fp_rate >= 0 AND amd_fp_rate < 1),
             seller          TEXT NOT NULL DEFAULT '',
             seller_number   TEXT NOT NULL DEFAULT '',
             agentless_message TEXT NOT NULL DEFAULT '',

@@ -305,3 +305,50 @@ def test_dnc_add_check_del_import(data_dir: Path, tmp_path: Path) -> None:
         _run(data_dir, "dnc", "check", "+12125550101")[1]
         == "+12125550101: do not call (the global list, import)\n"
     )
+
+
+def test_uk_stats_count_estimated_amd_false_positives(data_dir: Path) -> None:
+    """UK profile: the calendar day's rate counts the AMD's false-positive share of the
+    machine verdicts as abandoned people: (1 drop + 0.25 * 4 machines) / (3 + 1)."""
+    assert (
+        _run(
+            data_dir,
+            "campaign",
+            "create",
+            "uk",
+            "--caller-id",
+            "+442071234567",
+            "--queue",
+            "sales",
+            "--profile",
+            "UK",
+            "--amd-fp",
+            "25",
+        )[0]
+        == 0
+    )
+    now = time.time()
+
+    async def fill() -> None:
+        async with await Store.open(data_dir / "pbx.sqlite3") as store:
+            for i, (outcome, amd) in enumerate(
+                [("connected", "human"), ("connected", "human"), ("dropped", "human")]
+                + [("machine", "machine")] * 4
+            ):
+                await store.attempts.add(
+                    DialAttempt(
+                        "uk",
+                        f"+4420794600{i:02d}",
+                        now - 60,
+                        now - 30,
+                        outcome,
+                        answered_at=now - 50,
+                        amd=amd,
+                        connected_at=now - 49.5 if outcome == "connected" else None,
+                    )
+                )
+
+    asyncio.run(fill())
+    figures = json.loads(_run(data_dir, "campaign", "stats", "uk", "--json")[1])
+    assert figures["abandon_today_pct"] == 50.0 and figures["abandon_rolling_pct"] == 50.0
+    assert _campaign(data_dir, "uk").amd_fp_rate == 0.25

@@ -333,6 +333,16 @@ async def test_a_30_contact_campaign_runs_to_completion(tmp_path: Path) -> None:
             for agent in agents:
                 await stack.enter_async_context(Agent(server, agent, AGENT_HZ))
             await until(lambda: dialer.capacity("sales", ours=True) == 3, what="3 agents free")
+            seen: list[CampaignEvent] = []
+            feed = server.switch.events.subscribe(maxsize=10_000)
+
+            async def collect() -> None:
+                async for event in feed:
+                    if isinstance(event, CampaignEvent):
+                        seen.append(event)
+
+            collector = asyncio.ensure_future(collect())
+            stack.callback(collector.cancel)
             response = await dialer._route_campaign({"campaign": "autumn", "action": "start"})
             assert response[0] == 200
 
@@ -345,6 +355,11 @@ async def test_a_30_contact_campaign_runs_to_completion(tmp_path: Path) -> None:
         rows = await attempts(server, "autumn")
         contacts_after = {c.number: c for c in await store.contacts.of_campaign("autumn")}
         await until(lambda: len([e for e in sim_log(sim) if e.get("wav")]) == 14, 20, "wavs")
+    offered = {e.number: e.data for e in seen if e.event == "offered"}
+    assert sorted(offered) == sorted(HUMANS)  # the screen pop's record, before the ring
+    assert all(d["record.kind"] == "person" for d in offered.values())
+    ended = sorted(e.number for e in seen if e.event == "ended")
+    assert ended == sorted(r.number for r in rows)
     log = sim_log(sim)
     rung = [e["number"] for e in log]
     for number in ON_DNC + LATE:
