@@ -6,6 +6,8 @@ short greeting, machines a long one and a beep, spoken by espeak-ng), a queue of
 `--attempts` agents registered at one sipp UAS (answers each offer, talks `--talk`
 seconds, hangs up), and a progressive campaign with one contact per attempt and
 `max_lines` = attempts: with every agent free, the dialer places all of them at once.
+`--mode predictive --agents 50` runs the predictive pacer with fewer agents than calls
+(it dials ahead, and its governor holds the drops under 3 %).
 
 Measured:
 - the server's CPU (user + system, all threads) from the first dial to the last attempt
@@ -17,6 +19,7 @@ Measured:
 
     python benchmarks/dialer_sip.py
     python benchmarks/dialer_sip.py --attempts 60 --keep /tmp/dialerbench
+    python benchmarks/dialer_sip.py --mode predictive --agents 50
 
 Not a test: it asserts nothing, it prints.
 """
@@ -38,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from acd.campaign import as_attempt
 from benchmarks.common import (
     ROOT,
     SIP_OPTIONS,
@@ -86,20 +90,35 @@ async def prepare(data: Path, args: argparse.Namespace, sim_port: int) -> None:
         await store.settings.set_default("realm", "aiopbx")
         await store.queues.add(Queue("out", "799", strategy="leastrecent", ring_seconds=10))
         now = time.time()
-        for i in range(args.attempts):
+        for i in range(args.agents):
             await store.users.add(agent_name(i), PASSWORD, "aiopbx")
             await store.queues.add_member("out", agent_name(i))
             await store.agents.login(agent_name(i), now)
         await store.trunks.add(
-            Trunk("prov", host="127.0.0.1", port=sim_port, username="trunk1",
-                  password="s3cret-trunk", from_domain="pstn.test")
-        )  # fmt: skip
+            Trunk(
+                "prov",
+                host="127.0.0.1",
+                port=sim_port,
+                username="trunk1",
+                password="s3cret-trunk",
+                from_domain="pstn.test",
+            )
+        )
         await store.campaigns.create(
-            Campaign("bench", "+442071230000", trunk="trunk:prov", queue="out",
-                     mode="progressive", max_lines=args.attempts, window_start="00:00",
-                     window_end="23:59", retries=json.dumps({k: [0, 0] for k in
-                     ("busy", "no_answer", "machine", "failed", "dropped")}))
-        )  # fmt: skip
+            Campaign(
+                "bench",
+                "+442071230000",
+                trunk="trunk:prov",
+                queue="out",
+                mode=args.mode,
+                max_lines=args.attempts,
+                window_start="00:00",
+                window_end="23:59",
+                retries=json.dumps(
+                    {k: [0, 0] for k in ("busy", "no_answer", "machine", "failed", "dropped")}
+                ),
+            )
+        )
         await store.contacts.add_many(
             "bench", [NewContact(number(i), "Europe/London") for i in range(args.attempts)]
         )
@@ -109,8 +128,10 @@ async def prepare(data: Path, args: argparse.Namespace, sim_port: int) -> None:
 
 def register_agents(server_port: int, sipp_port: int, n: int, work: Path) -> None:
     csv = work / "agents.csv"
-    lines = [f"{agent_name(i)};[authentication username={agent_name(i)} password={PASSWORD}]"
-             for i in range(n)]  # fmt: skip
+    lines = [
+        f"{agent_name(i)};[authentication username={agent_name(i)} password={PASSWORD}]"
+        for i in range(n)
+    ]
     csv.write_text("SEQUENTIAL\n" + "\n".join(lines) + "\n")
     args = [
         "sipp",
@@ -156,12 +177,25 @@ def run(args: argparse.Namespace, work: Path) -> None:
         )
         for d in range(10)
     ]
-    script.write_text(SCRIPT_HEAD + "".join(rules))  # fmt: skip
+    script.write_text(SCRIPT_HEAD + "".join(rules))
     sim_port = free_port()
     sim_log = work / "sim.log"
-    sim = spawn([sys.executable, __file__, "--serve-sim", str(script), "--sim-port", str(sim_port),
-                 "--sim-out", str(work / "sim"), "--attempts", str(args.attempts)],
-                sim_log, cwd=ROOT)  # fmt: skip
+    sim = spawn(
+        [
+            sys.executable,
+            __file__,
+            "--serve-sim",
+            str(script),
+            "--sim-port",
+            str(sim_port),
+            "--sim-out",
+            str(work / "sim"),
+            "--attempts",
+            str(args.attempts),
+        ],
+        sim_log,
+        cwd=ROOT,
+    )
     procs: list[Popen] = [sim]
     try:
         ready_by = time.monotonic() + 180  # the simulator speaks every greeting first
@@ -172,26 +206,63 @@ def run(args: argparse.Namespace, work: Path) -> None:
         asyncio.run(prepare(data, args, sim_port))
         port = free_port()
         log = work / "aiopbx.log"
-        server = spawn([sys.executable, "-m", "cli", "serve", "--data-dir", str(data), "--port",
-                        str(port), "--no-tcp", "--no-web", "--max-calls-per-user", "0",
-                        "--log-level", "WARNING"], log, cwd=ROOT)  # fmt: skip
+        server = spawn(
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "serve",
+                "--data-dir",
+                str(data),
+                "--port",
+                str(port),
+                "--no-tcp",
+                "--no-web",
+                "--max-calls-per-user",
+                "0",
+                "--log-level",
+                "WARNING",
+            ],
+            log,
+            cwd=ROOT,
+        )
         procs.append(server)
         wait_for(lambda: udp_answers(port, SIP_OPTIONS, b"SIP/2.0 "), "aiopbx", server, log)
         wait_for(lambda: Settings(data_dir=data).control_file.exists(), "control", server, log)
         agents_port = free_port()
-        register_agents(port, agents_port, args.attempts, work)
+        register_agents(port, agents_port, args.agents, work)
         agents_log = work / "agents.out"
-        agents = spawn(["sipp", "-sf", str(ROOT / "benchmarks/sipp/acd_agent.xml"), "-i",
-                        "127.0.0.1", "-p", str(agents_port), "-d", str(int(args.talk * 1000)),
-                        "-nostdin", "-aa", "-mi", "127.0.0.1", "-mp", "23000"],
-                       agents_log, cwd=work)  # fmt: skip
+        agents = spawn(
+            [
+                "sipp",
+                "-sf",
+                str(ROOT / "benchmarks/sipp/acd_agent.xml"),
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(agents_port),
+                "-d",
+                str(int(args.talk * 1000)),
+                "-nostdin",
+                "-aa",
+                "-mi",
+                "127.0.0.1",
+                "-mp",
+                "23000",
+            ],
+            agents_log,
+            cwd=work,
+        )
         procs.append(agents)
         wait_for(lambda: udp_bound(agents_port), "agents", agents, agents_log)
         time.sleep(1.0)  # the ACD sees the registrations
         s0, p0, t0 = cpu_times(server.pid), cpu_times(sim.pid), time.monotonic()
-        started = subprocess.run([sys.executable, "-m", "cli", "campaign", "start", "bench",
-                                  "--data-dir", str(data)], cwd=ROOT, capture_output=True,
-                                 text=True)  # fmt: skip
+        started = subprocess.run(
+            [sys.executable, "-m", "cli", "campaign", "start", "bench", "--data-dir", str(data)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         if started.returncode != 0:
             raise SystemExit(f"campaign start failed: {started.stderr}")
         deadline = time.monotonic() + args.timeout
@@ -208,8 +279,15 @@ def run(args: argparse.Namespace, work: Path) -> None:
     report(args, rows, counts, sum(s1) - sum(s0), sum(p1) - sum(p0), t1 - t0, work)
 
 
-def report(args: argparse.Namespace, rows: list[DialAttempt], counts: dict[str, int],
-           server_cpu: float, sim_cpu: float, wall: float, work: Path) -> None:  # fmt: skip
+def report(
+    args: argparse.Namespace,
+    rows: list[DialAttempt],
+    counts: dict[str, int],
+    server_cpu: float,
+    sim_cpu: float,
+    wall: float,
+    work: Path,
+) -> None:
     first = min((r.dialed_at for r in rows), default=0.0)
     spread = max((r.dialed_at for r in rows), default=0.0) - first
     by: dict[str, int] = {}
@@ -218,10 +296,14 @@ def report(args: argparse.Namespace, rows: list[DialAttempt], counts: dict[str, 
     people = [r for r in rows if r.answered_at is not None and r.amd != "machine"]
     waits = [r.wait_to_agent for r in people if r.wait_to_agent is not None]
     late = sum(1 for w in waits if w > 2.0)
-    amd = {v: [float(r.amd_ms) for r in rows if r.amd == v and r.amd_ms is not None]
-           for v in ("human", "machine", "notsure")}  # fmt: skip
-    print(f"dialer on SIP: {len(rows)} attempts of {args.attempts} stored in {wall:.1f} s;"
-          f" all dialled within {spread:.2f} s of the first; contacts {counts}")  # fmt: skip
+    amd = {
+        v: [float(r.amd_ms) for r in rows if r.amd == v and r.amd_ms is not None]
+        for v in ("human", "machine", "notsure")
+    }
+    print(
+        f"dialer on SIP: {len(rows)} attempts of {args.attempts} stored in {wall:.1f} s;"
+        f" all dialled within {spread:.2f} s of the first; contacts {counts}"
+    )
     print(f"outcomes: {by}")
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()} on {os.cpu_count()} CPUs")
     print()
@@ -235,15 +317,27 @@ def report(args: argparse.Namespace, rows: list[DialAttempt], counts: dict[str, 
         )
     print(f"ratio server / simulator CPU: {server_cpu / sim_cpu:.2f}" if sim_cpu else "")
     print()
-    print(f"people answered: {len(people)}; with an agent: {len(waits)};"
-          f" dropped: {len(people) - len(waits)}; over 2 s: {late}")  # fmt: skip
+    live = len(people)
+    abandoned = sum(1 for r in rows if as_attempt(r).abandoned)
+    print(
+        f"{args.mode}, {args.agents} agents: abandoned {abandoned} of {live} people"
+        f" ({100 * abandoned / live if live else 0:.1f} %: over 2 s or no agent)"
+    )
+    print(
+        f"people answered: {len(people)}; with an agent: {len(waits)};"
+        f" dropped: {len(people) - len(waits)}; over 2 s: {late}"
+    )
     if waits:
-        print(f"wait answer -> agent (s): p50 {statistics.median(waits):.2f}"
-              f"  p95 {pct(waits, 0.95):.2f}  max {max(waits):.2f}")  # fmt: skip
+        print(
+            f"wait answer -> agent (s): p50 {statistics.median(waits):.2f}"
+            f"  p95 {pct(waits, 0.95):.2f}  max {max(waits):.2f}"
+        )
     for verdict, ms in amd.items():
         if ms:
-            print(f"AMD {verdict} ({len(ms)}): decided at p50 {statistics.median(ms):.0f} ms,"
-                  f"  p95 {pct(ms, 0.95):.0f}, max {max(ms):.0f}")  # fmt: skip
+            print(
+                f"AMD {verdict} ({len(ms)}): decided at p50 {statistics.median(ms):.0f} ms,"
+                f"  p95 {pct(ms, 0.95):.0f}, max {max(ms):.0f}"
+            )
     print(f"(work files in {work})")
 
 
@@ -291,8 +385,14 @@ def serve_sim(script: Path, port: int, out: Path, attempts: int) -> None:
                 await voice.say(machine_text(number(i)), 4.0)
 
         await asyncio.gather(*(speak(i) for i in range(attempts)))
-        sim = PstnSimulator(parsed, out, port=port, max_calls=attempts + 10, voice=voice,
-                            ports=PortAllocator("127.0.0.1", 40000, 44000))  # fmt: skip
+        sim = PstnSimulator(
+            parsed,
+            out,
+            port=port,
+            max_calls=attempts + 10,
+            voice=voice,
+            ports=PortAllocator("127.0.0.1", 40000, 44000),
+        )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await sim.start()
@@ -308,6 +408,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--attempts", type=int, default=300, help="Calls placed at once.")
     parser.add_argument("--talk", type=float, default=5.0, help="Agent talk seconds.")
+    parser.add_argument("--mode", default="progressive", choices=("progressive", "predictive"))
+    parser.add_argument("--agents", type=int, help="Agents (default: one per attempt).")
     parser.add_argument("--live", type=float, default=3, help="Weight of people.")
     parser.add_argument("--machine", type=float, default=4, help="Weight of machines.")
     parser.add_argument("--busy", type=float, default=1, help="Weight of busy numbers.")
@@ -318,6 +420,8 @@ def main() -> None:
     parser.add_argument("--sim-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sim-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.agents is None:
+        args.agents = args.attempts
     if args.serve_sim is not None:
         serve_sim(args.serve_sim, args.sim_port, args.sim_out, args.attempts)
         return
