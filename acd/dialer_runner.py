@@ -46,6 +46,7 @@ _DAY = 86400.0
 HISTORY_DAYS = 31
 _SETTLE = 0.02  # seconds to let a burst of events in before deciding again
 _CALLBACK_EVERY = 2.0  # seconds between looks for due scheduled callbacks
+_QUIET = 1.0  # seconds before the store is asked again once it had no more contacts due
 
 
 def _pacer(campaign: Campaign) -> Pacer:
@@ -78,6 +79,7 @@ class CampaignRunner:
         self._serial = 0
         self._prompts: Prompts | None = None
         self._callbacks_at = 0.0
+        self._quiet_until = 0.0
 
     def follow(self, campaign: Campaign) -> None:
         """New settings from the store (a pacer of another mode starts afresh)."""
@@ -90,6 +92,7 @@ class CampaignRunner:
             self._prompts = None
         self.campaign = campaign
         self.rules = CampaignRules.of(campaign)
+        self._quiet_until = 0.0  # contacts may have been imported
         self.wake.set()
 
     async def prepare(self) -> None:
@@ -177,8 +180,13 @@ class CampaignRunner:
     async def _dial_due(self, lines: int, now: float) -> None:
         """Place up to `lines` calls to due contacts (checked in one batch, claimed in one
         transaction: hundreds of lines start within a second)."""
+        if now < self._quiet_until:
+            return  # the last look found no more due: the store is not asked at every event
         store = self.dialer.switch.contact_store
-        due = await store.due(self.campaign.name, now, limit=lines * 2 + 5)
+        limit = lines * 2 + 5
+        due = await store.due(self.campaign.name, now, limit=limit)
+        if len(due) < limit:
+            self._quiet_until = now + _QUIET
         barred = await self.dialer.switch.dnc_store.listed_among(
             [c.number for c in due], self.campaign.name
         )
