@@ -166,7 +166,9 @@ class Dialer:
         up = sum(
             1
             for a in self.acd.queue_agents(queue)
-            if a.registered and a.state in (AgentState.AVAILABLE, AgentState.RINGING)
+            if a.registered
+            and not a.in_use  # on a call of its own (not the queue's): not offered
+            and a.state in (AgentState.AVAILABLE, AgentState.RINGING)
         )
         needing = [
             w

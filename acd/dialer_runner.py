@@ -46,6 +46,7 @@ _DAY = 86400.0
 HISTORY_DAYS = 31
 _SETTLE = 0.02  # seconds to let a burst of events in before deciding again
 _CALLBACK_EVERY = 2.0  # seconds between looks for due scheduled callbacks
+_LONGEST_CALL = 4 * 3600.0  # a drop ends long before this after its dial
 _QUIET = 1.0  # seconds before the store is asked again once it had no more contacts due
 
 
@@ -210,13 +211,22 @@ class CampaignRunner:
             listed = await switch.dnc_store.listed(contact.number, name) is not None
         history = []
         lockout = self.rules.profile.lockout
-        if lockout > 0 and not listed:
+        # Preview and progressive calls each have an agent kept for them: the lockout
+        # after a drop ("unless an agent is reserved for the call") does not hold them.
+        reserved = self.campaign.mode in ("preview", "progressive")
+        if lockout > 0 and not listed and not reserved:
+            since = now - lockout - self.campaign.ring_timeout - _LONGEST_CALL
             history = [
-                as_attempt(a)
-                for a in await switch.attempt_store.of_number(contact.number, now - lockout)
+                as_attempt(a) for a in await switch.attempt_store.of_number(contact.number, since)
             ]
         decision = contact_verdict(
-            self.rules, contact.number, contact.zone, now, dnc=listed, history=history
+            self.rules,
+            contact.number,
+            contact.zone,
+            now,
+            dnc=listed,
+            history=history,
+            reserved_agent=reserved,
         )
         if decision.verdict is Verdict.DIAL:
             return True
