@@ -262,8 +262,16 @@ def init(
     else:
         typer.echo(f"{settings.data_dir} is already initialized (realm {result.realm!r})")
     typer.echo(f"database: {settings.db_path}")
+    _echo_certificate(_import("acd.web.tls").ensure_certificate(settings.data_dir))
     if result.users == 0:
         typer.echo(HINT_ADD_USER)
+
+
+def _echo_certificate(made: Any) -> None:
+    """Where the web console's certificate is and its fingerprint (acd.web.tls)."""
+    verb = "made" if made.created else "is"
+    typer.echo(f"web console certificate {verb} {made.cert}")
+    typer.echo(f"  SHA-256 fingerprint {made.fingerprint}")
 
 
 def _import(name: str) -> ModuleType:
@@ -350,6 +358,26 @@ def serve(
     web_port: Annotated[
         int, typer.Option(help="Port of the web console (0 picks a free one).")
     ] = 8080,
+    web_tls: Annotated[
+        bool,
+        typer.Option(
+            "--web-tls",
+            help="Serve the web console over HTTPS with the data directory's certificate"
+            " (browsers give the microphone only to secure pages).",
+        ),
+    ] = False,
+    web_cert: Annotated[
+        Path | None,
+        typer.Option(help="HTTPS certificate (PEM) of the web console; needs --web-key."),
+    ] = None,
+    web_key: Annotated[Path | None, typer.Option(help="Private key (PEM) of --web-cert.")] = None,
+    web_phone_codec: Annotated[
+        str,
+        typer.Option(
+            help="What the browser phones prefer: opus (the browsers' choice) or g711"
+            " (no transcoding, less CPU per call)."
+        ),
+    ] = "opus",
 ) -> None:
     """Run the PBX in the foreground (initializes the data directory on first run)."""
     level = _log_level(log_level)
@@ -403,7 +431,27 @@ def serve(
     acd = _import("acd.app").AcdApplication(player)
     if not 0 <= web_port <= 65535:
         raise ConfigError(f"web port {web_port} is not between 0 and 65535")
-    console = [_import("acd.web.console").WebConsole(acd, web_host, web_port)] if web else []
+    if web_phone_codec not in ("opus", "g711"):
+        raise ConfigError(f"--web-phone-codec {web_phone_codec!r}: choose opus or g711")
+    tls = _import("acd.web.tls") if web and (web_tls or web_cert or web_key) else None
+    context = None
+    if tls is not None:
+        if (web_cert is None) != (web_key is None):
+            raise ConfigError("give --web-cert and --web-key together")
+        if web_cert is None or web_key is None:
+            made = tls.ensure_certificate(settings.data_dir)
+            _echo_certificate(made)
+            web_cert, web_key = made.cert, made.key
+        context = tls.server_context(web_cert, web_key)
+    console = (
+        [
+            _import("acd.web.console").WebConsole(
+                acd, web_host, web_port, ssl_context=context, phone_codec=web_phone_codec
+            )
+        ]
+        if web
+        else []
+    )
     server.run(
         settings,
         applications=[
@@ -526,9 +574,56 @@ def user_passwd(
         check_password(password, name)
     secret = password if password is not None else generate_password(username=name)
     _run(_set_password(_data_dir(data_dir), name, secret))
-    typer.echo(f"password of {name} changed")
+    typer.echo(f"password of {name} changed (its web console sessions ended)")
     if password is None:
         _show_generated(secret)
+
+
+async def _sessions(data_dir: Path, name: str | None) -> list[tuple[str, str, str, str]]:
+    async with await _open_existing(data_dir) as store:
+        if name is not None:
+            await store.users.get(name)  # NotFoundError: a one-line message
+        found = await store.web_sessions.list(name)
+    stamp = "%Y-%m-%d %H:%M"
+    return [
+        (s.id, s.username, datetime.fromtimestamp(s.created).strftime(stamp),
+         datetime.fromtimestamp(s.expires).strftime(stamp))
+        for s in found
+    ]  # fmt: skip
+
+
+@user_app.command("sessions")
+def user_sessions(
+    name: Annotated[
+        str | None, typer.Argument(metavar="[NAME]", help="Only this user's (default: all).")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List the web console's live login sessions."""
+    rows = _run(_sessions(_data_dir(data_dir), name))
+    if not rows:
+        typer.echo("no web console sessions")
+        return
+    typer.echo(f"{'SESSION':<18}{'USER':<12}{'SINCE':<18}EXPIRES")
+    for id_, user, since, expires in rows:
+        typer.echo(f"{id_:<18}{user:<12}{since:<18}{expires}")
+
+
+async def _logout_user(data_dir: Path, name: str) -> int:
+    async with await _open_existing(data_dir) as store:
+        await store.users.get(name)
+        return await store.web_sessions.revoke_user(name)
+
+
+@user_app.command("logout")
+def user_logout(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Username.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """End every web console session of a user (a running server closes their pages
+    within seconds; `pbx user passwd` does the same)."""
+    count = _run(_logout_user(_data_dir(data_dir), name))
+    typer.echo(f"ended {count} web console session{'' if count == 1 else 's'} of {name}")
 
 
 async def _delete_user(data_dir: Path, name: str) -> tuple[DeletedUser, list[str]]:

@@ -21,6 +21,7 @@ import typer
 from cli.common import DataDirOption, data_dir_of, open_existing
 from cli.common import run as _run
 from ivr.menu import Menu, Schedule, parse_toml, to_toml
+from ivr.menu_check import answered_numbers, extension_targets, problems
 from ivr.prompts import DEFAULT_PROMPTS, PromptStore
 from pbx.errors import ConfigError
 from pbx.store import Store
@@ -65,11 +66,6 @@ async def _put(
     return old
 
 
-def _numbers(menus: Sequence[Menu], schedules: Sequence[Schedule]) -> list[str]:
-    """The numbers the menus and schedules answer."""
-    return [m.number for m in menus if m.number] + [s.number for s in schedules if s.number]
-
-
 def _names(menus: Sequence[Menu], schedules: Sequence[Schedule]) -> str:
     parts = []
     if menus:
@@ -88,29 +84,14 @@ async def _problems(
     extensions and ring groups, mailboxes."""
     directory = data_dir_of(data_dir)
     prompts = set(PromptStore(directory / "prompts").names()) | set(DEFAULT_PROMPTS)
-    own_numbers = set(_numbers(menus, schedules))
-    problems: list[str] = []
     async with await _open(data_dir) as store:
         users = {u.username for u in await store.users.list()}
-        for menu in menus:
-            for field_name in ("greeting", "invalid_prompt", "timeout_prompt"):
-                prompt = getattr(menu, field_name)
-                if prompt not in prompts:
-                    problems.append(f"menu {menu.name!r}: {field_name} {prompt!r} is no prompt")
-            actions = [(f"key {k}", a) for k, a in menu.options.items()]
-            for where, action in [*actions, ("fallback", menu.fallback)]:
-                target = action.target or ""
-                if action.kind == "voicemail" and target not in users:
-                    problems.append(f"menu {menu.name!r} {where}: no mailbox {target}")
-                if target.startswith(("trunk:", "queue:")):
-                    continue  # its trunk or queue was checked when the document was stored
-                if action.kind == "extension" and target not in own_numbers:
-                    owner = await store.numbering.owner(target, ignore=IVR_KINDS)
-                    if owner is None:
-                        problems.append(
-                            f"menu {menu.name!r} {where}: no extension or ring group {target}"
-                        )
-    return problems
+        owned = [
+            number
+            for number in extension_targets(menus, schedules)
+            if await store.numbering.owner(number, ignore=IVR_KINDS) is not None
+        ]
+    return problems(menus, schedules, prompts=prompts, mailboxes=users, owned=owned)
 
 
 async def _clear(data_dir: Path | None) -> bool:
@@ -161,7 +142,7 @@ def import_command(
         menus, schedules = parse_toml(text)
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
-    numbers = _numbers(menus, schedules)
+    numbers = answered_numbers(menus, schedules)
     old = _run(_put(data_dir, to_toml(menus, schedules), numbers, replace))
     typer.echo(
         f"imported {_counted(len(menus), 'menu')} and {_counted(len(schedules), 'schedule')}"

@@ -111,17 +111,22 @@ def crm_url(template: str | None, customer: Customer) -> str | None:
         return None
 
 
-async def customer_view(console: WebConsole, customer: Customer) -> dict[str, Any]:
-    """A customer with its history: earlier calls, tickets, dispositions."""
+async def customer_view(
+    console: WebConsole, customer: Customer, current: str | None = None
+) -> dict[str, Any]:
+    """A customer with its history: earlier calls (one line a call, with the agent it was
+    last offered to; not the `current` one), tickets, dispositions."""
     switch = console.switch
     now = console.clock()
+    calls: dict[str, dict[str, Any]] = {}
+    for o in await switch.customer_store.offers(customer.id):  # newest first
+        if o.call_id != current and o.call_id not in calls:
+            calls[o.call_id] = {"agent": o.agent, "call_id": o.call_id, "queue": o.queue,
+                                "at": o.at}  # fmt: skip
     return {
         **customer.to_json(),
         "crm_url": crm_url(await switch.setting(CRM_URL_KEY), customer),
-        "calls": [
-            {"agent": o.agent, "call_id": o.call_id, "queue": o.queue, "at": o.at}
-            for o in await switch.customer_store.offers(customer.id)
-        ],
+        "calls": list(calls.values()),
         "tickets": [t.to_json(now) for t in await switch.ticket_store.for_customer(customer.id)],
         "dispositions": [
             d.to_json() for d in await switch.disposition_store.for_customer(customer.id)

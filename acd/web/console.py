@@ -18,6 +18,7 @@ import asyncio
 import html
 import importlib.resources
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,11 +37,21 @@ from acd.web.session import (
     same_token,
 )
 from acd.web.webhook import SECRET_KEY, URL_KEY, Webhook
-from pbx.api import BanPolicy, Call, Customer, PbxError, Switch, WebSession
+from pbx.api import (
+    SESSION_ID_CHARS,
+    BanPolicy,
+    Call,
+    Customer,
+    PbxError,
+    Switch,
+    WebSession,
+    token_hash,
+)
 
 if TYPE_CHECKING:
     from acd.app import AcdApplication
     from acd.web.live import LiveHub
+    from acd.web.phone import PhoneService
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Principal", "WebConsole"]
 
@@ -49,7 +60,7 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 _MAX_BODY = 256 * 1024
-_STATIC = ("desktop.js", "wallboard.js", "admin.js", "common.js", "console.css")
+_STATIC = ("desktop.js", "wallboard.js", "admin.js", "common.js", "console.css", "phone.js")
 _PAGES = {"/desktop": "desktop.html", "/wallboard": "wallboard.html", "/admin": "admin.html"}
 _SUPERVISORS = ("supervisor", "admin")
 _CSP = (
@@ -120,11 +131,17 @@ class WebConsole:
         clock: Callable[[], float] = time.time,
         policy: BanPolicy | None = None,
         webhook_retry: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
+        phone_codec: str = "opus",
     ) -> None:
         self.acd = acd
         self.host = host
         self.port = port
         self.clock = clock
+        #: HTTPS when set (`pbx serve --web-tls`, acd.web.tls).
+        self.ssl_context = ssl_context
+        #: What the browser phones prefer: "opus" or "g711" (`--web-phone-codec`).
+        self.phone_codec = phone_codec
         self.throttle = LoginThrottle(policy)
         self._runner: web.AppRunner | None = None
         self._switch: Switch | None = None
@@ -132,6 +149,7 @@ class WebConsole:
         self.webhook = Webhook(self._webhook_settings, first_retry=webhook_retry, clock=clock)
         #: Click-to-calls in progress, by agent (one each; the console owns the tasks).
         self.dialling: dict[str, asyncio.Task[None]] = {}
+        self.phones: PhoneService | None = None
 
     @property
     def switch(self) -> Switch:
@@ -172,11 +190,17 @@ class WebConsole:
             app.router.add_get(path, self._static_page)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/ws", self.live.websocket)
+        app.router.add_get("/api/sessions", self._sessions)
+        app.router.add_delete("/api/sessions/{id}", self._revoke)
+        from acd.web.phone import PhoneService  # the browser phone (acd.web.phone)
+
+        self.phones = PhoneService(self, self.phone_codec)
+        app.router.add_get("/ws/phone", self.phones.websocket)
         add_routes(app, self)
         add_admin_routes(app, self)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -193,7 +217,8 @@ class WebConsole:
         self.port = int(runner.addresses[0][1])
         await self.live.start()
         self.webhook.start()
-        log.info("web console on http://%s:%d/", self.host, self.port)
+        scheme = "https" if self.ssl_context is not None else "http"
+        log.info("web console on %s://%s:%d/", scheme, self.host, self.port)
 
     async def close(self) -> None:
         await self.webhook.close()
@@ -202,6 +227,8 @@ class WebConsole:
         await asyncio.gather(*self.dialling.values(), return_exceptions=True)
         if self._live is not None:
             await self._live.close()
+        if self.phones is not None:
+            await self.phones.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -365,6 +392,29 @@ class WebConsole:
         )
         response.del_cookie(LOGIN_COOKIE, path="/")
         return response
+
+    async def _sessions(self, request: web.Request) -> web.StreamResponse:
+        """The caller's own live sessions (an admin's `?all=1`: everyone's); the one the
+        request comes from is marked `current`."""
+        who = principal(request)
+        everyone = request.query.get("all") == "1" and who.role == "admin"
+        current = token_hash(who.token)[:SESSION_ID_CHARS]
+        found = await self.switch.web_session_store.list(None if everyone else who.user)
+        return web.json_response(
+            {"sessions": [{**s.to_json(), "current": s.id == current} for s in found]}
+        )
+
+    async def _revoke(self, request: web.Request) -> web.StreamResponse:
+        """End one session: one's own, or anyone's for an admin. Its open pages close at
+        once; its next request gets 401. Unknown and someone else's are both 404."""
+        who = principal(request)
+        owner = None if who.role == "admin" else who.user
+        revoked = await self.switch.web_session_store.revoke(request.match_info["id"], owner)
+        if revoked is None:
+            return web.json_response({"error": "no such session"}, status=404)
+        self.live.drop_hashed(revoked)
+        log.info("web: %s ended a session", who.user)
+        return web.json_response({"revoked": True})
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
         who = principal(request)

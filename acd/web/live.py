@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from acd.web.calls import AgentCall, AgentCalls
-from pbx.api import AgentStateChanged, QueueLogged, QueueOffered
+from pbx.api import AgentStateChanged, QueueLogged, QueueOffered, token_hash
 
 if TYPE_CHECKING:
     from acd.web.console import Principal, WebConsole
@@ -40,6 +40,8 @@ CLIENT_QUEUE = 256
 #: Open pages (WebSockets) one user may have, and all users together.
 MAX_PAGES_PER_USER = 10
 MAX_PAGES = 1000
+#: How often open pages' sessions are checked against the store (seconds).
+SESSION_SWEEP = 15.0
 _CONNECTED = ("CONNECT",)
 _ENDED = (
     "COMPLETECALLER",
@@ -80,6 +82,7 @@ class LiveHub:
         events = self.console.switch.events.subscribe(10_000, name="web console")
         self._tasks.append(asyncio.create_task(self._watch(events), name="web events"))
         self._tasks.append(asyncio.create_task(self._wallboard(), name="web wallboard"))
+        self._tasks.append(asyncio.create_task(self._sweep(), name="web session sweep"))
 
     async def close(self) -> None:
         for client in list(self._clients):
@@ -95,6 +98,21 @@ class LiveHub:
         """Close the pages of a session that logged out."""
         for client in [c for c in self._clients if c.who.token == token]:
             self._drop(client)
+
+    def drop_hashed(self, hashed: str) -> None:
+        """Close the pages of a session ended by another (its token's hash)."""
+        for client in [c for c in self._clients if token_hash(c.who.token) == hashed]:
+            self._drop(client)
+
+    async def _sweep(self) -> None:
+        """Close pages whose session has ended without this process seeing it (expired,
+        the user's password changed or the user deleted by the CLI)."""
+        while True:
+            await asyncio.sleep(SESSION_SWEEP)
+            store = self.console.switch.web_session_store
+            for token in {c.who.token for c in self._clients}:
+                if await store.get(token) is None:
+                    self.drop_session(token)
 
     def _drop(self, client: _Client) -> None:
         self._clients.discard(client)
@@ -249,7 +267,7 @@ class LiveHub:
             {
                 "type": "pop",
                 "call": call.to_json(now),
-                "customer": await customer_view(console, customer) if customer else None,
+                "customer": (await customer_view(console, customer, call_id) if customer else None),
                 "tickets": [(await switch.ticket_store.get(t.id)).to_json(now) for t in tickets],
                 "notes": [line for line in offer.notes.splitlines() if line.strip()],
                 "callback": offer.callback,

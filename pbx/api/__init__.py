@@ -26,7 +26,7 @@ from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
 from pbx.api.switch import Application, Bridge, Service, Switch, VoicemailService
 from pbx.bans import BanList, BanPolicy, FailureLog, Verdict
-from pbx.errors import ConfigError, ControlError, NotFoundError, PbxError
+from pbx.errors import AlreadyExistsError, ConfigError, ControlError, NotFoundError, PbxError
 from pbx.events import (
     AgentStateChanged,
     CallCreated,
@@ -56,15 +56,18 @@ from pbx.store.queues import Queue
 from pbx.store.tickets import STATES as TICKET_STATES
 from pbx.store.tickets import Ticket
 from pbx.store.voicemail import PIN_DIGITS, Voicemail, VoicemailRepo
-from pbx.store.web_sessions import WebSession
+from pbx.store.web_sessions import ID_CHARS as SESSION_ID_CHARS
+from pbx.store.web_sessions import WebSession, token_hash
 
 __all__ = [
     "CUSTOMER_FIELDS",
     "PIN_DIGITS",
     "QUEUE_EVENTS",
+    "SESSION_ID_CHARS",
     "TICKET_STATES",
     "AgentRecord",
     "AgentStateChanged",
+    "AlreadyExistsError",
     "Application",
     "Article",
     "BanList",
@@ -124,4 +127,5 @@ __all__ = [
     "format_customers_csv",
     "normalise_number",
     "parse_retries",
+    "token_hash",
 ]

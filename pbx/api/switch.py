@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import secrets
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -34,13 +35,14 @@ from pbx.store.customers import CustomerRepo
 from pbx.store.dispositions import DispositionRepo
 from pbx.store.dnc import DncRepo
 from pbx.store.kb import KbRepo
+from pbx.store.numbering import IVR_KINDS
 from pbx.store.queue_events import QueueEventRepo
 from pbx.store.queues import QueueRepo
 from pbx.store.scheduled import ScheduledCallbackRepo
 from pbx.store.tickets import TicketRepo
 from pbx.store.voicemail import VoicemailRepo
 from pbx.store.web_sessions import WebSessionRepo
-from sip.digest import ha1
+from sip.digest import Challenge, Credentials, canonical_algorithm, ha1, response_digest
 from sip.errors import SipParseError
 from sip.peer import Peer
 from sip.uri import SipUri
@@ -225,6 +227,21 @@ class Switch:
         """The stored IVR menus (TOML text; "" when none)."""
         return await self._b2bua.store.ivr.get() or ""
 
+    async def put_ivr_menus(self, text: str, numbers: Collection[str]) -> None:
+        """Make `text` (checked TOML: `ivr.menu`) the whole IVR configuration; `numbers`
+        are the ones its menus and schedules answer.
+
+        Raises: AlreadyExistsError (a number belongs to someone else), NotFoundError (an
+        action names a trunk or queue that does not exist).
+        """
+        await self._b2bua.store.ivr.put(text, numbers)
+
+    async def owned_numbers(self, numbers: Collection[str]) -> list[str]:
+        """Those of `numbers` that a user, ring group, queue or feature code has (the
+        IVR's own menus and schedules left out)."""
+        numbering = self._b2bua.store.numbering
+        return [n for n in numbers if await numbering.owner(n, ignore=IVR_KINDS) is not None]
+
     async def user_exists(self, name: str) -> bool:
         try:
             await self._b2bua.store.users.get(name)
@@ -383,6 +400,46 @@ class Switch:
             user, stored, realm = None, "0" * 64, "-"
         given = ha1(name, realm, password, "SHA-256")
         return hmac.compare_digest(given.encode(), stored.encode()) and user is not None
+
+    @property
+    def sip_address(self) -> tuple[str, int]:
+        """Where a user agent inside this process (the browser phones' gateway) reaches the
+        switch's SIP: its SIP host (loopback when it listens on every address) and port."""
+        manager = self._b2bua.manager
+        host = manager.sip_host
+        return ("127.0.0.1" if host in ("0.0.0.0", "::", "") else host), manager.sip_port
+
+    async def answer_challenge(self, user: str, challenge: str, method: str, uri: str) -> str:
+        """The Authorization value with which user `user`'s in-process phone (a browser
+        phone's SIP side) answers one of this switch's own challenges: computed from the
+        stored HA1, which never leaves the switch.
+
+        Raises: PbxError for a challenge of another realm, an algorithm other than MD5 or
+            SHA-256, or an unknown user.
+        """
+        try:
+            parsed = Challenge.parse(challenge)
+        except SipParseError as exc:
+            raise PbxError(f"unreadable challenge: {exc.reason}") from None
+        try:
+            stored = await self._b2bua.store.users.get(user)
+        except NotFoundError:
+            raise PbxError(f"no user {user}") from None
+        algorithm = canonical_algorithm(parsed.algorithm)
+        if parsed.realm != stored.realm or algorithm not in ("MD5", "SHA-256"):
+            raise PbxError("not a challenge of this switch")
+        qop = "auth" if "auth" in {q.lower() for q in parsed.qop} else None
+        cnonce = secrets.token_urlsafe(12) if qop else None
+        nc = "00000001" if qop else None
+        key = stored.ha1_md5 if algorithm == "MD5" else stored.ha1_sha256
+        response = response_digest(
+            algorithm, key, parsed.nonce, method, uri, qop=qop, nc=nc, cnonce=cnonce
+        )
+        assert response is not None
+        return str(
+            Credentials(user, parsed.realm, parsed.nonce, uri, response, algorithm, qop, nc,
+                        cnonce, parsed.opaque)
+        )  # fmt: skip
 
     async def user_role(self, name: str) -> str | None:
         """The user's role ("agent", "supervisor", "admin"), None for no such user."""

@@ -174,6 +174,8 @@ class UserRepo:
             )
             if cur.rowcount == 0:
                 raise NotFoundError(f"no user {username!r}")
+            # The old password's web console logins end with it.
+            await conn.execute("DELETE FROM web_sessions WHERE username = ?", (username,))
             async with conn.execute(
                 f"SELECT {_READ} FROM users WHERE username = ?", (username,)
             ) as sel:

@@ -84,9 +84,13 @@ def generated_password(stdout: str) -> str:
 
 def test_init_creates_database_realm_and_secret(data_dir: Path) -> None:
     out = ok("init", "--data-dir", str(data_dir))
-    assert out.splitlines() == [
+    lines = out.splitlines()
+    # The web console's HTTPS certificate (acd.web.tls) and its fingerprint, line 4.
+    assert re.fullmatch(r"  SHA-256 fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}", lines.pop(3))
+    assert lines == [
         f"initialized {data_dir} (realm 'aiopbx')",
         f"database: {data_dir / 'pbx.sqlite3'}",
+        f"web console certificate made {data_dir / 'web-cert.pem'}",
         "next: add a phone account with `pbx user add 1001`",
     ]
     settings = stored_settings(data_dir)
@@ -148,7 +152,7 @@ def test_user_add_list_passwd_del(data_dir: Path) -> None:
         assert user.ha1_md5 not in "\n".join(listing)
 
     assert ok("user", "passwd", "1002", "-p", "other-Secret-2", "--data-dir", d) == (
-        "password of 1002 changed\n"
+        "password of 1002 changed (its web console sessions ended)\n"
     )
     assert stored_users(data_dir)[0].ha1_md5 == md5("1002:aiopbx:other-Secret-2")
     password = generated_password(ok("user", "passwd", "1002", "--data-dir", d))

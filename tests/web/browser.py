@@ -102,8 +102,9 @@ class Browser:
 
 
 @contextlib.asynccontextmanager
-async def chromium(base: str, out: Path) -> AsyncIterator[Browser]:
-    """A headless Chromium (quit at the end); screenshots go to `out`."""
+async def chromium(base: str, out: Path, extra: tuple[str, ...] = ()) -> AsyncIterator[Browser]:
+    """A headless Chromium (quit at the end); screenshots go to `out`; `extra` are more
+    command-line switches (a fake microphone for the browser phone)."""
     browser_path = need("chromium")
     driver_path = need("chromedriver")
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager never downloads
@@ -122,6 +123,7 @@ async def chromium(base: str, out: Path) -> AsyncIterator[Browser]:
         "--no-first-run",
         "--window-size=1280,1000",
         f"--user-data-dir={out / 'profile'}",
+        *extra,
     ):
         options.add_argument(arg)
     service = Service(executable_path=driver_path, log_output=str(out / "chromedriver.log"))

@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -49,9 +50,10 @@ async def console_server(
     members: dict[str, tuple[str, ...]] | None = None,
     users: dict[str, str] | None = None,
     policy: BanPolicy | None = None,
+    applications: tuple[Any, ...] = (),
 ) -> AsyncIterator[Console]:
     """Users 1001-1003 (1003 a supervisor), `queues` with `members` (default: 1001 and
-    1002 in every queue), the ACD and the web console."""
+    1002 in every queue), `applications` (e.g. the IVR), the ACD and the web console."""
     store = await Store.open(tmp_path / "pbx.sqlite3")
     await store.settings.set_default("realm", "aiopbx")
     for user, password in {**PASSWORDS, **(users or {})}.items():
@@ -65,7 +67,9 @@ async def console_server(
     await store.close()
     acd = AcdApplication(PromptPlayer(PromptStore(tmp_path / "prompts")))
     web = WebConsole(acd, "127.0.0.1", 0, policy=policy)
-    server = PbxServer(Settings(data_dir=tmp_path, sip_port=free_port()), applications=[acd, web])
+    server = PbxServer(
+        Settings(data_dir=tmp_path, sip_port=free_port()), applications=[*applications, acd, web]
+    )
     await server.start()
     try:
         yield Console(server, acd, web)

@@ -1,6 +1,7 @@
 """The admin page in a real browser (headless Chromium): it lists the queues with their
-members, the trunks and the DIDs, and an admin takes a member out of a queue and adds
-one back with the page's own controls; the database and the running ACD follow."""
+members, the trunks and the DIDs; an admin takes a member out of a queue and adds one
+back, changes a queue's wrap-up and saves new IVR menus with the page's own controls; the
+database and the running ACD follow."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from pathlib import Path
 from pbx.store.trunks import Trunk
 from tests.interop.phones import PASSWORDS
 from tests.web.browser import chromium
-from tests.web.console import console_server
+from tests.web.console import console_server, logged_in
+
+MENU = """[[menu]]
+name = "main"
+number = "800"
+greeting = "main-greeting"
+[menu.options]
+"9" = "voicemail:5555"
+"""
 
 
 async def test_an_admin_changes_queue_members_in_the_page(tmp_path: Path) -> None:
@@ -43,4 +52,35 @@ async def test_an_admin_changes_queue_members_in_the_page(tmp_path: Path) -> Non
         assert sorted(m.agent for m in members["support"]) == ["1001", "1002"]
         row = await c.acd.agent_command("1001", "login")  # the running ACD follows
         assert row["queues"] == ["support"]
+        # A queue's settings: the Edit form, a new wrap-up time, Save.
+        await browser.click("#queues button[data-queue=support]")
+        await browser.type("#queue-fields input[name=wrapup_seconds]", "9")
+        await browser.click("#queue-save")
+        await browser.wait(lambda d: not d.find_element("css selector", "#queue-form")
+                           .is_displayed(), "the form closed after saving")  # fmt: skip
+        assert (await c.store.queues.get("support")).wrapup_seconds == 9.0
+        assert c.acd.wrapup_seconds("1001", "support") == 9.0
+        # The IVR menus: typed into the text area and saved; the warnings are shown.
+        await browser.type("#ivr", MENU)
+        await browser.click("#ivr-save")
+        await browser.wait_text("#ivr-status", "saved: 1 menus, 0 schedules")
+        assert "no mailbox 5555" in await browser.text("#ivr-warnings")
+        assert 'number = "800"' in await c.store.ivr.get()
+        await browser.type("#ivr", "[[menu]]\nname = 'x'\n")  # no greeting: refused
+        await browser.click("#ivr-save")
+        await browser.wait_text("#error", "greeting")
+        assert 'number = "800"' in await c.store.ivr.get()  # the stored menus stay
+        # Web sessions: the admin's own page is marked; another's has an End button.
+        await browser.wait_text("#sessions", "this page")
+        other, _ = await logged_in(c.base, "1001")
+        async with other:
+            await browser.get("/admin")
+            await browser.wait_text("#sessions", "1001")
+            await browser.click("#sessions button")
+            await browser.wait(
+                lambda d: "1001" not in d.find_element("css selector", "#sessions").text,
+                "the session gone",
+            )
+            async with other.get(c.base + "/api/me") as r:
+                assert r.status == 401
         await browser.screenshot("admin")

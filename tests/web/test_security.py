@@ -19,6 +19,9 @@ ROUTES = [
     ("GET", "/static/desktop.js"),
     ("GET", "/static/common.js"),
     ("GET", "/ws"),
+    ("GET", "/api/sessions"),
+    ("DELETE", "/api/sessions/0123456789abcdef"),
+    ("GET", "/ws/phone"),
     ("POST", "/logout"),
     ("GET", "/api/me"),
     ("POST", "/api/agent"),
@@ -51,6 +54,8 @@ ROUTES = [
     ("POST", "/api/admin/users/1001/role"),
     ("GET", "/api/admin/queues"),
     ("GET", "/api/admin/ivr"),
+    ("PUT", "/api/admin/ivr"),
+    ("PATCH", "/api/admin/queues/support"),
     ("GET", "/api/admin/trunks"),
     ("POST", "/api/admin/queues/support/members"),
     ("DELETE", "/api/admin/queues/support/members/1001"),
@@ -75,6 +80,8 @@ async def test_every_route_needs_a_session(tmp_path: Path) -> None:
         canonical |= {
             ("POST", "/api/admin/users/{name}/role"),
             ("GET", "/api/admin/recordings/{id}.wav"),
+            ("PATCH", "/api/admin/queues/{queue}"),
+            ("DELETE", "/api/sessions/{id}"),
             ("POST", "/api/admin/queues/{queue}/members"),
             ("DELETE", "/api/admin/queues/{queue}/members/{agent}"),
         }

@@ -3,7 +3,7 @@
 // or agent event happens (no polling); the clocks tick locally in between.
 "use strict";
 
-const board = { frame: null, seen: 0 };
+const board = { frame: null, seen: 0, figures: "", charting: null };
 
 function cell(text, id) {
   const td = pbx.el("td", text);
@@ -114,6 +114,19 @@ async function chart() {
     }
   }
   const rows = data.rows.filter((r) => r.queue === select.value);
+  const pct = (x) => (x === null ? "-" : Math.round(x * 100) + "%");
+  pbx.$("#chart-rows").replaceChildren(
+    ...rows.map((r) => {
+      const row = pbx.el("tr");
+      row.append(
+        cell(new Date(r.start * 1000).getHours() + "h"),
+        cell(r.offered),
+        cell(r.answered),
+        cell(pct(r.sl)),
+      );
+      return row;
+    }),
+  );
   const canvas = pbx.$("#chart");
   const g = canvas.getContext("2d");
   g.clearRect(0, 0, canvas.width, canvas.height);
@@ -145,6 +158,7 @@ async function chart() {
     }
   });
   g.stroke();
+  canvas.dataset.drawn = String(Number(canvas.dataset.drawn || 0) + 1);
 }
 
 function onMessage(message) {
@@ -153,7 +167,26 @@ function onMessage(message) {
     board.seen = Date.now() / 1000;
     pbx.text("#updated", new Date().toLocaleTimeString());
     render();
+    redrawWhenFiguresMove(message);
   }
+}
+
+// Today's figures moved (a call offered, answered or abandoned): draw the chart again
+// from the report route, at most once a second however fast frames come.
+function redrawWhenFiguresMove(frame) {
+  const figures = JSON.stringify(frame.queues.map((q) => [q.name, q.today]));
+  if (figures === board.figures || board.charting) {
+    return;
+  }
+  const first = board.figures === "";
+  board.figures = figures;
+  board.charting = window.setTimeout(
+    () => {
+      board.charting = null;
+      chart().catch((err) => pbx.error(err.message));
+    },
+    first ? 0 : 1000,
+  );
 }
 
 async function main() {
@@ -161,7 +194,6 @@ async function main() {
   pbx.live(onMessage);
   window.setInterval(render, 1000);
   pbx.$("#chart-queue").addEventListener("change", () => chart().catch((e) => pbx.error(e.message)));
-  chart().catch((err) => pbx.error(err.message));
   window.setInterval(() => chart().catch((err) => pbx.error(err.message)), 60000);
   document.body.dataset.ready = "1";
 }

@@ -1,0 +1,401 @@
+"""Browser phones under load: CPU of `pbx serve` per WebRTC call (Opus <-> G.711, DTLS-SRTP).
+
+For each count N (1, 10, 50 by default) a fresh `pbx serve` runs with its web console;
+this process plays N browsers with aiortc: each logs in to the console as its own user,
+switches its phone on (/ws/phone: the gateway registers a contact for it), and calls the
+queue 700, which has no agents: the switch answers and plays its music to every caller
+for as long as the run lasts. Each browser sends a 1 kHz tone as Opus (aiortc's encoder,
+as Chromium does) and takes what it receives. So each call is: Opus/DTLS-SRTP between the
+browser and the gateway, the gateway's Opus <-> G.711 transcoding and its RTP leg to the
+switch, and the switch's own queue call with music.
+
+Measured over a steady window once every call is up: the server's CPU (user + system,
+all threads, from /proc) with the N browser calls up, minus its CPU with the N browser
+phones registered and idle (the idle console costs almost nothing), per call; and beside
+it, first, the same N callers placed by sipp as plain G.711 SIP phones into the same
+queue on the same server (the reference: what a call costs the switch without the
+browser gateway; it also makes the queue's music before the browsers' window), so the
+gateway's own price per call is the difference. `audio` is what the browsers received
+against 50 frames a second each: under 100 % the machine could not keep up. Also
+printed: the gateway's own per-frame work on the loop (downsampling, G.711, frame
+building), timed in this process over the same code, and aiortc's Opus encode/decode
+per frame (done in its threads).
+
+The goal (issue 16): 50 concurrent browser calls on one core, at most 2 % of a core each.
+This process (the browsers) has its own CPU, printed too: on a 2-core machine the
+browsers' Opus work competes with the server's.
+
+    python benchmarks/webrtc.py
+    python benchmarks/webrtc.py --calls 1,10 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fractions
+import json
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from benchmarks.common import (
+    ROOT,
+    SIP_OPTIONS,
+    Popen,
+    cpu_times,
+    free_port,
+    spawn,
+    stop,
+    udp_answers,
+    wait_for,
+)
+from pbx.store import Store
+from pbx.store.queues import Queue
+
+SCENARIOS = Path(__file__).resolve().parent / "sipp"
+PASSWORD = "Bench-webrtc-secret-7"
+QUEUE = "700"
+CALLER = "1999"
+RATE = 48000
+FRAME = 960
+
+
+class Tone(MediaStreamTrack):
+    """A browser's microphone: a 1 kHz tone, 20 ms frames at 48 kHz, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        t = np.arange(FRAME * 50) / RATE
+        self._wave = (8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+        self._n = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        due = self._start + self._n * 0.02
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())  # the microphone's own clock
+        at = (self._n % 50) * FRAME
+        frame = av.AudioFrame.from_ndarray(
+            self._wave[at : at + FRAME].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = RATE
+        frame.pts = self._n * FRAME
+        frame.time_base = fractions.Fraction(1, RATE)
+        self._n += 1
+        return frame
+
+
+class BrowserClient:
+    """One aiortc 'browser': a console login, its phone socket, one call."""
+
+    def __init__(self, base: str, user: str) -> None:
+        self.base = base
+        self.user = user
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.frames = 0  # audio frames received from the switch (through the gateway)
+        self._sinks: list[asyncio.Task[None]] = []
+        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def phone_on(self) -> None:
+        async with self.http.get(self.base + "/login") as page:
+            found = re.search(r'name=csrf value="([^"]+)"', await page.text())
+        assert found is not None
+        form = {"csrf": found.group(1), "username": self.user, "password": PASSWORD}
+        async with self.http.post(self.base + "/login", data=form, allow_redirects=False) as r:
+            assert r.status == 303, r.status
+        self.ws = await self.http.ws_connect(self.base.replace("http", "ws") + "/ws/phone")
+        self._reader = asyncio.create_task(self._read())
+        await self.expect(lambda m: m["type"] == "ready")
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for msg in self.ws:
+            await self.messages.put(json.loads(msg.data))
+
+    async def expect(self, match: Any, timeout: float = 30) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.messages.get()
+                if message["type"] == "error":
+                    raise RuntimeError(f"{self.user}: {message['message']}")
+                if match(message):
+                    return message
+
+    async def call(self, number: str, codec: str) -> None:
+        assert self.ws is not None
+        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        transceiver = pc.addTransceiver(Tone(), direction="sendrecv")
+        if codec != "opus":  # a browser offering G.711 only
+            wanted = f"audio/{codec.upper()}"
+            codecs = RTCRtpSender.getCapabilities("audio").codecs
+            transceiver.setCodecPreferences([c for c in codecs if c.mimeType == wanted])
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            self._sinks.append(asyncio.create_task(self._count(track)))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        await self.ws.send_json({"type": "call", "number": number, "sdp": pc.localDescription.sdp})
+        answer = await self.expect(lambda m: m["type"] == "sdp")
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        await self.expect(lambda m: m["type"] == "call" and m["state"] == "up")
+
+    async def _count(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                self.frames += 1
+
+    async def close(self) -> None:
+        for sink in self._sinks:
+            sink.cancel()
+        if self.pc is not None:
+            await self.pc.close()
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+        await self.http.close()
+
+
+async def prepare(data: Path, users: list[str]) -> None:
+    store = await Store.open(data / "pbx.sqlite3")
+    try:
+        await store.settings.set_default("realm", "aiopbx")
+        for user in [*users, CALLER]:
+            await store.users.add(user, PASSWORD, "aiopbx")
+        await store.queues.add(Queue("bench", QUEUE))  # no agents: callers hear music
+    finally:
+        await store.close()
+
+
+def start_server(work: Path, users: list[str]) -> tuple[Popen, int, int]:
+    data = work / "aiopbx"
+    data.mkdir()
+    asyncio.run(prepare(data, users))
+    sip, web = free_port(), free_port()
+    args = [sys.executable, "-m", "cli", "serve", "--data-dir", str(data), "--port", str(sip)]
+    args += ["--no-tcp", "--max-calls-per-user", "0", "--web-port", str(web)]
+    args += ["--log-level", "WARNING"]
+    log = work / "aiopbx.log"
+    proc = spawn(args, log, cwd=ROOT)
+    wait_for(lambda: udp_answers(sip, SIP_OPTIONS, b"SIP/2.0 "), "aiopbx", proc, log)
+    wait_for(lambda: tcp_open(web), "the web console", proc, log)
+    return proc, sip, web
+
+
+def tcp_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def cpu(pid: int) -> float:
+    return sum(cpu_times(pid))
+
+
+async def window(pid: int, seconds: float) -> tuple[float, float]:
+    """(server CPU seconds, this process's CPU seconds) over `seconds` of wall time."""
+    server, mine, wall = cpu(pid), time.process_time(), time.monotonic()
+    await asyncio.sleep(seconds)  # the measuring window
+    elapsed = time.monotonic() - wall
+    return (cpu(pid) - server) / elapsed, (time.process_time() - mine) / elapsed
+
+
+async def browsers(
+    pid: int, web: int, users: list[str], seconds: float, codec: str
+) -> dict[str, float]:
+    base = f"http://127.0.0.1:{web}"
+    clients = [BrowserClient(base, user) for user in users]
+    try:
+        for client in clients:
+            await client.phone_on()
+        idle, _ = await window(pid, seconds)
+        started = time.monotonic()
+        for group in range(0, len(clients), 10):
+            await asyncio.gather(*(c.call(QUEUE, codec) for c in clients[group : group + 10]))
+        setup = time.monotonic() - started
+        await asyncio.sleep(2.0)  # settle: jitter buffers filled, DTLS done everywhere
+        frames = sum(c.frames for c in clients)
+        busy, mine = await window(pid, seconds)
+        # Frames the browsers got in the window against 50 a second each: under 100 %
+        # means someone (the server or these browsers) could not keep up.
+        got = (sum(c.frames for c in clients) - frames) / (len(clients) * 50 * seconds)
+        return {"idle": idle, "busy": busy, "client": mine, "setup": setup, "audio": got}
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+def settle(pid: int) -> float:
+    """Until the server is quiet (after a start it prepares its default prompts once);
+    its CPU (cores) over the last second."""
+    quiet = 1.0
+    for _ in range(60):
+        before, wall = cpu(pid), time.monotonic()
+        time.sleep(1.0)
+        quiet = (cpu(pid) - before) / (time.monotonic() - wall)
+        if quiet < 0.03:
+            break
+    return quiet
+
+
+def sipp_reference(pid: int, sip: int, calls: int, seconds: float, work: Path) -> float | None:
+    """Server CPU (cores) with `calls` plain G.711 callers from sipp in the same queue."""
+    if shutil.which("sipp") is None:
+        return None
+    csv = work / "callers.csv"
+    csv.write_text(
+        f"SEQUENTIAL\n{CALLER};[authentication username={CALLER} password={PASSWORD}];{QUEUE}\n"
+    )
+    args = ["sipp", f"127.0.0.1:{sip}", "-sf", str(SCENARIOS / "acd_caller.xml")]
+    args += ["-inf", str(csv), "-i", "127.0.0.1", "-p", str(free_port())]
+    args += ["-r", "50", "-l", str(calls), "-m", str(calls), "-nostdin"]
+    args += ["-auth_uri", f"{QUEUE}@127.0.0.1:{sip}", "-mp", str(free_port())]
+    proc = spawn(args, work / "sipp.out", cwd=work)
+    try:
+        # The calls start at 50 a second, then settle (the first queue call of a run also
+        # makes the default music once).
+        time.sleep(4.0 + calls / 50)
+        before, wall = cpu(pid), time.monotonic()
+        time.sleep(seconds)
+        return (cpu(pid) - before) / (time.monotonic() - wall)
+    finally:
+        stop(proc)
+
+
+def frame_costs() -> dict[str, float]:
+    """Microseconds per 20 ms frame of the gateway's loop work and of aiortc's codecs."""
+    from aiortc.codecs import get_decoder, get_encoder
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2)
+    encoder, decoder = get_encoder(opus), get_decoder(opus)
+    tone = Tone()
+    loop = asyncio.new_event_loop()
+    frames = [loop.run_until_complete(tone.recv()) for _ in range(5)]  # warm the pacing
+    tone._start = -1e9  # no pacing from here on
+    frames = [loop.run_until_complete(tone.recv()) for _ in range(500)]
+    loop.close()
+    out: dict[str, float] = {}
+    started = time.perf_counter()
+    packets = [encoder.encode(f)[0] for f in frames]
+    out["opus encode (aiortc, thread)"] = (time.perf_counter() - started) / len(frames) * 1e6
+    from aiortc.jitterbuffer import JitterFrame
+
+    started = time.perf_counter()
+    decoded = []
+    for i, payload in enumerate(packets):
+        decoded += decoder.decode(JitterFrame(data=payload[0], timestamp=i * FRAME))
+    out["opus decode (aiortc, thread)"] = (time.perf_counter() - started) / len(frames) * 1e6
+    # The gateway's own loop work per frame: 48 kHz stereo -> 8 kHz mono and G.711
+    # (browser -> switch), as the gateway does it and with libswresample for comparison,
+    # and building the 8 kHz AudioFrame (switch -> browser).
+    from acd.web.phone_rtp import _ALAW, _fast
+    from acd.web.phone_webrtc import Downsampler
+    from media.g711 import ulaw_encode
+
+    down, encode = Downsampler(), _fast(_ALAW)
+    started = time.perf_counter()
+    for frame in decoded:
+        encode(down.feed(np.asarray(frame.to_ndarray(), np.int16).reshape(-1), 2))
+    spent = time.perf_counter() - started
+    out["gateway: downsample + G.711 (loop)"] = spent / len(decoded) * 1e6
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=8000)
+    started = time.perf_counter()
+    for frame in decoded:
+        for piece in resampler.resample(frame):
+            ulaw_encode(piece.to_ndarray().reshape(-1))
+    spent = time.perf_counter() - started
+    out["(libswresample + numpy G.711 instead)"] = spent / len(decoded) * 1e6
+    silence = np.zeros(160, np.int16)
+    started = time.perf_counter()
+    for _ in range(len(frames)):
+        made = av.AudioFrame.from_ndarray(silence.reshape(1, -1), format="s16", layout="mono")
+        made.sample_rate = 8000
+    out["gateway: AudioFrame to aiortc (loop)"] = (
+        (time.perf_counter() - started) / len(frames) * 1e6
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", default="1,10,50", help="Call counts, comma-separated.")
+    parser.add_argument("--seconds", type=float, default=10.0, help="Measuring window (s).")
+    parser.add_argument("--keep", type=Path, help="Keep the work directories here.")
+    parser.add_argument(
+        "--codec", choices=("opus", "pcmu"), default="opus", help="What the browsers offer."
+    )
+    args = parser.parse_args()
+    counts = [int(n) for n in args.calls.split(",")]
+    print("per-frame work (us per 20 ms frame):")
+    for name, value in frame_costs().items():
+        print(f"  {name:40s} {value:8.1f}")
+    rows = []
+    for n in counts:
+        work = Path(tempfile.mkdtemp(prefix=f"webrtc-bench-{n}-", dir=args.keep))
+        users = [f"{2000 + i}" for i in range(1, n + 1)]
+        proc, sip, web = start_server(work, users)
+        try:
+            quiet = settle(proc.pid)
+            reference = sipp_reference(proc.pid, sip, n, args.seconds, work)
+            settle(proc.pid)
+            result = asyncio.run(browsers(proc.pid, web, users, args.seconds, args.codec))
+        finally:
+            stop(proc)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+        rows.append((n, result, reference, quiet))
+    print()
+    head = (
+        f"{'calls':>5} {'server idle':>11} {'server busy':>11} {'per call':>9}"
+        f" {'sipp G.711':>10} {'per call':>9} {'ratio':>6} {'browsers':>9} {'setup s':>8}"
+        f" {'audio':>6}"
+    )
+    print(head)
+    for n, r, ref, quiet in rows:
+        per = (r["busy"] - r["idle"]) / n
+        ref_per = None if ref is None else max(ref - quiet, 0.0) / n
+        ratio = f"{per / ref_per:6.1f}" if ref_per else "     -"
+        print(
+            f"{n:5d} {r['idle']:10.1%} {r['busy']:11.1%} {per:9.2%}"
+            f" {(ref if ref is not None else float('nan')):10.1%}"
+            f" {(ref_per if ref_per is not None else float('nan')):9.2%} {ratio}"
+            f" {r['client']:9.1%} {r['setup']:8.1f} {r['audio']:6.0%}"
+        )
+    print("\nCPU in cores (100% = one core); 'per call' = (busy - idle) / calls;")
+    print("'sipp G.711' = the same calls as plain SIP phones (no gateway); ratio = browser/plain;")
+    print("'audio' = frames the browsers received / 50 a second each (under 100%: overloaded).")
+    print(f"browsers offered {args.codec}")
+
+
+if __name__ == "__main__":
+    main()
