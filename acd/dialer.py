@@ -136,11 +136,12 @@ class Dialer:
             if runner is not None:
                 runner.follow(campaign)
             if campaign.state == "running" and (loop is None or loop.done()):
-                try:
-                    runner = self.runners[campaign.name] = CampaignRunner(self, campaign)
-                except PbxError as exc:
-                    log.warning("campaign %s not started: %s", campaign.name, exc)
-                    continue
+                if runner is None:  # a resumed campaign keeps its runner: its calls, pacer
+                    try:
+                        runner = self.runners[campaign.name] = CampaignRunner(self, campaign)
+                    except PbxError as exc:
+                        log.warning("campaign %s not started: %s", campaign.name, exc)
+                        continue
                 self._loops[campaign.name] = asyncio.get_running_loop().create_task(
                     self._loop(runner), name=f"campaign {campaign.name}"
                 )

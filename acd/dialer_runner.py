@@ -81,6 +81,7 @@ class CampaignRunner:
         self._prompts: Prompts | None = None
         self._callbacks_at = 0.0
         self._quiet_until = 0.0
+        self._prepared = False
 
     def follow(self, campaign: Campaign) -> None:
         """New settings from the store (a pacer of another mode starts afresh)."""
@@ -98,7 +99,11 @@ class CampaignRunner:
 
     async def prepare(self) -> None:
         """Contacts a killed server left dialling are pending again; the window's
-        answers are read back into the abandon ledger."""
+        answers are read back into the abandon ledger. Once per runner: a paused
+        campaign resumed keeps its calls in progress (their contacts stay dialling)."""
+        if self._prepared:
+            return
+        self._prepared = True
         store = self.dialer.switch.contact_store
         recovered = await store.recover(self.campaign.name)
         if recovered:
