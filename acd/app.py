@@ -607,6 +607,12 @@ class AcdApplication(HandOn):
         result: dict[str, Any] = await self._supervision.supervise(agent, mode, supervisor)
         return result
 
+    def queue_agents(self, queue: str) -> list[Agent]:
+        """The engine's snapshots of `queue`'s members (the dialer paces on them)."""
+        engine = self.engine
+        found = [engine.agent(m.agent) for m in self._members.get(queue, ())]
+        return [a for a in found if a is not None]
+
     def wrapup_seconds(self, agent: str, queue: str) -> float:
         """The wrap-up `agent` gets after a call of `queue` (its own, else the queue's)."""
         found = self.engine.agent(agent)

@@ -110,7 +110,7 @@ class CallShell(ShellState):
         if isinstance(ring, RingCallback):
             number = ring.number
         else:
-            number = leg.call.caller if leg is not None else caller.number if caller else ""
+            number = caller.number if caller is not None else leg.call.caller if leg else ""
         wait = self._now() - caller.joined if caller is not None else 0.0
         self.switch.publish(
             QueueOffered(
@@ -131,7 +131,10 @@ class CallShell(ShellState):
         if isinstance(ring, RingCallback):
             caller_id = ring.number
         else:
-            caller_id = leg.call.caller if leg is not None else ring.caller
+            known = self.engine.caller(ring.caller)
+            caller_id = (
+                known.number if known is not None else leg.call.caller if leg else ring.caller
+            )
         try:
             call = await self.switch.dial(
                 agent,
@@ -333,9 +336,10 @@ class CallShell(ShellState):
 
     # -- a queued caller ---------------------------------------------------------------
 
-    async def serve_caller(self, call: Call, queue: str) -> str:
+    async def serve_caller(self, call: Call, queue: str, *, number: str | None = None) -> str:
         """Answer `call` and keep it in `queue` until it is bridged and done, leaves,
-        or is sent on; returns the CDR's cause."""
+        or is sent on; returns the CDR's cause. `number` is the customer's number when
+        it is not the call's caller (a call the dialer placed: its callee)."""
         if not await call.answer():
             return f"queue {queue}: not answered"
         leg = CallerLeg(call, queue)
@@ -345,7 +349,7 @@ class CallShell(ShellState):
         # matters more: an agent's bridge, an exit, the hang-up).
         hearing: asyncio.Future[Any] | None = None
         try:
-            self._input("caller_joined", call.id, queue, call.caller)
+            self._input("caller_joined", call.id, queue, number or call.caller)
             while True:
                 if (hearing is None or hearing.done()) and call.up:
                     hearing = asyncio.ensure_future(call.music())

@@ -36,6 +36,7 @@ from cli.agent import agent_app
 from cli.amd import amd_app
 from cli.ban import ban_app, trust_app
 from cli.call import call_app
+from cli.campaign import campaign_app
 from cli.common import DataDirOption, format_table, set_global_data_dir
 from cli.common import data_dir_of as _data_dir
 from cli.common import open_existing as _open_existing
@@ -43,6 +44,7 @@ from cli.common import run as _run
 from cli.conf import conf_app
 from cli.customer import customer_app
 from cli.did import did_app
+from cli.dnc import dnc_app
 from cli.dtmf import dtmf_app
 from cli.erlang import erlang_command
 from cli.events import events as events_command
@@ -194,6 +196,8 @@ app.command("erlang")(erlang_command)
 app.add_typer(queue_app, name="queue")
 add_supervise_commands(agent_app)  # pbx agent spy|whisper|barge (acd.supervisor)
 app.add_typer(agent_app, name="agent")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(dnc_app, name="dnc")
 
 PasswordOption = Annotated[
     str | None,
@@ -455,6 +459,7 @@ def serve(
             mailboxes,
             rooms.ConferenceApplication(player),
             acd,
+            _import("acd.dialer").Dialer(acd, player),  # campaigns: after the ACD it paces on
             *console,  # a service after the ACD: it reads the ACD's state
         ],
         voicemail=mailboxes,

@@ -197,6 +197,20 @@ class QueueOffered(Event):
     ivr: str = ""  # the caller's IVR choices ("main 4 > support 2"), if it came that way
 
 
+@dataclass(frozen=True, slots=True)
+class CampaignEvent(Event):
+    """An outbound campaign's event (acd.dialer): `event` is one of started, paused,
+    stopped, finished, dialled, answered (with `amd`), connected (with `agent`), dropped,
+    ended (with `outcome`); `call_id` is the dialled call's ("" for the campaign's own),
+    `data` a flat object of plain values."""
+
+    kind: ClassVar[str] = "campaign.event"
+    campaign: str
+    event: str
+    number: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
 #: Every event type by its kind (for readers of the JSON feed).
 KINDS: dict[str, type[Event]] = {
     cls.kind: cls
@@ -216,6 +230,7 @@ KINDS: dict[str, type[Event]] = {
         QueueLogged,
         QueueOffered,
         AgentStateChanged,
+        CampaignEvent,
     )
 }
 

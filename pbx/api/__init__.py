@@ -26,11 +26,12 @@ from pbx.api.conference import Conference, Member
 from pbx.api.outcome import CallEvent, Cause, DialError, EventKind, Outcome, Subscription
 from pbx.api.switch import Application, Bridge, Service, Switch, VoicemailService
 from pbx.bans import BanList, BanPolicy, FailureLog, Verdict
-from pbx.errors import AlreadyExistsError, ConfigError, NotFoundError, PbxError
+from pbx.errors import AlreadyExistsError, ConfigError, ControlError, NotFoundError, PbxError
 from pbx.events import (
     AgentStateChanged,
     CallCreated,
     CallEnded,
+    CampaignEvent,
     Event,
     QueueLogged,
     QueueOffered,
@@ -38,8 +39,11 @@ from pbx.events import (
     RegistrationUp,
 )
 from pbx.store.agents import AgentRecord, StateChange
+from pbx.store.attempts import DialAttempt
 from pbx.store.callbacks import CallbackAdd, CallbackAttempt, CallbackFinish, CallbackOp
+from pbx.store.campaigns import Campaign, parse_retries
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
+from pbx.store.contacts import Contact, NewContact
 from pbx.store.customer_csv import format_customers as format_customers_csv
 from pbx.store.customers import FIELDS as CUSTOMER_FIELDS
 from pbx.store.customers import Customer, CustomerFields
@@ -78,19 +82,25 @@ __all__ = [
     "CallbackAttempt",
     "CallbackFinish",
     "CallbackOp",
+    "Campaign",
+    "CampaignEvent",
     "Cause",
     "Conference",
     "ConferenceRepo",
     "ConferenceRoom",
     "ConfigError",
+    "Contact",
+    "ControlError",
     "Customer",
     "CustomerFields",
+    "DialAttempt",
     "DialError",
     "Event",
     "EventKind",
     "FailureLog",
     "MachineDetection",
     "Member",
+    "NewContact",
     "NotFoundError",
     "Outcome",
     "PbxError",
@@ -116,5 +126,6 @@ __all__ = [
     "detect_machine",
     "format_customers_csv",
     "normalise_number",
+    "parse_retries",
     "token_hash",
 ]

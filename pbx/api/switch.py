@@ -26,10 +26,14 @@ from pbx.events import Event, EventBus
 from pbx.registrar import Target, targets_for
 from pbx.store import Disposition
 from pbx.store.agents import AgentRepo
+from pbx.store.attempts import AttemptRepo
 from pbx.store.callbacks import CallbackRepo
+from pbx.store.campaigns import CampaignRepo
 from pbx.store.conferences import ConferenceRepo
+from pbx.store.contacts import ContactRepo
 from pbx.store.customers import CustomerRepo
 from pbx.store.dispositions import DispositionRepo
+from pbx.store.dnc import DncRepo
 from pbx.store.kb import KbRepo
 from pbx.store.numbering import IVR_KINDS
 from pbx.store.queue_events import QueueEventRepo
@@ -303,6 +307,28 @@ class Switch:
         """Callbacks agents scheduled for a date and time (the dialer places them)."""
         return self._b2bua.store.scheduled_callbacks
 
+    # -- the dialer's repositories (issue 17) ----------------------------------------------
+
+    @property
+    def campaign_store(self) -> CampaignRepo:
+        """Outbound campaigns' settings and state."""
+        return self._b2bua.store.campaigns
+
+    @property
+    def contact_store(self) -> ContactRepo:
+        """Campaigns' contact lists."""
+        return self._b2bua.store.contacts
+
+    @property
+    def dnc_store(self) -> DncRepo:
+        """Do-not-call lists (global and per campaign)."""
+        return self._b2bua.store.dnc
+
+    @property
+    def attempt_store(self) -> AttemptRepo:
+        """Every dial attempt of the dialer."""
+        return self._b2bua.store.attempts
+
     async def originate(self, a: str, b: str, *, caller_id: str | None = None) -> dict[str, str]:
         """Click-to-call (pbx.originate): ring `a` showing `b`, then `b`, bridge them and
         wait until the call ends; the stage it reached and the outcome. Never raises for
@@ -500,7 +526,10 @@ class Switch:
         started = b2bua._clock()
         # The CDR row is written while the phone is rung, not before: the write waits for
         # the store's one writer, which under load (the queue log, other calls' CDRs) would
-        # delay every INVITE by tens of milliseconds. It is awaited before the outcome.
+        # delay every INVITE by tens of milliseconds. It is awaited before a failure's
+        # outcome; an answered call is handed over at once and its row finished behind it
+        # (under load the writer is seconds behind, and the callee's first words, which
+        # AMD must hear, would be gone before the application got the call).
         opening = asyncio.ensure_future(
             store.cdrs.open(f"dial-{started:.6f}-{target}", caller_id, target, started)
         )
@@ -508,9 +537,10 @@ class Switch:
         outcome = Outcome(Cause.FAILED, 500, "not dialled")
         try:
             leg, outcome, trunk = await self._ring(target, caller_id, timeout, extra, cause)
-            cdr = await opening
-            if trunk is not None:
-                await store.cdrs.set_trunk(cdr, *trunk)
+            if leg is None:
+                cdr = await opening
+                if trunk is not None:
+                    await store.cdrs.set_trunk(cdr, *trunk)
         except BaseException:
             if leg is not None:  # no CDR could be written: the answered leg ends
                 b2bua.manager.spawn(leg.hangup(0, "no CDR"), f"hang up dialled {leg.id}")
@@ -531,17 +561,40 @@ class Switch:
             raise DialError(outcome)
         call = Call(leg, self._b2bua)
         b2bua.manager.spawn(
-            self._close_cdr(
-                cdr,
+            self._answered_cdr(
+                opening,
+                trunk,
                 call,
                 cause,
                 placed_for,
                 outcome.reason.removeprefix("answered"),
-                answered=b2bua._clock(),
+                b2bua._clock(),
             ),
             f"CDR of dialled {leg.id}",
         )
         return call
+
+    async def _answered_cdr(
+        self,
+        opening: asyncio.Future[int],
+        trunk: tuple[str, str] | None,
+        call: Call,
+        cause: Call | None,
+        placed_for: str,
+        via: str,
+        answered: float,
+    ) -> None:
+        """An answered dialled call's CDR: its row (no row could be written: the call
+        ends), the trunk it left by, then `_close_cdr`."""
+        try:
+            cdr = await opening
+        except Exception:
+            log.exception("dialled call %s: no CDR could be written; it ends", call.id)
+            await call.hangup(0, "no CDR")
+            return
+        if trunk is not None:
+            await self._b2bua.store.cdrs.set_trunk(cdr, *trunk)
+        await self._close_cdr(cdr, call, cause, placed_for, via, answered=answered)
 
     async def _close_cdr(
         self,

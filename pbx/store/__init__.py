@@ -13,15 +13,19 @@ from pathlib import Path
 from types import TracebackType
 
 from pbx.store.agents import AgentRecord, AgentRepo
+from pbx.store.attempts import AttemptRepo, DialAttempt
 from pbx.store.bindings import Binding, BindingRepo
 from pbx.store.callbacks import Callback, CallbackRepo
+from pbx.store.campaigns import Campaign, CampaignRepo
 from pbx.store.cdrs import Cdr, CdrRepo, Disposition
 from pbx.store.conferences import ConferenceRepo, ConferenceRoom
+from pbx.store.contacts import Contact, ContactRepo, NewContact
 from pbx.store.customers import Customer, CustomerFields, CustomerRepo
 from pbx.store.database import Database
 from pbx.store.dialplan import DialplanRepo, Forwarding, RingGroup
 from pbx.store.dids import Did, DidRepo
 from pbx.store.dispositions import CallDisposition, DispositionRepo
+from pbx.store.dnc import DncEntry, DncRepo
 from pbx.store.ivr import IvrRepo
 from pbx.store.kb import Article, KbRepo
 from pbx.store.migrations import MIGRATIONS, Migration, migrate, schema_version
@@ -45,28 +49,37 @@ __all__ = [
     "AgentRecord",
     "AgentRepo",
     "Article",
+    "AttemptRepo",
     "Binding",
     "BindingRepo",
     "CallDisposition",
     "Callback",
     "CallbackRepo",
+    "Campaign",
+    "CampaignRepo",
     "Cdr",
     "CdrRepo",
     "ConferenceRepo",
     "ConferenceRoom",
+    "Contact",
+    "ContactRepo",
     "Customer",
     "CustomerFields",
     "CustomerRepo",
     "DeletedQueue",
     "DeletedUser",
+    "DialAttempt",
     "DialplanRepo",
     "Did",
     "DidRepo",
     "Disposition",
     "DispositionRepo",
+    "DncEntry",
+    "DncRepo",
     "Forwarding",
     "IvrRepo",
     "KbRepo",
+    "NewContact",
     "NumberingPlan",
     "Owner",
     "Queue",
@@ -121,6 +134,10 @@ class Store:
     kb: KbRepo
     web_sessions: WebSessionRepo
     scheduled_callbacks: ScheduledCallbackRepo
+    campaigns: CampaignRepo
+    contacts: ContactRepo
+    dnc: DncRepo
+    attempts: AttemptRepo
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -147,6 +164,10 @@ class Store:
         self.kb = KbRepo(db, clock)
         self.web_sessions = WebSessionRepo(db, clock)
         self.scheduled_callbacks = ScheduledCallbackRepo(db, clock)
+        self.campaigns = CampaignRepo(db, clock)
+        self.contacts = ContactRepo(db, clock)
+        self.dnc = DncRepo(db, clock)
+        self.attempts = AttemptRepo(db, clock)
 
     @classmethod
     async def open(

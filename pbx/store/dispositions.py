@@ -1,22 +1,62 @@
 """Dispositions: what an agent says a call came to (sale, resolved, callback ...), one or
 more per call, with the customer and ticket it concerned. Reports count them per queue.
+A "do not call" disposition also puts the call's number on the global do-not-call list
+(pbx.store.dnc), in the same transaction.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiosqlite
+
 from pbx.errors import ConfigError
 from pbx.store.database import Database
 
-__all__ = ["CallDisposition", "DispositionRepo", "check_code"]
+__all__ = ["CallDisposition", "DispositionRepo", "check_code", "is_do_not_call"]
+
+log = logging.getLogger(__name__)
 
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}")
 NOTE_MAX = 2000
+
+
+#: Disposition codes that put the call's number on the global do-not-call list.
+DO_NOT_CALL_CODES = frozenset({"do not call", "do-not-call", "dnc"})
+
+
+def is_do_not_call(code: str) -> bool:
+    """Whether a disposition code means "never call this number again"."""
+    return " ".join(code.lower().replace("_", " ").split()) in DO_NOT_CALL_CODES
+
+
+async def _add_to_dnc(
+    conn: aiosqlite.Connection, call_id: str, customer: int | None, agent: str, now: float
+) -> None:
+    """The number of the call (its dial attempt's, else its customer's) on the global
+    do-not-call list, in the disposition's transaction."""
+    number = None
+    async with conn.execute(
+        "SELECT number FROM dial_attempts WHERE call_id = ? ORDER BY id DESC LIMIT 1", (call_id,)
+    ) as cur:
+        row = await cur.fetchone()
+        number = row[0] if row is not None else None
+    if number is None and customer is not None:
+        async with conn.execute("SELECT number FROM customers WHERE id = ?", (customer,)) as cur:
+            row = await cur.fetchone()
+            number = row[0] if row is not None else None
+    if number is None:
+        log.info("call %s: a do-not-call disposition with no number known", call_id)
+        return
+    await conn.execute(
+        "INSERT OR IGNORE INTO dnc (number, campaign, added, source) VALUES (?, '', ?, ?)",
+        (number, now, f"disposition by {agent}"),
+    )
 
 
 def check_code(code: str) -> str:
@@ -83,6 +123,8 @@ class DispositionRepo:
                     f"INSERT INTO dispositions ({_COLUMNS[4:]}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (call_id, agent, queue, code, note, customer, ticket, now),
                 )
+                if is_do_not_call(code):
+                    await _add_to_dnc(conn, call_id, customer, agent, now)
         except Exception as exc:
             if "FOREIGN KEY" in str(exc):
                 raise ConfigError("no such customer or ticket") from None

@@ -527,6 +527,100 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX web_sessions_by_expiry ON web_sessions (expires);
         """,
     ),
+    (
+        16,
+        """
+        -- Outbound campaigns (issue 17): settings, contact lists, do-not-call numbers and
+        -- every dial attempt. Times are epoch seconds; windows are local "HH:MM".
+        CREATE TABLE campaigns (
+            name            TEXT PRIMARY KEY,
+            trunk           TEXT NOT NULL DEFAULT '',
+            caller_id       TEXT NOT NULL,
+            queue           TEXT NOT NULL DEFAULT '',
+            mode            TEXT NOT NULL DEFAULT 'progressive'
+                CHECK (mode IN ('preview', 'progressive', 'predictive', 'agentless')),
+            window_start    TEXT NOT NULL DEFAULT '09:00',
+            window_end      TEXT NOT NULL DEFAULT '21:00',
+            retries         TEXT NOT NULL DEFAULT '{}',
+            max_attempts    INTEGER NOT NULL DEFAULT 5 CHECK (max_attempts >= 1),
+            ring_timeout    REAL NOT NULL DEFAULT 25 CHECK (ring_timeout >= 15),
+            amd             INTEGER NOT NULL DEFAULT 1 CHECK (amd IN (0, 1)),
+            machine_policy  TEXT NOT NULL DEFAULT 'hangup'
+                CHECK (machine_policy IN ('hangup', 'message')),
+            machine_message TEXT NOT NULL DEFAULT '',
+            notsure_policy  TEXT NOT NULL DEFAULT 'agent'
+                CHECK (notsure_policy IN ('agent', 'hangup')),
+            script          TEXT NOT NULL DEFAULT '',
+            inbound_reserve INTEGER NOT NULL DEFAULT 0 CHECK (inbound_reserve >= 0),
+            max_lines       INTEGER NOT NULL DEFAULT 10 CHECK (max_lines >= 1),
+            abandon_target  REAL NOT NULL DEFAULT 0.03
+                CHECK (abandon_target > 0 AND abandon_target < 1),
+            profile         TEXT NOT NULL DEFAULT 'US' CHECK (profile IN ('US', 'UK')),
+            -- the AMD's measured false-positive rate (people called machines): the UK
+            -- profile counts that share of machine verdicts as abandoned
+            amd_fp_rate     REAL NOT NULL DEFAULT 0 CHECK (amd_fp_rate >= 0 AND amd_fp_rate < 1),
+            seller          TEXT NOT NULL DEFAULT '',
+            seller_number   TEXT NOT NULL DEFAULT '',
+            agentless_message TEXT NOT NULL DEFAULT '',
+            state           TEXT NOT NULL DEFAULT 'stopped'
+                CHECK (state IN ('stopped', 'running', 'paused')),
+            created         REAL NOT NULL,
+            updated         REAL NOT NULL,
+            CHECK (window_start < window_end)
+        ) STRICT;
+
+        CREATE TABLE contacts (
+            id          INTEGER PRIMARY KEY,
+            campaign    TEXT NOT NULL REFERENCES campaigns (name) ON DELETE CASCADE,
+            number      TEXT NOT NULL,
+            zone        TEXT NOT NULL DEFAULT '',
+            fields      TEXT NOT NULL DEFAULT '{}',
+            customer    INTEGER REFERENCES customers (id) ON DELETE SET NULL,
+            state       TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'dialling', 'done', 'dnc', 'failed')),
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            next_try    REAL NOT NULL DEFAULT 0,
+            last_outcome TEXT NOT NULL DEFAULT '',
+            owner       TEXT,
+            added       REAL NOT NULL,
+            UNIQUE (campaign, number)
+        ) STRICT;
+        CREATE INDEX contacts_due ON contacts (campaign, next_try) WHERE state = 'pending';
+
+        -- campaign '' is the global list.
+        CREATE TABLE dnc (
+            number   TEXT NOT NULL,
+            campaign TEXT NOT NULL DEFAULT '',
+            added    REAL NOT NULL,
+            source   TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (number, campaign)
+        ) STRICT;
+
+        CREATE TABLE dial_attempts (
+            id             INTEGER PRIMARY KEY,
+            campaign       TEXT NOT NULL,
+            contact        INTEGER REFERENCES contacts (id) ON DELETE SET NULL,
+            number         TEXT NOT NULL,
+            call_id        TEXT NOT NULL DEFAULT '',
+            dialed_at      REAL NOT NULL,
+            answered_at    REAL,
+            ended_at       REAL NOT NULL,
+            outcome        TEXT NOT NULL CHECK (outcome IN
+                ('connected', 'dropped', 'machine', 'busy', 'no_answer', 'failed')),
+            sip_status     INTEGER NOT NULL DEFAULT 0,
+            amd            TEXT,
+            amd_decided_at REAL,
+            amd_ms         INTEGER,
+            agent          TEXT,
+            connected_at   REAL,
+            wait_to_agent  REAL,
+            message_left   INTEGER NOT NULL DEFAULT 0,
+            opted_out      INTEGER NOT NULL DEFAULT 0
+        ) STRICT;
+        CREATE INDEX dial_attempts_by_campaign ON dial_attempts (campaign, dialed_at);
+        CREATE INDEX dial_attempts_by_number ON dial_attempts (number, dialed_at);
+        """,
+    ),
 )
 
 

@@ -234,6 +234,7 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
             "VoicemailApplication",
             "ConferenceApplication",
             "AcdApplication",
+            "Dialer",  # campaigns: after the ACD, whose agents it paces on
             "WebConsole",  # the web console reads the ACD: a service after it
         ]
         assert voicemail is applications[1]

@@ -118,8 +118,14 @@ def test_json_is_flat_and_names_the_kind() -> None:
 
 
 def test_kinds_are_unique_and_events_frozen() -> None:
-    assert len(KINDS) == 15
-    assert {k.split(".")[0] for k in KINDS} == {"call", "registration", "queue", "agent"}
+    assert len(KINDS) == 16
+    assert {k.split(".")[0] for k in KINDS} == {
+        "call",
+        "registration",
+        "queue",
+        "agent",
+        "campaign",
+    }
     event = created(1)
     with pytest.raises(AttributeError):
         event.call_id = "x"  # type: ignore[misc]
