@@ -441,9 +441,13 @@ class Dialer:
         )
         return out
 
-    async def _route_all(self, query: dict[str, str]) -> dict[str, Any]:
+    async def all_figures(self) -> list[dict[str, Any]]:
+        """Every campaign's figures (`figures`), by name."""
         names = [c.name for c in await self.switch.campaign_store.all()]
-        return {"campaigns": [await self.figures(n) for n in names], "now": self.clock()}
+        return [await self.figures(n) for n in names]
+
+    async def _route_all(self, query: dict[str, str]) -> dict[str, Any]:
+        return {"campaigns": await self.all_figures(), "now": self.clock()}
 
     async def _route_stats(self, query: dict[str, str]) -> dict[str, Any]:
         try:

@@ -443,10 +443,16 @@ def serve(
             _echo_certificate(made)
             web_cert, web_key = made.cert, made.key
         context = tls.server_context(web_cert, web_key)
+    dialer = _import("acd.dialer").Dialer(acd, player)
     console = (
         [
             _import("acd.web.console").WebConsole(
-                acd, web_host, web_port, ssl_context=context, phone_codec=web_phone_codec
+                acd,
+                web_host,
+                web_port,
+                ssl_context=context,
+                phone_codec=web_phone_codec,
+                dialer=dialer,
             )
         ]
         if web
@@ -459,7 +465,7 @@ def serve(
             mailboxes,
             rooms.ConferenceApplication(player),
             acd,
-            _import("acd.dialer").Dialer(acd, player),  # campaigns: after the ACD it paces on
+            dialer,  # campaigns: after the ACD it paces on
             *console,  # a service after the ACD: it reads the ACD's state
         ],
         voicemail=mailboxes,

@@ -136,7 +136,7 @@ async def customer_view(
 
 async def wallboard(console: WebConsole) -> dict[str, Any]:
     """The ACD's live snapshot with each agent's time in state, each queue's figures of
-    today and its alarms."""
+    today and its alarms, and the outbound campaigns' figures."""
     from acd.web.figures import alarms
 
     snapshot = console.acd.snapshot()
@@ -152,6 +152,7 @@ async def wallboard(console: WebConsole) -> dict[str, Any]:
         queue["threshold"] = thresholds.get(name, 20.0)
         queue["alarms"] = alarms(queue, today.get(name), queue["threshold"], target)
     snapshot["sl_target"] = target
+    snapshot["campaigns"] = console.figures.campaigns()
     return snapshot
 
 

@@ -50,6 +50,7 @@ from pbx.api import (
 
 if TYPE_CHECKING:
     from acd.app import AcdApplication
+    from acd.dialer import Dialer
     from acd.web.live import LiveHub
     from acd.web.phone import PhoneService
 
@@ -133,8 +134,11 @@ class WebConsole:
         webhook_retry: float = 1.0,
         ssl_context: ssl.SSLContext | None = None,
         phone_codec: str = "opus",
+        dialer: Dialer | None = None,
     ) -> None:
         self.acd = acd
+        #: The outbound dialer, whose campaigns the wallboard shows (None: no campaigns).
+        self.dialer = dialer
         self.host = host
         self.port = port
         self.clock = clock
@@ -180,7 +184,9 @@ class WebConsole:
 
         self._switch = switch
         self._live = LiveHub(self)
-        self.figures = Figures(switch, self.clock)
+        self.figures = Figures(
+            switch, self.clock, campaigns=self.dialer.all_figures if self.dialer else None
+        )
         app = web.Application(middlewares=[self._guard], client_max_size=_MAX_BODY)
         app.router.add_get("/login", self._login_form)
         app.router.add_post("/login", self._login)

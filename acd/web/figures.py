@@ -1,10 +1,11 @@
 """The wallboard's figures of today and the report's intervals, from the queue log.
 
-Today's figures (SL, ASA, abandon rate) are recomputed at most every `every` seconds
-(cached between): the live counts of a frame come from the ACD's snapshot at once, the
-day's figures need the day's queue events read from the store. Alarms: a queue whose SL
-today is under the target (`sl_target` setting, default 80 %) or whose longest waiting
-caller has waited past the queue's service-level threshold.
+Today's figures (SL, ASA, abandon rate, and the outbound campaigns' figures) are
+recomputed at most every `every` seconds (cached between): the live counts of a frame
+come from the ACD's snapshot at once, the day's figures need the day's queue events read
+from the store. Alarms: a queue whose SL today is under the target (`sl_target` setting,
+default 80 %) or whose longest waiting caller has waited past the queue's service-level
+threshold.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -61,12 +62,20 @@ def _row(stats: QueueStats) -> dict[str, Any]:
 
 class Figures:
     def __init__(
-        self, switch: Switch, clock: Callable[[], float] = time.time, every: float = 5.0
+        self,
+        switch: Switch,
+        clock: Callable[[], float] = time.time,
+        every: float = 5.0,
+        *,
+        campaigns: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
     ) -> None:
         self._switch = switch
         self._clock = clock
         self.every = every
         self._cached: tuple[float, dict[str, dict[str, Any]]] | None = None
+        #: The outbound campaigns' figures (the dialer's), read with today's figures.
+        self._campaign_source = campaigns
+        self._campaigns: list[dict[str, Any]] = []
 
     def fresh_at(self) -> float | None:
         """When `today` will compute afresh (None: at once)."""
@@ -95,8 +104,14 @@ class Figures:
         since = local_midnight(now)
         stats = queue_stats(await self._events(since, now), since, now, await self.thresholds())
         figures = {name: _row(s) for name, s in stats.items()}
+        if self._campaign_source is not None:
+            self._campaigns = await self._campaign_source()
         self._cached = (now, figures)
         return figures
+
+    def campaigns(self) -> list[dict[str, Any]]:
+        """The campaigns' figures as of the last `today` (same cache, same age)."""
+        return self._campaigns
 
     async def intervals(self, since: float, until: float, interval: float) -> list[dict[str, Any]]:
         """Per interval and queue: offered, answered, abandoned, SL, ASA.

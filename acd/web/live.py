@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from acd.web.calls import AgentCall, AgentCalls
-from pbx.api import AgentStateChanged, QueueLogged, QueueOffered, token_hash
+from pbx.api import AgentStateChanged, CampaignEvent, QueueLogged, QueueOffered, token_hash
 
 if TYPE_CHECKING:
     from acd.web.console import Principal, WebConsole
@@ -40,6 +40,8 @@ CLIENT_QUEUE = 256
 #: Open pages (WebSockets) one user may have, and all users together.
 MAX_PAGES_PER_USER = 10
 MAX_PAGES = 1000
+#: Dialled calls whose campaign record is kept for their screen pop (the oldest go).
+MAX_CAMPAIGN_POPS = 1000
 #: How often open pages' sessions are checked against the store (seconds).
 SESSION_SWEEP = 15.0
 _CONNECTED = ("CONNECT",)
@@ -75,6 +77,8 @@ class LiveHub:
         self._clients: set[_Client] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._board_dirty = asyncio.Event()
+        #: Dialled calls' contact records and scripts, by call id (`_campaign_event`).
+        self._campaign_pops: dict[str, dict[str, Any]] = {}
         self._last_event = 0.0
         self._refresh: asyncio.TimerHandle | None = None
 
@@ -185,6 +189,8 @@ class LiveHub:
                     self.send_agent_state(event.agent)
                 elif isinstance(event, QueueLogged):
                     await self._queue_event(event)
+                elif isinstance(event, CampaignEvent):
+                    self._campaign_event(event)
                 else:
                     continue
                 self._last_event = self.console.clock()
@@ -232,6 +238,22 @@ class LiveHub:
                     customer = await self.console.switch.customer_store.get(changed.customer)
             self.console.notify(what, event.agent, changed.to_json(now), customer)
 
+    def _campaign_event(self, event: CampaignEvent) -> None:
+        """Keep a dialled call's contact record and script (its "offered" event) for the
+        screen pop of its queue offer, which comes next; forget it when the call ends."""
+        if event.event == "offered":
+            fields = event.data.items()
+            record = {k.removeprefix("record."): str(v) for k, v in fields if k[:7] == "record."}
+            self._campaign_pops[event.call_id] = {
+                "campaign": event.campaign,
+                "script": str(event.data.get("script") or ""),
+                "record": record,
+            }
+            while len(self._campaign_pops) > MAX_CAMPAIGN_POPS:
+                del self._campaign_pops[next(iter(self._campaign_pops))]
+        elif event.event == "ended":
+            self._campaign_pops.pop(event.call_id, None)
+
     async def pop(self, offer: QueueOffered) -> None:
         """The screen pop of an offer, sent as the agent's phone rings (see the module
         doc)."""
@@ -272,6 +294,7 @@ class LiveHub:
                 "notes": [line for line in offer.notes.splitlines() if line.strip()],
                 "callback": offer.callback,
                 "suggested": [{"id": a.id, "title": a.title} for a in suggested],
+                "campaign": self._campaign_pops.get(call_id),
             },
         )
         console.notify("offer", agent, call.to_json(now), customer)

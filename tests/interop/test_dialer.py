@@ -1,8 +1,8 @@
 """The dialer end to end on SIP (issue 17, acceptance 1 and 2): an in-process switch with
 the ACD and the dialer, a trunk to the PSTN simulator (real SIP and RTP on loopback),
-agents that are SIP phones sending a tone. What the callee heard is read from the
-simulator's recordings; who was dialled from its attempts log; what the dialer decided
-from its attempt rows."""
+agents that are SIP phones sending a tone (baresip in acceptance 1). What the callee
+heard is read from the simulator's recordings; who was dialled from its attempts log;
+what the dialer decided from its attempt rows."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from pbx.sim.voice import Voice
 from pbx.store import Campaign, DialAttempt, NewContact, Store
 from pbx.store.queues import Queue
 from pbx.store.trunks import Trunk
+from tests.interop.baresip import Baresip
 from tests.interop.ear import peak_hz, sine
 from tests.interop.peers import free_port, pbx_cli
 from tests.interop.phones import PASSWORDS, in_thread
@@ -44,6 +45,8 @@ from tests.tools import need
 
 RATE = 8000
 AGENT_HZ = 600
+#: The tone baresip's ausine sends (tests.interop.baresip's agents' voice).
+BARESIP_HZ = 440
 
 
 def zone_at(local_hour: int) -> str:
@@ -302,11 +305,13 @@ def machine_text(number: str) -> str:
 
 async def test_a_30_contact_campaign_runs_to_completion(tmp_path: Path) -> None:
     """Acceptance 1: 30 contacts (8 people, 6 machines, 4 busy, 4 no answer, 3 invalid,
-    3 on the DNC list, 2 outside their calling window), 3 agents, progressive with AMD
+    3 on the DNC list, 2 outside their calling window), 3 agents (baresip phones that
+    answer and send a 440 Hz tone), progressive with AMD
     and a message after the beep. DNC and out-of-window numbers never reach the
     simulator; busy and no-answer numbers are tried twice (the campaign's rules), the
     others once; every person hears an agent's tone, every machine records the message
     after its beep; every attempt has a row with its outcome."""
+    need("baresip")
     message = tmp_path / "msg.wav"
     write_wav(message, sine(MESSAGE_HZ, 1.5), RATE)
     PromptStore(tmp_path / "prompts").add("leave-msg", message)
@@ -329,9 +334,14 @@ async def test_a_30_contact_campaign_runs_to_completion(tmp_path: Path) -> None:
         await sim.voice.say("Hello?", 0.7)
         assert server._store is not None
         store = server._store
+        loop = asyncio.get_running_loop()
         async with contextlib.AsyncExitStack() as stack:
-            for agent in agents:
-                await stack.enter_async_context(Agent(server, agent, AGENT_HZ))
+            for agent in agents:  # baresip phones that answer at once and send ausine's tone
+                phone = stack.enter_context(
+                    Baresip(tmp_path / f"agent-{agent}", user=agent, password=PASSWORDS[agent],
+                            registrar_port=server.sip_port, auto_answer=True)
+                )  # fmt: skip
+                assert await loop.run_in_executor(None, phone.wait_for_event, "REGISTER_OK", 15)
             await until(lambda: dialer.capacity("sales", ours=True) == 3, what="3 agents free")
             seen: list[CampaignEvent] = []
             feed = server.switch.events.subscribe(maxsize=10_000)
@@ -396,7 +406,7 @@ async def test_a_30_contact_campaign_runs_to_completion(tmp_path: Path) -> None:
     wavs = {e["number"]: Path(e["wav"]) for e in log if e.get("wav")}
     for number in HUMANS:
         heard = load_mono(wavs[number], RATE)
-        assert tone_share(heard, AGENT_HZ, start=2.0) > 0.8, number
+        assert tone_share(heard, BARESIP_HZ, start=2.0) > 0.8, number
     for number in MACHINES:
         heard = load_mono(wavs[number], RATE)
         at = first_tone(heard, MESSAGE_HZ)

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from acd.app import AcdApplication
+from acd.dialer import Dialer
 from acd.web.console import WebConsole
 from ivr.player import PromptPlayer
 from ivr.prompts import PromptStore
@@ -51,9 +52,11 @@ async def console_server(
     users: dict[str, str] | None = None,
     policy: BanPolicy | None = None,
     applications: tuple[Any, ...] = (),
+    dialer: bool = False,
 ) -> AsyncIterator[Console]:
     """Users 1001-1003 (1003 a supervisor), `queues` with `members` (default: 1001 and
-    1002 in every queue), `applications` (e.g. the IVR), the ACD and the web console."""
+    1002 in every queue), `applications` (e.g. the IVR), the ACD (and with `dialer` the
+    outbound dialer) and the web console."""
     store = await Store.open(tmp_path / "pbx.sqlite3")
     await store.settings.set_default("realm", "aiopbx")
     for user, password in {**PASSWORDS, **(users or {})}.items():
@@ -66,9 +69,11 @@ async def console_server(
     await store.settings.set("customer_country", "GB")
     await store.close()
     acd = AcdApplication(PromptPlayer(PromptStore(tmp_path / "prompts")))
-    web = WebConsole(acd, "127.0.0.1", 0, policy=policy)
+    outbound = Dialer(acd, acd.prompts) if dialer else None
+    web = WebConsole(acd, "127.0.0.1", 0, policy=policy, dialer=outbound)
+    services = [acd, *([outbound] if outbound else []), web]
     server = PbxServer(
-        Settings(data_dir=tmp_path, sip_port=free_port()), applications=[*applications, acd, web]
+        Settings(data_dir=tmp_path, sip_port=free_port()), applications=[*applications, *services]
     )
     await server.start()
     try:

@@ -55,6 +55,22 @@ function showCustomer(customer, number) {
   list("#pop-dispositions", customer.dispositions || [], (d) => pbx.when(d.at) + " " + d.code + (d.note ? ": " + d.note : ""));
 }
 
+// A dialled call's campaign: its script for the agent and the contact's record (the
+// list's extra columns), as text.
+function showCampaign(campaign) {
+  pbx.show("#pop-campaign", Boolean(campaign));
+  if (!campaign) {
+    return;
+  }
+  pbx.text("#pop-campaign-name", campaign.campaign);
+  pbx.text("#pop-script", campaign.script);
+  const facts = [];
+  for (const [name, value] of Object.entries(campaign.record)) {
+    facts.push(pbx.el("dt", name), pbx.el("dd", value));
+  }
+  pbx.$("#pop-record").replaceChildren(...facts);
+}
+
 function showTicket(ticket) {
   desk.ticket = ticket;
   desk.ticketSeen = Date.now() / 1000;
@@ -335,6 +351,7 @@ function onMessage(message) {
     if (message.suggested.length) {
       showArticles(message.suggested);
     }
+    showCampaign(message.campaign);
     pbx.text("#disp-status", "");
   } else if (message.type === "ticket") {
     if (desk.ticket && desk.ticket.id === message.ticket.id) {

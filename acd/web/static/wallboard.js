@@ -42,6 +42,7 @@ function render() {
     }),
   );
   showAlarms(frame, since);
+  showCampaigns(frame.campaigns || []);
   pbx.$("#agents").replaceChildren(
     ...frame.agents.map((a) => {
       const row = pbx.el("tr");
@@ -64,6 +65,36 @@ function render() {
         cell(a.state === "paused" ? a.reason || "" : ""),
         cell((a.queues || []).join(", ")),
         actions,
+      );
+      return row;
+    }),
+  );
+}
+
+// Outbound campaigns: today's dialled, answered (human / machine), connected and dropped
+// calls, the abandon rate today and over the compliance profile's window, and each
+// agent's talk share of the day.
+function showCampaigns(campaigns) {
+  pbx.show("#campaigns-title", campaigns.length > 0);
+  pbx.show("#campaigns-table", campaigns.length > 0);
+  pbx.$("#campaigns").replaceChildren(
+    ...campaigns.map((c) => {
+      const row = pbx.el("tr");
+      row.dataset.campaign = c.name;
+      const id = (what) => "campaign-" + what + "-" + c.name;
+      const talk = Object.entries(c.talk_pct || {}).map(([agent, pct]) => agent + " " + pct + "%");
+      row.append(
+        cell(c.name),
+        cell(c.state, id("state")),
+        cell(c.mode),
+        cell(c.dialled, id("dialled")),
+        cell(c.answered, id("answered")),
+        cell(c.human + " / " + c.machine, id("human-machine")),
+        cell(c.connected, id("connected")),
+        cell(c.dropped, id("dropped")),
+        cell(c.abandon_today_pct + "%", id("abandon-today")),
+        cell(c.abandon_rolling_pct + "%", id("abandon-rolling")),
+        cell(talk.join(", ") || "-", id("talk")),
       );
       return row;
     }),
