@@ -30,6 +30,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from acd.app import AcdApplication
 from acd.campaign import CampaignRules, Verdict, contact_verdict
 from acd.campaign_stats import campaign_figures
@@ -40,6 +42,7 @@ from acd.model import AgentState
 from acd.pacing import outbound_agents
 from ivr.player import PromptPlayer
 from ivr.prompts import PromptError
+from media.endpoint import tone
 from pbx.api import (
     AgentStateChanged,
     Call,
@@ -64,6 +67,9 @@ _ACTIONS = {"start": "running", "pause": "paused", "stop": "stopped"}
 _BUS_QUEUE = 50_000  # events the dialer's subscription may hold (hundreds of calls' worth)
 _CONNECT_POLL = 0.1  # seconds between looks at the ACD while a handed-over call waits
 _PREVIEW_RING = 30.0  # seconds an agent's phone rings for a preview call
+#: What a preview agent hears while the customer's phone rings: the ring tone of ITU-T
+#: E.180 as most of Europe plays it (425 Hz, 1 s on, 4 s off), played from the switch.
+_RINGBACK = np.concatenate([tone(425.0, 1.0, 4000.0), np.zeros(4 * 8000, np.int16)])
 
 
 class Dialer:
@@ -324,6 +330,7 @@ class Dialer:
             "failed",
             contact=contact.id if contact else None,
         )
+        ringback = asyncio.ensure_future(_ring_back(agent_call))  # as a phone would hear
         try:
             customer = await switch.dial(
                 target,
@@ -332,12 +339,14 @@ class Dialer:
                 placed_for=tag,
             )
         except DialError as exc:
+            await _stop(ringback)
             await agent_call.hangup(0, "the customer did not answer")
             outcome = outcome_of_failure(exc.outcome.cause, exc.outcome.status)
             attempt = replace(
                 base, outcome=outcome, ended_at=self.clock(), sip_status=exc.outcome.status
             )
         else:
+            await _stop(ringback)
             answered = self.clock() - (customer.since_answer() or 0.0)
             try:
                 bridge = switch.bridge(agent_call, customer)
@@ -497,3 +506,14 @@ def _say_once(store: Any, name: str, text: str) -> None:
         return
     store.say(name, text)
     marker.write_text(text)
+
+
+async def _ring_back(call: Call) -> None:
+    """Ring tone to `call` until cancelled or the call ends."""
+    while await call.play(_RINGBACK):
+        pass
+
+
+async def _stop(task: asyncio.Future[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -434,9 +434,10 @@ OTHER_HZ = 1100
 
 async def test_preview_and_a_callback_owned_by_an_agent(tmp_path: Path) -> None:
     """Preview: agent 1001 takes the next contact (its phone rings first, then the
-    customer's) and the customer hears 1001's tone. A scheduled callback that belongs to
-    1002 and is due is dialled for 1002 (its phone first) while the campaign runs; the
-    customer hears 1002's tone; the callback is done; both attempts have their rows."""
+    customer's, while 1001 hears the ring tone) and the customer hears 1001's tone. A
+    scheduled callback that belongs to 1002 and is due is dialled for 1002 (its phone
+    first) while the campaign runs; the customer hears 1002's tone; the callback is done;
+    both attempts have their rows."""
     campaign = Campaign("pv", "+442071230000", trunk="trunk:prov", queue="sales",
                         mode="preview", script="Offer the winter plan.",
                         window_start="00:00", window_end="23:59")  # fmt: skip
@@ -450,7 +451,7 @@ async def test_preview_and_a_callback_owned_by_an_agent(tmp_path: Path) -> None:
             owed, time.time(), "1002", agent="1002", queue="sales", note="wants a quote"
         )
         await sim.voice.say("Hello?", 0.7)
-        async with Agent(server, "1001", AGENT_HZ), Agent(server, "1002", OTHER_HZ):
+        async with Agent(server, "1001", AGENT_HZ) as first, Agent(server, "1002", OTHER_HZ):
             await until(lambda: dialer.capacity("sales", ours=True) == 2, what="2 agents free")
             assert (await dialer._route_campaign({"campaign": "pv", "action": "start"}))[0] == 200
             await until(lambda: "pv" in dialer.runners, what="the campaign runs")
@@ -462,6 +463,8 @@ async def test_preview_and_a_callback_owned_by_an_agent(tmp_path: Path) -> None:
             assert again == (404, {"error": "campaign pv has no contact due"})
             await until(lambda: _rows(store, 2), 30, "both attempts")
             await until(lambda: len([e for e in sim_log(sim) if e.get("wav")]) == 2, 20, "wavs")
+            # While the customer's phone rang, 1001 heard the ring tone (425 Hz).
+            assert sum(abs(hz - 425) <= 25 for hz in first.heard) >= 10  # 50 Hz bins
         rows = {r.number: r for r in await attempts(server, "pv")}
         done = await store.scheduled_callbacks.get(callback.id)
         [contact] = await store.contacts.of_campaign("pv")
