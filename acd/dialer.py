@@ -117,6 +117,9 @@ class Dialer:
         switch.add_body_route("POST /dialer/campaign", self._route_campaign)
         switch.add_body_route("POST /dialer/preview", self._route_preview)
         switch.on_config_change(self.reload)
+        stuck = await switch.scheduled_callback_store.recover()  # a killed server's
+        if stuck:
+            log.info("dialer: %d scheduled callbacks left dialling are pending again", stuck)
         await self.reload()
 
     async def close(self) -> None:
@@ -288,10 +291,9 @@ class Dialer:
                     self._preview_call(runner, cb.agent, cb.number, None, cb.id),
                     f"callback {cb.id}",
                 )
-            else:
+            else:  # done when it reaches the person, else due again by the retry rules
                 await store.set_state(cb.id, "dialling")
-                runner.start_attempt(None, cb.number)
-                await store.set_state(cb.id, "done")
+                runner.start_attempt(None, cb.number, cb.id)
 
     async def _preview_call(
         self,

@@ -248,7 +248,10 @@ class CampaignRunner:
         )
         return False
 
-    def start_attempt(self, contact: Contact | None, number: str) -> None:
+    def start_attempt(
+        self, contact: Contact | None, number: str, callback: int | None = None
+    ) -> None:
+        """Dial `number` (a contact's, or a scheduled `callback`'s) in a task of its own."""
         self._serial += 1
         serial = self._serial
         state = AttemptState(number, self.dialer.clock())
@@ -256,11 +259,17 @@ class CampaignRunner:
             state.record = dict(contact.fields)
         self.calls[serial] = state
         self.dialer.spawn(
-            self._attempt(serial, contact, number, state), f"campaign {self.campaign.name} {number}"
+            self._attempt(serial, contact, number, state, callback),
+            f"campaign {self.campaign.name} {number}",
         )
 
     async def _attempt(
-        self, serial: int, contact: Contact | None, number: str, state: AttemptState
+        self,
+        serial: int,
+        contact: Contact | None,
+        number: str,
+        state: AttemptState,
+        callback: int | None,
     ) -> None:
         name = self.campaign.name
         try:
@@ -288,11 +297,15 @@ class CampaignRunner:
             self.calls.pop(serial, None)
             self.wake.set()
         try:
-            await self.record(attempt, contact)
+            await self.record(attempt, contact, callback)
         except PbxError:
             log.exception("campaign %s: attempt to %s not stored", name, number)
 
-    async def record(self, attempt: DialAttempt, contact: Contact | None) -> None:
+    async def record(
+        self, attempt: DialAttempt, contact: Contact | None, callback: int | None = None
+    ) -> None:
+        """Store the attempt, count it, and settle its contact or scheduled callback:
+        done, or due again by the campaign's retry rules."""
         switch = self.dialer.switch
         await switch.attempt_store.add(attempt)
         record = as_attempt(attempt)
@@ -308,7 +321,7 @@ class CampaignRunner:
                 {"outcome": attempt.outcome, "agent": attempt.agent, "abandoned": record.abandoned},
             )
         )
-        if contact is None:
+        if contact is None and callback is None:
             return
         history = [
             as_attempt(a)
@@ -316,6 +329,12 @@ class CampaignRunner:
             if a.campaign == self.campaign.name
         ]
         again = None if attempt.opted_out else after_attempt(self.rules, history)
+        if callback is not None:
+            callbacks = switch.scheduled_callback_store
+            await (callbacks.set_state(callback, "done") if again is None
+                   else callbacks.retry(callback, again))  # fmt: skip
+        if contact is None:
+            return
         if again is None:
             await switch.contact_store.settle(contact.id, "done", outcome=attempt.outcome)
         else:

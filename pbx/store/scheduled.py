@@ -120,6 +120,28 @@ class ScheduledCallbackRepo:
         )
         return [_row(r) for r in rows]
 
+    async def recover(self) -> int:
+        """Callbacks left dialling (by a server that was killed: at start no call of this
+        process is up) are pending again; how many."""
+        async with self._db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE scheduled_callbacks SET state = 'pending' WHERE state = 'dialling'"
+            )
+            return cur.rowcount
+
+    async def retry(self, id_: int, due: float) -> None:
+        """A callback whose call did not reach the person is pending again, due at `due`.
+
+        Raises: ConfigError (it is done or cancelled), NotFoundError."""
+        current = await self.get(id_)
+        if current.state in ("done", "cancelled"):
+            raise ConfigError(f"callback {id_} is {current.state} already")
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE scheduled_callbacks SET state = 'pending', due = ? WHERE id = ?",
+                (due, id_),
+            )
+
     async def set_state(self, id_: int, state: str) -> None:
         """Raises: ConfigError (an unknown state, or a callback no longer pending moved
         back), NotFoundError."""

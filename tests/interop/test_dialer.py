@@ -428,6 +428,10 @@ behaviour = "live"
 ring_seconds = 0.5
 listen_seconds = 4.0
 greeting = "Hello?"
+
+[[numbers]]
+pattern = "_+4420794631XX"
+behaviour = "busy"
 """
 OTHER_HZ = 1100
 
@@ -436,8 +440,9 @@ async def test_preview_and_a_callback_owned_by_an_agent(tmp_path: Path) -> None:
     """Preview: agent 1001 takes the next contact (its phone rings first, then the
     customer's, while 1001 hears the ring tone) and the customer hears 1001's tone. A
     scheduled callback that belongs to 1002 and is due is dialled for 1002 (its phone
-    first) while the campaign runs; the customer hears 1002's tone; the callback is done;
-    both attempts have their rows."""
+    first) while the campaign runs; the customer hears 1002's tone; the callback is done.
+    Anyone's callback to a busy line is dialled and due again by the busy rule. Every
+    attempt has its row."""
     campaign = Campaign("pv", "+442071230000", trunk="trunk:prov", queue="sales",
                         mode="preview", script="Offer the winter plan.",
                         window_start="00:00", window_end="23:59")  # fmt: skip
@@ -450,6 +455,8 @@ async def test_preview_and_a_callback_owned_by_an_agent(tmp_path: Path) -> None:
         callback = await store.scheduled_callbacks.add(
             owed, time.time(), "1002", agent="1002", queue="sales", note="wants a quote"
         )
+        busy = "+442079463100"  # anyone's callback; the line is busy: due again later
+        anyones = await store.scheduled_callbacks.add(busy, time.time(), "1002", queue="sales")
         await sim.voice.say("Hello?", 0.7)
         async with Agent(server, "1001", AGENT_HZ) as first, Agent(server, "1002", OTHER_HZ):
             await until(lambda: dialer.capacity("sales", ours=True) == 2, what="2 agents free")
@@ -461,16 +468,19 @@ async def test_preview_and_a_callback_owned_by_an_agent(tmp_path: Path) -> None:
             assert body["script"] == "Offer the winter plan."
             again = await dialer._route_preview({"campaign": "pv", "agent": "1001"})
             assert again == (404, {"error": "campaign pv has no contact due"})
-            await until(lambda: _rows(store, 2), 30, "both attempts")
+            await until(lambda: _rows(store, 3), 30, "the three attempts")
             await until(lambda: len([e for e in sim_log(sim) if e.get("wav")]) == 2, 20, "wavs")
             # While the customer's phone rang, 1001 heard the ring tone (425 Hz).
             assert sum(abs(hz - 425) <= 25 for hz in first.heard) >= 10  # 50 Hz bins
         rows = {r.number: r for r in await attempts(server, "pv")}
         done = await store.scheduled_callbacks.get(callback.id)
         [contact] = await store.contacts.of_campaign("pv")
+        retried = await store.scheduled_callbacks.get(anyones.id)  # the busy rule: 600 s on
     assert (rows[customer].outcome, rows[customer].agent) == ("connected", "1001")
     assert (rows[owed].outcome, rows[owed].agent) == ("connected", "1002")
     assert done.state == "done" and contact.state == "done"
+    assert rows[busy].outcome == "busy" and rows[busy].agent is None
+    assert retried.state == "pending" and retried.due >= rows[busy].ended_at + 600 - 1
     wavs = {e["number"]: Path(e["wav"]) for e in sim_log(sim) if e.get("wav")}
     assert tone_share(load_mono(wavs[customer], RATE), AGENT_HZ) > 0.8
     assert tone_share(load_mono(wavs[owed], RATE), OTHER_HZ) > 0.8

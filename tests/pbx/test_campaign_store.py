@@ -211,3 +211,25 @@ async def test_survives_reopen(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "pbx.sqlite3", clock=lambda: NOW) as s:
         assert (await s.campaigns.get("spring")).queue == "sales"
         assert await s.dnc.listed("+14155550100") is not None
+
+
+async def test_a_scheduled_callback_is_retried_and_recovered(store: Store) -> None:
+    """The dialer's callback states: one that did not reach the person is pending again
+    at its retry time; one a killed server left dialling is pending again at start."""
+    repo = store.scheduled_callbacks
+    await store.users.add("1001", "Secret-pass-abcd", "aiopbx")
+    first = await repo.add("+441632960001", NOW, "1001", queue="sales")
+    second = await repo.add("+441632960002", NOW, "1001", queue="sales")
+    for cb in (first, second):
+        await repo.set_state(cb.id, "dialling")
+    await repo.retry(first.id, NOW + 600)
+    again = await repo.get(first.id)
+    assert (again.state, again.due) == ("pending", NOW + 600)
+    assert [c.id for c in await repo.due(NOW + 599)] == []
+    assert [c.id for c in await repo.due(NOW + 600)] == [first.id]
+    assert await repo.recover() == 1  # the second, left dialling
+    assert (await repo.get(second.id)).state == "pending"
+    assert await repo.recover() == 0
+    await repo.set_state(second.id, "done")
+    with pytest.raises(ConfigError, match="done already"):
+        await repo.retry(second.id, NOW + 900)
