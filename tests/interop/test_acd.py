@@ -240,7 +240,9 @@ async def test_paused_agent_never_offered_and_missed_rings_auto_pause(tmp_path: 
                 invite, ok = await dial(ua, server, "700", caller=CALLERS[0])
                 assert ok.status == 200
                 await until(lambda: CALLERS[0] in talking(app))
-                assert app.bridge_of("1003") is not None and app.bridge_of("1001") is None
+                # The engine says connected, then the caller's task makes the bridge.
+                await until(lambda: app.bridge_of("1003") is not None)
+                assert app.bridge_of("1001") is None
                 states = {a["name"]: (a["state"], a["reason"]) for a in app.snapshot()["agents"]}
                 assert states == {
                     "1001": ("paused", "phone"),
