@@ -66,6 +66,10 @@ from pbx.api import (
 
 log = logging.getLogger(__name__)
 
+#: Events the ACD's bus subscription may hold unread (hundreds of calls' worth) before
+#: the bus drops it (it then subscribes again: `_watch_switch`).
+BUS_QUEUE = 50_000
+
 __all__ = [
     "ACD_CODES",
     "BARGE_CODE",
@@ -138,7 +142,7 @@ class AcdApplication(HandOn):
             attempts={c.call_id: c.attempts for c in callbacks},
         )
         self._published = {r.name: r.state for r in records}
-        events = switch.events.subscribe()
+        events = switch.events.subscribe(BUS_QUEUE, name="ACD")
         self._spawn(self._writer(), "ACD writer")
         self._spawn(self._timer(), "ACD timer")
         self._spawn(self._watch_switch(events), "ACD switch events")
@@ -378,12 +382,19 @@ class AcdApplication(HandOn):
         return self._estimator(queue).estimate(position, [a for a in agents if a is not None], now)
 
     async def _watch_switch(self, events: Any) -> None:
-        """Registrations of agents' phones, and their calls that are not queue calls."""
-        async for event in events:
-            try:
-                self._switch_event(event)
-            except Exception:
-                log.exception("ACD: switch event %s not handled", event.kind)
+        """Registrations of agents' phones, and their calls that are not queue calls. A
+        bus that drops the subscription (hundreds of calls' events unread) is subscribed
+        to again at once: what came between is lost, the ACD goes on."""
+        while True:
+            async for event in events:
+                try:
+                    self._switch_event(event)
+                except Exception:
+                    log.exception("ACD: switch event %s not handled", event.kind)
+            if not events.dropped:
+                return  # closed: the switch is stopping
+            log.warning("ACD: the event bus dropped the ACD's subscription; subscribing again")
+            events = self.switch.events.subscribe(BUS_QUEUE, name="ACD")
 
     def _switch_event(self, event: Any) -> None:
         engine = self.engine

@@ -393,6 +393,8 @@ class Dialer:
                     self._event(event)
                 except Exception:
                     log.exception("dialer: event %s not handled", event.kind)
+            if not events.dropped:
+                return  # closed: the switch is stopping
             log.warning("dialer: the event bus dropped the dialer's subscription; again")
 
     def _event(self, event: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from acd import app as acd_app
 from acd.app import AcdApplication
 from acd.engine_actions import AgentChanged, CallbackDeleted, CallbackSaved, Emit
 from acd.model import Agent, AgentState, Caller, QueueEvent
@@ -369,3 +370,31 @@ async def test_a_callback_row_lands_with_the_agent_rows_of_its_input_or_not_at_a
     assert (await store.agents.get("1001")).state == "on-call"
     rows = [(e.event, e.data.get("status")) for e in await store.queue_events.between(0, 1e12)]
     assert rows == [("CALLBACKREQUEST", None), ("CALLBACKATTEMPT", "answered")]
+
+
+async def test_a_dropped_bus_subscription_is_taken_again(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bus drops a subscriber that does not keep up; the ACD subscribes again and
+    still follows its agents' phones."""
+    monkeypatch.setattr(acd_app, "BUS_QUEUE", 5)
+    switch = StoreSwitch(store)
+    application = AcdApplication(PromptPlayer(PromptStore(tmp_path / "prompts")))
+    await application.start(switch)  # type: ignore[arg-type]
+    try:
+        await application.agent_command("1001", "login")
+        phones = {"1001": False}
+        switch.registered = lambda user: phones.get(user, True)  # type: ignore[method-assign]
+        [first] = _acd_subscriptions(switch)
+        for _ in range(6):  # more than it may hold, with no chance to read: dropped
+            switch.publish(RegistrationDown("", "1003", "sip:1003@127.0.0.1:5062", "expired"))
+        assert first.dropped
+        await until(lambda: _acd_subscriptions(switch) not in ([], [first]))
+        switch.publish(RegistrationDown("", "1001", "sip:1001@127.0.0.1:5062", "expired"))
+        await until(lambda: not application.engine.agent("1001").registered)  # type: ignore[union-attr]
+    finally:
+        await application.close()
+
+
+def _acd_subscriptions(switch: StoreSwitch) -> list[Any]:
+    return [s for s in switch.events._subscribers if s.name == "ACD"]
