@@ -488,3 +488,55 @@ async def test_preview_and_a_callback_owned_by_an_agent(tmp_path: Path) -> None:
 
 async def _rows(store: Store, n: int) -> bool:
     return len(await store.attempts.of_campaign("pv")) >= n
+
+
+async def test_a_predictive_campaign_on_sip_keeps_the_2_s_rule(tmp_path: Path) -> None:
+    """Predictive mode end to end: 10 contacts (6 people, 4 machines), 2 agents, up to 4
+    lines. The campaign finishes; each person either reached an agent within 2 s of the
+    answer (and hears its tone) or heard the safe-harbour message and counts as
+    abandoned; machines are told apart and hung up on; while agents were busy the pacer
+    dialled ahead (more calls in progress than free agents at some moment)."""
+    people, machines = HUMANS[:6], MACHINES[:4]
+    campaign = Campaign(
+        "pred", "+442071230000", trunk="trunk:prov", queue="sales", mode="predictive",
+        window_start="00:00", window_end="23:59", max_lines=4, seller="Acme Windows",
+        retries=json.dumps({"dropped": [0, 1], "machine": [0, 1]}),
+    )  # fmt: skip
+    contacts = [NewContact(n, zone_at(12)) for n in people + machines]
+    agents = ("1001", "1002")
+    async with dialer_setup(tmp_path, FULL_SCRIPT, campaign, contacts, agents) as (
+        server, _acd, dialer, sim,
+    ):  # fmt: skip
+        for number in machines:
+            await sim.voice.say(machine_text(number), 4.0)
+        await sim.voice.say("Hello?", 0.7)
+        assert server._store is not None
+        store = server._store
+        ahead = 0
+        async with Agent(server, "1001", AGENT_HZ), Agent(server, "1002", AGENT_HZ):
+            await until(lambda: dialer.capacity("sales", ours=True) == 2, what="2 agents free")
+            assert (await dialer._route_campaign({"campaign": "pred", "action": "start"}))[0] == 200
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while (await store.campaigns.get("pred")).state != "stopped":  # finished
+                assert loop.time() < deadline, "the campaign did not finish in 60 s"
+                runner = dialer.runners.get("pred")
+                if runner is not None:
+                    ahead = max(ahead, len(runner.calls) - dialer.capacity("sales", ours=True))
+                await asyncio.sleep(0.05)
+        rows = await attempts(server, "pred")
+        await until(lambda: len([e for e in sim_log(sim) if e.get("wav")]) == len(rows), 20)
+    assert {r.number for r in rows} == set(people + machines)
+    wavs = {e["number"]: Path(e["wav"]) for e in sim_log(sim) if e.get("wav")}
+    for row in rows:
+        if row.number in machines:
+            assert (row.outcome, row.amd) == ("machine", "machine"), row
+            continue
+        assert row.outcome in ("connected", "dropped"), row
+        if row.outcome == "connected":
+            assert row.wait_to_agent is not None and row.wait_to_agent <= 2.0, row
+            assert tone_share(load_mono(wavs[row.number], RATE), AGENT_HZ, start=2.0) > 0.8
+        else:
+            assert as_attempt(row).abandoned
+    assert any(r.outcome == "connected" for r in rows)
+    assert ahead >= 1  # it dialled more lines than agents were free
