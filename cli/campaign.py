@@ -21,7 +21,14 @@ import typer
 from acd.campaign import CampaignRules
 from acd.campaign_stats import campaign_figures
 from cli import reports
-from cli.common import DataDirOption, data_dir_of, format_table, open_existing, run
+from cli.common import (
+    DataDirOption,
+    data_dir_of,
+    format_table,
+    open_existing,
+    read_import_file,
+    run,
+)
 from pbx.config import Settings
 from pbx.errors import ConfigError
 from pbx.store import Campaign
@@ -39,7 +46,6 @@ campaign_app = typer.Typer(
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The campaign.")]
 COUNTRY_KEY = "customer_country"  # the default country customer imports remember
-MAX_FILE = 64 * 1024 * 1024
 
 
 def parse_window(text: str) -> tuple[str, str]:
@@ -332,12 +338,7 @@ def campaign_import(
     data_dir: DataDirOption = None,
 ) -> None:
     """Import contacts (numbers to E.164; other columns become the screen-pop record)."""
-    try:
-        if file.stat().st_size > MAX_FILE:
-            raise ConfigError(f"{file} is larger than {MAX_FILE // 2**20} MB")
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {file}: {exc}") from None
+    text = read_import_file(file)
     mapping = {}
     for pair in map_ or []:
         field, sep, header = pair.partition("=")

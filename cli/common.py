@@ -82,3 +82,20 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         for line in (list(headers), *rows)
     ]
     return "\n".join(lines)
+
+
+#: The largest list a CLI import reads (CSV of customers, contacts, DNC numbers).
+MAX_IMPORT_FILE = 64 * 1024 * 1024
+
+
+def read_import_file(file: Path) -> str:
+    """The text of a file to import (UTF-8, a BOM allowed), at most MAX_IMPORT_FILE.
+
+    Raises: ConfigError naming the file and what is wrong with it.
+    """
+    try:
+        if file.stat().st_size > MAX_IMPORT_FILE:
+            raise ConfigError(f"{file} is larger than {MAX_IMPORT_FILE // 2**20} MB")
+        return file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {file}: {exc}") from None

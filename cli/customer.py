@@ -14,7 +14,14 @@ from typing import Annotated
 
 import typer
 
-from cli.common import DataDirOption, data_dir_of, format_table, open_existing, run
+from cli.common import (
+    DataDirOption,
+    data_dir_of,
+    format_table,
+    open_existing,
+    read_import_file,
+    run,
+)
 from pbx.errors import ConfigError
 from pbx.store import Customer
 from pbx.store.customer_csv import ImportResult, format_customers, parse_customers, parse_mapping
@@ -29,7 +36,6 @@ customer_app = typer.Typer(
 
 #: The settings key of the default country of customers' numbers.
 COUNTRY_KEY = "customer_country"
-MAX_FILE = 64 * 1024 * 1024
 
 
 async def _import(
@@ -61,12 +67,7 @@ def customer_import(
     data_dir: DataDirOption = None,
 ) -> None:
     """Import customers (a number already stored updates its customer)."""
-    try:
-        if file.stat().st_size > MAX_FILE:
-            raise ConfigError(f"{file} is larger than {MAX_FILE // 2**20} MB")
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {file}: {exc}") from None
+    text = read_import_file(file)
     result, added, used = run(
         _import(data_dir_of(data_dir), text, country, parse_mapping(map_ or []))
     )

@@ -11,7 +11,14 @@ from typing import Annotated
 
 import typer
 
-from cli.common import DataDirOption, data_dir_of, format_table, open_existing, run
+from cli.common import (
+    DataDirOption,
+    data_dir_of,
+    format_table,
+    open_existing,
+    read_import_file,
+    run,
+)
 from pbx.errors import ConfigError
 from pbx.store import DncEntry, Store
 from pbx.store.e164 import normalise
@@ -31,7 +38,6 @@ CountryOption = Annotated[
     str | None, typer.Option(help="Country of national numbers: ISO code (GB) or +44.")
 ]
 COUNTRY_KEY = "customer_country"
-MAX_FILE = 64 * 1024 * 1024
 
 
 async def _e164(store: Store, number: str, country: str | None) -> str:
@@ -116,12 +122,7 @@ def dnc_import(
     data_dir: DataDirOption = None,
 ) -> None:
     """Add every number of a file; bad lines are reported and left out (exit 1)."""
-    try:
-        if file.stat().st_size > MAX_FILE:
-            raise ConfigError(f"{file} is larger than {MAX_FILE // 2**20} MB")
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {file}: {exc}") from None
+    text = read_import_file(file)
     lines = []
     for i, raw in enumerate(text.splitlines(), 1):
         cell = raw.split(",")[0].strip().strip('"')
