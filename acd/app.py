@@ -385,16 +385,11 @@ class AcdApplication(HandOn):
         """Registrations of agents' phones, and their calls that are not queue calls. A
         bus that drops the subscription (hundreds of calls' events unread) is subscribed
         to again at once: what came between is lost, the ACD goes on."""
-        while True:
-            async for event in events:
-                try:
-                    self._switch_event(event)
-                except Exception:
-                    log.exception("ACD: switch event %s not handled", event.kind)
-            if not events.dropped:
-                return  # closed: the switch is stopping
-            log.warning("ACD: the event bus dropped the ACD's subscription; subscribing again")
-            events = self.switch.events.subscribe(BUS_QUEUE, name="ACD")
+        async for event in events.following():
+            try:
+                self._switch_event(event)
+            except Exception:
+                log.exception("ACD: switch event %s not handled", event.kind)
 
     def _switch_event(self, event: Any) -> None:
         engine = self.engine

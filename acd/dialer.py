@@ -386,16 +386,12 @@ class Dialer:
     async def _watch(self) -> None:
         """The bus's queue and agent events, for as long as the dialer runs (a busy bus
         can drop a slow subscriber: it subscribes again; hand-overs also poll the ACD)."""
-        while True:
-            events = self.switch.events.subscribe(maxsize=_BUS_QUEUE)
-            async for event in events:
-                try:
-                    self._event(event)
-                except Exception:
-                    log.exception("dialer: event %s not handled", event.kind)
-            if not events.dropped:
-                return  # closed: the switch is stopping
-            log.warning("dialer: the event bus dropped the dialer's subscription; again")
+        events = self.switch.events.subscribe(maxsize=_BUS_QUEUE, name="dialer")
+        async for event in events.following():
+            try:
+                self._event(event)
+            except Exception:
+                log.exception("dialer: event %s not handled", event.kind)
 
     def _event(self, event: Any) -> None:
         if isinstance(event, QueueLogged):

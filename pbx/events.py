@@ -321,6 +321,19 @@ class Subscription:
             finally:
                 self._waiter = None
 
+    async def following(self) -> AsyncIterator[Event]:
+        """Its events, and when the bus drops it (too many unread) those of a new
+        subscription of the same size and name, taken at once: for services that must
+        go on (what came between is lost). Ends when a subscription is closed."""
+        sub = self
+        while True:
+            async for event in sub:
+                yield event
+            if not sub.dropped:
+                return
+            log.warning("events: %s subscribes again", sub.name)
+            sub = sub._bus.subscribe(sub.maxsize, sub.name)
+
     def __enter__(self) -> Subscription:
         return self
 

@@ -85,6 +85,27 @@ async def test_a_full_subscriber_is_dropped_alone_with_one_log_line(
     assert caplog.messages == ["events: slow one dropped: 3 events unread (it does not keep up)"]
 
 
+async def test_following_subscribes_again_after_a_drop_and_ends_on_close() -> None:
+    bus = EventBus()
+    sub = bus.subscribe(maxsize=2, name="service")
+    feed = sub.following()
+    for n in range(3):  # one more than it holds, unread: the bus drops it
+        bus.publish(created(n))
+    assert sub.dropped
+    got = asyncio.ensure_future(anext(feed))  # the iterator takes a new subscription ...
+    await asyncio.sleep(0)
+    assert bus.subscribers == 1
+    bus.publish(created(9))  # ... which gets what comes next
+    assert await asyncio.wait_for(got, 5) == created(9)
+    ending = asyncio.ensure_future(anext(feed))
+    await asyncio.sleep(0)
+    [again] = bus._subscribers
+    assert again.name == "service" and again.maxsize == 2
+    again.close()  # closed, not dropped: the iterator ends
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(ending, 5)
+
+
 def test_publish_without_a_loop_or_subscribers() -> None:
     bus = EventBus()
     bus.publish(created(1))  # nobody listens: nothing happens
