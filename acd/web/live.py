@@ -181,7 +181,9 @@ class LiveHub:
     # -- bus events -------------------------------------------------------------------
 
     async def _watch(self, events: Any) -> None:
-        async for event in events:
+        """The bus's events for the pages (a subscription the bus drops is taken again:
+        the pages go on updating, what came between is lost)."""
+        async for event in events.following():
             try:
                 if isinstance(event, QueueOffered):
                     await self.pop(event)
