@@ -8,7 +8,8 @@ inverts all bits, A-law inverts the even bits (XOR 0x55), as G.711 specifies.
 Encoding works on the 16-bit scale: μ-law uses the top 14 bits (clipped at
 32635 before the bias of 132 is added), A-law the top 13 bits. Decoding maps a
 code to the middle of its quantization interval on the 16-bit scale. Everything
-is vectorized numpy; decoding is a lookup in a 256-entry table.
+is vectorized numpy; decoding is a lookup in a 256-entry table, encoding in a
+65536-entry one (built once from the segment arithmetic).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def _top_bit(values: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
     return np.frexp(safe.astype(np.float64))[1].astype(np.int32) - 1
 
 
-def ulaw_encode(samples: npt.ArrayLike) -> Codes:
-    """Encode 16-bit linear samples to μ-law octets (0xFF is +0, 0x7F is -0)."""
+def _ulaw_codes(samples: npt.ArrayLike) -> Codes:
+    """μ-law octets computed segment by segment (builds the encoding table)."""
     x = _as_int32(samples)
     sign = np.where(x < 0, 0x80, 0x00).astype(np.int32)
     magnitude = np.minimum(np.abs(x), _ULAW_CLIP) + _ULAW_BIAS
@@ -60,8 +61,8 @@ def _ulaw_decode_table() -> Int16Array:
     return np.where(code & 0x80, -magnitude, magnitude).astype(np.int16)
 
 
-def alaw_encode(samples: npt.ArrayLike) -> Codes:
-    """Encode 16-bit linear samples to A-law octets (even bits inverted, as sent)."""
+def _alaw_codes(samples: npt.ArrayLike) -> Codes:
+    """A-law octets computed segment by segment (builds the encoding table)."""
     x = _as_int32(samples) >> 3  # A-law quantizes 13-bit samples
     positive = x >= 0
     mask = np.where(positive, 0xD5, 0x55).astype(np.int32)  # sign bit set for positive
@@ -90,6 +91,26 @@ def _alaw_decode_table() -> Int16Array:
 
 _ULAW_TABLE = _ulaw_decode_table()
 _ALAW_TABLE = _alaw_decode_table()
+#: The code of every 16-bit sample (index: sample + 32768): encoding is one lookup.
+_ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int32)
+_ULAW_CODES = _ulaw_codes(_ALL_SAMPLES)
+_ALAW_CODES = _alaw_codes(_ALL_SAMPLES)
+
+
+def _indices(samples: npt.ArrayLike) -> npt.NDArray[np.int32]:
+    return np.clip(_as_int32(samples), -32768, 32767) + 32768
+
+
+def ulaw_encode(samples: npt.ArrayLike) -> Codes:
+    """Encode 16-bit linear samples to μ-law octets (0xFF is +0, 0x7F is -0); beyond
+    16 bits they clip."""
+    return _ULAW_CODES[_indices(samples)]
+
+
+def alaw_encode(samples: npt.ArrayLike) -> Codes:
+    """Encode 16-bit linear samples to A-law octets (even bits inverted, as sent);
+    beyond 16 bits they clip."""
+    return _ALAW_CODES[_indices(samples)]
 
 
 def _codes(data: bytes | npt.ArrayLike) -> npt.NDArray[np.intp]:

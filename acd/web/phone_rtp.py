@@ -25,7 +25,6 @@ import logging
 import secrets
 import socket
 import struct
-from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -50,24 +49,6 @@ DEPTH = 3
 Frame = npt.NDArray[np.int16]
 
 
-def _encode_table(
-    encode: Callable[[npt.ArrayLike], npt.NDArray[np.uint8]],
-) -> npt.NDArray[np.uint8]:
-    """The law's code of every int16 sample: encoding a frame is one table lookup."""
-    return encode(np.arange(-32768, 32768, dtype=np.int32))
-
-
-_ULAW = _encode_table(ulaw_encode)
-_ALAW = _encode_table(alaw_encode)
-
-
-def _fast(table: npt.NDArray[np.uint8]) -> Callable[[Frame], npt.NDArray[np.uint8]]:
-    def encode(samples: Frame) -> npt.NDArray[np.uint8]:
-        return table[samples.astype(np.int32) + 32768]
-
-    return encode
-
-
 class SwitchLeg:
     """One call's RTP toward the switch (see the module doc).
 
@@ -83,7 +64,7 @@ class SwitchLeg:
         self.stream: AudioStream | None = None
         self.sending = True
         self.closed = False
-        self._encode = _fast(_ULAW)
+        self._encode = ulaw_encode
         self._decode = ulaw_decode
         self._silence = b"\xff" * FRAME
         self._ssrc = secrets.randbits(32)
@@ -117,9 +98,9 @@ class SwitchLeg:
         """
         key = stream.codec.key
         if key == "pcmu":
-            self._encode, self._decode = _fast(_ULAW), ulaw_decode
+            self._encode, self._decode = ulaw_encode, ulaw_decode
         elif key == "pcma":
-            self._encode, self._decode = _fast(_ALAW), alaw_decode
+            self._encode, self._decode = alaw_encode, alaw_decode
         else:
             raise MediaError(f"{self.name}: the switch chose {stream.codec.name}, not G.711")
         self._silence = self._encode(np.zeros(FRAME, np.int16)).tobytes()
