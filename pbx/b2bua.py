@@ -854,6 +854,7 @@ class B2bua:
                 await outbound.hangup()
                 bridge.close()
                 return "488 no usable SDP answer in the caller's ACK"
+        bridge.announce()
         recorder = await self._recorder(bridge, inbound, outbound.callee, cdr)
         try:
             return await bridge.run()
@@ -962,6 +963,7 @@ class B2bua:
             media.relay.set_signalling("b", winner.peer.host)
             media.connect_new("b", winner.remote_sdp or b"")
             bridge = Bridge(self, media, call, winner)
+            bridge.announce()
             recorder = await self._recorder(bridge, call, number, self._cdrs.get(call.id))
             try:
                 return 200, await bridge.run() + f" (via {number}{reached.via})"

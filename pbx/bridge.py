@@ -130,6 +130,7 @@ class Bridge:
         #: Who hears a leg's SIP INFO digits besides the other phone (feature codes).
         self._info_digits: dict[LegName, Callable[[str], None]] = {}
         self._closed = False
+        self._announced = False  # CallBridged published
         self._attach("a", a)
         self._attach("b", b)
 
@@ -158,9 +159,17 @@ class Bridge:
                 return leg
         return None
 
+    def announce(self) -> None:
+        """Publish CallBridged, once: when the caller's answer is confirmed, and at the
+        latest before any hold of this bridge (a phone may re-INVITE right after its ACK,
+        while the caller's task is still busy in the store)."""
+        if not self._announced:
+            self._announced = True
+            self.b2bua.manager.events.publish(CallBridged(self.legs["a"].id, self.legs["b"].id))
+
     async def run(self) -> str:
         """Wait until a leg hangs up (following swaps), hang up the other; the cause."""
-        self.b2bua.manager.events.publish(CallBridged(self.legs["a"].id, self.legs["b"].id))
+        self.announce()
         try:
             while True:
                 waits = [
@@ -231,6 +240,7 @@ class Bridge:
 
     def _publish_hold(self, call: Call, leg: LegName, was_holding: bool) -> None:
         if self.media.holding[leg] != was_holding:
+            self.announce()
             self.b2bua.manager.events.publish((CallResumed if was_holding else CallHeld)(call.id))
 
     # -- DTMF sent as SIP INFO -------------------------------------------------------

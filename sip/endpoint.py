@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import inspect
 import logging
 import os
@@ -168,13 +169,31 @@ class Endpoint:
         Returns the port. Raises: OSError when the address cannot be bound.
         """
         self._loop = asyncio.get_running_loop()
+        # With port 0 the kernel picks a free UDP port, but the same number may be taken
+        # on TCP: then take another one (a few times), as a fixed port simply fails.
+        tries = 20 if port == 0 and udp and tcp else 1
+        for attempt in range(1, tries + 1):
+            try:
+                return await self._listen_once(host, port, udp=udp, tcp=tcp)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == tries:
+                    raise
+        raise OSError(errno.EADDRINUSE, "no free port")  # tries >= 1: not reached
+
+    async def _listen_once(self, host: str, port: int, *, udp: bool, tcp: bool) -> int:
         if udp:
             self._udp = await UdpTransport.bind(host, port, self._received, self._send_failed)
             port = self._udp.local[1]
         if tcp:
-            self._tcp = await TcpTransport.listen(
-                host, port, self._received, self._send_failed, self.tcp_limits
-            )
+            try:
+                self._tcp = await TcpTransport.listen(
+                    host, port, self._received, self._send_failed, self.tcp_limits
+                )
+            except OSError:
+                if self._udp is not None:
+                    self._udp.close()
+                    self._udp = None
+                raise
             port = self._tcp.local[1]
         return port
 

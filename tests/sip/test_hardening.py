@@ -11,6 +11,7 @@ import logging
 import re
 import socket
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ from sip.message import (
 from sip.peer import Peer
 from sip.ratelimit import RateLimitedLog
 from sip.transaction import Timers, TransactionLayer
-from sip.transport import TcpLimits
+from sip.transport import TcpLimits, UdpTransport
 from sip.validate import check_request
 
 UDP = Peer("UDP", "192.0.2.1", 5060)
@@ -435,3 +436,37 @@ async def test_tcp_peer_that_never_reads_is_dropped_with_bounded_buffer() -> Non
     finally:
         sock.close()
         await ep.close()
+
+
+async def test_port_0_takes_another_port_when_tcp_has_the_udp_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Port 0 gives a free UDP port whose number may be taken on TCP: listen() then
+    picks again instead of failing; a fixed port taken on TCP still fails."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
+    real_bind = UdpTransport.bind
+    asked: list[int] = []
+
+    async def first_on_the_busy_number(host: str, port: int, *rest: Any) -> UdpTransport:
+        asked.append(port)
+        # The kernel's first pick "happens" to be the number TCP already uses.
+        return await real_bind(host, busy if len(asked) == 1 else port, *rest)
+
+    monkeypatch.setattr(UdpTransport, "bind", staticmethod(first_on_the_busy_number))
+    try:
+        ep = Endpoint()
+        try:
+            port = await ep.listen("127.0.0.1", 0)
+            assert port != busy and asked == [0, 0]
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        finally:
+            await ep.close()
+        fixed = Endpoint()
+        with pytest.raises(OSError):
+            await fixed.listen("127.0.0.1", busy)
+        await fixed.close()
+    finally:
+        taken.close()
