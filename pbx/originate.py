@@ -75,6 +75,18 @@ RINGBACK = _tones((440.0, 480.0), 2.0, 4.0, 3000.0)
 BUSY = np.tile(_tones((480.0, 620.0), 0.5, 0.5, 3000.0), 3)
 
 
+def shown_number(target: str) -> str:
+    """What a phone shows for a dial target: the number of `trunk:NAME/NUMBER`, the user
+    of a SIP URI, else the target itself (an extension, a ring group, a number). The
+    target as it is would make a malformed From (`trunk:out/+44...@host`)."""
+    if target.startswith("trunk:"):
+        return target.partition("/")[2] or target[len("trunk:") :]
+    if target.lower().startswith(("sip:", "sips:")):
+        user, at, _host = target.partition(":")[2].partition("@")
+        return user if at and user else target
+    return target
+
+
 async def _ringback(call: Call) -> None:
     """Ringback to `call` until cancelled or the call ends."""
     while await call.play(RINGBACK):
@@ -127,7 +139,7 @@ async def originate(
 
     placed: list[Call] = []
     try:
-        call_a = await _dial(switch, a, caller_id=b, timeout=timeout, placed_for=tag)
+        call_a = await _dial(switch, a, caller_id=shown_number(b), timeout=timeout, placed_for=tag)
         if isinstance(call_a, Outcome):
             return done(Stage.A_UNREACHED, call_a)
         placed.append(call_a)
@@ -135,7 +147,12 @@ async def originate(
         ringback = asyncio.ensure_future(_ringback(call_a))
         try:
             call_b = await _dial(
-                switch, b, caller_id=caller_id or a, timeout=timeout, cause=call_a, placed_for=tag
+                switch,
+                b,
+                caller_id=caller_id or shown_number(a),
+                timeout=timeout,
+                cause=call_a,
+                placed_for=tag,
             )
         finally:
             ringback.cancel()

@@ -33,6 +33,7 @@ _SIP_URI_RE = re.compile(
     rf"(?P<params>(?:;{_PCHAR}(?:={_PCHAR})?)*)"
     rf"(?:\?(?P<headers>{_HCHAR}+={_HCHAR}*(?:&{_HCHAR}+={_HCHAR}*)*))?"
 )
+_USER_RE = re.compile(_USER)
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 # absoluteURI rest: uric chars (reserved / unreserved / escaped), nothing else.
 _OPAQUE_RE = re.compile(rf"(?:[{_UNRESERVED};/?:@&=+$,\[\]#]|{_ESC})+")
@@ -153,6 +154,11 @@ Uri = SipUri | AbsoluteUri
 
 
 @lru_cache(maxsize=4096)
+def is_user(text: str) -> bool:
+    """Whether `text` may stand as the user part of a SIP URI as it is (RFC 3261 `user`)."""
+    return _USER_RE.fullmatch(text) is not None
+
+
 def parse_uri(text: str) -> Uri:
     """Parse any URI: a `SipUri` for sip/sips, an `AbsoluteUri` for other schemes.
 

@@ -45,7 +45,7 @@ from pbx.store.web_sessions import WebSessionRepo
 from sip.digest import Challenge, Credentials, canonical_algorithm, ha1, response_digest
 from sip.errors import SipParseError
 from sip.peer import Peer
-from sip.uri import SipUri
+from sip.uri import SipUri, is_user
 
 log = logging.getLogger(__name__)
 
@@ -518,9 +518,11 @@ class Switch:
         "originate o-1a2b3c4d", linking the CDRs of one click-to-call).
 
         Raises: DialError with the outcome when nobody answered; PbxError for a header
-        the application may not set.
+        the application may not set or a caller ID that is no SIP URI user part.
         """
         extra = _checked_headers(headers)
+        if not is_user(caller_id):
+            raise PbxError(f"caller ID {caller_id!r} cannot be a SIP URI's user part")
         b2bua = self._b2bua
         store = b2bua.store
         started = b2bua._clock()

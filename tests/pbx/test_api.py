@@ -7,6 +7,7 @@ import pytest
 
 from pbx.api import CallEvent, Cause, EventKind, Outcome, PbxError, Subscription
 from pbx.api.switch import _checked_headers
+from sip.uri import is_user
 
 
 @pytest.mark.parametrize(
@@ -61,3 +62,10 @@ def test_dial_headers_the_application_may_set() -> None:
     for bad in [("Via", "x"), ("call-id", "x"), ("X-A", "1\r\nVia: evil"), ("X A", "1")]:
         with pytest.raises(PbxError):
             _checked_headers([bad])
+
+
+@pytest.mark.parametrize(("text", "ok"), [("1001", True), ("+15551234", True), ("a/b;c", True),
+                                          ("trunk:out/1", False), ("", False), ("a b", False),
+                                          ("x@y", False)])  # fmt: skip
+def test_caller_ids_are_checked_as_sip_user_parts(text: str, ok: bool) -> None:
+    assert is_user(text) is ok

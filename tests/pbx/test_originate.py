@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from pbx.api import Cause, DialError, Outcome, PbxError, Switch
-from pbx.originate import BUSY, RINGBACK, Stage, new_id, originate
+from pbx.originate import BUSY, RINGBACK, Stage, new_id, originate, shown_number
 
 
 class Leg:
@@ -178,3 +178,26 @@ async def test_cancelled_originate_hangs_up_what_it_placed() -> None:
 def test_new_ids_differ() -> None:
     ids = {new_id() for _ in range(100)}
     assert len(ids) == 100 and all(i.startswith("o-") for i in ids)
+
+
+async def test_a_trunk_or_uri_target_shows_its_number_not_the_target() -> None:
+    """`trunk:NAME/NUMBER` as B: A's phone is shown the number (the target itself in a
+    From header would not parse); a SIP URI as A: B is shown its user."""
+    fake = FakeSwitch({"trunk:out/+442071234567": Outcome(Cause.BUSY, 486, "busy")})
+    await originate(_switch(fake), "sip:alice@127.0.0.1:5070", "trunk:out/+442071234567")
+    assert [d["caller_id"] for d in fake.dialled] == ["+442071234567", "alice"]
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        ("1002", "1002"),
+        ("trunk:out/+15551234567", "+15551234567"),
+        ("trunk:out", "out"),
+        ("sip:bob@example.com", "bob"),
+        ("SIPS:bob@example.com:5061", "bob"),
+        ("sip:example.com", "sip:example.com"),
+    ],
+)
+def test_shown_number(target: str, shown: str) -> None:
+    assert shown_number(target) == shown
