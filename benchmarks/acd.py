@@ -156,7 +156,7 @@ def start_callers(server_port: int, callers: int, agents: int, work: Path) -> Po
     return spawn(args, work / "callers.out", cwd=work)
 
 
-def snapshot(data: Path) -> dict[str, object]:
+def snapshot(data: Path) -> dict[str, Any]:
     from pbx import control
 
     return control.request(Settings(data_dir=data), "/acd", 5.0)
@@ -165,10 +165,9 @@ def snapshot(data: Path) -> dict[str, object]:
 def waiting_count(data: Path) -> tuple[int, int]:
     """(callers waiting, agents on call) now."""
     snap = snapshot(data)
-    [queue] = snap["queues"]  # type: ignore[index]
-    agents = snap["agents"]  # type: ignore[index]
-    on_call = sum(1 for a in agents if a["state"] == "on-call")  # type: ignore[attr-defined]
-    return len(queue["waiting"]), on_call  # type: ignore[index]
+    [queue] = snap["queues"]
+    on_call = sum(1 for a in snap["agents"] if a["state"] == "on-call")
+    return len(queue["waiting"]), on_call
 
 
 def udp_out() -> int:
