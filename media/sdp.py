@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -492,6 +493,50 @@ def with_direction(sdp: SessionDescription, direction: str) -> SessionDescriptio
             media = media.with_lines([*lines, ("a", direction)])
         sections.append(media)
     return dataclasses.replace(sdp, media=tuple(sections))
+
+
+class SdpOrigin:
+    """The o= line of every SDP the switch sends on one dialog leg (RFC 3264 §8).
+
+    One session id and one address for the leg's life; the version goes up by one
+    each time the description changes ("the version in the origin field MUST
+    increment by one from the previous SDP"), and stays when the same one is sent
+    again (a retransmission, or an offer repeated unchanged: §8 "MUST be identical").
+    """
+
+    def __init__(self, host: str) -> None:
+        self.session_id = secrets.randbelow(2**31) + 1
+        self.version = self.session_id
+        family = "IP6" if ":" in host else "IP4"
+        self.address = f"IN {family} {host}"
+        self._last: bytes | None = None
+
+    @property
+    def line(self) -> bytes:
+        return f"o=aiopbx {self.session_id} {self.version} {self.address}".encode()
+
+    def stamp(self, sdp: bytes) -> bytes:
+        """`sdp` with this leg's o= line (version raised when the rest changed)."""
+        lines = sdp.split(b"\n")
+        at = next((i for i, line in enumerate(lines) if line.startswith(b"o=")), None)
+        if at is None:
+            return sdp
+        rest = b"\n".join(lines[:at] + lines[at + 1 :])
+        if self._last is not None and rest != self._last:
+            self.version += 1
+        self._last = rest
+        ending = b"\r" if lines[at].endswith(b"\r") else b""
+        lines[at] = self.line + ending
+        return b"\n".join(lines)
+
+
+def answer_direction(offered: str, holding: bool = False) -> str:
+    """The direction answering an offered one (RFC 3264 §6.1), for a side that itself
+    holds the call (`holding`: it will not receive) or not."""
+    mine = _ANSWER_DIRECTION[offered]
+    if not holding:
+        return mine
+    return {"sendrecv": "sendonly", "recvonly": "inactive"}.get(mine, mine)
 
 
 def g711_offer(host: str, port: int, *, event_payload: int = 101) -> bytes:

@@ -38,13 +38,12 @@ import numpy.typing as npt
 from media.endpoint import MediaEndpoint, Recording
 from media.errors import MediaError
 from media.ports import PortAllocator
-from media.sdp import SessionDescription, audio_stream, g711_offer
+from media.sdp import SdpOrigin, SessionDescription, audio_stream, g711_offer
 from media.sdp import answer as sdp_answer
 from media.telephone_event import parse_dtmf_relay
 from media.wav import write_wav_durably
 from pbx.errors import PbxError
 from pbx.events import CallAnswered, CallCreated, CallDtmf, CallEnded, CallRinging, EventBus
-from pbx.media_bridge import SdpOrigin
 from pbx.tasks import spawn
 from sip.dialog import Dialog, DialogState, new_branch, new_tag
 from sip.endpoint import DROP, Drop, Endpoint, Stateless

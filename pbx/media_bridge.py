@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 from collections.abc import Callable
 
 from media.errors import MediaError
@@ -216,41 +215,6 @@ class AnchoredMedia:
         self.relay.hold(leg, _held(theirs))
         self.holding[leg] = False  # a new party answering our offer holds nobody
         self._held_here[leg] = False
-
-
-class SdpOrigin:
-    """The o= line of every SDP the switch sends on one dialog leg (RFC 3264 §8).
-
-    One session id and one address for the leg's life; the version goes up by one
-    each time the description changes ("the version in the origin field MUST
-    increment by one from the previous SDP"), and stays when the same one is sent
-    again (a retransmission, or an offer repeated unchanged: §8 "MUST be identical").
-    """
-
-    def __init__(self, host: str) -> None:
-        self.session_id = secrets.randbelow(2**31) + 1
-        self.version = self.session_id
-        family = "IP6" if ":" in host else "IP4"
-        self.address = f"IN {family} {host}"
-        self._last: bytes | None = None
-
-    @property
-    def line(self) -> bytes:
-        return f"o=aiopbx {self.session_id} {self.version} {self.address}".encode()
-
-    def stamp(self, sdp: bytes) -> bytes:
-        """`sdp` with this leg's o= line (version raised when the rest changed)."""
-        lines = sdp.split(b"\n")
-        at = next((i for i, line in enumerate(lines) if line.startswith(b"o=")), None)
-        if at is None:
-            return sdp
-        rest = b"\n".join(lines[:at] + lines[at + 1 :])
-        if self._last is not None and rest != self._last:
-            self.version += 1
-        self._last = rest
-        ending = b"\r" if lines[at].endswith(b"\r") else b""
-        lines[at] = self.line + ending
-        return b"\n".join(lines)
 
 
 def offer_at(host: str, port: int, stream: AudioStream) -> bytes:

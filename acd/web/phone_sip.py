@@ -35,7 +35,15 @@ from dataclasses import dataclass, field
 from acd.web.phone_rtp import SwitchLeg
 from media.errors import MediaError, SdpError
 from media.ports import PortAllocator
-from media.sdp import SessionDescription, answer, audio_stream, g711_offer, with_direction
+from media.sdp import (
+    SdpOrigin,
+    SessionDescription,
+    answer,
+    answer_direction,
+    audio_stream,
+    g711_offer,
+    with_direction,
+)
 from sip.dialog import Dialog, new_branch, new_tag
 from sip.digest import pick_challenge
 from sip.endpoint import Endpoint, HandlerResult
@@ -83,7 +91,22 @@ class LineCall:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: bool = False
     offer: SessionDescription | None = None
+    #: Our last SDP (offer or answer), stamped with `origin`.
     local_sdp: bytes = b""
+    origin: SdpOrigin | None = None
+
+    def describe(self, sdp: bytes | SessionDescription, direction: str | None = None) -> bytes:
+        """`sdp` (with the audio direction set, if given) as this call's next SDP: one o=
+        for the dialog, its version raised when the description changes (RFC 3264 §8)."""
+        if self.origin is None:
+            self.origin = SdpOrigin(self.leg.host)
+        if direction is not None:
+            sdp = with_direction(
+                sdp if isinstance(sdp, SessionDescription) else SessionDescription.parse(sdp),
+                direction,
+            )
+        self.local_sdp = self.origin.stamp(bytes(sdp))
+        return self.local_sdp
 
 
 def valid_number(number: str) -> bool:
@@ -255,10 +278,11 @@ class BrowserLine:
             ("Content-Type", "application/sdp"),
             ("User-Agent", "aiopbx browser phone"),
         ]
-        sdp = g711_offer(leg.host, leg.port)
+        origin = SdpOrigin(leg.host)
+        sdp = origin.stamp(g711_offer(leg.host, leg.port))
         invite = Request("INVITE", uri, Headers(fields), sdp)
         call = self.call = LineCall(secrets.token_hex(6), "out", number, leg, invite)
-        call.local_sdp = sdp
+        call.origin, call.local_sdp = origin, sdp
         self._tell(call)
 
         def provisional(response: Response) -> None:
@@ -355,7 +379,7 @@ class BrowserLine:
             log.info("browser phone %s: cannot answer (%s)", self.user, exc)
             self._end(call, "failed")
             return make_response(request, 488, to_tag=call.to_tag)
-        call.local_sdp = bytes(sdp)
+        call.describe(sdp)
         ok = make_response(
             request,
             200,
@@ -400,9 +424,15 @@ class BrowserLine:
         status = call.dialog.receive(request)
         if status is not None:
             return make_response(request, status)
+        # An offer gets an answer whose direction matches it (RFC 3264 §6.1: a switch's
+        # sendonly is answered recvonly), held by us or not; with no offer, our SDP is
+        # the offer (answered in the ACK, which the switch keeps as it is).
+        mine = "sendonly" if call.held else "sendrecv"
         try:
             if request.body:
-                call.leg.set_remote(audio_stream(SessionDescription.parse(request.body)))
+                offer = SessionDescription.parse(request.body)
+                call.leg.set_remote(audio_stream(offer))
+                mine = answer_direction(offer.direction_of(offer.audio()), call.held)
         except (SdpError, MediaError) as exc:
             log.info("browser phone %s: re-INVITE refused (%s)", self.user, exc)
             return make_response(request, 488)
@@ -410,7 +440,7 @@ class BrowserLine:
             request,
             200,
             headers=[("Contact", self.contact), ("Content-Type", "application/sdp")],
-            body=call.local_sdp,
+            body=call.describe(call.local_sdp, mine),
         )
 
     # -- in the dialog -------------------------------------------------------------------------
@@ -480,8 +510,7 @@ class BrowserLine:
         call = self.call
         if call is None or call.dialog is None or call.state != "up":
             return 481
-        sdp = SessionDescription.parse(call.local_sdp)
-        body = bytes(with_direction(sdp, "sendonly" if held else "sendrecv"))
+        body = call.describe(call.local_sdp, "sendonly" if held else "sendrecv")
         request = call.dialog.create_request(
             "INVITE",
             via=self._via(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pbx.media_bridge import SdpOrigin
+from media.sdp import SdpOrigin
 
 OFFER = b"v=0\r\no=ua 7 7 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
 

@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 
 from acd.web.phone_rtp import SwitchLeg
+from acd.web.phone_sip import LineCall
 from acd.web.phone_webrtc import Downsampler, pin_candidates
 from media.g711 import ulaw_decode, ulaw_encode
 from media.ports import PortAllocator
-from media.sdp import AudioStream, Codec
+from media.sdp import AudioStream, Codec, SessionDescription, answer_direction, g711_offer
 from media.telephone_event import TelephoneEvent
+from sip.headers import Headers
+from sip.message import Request
+from sip.uri import SipUri
 from tests.web.phone import peak_hz
 
 
@@ -129,3 +133,53 @@ def test_candidates_pinned_to_the_console_address(host: str, kept: list[str]) ->
     found = [line.split()[4] for line in sdp.split("\r\n") if line.startswith("a=candidate:")]
     assert found == kept
     assert "a=rtpmap:111 opus/48000/2" in sdp
+
+
+@pytest.mark.parametrize(
+    ("offered", "holding", "answered"),
+    [
+        ("sendrecv", False, "sendrecv"),
+        ("sendonly", False, "recvonly"),
+        ("recvonly", False, "sendonly"),
+        ("inactive", False, "inactive"),
+        ("sendrecv", True, "sendonly"),
+        ("sendonly", True, "inactive"),
+        ("recvonly", True, "sendonly"),
+        ("inactive", True, "inactive"),
+    ],
+)
+def test_answer_direction(offered: str, holding: bool, answered: str) -> None:
+    """RFC 3264 §6.1, for a side that may hold the call itself."""
+    assert answer_direction(offered, holding) == answered
+
+
+async def test_a_browser_call_keeps_one_origin_and_raises_its_version_on_change() -> None:
+    leg = SwitchLeg(PortAllocator("127.0.0.1", 47200, 47300), "test")
+    fields = [
+        ("Via", "SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK1"),
+        ("From", "<sip:1003@127.0.0.1>;tag=a"),
+        ("To", "<sip:1001@127.0.0.1>"),
+        ("Call-ID", "origin-test"),
+        ("CSeq", "1 INVITE"),
+    ]
+    invite = Request("INVITE", SipUri.parse("sip:1001@127.0.0.1"), Headers(fields), b"")
+    call = LineCall("c1", "out", "1001", leg, invite)
+    offer = g711_offer("127.0.0.1", 47200)
+    first = call.describe(offer)
+    same = call.describe(offer)
+    held = call.describe(first, "sendonly")
+    back = call.describe(held, "sendrecv")
+
+    def origin(sdp: bytes) -> list[str]:
+        return SessionDescription.parse(sdp).origin.split()
+
+    def direction(sdp: bytes) -> str:
+        parsed = SessionDescription.parse(sdp)
+        return parsed.direction_of(parsed.audio())
+
+    assert origin(first)[0] == "aiopbx" and origin(first) == origin(same)
+    assert {origin(s)[1] for s in (first, held, back)} == {origin(first)[1]}
+    assert [int(origin(s)[2]) - int(origin(first)[2]) for s in (held, back)] == [1, 2]
+    assert (direction(held), direction(back)) == ("sendonly", "sendrecv")
+    assert call.local_sdp == back
+    leg.close()
