@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +119,45 @@ async def test_live_person_answers_speaks_and_records_what_it_hears(sim: PstnSim
     loud = heard[np.abs(heard) > 1000]
     assert len(loud) > 4000  # most of the 1.5 s tone
     assert abs(peak_hz(heard) - 1200) < 20
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"not in time: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_person_presses_keys_after_the_answer_and_after_the_prompt(
+    sim: PstnSimulator,
+) -> None:
+    """The script's person presses 9 0.2 s after the answer and 1 0.5 s after it first
+    hears the caller speak: the 9 comes as RFC 4733 events while the caller is silent,
+    the 1 only once the caller talks; both are in the attempts log with their times."""
+    async with SipClient(sim.port) as client, listening(GREETING) as ear:
+        invite, ok = await authed_invite(client, "0500123456", rtp_port=ear.port)
+        assert ok.status == 200
+        client.send(client.ack_2xx(invite, ok))
+        ear.remote = media_address(ok.body)
+        await _until(lambda: bool(ear.digits), "the 9 pressed after the answer")
+        assert ear.digits == ["9"]  # the 1 waits for the caller's prompt
+        await ear.wait_for("g1", "g2")  # the greeting goes on around the key
+        talking = asyncio.ensure_future(ear.talk(sine(1200, 2.0)))  # "the prompt"
+        try:
+            await _until(lambda: len(ear.digits) == 2, "the 1 pressed after the prompt")
+        finally:
+            talking.cancel()
+        assert ear.digits == ["9", "1"]
+        bye = await client.exchange(client.bye_for(invite, ok))
+        assert bye.status == 200
+    await _until(lambda: sim.attempts_log.exists() and bool(attempts(sim)), "the log line")
+    [entry] = attempts(sim)
+    prompt_at = entry["prompt_at"]
+    assert isinstance(prompt_at, float)
+    nine, one = entry["keys"]
+    assert nine["digits"] == "9" and 0.2 <= nine["at"] < prompt_at
+    assert one["digits"] == "1" and one["at"] >= prompt_at + 0.5 - 0.01
 
 
 async def test_answering_machine_greets_beeps_and_records(tmp_path: Path) -> None:
