@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from media.dtmf import DtmfDetector
 from media.ports import PortAllocator
 from media.wav import load_mono
 from pbx.sim.script import load_script, parse_script
@@ -158,6 +159,48 @@ async def test_a_person_presses_keys_after_the_answer_and_after_the_prompt(
     nine, one = entry["keys"]
     assert nine["digits"] == "9" and 0.2 <= nine["at"] < prompt_at
     assert one["digits"] == "1" and one["at"] >= prompt_at + 0.5 - 0.01
+
+
+async def test_keys_go_in_band_when_no_telephone_event_was_offered(tmp_path: Path) -> None:
+    """A caller that offers no telephone-event gets the keys as DTMF tones in the audio,
+    which the project's in-band detector reads back."""
+    script = parse_script(
+        '[accounts]\ntrunk1 = "s3cret-trunk"\n'
+        '[[numbers]]\npattern = "_05."\nbehaviour = "live"\nring_seconds = 0.1\n'
+        'listen_seconds = 10.0\nkeys = [{ after = 0.1, digits = "47", from = "answer" }]\n'
+    )
+    simulator = PstnSimulator(
+        script, tmp_path / "out", voice=Voice(use_espeak=False),
+        ports=PortAllocator("127.0.0.1", 46300, 46400),
+    )  # fmt: skip
+    await simulator.start()
+    try:
+        async with SipClient(simulator.port) as client, listening(GREETING) as ear:
+            first = client.invite(USER, "0512345678", rtp_port=ear.port)  # no events
+            challenged = await client.exchange(first)
+            client.send(client.ack_for(first, challenged))
+            challenge = Challenge.parse(challenged.headers.get("Proxy-Authenticate") or "")
+            uri = f"sip:0512345678@127.0.0.1:{simulator.port}"
+            creds = make_credentials(challenge, USER, PASSWORD, "INVITE", uri)
+            invite = client.invite(USER, "0512345678", rtp_port=ear.port, cseq=2).replace(
+                b"Content-Length:", f"Proxy-Authorization: {creds}\r\nContent-Length:".encode(), 1
+            )
+            ok = await client.exchange(invite, timeout=15)
+            assert ok.status == 200 and b"telephone-event" not in ok.body
+            client.send(client.ack_2xx(invite, ok))
+            ear.remote = media_address(ok.body)
+
+            def heard() -> str:
+                detector = DtmfDetector()
+                found = detector.feed(ear.samples()) + detector.flush()
+                return "".join(d.digit for d in found)
+
+            await _until(lambda: heard() == "47", "the tones of 4 and 7")
+            assert ear.digits == []  # nothing out of band
+            bye = await client.exchange(client.bye_for(invite, ok))
+            assert bye.status == 200
+    finally:
+        await simulator.close()
 
 
 async def test_answering_machine_greets_beeps_and_records(tmp_path: Path) -> None:
