@@ -64,7 +64,7 @@ from media.ports import PortAllocator, PortPair
 from media.rtp import RtpHeader, payload_offset
 from media.sdp import AudioStream
 from media.send_clock import SendClock
-from media.telephone_event import TelephoneEventReceiver
+from media.telephone_event import DigitSender, EventSlot, TelephoneEventReceiver
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +290,8 @@ class MediaEndpoint:
         self._clock: SendClock | None = SendClock.of(self._loop)
         self._clock.add(self)
         self._silence_watch: _SilenceWatch | None = None
+        #: Digits being sent as RFC 4733 events (`send_digits`); None until the first.
+        self._digits_out: DigitSender | None = None
 
     @property
     def host(self) -> str:
@@ -428,10 +430,57 @@ class MediaEndpoint:
     # -- sending -------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Send this 20 ms slot's frame (the playback's, else silence): the send clock's
-        call (`media.send_clock`), once a slot."""
-        if not self.closed:
-            self._send(*self._frame())
+        """Send this 20 ms slot's frame (the playback's, else silence; a digit's
+        telephone-event while `send_digits` sends one): the send clock's call
+        (`media.send_clock`), once a slot."""
+        if self.closed:
+            return
+        payload, marker = self._frame()
+        sender = self._digits_out
+        if sender is not None:
+            event = sender.slot(self._ts)
+            if event is not None:
+                self._send_event(event)
+                return
+        self._send(payload, marker)
+
+    def send_digits(self, digits: str) -> bool:
+        """Send `digits` to the phone as RFC 4733 telephone-events in this endpoint's one
+        stream, 160 ms each (`media.telephone_event.DigitSender`: audio pauses while a
+        digit goes).
+        False (nothing queued) when the call did not negotiate telephone-event.
+
+        Raises: TelephoneEventError for a character that is no DTMF digit or too many
+            digits queued.
+        """
+        stream = self.stream
+        if self.closed or stream is None or stream.telephone_event is None:
+            return False
+        if self._digits_out is None:
+            self._digits_out = DigitSender()
+        self._digits_out.push(digits)
+        return True
+
+    @property
+    def digits_sent(self) -> str:
+        """The digits `send_digits` has finished sending (end packets gone), in order."""
+        return "".join(self._digits_out.sent) if self._digits_out is not None else ""
+
+    def _send_event(self, event: EventSlot) -> None:
+        stream, remote = self.stream, self.latch.destination
+        self._ts = (self._ts + FRAME) & 0xFFFFFFFF
+        if event.payload is None or stream is None or remote is None or not self.sending:
+            return
+        if stream.telephone_event is None:
+            return  # a re-INVITE took telephone-event away mid-digit
+        second = (0x80 if event.marker else 0) | stream.telephone_event
+        header = _HEADER.pack(0x80, second, self._seq, event.timestamp, self._ssrc)
+        self._seq = (self._seq + 1) & 0xFFFF
+        try:
+            self._rtp.sendto(header + event.payload, remote)
+            self.sent_packets += 1
+        except OSError as exc:
+            log.debug("%s: RTP send error %s", self.name, exc)
 
     def _frame(self) -> tuple[bytes | None, bool]:
         """The payload of the next frame (None: silence) and its marker bit."""

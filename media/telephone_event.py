@@ -16,7 +16,10 @@ bit set, sent three times (§2.5.1.4: "the final packet for each event and for
 each segment SHOULD be sent a total of three times").
 
 `TelephoneEventReceiver` turns such a stream back into digits, each reported
-once, with its duration; `event_packets` makes the stream for one digit.
+once, with its duration; `event_packets` makes the stream for one digit, and
+`DigitSender` lays queued digits onto a stream's 20 ms send slots (its exact
+counterpart: one timestamp per digit, marker first, updates every 50 ms, three
+end packets).
 `parse_dtmf_relay` reads the bodies of SIP INFO (application/dtmf-relay and
 application/dtmf), which other user agents send instead.
 """
@@ -31,7 +34,9 @@ from media.errors import MediaError
 
 __all__ = [
     "EVENT_DIGITS",
+    "DigitSender",
     "DtmfRelayError",
+    "EventSlot",
     "ReceivedDigit",
     "SentPacket",
     "TelephoneEvent",
@@ -264,6 +269,112 @@ def event_packets(
     end = bytes(TelephoneEvent(code, True, volume, total))
     packets += [SentPacket(end, False, float(duration_ms))] * 3
     return packets
+
+
+@dataclass(frozen=True, slots=True)
+class EventSlot:
+    """What a send slot carries while a digit is sent: a telephone-event packet
+    (`payload`, `marker`, and the event's RTP `timestamp`), or nothing (`payload` None:
+    the digit goes on, its audio is suppressed, no update is due in this slot)."""
+
+    payload: bytes | None
+    marker: bool = False
+    timestamp: int = 0
+
+
+class DigitSender:
+    """Queued digits as RFC 4733 events on a stream that sends one packet per slot.
+
+    Pure: the owner calls `slot(ts)` once per send slot with the RTP timestamp that
+    slot's audio would carry, and sends what it returns instead of the audio (None:
+    no digit, send audio). Rules:
+
+    - a digit starts at a slot: its packets all carry that slot's timestamp
+      (§2.5.1.2), the first with the marker bit and duration 0;
+    - updates go every `interval_ms` (50 ms, RFC 4733's usual rate; the slot that
+      first reaches an update's time carries it); slots in between send nothing, so
+      no audio travels beside the event;
+    - at the digit's end the E bit packet goes three times, one per slot (§2.5.1.4);
+      updates not yet sent by then are skipped (each packet holds the whole duration);
+    - then `gap_ms` of audio before the next digit (a receiver that also listens in
+      band needs the pause; a new timestamp alone separates events for RFC 4733).
+    """
+
+    def __init__(
+        self,
+        *,
+        duration_ms: float = 160.0,
+        gap_ms: float = 100.0,
+        interval_ms: float = 50.0,
+        slot_ms: float = 20.0,
+        volume: int = 10,
+        clock_rate: int = 8000,
+        max_queued: int = 32,
+    ) -> None:
+        self.duration_ms = duration_ms
+        self.gap_ms = gap_ms
+        self.interval_ms = interval_ms
+        self.slot_ms = slot_ms
+        self.volume = volume
+        self.clock_rate = clock_rate
+        self.max_queued = max_queued
+        self._queued: list[str] = []
+        self._packets: list[SentPacket] = []
+        self._timestamp = 0
+        self._elapsed = 0.0  # ms since the current digit (or gap) started
+        self._gap_left = 0.0
+        #: Digits whose end packets have all gone, in order.
+        self.sent: list[str] = []
+
+    @property
+    def busy(self) -> bool:
+        """Whether digits are queued or one is being sent."""
+        return bool(self._queued or self._packets)
+
+    def push(self, digits: str) -> None:
+        """Queue `digits`.
+
+        Raises:
+            TelephoneEventError: a character that is no DTMF digit, or more than
+                `max_queued` digits waiting.
+        """
+        for digit in digits:
+            event_code(digit)
+        if len(self._queued) + len(digits) > self.max_queued:
+            raise TelephoneEventError(f"more than {self.max_queued} digits queued")
+        self._queued.extend(d.upper() for d in digits)
+
+    def slot(self, timestamp: int) -> EventSlot | None:
+        """This slot's event packet, an empty slot inside a digit, or None (send audio)."""
+        if not self._packets:
+            if self._gap_left > 0:
+                self._gap_left -= self.slot_ms
+                return None
+            if not self._queued:
+                return None
+            digit = self._queued.pop(0)
+            self._packets = event_packets(
+                digit,
+                self.duration_ms,
+                volume=self.volume,
+                clock_rate=self.clock_rate,
+                interval_ms=self.interval_ms,
+            )
+            self._timestamp = timestamp & 0xFFFFFFFF
+            self._elapsed = 0.0
+        else:
+            self._elapsed += self.slot_ms
+        due = [i for i, p in enumerate(self._packets) if p.offset_ms <= self._elapsed + 1e-6]
+        if not due:
+            return EventSlot(None)
+        ends = [i for i in due if TelephoneEvent.parse(self._packets[i].payload).end]
+        index = ends[0] if ends else due[-1]
+        packet = self._packets[index]
+        del self._packets[: index + 1]
+        if not self._packets:
+            self.sent.append(EVENT_DIGITS[TelephoneEvent.parse(packet.payload).event])
+            self._gap_left = self.gap_ms
+        return EventSlot(packet.payload, packet.marker, self._timestamp)
 
 
 def parse_dtmf_relay(body: bytes) -> tuple[str, int | None]:

@@ -23,6 +23,15 @@ A TOML file (parsed here into frozen data, checked with one-line `ConfigError`s)
     slow_answer_seconds = 8.0
     listen_seconds = 30.0         # longest time a call stays up after the answer
     greeting = "Hello?"           # what a live person says (espeak-ng, else tones)
+    keys = [{ after = 2.5, digits = "1" }]   # a person presses keys (see below)
+
+`keys`: what a person (live or slow_answer; machines press nothing) presses, as RFC
+4733 telephone-events. Each entry's `after` counts seconds from the moment the callee
+first hears the switch speak after the answer (the first 20 ms frame of sound: the
+message's start, whatever the greeting and the switch's AMD took), so a script says
+"two seconds into the message" and means it on a slow machine too; `from = "answer"`
+counts from the answer instead (a key pressed though nothing is heard). A person who
+never hears the switch presses no "prompt" keys.
 
 `choose(number, n)` is pure: the behaviour of the n-th call to `number` is drawn from
 a generator seeded by (seed, number, n), whatever the order calls arrive in.
@@ -47,6 +56,9 @@ MAX_SCRIPT_BYTES = 256 * 1024
 MAX_NUMBERS = 256
 MAX_ACCOUNTS = 1024
 MAX_SECONDS = 3600.0
+MAX_KEY_ENTRIES = 16
+MAX_KEY_DIGITS = 16
+_DTMF = frozenset("0123456789*#ABCDabcd")
 
 
 class Behaviour(enum.Enum):
@@ -62,6 +74,16 @@ class Behaviour(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class KeyPress:
+    """Keys a simulated person presses: `digits`, `after` seconds from `start` ("prompt":
+    the first sound heard from the switch; "answer": the answer)."""
+
+    after: float
+    digits: str
+    start: str = "prompt"
+
+
+@dataclass(frozen=True, slots=True)
 class NumberRule:
     """One `[[numbers]]` entry."""
 
@@ -74,6 +96,7 @@ class NumberRule:
     slow_answer_seconds: float = 8.0
     listen_seconds: float = 30.0
     greeting: str = "Hello?"
+    keys: tuple[KeyPress, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +155,7 @@ def _rule(entry: Mapping[str, Any], where: str, pattern: str) -> NumberRule:
     known = {
         "pattern", "behaviour", "weights", "ring_seconds", "no_answer_seconds",
         "no_answer_status", "invalid_status", "slow_answer_seconds", "listen_seconds",
-        "greeting",
+        "greeting", "keys",
     }  # fmt: skip
     extra = sorted(set(entry) - known)
     if extra:
@@ -165,7 +188,36 @@ def _rule(entry: Mapping[str, Any], where: str, pattern: str) -> NumberRule:
         slow_answer_seconds=_seconds(entry, "slow_answer_seconds", 8.0, where),
         listen_seconds=_seconds(entry, "listen_seconds", 30.0, where),
         greeting=greeting,
+        keys=_keys(entry.get("keys", []), where),
     )
+
+
+def _keys(value: object, where: str) -> tuple[KeyPress, ...]:
+    shape = 'keys must be a list like [{ after = 2.5, digits = "1" }]'
+    if not isinstance(value, list) or len(value) > MAX_KEY_ENTRIES:
+        raise ConfigError(f"{where}: {shape} (at most {MAX_KEY_ENTRIES} entries)")
+    presses = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: {shape}")
+        extra = sorted(set(item) - {"after", "digits", "from"})
+        if extra:
+            raise ConfigError(f"{where}: unknown key {extra[0]!r} in keys")
+        digits = item.get("digits")
+        if (
+            not isinstance(digits, str)
+            or not 0 < len(digits) <= MAX_KEY_DIGITS
+            or not set(digits) <= _DTMF
+        ):
+            raise ConfigError(f"{where}: keys digits must be 1 to {MAX_KEY_DIGITS} of 0-9 * # A-D")
+        if "after" not in item:
+            raise ConfigError(f"{where}: keys entry needs after (seconds)")
+        start = item.get("from", "prompt")
+        if start not in ("prompt", "answer"):
+            raise ConfigError(f'{where}: keys from must be "prompt" or "answer"')
+        after = _seconds(item, "after", 0.0, f"{where}: keys")
+        presses.append(KeyPress(after, digits.upper(), start))
+    return tuple(presses)
 
 
 def parse_script(text: str, where: str = "script") -> SimScript:

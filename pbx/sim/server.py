@@ -10,9 +10,15 @@ Built on the project's `sip.endpoint.Endpoint` and `media.endpoint.MediaEndpoint
   rings then 480/408; live person / slow answer / machine ring, answer with G.711
   (telephone-event when offered: RFC 4733 digits are not heard as audio), speak,
   listen; the call ends on the caller's BYE or after `listen_seconds` with our BYE.
+- A person presses the script's `keys` (`pbx.sim.script`: seconds after the first
+  sound heard from the switch, or after the answer) as RFC 4733 telephone-events in
+  the call's one RTP stream (`MediaEndpoint.send_digits`), or as in-band tones when
+  the caller offered no telephone-event.
 - Each answered call's received audio is written to `<out>/<n>-<number>.wav`; every
   attempt is a JSON line in `<out>/attempts.jsonl` (time, call id, number, account,
-  behaviour, status, seconds up, wav).
+  behaviour, status, seconds up, wav; for answered calls `prompt_at`, the seconds from
+  the answer to the first sound heard from the caller, and `keys`, what was pressed
+  when: `[{"at": 3.2, "digits": "1"}]`).
 
 House rules for untrusted input: challenges are stateless (a request nobody answers
 keeps nothing), at most `max_calls` calls at once (503 beyond), every call ends (ring
@@ -35,14 +41,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from media.endpoint import RATE, MediaEndpoint
+from media.dtmf_tones import DtmfGenerator
+from media.endpoint import RATE, SILENCE_RMS, MediaEndpoint
 from media.errors import MediaError, PortsExhaustedError, SdpError
 from media.ports import PortAllocator
 from media.sdp import SessionDescription, answer, audio_stream
 from media.wav import write_wav
 from pbx.sim.auth import DigestGuard, Verdict
 from pbx.sim.names import safe_name
-from pbx.sim.script import Behaviour, NumberRule, SimScript
+from pbx.sim.script import Behaviour, KeyPress, NumberRule, SimScript
 from pbx.sim.voice import Voice, beep
 from sip.dialog import Dialog, new_branch, new_tag
 from sip.endpoint import Endpoint, HandlerResult, Stateless
@@ -81,6 +88,10 @@ class _Call:
     hung_up: asyncio.Event = field(default_factory=asyncio.Event)
     dialog: Dialog | None = None
     media: MediaEndpoint | None = None
+    #: Seconds from the answer to the first sound heard from the caller (None: none yet).
+    prompt_at: float | None = None
+    #: (seconds after the answer, digits) of every key press sent.
+    pressed: list[tuple[float, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,11 +340,13 @@ class PstnSimulator:
                 group.create_task(self._retransmit(call, ok))
                 recorder = group.create_task(media.record(call.rule.listen_seconds, stop_digits=""))
                 group.create_task(self._speak(call))
+                presses = group.create_task(self._press_keys(call))
                 hangup = asyncio.ensure_future(call.hung_up.wait())
                 try:
                     await asyncio.wait({recorder, hangup}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     hangup.cancel()
+                    presses.cancel()
                 if not call.hung_up.is_set():
                     ended_by = "simulator"
                     media.close()  # stops the recording, the speech and the stream
@@ -380,6 +393,53 @@ class PstnSimulator:
             await call.media.play(beep())
         else:
             await call.media.play(await self.voice.say(call.rule.greeting, 0.7))
+
+    async def _press_keys(self, call: _Call) -> None:
+        """A person's scripted keys (machines press none), each at its time; the first
+        sound from the caller is noted for the log and for keys counted from it."""
+        assert call.media is not None
+        media = call.media
+        loop = asyncio.get_running_loop()
+        answered = loop.time()
+        heard = asyncio.Event()
+
+        def listen(frame: npt.NDArray[np.int16]) -> None:
+            if heard.is_set() or not len(frame):
+                return
+            if float(np.sqrt(np.mean(frame.astype(np.float64) ** 2))) >= SILENCE_RMS:
+                call.prompt_at = loop.time() - answered
+                heard.set()
+
+        media.frame_listeners.append(listen)
+        try:
+            people = (Behaviour.LIVE, Behaviour.SLOW_ANSWER)
+            if call.behaviour not in people or not call.rule.keys:
+                await heard.wait()  # only noted; the task is cancelled when the call ends
+                return
+            async with asyncio.TaskGroup() as group:
+                for press in call.rule.keys:
+                    group.create_task(self._press(call, press, answered, heard))
+        finally:
+            if listen in media.frame_listeners:
+                media.frame_listeners.remove(listen)
+
+    async def _press(
+        self, call: _Call, press: KeyPress, answered: float, heard: asyncio.Event
+    ) -> None:
+        assert call.media is not None
+        loop = asyncio.get_running_loop()
+        start = answered
+        if press.start == "prompt":
+            await heard.wait()
+            start = answered + (call.prompt_at or 0.0)
+        await asyncio.sleep(max(0.0, start + press.after - loop.time()))  # the script's time
+        at = loop.time() - answered
+        if call.media.send_digits(press.digits):
+            log.info("Call-ID %s: pressed %s (RFC 4733)", call.request.call_id, press.digits)
+        else:
+            log.info("Call-ID %s: pressed %s (in band)", call.request.call_id, press.digits)
+            await call.media.play(DtmfGenerator().generate(press.digits))
+        call.pressed.append((round(at, 2), press.digits))
 
     async def _send_bye(self, call: _Call) -> None:
         assert call.dialog is not None
@@ -434,8 +494,20 @@ class PstnSimulator:
     def _note_call(
         self, call: _Call, status: int, seconds: float, wav: Path | None, *, ended_by: str = ""
     ) -> None:
+        extra: dict[str, object] = {}
+        if status == 200:
+            extra["prompt_at"] = None if call.prompt_at is None else round(call.prompt_at, 2)
+            extra["keys"] = [{"at": at, "digits": digits} for at, digits in call.pressed]
         self._note(
-            call.request, call.number, call.account, call.behaviour, status, seconds, wav, ended_by
+            call.request,
+            call.number,
+            call.account,
+            call.behaviour,
+            status,
+            seconds,
+            wav,
+            ended_by,
+            extra,
         )
 
     def _note(
@@ -448,6 +520,7 @@ class PstnSimulator:
         seconds: float,
         wav: Path | None,
         ended_by: str = "",
+        extra: Mapping[str, object] | None = None,
     ) -> None:
         """Append one JSON line (small, so written on the loop; the file is ours)."""
         entry = {
@@ -460,6 +533,7 @@ class PstnSimulator:
             "seconds": round(seconds, 2),
             "wav": None if wav is None else str(wav),
             "ended_by": ended_by or None,
+            **(extra or {}),
         }
         self.note_line(entry)
 

@@ -1,5 +1,6 @@
-"""The test's own RTP side of a call: hear the switch's audio as named tones, press keys
-as RFC 4733 events, and talk (send a tone as paced PCMU).
+"""The test's own RTP side of a call: hear the switch's audio as named tones (and the
+RFC 4733 digits it sends, as `digits`), press keys as RFC 4733 events, and talk (send a
+tone as paced PCMU).
 
 Prompts in these tests are replaced by pure tones, one frequency each, so the order
 in which a caller heard them can be read back from the audio.
@@ -17,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media.g711 import ulaw_decode, ulaw_encode
-from media.telephone_event import event_packets
+from media.telephone_event import TelephoneEventReceiver, event_packets
 
 WINDOW = 800  # 100 ms at 8 kHz
 
@@ -61,6 +62,9 @@ class Ear:
         self.tone_map = tones
         self.audio: list[npt.NDArray[np.int16]] = []
         self.remote: tuple[str, int] | None = None
+        #: Digits received as telephone-events (payload type 101), each once, in order.
+        self.digits: list[str] = []
+        self._events = TelephoneEventReceiver()
         self._seq = 0
         self._ts = 0
         self.task = asyncio.get_running_loop().create_task(self._listen())
@@ -75,6 +79,10 @@ class Ear:
             data = await loop.sock_recv(self.sock, 2048)
             if len(data) > 12 and data[1] & 0x7F == 0:
                 self.audio.append(ulaw_decode(data[12:]))
+            elif len(data) >= 16 and data[1] & 0x7F == 101:
+                ts = struct.unpack_from("!I", data, 4)[0]
+                for got in self._events.feed(data[12:16], ts, bool(data[1] & 0x80)):
+                    self.digits.append(got.digit)
 
     def samples(self) -> npt.NDArray[np.int16]:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, np.int16)

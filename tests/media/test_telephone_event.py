@@ -6,7 +6,9 @@ import pytest
 
 from media.errors import MediaError
 from media.telephone_event import (
+    DigitSender,
     DtmfRelayError,
+    EventSlot,
     ReceivedDigit,
     SentPacket,
     TelephoneEvent,
@@ -121,6 +123,75 @@ def test_sender_packet_sequence() -> None:
         event_packets("1", 0)
     with pytest.raises(TelephoneEventError, match="out of range"):
         event_packets("1", 9000)
+
+
+def _slots(sender: DigitSender, count: int, ts: int = 1000) -> list[EventSlot | None]:
+    """`count` 20 ms slots whose audio timestamps start at `ts`."""
+    return [sender.slot((ts + 160 * i) & 0xFFFFFFFF) for i in range(count)]
+
+
+def test_digit_sender_slots_of_one_digit() -> None:
+    """One 160 ms digit on 20 ms slots: marker first, updates each 50 ms in the first
+    slot that reaches them (60, 100, 160 ms: 150's is skipped for the end), nothing
+    between them, three end packets in a row, all with the first slot's timestamp, then
+    audio for the 100 ms gap."""
+    sender = DigitSender()
+    sender.push("5")
+    assert sender.busy
+    got = _slots(sender, 15)
+    quiet = EventSlot(None)
+    start = EventSlot(bytes.fromhex("050a0000"), True, 1000)
+    end = EventSlot(bytes.fromhex("058a0500"), False, 1000)
+    assert got == [
+        start,  # 0 ms
+        quiet,  # 20
+        quiet,  # 40
+        EventSlot(bytes.fromhex("050a0190"), False, 1000),  # 60: the 50 ms update
+        quiet,  # 80
+        EventSlot(bytes.fromhex("050a0320"), False, 1000),  # 100
+        quiet,  # 120
+        quiet,  # 140
+        end,  # 160: the end is due, the 150 ms update is skipped
+        end,
+        end,
+        None, None, None, None,  # audio again
+    ]  # fmt: skip
+    assert sender.sent == ["5"] and not sender.busy
+
+
+def test_digit_sender_two_digits_gap_and_the_receiver_gets_both() -> None:
+    """What the sender lays on the slots is what `TelephoneEventReceiver` (the switch's
+    receiving side) turns back into digits: each once, with its duration; the second
+    digit starts after the gap (5 slots of audio), at its own timestamp."""
+    sender = DigitSender(volume=7)
+    sender.push("1#")
+    receiver = TelephoneEventReceiver()
+    heard: list[ReceivedDigit] = []
+    audio_slots = 0
+    ts0 = 0xFFFFFF00  # the timestamps wrap on the way
+    for i, slot in enumerate(_slots(sender, 40, ts0)):
+        if slot is None:
+            audio_slots += 1
+        elif slot.payload is not None:
+            heard += receiver.feed(slot.payload, slot.timestamp, slot.marker)
+        if i == 10:
+            assert audio_slots == 0
+    second_ts = (ts0 + 160 * 16) & 0xFFFFFFFF  # 11 slots of "1", 5 of gap
+    assert heard == [ReceivedDigit("1", ts0, 160.0, 7), ReceivedDigit("#", second_ts, 160.0, 7)]
+    assert sender.sent == ["1", "#"]
+    assert audio_slots == 40 - 22
+
+
+def test_digit_sender_refuses_bad_digits_and_floods() -> None:
+    sender = DigitSender(max_queued=4)
+    with pytest.raises(TelephoneEventError, match="not a DTMF digit: 'x'"):
+        sender.push("1x")
+    assert not sender.busy  # nothing of a refused string is queued
+    sender.push("1234")
+    with pytest.raises(TelephoneEventError, match="more than 4 digits queued"):
+        sender.push("5")
+    sender.push("")
+    assert sender.slot(0) == EventSlot(bytes.fromhex("010a0000"), True, 0)
 
 
 @pytest.mark.parametrize(

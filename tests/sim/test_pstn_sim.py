@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from media.dtmf import DtmfDetector
 from media.ports import PortAllocator
 from media.wav import load_mono
 from pbx.sim.script import load_script, parse_script
@@ -119,6 +120,87 @@ async def test_live_person_answers_speaks_and_records_what_it_hears(sim: PstnSim
     loud = heard[np.abs(heard) > 1000]
     assert len(loud) > 4000  # most of the 1.5 s tone
     assert abs(peak_hz(heard) - 1200) < 20
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"not in time: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_person_presses_keys_after_the_answer_and_after_the_prompt(
+    sim: PstnSimulator,
+) -> None:
+    """The script's person presses 9 0.2 s after the answer and 1 0.5 s after it first
+    hears the caller speak: the 9 comes as RFC 4733 events while the caller is silent,
+    the 1 only once the caller talks; both are in the attempts log with their times."""
+    async with SipClient(sim.port) as client, listening(GREETING) as ear:
+        invite, ok = await authed_invite(client, "0500123456", rtp_port=ear.port)
+        assert ok.status == 200
+        client.send(client.ack_2xx(invite, ok))
+        ear.remote = media_address(ok.body)
+        await _until(lambda: bool(ear.digits), "the 9 pressed after the answer")
+        assert ear.digits == ["9"]  # the 1 waits for the caller's prompt
+        await ear.wait_for("g1", "g2")  # the greeting goes on around the key
+        talking = asyncio.ensure_future(ear.talk(sine(1200, 2.0)))  # "the prompt"
+        try:
+            await _until(lambda: len(ear.digits) == 2, "the 1 pressed after the prompt")
+        finally:
+            talking.cancel()
+        assert ear.digits == ["9", "1"]
+        bye = await client.exchange(client.bye_for(invite, ok))
+        assert bye.status == 200
+    await _until(lambda: sim.attempts_log.exists() and bool(attempts(sim)), "the log line")
+    [entry] = attempts(sim)
+    prompt_at = entry["prompt_at"]
+    assert isinstance(prompt_at, float)
+    nine, one = entry["keys"]
+    assert nine["digits"] == "9" and 0.2 <= nine["at"] < prompt_at
+    assert one["digits"] == "1" and one["at"] >= prompt_at + 0.5 - 0.01
+
+
+async def test_keys_go_in_band_when_no_telephone_event_was_offered(tmp_path: Path) -> None:
+    """A caller that offers no telephone-event gets the keys as DTMF tones in the audio,
+    which the project's in-band detector reads back."""
+    script = parse_script(
+        '[accounts]\ntrunk1 = "s3cret-trunk"\n'
+        '[[numbers]]\npattern = "_05."\nbehaviour = "live"\nring_seconds = 0.1\n'
+        'listen_seconds = 10.0\nkeys = [{ after = 0.1, digits = "47", from = "answer" }]\n'
+    )
+    simulator = PstnSimulator(
+        script, tmp_path / "out", voice=Voice(use_espeak=False),
+        ports=PortAllocator("127.0.0.1", 46300, 46400),
+    )  # fmt: skip
+    await simulator.start()
+    try:
+        async with SipClient(simulator.port) as client, listening(GREETING) as ear:
+            first = client.invite(USER, "0512345678", rtp_port=ear.port)  # no events
+            challenged = await client.exchange(first)
+            client.send(client.ack_for(first, challenged))
+            challenge = Challenge.parse(challenged.headers.get("Proxy-Authenticate") or "")
+            uri = f"sip:0512345678@127.0.0.1:{simulator.port}"
+            creds = make_credentials(challenge, USER, PASSWORD, "INVITE", uri)
+            invite = client.invite(USER, "0512345678", rtp_port=ear.port, cseq=2).replace(
+                b"Content-Length:", f"Proxy-Authorization: {creds}\r\nContent-Length:".encode(), 1
+            )
+            ok = await client.exchange(invite, timeout=15)
+            assert ok.status == 200 and b"telephone-event" not in ok.body
+            client.send(client.ack_2xx(invite, ok))
+            ear.remote = media_address(ok.body)
+
+            def heard() -> str:
+                detector = DtmfDetector()
+                found = detector.feed(ear.samples()) + detector.flush()
+                return "".join(d.digit for d in found)
+
+            await _until(lambda: heard() == "47", "the tones of 4 and 7")
+            assert ear.digits == []  # nothing out of band
+            bye = await client.exchange(client.bye_for(invite, ok))
+            assert bye.status == 200
+    finally:
+        await simulator.close()
 
 
 async def test_answering_machine_greets_beeps_and_records(tmp_path: Path) -> None:

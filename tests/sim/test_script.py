@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pbx.errors import ConfigError
-from pbx.sim.script import Behaviour, load_script, parse_script
+from pbx.sim.script import Behaviour, KeyPress, load_script, parse_script
 
 DATA = Path(__file__).parent.parent / "data" / "sim"
 
@@ -50,7 +50,42 @@ def test_most_specific_pattern_wins() -> None:
     assert script.choose("0712", 0)[0] is Behaviour.LIVE
 
 
+def test_keys_a_person_presses() -> None:
+    text = (
+        '[[numbers]]\npattern = "_01."\nbehaviour = "live"\n'
+        'keys = [{ after = 2.5, digits = "1" }, { after = 0, digits = "9#a", from = "answer" }]\n'
+        '[[numbers]]\npattern = "_02."\nbehaviour = "live"\n'
+    )
+    script = parse_script(text)
+    assert script.rule_for("0123").keys == (
+        KeyPress(2.5, "1", "prompt"),
+        KeyPress(0.0, "9#A", "answer"),
+    )
+    assert script.rule_for("0223").keys == ()
+
+
+KEYS = "[[numbers]]\npattern = '_0.'\nkeys = "
 BAD = [
+    (KEYS + "'1'", "script: numbers entry 1: keys must be a list like [{ after = 2.5,"),
+    (KEYS + "[1]", "script: numbers entry 1: keys must be a list like"),
+    (KEYS + "[{ digits = '1' }]", "script: numbers entry 1: keys entry needs after (seconds)"),
+    (
+        KEYS + "[{ after = 1, digits = '1x' }]",
+        "script: numbers entry 1: keys digits must be 1 to 16 of 0-9 * # A-D",
+    ),
+    (KEYS + "[{ after = 1, digits = '' }]", "script: numbers entry 1: keys digits must be"),
+    (
+        KEYS + "[{ after = -1, digits = '1' }]",
+        "script: numbers entry 1: keys: after must be between 0 and 3600",
+    ),
+    (
+        KEYS + "[{ after = 1, digits = '1', from = 'ring' }]",
+        'script: numbers entry 1: keys from must be "prompt" or "answer"',
+    ),
+    (
+        KEYS + "[{ after = 1, digits = '1', hold = 2 }]",
+        "script: numbers entry 1: unknown key 'hold' in keys",
+    ),
     ("seed = ", "script: not valid TOML: "),
     ("colour = 1", "script: unknown key 'colour'"),
     ('seed = "x"', "script: seed must be an integer"),
