@@ -9,8 +9,9 @@
       |                      CONNECT (wait to agent = CONNECT - t0: over 2 s is a drop)
       no --> the safe-harbour prompt at once (seller, number, opt-out key), end
 
-Agentless campaigns play their message to whoever answers; pressing 1 goes to the
-queue when an agent is free. Every attempt ends as a `DialAttempt` row.
+Agentless campaigns play their message to whoever answers; pressing 1 puts the person in
+the queue (to a free agent at once, else waiting there), 9 opts out. Only the keys a
+message asks for cut it short. Every attempt ends as a `DialAttempt` row.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ AGENT_KEY = "1"
 OPT_OUT_WAIT = 4.0  # seconds after the safe-harbour message for the opt-out key
 AMD_TIMEOUT = 45.0
 CONNECT_WAIT = 60.0  # how long a handed-over call may wait in the queue for CONNECT
+#: How long a person who pressed 1 in an agentless campaign may wait in the queue when no
+#: agent was free (their own choice, as an inbound caller's; the queue's limits apply).
+AGENTLESS_QUEUE_WAIT = 1800.0
 
 
 def outcome_of_failure(cause: Cause, status: int) -> str:
@@ -237,6 +241,31 @@ async def _to_agent(
     return _ended(ctx, base, "connected", agent=agent, connected_at=at, wait_to_agent=wait)
 
 
+async def _play_heeding(call: Call, audio: Audio, keys: str) -> str:
+    """Play `audio` to its end unless a key of `keys` is pressed during it or within
+    OPT_OUT_WAIT after it; that key, or "". Other keys are taken and ignored: a message
+    the rules require (the seller's name and number) is not cut short by a stray key."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + len(audio) / 8000 + OPT_OUT_WAIT  # 8 kHz, as Call.play takes
+    play = asyncio.ensure_future(call.play(audio))
+    await asyncio.sleep(0)  # the message starts before the keys are listened for
+    try:
+        while call.up:
+            left = end - loop.time()
+            if left <= 0:
+                break
+            key = await call.collect_digits(1, timeout=left, terminator=None)
+            if not key:
+                break  # the time is up, or the call ended
+            if key in keys:
+                return key
+        return ""
+    finally:
+        if not play.done():
+            play.cancel()
+        await asyncio.gather(play, return_exceptions=True)
+
+
 async def _safe_harbour(
     ctx: CallContext,
     campaign: Campaign,
@@ -247,12 +276,7 @@ async def _safe_harbour(
 ) -> DialAttempt:
     """No agent: the message (seller, number, opt-out key) at once, then the end."""
     log.info("campaign %s: no agent free for %s; safe-harbour message", campaign.name, number)
-    opted = False
-    if call.up:
-        await call.play(prompts.harbour, stop_on_digit=True)
-        if call.up:
-            keys = await call.collect_digits(1, timeout=OPT_OUT_WAIT, terminator=None)
-            opted = keys == OPT_OUT_KEY
+    opted = call.up and await _play_heeding(call, prompts.harbour, OPT_OUT_KEY) == OPT_OUT_KEY
     if opted:
         await ctx.opt_out(number, campaign.name)
     return _ended(ctx, base, "dropped", opted_out=opted)
@@ -267,20 +291,25 @@ async def _agentless(
     call: Call,
     base: DialAttempt,
 ) -> DialAttempt:
-    """The message to whoever answered; 1 for a person when the queue has one free."""
+    """The message to whoever answered; 9 opts out; with a queue, 1 puts the person in
+    it: to a free agent at once, else waiting there as an inbound caller would."""
     state.phase = "agent"
-    if prompts.agentless is not None and call.up:
-        await call.play(prompts.agentless, stop_on_digit=True)
+    wanted = OPT_OUT_KEY + (AGENT_KEY if campaign.queue else "")
     keys = ""
-    if call.up and campaign.queue:
-        keys = await call.collect_digits(1, timeout=OPT_OUT_WAIT, terminator=None)
+    if call.up:
+        if prompts.agentless is not None:
+            keys = await _play_heeding(call, prompts.agentless, wanted)
+        else:
+            keys = await call.collect_digits(1, timeout=OPT_OUT_WAIT, terminator=None)
+            keys = keys if keys in wanted else ""
     if keys == OPT_OUT_KEY:
         await ctx.opt_out(number, campaign.name)
         return _ended(ctx, base, "connected", opted_out=True)
-    if keys == AGENT_KEY and ctx.agent_free(campaign.queue):
+    if keys == AGENT_KEY:
         reached = None
+        bound = CONNECT_WAIT if ctx.agent_free(campaign.queue) else AGENTLESS_QUEUE_WAIT
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CONNECT_WAIT):
+            async with asyncio.timeout(bound):
                 reached = await ctx.hand_over(call, campaign.queue, number)
         if reached is not None:
             await call.wait_ended()

@@ -40,7 +40,8 @@ class FakeCall:
         return True
 
     async def collect_digits(self, max_digits: int, **kw: Any) -> str:
-        return self.keys
+        taken, self.keys = self.keys[:max_digits], self.keys[max_digits:]
+        return taken
 
     async def hangup(self, status: int = 0, reason: str = "") -> None:
         self.up, self.ended = False, True
@@ -150,6 +151,8 @@ AGENTLESS = {"mode": "agentless"}
         (Result.HUMAN, False, 1.0, "", {}, ("dropped", None, None, [1], False)),
         (Result.HUMAN, False, 1.0, "9", {}, ("dropped", None, None, [1], True)),
         (Result.HUMAN, False, 1.0, "5", {}, ("dropped", None, None, [1], False)),
+        # a stray key does not cut the required message short, nor hide a 9 after it
+        (Result.HUMAN, False, 1.0, "59", {}, ("dropped", None, None, [1], True)),
         # NOTSURE: to an agent by default, or hung up (a possible person: a drop)
         (Result.NOTSURE, True, 1.5, "", {}, ("connected", "1001", 1.5, [], False)),
         (Result.NOTSURE, True, 1.5, "", NOTSURE_HANGUP, ("dropped", None, None, [], False)),
@@ -160,6 +163,14 @@ AGENTLESS = {"mode": "agentless"}
         (Result.HUMAN, True, 1.5, "1", AGENTLESS, ("connected", "1001", 1.5, [3], False)),
         (Result.HUMAN, True, 1.5, "9", AGENTLESS, ("connected", None, None, [3], True)),
         (Result.HUMAN, True, 1.5, "", AGENTLESS, ("connected", None, None, [3], False)),
+        (Result.HUMAN, True, 1.5, "41", AGENTLESS, ("connected", "1001", 1.5, [3], False)),
+        # 1 with no agent free: the person waits in the queue for one
+        (Result.HUMAN, False, 20.0, "1", AGENTLESS, ("connected", "1001", 20.0, [3], False)),
+        # no queue: 1 means nothing, 9 still opts out
+        (Result.HUMAN, True, 1.5, "1", AGENTLESS | {"queue": ""},
+         ("connected", None, None, [3], False)),
+        (Result.HUMAN, True, 1.5, "9", AGENTLESS | {"queue": ""},
+         ("connected", None, None, [3], True)),
     ],
 )  # fmt: skip
 async def test_answered(
