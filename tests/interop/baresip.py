@@ -115,6 +115,9 @@ class Baresip:
     Its stdout (colour codes stripped) is collected line by line in `lines`; with
     `control=True` the ctrl_tcp connection collects events in `events` and takes commands.
 
+    Without `source_wav` it sends ausine's endless sine at `tone_hz` (10 to 20000 Hz, the
+    range ausine accepts), so phones in one call can be told apart by their tones.
+
     `mwi=True` loads baresip's mwi module (it subscribes to its message summary and
     reports MWI_NOTIFY events); baresip 1.0's module can loop after REGISTER_OK on a
     loaded machine, so no CI test relies on it.
@@ -130,6 +133,7 @@ class Baresip:
         regint: int = 60,
         auto_answer: bool = False,
         source_wav: Path | None = None,
+        tone_hz: int = 440,
         record_wav: Path | None = None,
         dump_calls: bool = False,
         control: bool = True,
@@ -143,6 +147,9 @@ class Baresip:
         self.events = _Waiter()
         self._responses = _Waiter()
         self._tokens = itertools.count(1)
+        if not 10 <= tone_hz <= 20000:
+            raise ValueError(f"ausine makes 10 to 20000 Hz, not {tone_hz}")
+        self.tone_hz = tone_hz
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctrl: socket.socket | None = None
         self._threads: list[threading.Thread] = []
@@ -173,7 +180,7 @@ class Baresip:
             "net_interface 127.0.0.1",
             f"module_path {MODULE_PATH}",
             *(f"module {name}" for name in modules),
-            f"audio_source {f'aufile,{source_wav}' if source_wav else 'ausine,440'}",
+            f"audio_source {f'aufile,{source_wav}' if source_wav else f'ausine,{self.tone_hz}'}",
             f"audio_player aufile,{player}",
             "module_app account.so",
             "module_app menu.so",
