@@ -46,6 +46,7 @@ What was learned getting it to register (checked on these machines):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -55,7 +56,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -359,6 +360,21 @@ class Baresip:
         for thread in self._threads:
             thread.join(5)
         self._threads.clear()
+
+
+@contextlib.asynccontextmanager
+async def registered(phones: Sequence[Baresip], timeout: float = 15) -> AsyncIterator[None]:
+    """Start `phones` and wait until each has registered (by its log line: the
+    REGISTER_OK event can come before the ctrl_tcp link is up); stop them all on the
+    way out. Both run in threads, so that a switch on this event loop can answer their
+    REGISTERs (and the unregistration as they stop)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for phone in phones:
+            stack.push_async_callback(asyncio.to_thread, phone.stop)
+            await asyncio.to_thread(phone.start)
+        for phone in phones:
+            await asyncio.to_thread(phone.wait_for_output, r"200 OK .*\[1 binding\]", timeout)
+        yield
 
 
 def _recv(sock: socket.socket) -> bytes:

@@ -35,7 +35,7 @@ from pbx.sim.voice import Voice
 from pbx.store import Campaign, DialAttempt, NewContact, Store
 from pbx.store.queues import Queue
 from pbx.store.trunks import Trunk
-from tests.interop.baresip import Baresip
+from tests.interop.baresip import Baresip, registered
 from tests.interop.ear import peak_hz, sine
 from tests.interop.peers import free_port, pbx_cli
 from tests.interop.phones import PASSWORDS, in_thread
@@ -130,21 +130,14 @@ async def baresip_agents(
     tmp_path: Path, server: PbxServer, tones: Mapping[str, int], *, dump_calls: bool = False
 ) -> AsyncIterator[dict[str, Baresip]]:
     """The agents' phones as baresip (`tones`: user to the Hz its ausine sends), each
-    answering every call at once; registered on the way in, all stopped on the way out.
-    Starting and stopping run in threads: the switch must answer their REGISTERs."""
-    async with contextlib.AsyncExitStack() as stack:
-        phones: dict[str, Baresip] = {}
-        for user, hz in tones.items():
-            phone = Baresip(
-                tmp_path / f"agent-{user}", user=user, password=PASSWORDS[user],
-                registrar_port=server.sip_port, auto_answer=True, tone_hz=hz,
-                dump_calls=dump_calls,
-            )  # fmt: skip
-            stack.push_async_callback(asyncio.to_thread, phone.stop)
-            await asyncio.to_thread(phone.start)
-            phones[user] = phone
-        for phone in phones.values():  # from its log: the event may precede ctrl_tcp's link
-            await asyncio.to_thread(phone.wait_for_output, r"200 OK .*\[1 binding\]", 15)
+    answering every call at once; registered on the way in, stopped on the way out."""
+    phones: dict[str, Baresip] = {}
+    for user, hz in tones.items():
+        phones[user] = Baresip(
+            tmp_path / f"agent-{user}", user=user, password=PASSWORDS[user],
+            registrar_port=server.sip_port, auto_answer=True, tone_hz=hz, dump_calls=dump_calls,
+        )  # fmt: skip
+    async with registered(list(phones.values())):
         yield phones
 
 
