@@ -1,8 +1,8 @@
 """The dialer end to end on SIP (issue 17, acceptance 1 and 2): an in-process switch with
 the ACD and the dialer, a trunk to the PSTN simulator (real SIP and RTP on loopback),
-agents that are SIP phones sending a tone (baresip, except in the safe-harbour test).
-What the callee heard is read from the simulator's recordings; who was dialled from its
-attempts log; what the dialer decided from its attempt rows."""
+agents that are baresip phones sending a tone. What the callee heard is read from the
+simulator's recordings; who was dialled from its attempts log; what the dialer decided
+from its attempt rows."""
 
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ from tests.interop.baresip import Baresip, registered
 from tests.interop.ear import peak_hz, sine
 from tests.interop.peers import free_port, pbx_cli
 from tests.interop.phones import PASSWORDS, in_thread
-from tests.interop.test_api_bridge import Phone
 from tests.tools import need
 
 RATE = 8000
@@ -183,7 +182,7 @@ async def test_no_free_agent_hears_the_safe_harbour_message_within_2_s(tmp_path:
         server, acd, dialer, sim,
     ):  # fmt: skip
         assert server.switch is not None
-        async with Phone(server, "1001", AGENT_HZ):
+        async with baresip_agents(tmp_path, server, {"1001": AGENT_HZ}):
             await until(lambda: dialer.agent_free("sales"), what="the agent is free")
             events = server.switch.events.subscribe()
             started = await in_thread(pbx_cli, tmp_path, "campaign", "start", "spring")
