@@ -335,14 +335,10 @@ async def test_a_30_contact_campaign_runs_to_completion(tmp_path: Path) -> None:
         await sim.voice.say("Hello?", 0.7)
         assert server._store is not None
         store = server._store
-        loop = asyncio.get_running_loop()
         async with contextlib.AsyncExitStack() as stack:
-            for agent in agents:  # baresip phones that answer at once and send ausine's tone
-                phone = stack.enter_context(
-                    Baresip(tmp_path / f"agent-{agent}", user=agent, password=PASSWORDS[agent],
-                            registrar_port=server.sip_port, auto_answer=True)
-                )  # fmt: skip
-                assert await loop.run_in_executor(None, phone.wait_for_event, "REGISTER_OK", 15)
+            await stack.enter_async_context(
+                baresip_agents(tmp_path, server, dict.fromkeys(agents, BARESIP_HZ))
+            )
             await until(lambda: dialer.capacity("sales", ours=True) == 3, what="3 agents free")
             seen: list[CampaignEvent] = []
             feed = server.switch.events.subscribe(maxsize=10_000)
