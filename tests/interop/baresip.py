@@ -46,6 +46,7 @@ What was learned getting it to register (checked on these machines):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -55,7 +56,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -115,6 +116,9 @@ class Baresip:
     Its stdout (colour codes stripped) is collected line by line in `lines`; with
     `control=True` the ctrl_tcp connection collects events in `events` and takes commands.
 
+    Without `source_wav` it sends ausine's endless sine at `tone_hz` (10 to 20000 Hz, the
+    range ausine accepts), so phones in one call can be told apart by their tones.
+
     `mwi=True` loads baresip's mwi module (it subscribes to its message summary and
     reports MWI_NOTIFY events); baresip 1.0's module can loop after REGISTER_OK on a
     loaded machine, so no CI test relies on it.
@@ -130,6 +134,7 @@ class Baresip:
         regint: int = 60,
         auto_answer: bool = False,
         source_wav: Path | None = None,
+        tone_hz: int = 440,
         record_wav: Path | None = None,
         dump_calls: bool = False,
         control: bool = True,
@@ -143,6 +148,9 @@ class Baresip:
         self.events = _Waiter()
         self._responses = _Waiter()
         self._tokens = itertools.count(1)
+        if not 10 <= tone_hz <= 20000:
+            raise ValueError(f"ausine makes 10 to 20000 Hz, not {tone_hz}")
+        self.tone_hz = tone_hz
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctrl: socket.socket | None = None
         self._threads: list[threading.Thread] = []
@@ -173,7 +181,7 @@ class Baresip:
             "net_interface 127.0.0.1",
             f"module_path {MODULE_PATH}",
             *(f"module {name}" for name in modules),
-            f"audio_source {f'aufile,{source_wav}' if source_wav else 'ausine,440'}",
+            f"audio_source {f'aufile,{source_wav}' if source_wav else f'ausine,{self.tone_hz}'}",
             f"audio_player aufile,{player}",
             "module_app account.so",
             "module_app menu.so",
@@ -352,6 +360,21 @@ class Baresip:
         for thread in self._threads:
             thread.join(5)
         self._threads.clear()
+
+
+@contextlib.asynccontextmanager
+async def registered(phones: Sequence[Baresip], timeout: float = 15) -> AsyncIterator[None]:
+    """Start `phones` and wait until each has registered (by its log line: the
+    REGISTER_OK event can come before the ctrl_tcp link is up); stop them all on the
+    way out. Both run in threads, so that a switch on this event loop can answer their
+    REGISTERs (and the unregistration as they stop)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for phone in phones:
+            stack.push_async_callback(asyncio.to_thread, phone.stop)
+            await asyncio.to_thread(phone.start)
+        for phone in phones:
+            await asyncio.to_thread(phone.wait_for_output, r"200 OK .*\[1 binding\]", timeout)
+        yield
 
 
 def _recv(sock: socket.socket) -> bytes:
