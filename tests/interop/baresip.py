@@ -212,6 +212,23 @@ class Baresip:
     ) -> None:
         self.stop()
 
+    async def __aenter__(self) -> Baresip:
+        """Started in a thread: a switch on this event loop stays free to answer it."""
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # Stopped in a thread too: baresip unregisters as it stops, and a switch on this
+        # loop could not answer that while the loop waited (5 s, then a second SIGTERM).
+        await asyncio.to_thread(self.stop)
+
+    def wait_registered(self, timeout: float = 15) -> None:
+        """Wait until baresip logs its registration's 200 OK (the REGISTER_OK event may
+        come before the ctrl_tcp link is up, and be missed)."""
+        self.wait_for_output(r"200 OK .*\[1 binding\]", timeout)
+
     def start(self) -> None:
         """Start baresip and wait until it is ready (and its control port answers)."""
         binary = need("baresip")
@@ -373,7 +390,7 @@ async def registered(phones: Sequence[Baresip], timeout: float = 15) -> AsyncIte
             stack.push_async_callback(asyncio.to_thread, phone.stop)
             await asyncio.to_thread(phone.start)
         for phone in phones:
-            await asyncio.to_thread(phone.wait_for_output, r"200 OK .*\[1 binding\]", timeout)
+            await asyncio.to_thread(phone.wait_registered, timeout)
         yield
 
 

@@ -106,12 +106,11 @@ async def test_agentless_keys_reach_an_agent_opt_out_or_hear_the_message(tmp_pat
         assert server._store is not None
         store = server._store
         await sim.voice.say("Hello?", 0.7)
-        loop = asyncio.get_running_loop()
-        with Baresip(
+        async with Baresip(
             tmp_path / "agent-1001", user="1001", password=PASSWORDS["1001"],
             registrar_port=server.sip_port, auto_answer=True,
         ) as phone:  # fmt: skip
-            assert await loop.run_in_executor(None, phone.wait_for_event, "REGISTER_OK", 15)
+            await asyncio.to_thread(phone.wait_registered)
             await until(lambda: dialer.capacity("sales", ours=True) == 1, what="the agent free")
             response = await dialer._route_campaign({"campaign": "keys", "action": "start"})
             assert response[0] == 200

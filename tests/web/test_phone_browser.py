@@ -38,7 +38,7 @@ async def test_browser_calls_baresip_tones_both_ways(tmp_path: Path, codec: str)
     async with console_server(tmp_path) as c:
         assert c.web.phones is not None
         c.web.phones.codec = codec
-        with Baresip(
+        async with Baresip(
             tmp_path / "b1001",
             user="1001",
             password=PASSWORDS["1001"],
@@ -46,7 +46,7 @@ async def test_browser_calls_baresip_tones_both_ways(tmp_path: Path, codec: str)
             auto_answer=True,
             dump_calls=True,
         ) as phone:
-            await loop.run_in_executor(None, phone.wait_for_event, "REGISTER_OK", 15)
+            await asyncio.to_thread(phone.wait_registered)
             async with phone_browser(c.base, tmp_path / "shots") as browser:
                 await open_desktop(browser, "1003", PASSWORDS["1003"], "/wallboard")
                 await browser.type("#phone-number", "1001")
@@ -83,7 +83,7 @@ async def test_baresip_calls_1003_browser_and_sip_phone_ring_browser_answers(
     loop = asyncio.get_running_loop()
     wait = loop.run_in_executor
     async with console_server(tmp_path) as c:
-        with (
+        async with (
             Baresip(
                 tmp_path / "b1001",
                 user="1001",
@@ -98,8 +98,8 @@ async def test_baresip_calls_1003_browser_and_sip_phone_ring_browser_answers(
                 registrar_port=c.server.sip_port,
             ) as desk_phone,
         ):
-            await wait(None, caller.wait_for_event, "REGISTER_OK", 15)
-            await wait(None, desk_phone.wait_for_event, "REGISTER_OK", 15)
+            await asyncio.to_thread(caller.wait_registered)
+            await asyncio.to_thread(desk_phone.wait_registered)
             async with phone_browser(c.base, tmp_path / "shots") as browser:
                 await open_desktop(browser, "1003", PASSWORDS["1003"], "/wallboard")
                 await until(lambda: len(c.server.registrar.location.get("1003")) == 2, "2 contacts")
