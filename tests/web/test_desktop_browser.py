@@ -107,13 +107,13 @@ async def test_screen_pop_ticket_kb_disposition(tmp_path: Path) -> None:
         (tmp_path / "printer.md").write_text(ARTICLE)
         await cli("kb", "import", str(tmp_path / "printer.md"), "--data-dir", str(tmp_path))
         loop = asyncio.get_running_loop()
-        with Baresip(
+        async with Baresip(
             tmp_path / "phone",
             user="1001",
             password=PASSWORDS["1001"],
             registrar_port=c.server.sip_port,
         ) as phone:
-            await loop.run_in_executor(None, phone.wait_for_event, "REGISTER_OK", 15)
+            await asyncio.to_thread(phone.wait_registered)
             async with chromium(c.base, tmp_path / "shots") as browser:
                 await browser.login("1001", PASSWORDS["1001"])
                 await browser.click("#btn-login")

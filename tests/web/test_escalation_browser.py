@@ -34,7 +34,6 @@ async def test_escalated_call_pops_its_ticket_on_the_specialists_desktop(
         Queue("specialists", "701", ring_seconds=30.0),
     )
     members = {"support": ("1001",), "specialists": ("1002",)}
-    loop = asyncio.get_running_loop()
     async with console_server(tmp_path, queues, members) as c:
         phones = [
             Baresip(
@@ -46,11 +45,11 @@ async def test_escalated_call_pops_its_ticket_on_the_specialists_desktop(
             )
             for agent in ("1001", "1002")
         ]
-        for p in phones:
-            p.start()
         try:
             for p in phones:
-                await loop.run_in_executor(None, p.wait_for_event, "REGISTER_OK", 15)
+                await asyncio.to_thread(p.start)
+            for p in phones:
+                await asyncio.to_thread(p.wait_registered)
             async with (
                 chromium(c.base, tmp_path / "agent") as agent,
                 chromium(c.base, tmp_path / "specialist") as specialist,
@@ -103,4 +102,4 @@ async def test_escalated_call_pops_its_ticket_on_the_specialists_desktop(
             assert ("CONNECT", "specialists", "1002") in events
         finally:
             for p in phones:
-                p.stop()
+                await asyncio.to_thread(p.stop)
