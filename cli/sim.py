@@ -116,6 +116,9 @@ def sim_pstn(
     call_password: Annotated[
         str | None, typer.Option("--call-password", help="Its password.")
     ] = None,
+    max_calls: Annotated[
+        int, typer.Option("--max-calls", min=1, max=5000, help="Calls at once (503 beyond).")
+    ] = 64,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every attempt.")] = False,
 ) -> None:
     """Run a simulated SIP provider (registrar + called numbers) until interrupted; with
@@ -139,5 +142,7 @@ def sim_pstn(
         raise ConfigError("--number needs --call HOST:PORT")
     parsed = load_script(script)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
-    simulator = PstnSimulator(parsed, out, host=host, port=port, voice=Voice(use_espeak=not tones))
+    simulator = PstnSimulator(
+        parsed, out, host=host, port=port, max_calls=max_calls, voice=Voice(use_espeak=not tones)
+    )
     asyncio.run(_serve(simulator, plan))

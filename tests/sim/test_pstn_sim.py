@@ -301,3 +301,30 @@ async def test_cancel_while_ringing_and_an_invite_without_offer(tmp_path: Path) 
         ]  # fmt: skip
     finally:
         await simulator.close()
+
+
+async def test_calls_beyond_max_calls_get_503(tmp_path: Path) -> None:
+    """`max_calls` (`pbx sim pstn --max-calls`): a call over the limit gets 503 while the
+    one before it rings; the log keeps both."""
+    script = parse_script(
+        '[accounts]\ntrunk1 = "s3cret-trunk"\n'
+        '[[numbers]]\npattern = "_06."\nbehaviour = "no_answer"\nno_answer_seconds = 30.0\n'
+    )
+    simulator = PstnSimulator(
+        script, tmp_path / "out", max_calls=1, voice=Voice(use_espeak=False),
+        ports=PortAllocator("127.0.0.1", 46900, 46950),
+    )  # fmt: skip
+    await simulator.start()
+    try:
+        async with SipClient(simulator.port) as first, SipClient(simulator.port) as second:
+            ringing = asyncio.ensure_future(authed_invite(first, "0612345678"))
+            async with asyncio.timeout(10):
+                while not simulator._calls:
+                    await asyncio.sleep(0.01)
+            _, refused = await authed_invite(second, "0612345679", rtp_port=40002)
+            assert refused.status == 503
+            ringing.cancel()
+            await asyncio.gather(ringing, return_exceptions=True)
+    finally:
+        await simulator.close()
+    assert [(e["number"], e["status"]) for e in attempts(simulator)][:1] == [("0612345679", 503)]
