@@ -17,9 +17,10 @@ queue on the same server (the reference: what a call costs the switch without th
 browser gateway; it also makes the queue's music before the browsers' window), so the
 gateway's own price per call is the difference. `audio` is what the browsers received
 against 50 frames a second each: under 100 % the machine could not keep up. Also
-printed: the gateway's own per-frame work on the loop (downsampling, G.711, frame
-building), timed in this process over the same code, and aiortc's Opus encode/decode
-per frame (done in its threads).
+printed: the gateway's own per-frame codec work (acd.web.phone_codec, on the loop),
+timed in this process over the same code, beside aiortc's own 48 kHz stereo Opus
+encode/decode per frame (what the gateway left to aiortc before: its executor and its
+decoder thread).
 
 The goal (issue 16): 50 concurrent browser calls on one core, at most 2 % of a core each.
 This process (the browsers) has its own CPU, printed too: on a 2-core machine the
@@ -294,9 +295,16 @@ def sipp_reference(pid: int, sip: int, calls: int, seconds: float, work: Path) -
 
 
 def frame_costs() -> dict[str, float]:
-    """Microseconds per 20 ms frame of the gateway's loop work and of aiortc's codecs."""
+    """Microseconds per 20 ms frame: aiortc's own Opus codec path (48 kHz stereo, what the
+    gateway used to leave to aiortc: encode in an executor, decode in a thread) beside
+    the gateway's (acd.web.phone_codec: Opus decoded to and encoded from 8 kHz by
+    libopus, G.711 by tables, on the loop)."""
     from aiortc.codecs import get_decoder, get_encoder
+    from aiortc.jitterbuffer import JitterFrame
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from acd.web.phone_codec import FromBrowser, ToBrowser
+    from media.g711 import ulaw_encode
 
     opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2)
     encoder, decoder = get_encoder(opus), get_decoder(opus)
@@ -307,44 +315,28 @@ def frame_costs() -> dict[str, float]:
     frames = [loop.run_until_complete(tone.recv()) for _ in range(500)]
     loop.close()
     out: dict[str, float] = {}
-    started = time.perf_counter()
-    packets = [encoder.encode(f)[0] for f in frames]
-    out["opus encode (aiortc, thread)"] = (time.perf_counter() - started) / len(frames) * 1e6
-    from aiortc.jitterbuffer import JitterFrame
 
-    started = time.perf_counter()
-    decoded = []
-    for i, payload in enumerate(packets):
-        decoded += decoder.decode(JitterFrame(data=payload[0], timestamp=i * FRAME))
-    out["opus decode (aiortc, thread)"] = (time.perf_counter() - started) / len(frames) * 1e6
-    # The gateway's own loop work per frame: 48 kHz stereo -> 8 kHz mono and G.711
-    # (browser -> switch), as the gateway does it and with libswresample for comparison,
-    # and building the 8 kHz AudioFrame (switch -> browser).
-    from acd.web.phone_rtp import _ALAW, _fast
-    from acd.web.phone_webrtc import Downsampler
-    from media.g711 import ulaw_encode
+    def timed(name: str, work: Any, items: list[Any]) -> list[Any]:
+        started = time.perf_counter()
+        made = [work(item) for item in items]
+        out[name] = (time.perf_counter() - started) / len(items) * 1e6
+        return made
 
-    down, encode = Downsampler(), _fast(_ALAW)
-    started = time.perf_counter()
-    for frame in decoded:
-        encode(down.feed(np.asarray(frame.to_ndarray(), np.int16).reshape(-1), 2))
-    spent = time.perf_counter() - started
-    out["gateway: downsample + G.711 (loop)"] = spent / len(decoded) * 1e6
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=8000)
-    started = time.perf_counter()
-    for frame in decoded:
-        for piece in resampler.resample(frame):
-            ulaw_encode(piece.to_ndarray().reshape(-1))
-    spent = time.perf_counter() - started
-    out["(libswresample + numpy G.711 instead)"] = spent / len(decoded) * 1e6
-    silence = np.zeros(160, np.int16)
-    started = time.perf_counter()
-    for _ in range(len(frames)):
-        made = av.AudioFrame.from_ndarray(silence.reshape(1, -1), format="s16", layout="mono")
-        made.sample_rate = 8000
-    out["gateway: AudioFrame to aiortc (loop)"] = (
-        (time.perf_counter() - started) / len(frames) * 1e6
+    # A browser's packets: aiortc's encoder at 48 kHz (as the benchmark's browsers send).
+    made = timed("aiortc: Opus encode 48k stereo", encoder.encode, frames)
+    packets = [payload for payloads, _ in made for payload in payloads]
+    timed(
+        "aiortc: Opus decode 48k stereo",
+        lambda p: decoder.decode(JitterFrame(data=p, timestamp=0)),
+        packets,
     )
+    switch = [ulaw_encode(np.asarray(f.to_ndarray()).reshape(-1)[::6]).tobytes() for f in frames]
+    from_browser, to_browser = FromBrowser("opus"), ToBrowser("opus")
+    timed("gateway: browser Opus -> PCMU", lambda p: from_browser.feed(p, "pcmu"), packets)
+    timed("gateway: PCMU -> browser Opus", lambda p: to_browser.packet(p, "pcmu"), switch)
+    same, other = ToBrowser("pcmu"), ToBrowser("pcma")
+    timed("gateway: PCMU -> browser PCMU", lambda p: av.Packet(same.packet(p, "pcmu")), switch)
+    timed("gateway: PCMU -> browser PCMA", lambda p: other.packet(p, "pcmu"), switch)
     return out
 
 
