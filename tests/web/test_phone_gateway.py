@@ -18,6 +18,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from acd.web import phone_webrtc
 from acd.web.phone_rtp import SwitchLeg
 from acd.web.phone_webrtc import BrowserMedia, gather_on
 from media.g711 import ulaw_decode, ulaw_encode
@@ -80,8 +81,17 @@ async def browser_hears(
     return np.concatenate(parts), rate
 
 
-@pytest.mark.parametrize("codec", ["opus", "PCMU", "PCMA", "G722"])
-async def test_gateway_tones_both_ways(codec: str) -> None:
+@pytest.mark.parametrize(
+    ("codec", "tapped"),
+    [("opus", True), ("PCMU", True), ("PCMA", True), ("G722", True), ("opus", False)],
+)
+async def test_gateway_tones_both_ways(
+    codec: str, tapped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also with a receiver that cannot be tapped (an aiortc without the queue): the
+    browser's audio then comes decoded from aiortc's track, through libswresample."""
+    if not tapped:
+        monkeypatch.setattr(phone_webrtc, "install_tap", lambda receiver, sink: False)
     loop = asyncio.get_running_loop()
     switch = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     switch.bind(("127.0.0.1", 0))
@@ -119,8 +129,10 @@ async def test_gateway_tones_both_ways(codec: str) -> None:
         steady = heard[len(heard) // 3 :]
         assert np.sqrt(np.mean(steady.astype(np.float64) ** 2)) > 2000
         assert abs(peak_hz(steady, rate) - SWITCH_HZ) < 15
-        assert media.tapped
-        if codec == "G722":
+        assert media.tapped == tapped
+        if not tapped:
+            assert media.browser_codec is None and media.track.to_browser is not None
+        elif codec == "G722":
             assert media.track.to_browser is None and media.track.frames
         else:
             assert media.track.to_browser is not None
