@@ -233,6 +233,7 @@ class BrowserMedia:
         self._pump: asyncio.Task[None] | None = None
         #: The browser's payloads to the switch's (set at the first payload).
         self._from: FromBrowser | None = None
+        self._from_mime = ""
         #: Decoded audio (aiortc's decoder) to 8 kHz, for other codecs (`_say_frames`).
         self._resampler: av.AudioResampler | None = None
         self._decoder: Any = None
@@ -302,12 +303,14 @@ class BrowserMedia:
         if not self.forwarding or law is None or not payload:
             return
         try:
-            if self._from is None or self._from.codec != codec_of(codec.mimeType):
+            if self._from is None or codec.mimeType != self._from_mime:
                 name = codec_of(codec.mimeType)
                 if name is None or (name == "opus" and not opus_available()):
                     self._decode_theirs(codec, payload)
                     return
-                self._from = FromBrowser(name)
+                if self._from is not None:
+                    self._from.close()
+                self._from, self._from_mime = FromBrowser(name), codec.mimeType
             for out in self._from.feed(payload, law):
                 self.leg.say_payload(out)
         except (MediaError, av.FFmpegError) as exc:  # the packet path never raises
