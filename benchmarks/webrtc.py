@@ -4,10 +4,11 @@ For each count N (1, 10, 50 by default) a fresh `pbx serve` runs with its web co
 this process plays N browsers with aiortc: each logs in to the console as its own user,
 switches its phone on (/ws/phone: the gateway registers a contact for it), and calls the
 queue 700, which has no agents: the switch answers and plays its music to every caller
-for as long as the run lasts. Each browser sends a 1 kHz tone as Opus (aiortc's encoder,
-as Chromium does) and takes what it receives. So each call is: Opus/DTLS-SRTP between the
-browser and the gateway, the gateway's Opus <-> G.711 transcoding and its RTP leg to the
-switch, and the switch's own queue call with music.
+for as long as the run lasts. Each browser sends a 1 kHz tone as Opus (libopus at 48 kHz,
+32 kbit/s, as Chromium sends it: encoded once and looped, `EncodedTone`) or as PCMU
+(`--codec pcmu`), and counts the packets it receives (not decoding them). So each call
+is: Opus/DTLS-SRTP between the browser and the gateway, the gateway's Opus <-> G.711
+transcoding and its RTP leg to the switch, and the switch's own queue call with music.
 
 Measured over a steady window once every call is up: the server's CPU (user + system,
 all threads, from /proc) with the N browser calls up, minus its CPU with the N browser
@@ -17,16 +18,24 @@ queue on the same server (the reference: what a call costs the switch without th
 browser gateway; it also makes the queue's music before the browsers' window), so the
 gateway's own price per call is the difference. `audio` is what the browsers received
 against 50 frames a second each: under 100 % the machine could not keep up. Also
-printed: the gateway's own per-frame work on the loop (downsampling, G.711, frame
-building), timed in this process over the same code, and aiortc's Opus encode/decode
-per frame (done in its threads).
+printed: the gateway's own per-frame codec work (acd.web.phone_codec, on the loop),
+timed in this process over the same code, beside aiortc's own 48 kHz stereo Opus
+encode/decode per frame (what the gateway left to aiortc before: its executor and its
+decoder thread).
 
 The goal (issue 16): 50 concurrent browser calls on one core, at most 2 % of a core each.
-This process (the browsers) has its own CPU, printed too: on a 2-core machine the
-browsers' Opus work competes with the server's.
+This process (the browsers) has its own CPU, printed too: on a 2-core machine it competes
+with the server's (aiortc's DTLS-SRTP and RTP work for 50 peers is most of a core).
 
     python benchmarks/webrtc.py
     python benchmarks/webrtc.py --calls 1,10 --seconds 5
+
+Measured on the 2-core shared test machine (load 1-4 from other work; `uptime` beside
+each run), server CPU per call at 1 / 10 / 50 calls, with `audio` in brackets:
+Opus 11.3 / 5.8 (84 %) / 1.9 (4 %: overloaded) % before the gateway did its own codec
+work, 6.0 / 2.1-2.6 / 1.8 (95 %) % after; PCMU 7.5 / 3.4 / 1.4 (38 %) % before,
+4.7 / 1.7 / 1.2 (100 %) % after. At 50 Opus calls the server needs about 90 % of one
+core: when the machine gives it less, `audio` falls below 100 % (the loop is starved).
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -59,7 +68,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from acd.web.phone_webrtc import gather_on
+from acd.web.phone_webrtc import gather_on, install_tap
 from benchmarks.common import (
     ROOT,
     SIP_OPTIONS,
@@ -71,6 +80,7 @@ from benchmarks.common import (
     udp_answers,
     wait_for,
 )
+from media.g711 import ulaw_encode
 from pbx.store import Store
 from pbx.store.queues import Queue
 
@@ -110,6 +120,62 @@ class Tone(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, RATE)
         self._n += 1
         return frame
+
+
+class EncodedTone(MediaStreamTrack):
+    """A browser's microphone already encoded: one second of the 1 kHz tone as 20 ms
+    packets (Opus by libopus at 48 kHz mono, 32 kbit/s, VoIP, as Chromium sends it; or
+    PCMU), made once and looped, paced in real time. aiortc only packs them: the
+    browsers' own codec work would otherwise take most of this 2-core machine at 50."""
+
+    kind = "audio"
+    _made: ClassVar[dict[str, list[bytes]]] = {}
+
+    def __init__(self, codec: str) -> None:
+        super().__init__()
+        if codec not in self._made:
+            self._made[codec] = self._encode(codec)
+        self._packets = self._made[codec]
+        self._step, self._base = (FRAME, RATE) if codec == "opus" else (160, 8000)
+        self._n = 0
+        self._start: float | None = None
+
+    @staticmethod
+    def _encode(codec: str) -> list[bytes]:
+        t = np.arange(FRAME * 50) / RATE
+        wave = (8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+        if codec != "opus":
+            codes = ulaw_encode(wave[::6]).tobytes()
+            return [codes[i : i + 160] for i in range(0, len(codes), 160)]
+        encoder = av.CodecContext.create("libopus", "w")
+        assert isinstance(encoder, av.AudioCodecContext)
+        encoder.sample_rate, encoder.layout, encoder.format = RATE, "mono", "s16"
+        encoder.bit_rate = 32000
+        encoder.time_base = fractions.Fraction(1, RATE)
+        encoder.options = {"application": "voip"}
+        packets: list[bytes] = []
+        for second in range(2):  # the second second: the encoder past its start-up
+            packets = []
+            for i in range(50):
+                frame = av.AudioFrame.from_ndarray(
+                    wave[i * FRAME : (i + 1) * FRAME].reshape(1, -1), format="s16", layout="mono"
+                )
+                frame.sample_rate, frame.pts = RATE, (second * 50 + i) * FRAME
+                packets += [bytes(p) for p in encoder.encode(frame)]
+        return packets
+
+    async def recv(self) -> av.Packet[Any]:
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        due = self._start + self._n * 0.02
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())  # the microphone's own clock
+        packet = av.Packet(self._packets[self._n % len(self._packets)])
+        packet.pts = self._n * self._step
+        packet.time_base = fractions.Fraction(1, self._base)
+        self._n += 1
+        return packet
 
 
 class BrowserClient:
@@ -155,21 +221,27 @@ class BrowserClient:
         assert self.ws is not None
         gather_on("127.0.0.1")  # the browsers' candidates on loopback too, as the switch's
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        transceiver = pc.addTransceiver(Tone(), direction="sendrecv")
+        transceiver = pc.addTransceiver(EncodedTone(codec), direction="sendrecv")
         if codec != "opus":  # a browser offering G.711 only
             wanted = f"audio/{codec.upper()}"
             codecs = RTCRtpSender.getCapabilities("audio").codecs
             transceiver.setCodecPreferences([c for c in codecs if c.mimeType == wanted])
+        # The switch's packets are counted as aiortc's receiver gives them, not decoded
+        # (the gateway's tap, here on the browsers' side: their decoding is not measured).
+        if not install_tap(transceiver.receiver, self._count_payload):
 
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            self._sinks.append(asyncio.create_task(self._count(track)))
+            @pc.on("track")
+            def on_track(track: MediaStreamTrack) -> None:
+                self._sinks.append(asyncio.create_task(self._count(track)))
 
         await pc.setLocalDescription(await pc.createOffer())
         await self.ws.send_json({"type": "call", "number": number, "sdp": pc.localDescription.sdp})
         answer = await self.expect(lambda m: m["type"] == "sdp")
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         await self.expect(lambda m: m["type"] == "call" and m["state"] == "up")
+
+    def _count_payload(self, codec: Any, payload: bytes) -> None:
+        self.frames += 1
 
     async def _count(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
@@ -294,9 +366,16 @@ def sipp_reference(pid: int, sip: int, calls: int, seconds: float, work: Path) -
 
 
 def frame_costs() -> dict[str, float]:
-    """Microseconds per 20 ms frame of the gateway's loop work and of aiortc's codecs."""
+    """Microseconds per 20 ms frame: aiortc's own Opus codec path (48 kHz stereo, what the
+    gateway used to leave to aiortc: encode in an executor, decode in a thread) beside
+    the gateway's (acd.web.phone_codec: Opus decoded to and encoded from 8 kHz by
+    libopus, G.711 by tables, on the loop)."""
     from aiortc.codecs import get_decoder, get_encoder
+    from aiortc.jitterbuffer import JitterFrame
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from acd.web.phone_codec import FromBrowser, ToBrowser
+    from media.g711 import ulaw_encode
 
     opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2)
     encoder, decoder = get_encoder(opus), get_decoder(opus)
@@ -307,44 +386,28 @@ def frame_costs() -> dict[str, float]:
     frames = [loop.run_until_complete(tone.recv()) for _ in range(500)]
     loop.close()
     out: dict[str, float] = {}
-    started = time.perf_counter()
-    packets = [encoder.encode(f)[0] for f in frames]
-    out["opus encode (aiortc, thread)"] = (time.perf_counter() - started) / len(frames) * 1e6
-    from aiortc.jitterbuffer import JitterFrame
 
-    started = time.perf_counter()
-    decoded = []
-    for i, payload in enumerate(packets):
-        decoded += decoder.decode(JitterFrame(data=payload[0], timestamp=i * FRAME))
-    out["opus decode (aiortc, thread)"] = (time.perf_counter() - started) / len(frames) * 1e6
-    # The gateway's own loop work per frame: 48 kHz stereo -> 8 kHz mono and G.711
-    # (browser -> switch), as the gateway does it and with libswresample for comparison,
-    # and building the 8 kHz AudioFrame (switch -> browser).
-    from acd.web.phone_rtp import _ALAW, _fast
-    from acd.web.phone_webrtc import Downsampler
-    from media.g711 import ulaw_encode
+    def timed(name: str, work: Any, items: list[Any]) -> list[Any]:
+        started = time.perf_counter()
+        made = [work(item) for item in items]
+        out[name] = (time.perf_counter() - started) / len(items) * 1e6
+        return made
 
-    down, encode = Downsampler(), _fast(_ALAW)
-    started = time.perf_counter()
-    for frame in decoded:
-        encode(down.feed(np.asarray(frame.to_ndarray(), np.int16).reshape(-1), 2))
-    spent = time.perf_counter() - started
-    out["gateway: downsample + G.711 (loop)"] = spent / len(decoded) * 1e6
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=8000)
-    started = time.perf_counter()
-    for frame in decoded:
-        for piece in resampler.resample(frame):
-            ulaw_encode(piece.to_ndarray().reshape(-1))
-    spent = time.perf_counter() - started
-    out["(libswresample + numpy G.711 instead)"] = spent / len(decoded) * 1e6
-    silence = np.zeros(160, np.int16)
-    started = time.perf_counter()
-    for _ in range(len(frames)):
-        made = av.AudioFrame.from_ndarray(silence.reshape(1, -1), format="s16", layout="mono")
-        made.sample_rate = 8000
-    out["gateway: AudioFrame to aiortc (loop)"] = (
-        (time.perf_counter() - started) / len(frames) * 1e6
+    # A browser's packets: aiortc's encoder at 48 kHz (as the benchmark's browsers send).
+    made = timed("aiortc: Opus encode 48k stereo", encoder.encode, frames)
+    packets = [payload for payloads, _ in made for payload in payloads]
+    timed(
+        "aiortc: Opus decode 48k stereo",
+        lambda p: decoder.decode(JitterFrame(data=p, timestamp=0)),
+        packets,
     )
+    switch = [ulaw_encode(np.asarray(f.to_ndarray()).reshape(-1)[::6]).tobytes() for f in frames]
+    from_browser, to_browser = FromBrowser("opus"), ToBrowser("opus")
+    timed("gateway: browser Opus -> PCMU", lambda p: from_browser.feed(p, "pcmu"), packets)
+    timed("gateway: PCMU -> browser Opus", lambda p: to_browser.packet(p, "pcmu"), switch)
+    same, other = ToBrowser("pcmu"), ToBrowser("pcma")
+    timed("gateway: PCMU -> browser PCMU", lambda p: av.Packet(same.packet(p, "pcmu")), switch)
+    timed("gateway: PCMU -> browser PCMA", lambda p: other.packet(p, "pcmu"), switch)
     return out
 
 

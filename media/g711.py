@@ -97,6 +97,13 @@ _ULAW_CODES = _ulaw_codes(_ALL_SAMPLES)
 _ALAW_CODES = _alaw_codes(_ALL_SAMPLES)
 
 
+#: The same codes indexed by an int16 sample's bits read as uint16 (0..32767, then
+#: -32768..-1): an int16 array is encoded without widening or clipping (the common case,
+#: 20 ms at a time, where numpy's per-call overhead is most of the work).
+_ULAW_BY_BITS = np.roll(_ULAW_CODES, -32768)
+_ALAW_BY_BITS = np.roll(_ALAW_CODES, -32768)
+
+
 def _indices(samples: npt.ArrayLike) -> npt.NDArray[np.int32]:
     return np.clip(_as_int32(samples), -32768, 32767) + 32768
 
@@ -104,18 +111,22 @@ def _indices(samples: npt.ArrayLike) -> npt.NDArray[np.int32]:
 def ulaw_encode(samples: npt.ArrayLike) -> Codes:
     """Encode 16-bit linear samples to μ-law octets (0xFF is +0, 0x7F is -0); beyond
     16 bits they clip."""
+    if isinstance(samples, np.ndarray) and samples.dtype == np.int16:
+        return _ULAW_BY_BITS[samples.view(np.uint16)]
     return _ULAW_CODES[_indices(samples)]
 
 
 def alaw_encode(samples: npt.ArrayLike) -> Codes:
     """Encode 16-bit linear samples to A-law octets (even bits inverted, as sent);
     beyond 16 bits they clip."""
+    if isinstance(samples, np.ndarray) and samples.dtype == np.int16:
+        return _ALAW_BY_BITS[samples.view(np.uint16)]
     return _ALAW_CODES[_indices(samples)]
 
 
-def _codes(data: bytes | npt.ArrayLike) -> npt.NDArray[np.intp]:
+def _codes(data: bytes | npt.ArrayLike) -> npt.NDArray[np.uint8] | npt.NDArray[np.intp]:
     if isinstance(data, bytes | bytearray | memoryview):
-        return np.frombuffer(data, dtype=np.uint8).astype(np.intp)
+        return np.frombuffer(data, dtype=np.uint8)  # uint8 indexes a 256 table as it is
     return np.asarray(data).astype(np.intp) & 0xFF
 
 

@@ -122,6 +122,11 @@ class SwitchLeg:
         if not self.closed and self.stream is not None:
             self._out.append(self._encode(samples).tobytes())
 
+    def say_payload(self, payload: bytes) -> None:
+        """One 20 ms frame from the browser already in the switch's law (`codec`)."""
+        if not self.closed and self.stream is not None:
+            self._out.append(payload)
+
     def send_digits(self, digits: str) -> bool:
         """Queue DTMF keys as RFC 4733 events; False when the switch did not offer them."""
         if self.stream is None or self.stream.telephone_event is None:

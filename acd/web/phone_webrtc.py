@@ -5,17 +5,24 @@ offers: it asks for the microphone only when a call needs it). ICE: host candida
 (no STUN or TURN servers: LAN use), gathered before the answer is given, so no trickle
 is needed, and only on the console's own address when it has one (a loopback console's
 too: `gather_on`);
-DTLS-SRTP as WebRTC requires. aiortc negotiates Opus or G.711 with the browser and
-does that codec work off the loop (its encoder runs in an executor, its decoder in a
-thread of its own).
+DTLS-SRTP as WebRTC requires. aiortc negotiates Opus or G.711 with the browser and does
+ICE, DTLS, SRTP and RTP; the codec work is ours (acd.web.phone_codec), on encoded
+payloads, so that a call costs little:
 
-- Browser -> switch: each decoded frame (48 kHz stereo from Opus, 8 kHz from G.711) is
-  brought to 8 kHz mono (`Downsampler`; libswresample for anything else), cut into
-  20 ms frames and handed to the leg, which sends one per slot of the loop's send clock.
-- Switch -> browser: `SwitchTrack` gives aiortc one 20 ms 8 kHz frame per slot of the
-  loop's send clock: the leg's jitter buffer's frame, or silence (a gap, or still
-  filling); aiortc encodes it for the browser. When the browser chose the switch's own
-  G.711 law, the payload goes as an encoded packet instead: no transcoding that way.
+- Browser -> switch: aiortc's receiver hands each reassembled payload to a decoder
+  thread of its own and gives the track 48 kHz stereo frames (for Opus), each crossing
+  back to the loop. Instead `_Tap` takes the payload on the loop, where the receiver
+  gives it (it stands in for that thread's queue: `install_tap`), and `FromBrowser`
+  makes the switch's 20 ms G.711 payloads of it (G.711 as it came or by a table; Opus
+  decoded straight to 8 kHz), which the leg sends one per slot of the loop's send clock.
+- Switch -> browser: `SwitchTrack` gives aiortc one encoded packet per slot of the
+  loop's send clock (the leg's jitter buffer's payload, or silence, through `ToBrowser`):
+  aiortc only packs it (no executor round trip, no resampling, no 48 kHz stereo
+  encoder: Opus is encoded from 8 kHz mono).
+
+A codec other than those (G.722, if a browser offered nothing better), or an aiortc whose
+receiver has no such queue, goes the slow way: aiortc's decoder and encoder with
+libswresample between them and the switch's 8 kHz.
 """
 
 from __future__ import annotations
@@ -25,13 +32,15 @@ import contextlib
 import fractions
 import ipaddress
 import logging
+import queue
 import re
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
 import av
 import numpy as np
-import numpy.typing as npt
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -39,13 +48,19 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.codecs import get_decoder
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from acd.web.phone_codec import FromBrowser, ToBrowser, codec_of
 from acd.web.phone_rtp import SwitchLeg
 from media.endpoint import FRAME, RATE
+from media.errors import MediaError
+from media.opus import available as opus_available
 from media.send_clock import SendClock
 
-__all__ = ["BrowserMedia", "Downsampler", "SwitchTrack", "gather_on", "pin_candidates"]
+__all__ = ["BrowserMedia", "SwitchTrack", "gather_on", "install_tap", "pin_candidates"]
 
 log = logging.getLogger(__name__)
 
@@ -56,46 +71,11 @@ _TRACK_DEPTH = 3
 MAX_SDP = 16_000
 
 
-class Downsampler:
-    """48 kHz audio (mono, or stereo interleaved as aiortc's Opus decoder gives it) to
-    8 kHz mono: a Kaiser-windowed sinc low-pass (120 taps, 3.8 kHz: flat to 3 kHz, -1 dB
-    at 3.4 kHz, more than 45 dB down from 4.6 kHz, which would alias into the telephone
-    band) computed only at every 6th sample
-    (the outputs kept), its history carried from frame to frame so that frames join
-    without a click. Cheaper on the loop than a libswresample call per
-    frame with numpy G.711 (benchmarks/webrtc.py prints both: about 39 against 58 us a
-    frame, G.711 included, on the 2-core test machine)."""
-
-    TAPS = 120
-    FACTOR = 6
-
-    def __init__(self) -> None:
-        n = np.arange(self.TAPS) - (self.TAPS - 1) / 2
-        cutoff = 3800 / 48000
-        taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(self.TAPS, 7.0)
-        self._taps = (taps / taps.sum()).astype(np.float32)
-        self._history = np.zeros(self.TAPS - 1, np.float32)
-        self._index: dict[int, npt.NDArray[np.intp]] = {}
-
-    def feed(self, samples: npt.NDArray[np.int16], channels: int) -> npt.NDArray[np.int16]:
-        """8 kHz mono int16 for `samples` (a multiple of 6 frames at 48 kHz)."""
-        mono = samples.astype(np.float32)
-        if channels == 2:
-            mono = (mono[0::2] + mono[1::2]) * 0.5
-        buffer = np.concatenate([self._history, mono])
-        self._history = buffer[len(buffer) - (self.TAPS - 1) :]
-        index = self._index.get(len(buffer))
-        if index is None:  # one gather index per input length (Opus frames: one length)
-            starts = np.arange(0, len(buffer) - self.TAPS + 1, self.FACTOR)
-            index = self._index[len(buffer)] = starts[:, None] + np.arange(self.TAPS)
-            if len(self._index) > 8:
-                self._index.pop(next(iter(self._index)))
-        out: npt.NDArray[np.float32] = buffer[index] @ self._taps
-        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
-
-
 class SwitchTrack(MediaStreamTrack):
-    """The switch's audio for the browser, one frame per send-clock slot."""
+    """The switch's audio for the browser, one frame per send-clock slot: an encoded
+    packet once `to_browser` is set (the answer chose a codec of `phone_codec.CODECS`),
+    an 8 kHz frame for aiortc to encode once `frames` is set (any other codec), nothing
+    before (the leg's jitter buffer still moves on)."""
 
     kind = "audio"
 
@@ -103,8 +83,8 @@ class SwitchTrack(MediaStreamTrack):
         super().__init__()
         self._leg = leg
         self._frames: asyncio.Queue[av.AudioFrame | av.Packet[Any]] = asyncio.Queue(_TRACK_DEPTH)
-        #: The G.711 law the browser negotiated ("pcmu", "pcma"); None: Opus.
-        self.passthrough: str | None = None
+        self.to_browser: ToBrowser | None = None
+        self.frames = False
         self._pts = 0
         self._silence = np.zeros(FRAME, np.int16)
         self._clock: SendClock | None = SendClock.of(asyncio.get_running_loop())
@@ -113,14 +93,15 @@ class SwitchTrack(MediaStreamTrack):
     def tick(self) -> None:
         leg = self._leg
         payload = leg.heard.pop()
-        if payload is not None and self.passthrough is not None and self.passthrough == leg.codec:
-            # The browser talks the switch's own G.711 law: the payload as it came
-            # (aiortc packs it, no decoding, no encoding, no executor).
-            out: av.AudioFrame | av.Packet[Any] = av.Packet(payload)
-        else:
+        out: av.AudioFrame | av.Packet[Any]
+        if self.to_browser is not None:
+            out = av.Packet(self.to_browser.packet(payload, leg.codec))
+        elif self.frames:
             samples = leg.decode(payload) if payload is not None else self._silence
             out = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
             out.sample_rate = RATE
+        else:
+            return
         out.pts = self._pts
         out.time_base = _TIME_BASE
         self._pts += FRAME
@@ -137,6 +118,8 @@ class SwitchTrack(MediaStreamTrack):
         if self._clock is not None:
             self._clock.discard(self)
             self._clock = None
+        if self.to_browser is not None:
+            self.to_browser.close()
         super().stop()
 
 
@@ -195,6 +178,41 @@ def _first_codec(sdp: str) -> str | None:
     return rtpmap.group(1).lower() if rtpmap else None
 
 
+class _Tap:
+    """Stands in for the queue between an aiortc `RTCRtpReceiver` and its decoder thread:
+    `put` (called by the receiver on the loop, with `(codec, JitterFrame)`) hands the
+    encoded payload to `sink` at once; `get` (the idle thread's) returns None, the
+    thread's signal to end, only once the receiver puts None (it stops)."""
+
+    def __init__(self, sink: Callable[[RTCRtpCodecParameters, bytes], None]) -> None:
+        self._sink = sink
+        self._ended = threading.Event()
+
+    def put(self, item: tuple[RTCRtpCodecParameters, Any] | None) -> None:
+        if item is None:
+            self._ended.set()
+        else:
+            codec, frame = item
+            self._sink(codec, frame.data)
+
+    def get(self) -> None:
+        self._ended.wait()
+
+
+_QUEUE = "_RTCRtpReceiver__decoder_queue"  # aiortc's private name for that queue
+
+
+def install_tap(receiver: Any, sink: Callable[[RTCRtpCodecParameters, bytes], None]) -> bool:
+    """Make `receiver` (an aiortc `RTCRtpReceiver` not yet started) give its encoded
+    payloads to `sink` on the loop instead of decoding them in its thread; False (and
+    nothing changed) when this aiortc has no such queue: decoded frames then come as
+    aiortc makes them."""
+    if not isinstance(getattr(receiver, _QUEUE, None), queue.Queue):
+        return False
+    setattr(receiver, _QUEUE, _Tap(sink))
+    return True
+
+
 class BrowserMedia:
     """One call's RTCPeerConnection (see the module doc)."""
 
@@ -213,6 +231,15 @@ class BrowserMedia:
         self.track = SwitchTrack(leg)
         self.pc.addTrack(self.track)
         self._pump: asyncio.Task[None] | None = None
+        #: The browser's payloads to the switch's (set at the first payload).
+        self._from: FromBrowser | None = None
+        self._from_mime = ""
+        #: Decoded audio (aiortc's decoder) to 8 kHz, for other codecs (`_say_frames`).
+        self._resampler: av.AudioResampler | None = None
+        self._decoder: Any = None
+        self._pending = np.zeros(0, np.int16)
+        #: Whether the browser's payloads come to `_heard` (else frames to the track).
+        self.tapped = False
         #: Whether the browser's audio goes to the switch (False while the call is held).
         self.forwarding = True
         self.failed = asyncio.Event()
@@ -221,7 +248,7 @@ class BrowserMedia:
         self.pc.on("connectionstatechange", self._on_state)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio" and self._pump is None:
+        if track.kind == "audio" and self._pump is None and not self.tapped:
             self._pump = asyncio.get_running_loop().create_task(
                 self._from_browser(track), name=f"{self.name} browser audio"
             )
@@ -249,44 +276,70 @@ class BrowserMedia:
             for transceiver in self.pc.getTransceivers():
                 transceiver.setCodecPreferences(first + rest)
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "audio" and not self.tapped:
+                self.tapped = install_tap(transceiver.receiver, self._heard)
+        if not self.tapped:
+            log.warning("%s: aiortc's receiver cannot be tapped: decoding its way", self.name)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         sdp = pin_candidates(str(self.pc.localDescription.sdp), self.host)
         chosen = _first_codec(sdp)
-        self.track.passthrough = chosen if chosen in ("pcmu", "pcma") else None
+        codec = codec_of(f"audio/{chosen}") if chosen is not None else None
+        if codec is not None and (codec != "opus" or opus_available()):
+            self.track.to_browser = ToBrowser(codec)
+        else:
+            self.track.frames = True  # aiortc encodes (G.722; Opus without libopus)
         log.info("%s: the browser talks %s", self.name, chosen)
         return sdp
 
-    async def _from_browser(self, track: MediaStreamTrack) -> None:
-        resampler: av.AudioResampler | None = None
-        downsampler = Downsampler()
-        pending = np.zeros(0, np.int16)
-        try:
-            while True:
-                frame = await track.recv()
-                assert isinstance(frame, av.AudioFrame)
-                channels = len(frame.layout.channels)
-                raw = np.asarray(frame.to_ndarray(), np.int16).reshape(-1)
-                chunk: npt.NDArray[np.int16] | None
-                if frame.format.name != "s16" or channels > 2:
-                    chunk = None
-                elif frame.sample_rate == RATE and channels == 1:
-                    chunk = raw  # G.711 from the browser: 8 kHz mono already
-                elif frame.sample_rate == 48000 and frame.samples % Downsampler.FACTOR == 0:
-                    chunk = downsampler.feed(raw, channels)  # Opus
-                else:
-                    chunk = None
-                if chunk is None:  # anything else: libswresample
-                    if resampler is None:
-                        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-                    parts = [o.to_ndarray().reshape(-1) for o in resampler.resample(frame)]
-                    chunk = np.concatenate(parts) if parts else np.zeros(0, np.int16)
-                pending = np.concatenate([pending, chunk.astype(np.int16, copy=False)])
-                while len(pending) >= FRAME:
-                    if self.forwarding:
-                        self.leg.say(pending[:FRAME])
-                    pending = pending[FRAME:]
-        except MediaStreamError:
+    @property
+    def browser_codec(self) -> str | None:
+        """The codec of the browser's payloads taken so far ("opus", "pcmu", "pcma")."""
+        return self._from.codec if self._from is not None else None
+
+    def _heard(self, codec: RTCRtpCodecParameters, payload: bytes) -> None:
+        """One payload from the browser (`_Tap`, on the loop): to the switch's law."""
+        law = self.leg.codec
+        if not self.forwarding or law is None or not payload:
             return
+        try:
+            if self._from is None or codec.mimeType != self._from_mime:
+                name = codec_of(codec.mimeType)
+                if name is None or (name == "opus" and not opus_available()):
+                    self._decode_theirs(codec, payload)
+                    return
+                if self._from is not None:
+                    self._from.close()
+                self._from, self._from_mime = FromBrowser(name), codec.mimeType
+            for out in self._from.feed(payload, law):
+                self.leg.say_payload(out)
+        except (MediaError, av.FFmpegError) as exc:  # the packet path never raises
+            log.debug("%s: browser payload dropped: %s", self.name, exc)
+
+    def _decode_theirs(self, codec: RTCRtpCodecParameters, payload: bytes) -> None:
+        """A codec `phone_codec` does not handle: aiortc's decoder, then `_say_frames`."""
+        if self._decoder is None or self._decoder[0] != codec.mimeType:
+            self._decoder = (codec.mimeType, get_decoder(codec))
+        frames = self._decoder[1].decode(JitterFrame(data=payload, timestamp=0))
+        self._say_frames(frames)
+
+    def _say_frames(self, frames: list[Any]) -> None:
+        """Decoded frames (any rate and layout) to the switch, 8 kHz by libswresample."""
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        for frame in frames:
+            for out in self._resampler.resample(frame):
+                self._pending = np.concatenate([self._pending, out.to_ndarray().reshape(-1)])
+        while len(self._pending) >= FRAME:
+            if self.forwarding:
+                self.leg.say(self._pending[:FRAME])
+            self._pending = self._pending[FRAME:]
+
+    async def _from_browser(self, track: MediaStreamTrack) -> None:
+        """Decoded frames from aiortc's track (the receiver could not be tapped)."""
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                self._say_frames([await track.recv()])
 
     async def close(self) -> None:
         self.track.stop()
@@ -295,3 +348,5 @@ class BrowserMedia:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
         await self.pc.close()
+        if self._from is not None:
+            self._from.close()

@@ -56,3 +56,14 @@ def test_bytes_and_arrays_decode_alike() -> None:
     codes = np.arange(256, dtype=np.uint8)
     assert (ulaw_decode(codes.tobytes()) == ulaw_decode(codes)).all()
     assert (alaw_decode(bytearray(codes.tobytes())) == alaw_decode(codes)).all()
+
+
+def test_int16_arrays_encode_as_every_other_input() -> None:
+    """int16 arrays take a shortcut (the table read by the sample's bits): the same codes
+    as the widened, clipped path, for every 16-bit sample, also from a strided view."""
+    every = np.arange(-32768, 32768, dtype=np.int32)
+    for encode in (ulaw_encode, alaw_encode):
+        wide = encode(every)
+        assert np.array_equal(encode(every.astype(np.int16)), wide)
+        assert np.array_equal(encode(every.astype(np.int16)[::3]), wide[::3])
+        assert np.array_equal(encode(list(every[:5])), wide[:5])

@@ -1,5 +1,6 @@
-"""The browser phone's media pieces without a browser: the 48 -> 8 kHz downsampler, and
-the RTP leg toward the switch (its stream, its RFC 4733 digits, whom it listens to)."""
+"""The browser phone's media pieces without a browser: the RTP leg toward the switch (its
+stream, its RFC 4733 digits, whom it listens to) and the answer's candidates. The codec
+work between browser and switch: tests/web/test_phone_codec.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from acd.web.phone_rtp import SwitchLeg
 from acd.web.phone_sip import LineCall
-from acd.web.phone_webrtc import Downsampler, pin_candidates
+from acd.web.phone_webrtc import pin_candidates
 from media.g711 import ulaw_decode, ulaw_encode
 from media.ports import PortAllocator
 from media.sdp import AudioStream, Codec, SessionDescription, answer_direction, g711_offer
@@ -21,39 +22,6 @@ from media.telephone_event import TelephoneEvent
 from sip.headers import Headers
 from sip.message import Request
 from sip.uri import SipUri
-from tests.web.phone import peak_hz
-
-
-def stereo_tone(hz: float, frames: int, level: float = 8000.0) -> list[np.ndarray]:
-    t = np.arange(960 * frames) / 48000
-    mono = (level * np.sin(2 * np.pi * hz * t)).astype(np.int16)
-    both = np.repeat(mono, 2)  # L R L R ...: what aiortc's Opus decoder gives
-    return [both[i * 1920 : (i + 1) * 1920] for i in range(frames)]
-
-
-TONES = [(300, True), (1000, True), (3000, True), (4700, False), (6500, False), (12000, False)]
-
-
-@pytest.mark.parametrize(("hz", "passes"), TONES)
-def test_downsampler_keeps_voice_and_stops_aliases(hz: float, passes: bool) -> None:
-    down = Downsampler()
-    out = np.concatenate([down.feed(f, 2) for f in stereo_tone(hz, 25)])
-    assert len(out) == 25 * 160
-    steady = out[800:].astype(np.float64)
-    level = np.sqrt(np.mean(steady**2)) / (8000 / np.sqrt(2))
-    if passes:
-        assert level > 0.85 and abs(peak_hz(out[800:]) - hz) < 15
-    else:  # above 4 kHz: it would alias into the band; kept 30 dB down at least
-        assert level < 0.01
-
-
-def test_downsampler_frames_join_without_a_click() -> None:
-    down = Downsampler()
-    out = np.concatenate([down.feed(f, 2) for f in stereo_tone(1000, 10)]).astype(np.float64)
-    expected = 8000 * np.sin(
-        2 * np.pi * 1000 * (np.arange(len(out)) - (Downsampler.TAPS - 1) / 12) / 8000
-    )
-    assert np.max(np.abs(out[100:] - expected[100:])) < 400  # no jump at frame edges
 
 
 async def test_leg_streams_audio_digits_and_listens_only_to_the_switch() -> None:
