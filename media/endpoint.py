@@ -73,6 +73,11 @@ _HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC
 RATE = 8000
 FRAME = 160  # samples per 20 ms packet
 FRAME_SECONDS = FRAME / RATE
+#: The longest gap in a phone's RTP timestamps that frame listeners hear as silence (2 s);
+#: a longer jump starts a new stream's time.
+MAX_SKIPPED_FRAMES = 100
+_SILENT_FRAME = np.zeros(FRAME, np.int16)
+_SILENT_FRAME.flags.writeable = False
 #: Frames from a joined endpoint waiting for this one's next 20 ms slot (older ones are
 #: dropped: the two phones' clocks drift, latency must not grow).
 RELAY_DEPTH = 3
@@ -274,8 +279,11 @@ class MediaEndpoint:
         self._closed_event = asyncio.Event()
         #: Called with every digit heard (RFC 4733, SIP INFO, in band), besides `digits`.
         self.digit_listeners: list[Callable[[str], None]] = []
-        #: Called with every decoded 20 ms frame the phone sends (analysers, `audio()`).
+        #: Called with every decoded 20 ms frame the phone sends (analysers, `audio()`),
+        #: and with a silent frame for each 20 ms the stream's RTP timestamps skipped
+        #: (packets lost, or the phone's silence suppression): media time, not arrival.
         self.frame_listeners: list[Callable[[npt.NDArray[np.int16]], None]] = []
+        self._heard_until: tuple[int, int] | None = None  # (SSRC, RTP time the last ended)
         #: The endpoint whose phone hears this one's (`join`); None: not joined.
         self.joined: MediaEndpoint | None = None
         self._relayed: collections.deque[bytes] = collections.deque(maxlen=RELAY_DEPTH)
@@ -388,11 +396,33 @@ class MediaEndpoint:
             audio = self._decode(body)
             if self._capture is not None:
                 self._capture.feed(audio)
-            for listener in list(self.frame_listeners):
-                listener(audio)
+            if self.frame_listeners:
+                skipped = self._skipped_frames(header, len(audio))
+                for listener in list(self.frame_listeners):
+                    for _ in range(skipped):
+                        listener(_SILENT_FRAME)
+                    listener(audio)
             if self._inband is not None:
                 for found in self._inband.feed(audio):
                     self._digit(found.digit)
+
+    def _skipped_frames(self, header: RtpHeader, samples: int) -> int:
+        """How many 20 ms frames the stream skipped before this packet: its RTP timestamp
+        is ahead of where the last packet's audio ended (RFC 3550 §5.1: timestamps are
+        the sampling instants, so they jump over lost packets and suppressed silence).
+        0 for the first packet, a new SSRC, a late or repeated packet, or a jump over
+        `MAX_SKIPPED_FRAMES` (a new stream). A loop that reads late skips nothing."""
+        last = self._heard_until
+        end = (header.timestamp + samples) & 0xFFFFFFFF
+        if last is None or last[0] != header.ssrc:
+            self._heard_until = (header.ssrc, end)
+            return 0
+        ahead = (header.timestamp - last[1]) & 0xFFFFFFFF
+        if ahead >= 1 << 31:  # behind where we were: late or repeated
+            return 0
+        self._heard_until = (header.ssrc, end)
+        frames = ahead // FRAME
+        return frames if frames <= MAX_SKIPPED_FRAMES else 0
 
     def _refused(self, address: Address) -> None:
         self.refused_packets += 1

@@ -2,9 +2,11 @@
 
 The same streaming detector as `pbx amd classify` (`media.amd.AmdDetector`), fed
 frame by frame from `Call.audio()` as the callee's RTP arrives. Times are counted
-from the answer: audio that arrived before the detector listened, and gaps where no
-packet came (loss, a phone's silence suppression), are fed as digital silence, which
-the detector reads as quiet without letting it pull the line's noise floor down.
+from the answer in media time: the time before the first packet came is fed as digital
+silence, and so are the gaps in the stream's RTP timestamps (loss, a phone's silence
+suppression: `Call.audio()` gives them as silent frames), which the detector reads as
+quiet without letting it pull the line's noise floor down. A loop that reads packets
+late (a busy server) moves no time: they are the same audio, only later.
 
 A dialer calls it right after `Switch.dial` returns: HUMAN goes to an agent, NOTSURE
 too (a person may be waiting), MACHINE either hangs up at once (`wait_for_beep=False`)
@@ -26,11 +28,10 @@ __all__ = ["MachineDetection", "detect_machine"]
 
 log = logging.getLogger(__name__)
 
-#: Fall this far behind the answer's clock (frames not arrived: 200 ms) and the gap
-#: is filled with silence. Longer than the loop or the network delays a frame (a
-#: delayed frame that then arrives would push later times back), about a word.
-LATE_FRAMES = 10
 _SILENCE = np.zeros(160, np.int16)
+#: Frames `Call.audio()` may hold for the detector (10 s): a stalled loop or a long
+#: suppressed silence must not lose the oldest, which would move every later time.
+_BACKLOG = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,17 +77,15 @@ async def detect_machine(
     ended = True
     try:
         async with asyncio.timeout(timeout):
-            async for frame in call.audio():
+            async for frame in call.audio(max_frames=_BACKLOG):
                 since = call.since_answer()
-                if since is not None:
-                    # this frame's 20 ms ended about now: silence for what never came
-                    behind = int(since * 1000) // FRAME_MS - 1 - fed
-                    if behind > LATE_FRAMES or fed == 0:
-                        for _ in range(max(0, behind)):
-                            detector.feed(_SILENCE)
-                            fed += 1
-                            if detector.done:
-                                break
+                if fed == 0 and since is not None:
+                    # the first frame's 20 ms ended about now: the time before it was quiet
+                    for _ in range(max(0, int(since * 1000) // FRAME_MS - 1)):
+                        detector.feed(_SILENCE)
+                        fed += 1
+                        if detector.done:
+                            break
                 if not detector.done:
                     detector.feed(frame)
                     fed += 1

@@ -255,7 +255,9 @@ class Call:
 
     async def audio(self, max_frames: int = 50) -> AsyncIterator[npt.NDArray[np.int16]]:
         """The phone's audio as decoded 20 ms frames (160 int16 samples), as they arrive,
-        until the call ends. A reader slower than `max_frames` frames loses the oldest."""
+        until the call ends; where the stream's RTP timestamps skip (lost packets, the
+        phone's silence suppression), a silent frame for each 20 ms skipped. A reader
+        slower than `max_frames` frames loses the oldest."""
         media = self._media()
         if media is None:
             return

@@ -118,3 +118,38 @@ async def test_the_verbs_end_when_the_endpoint_closes(pair: tuple[MediaEndpoint,
     assert await asyncio.wait_for(collecting, 5) == ""
     assert await endpoint.collect_digits(1, timeout=30.0) == ""
     assert await endpoint.play(tone(500, 1.0)) is False
+
+
+async def test_frame_listeners_hear_skipped_rtp_time_as_silence(
+    pair: tuple[MediaEndpoint, Phone],
+) -> None:
+    """Frames follow the stream's RTP timestamps, not the arrival times: a jump over
+    two lost packets (or suppressed silence) gives two silent frames; packets that come
+    late but contiguous give none, nor does a late repeat, a new SSRC or a jump over 2 s."""
+    endpoint, phone = pair
+    heard: list[int] = []  # the loudest sample of each frame given to the listener
+    endpoint.frame_listeners.append(lambda frame: heard.append(int(abs(frame).max())))
+    loud = bytes([0x80]) * 160  # PCMU near full scale
+
+    def send(seq: int, ts: int, ssrc: int = 7) -> None:
+        header = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+        phone.sock.sendto(header + loud, ("127.0.0.1", endpoint.port))
+
+    async def until_heard(n: int) -> None:
+        async with asyncio.timeout(5):
+            while len(heard) < n:
+                await asyncio.sleep(0.005)
+
+    base = 0xFFFFFF00  # the timestamps wrap on the way
+    for i in range(3):  # three contiguous packets sent at once (arriving "late")
+        send(i, base + 160 * i)
+    await until_heard(3)
+    send(5, base + 160 * 5)  # two packets' time skipped
+    await until_heard(6)
+    send(4, base + 160 * 4)  # the lost one, late: nothing skipped
+    send(6, base + 160 * 6)
+    await until_heard(8)
+    send(7, base + 160 * 6 + 8000 * 3)  # a 3 s jump: a new stream's time, no silence
+    send(1, 5000, ssrc=8)  # a new SSRC
+    await until_heard(10)
+    assert [h > 0 for h in heard] == [True] * 3 + [False] * 2 + [True] * 5
