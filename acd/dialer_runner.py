@@ -79,6 +79,10 @@ class CampaignRunner:
         self.wake = asyncio.Event()
         self._serial = 0
         self._prompts: Prompts | None = None
+        #: One load of the prompts at a time: the first lines of a campaign all ask at
+        #: once, and each would speak and resample the message in a thread of its own
+        #: (300 at once held the GIL from the loop just as the calls were answered).
+        self._prompts_lock = asyncio.Lock()
         self._callbacks_at = 0.0
         self._quiet_until = 0.0
         self._prepared = False
@@ -113,9 +117,10 @@ class CampaignRunner:
             self.ledger.record(as_attempt(a))
 
     async def prompts(self) -> Prompts:
-        if self._prompts is None:
-            self._prompts = await self.dialer.campaign_prompts(self.campaign)
-        return self._prompts
+        async with self._prompts_lock:
+            if self._prompts is None:
+                self._prompts = await self.dialer.campaign_prompts(self.campaign)
+            return self._prompts
 
     # -- the view ----------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class PromptPlayer:
     def __init__(self, store: PromptStore) -> None:
         self.store = store
         self._cache: dict[tuple[str, float], Audio] = {}
+        self._loading: dict[tuple[str, float], asyncio.Future[Audio]] = {}
         self._defaults_ready = False
 
     def prepare_defaults(self) -> None:
@@ -56,13 +57,24 @@ class PromptPlayer:
         except (OSError, PromptError):
             key = (name, 0.0)
         audio = self._cache.get(key)
-        if audio is None:
-            try:
-                audio = await asyncio.to_thread(self.store.load, name)
-            except PromptError as exc:
-                log.warning("prompt %s: %s; playing a tone instead", name, exc)
-                audio = tone(480, 0.3)
-            self._cache[key] = audio
+        if audio is not None:
+            return audio
+        # One load per prompt however many calls ask at once (a campaign's first lines,
+        # a queue's callers): each would read and resample it in a thread of its own.
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.ensure_future(self._load(name, key))
+        return await asyncio.shield(loading)
+
+    async def _load(self, name: str, key: tuple[str, float]) -> Audio:
+        try:
+            audio = await asyncio.to_thread(self.store.load, name)
+        except PromptError as exc:
+            log.warning("prompt %s: %s; playing a tone instead", name, exc)
+            audio = tone(480, 0.3)
+        finally:
+            self._loading.pop(key, None)
+        self._cache[key] = audio
         return audio
 
     async def play(self, call: Call, *names: str, stop_on_digit: bool = False) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from ivr.player import PromptPlayer
 from ivr.prompts import DEFAULT_PROMPTS, RATE, PromptError, PromptStore, tone_pattern
 from media.wav import read_wav, to_int16, write_wav
 from tests.tools import need
@@ -265,3 +268,29 @@ def test_tone_fallbacks_are_replaced_once_espeak_is_installed(
     assert not any(store.is_tone_fallback(n) for n in replaced)
     assert store.load("ivr-welcome").tolist() == [1234] * 400
     assert store.is_tone_fallback("vm-beep")  # a beep stays a beep
+
+
+async def test_the_player_loads_a_prompt_once_for_callers_asking_at_once(
+    store: PromptStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many calls asking for one prompt at once (a campaign's first lines) share one
+    load from disk; a changed file is loaded again."""
+    source = store.root.parent / "hello-source.wav"
+    t = np.arange(1600) / RATE
+    write_wav(source, (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), RATE)
+    store.add("hello", source)
+    loads: list[str] = []
+    real = store.load
+
+    def counted(name: str) -> npt.NDArray[np.int16]:
+        loads.append(name)
+        return real(name)
+
+    monkeypatch.setattr(store, "load", counted)
+    player = PromptPlayer(store)
+    got = await asyncio.gather(*(player.audio("hello") for _ in range(50)))
+    assert loads == ["hello"] and all(g is got[0] for g in got) and len(got[0]) == 1600
+    path = store.path("hello")
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 5))
+    await player.audio("hello")
+    assert loads == ["hello", "hello"]
