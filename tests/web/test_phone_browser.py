@@ -12,7 +12,7 @@ import pytest
 from pbx.store.queues import Queue
 from tests.interop.baresip import Baresip
 from tests.interop.peers import run_sipp
-from tests.interop.phones import PASSWORDS, SCENARIOS, sipp_auth
+from tests.interop.phones import PASSWORDS, SCENARIOS, closed_cdrs, sipp_auth
 from tests.tools import need
 from tests.web.console import console_server
 from tests.web.phone import (
@@ -72,7 +72,7 @@ async def test_browser_calls_baresip_tones_both_ways(tmp_path: Path, codec: str)
                 await loop.run_in_executor(None, phone.wait_for_event, "CALL_CLOSED", 10)
                 await browser.wait_text("#phone-status", "ready", exact=True)
         # To the switch it was a call from 1003 like any phone's: one answered CDR.
-        [cdr] = await c.store.cdrs.list()
+        [cdr] = await closed_cdrs(c.server, 1)
         assert (cdr.caller, cdr.callee, cdr.disposition) == ("1003", "1001", "ANSWERED")
         assert cdr.billsec is not None and cdr.billsec > 1.0
 
@@ -125,7 +125,7 @@ async def test_baresip_calls_1003_browser_and_sip_phone_ring_browser_answers(
                 await baresip_hears(caller, BROWSER_HZ, seconds=1.0)
                 await wait(None, caller.command, "hangup")
                 await browser.wait_text("#phone-status", "ready", exact=True)
-        [cdr] = await c.store.cdrs.list()
+        [cdr] = await closed_cdrs(c.server, 1)
         assert (cdr.caller, cdr.callee, cdr.disposition) == ("1001", "1003", "ANSWERED")
 
 
@@ -169,7 +169,8 @@ async def test_browser_agent_takes_a_queue_call_and_hangs_up(tmp_path: Path) -> 
         mine = [(e.event, e.agent) for e in events if e.call_id == call_id]
         assert [e for e, _ in mine][:3] == ["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"], mine
         assert ("CONNECT", "1003") in mine
-        cdrs = await c.store.cdrs.list()
+        # Both rows close as their calls' tasks end, a moment after the BYEs.
+        cdrs = await closed_cdrs(c.server, 2)
         inbound = [cdr for cdr in cdrs if cdr.caller == "1002"]
         # The caller's call to the queue, and the queue's leg to agent 1003's phone (the
         # browser), both answered.
