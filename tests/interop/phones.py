@@ -16,7 +16,7 @@ from pbx.store import Cdr, Store
 from sip.digest import make_credentials
 from sip.message import Response
 from tests.interop.peers import DATA, SippUas, free_port, run_sipp
-from tests.interop.sipclient import SipClient
+from tests.interop.sipclient import NOWHERE_RTP, SipClient
 
 T = TypeVar("T")
 SCENARIOS = DATA / "sipp"
@@ -80,7 +80,7 @@ async def dial(
     target: str,
     *,
     caller: str = "1001",
-    rtp_port: int = 40000,
+    rtp_port: int = NOWHERE_RTP,
     events: bool = False,
     ack: bool = True,
     offer: bool = True,

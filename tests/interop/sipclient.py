@@ -25,12 +25,21 @@ def media_address(sdp: bytes) -> tuple[str, int]:
     return host.group(1).decode(), int(port.group(1))
 
 
+#: The RTP port named in an SDP when the test does not listen for the media: above Linux's
+#: ephemeral range (32768-60999), so no socket of a test on another worker gets it.
+NOWHERE_RTP = 61000
+
+
 class _Inbox(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self.queue.put_nowait(data)
+        # Only what may be SIP (a method or "SIP/2.0" first): the kernel may give this
+        # socket a port that a test on the other worker names as its RTP address in an
+        # SDP (as `dial`'s default was), and the RTP sent there would come here.
+        if data[:1].isalpha():
+            self.queue.put_nowait(data)
 
 
 class SipClient:
@@ -108,7 +117,7 @@ class SipClient:
         cseq: int = 1,
         call_id: str | None = None,
         branch: str | None = None,
-        rtp_port: int = 40000,
+        rtp_port: int = NOWHERE_RTP,
         events: bool = False,
         offer: bool = True,
     ) -> bytes:
@@ -235,7 +244,7 @@ class SipClient:
         return "\r\n".join(out).encode()
 
     def reinvite_for(
-        self, invite: bytes, ok: Response, cseq: int, direction: str, rtp_port: int = 40000
+        self, invite: bytes, ok: Response, cseq: int, direction: str, rtp_port: int = NOWHERE_RTP
     ) -> bytes:
         """A re-INVITE in the dialog of `ok` offering PCMU with `direction` (hold/resume)."""
         ack = self.ack_2xx(invite, ok).decode()
