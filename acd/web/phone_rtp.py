@@ -37,7 +37,7 @@ from media.ports import PortAllocator
 from media.rtp import RtpHeader, payload_offset
 from media.sdp import AudioStream
 from media.send_clock import SendClock
-from media.telephone_event import SentPacket, event_packets
+from media.telephone_event import DigitSender, TelephoneEventError
 
 __all__ = ["DEPTH", "SwitchLeg"]
 
@@ -71,10 +71,8 @@ class SwitchLeg:
         self._seq = secrets.randbits(16)
         self._ts = secrets.randbits(32)
         self._out: collections.deque[bytes] = collections.deque(maxlen=DEPTH)
-        self._digits: collections.deque[str] = collections.deque(maxlen=32)
-        self._event: list[SentPacket] = []
-        self._event_ts = 0
-        self._event_started = 0
+        #: RFC 4733 keys laid onto the send slots (the same scheduler as MediaEndpoint's).
+        self._dtmf = DigitSender()
         self.heard = JitterBuffer[bytes](prefill=2, limit=8)
         self.sent_packets = 0
         self.received_packets = 0
@@ -131,7 +129,10 @@ class SwitchLeg:
         """Queue DTMF keys as RFC 4733 events; False when the switch did not offer them."""
         if self.stream is None or self.stream.telephone_event is None:
             return False
-        self._digits.extend(digits)
+        try:
+            self._dtmf.push(digits)
+        except TelephoneEventError:
+            return False
         return True
 
     def tick(self) -> None:
@@ -144,22 +145,14 @@ class SwitchLeg:
         payload = self._out.popleft() if self._out else self._silence
         if stream is None or not self.sending:
             return
-        event = self._next_event(ts)
-        if event is not None and stream.telephone_event is not None:
-            body, marker, event_ts = event
-            self._send(stream.telephone_event, marker, event_ts, body, stream)
+        event = self._dtmf.slot(ts) if stream.telephone_event is not None else None
+        if event is not None:  # a digit's slot: its packet, or nothing (no audio beside it)
+            if event.payload is not None and stream.telephone_event is not None:
+                self._send(
+                    stream.telephone_event, event.marker, event.timestamp, event.payload, stream
+                )
             return
         self._send(stream.codec.payload_type, False, ts, payload, stream)
-
-    def _next_event(self, ts: int) -> tuple[bytes, bool, int] | None:
-        """The telephone-event packet of this slot, if a digit is being sent."""
-        if not self._event:
-            if not self._digits:
-                return None
-            self._event = event_packets(self._digits.popleft(), 160.0, interval_ms=20.0)
-            self._event_ts, self._event_started = ts, ts
-        packet = self._event.pop(0)
-        return packet.payload, packet.marker, self._event_ts
 
     def _send(self, pt: int, marker: bool, ts: int, payload: bytes, stream: AudioStream) -> None:
         header = _HEADER.pack(0x80, (0x80 if marker else 0) | pt, self._seq, ts, self._ssrc)
